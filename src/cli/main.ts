@@ -1,0 +1,97 @@
+import { Command, CommanderError } from 'commander';
+import { AppError } from '../errors.ts';
+import { resolveGlobal, type GlobalConfig } from '../config.ts';
+import { openContext, type Context } from '../context.ts';
+import { VERSION } from '../version.ts';
+import { emitError, type CliIo } from './io.ts';
+import { registerInit } from './commands/init.ts';
+import { registerServe } from './commands/serve.ts';
+import { registerEntitlements } from './commands/entitlements.ts';
+import { registerTokens } from './commands/tokens.ts';
+import { NativeLoadError } from '../storage/native.ts';
+
+/** What every command gets: the io, the resolved global options, and a way to open the data dir. */
+export interface CommandKit {
+  io: CliIo;
+  globals(cmd: Command): GlobalConfig;
+  /** Opens the data directory, runs fn, closes it again. */
+  withContext<T>(cmd: Command, fn: (ctx: Context, g: GlobalConfig) => T | Promise<T>): Promise<T>;
+  /** Set by a command that wants another exit code than 0 without throwing (e.g. audit verify). */
+  setExitCode(code: number): void;
+}
+
+/** Runs the CLI. Returns the exit code: 0 ok, 1 failed, 2 usage. Never calls process.exit. */
+export async function run(argv: string[], io: CliIo): Promise<number> {
+  let exitCode = 0;
+  let jsonWanted = argv.includes('--json');
+  const program = new Command('bp-license-server');
+  program
+    .description('Big Picture local license server: entitlements, seats and signed lease tokens for air-gapped networks')
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('--data-dir <dir>', 'data directory (env BPLS_DATA_DIR, default ./data)')
+    .option('--native-cache-dir <dir>', 'where the single executable unpacks its SQLite addon; must allow exec (env BPLS_NATIVE_CACHE_DIR)')
+    .option('--json', 'machine-readable output: the result object, or the error envelope')
+    .showHelpAfterError('(run with --help for usage)')
+    .enablePositionalOptions(false)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
+
+  const kit: CommandKit = {
+    io,
+    globals(cmd) {
+      const g = resolveGlobal(cmd.optsWithGlobals(), io.env, io.cwd);
+      jsonWanted = g.json;
+      return g;
+    },
+    async withContext(cmd, fn) {
+      const g = kit.globals(cmd);
+      const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
+      try {
+        return await fn(ctx, g);
+      } finally {
+        ctx.close();
+      }
+    },
+    setExitCode(code) {
+      exitCode = code;
+    },
+  };
+
+  registerInit(program, kit);
+  registerServe(program, kit);
+  registerEntitlements(program, kit);
+  registerTokens(program, kit);
+
+  // Every subcommand reports usage errors the same way and exits 2.
+  const configure = (cmd: Command) => {
+    cmd.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) }).showHelpAfterError('(run with --help for usage)');
+    cmd.commands.forEach(configure);
+  };
+  program.commands.forEach(configure);
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const appErr = toAppError(err);
+    emitError(io, jsonWanted, appErr);
+    return appErr.code === 'invalid_request' && appErr.details.usage === true ? 2 : 1;
+  }
+}
+
+function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof NativeLoadError) return new AppError('internal', err.message, {}, 'pass --native-cache-dir DIR (or BPLS_NATIVE_CACHE_DIR) on a file system that allows exec');
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e.code === 'string' && (e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EISDIR' || e.code === 'ENOTDIR' || e.code === 'EPERM')) {
+    return new AppError(e.code === 'ENOENT' ? 'not_found' : 'forbidden', e.message);
+  }
+  if (e && typeof e.code === 'string' && e.code.startsWith('SQLITE_')) {
+    return new AppError('internal', `database error: ${e.message}`, { sqlite_code: e.code }, e.code === 'SQLITE_BUSY' ? 'another process holds the database lock; try again' : undefined);
+  }
+  return new AppError('internal', `unexpected error: ${(err as Error)?.message ?? String(err)}`);
+}

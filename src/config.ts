@@ -1,0 +1,64 @@
+/**
+ * The only reader of process.env. Flags > environment > defaults; every value is checked here so
+ * the rest of the program can trust it.
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { defaultNativeCacheDir } from './storage/native.ts';
+import { parseWith } from './schemas.ts';
+import type { Durability } from './storage/db.ts';
+
+export type Env = Record<string, string | undefined>;
+
+export interface GlobalFlags {
+  dataDir?: string | undefined;
+  nativeCacheDir?: string | undefined;
+  json?: boolean | undefined;
+}
+
+export interface GlobalConfig {
+  dataDir: string;
+  nativeCacheDir: string;
+  durability: Durability;
+  json: boolean;
+}
+
+const durabilitySchema = z.enum(['full', 'normal'], { message: 'BPLS_DURABILITY must be full or normal' });
+
+export function resolveGlobal(flags: GlobalFlags, env: Env, cwd: string): GlobalConfig {
+  const dataDir = resolve(cwd, flags.dataDir ?? env.BPLS_DATA_DIR ?? './data');
+  const cacheOverride = flags.nativeCacheDir ?? env.BPLS_NATIVE_CACHE_DIR;
+  return {
+    dataDir,
+    nativeCacheDir: cacheOverride !== undefined ? resolve(cwd, cacheOverride) : defaultNativeCacheDir(env as NodeJS.ProcessEnv, dataDir),
+    durability: parseWith(durabilitySchema, env.BPLS_DURABILITY ?? 'full', 'BPLS_DURABILITY'),
+    json: flags.json ?? false,
+  };
+}
+
+export interface ServeFlags {
+  host?: string | undefined;
+  port?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  logLevel?: string | undefined;
+}
+
+const serveSchema = z.object({
+  host: z.string().min(1).max(255),
+  port: z.coerce.number({ message: 'port must be a number' }).int('port must be a whole number').min(0).max(65535, 'port must be 0 to 65535'),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error']),
+});
+
+export function resolveServe(flags: ServeFlags, env: Env) {
+  const parsed = parseWith(
+    serveSchema,
+    {
+      host: flags.host ?? env.BPLS_HOST ?? '127.0.0.1',
+      port: flags.port ?? env.BPLS_PORT ?? '8080',
+      logLevel: flags.logLevel ?? env.BPLS_LOG_LEVEL ?? 'info',
+    },
+    'serve options',
+  );
+  return { ...parsed, tlsCert: flags.tlsCert ?? env.BPLS_TLS_CERT, tlsKey: flags.tlsKey ?? env.BPLS_TLS_KEY };
+}

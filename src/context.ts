@@ -1,0 +1,56 @@
+import type { Clock } from './clock.ts';
+import { systemClock } from './clock.ts';
+import { dataPaths, loadIdentity, tokenHashKey, type ServerInfo } from './data-dir.ts';
+import type { Durability } from './storage/db.ts';
+import { openStore, type Store } from './storage/store.ts';
+import { loadSqliteBinding } from './storage/native.ts';
+import { createEntitlementService } from './domain/entitlements.ts';
+import { createApiTokenService } from './domain/api-tokens.ts';
+import type { SigningKey } from './tokens/keys.ts';
+
+export interface ContextOptions {
+  dataDir: string;
+  nativeCacheDir: string;
+  durability?: Durability;
+  clock?: Clock;
+}
+
+/** Everything a face (CLI command, HTTP app) needs: the store, the server identity and the domain services. */
+export interface Context {
+  dataDir: string;
+  clock: Clock;
+  store: Store;
+  info: ServerInfo;
+  key: SigningKey;
+  services: Services;
+  close(): void;
+}
+
+export type Services = ReturnType<typeof createServices>;
+
+export function createServices(store: Store, clock: Clock, key: SigningKey) {
+  return {
+    entitlements: createEntitlementService({ store, clock }),
+    apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
+  };
+}
+
+/** Opens an initialised data directory. */
+export function openContext(opts: ContextOptions): Context {
+  const { info, key } = loadIdentity(opts.dataDir);
+  const store = openStore(dataPaths(opts.dataDir).db, {
+    durability: opts.durability ?? 'full',
+    nativeBinding: loadSqliteBinding(opts.nativeCacheDir),
+    mustExist: true,
+  });
+  const clock = opts.clock ?? systemClock;
+  return {
+    dataDir: opts.dataDir,
+    clock,
+    store,
+    info,
+    key,
+    services: createServices(store, clock, key),
+    close: () => store.close(),
+  };
+}

@@ -1,0 +1,299 @@
+import { AppError } from '../errors.ts';
+import type { Clock } from '../clock.ts';
+import { toIso } from '../clock.ts';
+import { newId } from '../ids.ts';
+import type { Store } from '../storage/store.ts';
+import type { Actor, Entitlement, EntitlementStatus, Policy } from './types.ts';
+import { deriveStatus, graceDays } from './types.ts';
+import type { EntitlementCreateInput, EntitlementUpdateInput } from '../schemas.ts';
+import { importError, type ImportItemError, MAX_IMPORT_ERRORS_SHOWN } from '../schemas.ts';
+
+export interface EntitlementDeps {
+  store: Store;
+  clock: Clock;
+}
+
+export interface ListResult {
+  items: Entitlement[];
+  nextCursor: string | null;
+}
+
+export interface ImportResult {
+  created: number;
+  updated: number;
+  total: number;
+  items: Array<{ index: number; entitlement_id: string; action: 'created' | 'updated' }>;
+}
+
+const MANUAL_PROVISIONING_KEY = 'allow_manual_provisioning';
+
+function encodeCursor(seq: number): string {
+  return Buffer.from(`e:${seq}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): number {
+  const m = /^e:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  if (!m) throw new AppError('invalid_request', 'cursor is not one this server gave out', { issues: [{ path: 'cursor', message: 'unknown cursor' }] });
+  return Number(m[1]);
+}
+
+/** Adds calendar months, clamping the day (Jan 31 + 1 month = Feb 28/29). */
+export function addMonths(ms: number, months: number): number {
+  const d = new Date(ms);
+  const day = d.getUTCDate();
+  const target = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + months, 1, d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()));
+  const lastDay = new Date(Date.UTC(target.getUTCFullYear(), target.getUTCMonth() + 1, 0)).getUTCDate();
+  target.setUTCDate(Math.min(day, lastDay));
+  return target.getTime();
+}
+
+/** Entitlements: the customer's contracts, and their lifecycle. */
+export function createEntitlementService({ store, clock }: EntitlementDeps) {
+  function mustGet(id: string): Entitlement {
+    const e = store.entitlements.get(id);
+    if (!e) throw new AppError('not_found', `no entitlement ${id}`);
+    return e;
+  }
+
+  function assertManualAllowed(): void {
+    if (store.state.get(MANUAL_PROVISIONING_KEY) === 'false') {
+      throw new AppError('forbidden', 'manual provisioning is closed on this server by the vendor; entitlements arrive in signed bundles only');
+    }
+  }
+
+  function assertEditable(e: Entitlement): void {
+    if (e.source === 'bundle') {
+      throw new AppError('managed_by_bundle', `${e.id} is managed by vendor bundles; only a newer bundle can change it`, { entitlement_id: e.id });
+    }
+  }
+
+  function build(input: EntitlementCreateInput, now: number): Entitlement {
+    return {
+      id: newId('ent'),
+      tenantId: input.tenant_id,
+      productId: input.product_id,
+      policy: input.policy_json,
+      startsAt: input.starts_at,
+      endsAt: input.ends_at,
+      status: 'active',
+      source: 'manual',
+      externalId: input.external_id ?? null,
+      rev: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+  }
+
+  function createdAudit(e: Entitlement, actor: Actor, action = 'entitlement.create') {
+    return {
+      at: e.createdAt,
+      actor,
+      action,
+      targetType: 'entitlement',
+      targetId: e.id,
+      details: {
+        tenant_id: e.tenantId,
+        product_id: e.productId,
+        policy: e.policy,
+        starts_at: toIso(e.startsAt),
+        ends_at: toIso(e.endsAt),
+        external_id: e.externalId,
+      },
+    };
+  }
+
+  /** Applies a lifecycle change; the audit row commits with it. */
+  function transition(id: string, actor: Actor, action: string, change: (e: Entitlement, now: number) => Record<string, unknown>): Entitlement {
+    return store.tx(() => {
+      const e = mustGet(id);
+      const now = clock.now();
+      const details = change(e, now);
+      e.updatedAt = now;
+      store.entitlements.update(e, graceDays(e.policy));
+      store.audit.append({ at: now, actor, action, targetType: 'entitlement', targetId: id, details });
+      return e;
+    });
+  }
+
+  return {
+    get: mustGet,
+
+    status(e: Entitlement): EntitlementStatus {
+      return deriveStatus(e, clock.now());
+    },
+
+    create(input: EntitlementCreateInput, actor: Actor): Entitlement {
+      return store.tx(() => {
+        assertManualAllowed();
+        if (input.external_id !== undefined && store.entitlements.getByExternalId(input.external_id)) {
+          throw new AppError('conflict', `an entitlement with external_id ${input.external_id} exists already`, { external_id: input.external_id }, 'use the bulk import to upsert by external_id');
+        }
+        const e = build(input, clock.now());
+        store.entitlements.insert(e, graceDays(e.policy));
+        store.audit.append(createdAudit(e, actor));
+        return e;
+      });
+    },
+
+    list(filter: { tenantId?: string | undefined; productId?: string | undefined; status?: EntitlementStatus | undefined; cursor?: string | undefined; limit?: number | undefined }): ListResult {
+      const limit = filter.limit ?? 50;
+      const rows = store.entitlements.list({
+        tenantId: filter.tenantId,
+        productId: filter.productId,
+        status: filter.status,
+        afterSeq: filter.cursor === undefined ? 0 : decodeCursor(filter.cursor),
+        limit: limit + 1,
+        now: clock.now(),
+      });
+      const more = rows.length > limit;
+      const items = more ? rows.slice(0, limit) : rows;
+      return { items, nextCursor: more ? encodeCursor(items.at(-1)!.seq) : null };
+    },
+
+    update(id: string, patch: EntitlementUpdateInput, actor: Actor): Entitlement {
+      return store.tx(() => {
+        const e = mustGet(id);
+        assertEditable(e);
+        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked; a revoked entitlement cannot be changed`);
+        const before: Record<string, unknown> = {};
+        const after: Record<string, unknown> = {};
+        const set = <K extends keyof Entitlement>(key: K, field: string, value: Entitlement[K], show: (v: Entitlement[K]) => unknown = (v) => v) => {
+          if (JSON.stringify(e[key]) === JSON.stringify(value)) return;
+          before[field] = show(e[key]);
+          after[field] = show(value);
+          e[key] = value;
+        };
+        if (patch.policy_json !== undefined) set('policy', 'policy_json', patch.policy_json as Policy);
+        if (patch.starts_at !== undefined) set('startsAt', 'starts_at', patch.starts_at, toIso);
+        if (patch.ends_at !== undefined) set('endsAt', 'ends_at', patch.ends_at, toIso);
+        if (patch.external_id !== undefined) {
+          if (patch.external_id !== null && patch.external_id !== e.externalId && store.entitlements.getByExternalId(patch.external_id)) {
+            throw new AppError('conflict', `an entitlement with external_id ${patch.external_id} exists already`);
+          }
+          set('externalId', 'external_id', patch.external_id);
+        }
+        if (e.endsAt <= e.startsAt) {
+          throw new AppError('invalid_request', 'ends_at must be after starts_at', { issues: [{ path: 'ends_at', message: 'must be after starts_at' }] });
+        }
+        if (Object.keys(after).length === 0) return e;
+        const now = clock.now();
+        e.updatedAt = now;
+        store.entitlements.update(e, graceDays(e.policy));
+        store.audit.append({ at: now, actor, action: 'entitlement.update', targetType: 'entitlement', targetId: id, details: { before, after } });
+        return e;
+      });
+    },
+
+    suspend(id: string, actor: Actor): Entitlement {
+      return transition(id, actor, 'entitlement.suspend', (e) => {
+        assertEditable(e);
+        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked; it cannot be suspended`);
+        if (e.status === 'suspended') throw new AppError('conflict', `${id} is suspended already`);
+        e.status = 'suspended';
+        return {};
+      });
+    },
+
+    resume(id: string, actor: Actor): Entitlement {
+      return transition(id, actor, 'entitlement.resume', (e) => {
+        assertEditable(e);
+        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked; revocation is final`);
+        if (e.status === 'active') throw new AppError('conflict', `${id} is not suspended`);
+        e.status = 'active';
+        return {};
+      });
+    },
+
+    revoke(id: string, actor: Actor): Entitlement {
+      return transition(id, actor, 'entitlement.revoke', (e) => {
+        assertEditable(e);
+        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked already`);
+        e.status = 'revoked';
+        return {};
+      });
+    },
+
+    /**
+     * Extends the term by whole months: from the current end while the term or its grace runs (a
+     * continuous contract), from now once it has fully lapsed.
+     */
+    renew(id: string, months: number, actor: Actor): Entitlement {
+      return transition(id, actor, 'entitlement.renew', (e, now) => {
+        assertEditable(e);
+        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked; it cannot be renewed`);
+        const lapsed = deriveStatus(e, now) === 'expired';
+        const from = lapsed ? now : e.endsAt;
+        const previous = e.endsAt;
+        e.endsAt = addMonths(from, months);
+        return { period_months: months, ends_at_before: toIso(previous), ends_at: toIso(e.endsAt) };
+      });
+    },
+
+    /**
+     * Bulk import: all or nothing. Items with an external_id update the entitlement that has it
+     * (upsert); others are created.
+     */
+    importMany(items: EntitlementCreateInput[], actor: Actor): ImportResult {
+      return store.tx(() => {
+        assertManualAllowed();
+        const now = clock.now();
+        const errors: ImportItemError[] = [];
+        let errorCount = 0;
+        const fail = (index: number, code: string, message: string) => {
+          errorCount++;
+          if (errors.length < MAX_IMPORT_ERRORS_SHOWN) errors.push({ index, code, message });
+        };
+        const seen = new Map<string, number>();
+        const plan: Array<{ index: number; e: Entitlement; action: 'created' | 'updated'; before?: Entitlement }> = [];
+        items.forEach((input, index) => {
+          const ext = input.external_id;
+          if (ext !== undefined) {
+            const first = seen.get(ext);
+            if (first !== undefined) return fail(index, 'conflict', `external_id ${ext} repeats item ${first}`);
+            seen.set(ext, index);
+            const existing = store.entitlements.getByExternalId(ext);
+            if (existing) {
+              if (existing.source === 'bundle') return fail(index, 'managed_by_bundle', `${existing.id} (external_id ${ext}) is managed by vendor bundles`);
+              if (existing.status === 'revoked') return fail(index, 'conflict', `${existing.id} (external_id ${ext}) is revoked`);
+              if (existing.tenantId !== input.tenant_id || existing.productId !== input.product_id) {
+                return fail(index, 'conflict', `${existing.id} (external_id ${ext}) belongs to another tenant or product`);
+              }
+              const updated: Entitlement = { ...existing, policy: input.policy_json, startsAt: input.starts_at, endsAt: input.ends_at, updatedAt: now };
+              plan.push({ index, e: updated, action: 'updated', before: existing });
+              return;
+            }
+          }
+          plan.push({ index, e: build(input, now), action: 'created' });
+        });
+        if (errorCount > 0) throw importError(errorCount, items.length, errors);
+        const audit = [];
+        for (const p of plan) {
+          if (p.action === 'created') {
+            store.entitlements.insert(p.e, graceDays(p.e.policy));
+            audit.push(createdAudit(p.e, actor, 'entitlement.import'));
+          } else {
+            store.entitlements.update(p.e, graceDays(p.e.policy));
+            audit.push({
+              at: now,
+              actor,
+              action: 'entitlement.import_update',
+              targetType: 'entitlement',
+              targetId: p.e.id,
+              details: { policy: p.e.policy, starts_at: toIso(p.e.startsAt), ends_at: toIso(p.e.endsAt) },
+            });
+          }
+        }
+        store.audit.append(audit);
+        const created = plan.filter((p) => p.action === 'created').length;
+        return {
+          created,
+          updated: plan.length - created,
+          total: plan.length,
+          items: plan.map((p) => ({ index: p.index, entitlement_id: p.e.id, action: p.action })),
+        };
+      });
+    },
+  };
+}
+
+export type EntitlementService = ReturnType<typeof createEntitlementService>;

@@ -1,0 +1,80 @@
+import type { MiddlewareHandler, Context as HonoContext } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { AppError } from '../errors.ts';
+import { newId } from '../ids.ts';
+import type { Logger } from '../log.ts';
+import type { ApiTokenService } from '../domain/api-tokens.ts';
+import type { AppEnv } from './types.ts';
+import { roleAllows, type Permission } from './permissions.ts';
+
+const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Takes a sane X-Request-Id from the caller or makes one; echoes it on the answer. */
+export function requestId(): MiddlewareHandler<AppEnv> {
+  return async function requestIdMiddleware(c, next) {
+    const given = c.req.header('x-request-id');
+    const id = given !== undefined && INCOMING_ID.test(given) ? given : newId('req', 12);
+    c.set('requestId', id);
+    c.header('X-Request-Id', id);
+    await next();
+  };
+}
+
+/** One JSON log line per request: ids, route, status and time; never bodies, tokens or query strings. */
+export function requestLog(log: Logger, now: () => number = () => performance.now()): MiddlewareHandler<AppEnv> {
+  return async function requestLogMiddleware(c, next) {
+    const start = now();
+    await next();
+    const principal = c.get('principal');
+    log.info('request', {
+      request_id: c.get('requestId'),
+      method: c.req.method,
+      path: c.req.path.slice(0, 200),
+      status: c.res.status,
+      ms: Math.round((now() - start) * 10) / 10,
+      ...(principal ? { token_id: principal.tokenId } : {}),
+    });
+  };
+}
+
+/** Caps the body size; the answer is the 413 envelope. */
+export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new AppError('payload_too_large', `the request body is over the ${formatBytes(maxSize)} limit for this route`, { limit_bytes: maxSize });
+    },
+  });
+}
+
+function formatBytes(n: number): string {
+  return n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${Math.round(n / 1024)} KiB`;
+}
+
+/** Bearer-token authentication plus the route's permission. */
+export function requirePermission(tokens: () => ApiTokenService, permission: Permission): MiddlewareHandler<AppEnv> {
+  return async function authMiddleware(c, next) {
+    const header = c.req.header('authorization');
+    const m = header === undefined ? null : /^Bearer ([^\s]+)$/i.exec(header.trim());
+    if (!m) {
+      throw new AppError('unauthorized', header === undefined ? 'this route needs an API token' : 'the Authorization header must be "Bearer <token>"', {}, 'send Authorization: Bearer bpls_…');
+    }
+    const principal = tokens().authenticate(m[1]!);
+    if (!roleAllows(principal.role, permission)) {
+      throw new AppError('forbidden', `a ${principal.role} token may not do this (needs ${permission})`);
+    }
+    c.set('principal', principal);
+    await next();
+  };
+}
+
+/** Reads the body as JSON. Anything that is not a JSON value is invalid_request, never a 500. */
+export async function readJson(c: HonoContext<AppEnv>): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === '') throw new AppError('invalid_request', 'the request body is empty; send a JSON object', { issues: [{ path: '(root)', message: 'empty body' }] });
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new AppError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`, { issues: [{ path: '(root)', message: 'malformed JSON' }] });
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * Edge schemas (zod): every body, query, CLI input and bundle record is parsed here, then trusted.
+ * A failure is always `invalid_request` with details.issues[{path, message}].
+ */
+import { z } from 'zod';
+import { AppError } from './errors.ts';
+import type { Policy, PolicyType } from './domain/types.ts';
+
+/** Ids given by people and other systems: visible characters, no whitespace or control characters. */
+export const identifier = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(200, 'must be at most 200 characters')
+  .regex(/^[^\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$/u, 'must not contain spaces or control characters');
+
+export const featureName = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'features are letters, digits and . _ : - (starting with a letter or digit)');
+
+/** RFC 3339 with an offset; stored as epoch milliseconds. */
+export const timestamp = z
+  .string()
+  .max(40)
+  .pipe(z.iso.datetime({ offset: true, message: 'must be an RFC 3339 time such as 2024-01-15T11:30:00Z' }))
+  .transform((s) => Date.parse(s))
+  .refine((ms) => Number.isFinite(ms) && ms >= 0 && ms < Date.UTC(10000, 0, 1), 'must be between 1970 and 9999');
+
+const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as const;
+
+export const MAX_SEATS_LIMIT = 1_000_000;
+
+/** policy_json: the four types plus the marketplace's license-type words, normalised. */
+export const policySchema = z
+  .strictObject({
+    type: z.enum(['per_user', 'per_machine', 'concurrent', 'feature_based', ...MARKETPLACE_ALIASES], {
+      message: 'type must be one of per_user, per_machine, concurrent, feature_based (or individual, seat_based, team, unlimited)',
+    }),
+    max_seats: z.int().min(1).max(MAX_SEATS_LIMIT).optional(),
+    features: z
+      .array(featureName)
+      .max(256)
+      .refine((f) => new Set(f).size === f.length, 'features must not repeat')
+      .optional(),
+    lease_ttl_seconds: z.int().min(10).max(30 * 86_400).optional(),
+    grace_days: z.int().min(0).max(3650).optional(),
+    seat_assignment: z.enum(['auto', 'manual']).optional(),
+  })
+  .superRefine((p, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    const type = normaliseType(p.type);
+    if (p.type === 'individual' && p.max_seats !== undefined && p.max_seats !== 1) {
+      issue('max_seats', 'an individual license has exactly 1 seat');
+    } else if (type === 'feature_based' && p.max_seats !== undefined) {
+      issue('max_seats', `${p.type} has no seat limit: leave max_seats out`);
+    } else if (type !== 'feature_based' && p.type !== 'individual' && p.max_seats === undefined) {
+      issue('max_seats', `max_seats is required for ${p.type}`);
+    }
+    if (p.seat_assignment !== undefined && type !== 'per_user' && type !== 'per_machine') {
+      issue('seat_assignment', 'seat_assignment applies to per_user and per_machine only');
+    }
+  })
+  .transform((p): Policy => {
+    const out: Policy = { type: normaliseType(p.type) };
+    if (p.type === 'individual') out.max_seats = 1;
+    else if (p.max_seats !== undefined) out.max_seats = p.max_seats;
+    if (p.features !== undefined) out.features = p.features;
+    if (p.lease_ttl_seconds !== undefined) out.lease_ttl_seconds = p.lease_ttl_seconds;
+    if (p.grace_days !== undefined) out.grace_days = p.grace_days;
+    if (p.seat_assignment !== undefined) out.seat_assignment = p.seat_assignment;
+    return out;
+  });
+
+function normaliseType(t: string): PolicyType {
+  switch (t) {
+    case 'individual':
+    case 'seat_based':
+    case 'team':
+      return 'per_user';
+    case 'unlimited':
+      return 'feature_based';
+    default:
+      return t as PolicyType;
+  }
+}
+
+export const entitlementCreateSchema = z
+  .strictObject({
+    tenant_id: identifier,
+    product_id: identifier,
+    policy_json: policySchema,
+    starts_at: timestamp,
+    ends_at: timestamp,
+    external_id: identifier.optional(),
+  })
+  .refine((e) => e.ends_at > e.starts_at, { path: ['ends_at'], message: 'ends_at must be after starts_at' });
+
+export type EntitlementCreateInput = z.output<typeof entitlementCreateSchema>;
+
+export const entitlementUpdateSchema = z
+  .strictObject({
+    policy_json: policySchema.optional(),
+    starts_at: timestamp.optional(),
+    ends_at: timestamp.optional(),
+    external_id: identifier.nullable().optional(),
+    tenant_id: z.never({ message: 'tenant_id cannot be changed: create a new entitlement' }).optional(),
+    product_id: z.never({ message: 'product_id cannot be changed: create a new entitlement' }).optional(),
+  })
+  .refine((u) => Object.values(u).some((v) => v !== undefined), { message: 'give at least one field to change' });
+
+export type EntitlementUpdateInput = z.output<typeof entitlementUpdateSchema>;
+
+export const renewSchema = z.strictObject({
+  period_months: z.int().min(1).max(120),
+});
+
+export const importEnvelopeSchema = z.strictObject({
+  entitlements: z.array(z.unknown()).min(1, 'entitlements must hold at least one entitlement').max(200_000),
+});
+
+export const MAX_IMPORT_ERRORS_SHOWN = 100;
+
+export interface ImportItemError {
+  index: number;
+  code: string;
+  message: string;
+  path?: string;
+}
+
+/** Parses every item of a bulk import; all valid or an invalid_request listing each bad item by index. */
+export function parseImportItems(items: unknown[]): EntitlementCreateInput[] {
+  const out: EntitlementCreateInput[] = [];
+  const errors: ImportItemError[] = [];
+  let errorCount = 0;
+  for (let i = 0; i < items.length; i++) {
+    const r = entitlementCreateSchema.safeParse(items[i]);
+    if (r.success) out.push(r.data);
+    else {
+      errorCount++;
+      if (errors.length < MAX_IMPORT_ERRORS_SHOWN) {
+        const first = r.error.issues[0]!;
+        errors.push({ index: i, code: 'invalid_request', path: formatPath(first.path), message: first.message });
+      }
+    }
+  }
+  if (errorCount > 0) throw importError(errorCount, items.length, errors);
+  return out;
+}
+
+export function importError(errorCount: number, total: number, errors: ImportItemError[]): AppError {
+  return new AppError(
+    'invalid_request',
+    `${errorCount} of ${total} entitlements are invalid; nothing was imported`,
+    { error_count: errorCount, errors },
+    'fix the items listed in details.errors (by index) and send the whole batch again',
+  );
+}
+
+export const listQuerySchema = z.strictObject({
+  tenant_id: identifier.optional(),
+  product_id: identifier.optional(),
+  status: z.enum(['active', 'suspended', 'revoked', 'pending', 'expired', 'grace']).optional(),
+  cursor: z.string().max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});
+
+export const tokenCreateSchema = z.strictObject({
+  name: z.string().min(1).max(100).regex(/^[^\p{Cc}]+$/u, 'must not contain control characters'),
+  role: z.enum(['admin', 'reader']).default('admin'),
+  tenant_id: identifier.optional(),
+  expires_in_days: z.int().min(1).max(3650).optional(),
+});
+
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(root)';
+}
+
+/** Parses with a schema or throws invalid_request with details.issues[{path, message}]. */
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.output<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issues = r.error.issues.slice(0, 50).map((i) => ({ path: formatPath(i.path), message: i.message }));
+  const first = issues[0]!;
+  throw new AppError('invalid_request', `invalid ${what}: ${first.path}: ${first.message}`, { issues });
+}

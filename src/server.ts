@@ -1,0 +1,102 @@
+import { createAdaptorServer } from '@hono/node-server';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AppError } from './errors.ts';
+import { createApp } from './app.ts';
+import { openContext, type Context } from './context.ts';
+import type { Logger } from './log.ts';
+import type { Clock } from './clock.ts';
+import type { Durability } from './storage/db.ts';
+
+export interface ServeConfig {
+  dataDir: string;
+  nativeCacheDir: string;
+  host: string;
+  port: number;
+  durability: Durability;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  /** How long in-flight requests get to finish after SIGTERM. */
+  drainMs?: number;
+  clock?: Clock;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  ctx: Context;
+  /** Stop accepting, let in-flight requests finish, close the database. */
+  close(): Promise<void>;
+}
+
+/** Opens the data directory, builds the app and listens. Rejects with an AppError a person can act on. */
+export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new AppError('invalid_request', '--tls-cert and --tls-key go together');
+  }
+  const ctx = openContext({ dataDir: config.dataDir, nativeCacheDir: config.nativeCacheDir, durability: config.durability, ...(config.clock ? { clock: config.clock } : {}) });
+  let draining = false;
+  const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, isDraining: () => draining });
+
+  let server: Server;
+  try {
+    server = (config.tlsCert
+      ? createAdaptorServer({
+          fetch: app.fetch,
+          createServer: createHttpsServer,
+          serverOptions: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) },
+        })
+      : createAdaptorServer({ fetch: app.fetch })) as Server;
+  } catch (err) {
+    ctx.close();
+    throw new AppError('invalid_request', `cannot use the TLS certificate or key: ${(err as Error).message}`);
+  }
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    ctx.close();
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE') throw new AppError('conflict', `port ${config.port} on ${config.host} is in use`, {}, 'stop the other process or pick another --port');
+    if (e.code === 'EACCES') throw new AppError('forbidden', `not allowed to listen on ${config.host}:${config.port}`, {}, 'ports below 1024 need privileges; pick a port above 1024');
+    if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') throw new AppError('invalid_request', `cannot listen on ${config.host}: no such address on this machine`);
+    throw new AppError('internal', `cannot listen on ${config.host}:${config.port}: ${e.message}`);
+  }
+  server.on('error', (err) => log.error('server error', { error: String(err) }));
+
+  const port = (server.address() as AddressInfo).port;
+  const scheme = config.tlsCert ? 'https' : 'http';
+  const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+  let closing: Promise<void> | undefined;
+
+  return {
+    url: `${scheme}://${hostForUrl}:${port}`,
+    port,
+    ctx,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        draining = true;
+        const force = setTimeout(() => server.closeAllConnections(), config.drainMs ?? 10_000);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          ctx.close();
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,70 @@
+import Database from 'better-sqlite3';
+import { MIGRATIONS } from './migrations.ts';
+
+export type Db = Database.Database;
+
+export type Durability = 'full' | 'normal';
+
+export interface OpenOptions {
+  /** `full` (default): an answered write survives a power cut. `normal`: may lose the last commits on power loss. */
+  durability?: Durability;
+  /** The better-sqlite3 addon object, passed in by the single executable. */
+  nativeBinding?: object | undefined;
+  readonly?: boolean;
+  /** Refuse to create a new database file. */
+  mustExist?: boolean;
+}
+
+export class DatabaseVersionError extends Error {}
+
+/** Opens the database with the server's pragmas and applies pending migrations. */
+export function openDatabase(file: string, opts: OpenOptions = {}): Db {
+  const options: Database.Options = { timeout: 5000, fileMustExist: opts.mustExist ?? false };
+  if (opts.readonly) options.readonly = true;
+  if (opts.nativeBinding) (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
+  const db = new Database(file, options);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('wal_autocheckpoint = 4000');
+    if (!opts.readonly) migrate(db);
+    else checkVersion(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
+
+function currentVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+function checkVersion(db: Db): void {
+  const latest = MIGRATIONS.at(-1)?.version ?? 0;
+  const have = currentVersion(db);
+  if (have > latest) {
+    throw new DatabaseVersionError(
+      `the database schema is version ${have}, newer than this program knows (${latest}); use a newer bp-license-server`,
+    );
+  }
+}
+
+/** Applies each pending migration in its own IMMEDIATE transaction, so two processes never race. */
+export function migrate(db: Db): void {
+  checkVersion(db);
+  for (const m of MIGRATIONS) {
+    db.transaction(() => {
+      if (currentVersion(db) >= m.version) return;
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    }).immediate();
+  }
+}
+
+/** Runs fn in one IMMEDIATE transaction: the write lock is taken up front, so two writers never both read stale state. */
+export function immediate<T>(db: Db, fn: () => T): T {
+  return db.transaction(fn).immediate();
+}

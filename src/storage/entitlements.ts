@@ -1,0 +1,132 @@
+import type { Db } from './db.ts';
+import type { Entitlement, EntitlementStatus, Policy, PolicyType, Source, StoredStatus } from '../domain/types.ts';
+import { DAY_MS } from '../domain/types.ts';
+
+interface Row {
+  seq: number;
+  id: string;
+  tenant_id: string;
+  product_id: string;
+  policy_json: string;
+  policy_type: PolicyType;
+  max_seats: number | null;
+  grace_days: number;
+  starts_at: number;
+  ends_at: number;
+  status: StoredStatus;
+  source: Source;
+  external_id: string | null;
+  rev: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+function fromRow(r: Row): Entitlement & { seq: number } {
+  return {
+    seq: r.seq,
+    id: r.id,
+    tenantId: r.tenant_id,
+    productId: r.product_id,
+    policy: JSON.parse(r.policy_json) as Policy,
+    startsAt: r.starts_at,
+    endsAt: r.ends_at,
+    status: r.status,
+    source: r.source,
+    externalId: r.external_id,
+    rev: r.rev,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function toParams(e: Entitlement, graceDays: number) {
+  return {
+    id: e.id,
+    tenant_id: e.tenantId,
+    product_id: e.productId,
+    policy_json: JSON.stringify(e.policy),
+    policy_type: e.policy.type,
+    max_seats: e.policy.max_seats ?? null,
+    grace_days: graceDays,
+    starts_at: e.startsAt,
+    ends_at: e.endsAt,
+    status: e.status,
+    source: e.source,
+    external_id: e.externalId,
+    rev: e.rev,
+    created_at: e.createdAt,
+    updated_at: e.updatedAt,
+  };
+}
+
+// Derived status in SQL, the same rule as deriveStatus() in the domain.
+const DERIVED_STATUS = `CASE
+  WHEN status <> 'active' THEN status
+  WHEN @now < starts_at THEN 'pending'
+  WHEN @now <= ends_at THEN 'active'
+  WHEN @now <= ends_at + grace_days * ${DAY_MS} THEN 'grace'
+  ELSE 'expired' END`;
+
+export interface EntitlementFilter {
+  tenantId?: string | undefined;
+  productId?: string | undefined;
+  status?: EntitlementStatus | undefined;
+  afterSeq?: number | undefined;
+  limit: number;
+  now: number;
+}
+
+/** All SQL about entitlements. */
+export function createEntitlementRepo(db: Db) {
+  const insert = db.prepare(`INSERT INTO entitlements
+    (id, tenant_id, product_id, policy_json, policy_type, max_seats, grace_days, starts_at, ends_at, status, source, external_id, rev, created_at, updated_at)
+    VALUES (@id, @tenant_id, @product_id, @policy_json, @policy_type, @max_seats, @grace_days, @starts_at, @ends_at, @status, @source, @external_id, @rev, @created_at, @updated_at)`);
+  const update = db.prepare(`UPDATE entitlements SET
+    tenant_id = @tenant_id, product_id = @product_id, policy_json = @policy_json, policy_type = @policy_type,
+    max_seats = @max_seats, grace_days = @grace_days, starts_at = @starts_at, ends_at = @ends_at, status = @status,
+    source = @source, external_id = @external_id, rev = @rev, updated_at = @updated_at
+    WHERE id = @id`);
+  const byId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE id = ?');
+  const byExternalId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE external_id = ?');
+  const count = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM entitlements');
+
+  return {
+    insert(e: Entitlement, graceDays: number): void {
+      insert.run(toParams(e, graceDays));
+    },
+    update(e: Entitlement, graceDays: number): void {
+      update.run(toParams(e, graceDays));
+    },
+    get(id: string): (Entitlement & { seq: number }) | undefined {
+      const r = byId.get(id);
+      return r && fromRow(r);
+    },
+    getByExternalId(externalId: string): (Entitlement & { seq: number }) | undefined {
+      const r = byExternalId.get(externalId);
+      return r && fromRow(r);
+    },
+    count(): number {
+      return count.get()!.n;
+    },
+    list(f: EntitlementFilter): Array<Entitlement & { seq: number }> {
+      const where = ['seq > @after'];
+      const params: Record<string, unknown> = { after: f.afterSeq ?? 0, limit: f.limit, now: f.now };
+      if (f.tenantId !== undefined) {
+        where.push('tenant_id = @tenant');
+        params.tenant = f.tenantId;
+      }
+      if (f.productId !== undefined) {
+        where.push('product_id = @product');
+        params.product = f.productId;
+      }
+      if (f.status !== undefined) {
+        where.push(`(${DERIVED_STATUS}) = @status`);
+        params.status = f.status;
+      }
+      const sql = `SELECT * FROM entitlements WHERE ${where.join(' AND ')} ORDER BY seq LIMIT @limit`;
+      return (db.prepare(sql).all(params) as Row[]).map(fromRow);
+    },
+  };
+}
+
+export type EntitlementRepo = ReturnType<typeof createEntitlementRepo>;
