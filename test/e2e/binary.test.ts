@@ -1,0 +1,84 @@
+// The single executable, alone in an empty folder, under an empty environment: no node_modules, no
+// PATH, no HOME. It must initialise, serve, answer the admin API and stop cleanly on SIGTERM.
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { buildBinary } from '../../scripts/build-binary.mjs';
+import { killStrays, ROOT, runProcess, startServe } from '../spawn.ts';
+
+const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+const EXE: [string, string[]] = ['./bp-license-server', []];
+let dir: string;
+const inDir = () => ({ cwd: dir, env: {} });
+
+beforeAll(async () => {
+  // The global setup has just bundled dist/cli.cjs from the current sources: reuse it rather than
+  // rewrite it under other test files that are spawning it.
+  const t0 = performance.now();
+  await buildBinary({ bundle: false });
+  console.log(`binary built in ${Math.round(performance.now() - t0)} ms`);
+  dir = mkdtempSync(path.join(tmpdir(), 'bpls-binary-'));
+  copyFileSync(path.join(ROOT, 'dist', 'bp-license-server'), path.join(dir, 'bp-license-server'));
+}, 180_000);
+
+afterAll(() => {
+  killStrays();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('single executable, alone, with an empty environment', () => {
+  test('--version', async () => {
+    const r = await runProcess(EXE, ['--version'], inDir());
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(version);
+  });
+
+  test('init, serve, admin API, SIGTERM', async () => {
+    const init = await runProcess(EXE, ['init', '--data-dir', './data', '--json'], inDir());
+    expect(init.code, init.stderr).toBe(0);
+    const created = JSON.parse(init.stdout) as Record<string, unknown>;
+    expect(created).toMatchObject({
+      server_id: expect.any(String),
+      public_key: expect.stringMatching(/^k4\.public\./),
+      admin_token: expect.stringMatching(/^bpls_/),
+    });
+    const token = created.admin_token as string;
+
+    const started = performance.now();
+    const server = await startServe(EXE, ['--data-dir', './data', '--host', '127.0.0.1', '--port', '0'], inDir());
+    expect(server.firstLine).toMatch(/^listening on http:\/\/127\.0\.0\.1:\d+$/);
+    const health = await fetch(`${server.base}/healthz`);
+    const firstAnswerMs = performance.now() - started;
+    expect(health.status).toBe(200);
+    await health.arrayBuffer();
+    console.log(`single executable: "listening" after ${Math.round(server.listeningMs)} ms, first /healthz answer after ${Math.round(firstAnswerMs)} ms`);
+
+    const auth = { authorization: `Bearer ${token}` };
+    const post = await fetch(`${server.base}/v1/entitlements`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        tenant_id: 'local-tenant-id',
+        product_id: 'your-product-id',
+        policy_json: { type: 'concurrent', max_seats: 10 },
+        starts_at: '2024-01-01T00:00:00Z',
+        ends_at: '2099-12-31T23:59:59Z',
+      }),
+    });
+    const postText = await post.text();
+    expect(post.status, postText).toBe(201);
+    const entitlementId = (JSON.parse(postText) as { entitlement_id: string }).entitlement_id;
+    expect(entitlementId).toMatch(/^ent_/);
+
+    const get = await fetch(`${server.base}/v1/entitlements/${entitlementId}`, { headers: auth });
+    const getText = await get.text();
+    expect(get.status, getText).toBe(200);
+    expect((JSON.parse(getText) as { entitlement_id: string }).entitlement_id).toBe(entitlementId);
+
+    const end = await server.stop();
+    expect(end, `stderr: ${server.stderr()}`).toEqual({ code: 0, signal: null });
+    expect(server.extraStdout).toEqual([]);
+  }, 60_000);
+});
