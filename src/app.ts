@@ -12,6 +12,7 @@ import { limitBody, requestId, requestLog, requirePermission } from './http/midd
 import { registerHealthRoutes } from './http/routes/health.ts';
 import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
 import { registerTokenRoutes } from './http/routes/tokens.ts';
+import { registerLeaseRoutes } from './http/routes/leases.ts';
 
 export const BODY_LIMIT = 1 << 20;
 export const IMPORT_BODY_LIMIT = 64 << 20;
@@ -49,6 +50,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   registerHealthRoutes(app, routeDeps);
   registerEntitlementRoutes(app, routeDeps);
   registerTokenRoutes(app, routeDeps);
+  registerLeaseRoutes(app, routeDeps);
 
   app.notFound((c) => {
     const err = new AppError('not_found', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`);

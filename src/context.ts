@@ -7,12 +7,14 @@ import { loadSqliteBinding } from './storage/native.ts';
 import { createEntitlementService } from './domain/entitlements.ts';
 import { createApiTokenService } from './domain/api-tokens.ts';
 import type { SigningKey } from './tokens/keys.ts';
+import { createLeaseService } from './domain/leases.ts';
 
 export interface ContextOptions {
   dataDir: string;
   nativeCacheDir: string;
   durability?: Durability;
   clock?: Clock;
+  services?: ServiceOptions;
 }
 
 /** Everything a face (CLI command, HTTP app) needs: the store, the server identity and the domain services. */
@@ -28,10 +30,15 @@ export interface Context {
 
 export type Services = ReturnType<typeof createServices>;
 
-export function createServices(store: Store, clock: Clock, key: SigningKey) {
+export interface ServiceOptions {
+  defaultLeaseTtlSeconds?: number | undefined;
+}
+
+export function createServices(store: Store, clock: Clock, key: SigningKey, info: ServerInfo, opts: ServiceOptions = {}) {
   return {
     entitlements: createEntitlementService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
+    leases: createLeaseService({ store, clock, key, serverId: info.server_id, ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}) }),
   };
 }
 
@@ -50,7 +57,7 @@ export function openContext(opts: ContextOptions): Context {
     store,
     info,
     key,
-    services: createServices(store, clock, key),
+    services: createServices(store, clock, key, info, opts.services),
     close: () => store.close(),
   };
 }

@@ -184,3 +184,38 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what =
   const first = issues[0]!;
   throw new AppError('invalid_request', `invalid ${what}: ${first.path}: ${first.message}`, { issues });
 }
+
+export const subjectTypeSchema = z.enum(['user', 'machine'], { message: 'subject_type must be user or machine' });
+
+const leaseIdShape = z.string().regex(/^lease_[A-Za-z0-9_-]{22}$/, 'must be a lease id as the server gave it (lease_…)');
+
+export const leaseRequestSchema = z.strictObject({
+  product_id: identifier,
+  tenant_id: identifier,
+  subject_type: subjectTypeSchema,
+  subject_id: identifier,
+  features: z
+    .array(featureName)
+    .max(256)
+    .optional(),
+  entitlement_id: identifier.optional(),
+});
+
+export const leaseIdSchema = z.strictObject({ lease_id: leaseIdShape });
+
+export const statusQuerySchema = z.strictObject({
+  product_id: identifier,
+  subject_type: subjectTypeSchema,
+  subject_id: identifier,
+  tenant_id: identifier.optional(),
+});
+
+export const leaseListQuerySchema = z.strictObject({
+  entitlement_id: identifier.optional(),
+  tenant_id: identifier.optional(),
+  product_id: identifier.optional(),
+  subject_type: subjectTypeSchema.optional(),
+  subject_id: identifier.optional(),
+  cursor: z.string().max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});

@@ -2,6 +2,7 @@
 import { toIso } from './clock.ts';
 import type { ApiToken, Entitlement } from './domain/types.ts';
 import { deriveStatus } from './domain/types.ts';
+import type { Lease } from './storage/leases.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : toIso(ms));
 
@@ -34,5 +35,33 @@ export function apiTokenView(t: ApiToken, now: number) {
     expires_at: iso(t.expiresAt),
     last_used_at: iso(t.lastUsedAt),
     revoked_at: iso(t.revokedAt),
+  };
+}
+
+export function leaseView(l: Lease & { tenantId?: string; productId?: string }) {
+  return {
+    lease_id: l.id,
+    entitlement_id: l.entitlementId,
+    ...(l.tenantId !== undefined ? { tenant_id: l.tenantId } : {}),
+    ...(l.productId !== undefined ? { product_id: l.productId } : {}),
+    subject_type: l.subjectType,
+    subject_id: l.subjectId,
+    features: l.features,
+    state: l.state,
+    granted_at: toIso(l.grantedAt),
+    renewed_at: toIso(l.renewedAt),
+    expires_at: toIso(l.expiresAt),
+    ended_at: l.endedAt === null ? null : toIso(l.endedAt),
+  };
+}
+
+/** The answer to a grant or renewal, as the seed shows it. */
+export function issuedLeaseView(r: { lease: Lease; token: string; grace: boolean }) {
+  return {
+    lease_id: r.lease.id,
+    token: r.token,
+    expires_at: toIso(r.lease.expiresAt),
+    features: r.lease.features,
+    ...(r.grace ? { grace: true } : {}),
   };
 }

@@ -163,7 +163,13 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
           after[field] = show(value);
           e[key] = value;
         };
-        if (patch.policy_json !== undefined) set('policy', 'policy_json', patch.policy_json as Policy);
+        if (patch.policy_json !== undefined) {
+          const c = store.leases.counters(id);
+          if (patch.policy_json.type !== e.policy.type && (c.activeLeases > 0 || c.seatsAssigned > 0)) {
+            throw new AppError('conflict', `${id} has leases or seats under ${e.policy.type}; its policy type cannot change while they exist`, { active_leases: c.activeLeases, seats_assigned: c.seatsAssigned }, 'revoke the seats and let the leases end, or create a new entitlement');
+          }
+          set('policy', 'policy_json', patch.policy_json as Policy);
+        }
         if (patch.starts_at !== undefined) set('startsAt', 'starts_at', patch.starts_at, toIso);
         if (patch.ends_at !== undefined) set('endsAt', 'ends_at', patch.ends_at, toIso);
         if (patch.external_id !== undefined) {

@@ -88,7 +88,10 @@ export function createEntitlementRepo(db: Db) {
     WHERE id = @id`);
   const byId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE id = ?');
   const byExternalId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE external_id = ?');
+  const candidatesForProduct = db.prepare<[string], Row>("SELECT * FROM entitlements WHERE product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
   const count = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM entitlements');
+  // Lease candidates: the rule orders by the end of term first (use what runs out first), then age.
+  const candidates = db.prepare<[string, string], Row>("SELECT * FROM entitlements WHERE tenant_id = ? AND product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
 
   return {
     insert(e: Entitlement, graceDays: number): void {
@@ -104,6 +107,12 @@ export function createEntitlementRepo(db: Db) {
     getByExternalId(externalId: string): (Entitlement & { seq: number }) | undefined {
       const r = byExternalId.get(externalId);
       return r && fromRow(r);
+    },
+    candidates(tenantId: string, productId: string): Array<Entitlement & { seq: number }> {
+      return candidates.all(tenantId, productId).map(fromRow);
+    },
+    candidatesForProduct(productId: string): Array<Entitlement & { seq: number }> {
+      return candidatesForProduct.all(productId).map(fromRow);
     },
     count(): number {
       return count.get()!.n;

@@ -3,6 +3,8 @@ import { createEntitlementRepo } from './entitlements.ts';
 import { createApiTokenRepo } from './api-tokens.ts';
 import { createAuditRepo } from './audit.ts';
 import { createStateRepo } from './state.ts';
+import { createLeaseRepo, createSeatRepo } from './leases.ts';
+import { createGroupCommit } from './group-commit.ts';
 
 /** The storage face the domain uses: repositories and a write transaction. No SQL leaves storage/. */
 export interface Store {
@@ -10,8 +12,14 @@ export interface Store {
   apiTokens: ReturnType<typeof createApiTokenRepo>;
   audit: ReturnType<typeof createAuditRepo>;
   state: ReturnType<typeof createStateRepo>;
+  leases: ReturnType<typeof createLeaseRepo>;
+  seats: ReturnType<typeof createSeatRepo>;
   /** Runs fn in one IMMEDIATE transaction (the write lock taken up front). */
   tx<T>(fn: () => T): T;
+  /** Runs fn inside a shared group-commit transaction (its own savepoint); settles after the commit. */
+  batch<T>(fn: () => T): Promise<T>;
+  /** A savepoint inside the current transaction: a throw undoes only fn's writes. */
+  savepoint<T>(fn: () => T): T;
   /** Has another connection written since we last asked? (PRAGMA data_version) */
   changedElsewhere(): boolean;
   close(): void;
@@ -26,7 +34,11 @@ export function createStore(db: Db): Store {
     apiTokens: createApiTokenRepo(db),
     audit: createAuditRepo(db),
     state: createStateRepo(db),
+    leases: createLeaseRepo(db),
+    seats: createSeatRepo(db),
     tx: (fn) => immediate(db, fn),
+    batch: createGroupCommit(db),
+    savepoint: (fn) => db.transaction(fn)(),
     changedElsewhere() {
       const v = db.pragma('data_version', { simple: true }) as number;
       const changed = v !== lastDataVersion;

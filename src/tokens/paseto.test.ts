@@ -177,7 +177,7 @@ describe('v4.public sign and verify', () => {
 
   it('rejects a tampered payload byte', () => {
     const body = decodeBase64Url(payloadPart);
-    body[10] ^= 0x01;
+    body[10]! ^= 0x01;
     expectTokenError(
       () => verifyV4Public(publicKey, `v4.public.${encodeBase64Url(body)}.${footerPart}`),
       'bad_signature',
@@ -187,7 +187,7 @@ describe('v4.public sign and verify', () => {
 
   it('rejects a tampered signature byte', () => {
     const body = decodeBase64Url(payloadPart);
-    body[body.length - 1] ^= 0x80;
+    body[body.length - 1]! ^= 0x80;
     expectTokenError(() => verifyV4Public(publicKey, `v4.public.${encodeBase64Url(body)}.${footerPart}`), 'bad_signature');
   });
 

@@ -34,7 +34,7 @@ export function registerInit(program: Command, kit: CommandKit): void {
       const store = openStore(dataPaths(g.dataDir).db, { durability: g.durability, nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
       let token: string;
       try {
-        const services = createServices(store, systemClock, key);
+        const services = createServices(store, systemClock, key, info);
         store.tx(() => {
           store.state.set('server_id', info.server_id);
           store.audit.append({ at: now, actor: cliActor(), action: 'server.init', targetType: 'server', targetId: info.server_id, details: { public_key: info.public_key, kid: info.kid } });

@@ -39,7 +39,8 @@ export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, 
   });
 
   app.get('/v1/entitlements/:id', auth('read'), (c) => {
-    return c.json(view(services.entitlements.get(idParam(c.req.param('id')))));
+    const e = services.entitlements.get(idParam(c.req.param('id')));
+    return c.json({ ...view(e), usage: services.leases.usageNow(e) });
   });
 
   const update = auth('write');

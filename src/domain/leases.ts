@@ -1,0 +1,361 @@
+import { AppError, type ErrorCode } from '../errors.ts';
+import type { Clock } from '../clock.ts';
+import { newId } from '../ids.ts';
+import type { Store } from '../storage/store.ts';
+import type { Lease } from '../storage/leases.ts';
+import type { Actor, Entitlement } from './types.ts';
+import { DAY_MS, graceDays } from './types.ts';
+import type { SigningKey } from '../tokens/keys.ts';
+import { issueLeaseTokenAsync } from '../tokens/lease-token.ts';
+
+export const SUBJECT_TYPES = ['user', 'machine'] as const;
+export type SubjectType = (typeof SUBJECT_TYPES)[number];
+
+export const DEFAULT_LEASE_TTL_SECONDS = 3600;
+// Reclaiming expired leases at a full entitlement walks at most this many per grant (amortised O(1)).
+const RECLAIM_BATCH = 256;
+const SWEEP_BATCH = 1000;
+
+export interface LeaseRequest {
+  productId: string;
+  tenantId: string;
+  subjectType: SubjectType;
+  subjectId: string;
+  features?: string[] | undefined;
+  entitlementId?: string | undefined;
+}
+
+export interface LeaseDeps {
+  store: Store;
+  clock: Clock;
+  key: SigningKey;
+  serverId: string;
+  defaultTtlSeconds?: number;
+}
+
+export interface IssuedLease {
+  lease: Lease;
+  entitlement: Entitlement;
+  grace: boolean;
+  token: string;
+}
+
+/** Refusals a client can get for a grant; each is also written as a `deny` event for usage reports. */
+const DENIALS = new Set<ErrorCode>(['seats_exhausted', 'seat_not_assigned', 'feature_not_entitled', 'entitlement_inactive', 'not_found', 'invalid_request']);
+// When several entitlements could serve and all refuse, the most actionable reason wins.
+const DENIAL_PRIORITY: ErrorCode[] = ['seats_exhausted', 'seat_not_assigned', 'feature_not_entitled', 'invalid_request', 'entitlement_inactive', 'not_found'];
+
+const NAMED = new Set(['per_user', 'per_machine']);
+
+/** Leases: grant, renew, release, revoke, status, and the sweep that marks expired ones. */
+export function createLeaseService({ store, clock, key, serverId, defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS }: LeaseDeps) {
+  const { leases, seats, entitlements } = store;
+
+  /** Is the entitlement usable now, for a subject who already holds a seat or lease (`holder`)? */
+  function usable(e: Entitlement, now: number, holder: boolean): { grace: boolean } {
+    const inactive = (reason: string, message: string) => new AppError('entitlement_inactive', message, { reason, entitlement_id: e.id });
+    if (e.status === 'revoked') throw inactive('revoked', `${e.id} is revoked`);
+    if (e.status === 'suspended') throw inactive('suspended', `${e.id} is suspended`);
+    if (now < e.startsAt) throw inactive('pending', `${e.id} starts at ${new Date(e.startsAt).toISOString()}`);
+    if (now <= e.endsAt) return { grace: false };
+    if (now <= e.endsAt + graceDays(e.policy) * DAY_MS) {
+      if (holder) return { grace: true };
+      throw inactive('expired', `${e.id} ended at ${new Date(e.endsAt).toISOString()}; during its grace period only existing seat holders may renew`);
+    }
+    throw inactive('expired', `${e.id} expired at ${new Date(e.endsAt).toISOString()}`);
+  }
+
+  function checkSubjectType(e: Entitlement, subjectType: string): void {
+    const want = e.policy.type === 'per_user' ? 'user' : e.policy.type === 'per_machine' ? 'machine' : null;
+    if (want !== null && subjectType !== want) {
+      throw new AppError('invalid_request', `${e.id} is ${e.policy.type}: it leases to subject_type "${want}", not "${subjectType}"`, { entitlement_id: e.id });
+    }
+  }
+
+  function resolveFeatures(e: Entitlement, requested: string[] | undefined): string[] {
+    const entitled = e.policy.features ?? [];
+    if (requested === undefined) return [...entitled];
+    const missing = requested.filter((f) => !entitled.includes(f));
+    if (missing.length > 0) {
+      throw new AppError('feature_not_entitled', `${e.id} does not include ${missing.join(', ')}`, { entitlement_id: e.id, features: missing, entitled });
+    }
+    return [...new Set(requested)];
+  }
+
+  function leaseExpiry(e: Entitlement, now: number): number {
+    const ttl = (e.policy.lease_ttl_seconds ?? defaultTtlSeconds) * 1000;
+    // Never past the term plus grace: only holders reach grace, and they may renew until it ends.
+    return Math.min(now + ttl, e.endsAt + graceDays(e.policy) * DAY_MS);
+  }
+
+  function endLease(l: Lease, state: 'released' | 'revoked' | 'expired', now: number): boolean {
+    if (!leases.end(l.id, state, now)) return false;
+    const active = leases.bumpActive(l.entitlementId, -1);
+    const kind = state === 'released' ? 'release' : state === 'revoked' ? 'revoke' : 'expire';
+    leases.event({ at: now, kind, entitlementId: l.entitlementId, leaseId: l.id, subjectType: l.subjectType, subjectId: l.subjectId, activeAfter: active });
+    return true;
+  }
+
+  function reclaimExpired(entitlementId: string | null, now: number, limit: number): number {
+    let n = 0;
+    for (const l of leases.expired(entitlementId, now, limit)) if (endLease(l, 'expired', now)) n++;
+    return n;
+  }
+
+  /** One entitlement, one subject: refresh their lease or take a seat. Throws a denial. */
+  function grantOn(e: Entitlement, req: LeaseRequest, now: number): { lease: Lease; grace: boolean } {
+    checkSubjectType(e, req.subjectType);
+    let current = leases.activeFor(e.id, req.subjectType, req.subjectId);
+    if (current && current.expiresAt <= now) {
+      endLease(current, 'expired', now);
+      current = undefined;
+    }
+    const named = NAMED.has(e.policy.type);
+    const seat = named ? seats.find(e.id, req.subjectType, req.subjectId) : undefined;
+    const { grace } = usable(e, now, current !== undefined || seat !== undefined);
+    const features = resolveFeatures(e, req.features);
+    const expiresAt = leaseExpiry(e, now);
+
+    if (current) {
+      // The same subject asking again: the same lease, refreshed, never a second seat.
+      leases.refresh(current.id, now, expiresAt, features);
+      leases.event({ at: now, kind: 'renew', entitlementId: e.id, leaseId: current.id, subjectType: req.subjectType, subjectId: req.subjectId });
+      return { lease: { ...current, renewedAt: now, expiresAt, features }, grace };
+    }
+
+    const max = e.policy.max_seats;
+    if (named && !seat) {
+      if (e.policy.seat_assignment === 'manual') {
+        throw new AppError('seat_not_assigned', `${req.subjectType} ${req.subjectId} holds no seat on ${e.id}, and its seats are assigned by an admin`, { entitlement_id: e.id });
+      }
+      if (leases.counters(e.id).seatsAssigned >= max!) {
+        throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are assigned`, { entitlement_id: e.id, max_seats: max });
+      }
+      seats.insert({ id: newId('seat'), entitlementId: e.id, subjectType: req.subjectType, subjectId: req.subjectId, assignedAt: now, assignedBy: 'auto' });
+      leases.bumpSeats(e.id, 1);
+    } else if (e.policy.type === 'concurrent') {
+      // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
+      // so an expired lease frees its seat at once.
+      if (leases.counters(e.id).activeLeases >= max!) reclaimExpired(e.id, now, RECLAIM_BATCH);
+      if (leases.counters(e.id).activeLeases >= max!) {
+        throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are in use`, { entitlement_id: e.id, max_seats: max });
+      }
+    }
+
+    const lease: Lease = {
+      seq: 0,
+      id: newId('lease'),
+      entitlementId: e.id,
+      subjectType: req.subjectType,
+      subjectId: req.subjectId,
+      features,
+      grantedAt: now,
+      renewedAt: now,
+      expiresAt,
+      state: 'active',
+      endedAt: null,
+    };
+    leases.insert(lease);
+    const active = leases.bumpActive(e.id, 1);
+    leases.event({ at: now, kind: 'grant', entitlementId: e.id, leaseId: lease.id, subjectType: req.subjectType, subjectId: req.subjectId, activeAfter: active });
+    return { lease, grace };
+  }
+
+  /**
+   * The deterministic choice among the tenant's entitlements for the product: an explicit
+   * entitlement_id; else the one the subject already leases on; else one it holds a seat on; else
+   * the others by end of term (soonest first), then by age.
+   */
+  function rank(req: LeaseRequest): Entitlement[] {
+    if (req.entitlementId !== undefined) {
+      const e = entitlements.get(req.entitlementId);
+      if (!e || e.tenantId !== req.tenantId || e.productId !== req.productId) {
+        throw new AppError('not_found', `no entitlement ${req.entitlementId} for tenant ${req.tenantId} and product ${req.productId}`);
+      }
+      return [e];
+    }
+    const all = entitlements.candidates(req.tenantId, req.productId);
+    if (all.length === 0) throw new AppError('not_found', `no entitlement for tenant ${req.tenantId} and product ${req.productId}`);
+    if (all.length === 1) return all;
+    const score = (e: Entitlement) =>
+      leases.activeFor(e.id, req.subjectType, req.subjectId) ? 0 : NAMED.has(e.policy.type) && seats.find(e.id, req.subjectType, req.subjectId) ? 1 : 2;
+    return all.map((e, i) => ({ e, s: score(e), i })).sort((a, b) => a.s - b.s || a.i - b.i).map((x) => x.e);
+  }
+
+  function grantSync(req: LeaseRequest, now: number): { lease: Lease; entitlement: Entitlement; grace: boolean } {
+    const candidates = rank(req);
+    let best: AppError | undefined;
+    for (const e of candidates) {
+      try {
+        // Each try in its own savepoint: a refusal leaves no trace of the attempt.
+        const r = store.savepoint(() => grantOn(e, req, now));
+        return { ...r, entitlement: e };
+      } catch (err) {
+        if (!(err instanceof AppError) || !DENIALS.has(err.code)) throw err;
+        if (!best || DENIAL_PRIORITY.indexOf(err.code) < DENIAL_PRIORITY.indexOf(best.code)) best = err;
+      }
+    }
+    throw best!;
+  }
+
+  function sign(lease: Lease, e: Entitlement, grace: boolean, now: number): Promise<string> {
+    return issueLeaseTokenAsync(key, {
+      serverId,
+      subjectType: lease.subjectType,
+      subjectId: lease.subjectId,
+      productId: e.productId,
+      leaseId: lease.id,
+      tenantId: e.tenantId,
+      entitlementId: e.id,
+      policyType: e.policy.type,
+      features: lease.features,
+      issuedAtMs: now,
+      expiresAtMs: lease.expiresAt,
+      grace,
+    });
+  }
+
+  function mustGetLease(id: string): Lease {
+    const l = leases.get(id);
+    if (!l) throw new AppError('not_found', `no lease ${id}`);
+    return l;
+  }
+
+  function renewSync(id: string, now: number): { lease: Lease; entitlement: Entitlement; grace: boolean } {
+    const l = mustGetLease(id);
+    if (l.state === 'released' || l.state === 'revoked') {
+      throw new AppError('lease_released', `lease ${id} was ${l.state}; request a new lease`, { state: l.state });
+    }
+    if (l.state === 'expired' || l.expiresAt <= now) {
+      throw new AppError('lease_expired', `lease ${id} expired at ${new Date(l.expiresAt).toISOString()}; request a new lease`, { expired_at: new Date(l.expiresAt).toISOString() });
+    }
+    const e = entitlements.get(l.entitlementId)!;
+    const { grace } = usable(e, now, true);
+    // A renewal keeps the features the entitlement still grants (an admin may have removed some).
+    const entitled = e.policy.features ?? [];
+    const features = l.features.filter((f) => entitled.includes(f));
+    const expiresAt = leaseExpiry(e, now);
+    leases.refresh(l.id, now, expiresAt, features);
+    leases.event({ at: now, kind: 'renew', entitlementId: e.id, leaseId: l.id, subjectType: l.subjectType, subjectId: l.subjectId });
+    return { lease: { ...l, renewedAt: now, expiresAt, features }, entitlement: e, grace };
+  }
+
+  return {
+    /**
+     * Grants (or refreshes) a lease. The check and the grant run in one IMMEDIATE transaction
+     * shared with concurrent grants (group commit); the token is signed after the commit, off the
+     * main thread.
+     */
+    async grant(req: LeaseRequest): Promise<IssuedLease> {
+      const outcome = await store.batch(() => {
+        const now = clock.now();
+        try {
+          return { ok: true as const, now, ...store.savepoint(() => grantSync(req, now)) };
+        } catch (err) {
+          if (err instanceof AppError && DENIALS.has(err.code)) {
+            const entId = typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;
+            leases.event({ at: now, kind: 'deny', entitlementId: entId, leaseId: null, subjectType: req.subjectType, subjectId: req.subjectId, reason: err.code });
+            return { ok: false as const, error: err };
+          }
+          throw err;
+        }
+      });
+      if (!outcome.ok) throw outcome.error;
+      return { lease: outcome.lease, entitlement: outcome.entitlement, grace: outcome.grace, token: await sign(outcome.lease, outcome.entitlement, outcome.grace, outcome.now) };
+    },
+
+    async renew(id: string): Promise<IssuedLease> {
+      const r = await store.batch(() => {
+        const now = clock.now();
+        return { now, ...renewSync(id, now) };
+      });
+      return { lease: r.lease, entitlement: r.entitlement, grace: r.grace, token: await sign(r.lease, r.entitlement, r.grace, r.now) };
+    },
+
+    /** Releases a lease: frees its seat. Idempotent: releasing again answers the lease as it is. */
+    release(id: string): Promise<Lease> {
+      return store.batch(() => {
+        const now = clock.now();
+        const l = mustGetLease(id);
+        if (l.state !== 'active') return l;
+        const state = l.expiresAt <= now ? 'expired' : 'released';
+        endLease(l, state, now);
+        return { ...l, state, endedAt: now };
+      });
+    },
+
+    /** An admin ends a lease at once; its next renewal is refused. */
+    revoke(id: string, actor: Actor): Lease {
+      return store.tx(() => {
+        const now = clock.now();
+        const l = mustGetLease(id);
+        if (l.state !== 'active') throw new AppError('conflict', `lease ${id} is ${l.state} already`, { state: l.state });
+        endLease(l, 'revoked', now);
+        store.audit.append({ at: now, actor, action: 'lease.revoke', targetType: 'lease', targetId: id, details: { entitlement_id: l.entitlementId, subject: `${l.subjectType}:${l.subjectId}` } });
+        return { ...l, state: 'revoked' as const, endedAt: now };
+      });
+    },
+
+    get: mustGetLease,
+
+    /** Use right now: leases in force (not merely unswept), named seats, the limit. */
+    usageNow(e: Entitlement) {
+      return { active_leases: leases.liveCount(e.id, clock.now()), seats_assigned: leases.counters(e.id).seatsAssigned, max_seats: e.policy.max_seats ?? null };
+    },
+
+    /** Marks leases whose time has passed as expired and records the events. Returns how many. */
+    sweep(): number {
+      let total = 0;
+      for (;;) {
+        const n = store.tx(() => reclaimExpired(null, clock.now(), SWEEP_BATCH));
+        total += n;
+        if (n < SWEEP_BATCH) return total;
+      }
+    },
+
+    list(filter: { entitlementId?: string | undefined; tenantId?: string | undefined; productId?: string | undefined; subjectType?: string | undefined; subjectId?: string | undefined; cursor?: string | undefined; limit?: number | undefined }) {
+      const limit = filter.limit ?? 50;
+      let afterSeq = 0;
+      if (filter.cursor !== undefined) {
+        const m = /^l:(\d{1,15})$/.exec(Buffer.from(filter.cursor, 'base64url').toString());
+        if (!m) throw new AppError('invalid_request', 'cursor is not one this server gave out', { issues: [{ path: 'cursor', message: 'unknown cursor' }] });
+        afterSeq = Number(m[1]);
+      }
+      const rows = leases.list({ ...filter, afterSeq, limit: limit + 1, now: clock.now() });
+      const more = rows.length > limit;
+      const items = more ? rows.slice(0, limit) : rows;
+      return { items, nextCursor: more ? Buffer.from(`l:${items.at(-1)!.seq}`).toString('base64url') : null };
+    },
+
+    /**
+     * What the seed's status call shows for a subject: the entitlement it leases on (or holds a
+     * seat on, or would be given), its status, the current lease, features and use.
+     */
+    status(q: { productId: string; subjectType: string; subjectId: string; tenantId?: string | undefined }) {
+      const now = clock.now();
+      const all = q.tenantId !== undefined ? entitlements.candidates(q.tenantId, q.productId) : entitlements.candidatesForProduct(q.productId);
+      if (all.length === 0) throw new AppError('not_found', `no entitlement for product ${q.productId}${q.tenantId ? ` and tenant ${q.tenantId}` : ''}`);
+      let chosen: Entitlement | undefined;
+      let lease: Lease | undefined;
+      for (const e of all) {
+        const l = leases.activeFor(e.id, q.subjectType, q.subjectId);
+        if (l && l.expiresAt > now) {
+          chosen = e;
+          lease = l;
+          break;
+        }
+      }
+      chosen ??= all.find((e) => NAMED.has(e.policy.type) && seats.find(e.id, q.subjectType, q.subjectId)) ?? all[0]!;
+      const counters = leases.counters(chosen.id);
+      return {
+        entitlement: chosen,
+        lease,
+        seat: NAMED.has(chosen.policy.type) ? seats.find(chosen.id, q.subjectType, q.subjectId) : undefined,
+        leasesInUse: leases.liveCount(chosen.id, now),
+        seatsAssigned: counters.seatsAssigned,
+      };
+    },
+  };
+}
+
+export type LeaseService = ReturnType<typeof createLeaseService>;

@@ -1,0 +1,75 @@
+import type { Hono } from 'hono';
+import type { AppEnv } from '../types.ts';
+import type { RouteDeps } from '../../app.ts';
+import { readJson } from '../middleware.ts';
+import { identifier, leaseIdSchema, leaseListQuerySchema, leaseRequestSchema, parseWith, statusQuerySchema } from '../../schemas.ts';
+import { entitlementView, issuedLeaseView, leaseView } from '../../views.ts';
+import { toIso } from '../../clock.ts';
+
+/** The client lease API (no token: the lease id is the proof of possession), status, keys, and the admin lease list. */
+export function registerLeaseRoutes(app: Hono<AppEnv>, { services, clock, info, auth }: RouteDeps): void {
+  app.post('/v1/license/lease', async (c) => {
+    const b = parseWith(leaseRequestSchema, await readJson(c));
+    const r = await services.leases.grant({
+      productId: b.product_id,
+      tenantId: b.tenant_id,
+      subjectType: b.subject_type,
+      subjectId: b.subject_id,
+      features: b.features,
+      entitlementId: b.entitlement_id,
+    });
+    return c.json(issuedLeaseView(r), 201);
+  });
+
+  app.post('/v1/license/lease/renew', async (c) => {
+    const { lease_id } = parseWith(leaseIdSchema, await readJson(c));
+    return c.json(issuedLeaseView(await services.leases.renew(lease_id)));
+  });
+
+  app.post('/v1/license/lease/release', async (c) => {
+    const { lease_id } = parseWith(leaseIdSchema, await readJson(c));
+    const l = await services.leases.release(lease_id);
+    return c.json({ lease_id: l.id, state: l.state, released_at: l.endedAt === null ? null : toIso(l.endedAt) });
+  });
+
+  app.get('/v1/license/status', auth('read'), (c) => {
+    const q = parseWith(statusQuerySchema, c.req.query(), 'query');
+    const s = services.leases.status({ productId: q.product_id, subjectType: q.subject_type, subjectId: q.subject_id, tenantId: q.tenant_id });
+    const e = entitlementView(s.entitlement, clock.now());
+    return c.json({
+      entitlement_id: e.entitlement_id,
+      tenant_id: e.tenant_id,
+      status: e.status,
+      current_lease: s.lease ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt) } : null,
+      features: e.policy_json.features ?? [],
+      usage: {
+        concurrent_seats_used: s.leasesInUse,
+        max_seats: e.policy_json.max_seats ?? null,
+        ...(s.entitlement.policy.type === 'per_user' || s.entitlement.policy.type === 'per_machine' ? { seats_assigned: s.seatsAssigned, seat_held: s.seat !== undefined } : {}),
+      },
+    });
+  });
+
+  app.get('/v1/license/keys', (c) => {
+    return c.json({ keys: [{ kid: info.kid, public_key: info.public_key, status: 'active' }] });
+  });
+
+  app.get('/v1/leases', auth('read'), (c) => {
+    const q = parseWith(leaseListQuerySchema, c.req.query(), 'query');
+    const r = services.leases.list({
+      entitlementId: q.entitlement_id,
+      tenantId: q.tenant_id,
+      productId: q.product_id,
+      subjectType: q.subject_type,
+      subjectId: q.subject_id,
+      cursor: q.cursor,
+      limit: q.limit,
+    });
+    return c.json({ data: r.items.map(leaseView), next_cursor: r.nextCursor });
+  });
+
+  app.post('/v1/leases/:id/revoke', auth('write'), (c) => {
+    const id = parseWith(identifier, c.req.param('id'), 'lease id');
+    return c.json(leaseView(services.leases.revoke(id, c.get('principal').actor)));
+  });
+}

@@ -1,0 +1,235 @@
+import type { Db } from './db.ts';
+
+export type LeaseState = 'active' | 'released' | 'revoked' | 'expired';
+
+export interface Lease {
+  seq: number;
+  id: string;
+  entitlementId: string;
+  subjectType: string;
+  subjectId: string;
+  features: string[];
+  grantedAt: number;
+  renewedAt: number;
+  expiresAt: number;
+  state: LeaseState;
+  endedAt: number | null;
+}
+
+interface LeaseRow {
+  seq: number;
+  id: string;
+  entitlement_id: string;
+  subject_type: string;
+  subject_id: string;
+  features: string;
+  granted_at: number;
+  renewed_at: number;
+  expires_at: number;
+  state: LeaseState;
+  ended_at: number | null;
+}
+
+const fromRow = (r: LeaseRow): Lease => ({
+  seq: r.seq,
+  id: r.id,
+  entitlementId: r.entitlement_id,
+  subjectType: r.subject_type,
+  subjectId: r.subject_id,
+  features: JSON.parse(r.features) as string[],
+  grantedAt: r.granted_at,
+  renewedAt: r.renewed_at,
+  expiresAt: r.expires_at,
+  state: r.state,
+  endedAt: r.ended_at,
+});
+
+export type LeaseEventKind = 'grant' | 'renew' | 'release' | 'expire' | 'revoke' | 'deny';
+
+export interface LeaseEvent {
+  at: number;
+  kind: LeaseEventKind;
+  entitlementId: string | null;
+  leaseId: string | null;
+  subjectType: string | null;
+  subjectId: string | null;
+  activeAfter?: number | null;
+  reason?: string | null;
+}
+
+export interface LeaseFilter {
+  entitlementId?: string | undefined;
+  tenantId?: string | undefined;
+  productId?: string | undefined;
+  subjectType?: string | undefined;
+  subjectId?: string | undefined;
+  afterSeq: number;
+  limit: number;
+  now: number;
+}
+
+/** All SQL about leases, their counters and their events. */
+export function createLeaseRepo(db: Db) {
+  const insert = db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, features, granted_at, renewed_at, expires_at, state)
+    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @features, @granted_at, @renewed_at, @expires_at, 'active')`);
+  const byId = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE id = ?');
+  const activeBySubject = db.prepare<[string, string, string], LeaseRow>(
+    "SELECT * FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_id = ? AND state = 'active'",
+  );
+  const refresh = db.prepare<[number, number, string, string]>('UPDATE leases SET renewed_at = ?, expires_at = ?, features = ? WHERE id = ?');
+  const end = db.prepare<[LeaseState, number, string]>("UPDATE leases SET state = ?, ended_at = ? WHERE id = ? AND state = 'active'");
+  const bumpActive = db.prepare<[number, string], { active_leases: number }>('UPDATE entitlements SET active_leases = active_leases + ? WHERE id = ? RETURNING active_leases');
+  const bumpSeats = db.prepare<[number, string]>('UPDATE entitlements SET seats_assigned = seats_assigned + ? WHERE id = ?');
+  const counters = db.prepare<[string], { active_leases: number; seats_assigned: number }>('SELECT active_leases, seats_assigned FROM entitlements WHERE id = ?');
+  const expiredOf = db.prepare<[string, number, number], LeaseRow>(
+    "SELECT * FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+  );
+  const expiredAll = db.prepare<[number, number], LeaseRow>("SELECT * FROM leases WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?");
+  const liveCount = db.prepare<[string, number], { n: number }>("SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at > ?");
+  const activeOfEntitlement = db.prepare<[string], LeaseRow>("SELECT * FROM leases WHERE entitlement_id = ? AND state = 'active'");
+  const insertEvent = db.prepare(`INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after, reason)
+    VALUES (@at, @kind, @entitlement_id, @lease_id, @subject_type, @subject_id, @active_after, @reason)`);
+
+  const repo = {
+    insert(l: Omit<Lease, 'seq' | 'state' | 'endedAt'>): void {
+      insert.run({
+        id: l.id,
+        entitlement_id: l.entitlementId,
+        subject_type: l.subjectType,
+        subject_id: l.subjectId,
+        features: JSON.stringify(l.features),
+        granted_at: l.grantedAt,
+        renewed_at: l.renewedAt,
+        expires_at: l.expiresAt,
+      });
+    },
+    get(id: string): Lease | undefined {
+      const r = byId.get(id);
+      return r && fromRow(r);
+    },
+    activeFor(entitlementId: string, subjectType: string, subjectId: string): Lease | undefined {
+      const r = activeBySubject.get(entitlementId, subjectType, subjectId);
+      return r && fromRow(r);
+    },
+    refresh(id: string, at: number, expiresAt: number, features: string[]): void {
+      refresh.run(at, expiresAt, JSON.stringify(features), id);
+    },
+    /** Ends an active lease; returns false when it was not active (someone else ended it). */
+    end(id: string, state: Exclude<LeaseState, 'active'>, at: number): boolean {
+      return end.run(state, at, id).changes === 1;
+    },
+    /** Adds delta to the entitlement's active-lease counter and returns the new value. */
+    bumpActive(entitlementId: string, delta: number): number {
+      return bumpActive.get(delta, entitlementId)?.active_leases ?? 0;
+    },
+    bumpSeats(entitlementId: string, delta: number): void {
+      bumpSeats.run(delta, entitlementId);
+    },
+    counters(entitlementId: string): { activeLeases: number; seatsAssigned: number } {
+      const c = counters.get(entitlementId);
+      return { activeLeases: c?.active_leases ?? 0, seatsAssigned: c?.seats_assigned ?? 0 };
+    },
+    /** Active rows whose time has passed, oldest first: what a reclaim or a sweep marks expired. */
+    expired(entitlementId: string | null, now: number, limit: number): Lease[] {
+      return (entitlementId === null ? expiredAll.all(now, limit) : expiredOf.all(entitlementId, now, limit)).map(fromRow);
+    },
+    /** Leases in force now (an index range, for status pages; grants use the counter). */
+    liveCount(entitlementId: string, now: number): number {
+      return liveCount.get(entitlementId, now)!.n;
+    },
+    activeOf(entitlementId: string): Lease[] {
+      return activeOfEntitlement.all(entitlementId).map(fromRow);
+    },
+    event(e: LeaseEvent): void {
+      insertEvent.run({
+        at: e.at,
+        kind: e.kind,
+        entitlement_id: e.entitlementId,
+        lease_id: e.leaseId,
+        subject_type: e.subjectType,
+        subject_id: e.subjectId,
+        active_after: e.activeAfter ?? null,
+        reason: e.reason ?? null,
+      });
+    },
+    list(f: LeaseFilter): Array<Lease & { tenantId: string; productId: string }> {
+      const where = ["l.state = 'active'", 'l.expires_at > @now', 'l.seq > @after'];
+      const params: Record<string, unknown> = { now: f.now, after: f.afterSeq, limit: f.limit };
+      const add = (cond: string, key: string, v: string | undefined) => {
+        if (v === undefined) return;
+        where.push(cond);
+        params[key] = v;
+      };
+      add('l.entitlement_id = @ent', 'ent', f.entitlementId);
+      add('e.tenant_id = @tenant', 'tenant', f.tenantId);
+      add('e.product_id = @product', 'product', f.productId);
+      add('l.subject_type = @stype', 'stype', f.subjectType);
+      add('l.subject_id = @sid', 'sid', f.subjectId);
+      const rows = db
+        .prepare(`SELECT l.*, e.tenant_id, e.product_id FROM leases l JOIN entitlements e ON e.id = l.entitlement_id WHERE ${where.join(' AND ')} ORDER BY l.seq LIMIT @limit`)
+        .all(params) as Array<LeaseRow & { tenant_id: string; product_id: string }>;
+      return rows.map((r) => ({ ...fromRow(r), tenantId: r.tenant_id, productId: r.product_id }));
+    },
+  };
+  return repo;
+}
+
+export type LeaseRepo = ReturnType<typeof createLeaseRepo>;
+
+export interface Seat {
+  id: string;
+  entitlementId: string;
+  subjectType: string;
+  subjectId: string;
+  assignedAt: number;
+  assignedBy: string;
+}
+
+interface SeatRow {
+  id: string;
+  entitlement_id: string;
+  subject_type: string;
+  subject_id: string;
+  assigned_at: number;
+  assigned_by: string;
+}
+
+const seatFromRow = (r: SeatRow): Seat => ({
+  id: r.id,
+  entitlementId: r.entitlement_id,
+  subjectType: r.subject_type,
+  subjectId: r.subject_id,
+  assignedAt: r.assigned_at,
+  assignedBy: r.assigned_by,
+});
+
+/** All SQL about named seats. */
+export function createSeatRepo(db: Db) {
+  const insert = db.prepare(`INSERT INTO seats (id, entitlement_id, subject_type, subject_id, assigned_at, assigned_by)
+    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @assigned_at, @assigned_by)`);
+  const bySubject = db.prepare<[string, string, string], SeatRow>('SELECT * FROM seats WHERE entitlement_id = ? AND subject_type = ? AND subject_id = ?');
+  const byId = db.prepare<[string], SeatRow>('SELECT * FROM seats WHERE id = ?');
+  const remove = db.prepare<[string]>('DELETE FROM seats WHERE id = ?');
+  const page = db.prepare<[string, string, number], SeatRow>('SELECT * FROM seats WHERE entitlement_id = ? AND id > ? ORDER BY id LIMIT ?');
+  return {
+    insert(s: Seat): void {
+      insert.run({ id: s.id, entitlement_id: s.entitlementId, subject_type: s.subjectType, subject_id: s.subjectId, assigned_at: s.assignedAt, assigned_by: s.assignedBy });
+    },
+    find(entitlementId: string, subjectType: string, subjectId: string): Seat | undefined {
+      const r = bySubject.get(entitlementId, subjectType, subjectId);
+      return r && seatFromRow(r);
+    },
+    get(id: string): Seat | undefined {
+      const r = byId.get(id);
+      return r && seatFromRow(r);
+    },
+    remove(id: string): void {
+      remove.run(id);
+    },
+    page(entitlementId: string, afterId: string, limit: number): Seat[] {
+      return page.all(entitlementId, afterId, limit).map(seatFromRow);
+    },
+  };
+}
+
+export type SeatRepo = ReturnType<typeof createSeatRepo>;
