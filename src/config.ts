@@ -42,12 +42,16 @@ export interface ServeFlags {
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
   logLevel?: string | undefined;
+  sweepInterval?: string | undefined;
+  leaseTtl?: string | undefined;
 }
 
 const serveSchema = z.object({
   host: z.string().min(1).max(255),
   port: z.coerce.number({ message: 'port must be a number' }).int('port must be a whole number').min(0).max(65535, 'port must be 0 to 65535'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']),
+  sweepIntervalSeconds: z.coerce.number({ message: 'sweep interval must be a number of seconds' }).int().min(1).max(86_400),
+  defaultLeaseTtlSeconds: z.coerce.number({ message: 'lease TTL must be a number of seconds' }).int().min(10).max(30 * 86_400),
 });
 
 export function resolveServe(flags: ServeFlags, env: Env) {
@@ -57,6 +61,8 @@ export function resolveServe(flags: ServeFlags, env: Env) {
       host: flags.host ?? env.BPLS_HOST ?? '127.0.0.1',
       port: flags.port ?? env.BPLS_PORT ?? '8080',
       logLevel: flags.logLevel ?? env.BPLS_LOG_LEVEL ?? 'info',
+      sweepIntervalSeconds: flags.sweepInterval ?? env.BPLS_SWEEP_INTERVAL ?? '30',
+      defaultLeaseTtlSeconds: flags.leaseTtl ?? env.BPLS_LEASE_TTL ?? '3600',
     },
     'serve options',
   );

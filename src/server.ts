@@ -21,6 +21,9 @@ export interface ServeConfig {
   /** How long in-flight requests get to finish after SIGTERM. */
   drainMs?: number;
   clock?: Clock;
+  /** How often expired leases are marked and their events written. */
+  sweepIntervalSeconds?: number;
+  defaultLeaseTtlSeconds?: number;
 }
 
 export interface RunningServer {
@@ -36,7 +39,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     throw new AppError('invalid_request', '--tls-cert and --tls-key go together');
   }
-  const ctx = openContext({ dataDir: config.dataDir, nativeCacheDir: config.nativeCacheDir, durability: config.durability, ...(config.clock ? { clock: config.clock } : {}) });
+  const ctx = openContext({
+    dataDir: config.dataDir,
+    nativeCacheDir: config.nativeCacheDir,
+    durability: config.durability,
+    services: { defaultLeaseTtlSeconds: config.defaultLeaseTtlSeconds },
+    ...(config.clock ? { clock: config.clock } : {}),
+  });
   let draining = false;
   const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, isDraining: () => draining });
 
@@ -75,6 +84,17 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   }
   server.on('error', (err) => log.error('server error', { error: String(err) }));
 
+  // Expired leases already free their seats at grant time; the sweep marks them for reports.
+  const sweep = setInterval(() => {
+    try {
+      const n = ctx.services.leases.sweep();
+      if (n > 0) log.info('swept expired leases', { count: n });
+    } catch (err) {
+      log.warn('lease sweep failed; will retry', { error: String(err) });
+    }
+  }, (config.sweepIntervalSeconds ?? 30) * 1000);
+  sweep.unref();
+
   const port = (server.address() as AddressInfo).port;
   const scheme = config.tlsCert ? 'https' : 'http';
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -87,6 +107,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     close() {
       closing ??= new Promise<void>((resolve) => {
         draining = true;
+        clearInterval(sweep);
         const force = setTimeout(() => server.closeAllConnections(), config.drainMs ?? 10_000);
         force.unref();
         server.close(() => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Db } from './db.ts';
-import { canonicalJson } from '../canonical-json.ts';
+import { canonicalJson } from '../tokens/strict-json.ts';
 
 export interface AuditEntry {
   at: number;

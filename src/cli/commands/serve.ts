@@ -14,12 +14,24 @@ export function registerServe(program: Command, kit: CommandKit): void {
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--log-level <level>', 'debug, info, warn or error (env BPLS_LOG_LEVEL)')
-    .action(async (opts: { host?: string; port?: string; tlsCert?: string; tlsKey?: string; logLevel?: string }, cmd: Command) => {
+    .option('--sweep-interval <seconds>', 'how often expired leases are marked for reports (env BPLS_SWEEP_INTERVAL, default 30)')
+    .option('--lease-ttl <seconds>', 'lease lifetime when the policy sets none (env BPLS_LEASE_TTL, default 3600)')
+    .action(async (opts: { host?: string; port?: string; tlsCert?: string; tlsKey?: string; logLevel?: string; sweepInterval?: string; leaseTtl?: string }, cmd: Command) => {
       const g = kit.globals(cmd);
       const s = resolveServe(opts, kit.io.env);
       const log = createLogger({ level: s.logLevel as LogLevel, write: kit.io.stderr });
       const server = await startServer(
-        { dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, host: s.host, port: s.port, durability: g.durability, tlsCert: s.tlsCert, tlsKey: s.tlsKey },
+        {
+          dataDir: g.dataDir,
+          nativeCacheDir: g.nativeCacheDir,
+          host: s.host,
+          port: s.port,
+          durability: g.durability,
+          tlsCert: s.tlsCert,
+          tlsKey: s.tlsKey,
+          sweepIntervalSeconds: s.sweepIntervalSeconds,
+          defaultLeaseTtlSeconds: s.defaultLeaseTtlSeconds,
+        },
         log,
       );
       kit.io.stdout(`listening on ${server.url}\n`);
