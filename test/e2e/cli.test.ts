@@ -182,6 +182,26 @@ describe('serve', () => {
     expect(s.extraStdout).toEqual([]);
   });
 
+  it('shares the database with the CLI: a lease revoked from a shell is refused at its next renewal', async () => {
+    const s = await startServe(CLI, ['--data-dir', dataDir, '--port', '0']);
+    try {
+      const ent = await json(['entitlements', 'create', '--tenant', 'shell', '--product', 'cad', '--type', 'concurrent', '--max-seats', '2', '--starts', '2024-01-01T00:00:00Z', '--ends', '2099-01-01T00:00:00Z']);
+      const post = (path: string, body: unknown) => fetch(`${s.base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const granted = (await (await post('/v1/license/lease', { tenant_id: 'shell', product_id: 'cad', subject_type: 'user', subject_id: 'alice' })).json()) as any;
+      expect(granted.lease_id).toMatch(/^lease_/);
+      const listed = await json(['leases', 'list', '--entitlement', ent.entitlement_id]);
+      expect(listed.data.map((l: any) => l.lease_id)).toEqual([granted.lease_id]);
+      expect((await json(['leases', 'revoke', granted.lease_id])).state).toBe('revoked');
+      const renewed = await post('/v1/license/lease/renew', { lease_id: granted.lease_id });
+      expect(renewed.status).toBe(410);
+      expect(((await renewed.json()) as any).error.code).toBe('lease_released');
+      const keys = await (await fetch(`${s.base}/v1/license/keys`)).json();
+      expect(await json(['keys', 'show'])).toEqual(keys);
+    } finally {
+      expect(await s.stop()).toEqual({ code: 0, signal: null });
+    }
+  });
+
   it('refuses a busy port with a clear error and exit 1', async () => {
     const blocker = createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
