@@ -328,8 +328,9 @@ export function createLeaseService({ store, clock, key, serverId, defaultTtlSeco
     },
 
     /**
-     * What the seed's status call shows for a subject: the entitlement it leases on (or holds a
-     * seat on, or would be given), its status, the current lease, features and use.
+     * What the seed's status call shows for a subject: the entitlement it leases on now, else holds
+     * a seat on, else leased on last; else, when only one tenant has the product, that tenant's
+     * first by the grant rule. Several tenants and no tie to the subject: tenant_id is required.
      */
     status(q: { productId: string; subjectType: string; subjectId: string; tenantId?: string | undefined }) {
       const now = clock.now();
@@ -345,7 +346,18 @@ export function createLeaseService({ store, clock, key, serverId, defaultTtlSeco
           break;
         }
       }
-      chosen ??= all.find((e) => NAMED.has(e.policy.type) && seats.find(e.id, q.subjectType, q.subjectId)) ?? all[0]!;
+      chosen ??= all.find((e) => NAMED.has(e.policy.type) && seats.find(e.id, q.subjectType, q.subjectId));
+      if (!chosen) {
+        const last = leases.lastEntitlementOf(q.subjectType, q.subjectId, q.productId);
+        chosen = all.find((e) => e.id === last);
+      }
+      if (!chosen) {
+        // Nothing ties the subject to an entitlement: only a single tenant's answer is meaningful.
+        if (new Set(all.map((e) => e.tenantId)).size > 1) {
+          throw new AppError('invalid_request', `several tenants have entitlements for ${q.productId}; pass tenant_id`, { issues: [{ path: 'tenant_id', message: 'required when several tenants have the product' }] });
+        }
+        chosen = all[0]!;
+      }
       const counters = leases.counters(chosen.id);
       return {
         entitlement: chosen,

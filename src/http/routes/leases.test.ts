@@ -62,6 +62,22 @@ describe('the seed tutorial, steps 3 to 6', () => {
   });
 });
 
+describe('status', () => {
+  it('finds the subject by its last lease across tenants, and asks for tenant_id when nothing ties it', async () => {
+    await entitlement();
+    const other = await entitlement(seedEntitlement.policy_json, { tenant_id: 'other-tenant' });
+    const l = await lease({ ...subject('u9'), tenant_id: 'other-tenant' });
+    await release(l.body.lease_id);
+    const s = await h.req('GET', '/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=u9');
+    expect(s.body).toMatchObject({ entitlement_id: other, tenant_id: 'other-tenant', current_lease: null });
+    const none = await h.req('GET', '/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=stranger');
+    expect(none.status).toBe(400);
+    expect(none.body.error.message).toBe('several tenants have entitlements for your-product-id; pass tenant_id');
+    const scoped = await h.req('GET', '/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=stranger&tenant_id=other-tenant');
+    expect(scoped.body.entitlement_id).toBe(other);
+  });
+});
+
 describe('granting', () => {
   it('gives the same subject its lease back, refreshed, not a second seat', async () => {
     const entId = await entitlement({ type: 'concurrent', max_seats: 1 });

@@ -33,6 +33,8 @@ CREATE UNIQUE INDEX leases_one_per_subject ON leases (entitlement_id, subject_ty
 -- Reclaiming and sweeping expired leases walks only what has expired.
 CREATE INDEX leases_active_expiry ON leases (entitlement_id, expires_at) WHERE state = 'active';
 CREATE INDEX leases_expiry ON leases (expires_at) WHERE state = 'active';
+-- A subject's lease history (status pages).
+CREATE INDEX leases_subject ON leases (subject_type, subject_id);
 
 CREATE TABLE lease_events (
   seq             INTEGER PRIMARY KEY,
