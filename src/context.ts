@@ -8,6 +8,7 @@ import { createEntitlementService } from './domain/entitlements.ts';
 import { createApiTokenService } from './domain/api-tokens.ts';
 import type { SigningKey } from './tokens/keys.ts';
 import { createLeaseService } from './domain/leases.ts';
+import { createTimeGuard } from './domain/time-guard.ts';
 
 export interface ContextOptions {
   dataDir: string;
@@ -32,13 +33,17 @@ export type Services = ReturnType<typeof createServices>;
 
 export interface ServiceOptions {
   defaultLeaseTtlSeconds?: number | undefined;
+  /** A monotonic clock for the time guard; the server passes performance.now, tests leave it out. */
+  monotonicMs?: (() => number) | undefined;
 }
 
 export function createServices(store: Store, clock: Clock, key: SigningKey, info: ServerInfo, opts: ServiceOptions = {}) {
+  const timeGuard = createTimeGuard({ store, clock, monotonicMs: opts.monotonicMs });
   return {
+    timeGuard,
     entitlements: createEntitlementService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
-    leases: createLeaseService({ store, clock, key, serverId: info.server_id, ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}) }),
+    leases: createLeaseService({ store, clock, key, serverId: info.server_id, timeGuard, ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}) }),
   };
 }
 
@@ -57,7 +62,7 @@ export function openContext(opts: ContextOptions): Context {
     store,
     info,
     key,
-    services: createServices(store, clock, key, info, opts.services),
+    services: createServices(store, clock, key, info, { monotonicMs: () => performance.now(), ...opts.services }),
     close: () => store.close(),
   };
 }

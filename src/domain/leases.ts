@@ -7,6 +7,7 @@ import type { Actor, Entitlement } from './types.ts';
 import { DAY_MS, graceDays } from './types.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { issueLeaseTokenAsync } from '../tokens/lease-token.ts';
+import type { TimeGuard } from './time-guard.ts';
 
 export const SUBJECT_TYPES = ['user', 'machine'] as const;
 export type SubjectType = (typeof SUBJECT_TYPES)[number];
@@ -30,6 +31,7 @@ export interface LeaseDeps {
   clock: Clock;
   key: SigningKey;
   serverId: string;
+  timeGuard: TimeGuard;
   defaultTtlSeconds?: number;
 }
 
@@ -48,7 +50,7 @@ const DENIAL_PRIORITY: ErrorCode[] = ['seats_exhausted', 'seat_not_assigned', 'f
 const NAMED = new Set(['per_user', 'per_machine']);
 
 /** Leases: grant, renew, release, revoke, status, and the sweep that marks expired ones. */
-export function createLeaseService({ store, clock, key, serverId, defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS }: LeaseDeps) {
+export function createLeaseService({ store, clock, key, serverId, timeGuard, defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS }: LeaseDeps) {
   const { leases, seats, entitlements } = store;
 
   /** Is the entitlement usable now, for a subject who already holds a seat or lease (`holder`)? */
@@ -249,6 +251,8 @@ export function createLeaseService({ store, clock, key, serverId, defaultTtlSeco
     async grant(req: LeaseRequest): Promise<IssuedLease> {
       const outcome = await store.batch(() => {
         const now = clock.now();
+        const suspect = timeGuard.assess(now);
+        if (suspect) return { ok: false as const, error: suspect };
         try {
           return { ok: true as const, now, ...store.savepoint(() => grantSync(req, now)) };
         } catch (err) {
@@ -267,8 +271,11 @@ export function createLeaseService({ store, clock, key, serverId, defaultTtlSeco
     async renew(id: string): Promise<IssuedLease> {
       const r = await store.batch(() => {
         const now = clock.now();
-        return { now, ...renewSync(id, now) };
+        const suspect = timeGuard.assess(now);
+        if (suspect) return { ok: false as const, error: suspect };
+        return { ok: true as const, now, ...renewSync(id, now) };
       });
+      if (!r.ok) throw r.error;
       return { lease: r.lease, entitlement: r.entitlement, grace: r.grace, token: await sign(r.lease, r.entitlement, r.grace, r.now) };
     },
 

@@ -1,12 +1,22 @@
 import type { Db } from './db.ts';
 
-/** Small key/value server state (server id, time high-water mark, settings). */
+/** Small key/value server state (server id, time high-water mark, settings) and the clock events. */
 export function createStateRepo(db: Db) {
   const get = db.prepare<[string], { value: string }>('SELECT value FROM server_state WHERE key = ?');
   const set = db.prepare<[string, string]>(
     'INSERT INTO server_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
   );
+  const insertClockEvent = db.prepare('INSERT INTO clock_events (at, kind, hwm, details) VALUES (?, ?, ?, ?)');
+  const clockEvents = db.prepare<[number, number], { seq: number; at: number; kind: string; hwm: number; details: string }>(
+    'SELECT * FROM clock_events WHERE at >= ? ORDER BY seq LIMIT ?',
+  );
   return {
+    clockEvent(at: number, kind: 'suspect' | 'recovered' | 'vouched', hwm: number, details: Record<string, unknown>): void {
+      insertClockEvent.run(at, kind, hwm, JSON.stringify(details));
+    },
+    clockEvents(sinceMs: number, limit = 10_000) {
+      return clockEvents.all(sinceMs, limit).map((r) => ({ seq: r.seq, at: r.at, kind: r.kind, hwm: r.hwm, details: JSON.parse(r.details) as Record<string, unknown> }));
+    },
     get(key: string): string | undefined {
       return get.get(key)?.value;
     },
