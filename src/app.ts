@@ -7,12 +7,13 @@ import type { Services } from './context.ts';
 import type { Store } from './storage/store.ts';
 import type { ServerInfo } from './data-dir.ts';
 import type { AppEnv } from './http/types.ts';
-import type { Permission } from './http/permissions.ts';
+import type { RouteKey } from './http/permissions.ts';
 import { limitBody, requestId, requestLog, requirePermission } from './http/middleware.ts';
 import { registerHealthRoutes } from './http/routes/health.ts';
 import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
 import { registerTokenRoutes } from './http/routes/tokens.ts';
 import { registerLeaseRoutes } from './http/routes/leases.ts';
+import { registerSeatRoutes } from './http/routes/seats.ts';
 
 export const BODY_LIMIT = 1 << 20;
 export const IMPORT_BODY_LIMIT = 64 << 20;
@@ -28,7 +29,7 @@ export interface AppDeps {
 }
 
 export interface RouteDeps extends AppDeps {
-  auth: (permission: Permission) => ReturnType<typeof requirePermission>;
+  auth: (route: RouteKey) => ReturnType<typeof requirePermission>;
   isDraining: () => boolean;
 }
 
@@ -38,7 +39,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const routeDeps: RouteDeps = {
     ...deps,
     isDraining: deps.isDraining ?? (() => false),
-    auth: (permission) => requirePermission(() => deps.services.apiTokens, permission),
+    auth: (route) => requirePermission(() => deps.services.apiTokens, route),
   };
 
   app.use('*', requestId());
@@ -51,6 +52,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   registerEntitlementRoutes(app, routeDeps);
   registerTokenRoutes(app, routeDeps);
   registerLeaseRoutes(app, routeDeps);
+  registerSeatRoutes(app, routeDeps);
 
   app.notFound((c) => {
     const err = new AppError('not_found', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`);

@@ -9,6 +9,8 @@ import { createApiTokenService } from './domain/api-tokens.ts';
 import type { SigningKey } from './tokens/keys.ts';
 import { createLeaseService } from './domain/leases.ts';
 import { createTimeGuard } from './domain/time-guard.ts';
+import { createSeatService } from './domain/seats.ts';
+import { createUsageService } from './domain/usage.ts';
 
 export interface ContextOptions {
   dataDir: string;
@@ -42,6 +44,8 @@ export function createServices(store: Store, clock: Clock, key: SigningKey, info
   return {
     timeGuard,
     entitlements: createEntitlementService({ store, clock }),
+    seats: createSeatService({ store, clock }),
+    usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
     leases: createLeaseService({ store, clock, key, serverId: info.server_id, timeGuard, ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}) }),
   };

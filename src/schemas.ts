@@ -165,12 +165,17 @@ export const listQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });
 
-export const tokenCreateSchema = z.strictObject({
-  name: z.string().min(1).max(100).regex(/^[^\p{Cc}]+$/u, 'must not contain control characters'),
-  role: z.enum(['admin', 'reader']).default('admin'),
-  tenant_id: identifier.optional(),
-  expires_in_days: z.int().min(1).max(3650).optional(),
-});
+export const tokenCreateSchema = z
+  .strictObject({
+    name: z.string().min(1).max(100).regex(/^[^\p{Cc}]+$/u, 'must not contain control characters'),
+    role: z.enum(['admin', 'tenant_admin', 'reader']).default('admin'),
+    tenant_id: identifier.optional(),
+    expires_in_days: z.int().min(1).max(3650).optional(),
+  })
+  .superRefine((t, ctx) => {
+    if (t.role === 'tenant_admin' && t.tenant_id === undefined) ctx.addIssue({ code: 'custom', path: ['tenant_id'], message: 'a tenant_admin token needs tenant_id' });
+    if (t.role === 'admin' && t.tenant_id !== undefined) ctx.addIssue({ code: 'custom', path: ['tenant_id'], message: 'an admin token spans every tenant; use role tenant_admin for one tenant' });
+  });
 
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(root)';
@@ -216,6 +221,36 @@ export const leaseListQuerySchema = z.strictObject({
   product_id: identifier.optional(),
   subject_type: subjectTypeSchema.optional(),
   subject_id: identifier.optional(),
+  cursor: z.string().max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});
+
+export const checkQuerySchema = z.strictObject({
+  subject_type: subjectTypeSchema.optional(),
+  subject_id: identifier.optional(),
+});
+
+export const usageCsvQuerySchema = z.strictObject({
+  days: z.coerce.number().int().min(1).max(3660).optional(),
+});
+
+const subjectSchema = z.strictObject({ subject_type: subjectTypeSchema, subject_id: identifier });
+
+/** One seat: `{subject_type, subject_id}` or the marketplace's `{principal_id}`. */
+export const seatAssignSchema = z.union([subjectSchema, z.strictObject({ principal_id: identifier })], {
+  message: 'give {"subject_type", "subject_id"} or {"principal_id"}',
+});
+
+/** Many seats: `{subjects: [...]}` or the marketplace's `{principal_ids: [...]}`. */
+export const seatBulkSchema = z.union(
+  [
+    z.strictObject({ subjects: z.array(subjectSchema).min(1).max(10_000) }),
+    z.strictObject({ principal_ids: z.array(identifier).min(1).max(10_000) }),
+  ],
+  { message: 'give {"subjects": [{"subject_type", "subject_id"}, …]} or {"principal_ids": […]}' },
+);
+
+export const seatListQuerySchema = z.strictObject({
   cursor: z.string().max(100).optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });

@@ -2,7 +2,7 @@
 import { toIso } from './clock.ts';
 import type { ApiToken, Entitlement } from './domain/types.ts';
 import { deriveStatus } from './domain/types.ts';
-import type { Lease } from './storage/leases.ts';
+import type { Lease, Seat } from './storage/leases.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : toIso(ms));
 
@@ -63,5 +63,16 @@ export function issuedLeaseView(r: { lease: Lease; token: string; grace: boolean
     expires_at: toIso(r.lease.expiresAt),
     features: r.lease.features,
     ...(r.grace ? { grace: true } : {}),
+  };
+}
+
+export function seatView(s: Seat) {
+  return {
+    seat_id: s.id,
+    entitlement_id: s.entitlementId,
+    subject_type: s.subjectType,
+    subject_id: s.subjectId,
+    assigned_at: toIso(s.assignedAt),
+    assigned_by: s.assignedBy,
   };
 }

@@ -305,6 +305,33 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
 
     get: mustGetLease,
 
+    /**
+     * Could a lease be granted now? With a subject, answers for that subject (a holder may renew in
+     * grace; manual seats need an assignment); without one, for a newcomer.
+     */
+    check(e: Entitlement, subject?: { subjectType: string; subjectId: string }) {
+      const now = clock.now();
+      const named = NAMED.has(e.policy.type);
+      const counters = leases.counters(e.id);
+      const live = leases.liveCount(e.id, now);
+      const lease = subject ? leases.activeFor(e.id, subject.subjectType, subject.subjectId) : undefined;
+      const seat = subject && named ? seats.find(e.id, subject.subjectType, subject.subjectId) : undefined;
+      const holder = (lease !== undefined && lease.expiresAt > now) || seat !== undefined;
+      const max = e.policy.max_seats;
+      const remaining = max === undefined ? null : Math.max(0, max - (named ? counters.seatsAssigned : live));
+      let reason: string | null = null;
+      try {
+        usable(e, now, holder);
+      } catch (err) {
+        reason = err instanceof AppError ? String(err.details.reason ?? err.code) : 'internal';
+      }
+      if (reason === null && !holder) {
+        if (named && e.policy.seat_assignment === 'manual') reason = 'seat_not_assigned';
+        else if (remaining === 0) reason = 'seats_exhausted';
+      }
+      return { can_lease: reason === null, remaining_seats: remaining, reason };
+    },
+
     /** Use right now: leases in force (not merely unswept), named seats, the limit. */
     usageNow(e: Entitlement) {
       return { active_leases: leases.liveCount(e.id, clock.now()), seats_assigned: leases.counters(e.id).seatsAssigned, max_seats: e.policy.max_seats ?? null };

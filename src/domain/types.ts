@@ -50,7 +50,7 @@ export function graceDays(policy: Policy): number {
 /** Who did something, as written in the audit log: `token:tok_…`, `cli`, `bundle`, `system`. */
 export type Actor = string;
 
-export const ROLES = ['admin', 'reader'] as const;
+export const ROLES = ['admin', 'tenant_admin', 'reader'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface ApiToken {

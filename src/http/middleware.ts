@@ -5,7 +5,7 @@ import { newId } from '../ids.ts';
 import type { Logger } from '../log.ts';
 import type { ApiTokenService } from '../domain/api-tokens.ts';
 import type { AppEnv } from './types.ts';
-import { roleAllows, type Permission } from './permissions.ts';
+import { ROUTES, roleAllows, type RouteKey, type RouteRule } from './permissions.ts';
 
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -51,8 +51,9 @@ function formatBytes(n: number): string {
   return n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${Math.round(n / 1024)} KiB`;
 }
 
-/** Bearer-token authentication plus the route's permission. */
-export function requirePermission(tokens: () => ApiTokenService, permission: Permission): MiddlewareHandler<AppEnv> {
+/** Bearer-token authentication plus the route's row of the permission table. */
+export function requirePermission(tokens: () => ApiTokenService, route: RouteKey): MiddlewareHandler<AppEnv> {
+  const rule: RouteRule = ROUTES[route];
   return async function authMiddleware(c, next) {
     const header = c.req.header('authorization');
     const m = header === undefined ? null : /^Bearer ([^\s]+)$/i.exec(header.trim());
@@ -60,8 +61,11 @@ export function requirePermission(tokens: () => ApiTokenService, permission: Per
       throw new AppError('unauthorized', header === undefined ? 'this route needs an API token' : 'the Authorization header must be "Bearer <token>"', {}, 'send Authorization: Bearer bpls_…');
     }
     const principal = tokens().authenticate(m[1]!);
-    if (!roleAllows(principal.role, permission)) {
-      throw new AppError('forbidden', `a ${principal.role} token may not do this (needs ${permission})`);
+    if (!roleAllows(principal.role, rule.permission)) {
+      throw new AppError('forbidden', `a ${principal.role} token may not do this (needs ${rule.permission})`);
+    }
+    if (rule.global && principal.tenantId !== null) {
+      throw new AppError('forbidden', `a token limited to tenant ${principal.tenantId} may not do this: it spans every tenant`);
     }
     c.set('principal', principal);
     await next();

@@ -1,15 +1,52 @@
 import type { Role } from '../domain/types.ts';
 
 /**
- * What each role may do. Every admin route names one permission; this table is the whole access
- * model (the README prints it).
+ * The access model in two tables. Every admin route names its row in ROUTES; a role may call a
+ * route when it has the route's permission. `global` routes see every tenant's data, so a
+ * tenant-scoped token may not call them. The README prints both tables; a test walks every route
+ * with every role.
  */
-export type Permission = 'read' | 'write' | 'tokens';
+export type Permission = 'read' | 'write' | 'seats' | 'tokens' | 'sync' | 'audit';
 
 export const ROLE_PERMISSIONS = {
-  admin: ['read', 'write', 'tokens'],
-  reader: ['read'],
+  admin: ['read', 'write', 'seats', 'tokens', 'sync', 'audit'],
+  tenant_admin: ['read', 'seats'],
+  reader: ['read', 'audit'],
 } as const satisfies Record<Role, readonly Permission[]>;
+
+export interface RouteRule {
+  permission: Permission;
+  /** Sees or changes data of every tenant: refused to tenant-scoped tokens. */
+  global?: true;
+}
+
+export const ROUTES = {
+  'POST /v1/entitlements': { permission: 'write', global: true },
+  'GET /v1/entitlements': { permission: 'read' },
+  'POST /v1/entitlements/import': { permission: 'write', global: true },
+  'GET /v1/entitlements/:id': { permission: 'read' },
+  'PUT /v1/entitlements/:id': { permission: 'write', global: true },
+  'PATCH /v1/entitlements/:id': { permission: 'write', global: true },
+  'POST /v1/entitlements/:id/suspend': { permission: 'write', global: true },
+  'POST /v1/entitlements/:id/resume': { permission: 'write', global: true },
+  'POST /v1/entitlements/:id/revoke': { permission: 'write', global: true },
+  'POST /v1/entitlements/:id/renew': { permission: 'write', global: true },
+  'GET /v1/entitlements/:id/check': { permission: 'read' },
+  'GET /v1/entitlements/:id/usage': { permission: 'read' },
+  'GET /v1/entitlements/:id/usage.csv': { permission: 'read' },
+  'GET /v1/entitlements/:id/seats': { permission: 'read' },
+  'POST /v1/entitlements/:id/seats': { permission: 'seats' },
+  'POST /v1/entitlements/:id/seats/bulk': { permission: 'seats' },
+  'DELETE /v1/entitlements/:id/seats/:seat_id': { permission: 'seats' },
+  'GET /v1/license/status': { permission: 'read' },
+  'GET /v1/leases': { permission: 'read' },
+  'POST /v1/leases/:id/revoke': { permission: 'seats' },
+  'POST /v1/tokens': { permission: 'tokens', global: true },
+  'GET /v1/tokens': { permission: 'tokens', global: true },
+  'DELETE /v1/tokens/:id': { permission: 'tokens', global: true },
+} as const satisfies Record<string, RouteRule>;
+
+export type RouteKey = keyof typeof ROUTES;
 
 export function roleAllows(role: Role, permission: Permission): boolean {
   return (ROLE_PERMISSIONS[role] as readonly Permission[]).includes(permission);

@@ -5,6 +5,7 @@ import { createAuditRepo } from './audit.ts';
 import { createStateRepo } from './state.ts';
 import { createLeaseRepo, createSeatRepo } from './leases.ts';
 import { createGroupCommit } from './group-commit.ts';
+import { createUsageRepo } from './usage.ts';
 
 /** The storage face the domain uses: repositories and a write transaction. No SQL leaves storage/. */
 export interface Store {
@@ -14,6 +15,7 @@ export interface Store {
   state: ReturnType<typeof createStateRepo>;
   leases: ReturnType<typeof createLeaseRepo>;
   seats: ReturnType<typeof createSeatRepo>;
+  usage: ReturnType<typeof createUsageRepo>;
   /** Runs fn in one IMMEDIATE transaction (the write lock taken up front). */
   tx<T>(fn: () => T): T;
   /** Runs fn inside a shared group-commit transaction (its own savepoint); settles after the commit. */
@@ -36,6 +38,7 @@ export function createStore(db: Db): Store {
     state: createStateRepo(db),
     leases: createLeaseRepo(db),
     seats: createSeatRepo(db),
+    usage: createUsageRepo(db),
     tx: (fn) => immediate(db, fn),
     batch: createGroupCommit(db),
     savepoint: (fn) => db.transaction(fn)(),

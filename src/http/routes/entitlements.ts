@@ -1,7 +1,8 @@
-import type { Hono } from 'hono';
+import type { Hono, Context } from 'hono';
 import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { readJson } from '../middleware.ts';
+import { mustSee, scopedTenant } from '../scope.ts';
 import {
   entitlementCreateSchema,
   entitlementUpdateSchema,
@@ -11,57 +12,87 @@ import {
   parseImportItems,
   parseWith,
   renewSchema,
+  checkQuerySchema,
+  usageCsvQuerySchema,
 } from '../../schemas.ts';
 import { entitlementView } from '../../views.ts';
+import { usageCsv } from '../../domain/usage.ts';
 
-/** /v1/entitlements: create, list, show, update, lifecycle, bulk import. */
+/** /v1/entitlements: create, list, show, update, lifecycle, bulk import, check, usage. */
 export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, auth }: RouteDeps): void {
   const view = (e: Parameters<typeof entitlementView>[0]) => entitlementView(e, clock.now());
-  const idParam = (raw: string) => parseWith(identifier, raw, 'entitlement id');
+  /** The entitlement named in the path, if this token may see it. */
+  const visible = (c: Context<AppEnv>) => {
+    const id = parseWith(identifier, c.req.param('id'), 'entitlement id');
+    return mustSee(c, services.entitlements.get(id), `no entitlement ${id}`);
+  };
 
-  app.post('/v1/entitlements', auth('write'), async (c) => {
+  app.post('/v1/entitlements', auth('POST /v1/entitlements'), async (c) => {
     const input = parseWith(entitlementCreateSchema, await readJson(c));
     const e = services.entitlements.create(input, c.get('principal').actor);
     return c.json(view(e), 201);
   });
 
-  app.get('/v1/entitlements', auth('read'), (c) => {
+  app.get('/v1/entitlements', auth('GET /v1/entitlements'), (c) => {
     const q = parseWith(listQuerySchema, c.req.query(), 'query');
-    const r = services.entitlements.list({ tenantId: q.tenant_id, productId: q.product_id, status: q.status, cursor: q.cursor, limit: q.limit });
+    const r = services.entitlements.list({ tenantId: scopedTenant(c, q.tenant_id), productId: q.product_id, status: q.status, cursor: q.cursor, limit: q.limit });
     return c.json({ data: r.items.map(view), next_cursor: r.nextCursor });
   });
 
-  app.post('/v1/entitlements/import', auth('write'), async (c) => {
+  app.post('/v1/entitlements/import', auth('POST /v1/entitlements/import'), async (c) => {
     const envelope = parseWith(importEnvelopeSchema, await readJson(c));
     const items = parseImportItems(envelope.entitlements);
     const r = services.entitlements.importMany(items, c.get('principal').actor);
     return c.json(r, 200);
   });
 
-  app.get('/v1/entitlements/:id', auth('read'), (c) => {
-    const e = services.entitlements.get(idParam(c.req.param('id')));
+  app.get('/v1/entitlements/:id', auth('GET /v1/entitlements/:id'), (c) => {
+    const e = visible(c);
     return c.json({ ...view(e), usage: services.leases.usageNow(e) });
   });
 
-  const update = auth('write');
-  for (const method of ['put', 'patch'] as const) {
-    app[method]('/v1/entitlements/:id', update, async (c) => {
-      const id = idParam(c.req.param('id'));
-      const patch = parseWith(entitlementUpdateSchema, await readJson(c));
-      return c.json(view(services.entitlements.update(id, patch, c.get('principal').actor)));
-    });
-  }
+  app.put('/v1/entitlements/:id', auth('PUT /v1/entitlements/:id'), async (c) => {
+    const e = visible(c);
+    const patch = parseWith(entitlementUpdateSchema, await readJson(c));
+    return c.json(view(services.entitlements.update(e.id, patch, c.get('principal').actor)));
+  });
+
+  app.patch('/v1/entitlements/:id', auth('PATCH /v1/entitlements/:id'), async (c) => {
+    const e = visible(c);
+    const patch = parseWith(entitlementUpdateSchema, await readJson(c));
+    return c.json(view(services.entitlements.update(e.id, patch, c.get('principal').actor)));
+  });
 
   for (const action of ['suspend', 'resume', 'revoke'] as const) {
-    app.post(`/v1/entitlements/:id/${action}`, auth('write'), (c) => {
-      const id = idParam(c.req.param('id'));
-      return c.json(view(services.entitlements[action](id, c.get('principal').actor)));
+    app.post(`/v1/entitlements/:id/${action}`, auth(`POST /v1/entitlements/:id/${action}`), (c) => {
+      const e = visible(c);
+      return c.json(view(services.entitlements[action](e.id, c.get('principal').actor)));
     });
   }
 
-  app.post('/v1/entitlements/:id/renew', auth('write'), async (c) => {
-    const id = idParam(c.req.param('id'));
+  app.post('/v1/entitlements/:id/renew', auth('POST /v1/entitlements/:id/renew'), async (c) => {
+    const e = visible(c);
     const { period_months } = parseWith(renewSchema, await readJson(c));
-    return c.json(view(services.entitlements.renew(id, period_months, c.get('principal').actor)));
+    return c.json(view(services.entitlements.renew(e.id, period_months, c.get('principal').actor)));
+  });
+
+  app.get('/v1/entitlements/:id/check', auth('GET /v1/entitlements/:id/check'), (c) => {
+    const e = visible(c);
+    const q = parseWith(checkQuerySchema, c.req.query(), 'query');
+    const subject = q.subject_id !== undefined ? { subjectType: q.subject_type ?? (e.policy.type === 'per_machine' ? 'machine' : 'user'), subjectId: q.subject_id } : undefined;
+    return c.json({ entitlement_id: e.id, status: view(e).status, ...services.leases.check(e, subject) });
+  });
+
+  app.get('/v1/entitlements/:id/usage', auth('GET /v1/entitlements/:id/usage'), (c) => {
+    const e = visible(c);
+    return c.json({ entitlement_id: e.id, tenant_id: e.tenantId, product_id: e.productId, ...services.usage.report(e) });
+  });
+
+  app.get('/v1/entitlements/:id/usage.csv', auth('GET /v1/entitlements/:id/usage.csv'), (c) => {
+    const e = visible(c);
+    const q = parseWith(usageCsvQuerySchema, c.req.query(), 'query');
+    c.header('Content-Type', 'text/csv; charset=utf-8');
+    c.header('Content-Disposition', `attachment; filename="usage-${e.id}.csv"`);
+    return c.body(usageCsv(e, services.usage.daily(e, q.days ?? 30)));
   });
 }

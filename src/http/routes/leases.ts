@@ -5,6 +5,7 @@ import { readJson } from '../middleware.ts';
 import { identifier, leaseIdSchema, leaseListQuerySchema, leaseRequestSchema, parseWith, statusQuerySchema } from '../../schemas.ts';
 import { entitlementView, issuedLeaseView, leaseView } from '../../views.ts';
 import { toIso } from '../../clock.ts';
+import { mustSee, scopedTenant } from '../scope.ts';
 
 /** The client lease API (no token: the lease id is the proof of possession), status, keys, and the admin lease list. */
 export function registerLeaseRoutes(app: Hono<AppEnv>, { services, clock, info, auth }: RouteDeps): void {
@@ -32,9 +33,9 @@ export function registerLeaseRoutes(app: Hono<AppEnv>, { services, clock, info, 
     return c.json({ lease_id: l.id, state: l.state, released_at: l.endedAt === null ? null : toIso(l.endedAt) });
   });
 
-  app.get('/v1/license/status', auth('read'), (c) => {
+  app.get('/v1/license/status', auth('GET /v1/license/status'), (c) => {
     const q = parseWith(statusQuerySchema, c.req.query(), 'query');
-    const s = services.leases.status({ productId: q.product_id, subjectType: q.subject_type, subjectId: q.subject_id, tenantId: q.tenant_id });
+    const s = services.leases.status({ productId: q.product_id, subjectType: q.subject_type, subjectId: q.subject_id, tenantId: scopedTenant(c, q.tenant_id) });
     const e = entitlementView(s.entitlement, clock.now());
     return c.json({
       entitlement_id: e.entitlement_id,
@@ -54,11 +55,11 @@ export function registerLeaseRoutes(app: Hono<AppEnv>, { services, clock, info, 
     return c.json({ keys: [{ kid: info.kid, public_key: info.public_key, status: 'active' }] });
   });
 
-  app.get('/v1/leases', auth('read'), (c) => {
+  app.get('/v1/leases', auth('GET /v1/leases'), (c) => {
     const q = parseWith(leaseListQuerySchema, c.req.query(), 'query');
     const r = services.leases.list({
       entitlementId: q.entitlement_id,
-      tenantId: q.tenant_id,
+      tenantId: scopedTenant(c, q.tenant_id),
       productId: q.product_id,
       subjectType: q.subject_type,
       subjectId: q.subject_id,
@@ -68,8 +69,11 @@ export function registerLeaseRoutes(app: Hono<AppEnv>, { services, clock, info, 
     return c.json({ data: r.items.map(leaseView), next_cursor: r.nextCursor });
   });
 
-  app.post('/v1/leases/:id/revoke', auth('write'), (c) => {
+  app.post('/v1/leases/:id/revoke', auth('POST /v1/leases/:id/revoke'), (c) => {
     const id = parseWith(identifier, c.req.param('id'), 'lease id');
+    const lease = services.leases.get(id);
+    const e = services.entitlements.get(lease.entitlementId);
+    mustSee(c, e, `no lease ${id}`);
     return c.json(leaseView(services.leases.revoke(id, c.get('principal').actor)));
   });
 }

@@ -1,0 +1,116 @@
+import { AppError } from '../errors.ts';
+import type { Clock } from '../clock.ts';
+import { newId } from '../ids.ts';
+import type { Store } from '../storage/store.ts';
+import type { Seat } from '../storage/leases.ts';
+import type { Actor, Entitlement } from './types.ts';
+
+export interface SeatSubject {
+  subjectType: 'user' | 'machine';
+  subjectId: string;
+}
+
+const NAMED = new Set(['per_user', 'per_machine']);
+
+/** Named seats of per_user and per_machine entitlements: assigned, listed, revoked by admins. */
+export function createSeatService({ store, clock }: { store: Store; clock: Clock }) {
+  const { seats, leases } = store;
+
+  function seatedEntitlement(id: string): Entitlement {
+    const e = store.entitlements.get(id);
+    if (!e) throw new AppError('not_found', `no entitlement ${id}`);
+    if (!NAMED.has(e.policy.type)) {
+      throw new AppError('conflict', `${id} is ${e.policy.type}: only per_user and per_machine entitlements have named seats`);
+    }
+    return e;
+  }
+
+  function expectedType(e: Entitlement): 'user' | 'machine' {
+    return e.policy.type === 'per_user' ? 'user' : 'machine';
+  }
+
+  return {
+    /** The subject type an entitlement's seats take (for the marketplace's bare principal ids). */
+    subjectTypeOf(id: string): 'user' | 'machine' {
+      return expectedType(seatedEntitlement(id));
+    },
+
+    /**
+     * Assigns seats, all or nothing: a subject listed twice, one already seated, a wrong subject
+     * type or too few free seats refuse the whole request.
+     */
+    assign(entitlementId: string, subjects: SeatSubject[], actor: Actor): Seat[] {
+      return store.tx(() => {
+        const e = seatedEntitlement(entitlementId);
+        if (e.status === 'revoked') throw new AppError('conflict', `${entitlementId} is revoked; it takes no seats`);
+        const want = expectedType(e);
+        const seen = new Set<string>();
+        const problems: Array<{ index: number; subject: string; message: string }> = [];
+        subjects.forEach((s, index) => {
+          const key = `${s.subjectType}:${s.subjectId}`;
+          if (s.subjectType !== want) problems.push({ index, subject: key, message: `${e.policy.type} seats are for subject_type ${want}` });
+          else if (seen.has(key)) problems.push({ index, subject: key, message: 'listed twice' });
+          else if (seats.find(e.id, s.subjectType, s.subjectId)) problems.push({ index, subject: key, message: 'holds a seat already' });
+          seen.add(key);
+        });
+        if (problems.length > 0) {
+          throw new AppError('conflict', `${problems.length} of ${subjects.length} subjects cannot take a seat; no seat was assigned`, { errors: problems.slice(0, 100) });
+        }
+        const { seatsAssigned } = leases.counters(e.id);
+        const max = e.policy.max_seats!;
+        if (seatsAssigned + subjects.length > max) {
+          throw new AppError('seats_exhausted', `${e.id} has ${Math.max(0, max - seatsAssigned)} free of ${max} seats; ${subjects.length} asked`, { entitlement_id: e.id, max_seats: max, assigned: seatsAssigned, requested: subjects.length });
+        }
+        const now = clock.now();
+        const out = subjects.map((s) => ({ id: newId('seat'), entitlementId: e.id, subjectType: s.subjectType, subjectId: s.subjectId, assignedAt: now, assignedBy: actor }));
+        for (const seat of out) seats.insert(seat);
+        leases.bumpSeats(e.id, out.length);
+        store.audit.append({
+          at: now,
+          actor,
+          action: 'seat.assign',
+          targetType: 'entitlement',
+          targetId: e.id,
+          details: { seats: out.map((s) => ({ seat_id: s.id, subject: `${s.subjectType}:${s.subjectId}` })) },
+        });
+        return out;
+      });
+    },
+
+    /** Revokes a seat; a lease its holder is running ends now, so its next renewal is refused. */
+    revoke(entitlementId: string, seatId: string, actor: Actor): { seat: Seat; endedLease: string | null } {
+      return store.tx(() => {
+        seatedEntitlement(entitlementId);
+        const seat = seats.get(seatId);
+        if (!seat || seat.entitlementId !== entitlementId) throw new AppError('not_found', `no seat ${seatId} on ${entitlementId}`);
+        const now = clock.now();
+        seats.remove(seat.id);
+        leases.bumpSeats(entitlementId, -1);
+        const running = leases.activeFor(entitlementId, seat.subjectType, seat.subjectId);
+        let endedLease: string | null = null;
+        if (running && leases.end(running.id, 'revoked', now)) {
+          const active = leases.bumpActive(entitlementId, -1);
+          leases.event({ at: now, kind: 'revoke', entitlementId, leaseId: running.id, subjectType: seat.subjectType, subjectId: seat.subjectId, activeAfter: active, reason: 'seat_revoked' });
+          endedLease = running.id;
+        }
+        store.audit.append({ at: now, actor, action: 'seat.revoke', targetType: 'entitlement', targetId: entitlementId, details: { seat_id: seat.id, subject: `${seat.subjectType}:${seat.subjectId}`, ended_lease: endedLease } });
+        return { seat, endedLease };
+      });
+    },
+
+    list(entitlementId: string, cursor: string | undefined, limit = 100): { items: Seat[]; nextCursor: string | null } {
+      seatedEntitlement(entitlementId);
+      let after = '';
+      if (cursor !== undefined) {
+        after = Buffer.from(cursor, 'base64url').toString();
+        if (!/^seat_[A-Za-z0-9_-]{22}$/.test(after)) throw new AppError('invalid_request', 'cursor is not one this server gave out', { issues: [{ path: 'cursor', message: 'unknown cursor' }] });
+      }
+      const rows = seats.page(entitlementId, after, limit + 1);
+      const more = rows.length > limit;
+      const items = more ? rows.slice(0, limit) : rows;
+      return { items, nextCursor: more ? Buffer.from(items.at(-1)!.id).toString('base64url') : null };
+    },
+  };
+}
+
+export type SeatService = ReturnType<typeof createSeatService>;

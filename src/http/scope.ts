@@ -1,0 +1,26 @@
+import type { Context } from 'hono';
+import { AppError } from '../errors.ts';
+import type { AppEnv } from './types.ts';
+
+/** The tenant a token is limited to, or null for every tenant. */
+export function tenantScope(c: Context<AppEnv>): string | null {
+  return c.get('principal')?.tenantId ?? null;
+}
+
+/**
+ * Another tenant's resource is answered exactly like a missing one (404, same message), so a
+ * scoped token cannot learn that it exists.
+ */
+export function mustSee<T extends { tenantId: string }>(c: Context<AppEnv>, resource: T, notFound: string): T {
+  const scope = tenantScope(c);
+  if (scope !== null && resource.tenantId !== scope) throw new AppError('not_found', notFound);
+  return resource;
+}
+
+/** A tenant filter from the query, narrowed to the token's tenant. */
+export function scopedTenant(c: Context<AppEnv>, asked: string | undefined): string | undefined {
+  const scope = tenantScope(c);
+  if (scope === null) return asked;
+  // Asking for another tenant is asking for nothing visible: a filter no row matches.
+  return asked === undefined || asked === scope ? scope : `\u0000${scope}`;
+}

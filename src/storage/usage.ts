@@ -1,0 +1,83 @@
+import type { Db } from './db.ts';
+
+export interface WindowStats {
+  grants: number;
+  renewals: number;
+  releases: number;
+  denials: number;
+  peak: number;
+  uniqueSubjects: number;
+}
+
+export interface DayStats extends WindowStats {
+  /** 00:00 UTC of the day, in ms. */
+  day: number;
+}
+
+const DAY = 86_400_000;
+
+interface DayRow {
+  day: number;
+  grants: number;
+  renewals: number;
+  releases: number;
+  denials: number;
+  peak: number | null;
+  unique_subjects: number;
+}
+
+/** All SQL behind usage reports: read from the lease event log, so figures survive restarts. */
+export function createUsageRepo(db: Db) {
+  const window = db.prepare<[string, number, number], { grants: number | null; renewals: number | null; releases: number | null; denials: number | null; peak: number | null }>(
+    `SELECT sum(kind = 'grant') AS grants, sum(kind = 'renew') AS renewals, sum(kind = 'release') AS releases,
+            sum(kind = 'deny') AS denials, max(active_after) AS peak
+       FROM lease_events WHERE entitlement_id = ? AND at >= ? AND at < ?`,
+  );
+  const unique = db.prepare<[string, number, number], { n: number }>(
+    `SELECT count(*) AS n FROM (SELECT DISTINCT subject_type, subject_id FROM lease_events
+      WHERE entitlement_id = ? AND at >= ? AND at < ? AND kind IN ('grant', 'renew'))`,
+  );
+  const activeSeats = db.prepare<[number, number, string], { n: number }>(
+    `SELECT count(*) AS n FROM seats s WHERE EXISTS (
+       SELECT 1 FROM lease_events e WHERE e.entitlement_id = s.entitlement_id AND e.at >= ? AND e.at < ?
+         AND e.kind IN ('grant', 'renew') AND e.subject_type = s.subject_type AND e.subject_id = s.subject_id)
+     AND s.entitlement_id = ?`,
+  );
+  const daily = db.prepare<[string, number, number], DayRow>(
+    `SELECT (at / ${DAY}) * ${DAY} AS day, sum(kind = 'grant') AS grants, sum(kind = 'renew') AS renewals,
+            sum(kind = 'release') AS releases, sum(kind = 'deny') AS denials, max(active_after) AS peak,
+            count(DISTINCT CASE WHEN kind IN ('grant', 'renew') THEN subject_type || ':' || subject_id END) AS unique_subjects
+       FROM lease_events WHERE entitlement_id = ? AND at >= ? AND at < ? GROUP BY at / ${DAY} ORDER BY day`,
+  );
+
+  return {
+    window(entitlementId: string, from: number, to: number): WindowStats {
+      const w = window.get(entitlementId, from, to)!;
+      return {
+        grants: w.grants ?? 0,
+        renewals: w.renewals ?? 0,
+        releases: w.releases ?? 0,
+        denials: w.denials ?? 0,
+        peak: w.peak ?? 0,
+        uniqueSubjects: unique.get(entitlementId, from, to)!.n,
+      };
+    },
+    /** Seats whose holder leased or renewed in the window. */
+    activeSeats(entitlementId: string, from: number, to: number): number {
+      return activeSeats.get(from, to, entitlementId)!.n;
+    },
+    daily(entitlementId: string, from: number, to: number): DayStats[] {
+      return daily.all(entitlementId, from, to).map((r) => ({
+        day: r.day,
+        grants: r.grants,
+        renewals: r.renewals,
+        releases: r.releases,
+        denials: r.denials,
+        peak: r.peak ?? 0,
+        uniqueSubjects: r.unique_subjects,
+      }));
+    },
+  };
+}
+
+export type UsageRepo = ReturnType<typeof createUsageRepo>;
