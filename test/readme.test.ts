@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_DESCRIPTIONS, ERROR_STATUS, type ErrorCode } from '../src/errors.ts';
-import { ROLE_PERMISSIONS } from '../src/http/permissions.ts';
+import { ROLE_PERMISSIONS, ROUTES } from '../src/http/permissions.ts';
 import { ROOT } from './spawn.ts';
 
 const readme = readFileSync(`${ROOT}README.md`, 'utf8');
@@ -17,6 +17,12 @@ describe('README', () => {
   it('lists every role with its permissions', () => {
     for (const [role, perms] of Object.entries(ROLE_PERMISSIONS)) {
       expect(readme).toContain(`| \`${role}\` | ${perms.join(', ')} |`);
+    }
+  });
+
+  it('prints the permission of every admin route, as the table in permissions.ts has it', () => {
+    for (const [route, rule] of Object.entries(ROUTES)) {
+      expect(readme).toContain(`| \`${route}\` | ${rule.permission} | ${'global' in rule ? 'yes' : 'no'} |`);
     }
   });
 

@@ -9,6 +9,7 @@ import { registerServe } from './commands/serve.ts';
 import { registerEntitlements } from './commands/entitlements.ts';
 import { registerTokens } from './commands/tokens.ts';
 import { registerLeases } from './commands/leases.ts';
+import { registerSeats } from './commands/seats.ts';
 import { NativeLoadError } from '../storage/native.ts';
 
 /** What every command gets: the io, the resolved global options, and a way to open the data dir. */
@@ -63,6 +64,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   registerEntitlements(program, kit);
   registerTokens(program, kit);
   registerLeases(program, kit);
+  registerSeats(program, kit);
 
   // Every subcommand reports usage errors the same way and exits 2.
   const configure = (cmd: Command) => {

@@ -128,6 +128,27 @@ describe('entitlements', () => {
   });
 });
 
+describe('seats, check and usage', () => {
+  it('assigns, lists and revokes seats, checks and reports usage, as JSON and CSV', async () => {
+    const e = await json(['entitlements', 'create', '--tenant', 'seats', '--product', 'cad', '--type', 'per_user', '--max-seats', '3', '--seat-assignment', 'manual', '--starts', '2024-01-01T00:00:00Z', '--ends', '2099-01-01T00:00:00Z']);
+    const assigned = await json(['seats', 'assign', e.entitlement_id, 'alice', 'bob']);
+    expect(assigned.assigned).toBe(2);
+    const list = await json(['seats', 'list', e.entitlement_id]);
+    expect(list.data.map((s: any) => s.subject_id).sort()).toEqual(['alice', 'bob']);
+    const again = await cli(['seats', 'assign', e.entitlement_id, 'carol', 'alice']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('error[conflict]: 1 of 2 subjects cannot take a seat; no seat was assigned');
+    expect(await json(['entitlements', 'check', e.entitlement_id, '--subject', 'alice'])).toMatchObject({ can_lease: true, remaining_seats: 1 });
+    expect(await json(['entitlements', 'check', e.entitlement_id, '--subject', 'zoe'])).toMatchObject({ can_lease: false, reason: 'seat_not_assigned' });
+    const revoked = await json(['seats', 'revoke', e.entitlement_id, list.data[0].seat_id]);
+    expect(revoked.revoked).toBe(true);
+    expect(await json(['entitlements', 'usage', e.entitlement_id])).toMatchObject({ seats: { total: 3, assigned: 1, active_30d: 0 }, leases: { active: 0 } });
+    const csv = await cli(['entitlements', 'usage', e.entitlement_id, '--csv']);
+    expect(csv.code).toBe(0);
+    expect(csv.stdout.split('\r\n')[0]).toBe('date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,unique_subjects');
+  });
+});
+
 describe('tokens', () => {
   it('create shows the secret once, list never shows it, revoke ends it', async () => {
     const t = await json(['tokens', 'create', '--name', 'ci reader', '--role', 'reader']);

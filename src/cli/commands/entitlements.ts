@@ -10,11 +10,13 @@ import {
   parseImportItems,
   parseWith,
   renewSchema,
+  usageCsvQuerySchema,
 } from '../../schemas.ts';
 import { entitlementView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { toIso } from '../../clock.ts';
+import { usageCsv } from '../../domain/usage.ts';
 
 interface PolicyFlags {
   type?: string;
@@ -188,6 +190,45 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         const { period_months } = parseWith(renewSchema, { period_months: num(opts.months) }, 'options');
         const v = entitlementView(ctx.services.entitlements.renew(id, period_months, cliActor()), ctx.clock.now());
         emit(kit.io, g.json, v, () => `renewed ${v.entitlement_id}: ends ${v.ends_at}`);
+      });
+    });
+
+  ent
+    .command('usage <id>')
+    .description('30-day usage (seats, leases, activity); --csv prints daily rows for compliance reports')
+    .option('--csv', 'daily usage as CSV')
+    .option('--days <n>', 'days of CSV rows (1-3660, default 30)')
+    .action(async (id: string, o: { csv?: boolean; days?: string }, cmd: Command) => {
+      await kit.withContext(cmd, (ctx, g) => {
+        const e = ctx.services.entitlements.get(id);
+        if (o.csv) {
+          const { days } = parseWith(usageCsvQuerySchema, o.days === undefined ? {} : { days: o.days }, 'options');
+          kit.io.stdout(usageCsv(e, ctx.services.usage.daily(e, days ?? 30)));
+          return;
+        }
+        const r = { entitlement_id: e.id, tenant_id: e.tenantId, product_id: e.productId, ...ctx.services.usage.report(e) };
+        emit(kit.io, g.json, r, () =>
+          [
+            `${e.id} (${e.policy.type})`,
+            `  seats:    ${r.seats.assigned} assigned of ${r.seats.total ?? '∞'}, ${r.seats.active_30d} active in 30 days`,
+            `  leases:   ${r.leases.active} in force, peak ${r.leases.peak_30d} in 30 days`,
+            `  activity: ${r.activity.grants_30d} grants, ${r.activity.denials_30d} denials, ${r.activity.unique_users_30d} unique subjects in 30 days`,
+          ].join('\n'),
+        );
+      });
+    });
+
+  ent
+    .command('check <id>')
+    .description('can a lease be had now? (for a subject with --subject)')
+    .option('--subject <id>', 'answer for this subject')
+    .option('--subject-type <type>', 'user or machine')
+    .action(async (id: string, o: { subject?: string; subjectType?: string }, cmd: Command) => {
+      await kit.withContext(cmd, (ctx, g) => {
+        const e = ctx.services.entitlements.get(id);
+        const subject = o.subject === undefined ? undefined : { subjectType: o.subjectType ?? (e.policy.type === 'per_machine' ? 'machine' : 'user'), subjectId: o.subject };
+        const r = { entitlement_id: e.id, status: entitlementView(e, ctx.clock.now()).status, ...ctx.services.leases.check(e, subject) };
+        emit(kit.io, g.json, r, () => `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})`);
       });
     });
 

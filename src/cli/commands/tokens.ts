@@ -12,8 +12,8 @@ export function registerTokens(program: Command, kit: CommandKit): void {
     .command('create')
     .description('make an API token (the secret is shown once)')
     .requiredOption('--name <name>', 'what the token is for')
-    .option('--role <role>', 'admin or reader', 'admin')
-    .option('--tenant <id>', 'limit the token to one tenant')
+    .option('--role <role>', 'admin, tenant_admin or reader', 'admin')
+    .option('--tenant <id>', 'limit the token to one tenant (required for tenant_admin)')
     .option('--expires-in-days <days>', 'expire after this many days')
     .action(async (opts: { name: string; role: string; tenant?: string; expiresInDays?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
