@@ -14,6 +14,7 @@ import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
 import { registerTokenRoutes } from './http/routes/tokens.ts';
 import { registerLeaseRoutes } from './http/routes/leases.ts';
 import { registerSeatRoutes } from './http/routes/seats.ts';
+import { createMetrics, type Metrics } from './http/metrics.ts';
 
 export const BODY_LIMIT = 1 << 20;
 export const IMPORT_BODY_LIMIT = 64 << 20;
@@ -29,6 +30,7 @@ export interface AppDeps {
 }
 
 export interface RouteDeps extends AppDeps {
+  metrics: Metrics;
   auth: (route: RouteKey) => ReturnType<typeof requirePermission>;
   isDraining: () => boolean;
 }
@@ -38,12 +40,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const routeDeps: RouteDeps = {
     ...deps,
+    metrics: createMetrics(),
     isDraining: deps.isDraining ?? (() => false),
     auth: (route) => requirePermission(() => deps.services.apiTokens, route),
   };
 
   app.use('*', requestId());
-  app.use('*', requestLog(deps.log));
+  app.use('*', requestLog(deps.log, routeDeps.metrics));
   const small = limitBody(BODY_LIMIT);
   const large = limitBody(IMPORT_BODY_LIMIT);
   app.use('*', (c, next) => (c.req.path === '/v1/entitlements/import' ? large(c, next) : small(c, next)));

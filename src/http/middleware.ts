@@ -5,6 +5,7 @@ import { newId } from '../ids.ts';
 import type { Logger } from '../log.ts';
 import type { ApiTokenService } from '../domain/api-tokens.ts';
 import type { AppEnv } from './types.ts';
+import type { Metrics } from './metrics.ts';
 import { ROUTES, roleAllows, type RouteKey, type RouteRule } from './permissions.ts';
 
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -21,11 +22,12 @@ export function requestId(): MiddlewareHandler<AppEnv> {
 }
 
 /** One JSON log line per request: ids, route, status and time; never bodies, tokens or query strings. */
-export function requestLog(log: Logger, now: () => number = () => performance.now()): MiddlewareHandler<AppEnv> {
+export function requestLog(log: Logger, metrics: Metrics, now: () => number = () => performance.now()): MiddlewareHandler<AppEnv> {
   return async function requestLogMiddleware(c, next) {
     const start = now();
     await next();
     const principal = c.get('principal');
+    metrics.observe(c.req.method, c.res.status, now() - start);
     log.info('request', {
       request_id: c.get('requestId'),
       method: c.req.method,

@@ -90,6 +90,9 @@ export function createEntitlementRepo(db: Db) {
   const byExternalId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE external_id = ?');
   const candidatesForProduct = db.prepare<[string], Row>("SELECT * FROM entitlements WHERE product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
   const count = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM entitlements');
+  const totals = db.prepare<[], { entitlements: number; leases: number | null; seats: number | null }>(
+    'SELECT count(*) AS entitlements, sum(active_leases) AS leases, sum(seats_assigned) AS seats FROM entitlements',
+  );
   // Lease candidates: the rule orders by the end of term first (use what runs out first), then age.
   const candidates = db.prepare<[string, string], Row>("SELECT * FROM entitlements WHERE tenant_id = ? AND product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
 
@@ -116,6 +119,11 @@ export function createEntitlementRepo(db: Db) {
     },
     count(): number {
       return count.get()!.n;
+    },
+    /** Totals for /metrics: entitlements, active lease rows (until swept), named seats. */
+    totals(): { entitlements: number; leases: number; seats: number } {
+      const t = totals.get()!;
+      return { entitlements: t.entitlements, leases: t.leases ?? 0, seats: t.seats ?? 0 };
     },
     list(f: EntitlementFilter): Array<Entitlement & { seq: number }> {
       const where = ['seq > @after'];

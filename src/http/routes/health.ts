@@ -4,7 +4,7 @@ import type { RouteDeps } from '../../app.ts';
 import { AppError } from '../../errors.ts';
 
 /** Liveness and readiness; no authentication, no details that help an attacker. */
-export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDraining }: RouteDeps): void {
+export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDraining, metrics }: RouteDeps): void {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
   app.get('/readyz', (c) => {
@@ -17,5 +17,17 @@ export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDra
     // A suspect clock refuses every lease: not ready for clients until it is fixed.
     if (services.timeGuard.status().suspect) return c.json({ status: 'clock_suspect' }, 503);
     return c.json({ status: 'ready' });
+  });
+
+  // Aggregates only: no tenant, subject or product names, so it can be scraped without a token.
+  app.get('/metrics', (c) => {
+    const t = store.entitlements.totals();
+    const body = metrics.render({
+      bpls_entitlements: { help: 'Entitlements on this server.', value: t.entitlements },
+      bpls_leases_active: { help: 'Active lease rows (expired ones count until the sweep marks them).', value: t.leases },
+      bpls_seats_assigned: { help: 'Named seats assigned.', value: t.seats },
+      bpls_clock_suspect: { help: '1 while the clock reads behind the high-water mark and leases are refused.', value: services.timeGuard.status().suspect ? 1 : 0 },
+    });
+    return c.body(body, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
 }
