@@ -37,7 +37,8 @@ run: build
 	node dist/cli.cjs serve --data-dir "$(DEMO_DIR)" --host 127.0.0.1 --port 8080
 
 bench: guard
-	@echo "make bench: not yet (issue 6)"; exit 1
+	node scripts/build-binary.mjs
+	node bench/run.mjs
 
 clean:
 	rm -rf dist coverage bench/results/latest.json
