@@ -192,7 +192,7 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what =
 
 export const subjectTypeSchema = z.enum(['user', 'machine'], { message: 'subject_type must be user or machine' });
 
-const leaseIdShape = z.string().regex(/^lease_[A-Za-z0-9_-]{22}$/, 'must be a lease id as the server gave it (lease_…)');
+const leaseIdShape = z.string().regex(/^lease_[A-Za-z0-9_-]{22,40}$/, 'must be a lease id as the server gave it (lease_…)');
 
 export const leaseRequestSchema = z.strictObject({
   product_id: identifier,

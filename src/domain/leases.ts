@@ -1,6 +1,6 @@
 import { AppError, type ErrorCode } from '../errors.ts';
 import type { Clock } from '../clock.ts';
-import { newId } from '../ids.ts';
+import { newId, newSequentialId } from '../ids.ts';
 import type { Store } from '../storage/store.ts';
 import type { Lease } from '../storage/leases.ts';
 import type { Actor, Entitlement } from './types.ts';
@@ -146,7 +146,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
 
     const lease: Lease = {
       seq: 0,
-      id: newId('lease'),
+      id: newSequentialId('lease', now),
       entitlementId: e.id,
       subjectType: req.subjectType,
       subjectId: req.subjectId,
@@ -189,8 +189,9 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     let best: AppError | undefined;
     for (const e of candidates) {
       try {
-        // Each try in its own savepoint: a refusal leaves no trace of the attempt.
-        const r = store.savepoint(() => grantOn(e, req, now));
+        // No savepoint needed: grantOn writes nothing before a refusal but legitimate bookkeeping
+        // (marking expired leases), which stands whichever entitlement serves in the end.
+        const r = grantOn(e, req, now);
         return { ...r, entitlement: e };
       } catch (err) {
         if (!(err instanceof AppError) || !DENIALS.has(err.code)) throw err;
@@ -254,7 +255,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
         const suspect = timeGuard.assess(now);
         if (suspect) return { ok: false as const, error: suspect };
         try {
-          return { ok: true as const, now, ...store.savepoint(() => grantSync(req, now)) };
+          return { ok: true as const, now, ...grantSync(req, now) };
         } catch (err) {
           if (err instanceof AppError && DENIALS.has(err.code)) {
             const entId = typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;

@@ -14,6 +14,13 @@ interface Item {
  */
 export function createGroupCommit(db: Db, opts: { maxBatch?: number } = {}) {
   const maxBatch = opts.maxBatch ?? 512;
+  // Prepared once: better-sqlite3's db.transaction() builds four wrappers per call, too dear per grant.
+  const begin = db.prepare('BEGIN IMMEDIATE');
+  const commit = db.prepare('COMMIT');
+  const rollback = db.prepare('ROLLBACK');
+  const savepoint = db.prepare('SAVEPOINT grouped_item');
+  const release = db.prepare('RELEASE grouped_item');
+  const rollbackTo = db.prepare('ROLLBACK TO grouped_item');
   let queue: Item[] = [];
   let scheduled = false;
 
@@ -24,16 +31,24 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number } = {}) {
     if (queue.length > 0) schedule();
     const results: Array<{ ok: boolean; value: unknown }> = new Array(batch.length);
     try {
-      db.transaction(() => {
+      begin.run();
+      try {
         for (let i = 0; i < batch.length; i++) {
+          savepoint.run();
           try {
-            // A nested better-sqlite3 transaction is a SAVEPOINT: a throw undoes this piece only.
-            results[i] = { ok: true, value: db.transaction(batch[i]!.fn)() };
+            results[i] = { ok: true, value: batch[i]!.fn() };
+            release.run();
           } catch (err) {
+            rollbackTo.run();
+            release.run();
             results[i] = { ok: false, value: err };
           }
         }
-      }).immediate();
+        commit.run();
+      } catch (err) {
+        if (db.inTransaction) rollback.run();
+        throw err;
+      }
     } catch (err) {
       // The commit itself failed (disk full, lock timeout): nothing of the batch is on disk.
       for (const item of batch) item.reject(err);

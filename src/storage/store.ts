@@ -20,8 +20,6 @@ export interface Store {
   tx<T>(fn: () => T): T;
   /** Runs fn inside a shared group-commit transaction (its own savepoint); settles after the commit. */
   batch<T>(fn: () => T): Promise<T>;
-  /** A savepoint inside the current transaction: a throw undoes only fn's writes. */
-  savepoint<T>(fn: () => T): T;
   /** Has another connection written since we last asked? (PRAGMA data_version) */
   changedElsewhere(): boolean;
   close(): void;
@@ -41,7 +39,6 @@ export function createStore(db: Db): Store {
     usage: createUsageRepo(db),
     tx: (fn) => immediate(db, fn),
     batch: createGroupCommit(db),
-    savepoint: (fn) => db.transaction(fn)(),
     changedElsewhere() {
       const v = db.pragma('data_version', { simple: true }) as number;
       const changed = v !== lastDataVersion;

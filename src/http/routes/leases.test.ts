@@ -29,7 +29,7 @@ describe('the seed tutorial, steps 3 to 6', () => {
     expect(l.status).toBe(201);
     expect(Object.keys(l.body).sort()).toEqual(['expires_at', 'features', 'lease_id', 'token']);
     expect(l.body).toMatchObject({ expires_at: '2024-01-15T11:30:00Z', features: ['feature-a', 'feature-b'] });
-    expect(l.body.lease_id).toMatch(/^lease_[A-Za-z0-9_-]{22}$/);
+    expect(l.body.lease_id).toMatch(/^lease_[A-Za-z0-9_-]{30}$/);
     expect(l.body.token).toMatch(/^v4\.public\./);
 
     const claims = verifyLeaseToken(l.body.token, await keys(), { now: h.clock.now(), productId: 'your-product-id' });

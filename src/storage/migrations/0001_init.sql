@@ -26,8 +26,9 @@ CREATE TABLE entitlements (
   CHECK (ends_at > starts_at)
 ) STRICT;
 
-CREATE INDEX entitlements_tenant_product ON entitlements (tenant_id, product_id);
-CREATE INDEX entitlements_product ON entitlements (product_id);
+-- Lease candidates come out in the grant rule's order (end of term, then age) without a sort.
+CREATE INDEX entitlements_tenant_product ON entitlements (tenant_id, product_id, ends_at);
+CREATE INDEX entitlements_product ON entitlements (product_id, ends_at);
 
 CREATE TABLE api_tokens (
   id            TEXT PRIMARY KEY,             -- tok_…
