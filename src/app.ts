@@ -14,6 +14,8 @@ import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
 import { registerTokenRoutes } from './http/routes/tokens.ts';
 import { registerLeaseRoutes } from './http/routes/leases.ts';
 import { registerSeatRoutes } from './http/routes/seats.ts';
+import { registerSyncRoutes } from './http/routes/sync.ts';
+import { registerAuditRoutes } from './http/routes/audit.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 
 export const BODY_LIMIT = 1 << 20;
@@ -49,13 +51,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use('*', requestLog(deps.log, routeDeps.metrics));
   const small = limitBody(BODY_LIMIT);
   const large = limitBody(IMPORT_BODY_LIMIT);
-  app.use('*', (c, next) => (c.req.path === '/v1/entitlements/import' ? large(c, next) : small(c, next)));
+  // A sync bundle is streamed to disk by its route, which enforces the bundle size cap itself.
+  app.use('*', (c, next) => (c.req.path === '/v1/entitlements/import' ? large(c, next) : c.req.path === '/v1/sync/import' ? next() : small(c, next)));
 
   registerHealthRoutes(app, routeDeps);
   registerEntitlementRoutes(app, routeDeps);
   registerTokenRoutes(app, routeDeps);
   registerLeaseRoutes(app, routeDeps);
   registerSeatRoutes(app, routeDeps);
+  registerSyncRoutes(app, routeDeps);
+  registerAuditRoutes(app, routeDeps);
 
   app.notFound((c) => {
     const err = new AppError('not_found', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`);

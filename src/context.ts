@@ -9,6 +9,7 @@ import { createApiTokenService } from './domain/api-tokens.ts';
 import type { SigningKey } from './tokens/keys.ts';
 import { createLeaseService } from './domain/leases.ts';
 import { createTimeGuard } from './domain/time-guard.ts';
+import { createSyncService } from './sync/service.ts';
 import { createSeatService } from './domain/seats.ts';
 import { createUsageService } from './domain/usage.ts';
 
@@ -48,6 +49,7 @@ export function createServices(store: Store, clock: Clock, key: SigningKey, info
     usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
     leases: createLeaseService({ store, clock, key, serverId: info.server_id, timeGuard, ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}) }),
+    sync: createSyncService({ store, clock, key, info, timeGuard }),
   };
 }
 

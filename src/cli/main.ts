@@ -10,6 +10,10 @@ import { registerEntitlements } from './commands/entitlements.ts';
 import { registerTokens } from './commands/tokens.ts';
 import { registerLeases } from './commands/leases.ts';
 import { registerSeats } from './commands/seats.ts';
+import { registerSync } from './commands/sync.ts';
+import { registerVendor } from './commands/vendor.ts';
+import { registerAudit } from './commands/audit.ts';
+import { registerBackup } from './commands/backup.ts';
 import { NativeLoadError } from '../storage/native.ts';
 
 /** What every command gets: the io, the resolved global options, and a way to open the data dir. */
@@ -65,6 +69,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   registerTokens(program, kit);
   registerLeases(program, kit);
   registerSeats(program, kit);
+  // After serve: sync adds --sync-dir to it.
+  registerSync(program, kit);
+  registerVendor(program, kit);
+  registerAudit(program, kit);
+  registerBackup(program, kit);
 
   // Every subcommand reports usage errors the same way and exits 2.
   const configure = (cmd: Command) => {

@@ -44,6 +44,10 @@ export const ROUTES = {
   'POST /v1/tokens': { permission: 'tokens', global: true },
   'GET /v1/tokens': { permission: 'tokens', global: true },
   'DELETE /v1/tokens/:id': { permission: 'tokens', global: true },
+  'POST /v1/sync/import': { permission: 'sync', global: true },
+  'POST /v1/sync/export': { permission: 'sync', global: true },
+  'GET /v1/sync/status': { permission: 'read', global: true },
+  'GET /v1/audit': { permission: 'audit', global: true },
 } as const satisfies Record<string, RouteRule>;
 
 export type RouteKey = keyof typeof ROUTES;

@@ -1,10 +1,12 @@
 import m0001 from './migrations/0001_init.sql';
 import m0002 from './migrations/0002_leases.sql';
 import m0003 from './migrations/0003_time.sql';
+import m0004 from './migrations/0004_sync.sql';
 
 /** Forward-only migrations, embedded in the build; `user_version` records how far a database is. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
   { version: 1, name: '0001_init', sql: m0001 },
   { version: 2, name: '0002_leases', sql: m0002 },
   { version: 3, name: '0003_time', sql: m0003 },
+  { version: 4, name: '0004_sync', sql: m0004 },
 ];

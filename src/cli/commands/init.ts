@@ -6,6 +6,7 @@ import { loadSqliteBinding } from '../../storage/native.ts';
 import { createServices } from '../../context.ts';
 import { systemClock } from '../../clock.ts';
 import { emit, cliActor } from '../io.ts';
+import { parseVendorKeys, pinAtInit } from '../../sync/trust.ts';
 import type { CommandKit } from '../main.ts';
 
 /** init: data dir, database, server key, first admin token. Idempotent; --force starts over (old files kept aside). */
@@ -14,14 +15,33 @@ export function registerInit(program: Command, kit: CommandKit): void {
     .command('init')
     .description('create the data directory, database and server key; print the server id, public key and first admin token (shown once)')
     .option('--force', 'start over: move an existing server aside (renamed *.replaced-<time>) and create a new one')
-    .action(async (opts: { force?: boolean }, cmd: Command) => {
+    .option('--vendor-key <k4.public>', 'pin a vendor public key that signs import bundles (repeat for several); later changes come only in signed bundles', (v: string, all: string[]) => [...all, v], [] as string[])
+    .action(async (opts: { force?: boolean; vendorKey?: string[] }, cmd: Command) => {
       const g = kit.globals(cmd);
+      // Checked before anything is created: a bad key must not leave a half-made server behind.
+      const vendorKeys = parseVendorKeys(opts.vendorKey ?? [], (m) => new AppError('invalid_request', `--vendor-key: ${m}`, { issues: [{ path: 'vendor_key', message: m }] }));
       const state = initState(g.dataDir);
       if (state === 'complete' && !opts.force) {
         const { info } = loadIdentity(g.dataDir);
-        const result = { server_id: info.server_id, public_key: info.public_key, kid: info.kid, admin_token: null, created: false, data_dir: g.dataDir };
+        let pinned: 'pinned' | 'unchanged' | undefined;
+        if (vendorKeys.length > 0) {
+          // First pinning on a server made without --vendor-key; a different set is refused.
+          const store = openStore(dataPaths(g.dataDir).db, { durability: g.durability, nativeBinding: loadSqliteBinding(g.nativeCacheDir), mustExist: true });
+          try {
+            pinned = store.tx(() => pinAtInit(store, vendorKeys, cliActor(), systemClock.now()));
+          } finally {
+            store.close();
+          }
+        }
+        const result = { server_id: info.server_id, public_key: info.public_key, kid: info.kid, admin_token: null, created: false, data_dir: g.dataDir, ...(pinned ? { vendor_keys: vendorKeys.map((k) => k.kid), vendor_keys_pinned: pinned === 'pinned' } : {}) };
         emit(kit.io, g.json, result, () =>
-          [`already initialised: ${g.dataDir}`, `server_id:  ${info.server_id}`, `public_key: ${info.public_key}`, 'no new admin token was made (make one with: tokens create)'].join('\n'),
+          [
+            `already initialised: ${g.dataDir}`,
+            `server_id:  ${info.server_id}`,
+            `public_key: ${info.public_key}`,
+            ...(pinned === 'pinned' ? [`pinned vendor keys: ${vendorKeys.map((k) => k.kid).join(', ')}`] : []),
+            'no new admin token was made (make one with: tokens create)',
+          ].join('\n'),
         );
         return;
       }
@@ -38,12 +58,13 @@ export function registerInit(program: Command, kit: CommandKit): void {
         store.tx(() => {
           store.state.set('server_id', info.server_id);
           store.audit.append({ at: now, actor: cliActor(), action: 'server.init', targetType: 'server', targetId: info.server_id, details: { public_key: info.public_key, kid: info.kid } });
+          if (vendorKeys.length > 0) pinAtInit(store, vendorKeys, cliActor(), now);
         });
         token = services.apiTokens.create({ name: 'initial admin', role: 'admin' }, cliActor()).token;
       } finally {
         store.close();
       }
-      const result = { server_id: info.server_id, public_key: info.public_key, kid: info.kid, admin_token: token, created: true, data_dir: g.dataDir, ...(moved.length ? { moved_aside: moved } : {}) };
+      const result = { server_id: info.server_id, public_key: info.public_key, kid: info.kid, admin_token: token, created: true, data_dir: g.dataDir, vendor_keys: vendorKeys.map((k) => k.kid), ...(moved.length ? { moved_aside: moved } : {}) };
       emit(kit.io, g.json, result, () =>
         [
           `initialised ${g.dataDir}`,
@@ -51,6 +72,7 @@ export function registerInit(program: Command, kit: CommandKit): void {
           `public_key:  ${info.public_key}`,
           `kid:         ${info.kid}`,
           `admin_token: ${token}`,
+          `vendor keys: ${vendorKeys.length ? vendorKeys.map((k) => k.kid).join(', ') : '(none: no bundle can be imported until one is pinned with init --vendor-key)'}`,
           '',
           'The admin token is shown this once; keep it safe (it is stored only as a keyed hash).',
           ...(moved.length ? ['', `the previous server's files were kept as: ${moved.join(', ')}`] : []),

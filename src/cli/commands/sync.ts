@@ -1,0 +1,145 @@
+import { existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { resolveServe } from '../../config.ts';
+import { AppError } from '../../errors.ts';
+import { openContext, type Context } from '../../context.ts';
+import { createLogger, type LogLevel } from '../../log.ts';
+import type { SyncService } from '../../sync/service.ts';
+import type { ImportResult } from '../../sync/import.ts';
+import { startFolderSync } from '../../sync/watch.ts';
+import { parseSyncUrl, startOutboundSync } from '../../sync/outbound.ts';
+import { cliActor, emit, type CliIo } from '../io.ts';
+import type { CommandKit } from '../main.ts';
+
+export const DEFAULT_SYNC_DIR = 'sync-bundles';
+
+/** The sync folder: the flag, else BPLS_SYNC_DIR, else ./sync-bundles. */
+export function syncDirOf(io: CliIo, flag: string | undefined): string {
+  return resolve(io.cwd, flag ?? io.env.BPLS_SYNC_DIR ?? DEFAULT_SYNC_DIR);
+}
+
+/** The sync service of an open context. */
+export function syncServiceOf(ctx: Context): SyncService {
+  return ctx.services.sync;
+}
+
+/** People's summary of an import. */
+export function describeImport(r: ImportResult): string {
+  if (r.status === 'unchanged') return `bundle seq ${r.seq} is the one imported last: nothing to do`;
+  const counts = `${r.added} added, ${r.changed} changed, ${r.revoked} revoked, ${r.suspended} suspended, ${r.unchanged} unchanged${r.ignored ? `, ${r.ignored} ignored (revoked for good)` : ''}`;
+  const lines = [r.status === 'dry_run' ? `dry run of bundle seq ${r.seq} (nothing was changed): ${counts}` : `imported bundle seq ${r.seq}: ${counts}`];
+  if (r.diff) {
+    for (const id of r.diff.added) lines.push(`  + ${id}`);
+    for (const c of r.diff.changed) lines.push(`  ~ ${c.entitlement_id} (${c.fields.join(', ')})`);
+    for (const id of r.diff.revoked) lines.push(`  x ${id} revoked`);
+    for (const id of r.diff.suspended) lines.push(`  - ${id} suspended (not in this bundle)`);
+    for (const id of r.diff.ignored) lines.push(`  ! ${id} ignored: revoked for good`);
+    for (const s of r.diff.settings) lines.push(`  setting ${s.key}: ${JSON.stringify(s.from)} -> ${JSON.stringify(s.to)}`);
+    if (r.diff.truncated) lines.push('  (lists cut at 1000 entries; the counts are exact)');
+  } else if (r.settings.length) {
+    lines.push(`  settings changed: ${r.settings.join(', ')}`);
+  }
+  for (const c of r.seats_cut) lines.push(`  seats cut: ${c.entitlement_id} now allows ${c.max_seats}, ${c.in_use} in use (running leases continue; no new seat until under the limit)`);
+  return lines.join('\n');
+}
+
+/** sync import|export|status, and the folder watch of `serve --sync-dir`. */
+export function registerSync(program: Command, kit: CommandKit): void {
+  const sync = program.command('sync').description('BPSYNC/1 bundles: import vendor bundles, export usage for the vendor');
+
+  sync
+    .command('import <file>')
+    .description('import a vendor bundle (*.bpsync): every check, then all of it or nothing')
+    .option('--dry-run', 'check the bundle and print what would change; change nothing')
+    .action(async (file: string, opts: { dryRun?: boolean }, cmd: Command) => {
+      await kit.withContext(cmd, async (ctx, g) => {
+        const path = resolve(kit.io.cwd, file);
+        const r = await syncServiceOf(ctx).importFile(path, { dryRun: opts.dryRun === true, actor: cliActor(), name: basename(path) });
+        emit(kit.io, g.json, r, () => describeImport(r));
+      });
+    });
+
+  sync
+    .command('export')
+    .description('write the next signed usage export for the vendor (default: sync-bundles/outbox/)')
+    .option('--out <dir>', 'folder to write it to (default: <sync dir>/outbox, the sync dir being BPLS_SYNC_DIR or ./sync-bundles)')
+    .action(async (opts: { out?: string }, cmd: Command) => {
+      await kit.withContext(cmd, (ctx, g) => {
+        const outDir = opts.out !== undefined ? resolve(kit.io.cwd, opts.out) : join(syncDirOf(kit.io, undefined), 'outbox');
+        const r = syncServiceOf(ctx).exportTo({ outDir, actor: cliActor() });
+        emit(kit.io, g.json, r, () => `wrote export seq ${r.seq}: ${r.file} (${r.records} records, ${r.bytes} bytes)`);
+      });
+    });
+
+  sync
+    .command('status')
+    .description('pinned vendor keys, the last import and export, bundle-managed entitlements')
+    .action(async (_o: unknown, cmd: Command) => {
+      await kit.withContext(cmd, (ctx, g) => {
+        const s = syncServiceOf(ctx).status();
+        emit(kit.io, g.json, s, () =>
+          [
+            `server_id:        ${s.server_id}`,
+            `vendor keys:      ${s.vendor_keys.length ? s.vendor_keys.map((k) => k.kid).join(', ') : '(none pinned: bundles cannot be imported)'}`,
+            `manual entitlements allowed: ${s.allow_manual_provisioning ? 'yes' : 'no (closed by the vendor)'}`,
+            `last import:      ${s.last_import ? `seq ${s.last_import.seq}, signed ${s.last_import.iat}, imported ${s.last_import.imported_at}` : 'none'}`,
+            `last export:      ${s.last_export ? `seq ${s.last_export.seq}, made ${s.last_export.created_at}` : 'none'}`,
+            `bundle entitlements: ${s.bundle_entitlements.active} active, ${s.bundle_entitlements.suspended} suspended, ${s.bundle_entitlements.revoked} revoked`,
+          ].join('\n'),
+        );
+      });
+    });
+
+  attachFolderSync(program, kit);
+}
+
+/**
+ * Adds `--sync-dir` and `--sync-url` to `serve`: before the server starts, the folder watch and
+ * the outbound sync start on their own connection to the database, and stop when the server is
+ * asked to stop.
+ */
+function attachFolderSync(program: Command, kit: CommandKit): void {
+  const serve = program.commands.find((c) => c.name() === 'serve');
+  if (!serve) return;
+  serve
+    .option('--sync-dir <dir>', 'watch DIR/inbox for vendor bundles and import them (env BPLS_SYNC_DIR; default ./sync-bundles when that folder exists)')
+    .option('--no-sync-dir', 'do not watch any sync folder')
+    .option('--sync-poll-ms <ms>', 'how often the sync inbox is polled, in milliseconds (default 1000)')
+    .option('--sync-url <url>', "outbound sync: pull bundles from and push exports to the vendor's URL on a schedule (env BPLS_SYNC_URL; off by default)")
+    .option('--sync-interval <seconds>', 'seconds between outbound sync runs (default 3600)')
+    .hook('preAction', (_serve, actionCmd) => {
+      const o = actionCmd.opts() as { syncDir?: string | false; syncPollMs?: string; syncUrl?: string; syncInterval?: string };
+      const explicit = o.syncDir === false ? undefined : (o.syncDir ?? kit.io.env.BPLS_SYNC_DIR);
+      const watch = o.syncDir !== false && (explicit !== undefined || existsSync(join(kit.io.cwd, DEFAULT_SYNC_DIR)));
+      const rawUrl = o.syncUrl ?? kit.io.env.BPLS_SYNC_URL;
+      if (!watch && rawUrl === undefined) return;
+      const url = rawUrl === undefined ? undefined : parseSyncUrl(rawUrl);
+      const pollMs = whole(o.syncPollMs, 1000, 10, 3_600_000, '--sync-poll-ms', 'milliseconds');
+      const intervalS = whole(o.syncInterval, 3600, 1, 86_400, '--sync-interval', 'seconds');
+      const dir = syncDirOf(kit.io, explicit);
+      const g = kit.globals(actionCmd);
+      const level = resolveServe(actionCmd.opts(), kit.io.env).logLevel as LogLevel;
+      const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
+      const service = syncServiceOf(ctx);
+      const log = createLogger({ level, write: kit.io.stderr });
+      const watcher = watch
+        ? startFolderSync({ dir, log, now: () => ctx.clock.now(), intervalMs: pollMs, importFile: (file, name) => service.importFile(file, { actor: 'sync-dir', name }) })
+        : undefined;
+      const outbound = url
+        ? startOutboundSync({ url, serverId: ctx.info.server_id, service, log, outbox: join(dir, 'outbox'), intervalMs: intervalS * 1000 })
+        : undefined;
+      void kit.io.stopSignal?.then(async () => {
+        await watcher?.stop();
+        await outbound?.stop();
+        ctx.close();
+      });
+    });
+}
+
+function whole(raw: string | undefined, dflt: number, min: number, max: number, flag: string, unit: string): number {
+  if (raw === undefined) return dflt;
+  const n = /^\d{1,10}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) throw new AppError('invalid_request', `${flag} must be a whole number of ${unit}, ${min} to ${max}`, { usage: true });
+  return n;
+}

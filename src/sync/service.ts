@@ -1,0 +1,128 @@
+/**
+ * The sync service: BPSYNC/1 import and export, sync status, and the audit chain checks that
+ * exports make meaningful. The faces (CLI, HTTP, folder watch, outbound sync) all call this.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { toIso, type Clock } from '../clock.ts';
+import type { ServerInfo } from '../data-dir.ts';
+import type { AppError } from '../errors.ts';
+import type { Store } from '../storage/store.ts';
+import { createSyncRepo, type SyncRepo } from '../storage/sync.ts';
+import type { ChainBreak } from '../storage/audit.ts';
+import type { SigningKey } from '../tokens/keys.ts';
+import { ruleOf } from './format.ts';
+import { auditRejection, importBundle, type ImportOptions, type ImportResult } from './import.ts';
+import { exportBundle, type ExportOptions, type ExportResult } from './export.ts';
+import { pinnedVendorKeys } from './trust.ts';
+import { receiveToFile } from './upload.ts';
+
+/** What sync needs from the time guard (src/domain/time-guard.ts), kept loose on purpose. */
+export interface TimeGuardLike {
+  vouch?(iatMs: number): void;
+  events?(sinceMs?: number): unknown[];
+}
+
+export interface SyncServiceDeps {
+  store: Store;
+  clock: Clock;
+  key: SigningKey;
+  info: ServerInfo;
+  timeGuard?: TimeGuardLike | undefined;
+}
+
+export interface SyncDeps extends SyncServiceDeps {
+  repo: SyncRepo;
+}
+
+export interface AuditCheck {
+  ok: boolean;
+  rows: number;
+  head: { seq: number; hash: string };
+  first_break: ChainBreak | null;
+}
+
+/** BPSYNC/1 for one server: import, export, status, audit checks. */
+export function createSyncService(opts: SyncServiceDeps) {
+  const deps: SyncDeps = { ...opts, repo: createSyncRepo(opts.store.db) };
+  const { store, repo, info } = deps;
+
+  return {
+    /**
+     * Imports a bundle file: every check in order, with `now` fixed once, then one transaction.
+     * A refusal throws bundle_rejected (details.rule) and is audited unless it is a dry run.
+     */
+    importFile(file: string, o: ImportOptions): Promise<ImportResult> {
+      return importBundle(deps, file, o);
+    },
+
+    /**
+     * Imports a bundle sent as a request body: streamed to a temporary file with the size cap
+     * enforced while writing, then imported like a file. The audit log names it by its sha256.
+     */
+    async importStream(body: ReadableStream<Uint8Array> | null, declaredLength: number | undefined, o: Omit<ImportOptions, 'name'>): Promise<ImportResult> {
+      const dir = mkdtempSync(join(tmpdir(), 'bpls-upload-'));
+      try {
+        let received;
+        try {
+          received = await receiveToFile(body, declaredLength, join(dir, 'bundle.bpsync'));
+        } catch (err) {
+          if (ruleOf(err) !== undefined && !o.dryRun) auditRejection(deps, err as AppError, { ...o, name: 'upload' }, deps.clock.now(), undefined, 'upload');
+          throw err;
+        }
+        return await importBundle(deps, received.file, { ...o, name: `upload:sha256:${received.sha256}` });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+
+    /** Writes the next export bundle into a folder. */
+    exportTo(o: ExportOptions): ExportResult {
+      return exportBundle(deps, o);
+    },
+
+    status() {
+      const li = repo.lastImport();
+      const le = repo.lastExport();
+      const manual = store.state.get('allow_manual_provisioning');
+      const ttl = store.state.get('default_lease_ttl_seconds');
+      return {
+        server_id: info.server_id,
+        public_key: info.public_key,
+        kid: info.kid,
+        vendor_keys: pinnedVendorKeys(store).map((k) => ({ kid: k.kid, public_key: k.publicPaserk })),
+        allow_manual_provisioning: manual !== 'false',
+        default_lease_ttl_seconds: ttl === undefined ? null : Number(ttl),
+        last_import: li
+          ? { seq: li.seq, manifest_sha256: li.manifest_sha256, iss: li.iss, kid: li.kid, iat: toIso(li.iat), exp: toIso(li.exp), records: li.records, imported_at: toIso(li.imported_at), acked_export_seq: li.ack }
+          : null,
+        last_export: le
+          ? { seq: le.seq, manifest_sha256: le.manifest_sha256, created_at: toIso(le.created_at), period_start: toIso(le.period_start), audit_seq: le.audit_seq, records: le.records, file: le.file }
+          : null,
+        bundle_entitlements: repo.bundleCounts(),
+        permanent_revocations: repo.revocationCount(),
+      };
+    },
+
+    /**
+     * Walks the audit hash chain from the first row, and checks that the head the last export
+     * carried to the vendor is still in it (so removing the newest rows shows too).
+     */
+    verifyAudit(): AuditCheck {
+      const r = store.audit.verify();
+      const head = store.audit.head();
+      let firstBreak = r.firstBreak;
+      const le = repo.lastExport();
+      if (firstBreak === null && le && le.audit_seq > 0) {
+        const row = repo.auditRow(le.audit_seq);
+        if (!row || row.hash !== le.audit_hash) {
+          firstBreak = { seq: le.audit_seq, reason: `the audit head carried by export ${le.seq} (row ${le.audit_seq}) is no longer in the chain` };
+        }
+      }
+      return { ok: firstBreak === null, rows: r.rows, head, first_break: firstBreak };
+    },
+  };
+}
+
+export type SyncService = ReturnType<typeof createSyncService>;

@@ -1,0 +1,138 @@
+// A 100,000-record bundle through the real CLI: time and peak memory of the import, the export of
+// 100,000 entitlements, and SIGKILL in the middle of the import transaction.
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, killStrays, runProcess } from '../spawn.ts';
+import { loadVendorKey, writeImportBundle, verifyExport } from '../../src/sync/vendor.ts';
+import { openStore } from '../../src/storage/store.ts';
+
+const N = 100_000;
+const TIME = '/usr/bin/time';
+
+let root: string;
+let template: string;
+let serverId: string;
+let publicKey: string;
+let bigBundle: string;
+
+const cli = (args: string[]) => runProcess(CLI, args, { cwd: root, timeoutMs: 60_000 });
+
+function copyDataDir(name: string): string {
+  const dir = path.join(root, name);
+  mkdirSync(dir);
+  for (const f of ['license.db', 'server.key', 'server.json']) copyFileSync(path.join(template, f), path.join(dir, f));
+  return dir;
+}
+
+function bundleCount(dataDir: string): { entitlements: number; imports: number; integrity: string } {
+  const store = openStore(path.join(dataDir, 'license.db'), { mustExist: true });
+  try {
+    const n = (store.db.prepare("SELECT count(*) AS n FROM entitlements WHERE source = 'bundle'").get() as { n: number }).n;
+    const imports = (store.db.prepare('SELECT count(*) AS n FROM sync_imports').get() as { n: number }).n;
+    const integrity = store.db.pragma('integrity_check', { simple: true }) as string;
+    return { entitlements: n, imports, integrity };
+  } finally {
+    store.close();
+  }
+}
+
+beforeAll(async () => {
+  root = mkdtempSync(path.join(tmpdir(), 'bpls-sync-big-'));
+  template = path.join(root, 'template');
+  const vendor = JSON.parse((await cli(['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'])).stdout);
+  const init = await cli(['init', '--data-dir', template, '--vendor-key', vendor.public_key, '--json']);
+  expect(init.code, init.stderr).toBe(0);
+  ({ server_id: serverId, public_key: publicKey } = JSON.parse(init.stdout));
+  const key = loadVendorKey(vendor.secret_key_file);
+  const now = Date.now();
+  function* records() {
+    for (let i = 0; i < N; i++) {
+      yield {
+        op: 'entitlement',
+        entitlement_id: `ent_big${String(i).padStart(6, '0')}`,
+        tenant_id: `tenant-${i % 500}`,
+        product_id: i % 2 ? 'cad' : 'cam',
+        policy_json: i % 3 ? { type: 'concurrent', max_seats: 25, features: ['draw', 'export', 'render'] } : { type: 'per_user', max_seats: 10, seat_assignment: 'auto' },
+        starts_at: '2024-01-01T00:00:00Z',
+        ends_at: '2099-01-01T00:00:00Z',
+        rev: 1,
+      };
+    }
+  }
+  bigBundle = writeImportBundle(key, { serverId, seq: 1, prev: null, iatMs: now - 60_000, expMs: now + 30 * 86_400_000, ack: null }, records(), path.join(root, 'big.bpsync')).file;
+}, 120_000);
+afterAll(() => {
+  killStrays();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('a 100,000-record bundle', () => {
+  it('imports in under 10 s with peak RSS under 300 MB, then exports 100,000 entitlements', async () => {
+    const dir = copyDataDir('measured');
+    const haveTime = existsSync(TIME);
+    const t0 = performance.now();
+    const r = haveTime
+      ? await runProcess([TIME, ['-v', CLI[0], ...CLI[1]]], ['sync', 'import', bigBundle, '--data-dir', dir, '--json'], { cwd: root, timeoutMs: 60_000 })
+      : await cli(['sync', 'import', bigBundle, '--data-dir', dir, '--json']);
+    const seconds = (performance.now() - t0) / 1000;
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'applied', seq: 1, added: N });
+    const rssKb = haveTime ? Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1]) : NaN;
+    const t1 = performance.now();
+    const exported = await cli(['sync', 'export', '--data-dir', dir, '--out', path.join(root, 'outbox'), '--json']);
+    const exportSeconds = (performance.now() - t1) / 1000;
+    expect(exported.code, exported.stderr).toBe(0);
+    const file = JSON.parse(exported.stdout).file as string;
+    const summary = await verifyExport(file, publicKey);
+    expect(summary.usage.entitlements).toBe(N);
+    process.stdout.write(`\n[sync-big] import of ${N} records: ${seconds.toFixed(2)} s wall, peak RSS ${haveTime ? `${(rssKb / 1024).toFixed(0)} MB` : 'n/a (no /usr/bin/time)'}; export of ${N} entitlements: ${exportSeconds.toFixed(2)} s, ${(statSync(file).size / 1e6).toFixed(1)} MB\n`);
+    expect(seconds).toBeLessThan(10);
+    if (haveTime) expect(rssKb / 1024).toBeLessThan(300);
+    expect(exportSeconds).toBeLessThan(10);
+  }, 60_000);
+
+  it('killed with SIGKILL in the middle of its transaction leaves the old state; run again, it applies all of it', async () => {
+    const dir = copyDataDir('killed');
+    const wal = path.join(dir, 'license.db-wal');
+    const child = spawn(CLI[0], [...CLI[1], 'sync', 'import', bigBundle, '--data-dir', dir], { cwd: root, stdio: 'ignore' });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    // Uncommitted pages spill into the WAL as the transaction grows: once it holds megabytes, the
+    // import is mid-transaction. Kill it there.
+    let walAtKill = 0;
+    for (;;) {
+      if (child.exitCode !== null) break;
+      const size = existsSync(wal) ? statSync(wal).size : 0;
+      if (size > 4 << 20) {
+        walAtKill = size;
+        child.kill('SIGKILL');
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const end = await exited;
+    expect(end.signal, 'the import finished before it could be killed mid-transaction').toBe('SIGKILL');
+    expect(walAtKill).toBeGreaterThan(4 << 20);
+    expect(bundleCount(dir)).toEqual({ entitlements: 0, imports: 0, integrity: 'ok' });
+    const again = await cli(['sync', 'import', bigBundle, '--data-dir', dir, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ status: 'applied', added: N });
+    expect(bundleCount(dir)).toEqual({ entitlements: N, imports: 1, integrity: 'ok' });
+  }, 60_000);
+
+  it('killed with SIGKILL at other moments leaves either the old state or the new, never a mix', async () => {
+    for (const afterMs of [300, 1200, 2400]) {
+      const dir = copyDataDir(`killed-at-${afterMs}`);
+      const child = spawn(CLI[0], [...CLI[1], 'sync', 'import', bigBundle, '--data-dir', dir], { cwd: root, stdio: 'ignore' });
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), afterMs);
+      await exited;
+      clearTimeout(timer);
+      const c = bundleCount(dir);
+      expect(c.integrity).toBe('ok');
+      expect([{ entitlements: 0, imports: 0 }, { entitlements: N, imports: 1 }], `killed after ${afterMs} ms`).toContainEqual({ entitlements: c.entitlements, imports: c.imports });
+    }
+  }, 60_000);
+});
