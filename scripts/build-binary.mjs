@@ -87,6 +87,9 @@ export async function buildBinary({ bundle = true } = {}) {
     useCodeCache: false, // no gain measured, and it makes builds non-reproducible
     useSnapshot: false,
     execArgvExtension: 'none', // NODE_OPTIONS cannot inject code into the product
+    // V8 sizes the young generation by the machine's memory (128 MB here); 16 MB keeps RSS bounded
+    // (100k leases: ~230 MB instead of ~330) at the same throughput.
+    execArgv: ['--max-semi-space-size=16'],
     assets: { [ADDON_ASSET]: addonPath() },
   };
   writeFileSync(path.join(dist, 'sea-config.json'), `${JSON.stringify(seaConfig, null, 2)}\n`);

@@ -48,6 +48,8 @@ const DENIALS = new Set<ErrorCode>(['seats_exhausted', 'seat_not_assigned', 'fea
 const DENIAL_PRIORITY: ErrorCode[] = ['seats_exhausted', 'seat_not_assigned', 'feature_not_entitled', 'invalid_request', 'entitlement_inactive', 'not_found'];
 
 const NAMED = new Set(['per_user', 'per_machine']);
+// A vendor bundle setting (sync): the default lease lifetime on this server.
+const VENDOR_TTL_KEY = 'default_lease_ttl_seconds';
 
 /** Leases: grant, renew, release, revoke, status, and the sweep that marks expired ones. */
 export function createLeaseService({ store, clock, key, serverId, timeGuard, defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS }: LeaseDeps) {
@@ -84,8 +86,14 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     return [...new Set(requested)];
   }
 
+  /** The lease lifetime when the policy sets none: the vendor's bundle setting, else the server's. */
+  function fallbackTtlSeconds(): number {
+    const vendor = Number(store.state.get(VENDOR_TTL_KEY));
+    return Number.isInteger(vendor) && vendor > 0 ? vendor : defaultTtlSeconds;
+  }
+
   function leaseExpiry(e: Entitlement, now: number): number {
-    const ttl = (e.policy.lease_ttl_seconds ?? defaultTtlSeconds) * 1000;
+    const ttl = (e.policy.lease_ttl_seconds ?? fallbackTtlSeconds()) * 1000;
     // Never past the term plus grace: only holders reach grace, and they may renew until it ends.
     return Math.min(now + ttl, e.endsAt + graceDays(e.policy) * DAY_MS);
   }

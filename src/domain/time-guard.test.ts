@@ -73,3 +73,20 @@ describe('the clock high-water mark', () => {
     expect(g.status().high_water_mark).toBe('2024-06-01T03:00:00.000Z');
   });
 });
+
+describe('the clock guard and other connections', () => {
+  it('adopts a vouch made by another process (the CLI importing a bundle) without a restart', async () => {
+    const { openStore } = await import('../storage/store.ts');
+    const { dataPaths } = await import('../data-dir.ts');
+    await lease('u1');
+    h.clock.advance(-3 * 3_600_000);
+    expect((await lease('u2')).body.error.code).toBe('clock_suspect');
+    const other = openStore(dataPaths(h.dir).db);
+    try {
+      createTimeGuard({ store: other, clock: h.clock }).vouch(h.clock.now() - 60_000);
+    } finally {
+      other.close();
+    }
+    expect((await lease('u2')).status).toBe(201);
+  });
+});

@@ -36,7 +36,39 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
   let hwm = Number.isFinite(stored) ? stored : 0;
   let persisted = hwm;
   let suspect = false;
+  let seenVersion = store.dataVersion();
+  let seenVouch = lastVouch();
   const anchor = monotonicMs ? { wall: clock.now(), mono: monotonicMs() } : null;
+
+  function lastVouch(): number {
+    return store.state.lastClockEventSeq('vouched');
+  }
+
+  /**
+   * Another connection (the CLI, the folder watch) may have raised the mark or vouched for the
+   * time since we last looked: adopt what it stored.
+   */
+  function refresh(): void {
+    const v = store.dataVersion();
+    if (v === seenVersion) return;
+    seenVersion = v;
+    const storedNow = Number(store.state.get(HWM_KEY) ?? '0');
+    if (!Number.isFinite(storedNow)) return;
+    const vouch = lastVouch();
+    if (vouch !== seenVouch) {
+      // A vendor-signed time replaced the mark: it may be lower than ours, and it wins.
+      seenVouch = vouch;
+      hwm = storedNow;
+      persisted = storedNow;
+      if (anchor && monotonicMs) {
+        anchor.wall = storedNow;
+        anchor.mono = monotonicMs();
+      }
+    } else if (storedNow > hwm) {
+      hwm = storedNow;
+      persisted = storedNow;
+    }
+  }
 
   /** The mark as far as this process knows: the stored one, or what the monotonic clock says since start. */
   function mark(): number {
@@ -57,6 +89,7 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
      * is behind the mark (recording the first refusal of an episode), else raises the mark.
      */
     assess(now: number): AppError | null {
+      refresh();
       const m = mark();
       if (now < m - CLOCK_TOLERANCE_MS) {
         if (!suspect) {
@@ -97,6 +130,7 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
           anchor.mono = monotonicMs!();
         }
         store.state.clockEvent(now, 'vouched', iatMs, { iat: new Date(iatMs).toISOString(), previous_mark: new Date(m).toISOString() });
+        seenVouch = lastVouch();
       } else if (iatMs > hwm) {
         hwm = iatMs;
       }
@@ -105,6 +139,7 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
     },
 
     status(): TimeStatus {
+      refresh();
       const now = clock.now();
       const m = mark();
       return { suspect: now < m - CLOCK_TOLERANCE_MS, now: new Date(now).toISOString(), high_water_mark: new Date(m).toISOString(), tolerance_seconds: CLOCK_TOLERANCE_MS / 1000 };

@@ -10,7 +10,12 @@ export function createStateRepo(db: Db) {
   const clockEvents = db.prepare<[number, number], { seq: number; at: number; kind: string; hwm: number; details: string }>(
     'SELECT * FROM clock_events WHERE at >= ? ORDER BY seq LIMIT ?',
   );
+  const lastOfKind = db.prepare<[string], { seq: number | null }>('SELECT max(seq) AS seq FROM clock_events WHERE kind = ?');
   return {
+    /** The seq of the newest clock event of a kind (0 when none). */
+    lastClockEventSeq(kind: 'suspect' | 'recovered' | 'vouched'): number {
+      return lastOfKind.get(kind)?.seq ?? 0;
+    },
     clockEvent(at: number, kind: 'suspect' | 'recovered' | 'vouched', hwm: number, details: Record<string, unknown>): void {
       insertClockEvent.run(at, kind, hwm, JSON.stringify(details));
     },

@@ -20,14 +20,13 @@ export interface Store {
   tx<T>(fn: () => T): T;
   /** Runs fn inside a shared group-commit transaction (its own savepoint); settles after the commit. */
   batch<T>(fn: () => T): Promise<T>;
-  /** Has another connection written since we last asked? (PRAGMA data_version) */
-  changedElsewhere(): boolean;
+  /** PRAGMA data_version: changes when another connection commits (ours do not change it). */
+  dataVersion(): number;
   close(): void;
   readonly db: Db;
 }
 
 export function createStore(db: Db): Store {
-  let lastDataVersion = db.pragma('data_version', { simple: true }) as number;
   return {
     db,
     entitlements: createEntitlementRepo(db),
@@ -39,12 +38,7 @@ export function createStore(db: Db): Store {
     usage: createUsageRepo(db),
     tx: (fn) => immediate(db, fn),
     batch: createGroupCommit(db),
-    changedElsewhere() {
-      const v = db.pragma('data_version', { simple: true }) as number;
-      const changed = v !== lastDataVersion;
-      lastDataVersion = v;
-      return changed;
-    },
+    dataVersion: () => db.pragma('data_version', { simple: true }) as number,
     close: () => {
       if (db.open) db.close();
     },

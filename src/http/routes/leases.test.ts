@@ -326,3 +326,13 @@ describe('admin lease routes', () => {
     expect(h.store.leases.counters(entId).activeLeases).toBe(0);
   });
 });
+
+describe('the vendor default lease lifetime', () => {
+  it('applies to policies without lease_ttl_seconds and yields to a policy that sets one', async () => {
+    await entitlement({ type: 'concurrent', max_seats: 5 });
+    h.store.state.set('default_lease_ttl_seconds', '600');
+    expect((await lease(subject('u1'))).body.expires_at).toBe('2024-01-15T10:40:00Z');
+    await entitlement({ type: 'concurrent', max_seats: 5, lease_ttl_seconds: 120 }, { tenant_id: 'other', ends_at: '2024-06-01T00:00:00Z' });
+    expect((await lease({ ...subject('u2'), tenant_id: 'other' })).body.expires_at).toBe('2024-01-15T10:32:00Z');
+  });
+});
