@@ -176,7 +176,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
    * entitlement_id; else the one the subject already leases on; else one it holds a seat on; else
    * the others by end of term (soonest first), then by age.
    */
-  function rank(req: LeaseRequest): Entitlement[] {
+  function rank(req: LeaseRequest): readonly Entitlement[] {
     if (req.entitlementId !== undefined) {
       const e = entitlements.get(req.entitlementId);
       if (!e || e.tenantId !== req.tenantId || e.productId !== req.productId) {

@@ -95,6 +95,12 @@ export function createEntitlementRepo(db: Db) {
   );
   // Lease candidates: the rule orders by the end of term first (use what runs out first), then age.
   const candidates = db.prepare<[string, string], Row>("SELECT * FROM entitlements WHERE tenant_id = ? AND product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
+  const epoch = db.prepare<[], bigint | number>('SELECT value FROM entitlement_epoch').pluck();
+  // The grant path asks for the same tenant and product again and again: keep the answer until any
+  // connection changes any entitlement's terms (the epoch, see migration 0005).
+  const cache = new Map<string, ReadonlyArray<Readonly<Entitlement & { seq: number }>>>();
+  let cacheEpoch: bigint | number | undefined;
+  const CACHE_MAX = 10_000;
 
   return {
     insert(e: Entitlement, graceDays: number): void {
@@ -111,8 +117,21 @@ export function createEntitlementRepo(db: Db) {
       const r = byExternalId.get(externalId);
       return r && fromRow(r);
     },
-    candidates(tenantId: string, productId: string): Array<Entitlement & { seq: number }> {
-      return candidates.all(tenantId, productId).map(fromRow);
+    /** The tenant's entitlements for a product in grant-rule order; shared objects: do not mutate. */
+    candidates(tenantId: string, productId: string): ReadonlyArray<Readonly<Entitlement & { seq: number }>> {
+      const now = epoch.get();
+      if (now !== cacheEpoch) {
+        cache.clear();
+        cacheEpoch = now;
+      }
+      const key = `${tenantId}\u0000${productId}`;
+      let rows = cache.get(key);
+      if (rows === undefined) {
+        rows = Object.freeze(candidates.all(tenantId, productId).map((r) => Object.freeze(fromRow(r))));
+        if (cache.size >= CACHE_MAX) cache.clear();
+        cache.set(key, rows);
+      }
+      return rows;
     },
     candidatesForProduct(productId: string): Array<Entitlement & { seq: number }> {
       return candidatesForProduct.all(productId).map(fromRow);

@@ -2,6 +2,7 @@ import m0001 from './migrations/0001_init.sql';
 import m0002 from './migrations/0002_leases.sql';
 import m0003 from './migrations/0003_time.sql';
 import m0004 from './migrations/0004_sync.sql';
+import m0005 from './migrations/0005_entitlement_epoch.sql';
 
 /** Forward-only migrations, embedded in the build; `user_version` records how far a database is. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -9,4 +10,5 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 2, name: '0002_leases', sql: m0002 },
   { version: 3, name: '0003_time', sql: m0003 },
   { version: 4, name: '0004_sync', sql: m0004 },
+  { version: 5, name: '0005_entitlement_epoch', sql: m0005 },
 ];

@@ -27,6 +27,8 @@ export interface Store {
 }
 
 export function createStore(db: Db): Store {
+  // Prepared once: db.pragma() prepares its statement on every call, and this is asked per grant.
+  const dataVersion = db.prepare('PRAGMA data_version').pluck();
   return {
     db,
     entitlements: createEntitlementRepo(db),
@@ -38,7 +40,7 @@ export function createStore(db: Db): Store {
     usage: createUsageRepo(db),
     tx: (fn) => immediate(db, fn),
     batch: createGroupCommit(db),
-    dataVersion: () => db.pragma('data_version', { simple: true }) as number,
+    dataVersion: () => dataVersion.get() as number,
     close: () => {
       if (db.open) db.close();
     },

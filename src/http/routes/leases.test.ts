@@ -336,3 +336,25 @@ describe('the vendor default lease lifetime', () => {
     expect((await lease({ ...subject('u2'), tenant_id: 'other' })).body.expires_at).toBe('2024-01-15T10:32:00Z');
   });
 });
+
+describe('no stale terms', () => {
+  it('sees a change made by another connection at the very next grant', async () => {
+    const { openStore } = await import('../../storage/store.ts');
+    const { dataPaths } = await import('../../data-dir.ts');
+    const { createEntitlementService } = await import('../../domain/entitlements.ts');
+    const entId = await entitlement({ type: 'concurrent', max_seats: 5 });
+    expect((await lease(subject('u1'))).status).toBe(201);
+    const other = openStore(dataPaths(h.dir).db);
+    try {
+      createEntitlementService({ store: other, clock: h.clock }).suspend(entId, 'cli:test');
+    } finally {
+      other.close();
+    }
+    const r = await lease(subject('u2'));
+    expect(r.status).toBe(403);
+    expect(r.body.error.details.reason).toBe('suspended');
+    await h.req('POST', `/v1/entitlements/${entId}/resume`);
+    await h.req('PUT', `/v1/entitlements/${entId}`, { policy_json: { type: 'concurrent', max_seats: 1 } });
+    expect((await lease(subject('u2'))).body.error.code).toBe('seats_exhausted');
+  });
+});
