@@ -4,5 +4,7 @@ export type AppEnv = {
   Variables: {
     requestId: string;
     principal: Principal;
+    /** The body cap of the route, set by limitBody(). */
+    bodyLimit: number;
   };
 };

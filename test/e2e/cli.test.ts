@@ -196,6 +196,9 @@ describe('serve', () => {
     const r = await fetch(`${s.base}/v1/entitlements`, { headers: { authorization: `Bearer ${adminToken}` } });
     expect(r.status).toBe(200);
     await r.arrayBuffer();
+    const huge = await fetch(`${s.base}/v1/entitlements`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: 'x'.repeat(2 << 20) });
+    expect(huge.status).toBe(413);
+    expect(((await huge.json()) as any).error.code).toBe('payload_too_large');
     const logLine = s.stderr().split('\n').find((l) => l.includes('"msg":"request"'));
     expect(JSON.parse(logLine!)).toMatchObject({ method: 'GET', path: '/v1/entitlements', status: 200 });
     expect(s.stderr()).not.toContain(adminToken);
