@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { expectTokenError } from '../../test/token-assert.ts';
 import { encodeBase64Url } from '../tokens/base64url.ts';
 import { generateSigningKey } from '../tokens/keys.ts';
 import { issueLeaseToken } from '../tokens/lease-token.ts';
@@ -7,18 +8,6 @@ import { paserkPid, toPaserkPublic } from '../tokens/paserk.ts';
 import { signV4Public } from '../tokens/paseto.ts';
 import { TokenError, verifyLeaseToken } from './index.ts';
 import type { PublishedKeys, TokenErrorCode } from './index.ts';
-
-function expectTokenError(fn: () => unknown, code: TokenErrorCode, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(TokenError);
-  expect((caught as TokenError).code).toBe(code);
-  for (const fragment of fragments) expect((caught as TokenError).message).toContain(fragment);
-}
 
 const server = generateSigningKey();
 const retired = generateSigningKey();

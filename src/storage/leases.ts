@@ -188,7 +188,7 @@ export interface Seat {
   assignedBy: string;
 }
 
-interface SeatRow {
+export interface SeatRow {
   id: string;
   entitlement_id: string;
   subject_type: string;

@@ -1,4 +1,5 @@
 import type { Db } from './db.ts';
+import type { SeatRow } from './leases.ts';
 import type { AuditRow } from './audit.ts';
 
 /** An applied vendor bundle, as recorded. */
@@ -38,14 +39,7 @@ export interface UsageRow {
   unique_subjects: number;
 }
 
-export interface SeatRow {
-  id: string;
-  entitlement_id: string;
-  subject_type: string;
-  subject_id: string;
-  assigned_at: number;
-  assigned_by: string;
-}
+export type { SeatRow } from './leases.ts';
 
 export interface ManualEntitlementRow {
   id: string;

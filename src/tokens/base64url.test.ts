@@ -1,19 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { expectTokenError } from '../../test/token-assert.ts';
 import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
 import { TokenError } from './errors.ts';
 import type { TokenErrorCode } from './errors.ts';
-
-function expectTokenError(fn: () => unknown, code: TokenErrorCode, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(TokenError);
-  expect((caught as TokenError).code).toBe(code);
-  for (const fragment of fragments) expect((caught as TokenError).message).toContain(fragment);
-}
 
 describe('base64url', () => {
   it('round-trips every length from 0 to 40 bytes without padding', () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { expectTokenError } from '../../test/token-assert.ts';
 import { encodeBase64Url } from './base64url.ts';
 import { checkTimeClaims, formatRfc3339, parseRfc3339, signClaims, signClaimsAsync, verifyClaims } from './claims.ts';
 import { TokenError } from './errors.ts';
@@ -6,18 +7,6 @@ import type { TokenErrorCode } from './errors.ts';
 import { generateSigningKey, verifyKeyFromPaserk } from './keys.ts';
 import type { VerifyKey } from './keys.ts';
 import { signV4Public } from './paseto.ts';
-
-function expectTokenError(fn: () => unknown, code: TokenErrorCode, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(TokenError);
-  expect((caught as TokenError).code).toBe(code);
-  for (const fragment of fragments) expect((caught as TokenError).message).toContain(fragment);
-}
 
 const key = generateSigningKey();
 const verifyKey = verifyKeyFromPaserk(key.publicPaserk);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { expectTokenError } from '../../test/token-assert.ts';
 import { verifyClaims } from './claims.ts';
 import { TokenError } from './errors.ts';
 import type { TokenErrorCode } from './errors.ts';
@@ -6,18 +7,6 @@ import { generateSigningKey, verifyKeyFromPaserk } from './keys.ts';
 import { LEASE_TOKEN_TYPE, buildLeaseClaims, issueLeaseToken, issueLeaseTokenAsync, readLeaseClaims } from './lease-token.ts';
 import type { LeaseClaimsInput } from './lease-token.ts';
 import { decodeFooterUnverified, verifyV4Public } from './paseto.ts';
-
-function expectTokenError(fn: () => unknown, code: TokenErrorCode, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(TokenError);
-  expect((caught as TokenError).code).toBe(code);
-  for (const fragment of fragments) expect((caught as TokenError).message).toContain(fragment);
-}
 
 const key = generateSigningKey();
 const input: LeaseClaimsInput = {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { expectTokenError } from '../../test/token-assert.ts';
 import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
 import { TokenError } from './errors.ts';
 import type { TokenErrorCode } from './errors.ts';
@@ -32,18 +33,6 @@ function loadVectors(file: string): PaserkVector[] {
 }
 
 const hex = (h: string): Buffer => Buffer.from(h, 'hex');
-
-function expectTokenError(fn: () => unknown, code: TokenErrorCode, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(TokenError);
-  expect((caught as TokenError).code).toBe(code);
-  for (const fragment of fragments) expect((caught as TokenError).message).toContain(fragment);
-}
 
 describe('k4.public vectors', () => {
   const vectors = loadVectors('k4.public.json');

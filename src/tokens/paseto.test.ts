@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { expectTokenError } from '../../test/token-assert.ts';
 import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
 import { TokenError } from './errors.ts';
 import type { TokenErrorCode } from './errors.ts';
@@ -42,18 +43,6 @@ const vectorPublicKey = ed25519PublicKeyFromRaw(Buffer.from(vectorKeys['public-k
 const vectorSecretKey = ed25519PrivateKeyFromSeed(Buffer.from(vectorKeys['secret-key-seed']!, 'hex'));
 
 const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
-
-function expectTokenError(fn: () => unknown, code: TokenErrorCode, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(TokenError);
-  expect((caught as TokenError).code).toBe(code);
-  for (const fragment of fragments) expect((caught as TokenError).message).toContain(fragment);
-}
 
 describe('official v4 vectors', () => {
   it('has the expected number of cases', () => {
