@@ -16,7 +16,7 @@ CREATE TABLE seats (
 
 CREATE TABLE leases (
   seq             INTEGER PRIMARY KEY,         -- list order
-  id              TEXT NOT NULL UNIQUE,        -- lease_… (128 random bits: the proof of possession)
+  id              TEXT NOT NULL UNIQUE,        -- lease_… (time prefix + 128 random bits: the proof of possession)
   entitlement_id  TEXT NOT NULL REFERENCES entitlements (id),
   subject_type    TEXT NOT NULL,
   subject_id      TEXT NOT NULL,
