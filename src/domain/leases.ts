@@ -391,7 +391,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       }
       chosen ??= all.find((e) => NAMED.has(e.policy.type) && seats.find(e.id, q.subjectType, q.subjectId));
       if (!chosen) {
-        const last = leases.lastEntitlementOf(q.subjectType, q.subjectId, q.productId);
+        const last = leases.lastEntitlementOf(all.map((e) => e.id), q.subjectType, q.subjectId);
         chosen = all.find((e) => e.id === last);
       }
       if (!chosen) {

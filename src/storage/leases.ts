@@ -86,8 +86,8 @@ export function createLeaseRepo(db: Db) {
   );
   const expiredAll = db.prepare<[number, number], LeaseRow>("SELECT * FROM leases WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?");
   const liveCount = db.prepare<[string, number], { n: number }>("SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at > ?");
-  const lastOfSubject = db.prepare<[string, string, string], { entitlement_id: string }>(
-    'SELECT l.entitlement_id FROM leases l JOIN entitlements e ON e.id = l.entitlement_id WHERE l.subject_type = ? AND l.subject_id = ? AND e.product_id = ? ORDER BY l.seq DESC LIMIT 1',
+  const lastOfSubject = db.prepare<[string, string, string], { seq: number }>(
+    'SELECT seq FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_id = ? ORDER BY seq DESC LIMIT 1',
   );
   const insertEvent = db.prepare(`INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after, reason)
     VALUES (@at, @kind, @entitlement_id, @lease_id, @subject_type, @subject_id, @active_after, @reason)`);
@@ -139,9 +139,14 @@ export function createLeaseRepo(db: Db) {
     liveCount(entitlementId: string, now: number): number {
       return liveCount.get(entitlementId, now)!.n;
     },
-    /** The entitlement of the subject's most recent lease for a product, in any state. */
-    lastEntitlementOf(subjectType: string, subjectId: string, productId: string): string | undefined {
-      return lastOfSubject.get(subjectType, subjectId, productId)?.entitlement_id;
+    /** Of these entitlements, the one the subject leased on last (in any state), if any. */
+    lastEntitlementOf(entitlementIds: readonly string[], subjectType: string, subjectId: string): string | undefined {
+      let best: { id: string; seq: number } | undefined;
+      for (const id of entitlementIds) {
+        const r = lastOfSubject.get(id, subjectType, subjectId);
+        if (r && (!best || r.seq > best.seq)) best = { id, seq: r.seq };
+      }
+      return best?.id;
     },
     event(e: LeaseEvent): void {
       insertEvent.run({

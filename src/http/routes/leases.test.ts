@@ -287,6 +287,15 @@ describe('seats under concurrency', () => {
     expect(h.store.leases.counters(entId).activeLeases).toBe(10);
   });
 
+  it('gives 50 simultaneous requests of one subject one lease, not 50 seats', async () => {
+    const entId = await entitlement({ type: 'concurrent', max_seats: 10 });
+    const results = await Promise.all(Array.from({ length: 50 }, () => lease(subject('same'))));
+    expect(results.every((r) => r.status === 201)).toBe(true);
+    expect(new Set(results.map((r) => r.body.lease_id)).size).toBe(1);
+    expect(activeLeases(entId)).toBe(1);
+    expect(h.store.leases.counters(entId).activeLeases).toBe(1);
+  });
+
   it.each([
     ['per_user', 'user'],
     ['per_machine', 'machine'],

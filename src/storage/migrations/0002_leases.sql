@@ -28,13 +28,14 @@ CREATE TABLE leases (
   ended_at        INTEGER
 ) STRICT;
 
--- One active lease per subject and entitlement: asking again refreshes it.
-CREATE UNIQUE INDEX leases_one_per_subject ON leases (entitlement_id, subject_type, subject_id) WHERE state = 'active';
+-- A subject's leases on an entitlement: its active one (asking again refreshes it) and its history
+-- (status pages). One index, not a partial unique one plus a history index: each grant writes one
+-- random index page, not two. "One active lease per subject and entitlement" is kept by the grant,
+-- which looks before it inserts inside the same IMMEDIATE transaction.
+CREATE INDEX leases_by_subject ON leases (entitlement_id, subject_type, subject_id, state);
 -- Reclaiming and sweeping expired leases walks only what has expired.
 CREATE INDEX leases_active_expiry ON leases (entitlement_id, expires_at) WHERE state = 'active';
 CREATE INDEX leases_expiry ON leases (expires_at) WHERE state = 'active';
--- A subject's lease history (status pages).
-CREATE INDEX leases_subject ON leases (subject_type, subject_id);
 
 CREATE TABLE lease_events (
   seq             INTEGER PRIMARY KEY,
