@@ -17,6 +17,7 @@ import { registerSeatRoutes } from './http/routes/seats.ts';
 import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
+import { registerAdminPage } from './admin/page.tsx';
 
 export const BODY_LIMIT = 1 << 20;
 export const IMPORT_BODY_LIMIT = 64 << 20;
@@ -61,6 +62,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   registerSeatRoutes(app, routeDeps);
   registerSyncRoutes(app, routeDeps);
   registerAuditRoutes(app, routeDeps);
+  registerAdminPage(app);
 
   app.notFound((c) => {
     const err = new AppError('not_found', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`);

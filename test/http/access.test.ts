@@ -7,7 +7,7 @@ import { createHarness, seedEntitlement, type Harness } from '../helpers.ts';
 import { ROUTES, roleAllows, type RouteKey, type RouteRule } from '../../src/http/permissions.ts';
 import type { Role } from '../../src/domain/types.ts';
 
-const PUBLIC = new Set(['GET /healthz', 'GET /readyz', 'GET /metrics', 'POST /v1/license/lease', 'POST /v1/license/lease/renew', 'POST /v1/license/lease/release', 'GET /v1/license/keys']);
+const PUBLIC = new Set(['GET /admin', 'GET /healthz', 'GET /readyz', 'GET /metrics', 'POST /v1/license/lease', 'POST /v1/license/lease/renew', 'POST /v1/license/lease/release', 'GET /v1/license/keys']);
 
 interface World {
   h: Harness;

