@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildBinary } from '../../scripts/build-binary.mjs';
 import { killStrays, ROOT, runProcess, startServe } from '../spawn.ts';
+import { verifyLeaseToken } from '../../src/client/index.ts';
 
 const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const EXE: [string, string[]] = ['./bp-license-server', []];
@@ -76,6 +77,17 @@ describe('single executable, alone, with an empty environment', () => {
     const getText = await get.text();
     expect(get.status, getText).toBe(200);
     expect((JSON.parse(getText) as { entitlement_id: string }).entitlement_id).toBe(entitlementId);
+
+    // A client leases on it and verifies the token offline with the published key.
+    const leased = await fetch(`${server.base}/v1/license/lease`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ product_id: 'your-product-id', tenant_id: 'local-tenant-id', subject_type: 'user', subject_id: 'user_123' }),
+    });
+    expect(leased.status).toBe(201);
+    const lease = (await leased.json()) as { lease_id: string; token: string };
+    const keys = await (await fetch(`${server.base}/v1/license/keys`)).json();
+    expect(verifyLeaseToken(lease.token, keys as never, { productId: 'your-product-id' })).toMatchObject({ jti: lease.lease_id, sub: 'user:user_123', entitlementId });
 
     const end = await server.stop();
     expect(end, `stderr: ${server.stderr()}`).toEqual({ code: 0, signal: null });
