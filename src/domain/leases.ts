@@ -1,6 +1,7 @@
 import { AppError, type ErrorCode } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId, newSequentialId } from '../ids.ts';
+import { decodeCursor, encodeCursor, SEQ_KEY } from './cursor.ts';
 import type { Store } from '../storage/store.ts';
 import type { Lease } from '../storage/leases.ts';
 import type { Actor, Entitlement } from './types.ts';
@@ -146,8 +147,9 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     } else if (e.policy.type === 'concurrent') {
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
       // so an expired lease frees its seat at once.
-      if (leases.counters(e.id).activeLeases >= max!) reclaimExpired(e.id, now, RECLAIM_BATCH);
-      if (leases.counters(e.id).activeLeases >= max!) {
+      let active = leases.counters(e.id).activeLeases;
+      if (active >= max!) active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
+      if (active >= max!) {
         throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are in use`, { entitlement_id: e.id, max_seats: max });
       }
     }
@@ -358,16 +360,11 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
 
     list(filter: { entitlementId?: string | undefined; tenantId?: string | undefined; productId?: string | undefined; subjectType?: string | undefined; subjectId?: string | undefined; cursor?: string | undefined; limit?: number | undefined }) {
       const limit = filter.limit ?? 50;
-      let afterSeq = 0;
-      if (filter.cursor !== undefined) {
-        const m = /^l:(\d{1,15})$/.exec(Buffer.from(filter.cursor, 'base64url').toString());
-        if (!m) throw new AppError('invalid_request', 'cursor is not one this server gave out', { issues: [{ path: 'cursor', message: 'unknown cursor' }] });
-        afterSeq = Number(m[1]);
-      }
+      const afterSeq = filter.cursor === undefined ? 0 : Number(decodeCursor('l', filter.cursor, SEQ_KEY));
       const rows = leases.list({ ...filter, afterSeq, limit: limit + 1, now: clock.now() });
       const more = rows.length > limit;
       const items = more ? rows.slice(0, limit) : rows;
-      return { items, nextCursor: more ? Buffer.from(`l:${items.at(-1)!.seq}`).toString('base64url') : null };
+      return { items, nextCursor: more ? encodeCursor('l', items.at(-1)!.seq) : null };
     },
 
     /**
