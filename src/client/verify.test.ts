@@ -6,8 +6,8 @@ import { issueLeaseToken } from '../tokens/lease-token.ts';
 import type { LeaseClaimsInput } from '../tokens/lease-token.ts';
 import { paserkPid, toPaserkPublic } from '../tokens/paserk.ts';
 import { signV4Public } from '../tokens/paseto.ts';
-import { TokenError, verifyLeaseToken } from './index.ts';
-import type { PublishedKeys, TokenErrorCode } from './index.ts';
+import { verifyLeaseToken } from './index.ts';
+import type { PublishedKeys } from './index.ts';
 
 const server = generateSigningKey();
 const retired = generateSigningKey();

@@ -2,6 +2,7 @@ import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { toIso } from '../clock.ts';
 import { newId } from '../ids.ts';
+import { decodeCursor, encodeCursor, SEQ_KEY } from './cursor.ts';
 import type { Store } from '../storage/store.ts';
 import type { Actor, Entitlement, EntitlementStatus, Policy } from './types.ts';
 import { deriveStatus, graceDays } from './types.ts';
@@ -26,16 +27,6 @@ export interface ImportResult {
 }
 
 const MANUAL_PROVISIONING_KEY = 'allow_manual_provisioning';
-
-function encodeCursor(seq: number): string {
-  return Buffer.from(`e:${seq}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): number {
-  const m = /^e:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
-  if (!m) throw new AppError('invalid_request', 'cursor is not one this server gave out', { issues: [{ path: 'cursor', message: 'unknown cursor' }] });
-  return Number(m[1]);
-}
 
 /** Adds calendar months, clamping the day (Jan 31 + 1 month = Feb 28/29). */
 export function addMonths(ms: number, months: number): number {
@@ -141,13 +132,13 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         tenantId: filter.tenantId,
         productId: filter.productId,
         status: filter.status,
-        afterSeq: filter.cursor === undefined ? 0 : decodeCursor(filter.cursor),
+        afterSeq: filter.cursor === undefined ? 0 : Number(decodeCursor('e', filter.cursor, SEQ_KEY)),
         limit: limit + 1,
         now: clock.now(),
       });
       const more = rows.length > limit;
       const items = more ? rows.slice(0, limit) : rows;
-      return { items, nextCursor: more ? encodeCursor(items.at(-1)!.seq) : null };
+      return { items, nextCursor: more ? encodeCursor('e', items.at(-1)!.seq) : null };
     },
 
     update(id: string, patch: EntitlementUpdateInput, actor: Actor): Entitlement {

@@ -1,6 +1,7 @@
 import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId } from '../ids.ts';
+import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { Store } from '../storage/store.ts';
 import type { Seat } from '../storage/leases.ts';
 import type { Actor, Entitlement } from './types.ts';
@@ -100,15 +101,11 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
 
     list(entitlementId: string, cursor: string | undefined, limit = 100): { items: Seat[]; nextCursor: string | null } {
       seatedEntitlement(entitlementId);
-      let after = '';
-      if (cursor !== undefined) {
-        after = Buffer.from(cursor, 'base64url').toString();
-        if (!/^seat_[A-Za-z0-9_-]{22}$/.test(after)) throw new AppError('invalid_request', 'cursor is not one this server gave out', { issues: [{ path: 'cursor', message: 'unknown cursor' }] });
-      }
+      const after = cursor === undefined ? '' : decodeCursor('s', cursor, /^seat_[A-Za-z0-9_-]{22}$/);
       const rows = seats.page(entitlementId, after, limit + 1);
       const more = rows.length > limit;
       const items = more ? rows.slice(0, limit) : rows;
-      return { items, nextCursor: more ? Buffer.from(items.at(-1)!.id).toString('base64url') : null };
+      return { items, nextCursor: more ? encodeCursor('s', items.at(-1)!.id) : null };
     },
   };
 }

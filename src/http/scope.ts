@@ -1,6 +1,9 @@
 import type { Context } from 'hono';
 import { AppError } from '../errors.ts';
 import type { AppEnv } from './types.ts';
+import { identifier, parseWith } from '../schemas.ts';
+import type { EntitlementService } from '../domain/entitlements.ts';
+import type { Entitlement } from '../domain/types.ts';
 
 /** The tenant a token is limited to, or null for every tenant. */
 export function tenantScope(c: Context<AppEnv>): string | null {
@@ -23,4 +26,10 @@ export function scopedTenant(c: Context<AppEnv>, asked: string | undefined): str
   if (scope === null) return asked;
   // Asking for another tenant is asking for nothing visible: a filter no row matches.
   return asked === undefined || asked === scope ? scope : `\u0000${scope}`;
+}
+
+/** The entitlement named by the path's :id, if this token may see it (else the same 404 as a missing one). */
+export function visibleEntitlement(c: Context<AppEnv>, entitlements: EntitlementService): Entitlement {
+  const id = parseWith(identifier, c.req.param('id'), 'entitlement id');
+  return mustSee(c, entitlements.get(id), `no entitlement ${id}`);
 }

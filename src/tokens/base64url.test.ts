@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { expectTokenError } from '../../test/token-assert.ts';
 import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
-import { TokenError } from './errors.ts';
-import type { TokenErrorCode } from './errors.ts';
 
 describe('base64url', () => {
   it('round-trips every length from 0 to 40 bytes without padding', () => {

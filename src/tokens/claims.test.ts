@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { expectTokenError } from '../../test/token-assert.ts';
 import { encodeBase64Url } from './base64url.ts';
 import { checkTimeClaims, formatRfc3339, parseRfc3339, signClaims, signClaimsAsync, verifyClaims } from './claims.ts';
-import { TokenError } from './errors.ts';
-import type { TokenErrorCode } from './errors.ts';
 import { generateSigningKey, verifyKeyFromPaserk } from './keys.ts';
 import type { VerifyKey } from './keys.ts';
 import { signV4Public } from './paseto.ts';

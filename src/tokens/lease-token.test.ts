@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { expectTokenError } from '../../test/token-assert.ts';
 import { verifyClaims } from './claims.ts';
-import { TokenError } from './errors.ts';
-import type { TokenErrorCode } from './errors.ts';
 import { generateSigningKey, verifyKeyFromPaserk } from './keys.ts';
 import { LEASE_TOKEN_TYPE, buildLeaseClaims, issueLeaseToken, issueLeaseTokenAsync, readLeaseClaims } from './lease-token.ts';
 import type { LeaseClaimsInput } from './lease-token.ts';

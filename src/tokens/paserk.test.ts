@@ -3,8 +3,6 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { expectTokenError } from '../../test/token-assert.ts';
 import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
-import { TokenError } from './errors.ts';
-import type { TokenErrorCode } from './errors.ts';
 import { verifyKeyFromPaserk } from './keys.ts';
 import {
   assertUsableEd25519PublicKey,

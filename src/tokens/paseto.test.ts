@@ -2,9 +2,8 @@ import { readFileSync } from 'node:fs';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { expectTokenError } from '../../test/token-assert.ts';
-import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
-import { TokenError } from './errors.ts';
 import type { TokenErrorCode } from './errors.ts';
+import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
 import { ed25519PrivateKeyFromSeed, ed25519PublicKeyFromRaw } from './paserk.ts';
 import {
   MAX_TOKEN_LENGTH,

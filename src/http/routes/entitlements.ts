@@ -2,11 +2,10 @@ import type { Hono, Context } from 'hono';
 import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { readJson } from '../middleware.ts';
-import { mustSee, scopedTenant } from '../scope.ts';
+import { scopedTenant, visibleEntitlement } from '../scope.ts';
 import {
   entitlementCreateSchema,
   entitlementUpdateSchema,
-  identifier,
   importEnvelopeSchema,
   listQuerySchema,
   parseImportItems,
@@ -21,11 +20,7 @@ import { usageCsv } from '../../domain/usage.ts';
 /** /v1/entitlements: create, list, show, update, lifecycle, bulk import, check, usage. */
 export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, auth }: RouteDeps): void {
   const view = (e: Parameters<typeof entitlementView>[0]) => entitlementView(e, clock.now());
-  /** The entitlement named in the path, if this token may see it. */
-  const visible = (c: Context<AppEnv>) => {
-    const id = parseWith(identifier, c.req.param('id'), 'entitlement id');
-    return mustSee(c, services.entitlements.get(id), `no entitlement ${id}`);
-  };
+  const visible = (c: Context<AppEnv>) => visibleEntitlement(c, services.entitlements);
 
   app.post('/v1/entitlements', auth('POST /v1/entitlements'), async (c) => {
     const input = parseWith(entitlementCreateSchema, await readJson(c));
@@ -51,17 +46,14 @@ export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, 
     return c.json({ ...view(e), usage: services.leases.usageNow(e) });
   });
 
-  app.put('/v1/entitlements/:id', auth('PUT /v1/entitlements/:id'), async (c) => {
-    const e = visible(c);
-    const patch = parseWith(entitlementUpdateSchema, await readJson(c));
-    return c.json(view(services.entitlements.update(e.id, patch, c.get('principal').actor)));
-  });
-
-  app.patch('/v1/entitlements/:id', auth('PATCH /v1/entitlements/:id'), async (c) => {
-    const e = visible(c);
-    const patch = parseWith(entitlementUpdateSchema, await readJson(c));
-    return c.json(view(services.entitlements.update(e.id, patch, c.get('principal').actor)));
-  });
+  // The seed sends PUT with only the fields to change; PATCH is the same.
+  for (const method of ['put', 'patch'] as const) {
+    app[method]('/v1/entitlements/:id', auth(`${method.toUpperCase() as 'PUT' | 'PATCH'} /v1/entitlements/:id`), async (c) => {
+      const e = visible(c);
+      const patch = parseWith(entitlementUpdateSchema, await readJson(c));
+      return c.json(view(services.entitlements.update(e.id, patch, c.get('principal').actor)));
+    });
+  }
 
   for (const action of ['suspend', 'resume', 'revoke'] as const) {
     app.post(`/v1/entitlements/:id/${action}`, auth(`POST /v1/entitlements/:id/${action}`), (c) => {

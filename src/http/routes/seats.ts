@@ -2,17 +2,14 @@ import type { Hono, Context } from 'hono';
 import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { readJson } from '../middleware.ts';
-import { mustSee } from '../scope.ts';
+import { visibleEntitlement } from '../scope.ts';
 import { identifier, parseWith, seatAssignSchema, seatBulkSchema, seatListQuerySchema } from '../../schemas.ts';
 import { seatView } from '../../views.ts';
 import type { SeatSubject } from '../../domain/seats.ts';
 
 /** Named seats of per_user and per_machine entitlements. */
 export function registerSeatRoutes(app: Hono<AppEnv>, { services, auth }: RouteDeps): void {
-  const visible = (c: Context<AppEnv>) => {
-    const id = parseWith(identifier, c.req.param('id'), 'entitlement id');
-    return mustSee(c, services.entitlements.get(id), `no entitlement ${id}`);
-  };
+  const visible = (c: Context<AppEnv>) => visibleEntitlement(c, services.entitlements);
 
   app.get('/v1/entitlements/:id/seats', auth('GET /v1/entitlements/:id/seats'), (c) => {
     const e = visible(c);
