@@ -3,6 +3,9 @@ import { MIGRATIONS } from './migrations.ts';
 
 export type Db = Database.Database;
 
+/** The WAL is copied into the database (a checkpoint) when it reaches this size. */
+const WAL_CHECKPOINT_BYTES = 64 << 20;
+
 export type Durability = 'full' | 'normal';
 
 export interface OpenOptions {
@@ -24,13 +27,19 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
   if (opts.nativeBinding) (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
   const db = new Database(file, options);
   try {
+    // 2 KiB pages for a new database (an existing one keeps its size): a grant dirties a handful of
+    // index pages at random places, and each is written whole to the WAL at commit; halving the
+    // page halves those bytes (grants in process: ~14k/s at 4 KiB, ~17k/s at 2 KiB). Must come
+    // before WAL mode, which fixes the page size.
+    if (!opts.readonly) db.pragma('page_size = 2048');
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     // A longer WAL (up to ~64 MB) between checkpoints: pages written again and again (counters,
     // index leaves) are copied to the database once per checkpoint, not once per 16 MB.
-    db.pragma('wal_autocheckpoint = 16000');
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.pragma(`wal_autocheckpoint = ${Math.floor(WAL_CHECKPOINT_BYTES / pageSize)}`);
     if (!opts.readonly) migrate(db);
     else checkVersion(db);
   } catch (err) {

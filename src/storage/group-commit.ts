@@ -6,11 +6,19 @@ interface Item {
   reject: (e: unknown) => void;
 }
 
+type Outcome = { ok: true; value: unknown } | { ok: false; value: unknown };
+
 /**
  * Group commit: write work that arrives in the same turn of the event loop runs in one IMMEDIATE
- * transaction, one fsync for the lot. Each piece runs in its own savepoint, so one that throws is
- * rolled back alone; every promise settles only after the commit, so an answer never runs ahead of
- * the disk.
+ * transaction, one fsync for the lot. Every promise settles only after the commit, so an answer
+ * never runs ahead of the disk, and a piece that throws leaves nothing behind.
+ *
+ * Pieces run without a savepoint each: a savepoint copies every page a piece touches into the
+ * sub-journal, about a seventh of a grant's cost. Instead the connection's change counter
+ * (`total_changes()`) is read before each piece; a piece that throws having changed nothing (every
+ * refusal checks before it writes) is simply dropped. One that throws after writing (a bug, a full
+ * disk) makes the whole batch roll back and run again with a savepoint per piece, the careful way,
+ * so only that piece fails.
  */
 export function createGroupCommit(db: Db, opts: { maxBatch?: number } = {}) {
   const maxBatch = opts.maxBatch ?? 512;
@@ -21,36 +29,71 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number } = {}) {
   const savepoint = db.prepare('SAVEPOINT grouped_item');
   const release = db.prepare('RELEASE grouped_item');
   const rollbackTo = db.prepare('ROLLBACK TO grouped_item');
+  const changes = db.prepare<[], number>('SELECT total_changes()').pluck();
   let queue: Item[] = [];
   let scheduled = false;
+
+  /** Runs the pieces without savepoints; null when one threw after writing (the transaction is rolled back). */
+  function runFast(batch: Item[]): Outcome[] | null {
+    const results: Outcome[] = new Array(batch.length);
+    let before = changes.get()!;
+    for (let i = 0; i < batch.length; i++) {
+      try {
+        results[i] = { ok: true, value: batch[i]!.fn() };
+        before = changes.get()!;
+      } catch (err) {
+        results[i] = { ok: false, value: err };
+        if (!db.inTransaction || changes.get() !== before) {
+          if (db.inTransaction) rollback.run();
+          return null;
+        }
+      }
+    }
+    return results;
+  }
+
+  function runCareful(batch: Item[]): Outcome[] {
+    const results: Outcome[] = new Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      savepoint.run();
+      try {
+        results[i] = { ok: true, value: batch[i]!.fn() };
+        release.run();
+      } catch (err) {
+        rollbackTo.run();
+        release.run();
+        results[i] = { ok: false, value: err };
+      }
+    }
+    return results;
+  }
+
+  function execute(batch: Item[]): Outcome[] {
+    begin.run();
+    try {
+      let results = runFast(batch);
+      if (results === null) {
+        begin.run();
+        results = runCareful(batch);
+      }
+      commit.run();
+      return results;
+    } catch (err) {
+      if (db.inTransaction) rollback.run();
+      throw err;
+    }
+  }
 
   function flush(): void {
     scheduled = false;
     const batch = queue.length > maxBatch ? queue.splice(0, maxBatch) : queue;
     if (batch === queue) queue = [];
     if (queue.length > 0) schedule();
-    const results: Array<{ ok: boolean; value: unknown }> = new Array(batch.length);
+    let results: Outcome[];
     try {
-      begin.run();
-      try {
-        for (let i = 0; i < batch.length; i++) {
-          savepoint.run();
-          try {
-            results[i] = { ok: true, value: batch[i]!.fn() };
-            release.run();
-          } catch (err) {
-            rollbackTo.run();
-            release.run();
-            results[i] = { ok: false, value: err };
-          }
-        }
-        commit.run();
-      } catch (err) {
-        if (db.inTransaction) rollback.run();
-        throw err;
-      }
+      results = execute(batch);
     } catch (err) {
-      // The commit itself failed (disk full, lock timeout): nothing of the batch is on disk.
+      // The transaction itself failed (disk full, lock timeout): nothing of the batch is on disk.
       for (const item of batch) item.reject(err);
       return;
     }

@@ -19,7 +19,9 @@ export function registerServe(program: Command, kit: CommandKit): void {
     .action(async (opts: { host?: string; port?: string; tlsCert?: string; tlsKey?: string; logLevel?: string; sweepInterval?: string; leaseTtl?: string }, cmd: Command) => {
       const g = kit.globals(cmd);
       const s = resolveServe(opts, kit.io.env);
-      const log = createLogger({ level: s.logLevel as LogLevel, write: kit.io.stderr });
+      const log = createLogger({ level: s.logLevel as LogLevel, write: kit.io.stderr, buffered: true });
+      // Whatever way the process ends, the queued request lines go out first.
+      process.once('exit', log.flush);
       const server = await startServer(
         {
           dataDir: g.dataDir,
@@ -40,5 +42,6 @@ export function registerServe(program: Command, kit: CommandKit): void {
       log.info('draining', { signal });
       await server.close();
       log.info('stopped', {});
+      log.flush();
     });
 }
