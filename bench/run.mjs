@@ -77,7 +77,7 @@ function auditLeases(dbFile) {
   try {
     return db
       .prepare(
-        `SELECT e.id, e.external_id, e.max_seats, e.active_leases AS counter,
+        `SELECT e.id, e.external_id, e.max_seats, coalesce((SELECT c.active_leases FROM entitlement_counters c WHERE c.entitlement_id = e.id), 0) AS counter,
                 (SELECT count(*) FROM leases l WHERE l.entitlement_id = e.id AND l.state = 'active') AS active_rows,
                 (SELECT count(*) FROM leases l WHERE l.entitlement_id = e.id) AS all_rows
            FROM entitlements e WHERE e.external_id LIKE 'bench-%'`,

@@ -49,9 +49,10 @@ export function createHarness(opts: { now?: string } = {}) {
   /** Every row of every table: "nothing changed" is this staying equal. */
   function snapshot() {
     const db = store.db;
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[]).map((t) => t.name);
+    const tables = db.prepare("SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string; wr: number }[];
     const out: Record<string, unknown> = {};
-    for (const t of tables) out[t] = db.prepare(`SELECT * FROM ${t} ORDER BY rowid`).all();
+    // A WITHOUT ROWID table has no rowid; it reads out in primary-key order.
+    for (const t of tables) out[t.name] = db.prepare(`SELECT * FROM ${t.name}${t.wr ? '' : ' ORDER BY rowid'}`).all();
     // Using a token stamps last_used_at: bookkeeping, not a change the request made.
     for (const row of (out.api_tokens ?? []) as Array<Record<string, unknown>>) delete row.last_used_at;
     return out;

@@ -91,7 +91,7 @@ export function createEntitlementRepo(db: Db) {
   const candidatesForProduct = db.prepare<[string], Row>("SELECT * FROM entitlements WHERE product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
   const count = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM entitlements');
   const totals = db.prepare<[], { entitlements: number; leases: number | null; seats: number | null }>(
-    'SELECT count(*) AS entitlements, sum(active_leases) AS leases, sum(seats_assigned) AS seats FROM entitlements',
+    `SELECT (SELECT count(*) FROM entitlements) AS entitlements, sum(active_leases) AS leases, sum(seats_assigned) AS seats FROM entitlement_counters`,
   );
   // Lease candidates: the rule orders by the end of term first (use what runs out first), then age.
   const candidates = db.prepare<[string, string], Row>("SELECT * FROM entitlements WHERE tenant_id = ? AND product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");

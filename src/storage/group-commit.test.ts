@@ -108,20 +108,3 @@ describe('group commit', () => {
     expect(committed).toEqual([0, 0, 2, 2, 4]);
   });
 });
-
-describe('database pages', () => {
-  it('makes a new database with 2 KiB pages and leaves an existing one as it is', () => {
-    expect(db.pragma('page_size', { simple: true })).toBe(2048);
-    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(32768);
-    const file = join(dir, 'old.db');
-    const old = new Database(file);
-    old.pragma('page_size = 4096');
-    old.pragma('journal_mode = WAL');
-    old.exec('CREATE TABLE x (a)');
-    old.close();
-    const reopened = openDatabase(file);
-    expect(reopened.pragma('page_size', { simple: true })).toBe(4096);
-    expect(reopened.pragma('wal_autocheckpoint', { simple: true })).toBe(16384);
-    reopened.close();
-  });
-});

@@ -78,9 +78,17 @@ export function createLeaseRepo(db: Db) {
   );
   const refresh = db.prepare<[number, number, string, string]>('UPDATE leases SET renewed_at = ?, expires_at = ?, features = ? WHERE id = ?');
   const end = db.prepare<[LeaseState, number, string]>("UPDATE leases SET state = ?, ended_at = ? WHERE id = ? AND state = 'active'");
-  const bumpActive = db.prepare<[number, string], { active_leases: number }>('UPDATE entitlements SET active_leases = active_leases + ? WHERE id = ? RETURNING active_leases');
-  const bumpSeats = db.prepare<[number, string]>('UPDATE entitlements SET seats_assigned = seats_assigned + ? WHERE id = ?');
-  const counters = db.prepare<[string], { active_leases: number; seats_assigned: number }>('SELECT active_leases, seats_assigned FROM entitlements WHERE id = ?');
+  const bumpActive = db.prepare<[string, number], { active_leases: number }>(
+    `INSERT INTO entitlement_counters (entitlement_id, active_leases) VALUES (?, ?)
+     ON CONFLICT (entitlement_id) DO UPDATE SET active_leases = active_leases + excluded.active_leases RETURNING active_leases`,
+  );
+  const bumpSeats = db.prepare<[string, number]>(
+    `INSERT INTO entitlement_counters (entitlement_id, seats_assigned) VALUES (?, ?)
+     ON CONFLICT (entitlement_id) DO UPDATE SET seats_assigned = seats_assigned + excluded.seats_assigned`,
+  );
+  const counters = db.prepare<[string], { active_leases: number; seats_assigned: number }>(
+    'SELECT active_leases, seats_assigned FROM entitlement_counters WHERE entitlement_id = ?',
+  );
   const expiredOf = db.prepare<[string, number, number], LeaseRow>(
     "SELECT * FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
   );
@@ -122,10 +130,10 @@ export function createLeaseRepo(db: Db) {
     },
     /** Adds delta to the entitlement's active-lease counter and returns the new value. */
     bumpActive(entitlementId: string, delta: number): number {
-      return bumpActive.get(delta, entitlementId)?.active_leases ?? 0;
+      return bumpActive.get(entitlementId, delta)?.active_leases ?? 0;
     },
     bumpSeats(entitlementId: string, delta: number): void {
-      bumpSeats.run(delta, entitlementId);
+      bumpSeats.run(entitlementId, delta);
     },
     counters(entitlementId: string): { activeLeases: number; seatsAssigned: number } {
       const c = counters.get(entitlementId);
