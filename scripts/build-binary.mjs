@@ -1,10 +1,14 @@
 // Builds the single executable dist/bp-license-server with Node's Single Executable Applications
 // (see TOOLCHAIN.md, "The single executable: Node SEA, not pkg"):
-//   1. esbuild bundles the CLI to dist/cli.cjs (scripts/build.mjs);
-//   2. dist/sea-config.json -> `node --experimental-sea-config` -> dist/sea-prep.blob, with the
-//      better-sqlite3 addon as the asset "better_sqlite3.node" (src/storage/native.ts loads it);
+//   1. esbuild bundles the CLI to dist/cli.cjs, and again, compact, to dist/sea-main.cjs
+//      (scripts/build.mjs);
+//   2. dist/sea-config.json -> `node --experimental-sea-config` -> dist/sea-prep.blob, with
+//      dist/sea-main.cjs as the main script, the better-sqlite3 addon as the asset
+//      "better_sqlite3.node" and its sha256 as "better_sqlite3.node.sha256" (src/storage/native.ts
+//      loads them);
 //   3. a copy of this Node 24, stripped, gets the blob injected by postject.
 // Offline, a few seconds. Run as `node scripts/build-binary.mjs` with Node 24 first on PATH.
+import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,6 +21,7 @@ const require = createRequire(import.meta.url);
 
 const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const ADDON_ASSET = 'better_sqlite3.node'; // the key src/storage/native.ts asks for
+const ADDON_SHA256_ASSET = 'better_sqlite3.node.sha256'; // its sha256 in hex, so a start need not read the addon
 
 function fail(message) {
   throw new Error(`build-binary: ${message}`);
@@ -78,10 +83,12 @@ export async function buildBinary({ bundle = true } = {}) {
 
   const dist = path.join(root, 'dist');
   if (bundle || !existsSync(path.join(dist, 'cli.cjs'))) await buildCli();
+  // The executable embeds its own, compact build of the same sources.
+  await buildCli({ outfile: 'dist/sea-main.cjs', compact: true });
   const blob = path.join(dist, 'sea-prep.blob');
   const exe = path.join(dist, 'bp-license-server');
   const seaConfig = {
-    main: 'dist/cli.cjs',
+    main: 'dist/sea-main.cjs',
     output: 'dist/sea-prep.blob',
     disableExperimentalSEAWarning: true,
     useCodeCache: false, // no gain measured, and it makes builds non-reproducible
@@ -90,8 +97,9 @@ export async function buildBinary({ bundle = true } = {}) {
     // V8 sizes the young generation by the machine's memory (128 MB here); 16 MB keeps RSS bounded
     // (100k leases: ~230 MB instead of ~330) at the same throughput.
     execArgv: ['--max-semi-space-size=16'],
-    assets: { [ADDON_ASSET]: addonPath() },
+    assets: { [ADDON_ASSET]: addonPath(), [ADDON_SHA256_ASSET]: 'dist/addon.sha256' },
   };
+  writeFileSync(path.join(dist, 'addon.sha256'), createHash('sha256').update(readFileSync(addonPath())).digest('hex'));
   writeFileSync(path.join(dist, 'sea-config.json'), `${JSON.stringify(seaConfig, null, 2)}\n`);
 
   rmSync(blob, { force: true });

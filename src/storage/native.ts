@@ -18,6 +18,8 @@ import * as sea from 'node:sea';
 
 /** The key of the addon in sea-config.json `assets` (see scripts/build-binary.mjs). */
 export const SQLITE_ADDON_ASSET = 'better_sqlite3.node';
+/** Its sha256 in hex, written at build time: a start that finds the addon cached never reads it. */
+export const SQLITE_ADDON_SHA256_ASSET = 'better_sqlite3.node.sha256';
 
 /** The addon could not be written to, or executed from, the native cache folder. */
 export class NativeLoadError extends Error {
@@ -84,13 +86,14 @@ function systemHomedir(): string {
 
 function loadFromSeaAsset(cacheDir: string): object {
   // getRawAsset gives the embedded bytes without a copy; they are read-only, we only read them.
-  const asset = Buffer.from(sea.getRawAsset(SQLITE_ADDON_ASSET));
-  const sha256 = createHash('sha256').update(asset).digest('hex');
+  // They are touched only when the cache lacks them: every page read would stay in the RSS.
+  const asset = () => Buffer.from(sea.getRawAsset(SQLITE_ADDON_ASSET));
+  const sha256 = embeddedSha256() ?? createHash('sha256').update(asset()).digest('hex');
   const file = path.join(cacheDir, `better_sqlite3-${sha256.slice(0, 16)}.node`);
 
   try {
     prepareCacheDir(cacheDir);
-    if (!hasContent(file, asset.length, sha256)) writeAtomically(cacheDir, file, asset);
+    if (!hasContent(file, sha256)) writeAtomically(cacheDir, file, asset());
   } catch (err) {
     if (err instanceof NativeLoadError) throw err;
     throw new NativeLoadError(
@@ -138,14 +141,25 @@ function prepareCacheDir(cacheDir: string): void {
   if ((st.mode & 0o022) !== 0) fs.chmodSync(cacheDir, 0o700);
 }
 
-function hasContent(file: string, size: number, sha256: string): boolean {
+/** The addon's sha256 recorded by the build (undefined from an executable built before it was). */
+function embeddedSha256(): string | undefined {
+  try {
+    const hex = Buffer.from(sea.getRawAsset(SQLITE_ADDON_SHA256_ASSET)).toString('latin1');
+    return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is the cached file exactly the addon? Read and hashed on every start: the cache may be tampered with. */
+function hasContent(file: string, sha256: string): boolean {
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
   } catch {
     return false;
   }
-  if (!st.isFile() || st.size !== size) return false;
+  if (!st.isFile()) return false;
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex') === sha256;
 }
 

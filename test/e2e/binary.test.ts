@@ -1,6 +1,7 @@
 // The single executable, alone in an empty folder, under an empty environment: no node_modules, no
 // PATH, no HOME. It must initialise, serve, answer the admin API and stop cleanly on SIGTERM.
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -92,5 +93,23 @@ describe('single executable, alone, with an empty environment', () => {
     const end = await server.stop();
     expect(end, `stderr: ${server.stderr()}`).toEqual({ code: 0, signal: null });
     expect(server.extraStdout).toEqual([]);
+  }, 60_000);
+
+  test('unpacks its SQLite engine once, and replaces a cached copy that was altered', async () => {
+    const cache = path.join(dir, 'engine-cache');
+    const list = () => runProcess(EXE, ['--data-dir', './data', '--native-cache-dir', cache, 'tokens', 'list', '--json'], inDir());
+    const first = await list();
+    expect(first.code, first.stderr).toBe(0);
+    const files = readdirSync(cache).filter((f) => f.endsWith('.node'));
+    expect(files).toHaveLength(1);
+    const file = path.join(cache, files[0]!);
+    const original = readFileSync(file);
+    // The file is named by the engine's hash, which the build recorded.
+    expect(files[0]).toBe(`better_sqlite3-${createHash('sha256').update(original).digest('hex').slice(0, 16)}.node`);
+
+    writeFileSync(file, Buffer.concat([original.subarray(0, 1000), Buffer.from('tampered'), original.subarray(1008)]));
+    const again = await list();
+    expect(again.code, again.stderr).toBe(0);
+    expect(readFileSync(file).equals(original)).toBe(true);
   }, 60_000);
 });
