@@ -71,8 +71,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.onError((err, c) => {
     const id = c.get('requestId');
-    // 1. Our own errors: as they are.
-    if (err instanceof AppError) return c.json(toEnvelope(err, id), err.status);
+    // 1. Our own errors: as they are. A body over the cap is not read: the connection closes after
+    // the answer, so the client stops sending and a draining server is not held up by it.
+    if (err instanceof AppError) {
+      if (err.code === 'payload_too_large') c.header('Connection', 'close');
+      return c.json(toEnvelope(err, id), err.status);
+    }
     // 2. Hono's: mapped to our codes (malformed input, limits).
     if (err instanceof HTTPException) {
       const code = err.status === 413 ? 'payload_too_large' : err.status === 401 ? 'unauthorized' : err.status === 404 ? 'not_found' : err.status < 500 ? 'invalid_request' : 'internal';

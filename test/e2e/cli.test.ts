@@ -198,6 +198,8 @@ describe('serve', () => {
     await r.arrayBuffer();
     const huge = await fetch(`${s.base}/v1/entitlements`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: 'x'.repeat(2 << 20) });
     expect(huge.status).toBe(413);
+    // The body is not read: the server closes the connection after answering.
+    expect(huge.headers.get('connection')).toBe('close');
     expect(((await huge.json()) as any).error.code).toBe('payload_too_large');
     const logLine = s.stderr().split('\n').find((l) => l.includes('"msg":"request"'));
     expect(JSON.parse(logLine!)).toMatchObject({ method: 'GET', path: '/v1/entitlements', status: 200 });
