@@ -30,6 +30,8 @@ export interface AppDeps {
   log: Logger;
   /** True once SIGTERM arrived: /readyz says so, so a balancer stops sending. */
   isDraining?: () => boolean;
+  /** Request counters, shared with the server's direct lease path; the app makes its own without. */
+  metrics?: Metrics;
 }
 
 export interface RouteDeps extends AppDeps {
@@ -43,7 +45,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const routeDeps: RouteDeps = {
     ...deps,
-    metrics: createMetrics(),
+    metrics: deps.metrics ?? createMetrics(),
     isDraining: deps.isDraining ?? (() => false),
     auth: (route) => requirePermission(() => deps.services.apiTokens, route),
   };

@@ -1,10 +1,14 @@
-import { createAdaptorServer } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AppError } from './errors.ts';
-import { createApp } from './app.ts';
+import { BODY_LIMIT, createApp } from './app.ts';
+import { createMetrics } from './http/metrics.ts';
+import { createLeaseApi } from './http/lease-api.ts';
+import { createLeaseFastPath } from './http/lease-fast-path.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
@@ -47,17 +51,20 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     ...(config.clock ? { clock: config.clock } : {}),
   });
   let draining = false;
-  const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, isDraining: () => draining });
+  const metrics = createMetrics();
+  const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, metrics, isDraining: () => draining });
+  // The client lease routes go straight to their handlers; everything else through the Hono app.
+  const lease = createLeaseFastPath({ api: createLeaseApi(ctx.services), log, metrics, bodyLimit: BODY_LIMIT });
+  const viaHono = getRequestListener(app.fetch);
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    if (!lease(req, res)) void viaHono(req, res);
+  };
 
   let server: Server;
   try {
-    server = (config.tlsCert
-      ? createAdaptorServer({
-          fetch: app.fetch,
-          createServer: createHttpsServer,
-          serverOptions: { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) },
-        })
-      : createAdaptorServer({ fetch: app.fetch })) as Server;
+    server = config.tlsCert
+      ? (createHttpsServer({ cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) }, listener) as unknown as Server)
+      : createHttpServer(listener);
   } catch (err) {
     ctx.close();
     throw new AppError('invalid_request', `cannot use the TLS certificate or key: ${(err as Error).message}`);

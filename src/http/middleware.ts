@@ -6,14 +6,19 @@ import type { ApiTokenService } from '../domain/api-tokens.ts';
 import type { AppEnv } from './types.ts';
 import type { Metrics } from './metrics.ts';
 import { ROUTES, roleAllows, type RouteKey, type RouteRule } from './permissions.ts';
+import { parseJsonBody } from './lease-api.ts';
 
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The caller's X-Request-Id when it is sane, else a new one. */
+export function pickRequestId(given: string | undefined): string {
+  return given !== undefined && INCOMING_ID.test(given) ? given : newId('req', 12);
+}
 
 /** Takes a sane X-Request-Id from the caller or makes one; echoes it on the answer. */
 export function requestId(): MiddlewareHandler<AppEnv> {
   return async function requestIdMiddleware(c, next) {
-    const given = c.req.header('x-request-id');
-    const id = given !== undefined && INCOMING_ID.test(given) ? given : newId('req', 12);
+    const id = pickRequestId(c.req.header('x-request-id'));
     c.set('requestId', id);
     c.header('X-Request-Id', id);
     await next();
@@ -53,7 +58,8 @@ export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
   };
 }
 
-function tooLarge(maxSize: number): AppError {
+/** The 413 for a body over `maxSize` bytes. */
+export function tooLarge(maxSize: number): AppError {
   return new AppError('payload_too_large', `the request body is over the ${formatBytes(maxSize)} limit for this route`, { limit_bytes: maxSize });
 }
 
@@ -109,11 +115,5 @@ export function requirePermission(tokens: () => ApiTokenService, route: RouteKey
 
 /** Reads the body as JSON. Anything that is not a JSON value is invalid_request, never a 500. */
 export async function readJson(c: HonoContext<AppEnv>): Promise<unknown> {
-  const text = await readBodyText(c);
-  if (text.trim() === '') throw new AppError('invalid_request', 'the request body is empty; send a JSON object', { issues: [{ path: '(root)', message: 'empty body' }] });
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new AppError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`, { issues: [{ path: '(root)', message: 'malformed JSON' }] });
-  }
+  return parseJsonBody(await readBodyText(c));
 }

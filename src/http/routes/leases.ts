@@ -2,36 +2,21 @@ import type { Hono } from 'hono';
 import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { readJson } from '../middleware.ts';
-import { identifier, leaseIdSchema, leaseListQuerySchema, leaseRequestSchema, parseWith, statusQuerySchema } from '../../schemas.ts';
-import { entitlementView, issuedLeaseView, leaseView } from '../../views.ts';
+import { createLeaseApi, type LeaseRoutePath } from '../lease-api.ts';
+import { identifier, leaseListQuerySchema, parseWith, statusQuerySchema } from '../../schemas.ts';
+import { entitlementView, leaseView } from '../../views.ts';
 import { toIso } from '../../clock.ts';
 import { mustSee, scopedTenant } from '../scope.ts';
 
 /** The client lease API (no token: the lease id is the proof of possession), status, keys, and the admin lease list. */
 export function registerLeaseRoutes(app: Hono<AppEnv>, { services, clock, info, auth }: RouteDeps): void {
-  app.post('/v1/license/lease', async (c) => {
-    const b = parseWith(leaseRequestSchema, await readJson(c));
-    const r = await services.leases.grant({
-      productId: b.product_id,
-      tenantId: b.tenant_id,
-      subjectType: b.subject_type,
-      subjectId: b.subject_id,
-      features: b.features,
-      entitlementId: b.entitlement_id,
+  const api = createLeaseApi(services);
+  for (const path of Object.keys(api) as LeaseRoutePath[]) {
+    app.post(path, async (c) => {
+      const r = await api[path](await readJson(c));
+      return c.json(r.body, r.status);
     });
-    return c.json(issuedLeaseView(r), 201);
-  });
-
-  app.post('/v1/license/lease/renew', async (c) => {
-    const { lease_id } = parseWith(leaseIdSchema, await readJson(c));
-    return c.json(issuedLeaseView(await services.leases.renew(lease_id)));
-  });
-
-  app.post('/v1/license/lease/release', async (c) => {
-    const { lease_id } = parseWith(leaseIdSchema, await readJson(c));
-    const l = await services.leases.release(lease_id);
-    return c.json({ lease_id: l.id, state: l.state, released_at: l.endedAt === null ? null : toIso(l.endedAt) });
-  });
+  }
 
   app.get('/v1/license/status', auth('GET /v1/license/status'), (c) => {
     const q = parseWith(statusQuerySchema, c.req.query(), 'query');

@@ -1,0 +1,58 @@
+import type { Services } from '../context.ts';
+import { AppError } from '../errors.ts';
+import { leaseIdSchema, leaseRequestSchema, parseWith } from '../schemas.ts';
+import { toIso } from '../clock.ts';
+import { issuedLeaseView } from '../views.ts';
+
+/** What a lease route answers: a status and a JSON body. */
+export interface LeaseAnswer {
+  status: 200 | 201;
+  body: unknown;
+}
+
+/** The client lease routes by path: no token (the lease id is the proof of possession). */
+export type LeaseRoutePath = '/v1/license/lease' | '/v1/license/lease/renew' | '/v1/license/lease/release';
+
+/**
+ * The three client lease routes, apart from any HTTP framework: each takes the parsed JSON body and
+ * answers, or throws an AppError. The Hono app serves them (tests call it through app.request()),
+ * and so does the server's direct path for them (src/http/lease-fast-path.ts): one behaviour, two
+ * ways in.
+ */
+export function createLeaseApi(services: Services): Record<LeaseRoutePath, (body: unknown) => Promise<LeaseAnswer>> {
+  return {
+    async '/v1/license/lease'(body) {
+      const b = parseWith(leaseRequestSchema, body);
+      const r = await services.leases.grant({
+        productId: b.product_id,
+        tenantId: b.tenant_id,
+        subjectType: b.subject_type,
+        subjectId: b.subject_id,
+        features: b.features,
+        entitlementId: b.entitlement_id,
+      });
+      return { status: 201, body: issuedLeaseView(r) };
+    },
+
+    async '/v1/license/lease/renew'(body) {
+      const { lease_id } = parseWith(leaseIdSchema, body);
+      return { status: 200, body: issuedLeaseView(await services.leases.renew(lease_id)) };
+    },
+
+    async '/v1/license/lease/release'(body) {
+      const { lease_id } = parseWith(leaseIdSchema, body);
+      const l = await services.leases.release(lease_id);
+      return { status: 200, body: { lease_id: l.id, state: l.state, released_at: l.endedAt === null ? null : toIso(l.endedAt) } };
+    },
+  };
+}
+
+/** The body text as JSON. Anything that is not a JSON value is invalid_request, never a 500. */
+export function parseJsonBody(text: string): unknown {
+  if (text.trim() === '') throw new AppError('invalid_request', 'the request body is empty; send a JSON object', { issues: [{ path: '(root)', message: 'empty body' }] });
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new AppError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`, { issues: [{ path: '(root)', message: 'malformed JSON' }] });
+  }
+}
