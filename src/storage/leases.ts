@@ -89,16 +89,11 @@ export function createLeaseRepo(db: Db) {
   const counters = db.prepare<[string], { active_leases: number; seats_assigned: number }>(
     'SELECT active_leases, seats_assigned FROM entitlement_counters WHERE entitlement_id = ?',
   );
-  // The expired-but-unmarked rows of every entitlement, walked in expiry order (the sweep keeps
-  // them few), filtered to one. INDEXED BY: the subject index would match entitlement_id too, but
-  // walks the entitlement's whole history.
-  const expiredOf = db.prepare<[number, string, number], LeaseRow>(
-    "SELECT * FROM leases INDEXED BY leases_expiry WHERE state = 'active' AND expires_at <= ? AND entitlement_id = ? ORDER BY expires_at LIMIT ?",
-  );
-  const expiredCount = db.prepare<[number, string], { n: number }>(
-    "SELECT count(*) AS n FROM leases INDEXED BY leases_expiry WHERE state = 'active' AND expires_at <= ? AND entitlement_id = ?",
+  const expiredOf = db.prepare<[string, number, number], LeaseRow>(
+    "SELECT * FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
   );
   const expiredAll = db.prepare<[number, number], LeaseRow>("SELECT * FROM leases WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?");
+  const liveCount = db.prepare<[string, number], { n: number }>("SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at > ?");
   const lastOfSubject = db.prepare<[string, string, string], { seq: number }>(
     'SELECT seq FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_id = ? ORDER BY seq DESC LIMIT 1',
   );
@@ -146,14 +141,11 @@ export function createLeaseRepo(db: Db) {
     },
     /** Active rows whose time has passed, oldest first: what a reclaim or a sweep marks expired. */
     expired(entitlementId: string | null, now: number, limit: number): Lease[] {
-      return (entitlementId === null ? expiredAll.all(now, limit) : expiredOf.all(now, entitlementId, limit)).map(fromRow);
+      return (entitlementId === null ? expiredAll.all(now, limit) : expiredOf.all(entitlementId, now, limit)).map(fromRow);
     },
-    /**
-     * Leases in force now (status pages; grants use the counter): the active counter less the
-     * expired rows no sweep has marked yet.
-     */
+    /** Leases in force now (an index range, for status pages; grants use the counter). */
     liveCount(entitlementId: string, now: number): number {
-      return Math.max(0, repo.counters(entitlementId).activeLeases - expiredCount.get(now, entitlementId)!.n);
+      return liveCount.get(entitlementId, now)!.n;
     },
     /** Of these entitlements, the one the subject leased on last (in any state), if any. */
     lastEntitlementOf(entitlementIds: readonly string[], subjectType: string, subjectId: string): string | undefined {

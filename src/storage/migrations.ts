@@ -4,7 +4,6 @@ import m0003 from './migrations/0003_time.sql';
 import m0004 from './migrations/0004_sync.sql';
 import m0005 from './migrations/0005_entitlement_epoch.sql';
 import m0006 from './migrations/0006_lease_counters.sql';
-import m0007 from './migrations/0007_one_expiry_index.sql';
 
 /** Forward-only migrations, embedded in the build; `user_version` records how far a database is. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -14,5 +13,4 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 4, name: '0004_sync', sql: m0004 },
   { version: 5, name: '0005_entitlement_epoch', sql: m0005 },
   { version: 6, name: '0006_lease_counters', sql: m0006 },
-  { version: 7, name: '0007_one_expiry_index', sql: m0007 },
 ];
