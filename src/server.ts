@@ -91,16 +91,19 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   }
   server.on('error', (err) => log.error('server error', { error: String(err) }));
 
-  // Expired leases already free their seats at grant time; the sweep marks them for reports.
-  const sweep = setInterval(() => {
+  // Expired leases already free their seats at grant time; the sweep marks them for reports. Once
+  // now (a server that was down marks what expired meanwhile before it serves), then every interval.
+  sweepNow();
+  const sweep = setInterval(sweepNow, (config.sweepIntervalSeconds ?? 30) * 1000);
+  sweep.unref();
+  function sweepNow(): void {
     try {
       const n = ctx.services.leases.sweep();
       if (n > 0) log.info('swept expired leases', { count: n });
     } catch (err) {
       log.warn('lease sweep failed; will retry', { error: String(err) });
     }
-  }, (config.sweepIntervalSeconds ?? 30) * 1000);
-  sweep.unref();
+  }
 
   const port = (server.address() as AddressInfo).port;
   const scheme = config.tlsCert ? 'https' : 'http';

