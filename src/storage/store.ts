@@ -18,7 +18,11 @@ export interface Store {
   usage: ReturnType<typeof createUsageRepo>;
   /** Runs fn in one IMMEDIATE transaction (the write lock taken up front). */
   tx<T>(fn: () => T): T;
-  /** Runs fn inside a shared group-commit transaction (its own savepoint); settles after the commit. */
+  /**
+   * Runs fn inside a shared group-commit transaction; settles after the commit. A refusal must
+   * throw before fn writes anything. fn may run twice (the batch is run again, piece by piece, when
+   * another piece fails half-way through its writes), so its effects belong in the database.
+   */
   batch<T>(fn: () => T): Promise<T>;
   /** PRAGMA data_version: changes when another connection commits (ours do not change it). */
   dataVersion(): number;
