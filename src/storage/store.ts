@@ -19,9 +19,10 @@ export interface Store {
   /** Runs fn in one IMMEDIATE transaction (the write lock taken up front). */
   tx<T>(fn: () => T): T;
   /**
-   * Runs fn inside a shared group-commit transaction; settles after the commit. A refusal must
-   * throw before fn writes anything. fn may run twice (the batch is run again, piece by piece, when
-   * another piece fails half-way through its writes), so its effects belong in the database.
+   * Runs fn inside a shared group-commit transaction; settles after the commit. A refusal should
+   * throw before fn writes anything: one thrown after a write is still undone alone, but costs the
+   * whole batch a second run, piece by piece. So fn may run twice, and its effects belong in the
+   * database, not in memory.
    */
   batch<T>(fn: () => T): Promise<T>;
   /** PRAGMA data_version: changes when another connection commits (ours do not change it). */
