@@ -36,6 +36,25 @@ describe('the clock high-water mark', () => {
     expect((await h.req('GET', '/readyz', undefined, null)).status).toBe(200);
   });
 
+  it('records the suspect episode even when its batch is rolled back and run again', async () => {
+    expect((await lease('u1')).status).toBe(201);
+    h.clock.advance(-2 * 3_600_000);
+    // In one group commit: a refused lease (the episode starts: event and audit row), and a piece
+    // that fails after writing, which makes the batch roll back and run again piece by piece.
+    const [refused, broken] = await Promise.allSettled([
+      h.services.leases.grant({ productId: 'your-product-id', tenantId: 'customer-tenant-id', subjectType: 'user', subjectId: 'u2' }),
+      h.store.batch(() => {
+        h.store.state.set('scratch', 'x');
+        throw new Error('boom');
+      }),
+    ]);
+    expect(refused.status === 'rejected' && refused.reason.code).toBe('clock_suspect');
+    expect(broken.status).toBe('rejected');
+    expect(h.store.state.get('scratch')).toBeUndefined();
+    expect(actions().filter((a) => a === 'clock.suspect')).toHaveLength(1);
+    expect(h.store.state.clockEvents(0).map((e) => e.kind)).toEqual(['suspect']);
+  });
+
   it('tolerates a clock up to an hour behind', async () => {
     await lease('u1');
     h.clock.advance(-59 * 60_000);

@@ -44,6 +44,14 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
     return store.state.lastClockEventSeq('vouched');
   }
 
+  // A rolled-back transaction took our writes with it: what is stored is the truth again. A
+  // suspect episode whose event was undone is recorded anew by the next assessment.
+  store.onRollback(() => {
+    const storedNow = Number(store.state.get(HWM_KEY) ?? '0');
+    persisted = Number.isFinite(storedNow) ? storedNow : 0;
+    suspect = store.state.lastClockEventSeq('suspect') > store.state.lastClockEventSeq('recovered');
+  });
+
   /**
    * Another connection (the CLI, the folder watch) may have raised the mark or vouched for the
    * time since we last looked: adopt what it stored.

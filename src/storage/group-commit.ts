@@ -18,10 +18,12 @@ type Outcome = { ok: true; value: unknown } | { ok: false; value: unknown };
  * (`total_changes()`) is read before each piece; a piece that throws having changed nothing (every
  * refusal checks before it writes) is simply dropped. One that throws after writing (a bug, a full
  * disk) makes the whole batch roll back and run again with a savepoint per piece, the careful way,
- * so only that piece fails.
+ * so only that piece fails. `onRollback` hears of every rollback of a batch: whoever keeps state in
+ * memory beside what the pieces wrote re-reads it then.
  */
-export function createGroupCommit(db: Db, opts: { maxBatch?: number } = {}) {
+export function createGroupCommit(db: Db, opts: { maxBatch?: number; onRollback?: () => void } = {}) {
   const maxBatch = opts.maxBatch ?? 512;
+  const rolledBack = opts.onRollback ?? (() => {});
   // Prepared once: better-sqlite3's db.transaction() builds four wrappers per call, too dear per grant.
   const begin = db.prepare('BEGIN IMMEDIATE');
   const commit = db.prepare('COMMIT');
@@ -45,6 +47,7 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number } = {}) {
         results[i] = { ok: false, value: err };
         if (!db.inTransaction || changes.get() !== before) {
           if (db.inTransaction) rollback.run();
+          rolledBack();
           return null;
         }
       }
@@ -80,6 +83,7 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number } = {}) {
       return results;
     } catch (err) {
       if (db.inTransaction) rollback.run();
+      rolledBack();
       throw err;
     }
   }

@@ -25,6 +25,11 @@ export interface Store {
    * database, not in memory.
    */
   batch<T>(fn: () => T): Promise<T>;
+  /**
+   * Calls `listener` after a write transaction of this connection was rolled back (a refused
+   * tx(), a batch run again or lost), for state kept in memory beside the database.
+   */
+  onRollback(listener: () => void): void;
   /** PRAGMA data_version: changes when another connection commits (ours do not change it). */
   dataVersion(): number;
   close(): void;
@@ -34,6 +39,10 @@ export interface Store {
 export function createStore(db: Db): Store {
   // Prepared once: db.pragma() prepares its statement on every call, and this is asked per grant.
   const dataVersion = db.prepare('PRAGMA data_version').pluck();
+  const listeners: Array<() => void> = [];
+  const rolledBack = () => {
+    for (const l of listeners) l();
+  };
   return {
     db,
     entitlements: createEntitlementRepo(db),
@@ -43,8 +52,16 @@ export function createStore(db: Db): Store {
     leases: createLeaseRepo(db),
     seats: createSeatRepo(db),
     usage: createUsageRepo(db),
-    tx: (fn) => immediate(db, fn),
-    batch: createGroupCommit(db),
+    tx: (fn) => {
+      try {
+        return immediate(db, fn);
+      } catch (err) {
+        rolledBack();
+        throw err;
+      }
+    },
+    batch: createGroupCommit(db, { onRollback: rolledBack }),
+    onRollback: (listener) => void listeners.push(listener),
     dataVersion: () => dataVersion.get() as number,
     close: () => {
       if (db.open) db.close();
