@@ -68,3 +68,21 @@ export function resolveServe(flags: ServeFlags, env: Env) {
   );
   return { ...parsed, tlsCert: flags.tlsCert ?? env.BPLS_TLS_CERT, tlsKey: flags.tlsKey ?? env.BPLS_TLS_KEY };
 }
+
+/** The sync folder when neither --sync-dir nor BPLS_SYNC_DIR names one (relative to the working folder). */
+export const DEFAULT_SYNC_DIR = 'sync-bundles';
+
+/** The sync folder and the outbound sync URL: flags > BPLS_SYNC_DIR / BPLS_SYNC_URL > defaults. */
+export function resolveSync(flags: { syncDir?: string | false | undefined; syncUrl?: string | undefined }, env: Env, cwd: string) {
+  const named = flags.syncDir === false ? undefined : (flags.syncDir ?? env.BPLS_SYNC_DIR);
+  return {
+    /** Bundles come in at dir/inbox, exports go to dir/outbox. */
+    dir: resolve(cwd, named ?? DEFAULT_SYNC_DIR),
+    /** The folder was named by a flag or the environment, not taken by default. */
+    named: named !== undefined,
+    /** --no-sync-dir: watch no folder. */
+    off: flags.syncDir === false,
+    /** Unchecked: the outbound sync parses it. */
+    url: flags.syncUrl ?? env.BPLS_SYNC_URL,
+  };
+}

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { resolveServe } from '../../config.ts';
+import { resolveServe, resolveSync } from '../../config.ts';
 import { AppError } from '../../errors.ts';
 import { openContext, type Context } from '../../context.ts';
 import { createLogger, type LogLevel } from '../../log.ts';
@@ -12,11 +12,9 @@ import { parseSyncUrl, startOutboundSync } from '../../sync/outbound.ts';
 import { cliActor, emit, type CliIo } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 
-export const DEFAULT_SYNC_DIR = 'sync-bundles';
-
 /** The sync folder: the flag, else BPLS_SYNC_DIR, else ./sync-bundles. */
 export function syncDirOf(io: CliIo, flag: string | undefined): string {
-  return resolve(io.cwd, flag ?? io.env.BPLS_SYNC_DIR ?? DEFAULT_SYNC_DIR);
+  return resolveSync({ syncDir: flag }, io.env, io.cwd).dir;
 }
 
 /** The sync service of an open context. */
@@ -110,14 +108,13 @@ function attachFolderSync(program: Command, kit: CommandKit): void {
     .option('--sync-interval <seconds>', 'seconds between outbound sync runs (default 3600)')
     .hook('preAction', (_serve, actionCmd) => {
       const o = actionCmd.opts() as { syncDir?: string | false; syncPollMs?: string; syncUrl?: string; syncInterval?: string };
-      const explicit = o.syncDir === false ? undefined : (o.syncDir ?? kit.io.env.BPLS_SYNC_DIR);
-      const watch = o.syncDir !== false && (explicit !== undefined || existsSync(join(kit.io.cwd, DEFAULT_SYNC_DIR)));
-      const rawUrl = o.syncUrl ?? kit.io.env.BPLS_SYNC_URL;
-      if (!watch && rawUrl === undefined) return;
-      const url = rawUrl === undefined ? undefined : parseSyncUrl(rawUrl);
+      const sync = resolveSync(o, kit.io.env, kit.io.cwd);
+      const watch = !sync.off && (sync.named || existsSync(sync.dir));
+      if (!watch && sync.url === undefined) return;
+      const url = sync.url === undefined ? undefined : parseSyncUrl(sync.url);
       const pollMs = whole(o.syncPollMs, 1000, 10, 3_600_000, '--sync-poll-ms', 'milliseconds');
       const intervalS = whole(o.syncInterval, 3600, 1, 86_400, '--sync-interval', 'seconds');
-      const dir = syncDirOf(kit.io, explicit);
+      const dir = sync.dir;
       const g = kit.globals(actionCmd);
       const level = resolveServe(actionCmd.opts(), kit.io.env).logLevel as LogLevel;
       const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
