@@ -1,5 +1,4 @@
 import type { Services } from '../context.ts';
-import { AppError } from '../errors.ts';
 import { leaseIdSchema, leaseRequestSchema, parseWith } from '../schemas.ts';
 import { toIso } from '../clock.ts';
 import { issuedLeaseView } from '../views.ts';
@@ -45,14 +44,4 @@ export function createLeaseApi(services: Services): Record<LeaseRoutePath, (body
       return { status: 200, body: { lease_id: l.id, state: l.state, released_at: l.endedAt === null ? null : toIso(l.endedAt) } };
     },
   };
-}
-
-/** The body text as JSON. Anything that is not a JSON value is invalid_request, never a 500. */
-export function parseJsonBody(text: string): unknown {
-  if (text.trim() === '') throw new AppError('invalid_request', 'the request body is empty; send a JSON object', { issues: [{ path: '(root)', message: 'empty body' }] });
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new AppError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`, { issues: [{ path: '(root)', message: 'malformed JSON' }] });
-  }
 }

@@ -2,8 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError, toEnvelope } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
-import { parseJsonBody, type LeaseAnswer, type LeaseRoutePath } from './lease-api.ts';
-import { pickRequestId, tooLarge } from './middleware.ts';
+import type { LeaseAnswer, LeaseRoutePath } from './lease-api.ts';
+import { parseJsonBody, pickRequestId, tooLarge } from './middleware.ts';
 
 export interface LeaseFastPathDeps {
   api: Record<LeaseRoutePath, (body: unknown) => Promise<LeaseAnswer>>;
