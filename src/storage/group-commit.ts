@@ -9,8 +9,8 @@ interface Item {
 type Outcome = { ok: true; value: unknown } | { ok: false; value: unknown };
 
 /**
- * Group commit: write work that arrives in the same turn of the event loop runs in one IMMEDIATE
- * transaction, one fsync for the lot. Every promise settles only after the commit, so an answer
+ * Group commit: write work that arrives within two turns of the event loop runs in one IMMEDIATE
+ * transaction, one fsync for the lot (see schedule()). Every promise settles only after the commit, so an answer
  * never runs ahead of the disk, and a piece that throws leaves nothing behind.
  *
  * Pieces run without a savepoint each: a savepoint copies every page a piece touches into the
