@@ -8,7 +8,7 @@ import type { Store } from './storage/store.ts';
 import type { ServerInfo } from './data-dir.ts';
 import type { AppEnv } from './http/types.ts';
 import type { RouteKey } from './http/permissions.ts';
-import { limitBody, requestId, requestLog, requirePermission } from './http/middleware.ts';
+import { errorAnswer, limitBody, requestId, requestLog, requirePermission } from './http/middleware.ts';
 import { registerHealthRoutes } from './http/routes/health.ts';
 import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
 import { registerTokenRoutes } from './http/routes/tokens.ts';
@@ -72,23 +72,17 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   });
 
   app.onError((err, c) => {
-    const id = c.get('requestId');
-    // 1. Our own errors: as they are. A body over the cap is not read: the connection closes after
-    // the answer, so the client stops sending and a draining server is not held up by it.
-    if (err instanceof AppError) {
-      if (err.code === 'payload_too_large') c.header('Connection', 'close');
-      return c.json(toEnvelope(err, id), err.status);
-    }
-    // 2. Hono's: mapped to our codes (malformed input, limits).
-    if (err instanceof HTTPException) {
-      const code = err.status === 413 ? 'payload_too_large' : err.status === 401 ? 'unauthorized' : err.status === 404 ? 'not_found' : err.status < 500 ? 'invalid_request' : 'internal';
-      const mapped = new AppError(code, code === 'internal' ? 'internal error' : err.message || 'invalid request');
-      return c.json(toEnvelope(mapped, id), mapped.status);
-    }
-    // 3. Anything else is our bug: the stack goes to the log, the client gets a generic message.
-    deps.log.error('unhandled error', { request_id: id, error: (err as Error)?.stack ?? String(err) });
-    return c.json(toEnvelope(new AppError('internal', 'internal error; the server log has the detail under this request id'), id), 500);
+    // Hono's own errors (malformed input, limits) are mapped to our codes first.
+    const mapped = err instanceof HTTPException ? fromHttpException(err) : err;
+    const a = errorAnswer(mapped, c.get('requestId'), deps.log);
+    if (a.close) c.header('Connection', 'close');
+    return c.json(a.body, a.status);
   });
 
   return app;
+}
+
+function fromHttpException(err: HTTPException): AppError {
+  const code = err.status === 413 ? 'payload_too_large' : err.status === 401 ? 'unauthorized' : err.status === 404 ? 'not_found' : err.status < 500 ? 'invalid_request' : 'internal';
+  return new AppError(code, code === 'internal' ? 'internal error' : err.message || 'invalid request');
 }

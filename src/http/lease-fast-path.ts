@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AppError, toEnvelope } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
 import type { LeaseAnswer, LeaseRoutePath } from './lease-api.ts';
-import { parseJsonBody, pickRequestId, tooLarge } from './middleware.ts';
+import { errorAnswer, parseJsonBody, pickRequestId, recordRequest, tooLarge } from './middleware.ts';
 
 export interface LeaseFastPathDeps {
   api: Record<LeaseRoutePath, (body: unknown) => Promise<LeaseAnswer>>;
@@ -50,14 +49,11 @@ export function createLeaseFastPath({ api, log, metrics, bodyLimit }: LeaseFastP
       if (close) headers.connection = 'close';
       res.writeHead(status, headers);
       res.end(text);
-      const ms = performance.now() - start;
-      metrics.observe('POST', status, ms);
-      log.info('request', { request_id: id, method: 'POST', path: path.slice(0, 200), status, ms: Math.round(ms * 10) / 10 });
+      recordRequest(log, metrics, { id, method: 'POST', path, status, ms: performance.now() - start });
     };
     const fail = (err: unknown): void => {
-      if (err instanceof AppError) return answer(err.status, toEnvelope(err, id), err.code === 'payload_too_large');
-      log.error('unhandled error', { request_id: id, error: (err as Error)?.stack ?? String(err) });
-      answer(500, toEnvelope(new AppError('internal', 'internal error; the server log has the detail under this request id'), id));
+      const a = errorAnswer(err, id, log);
+      answer(a.status, a.body, a.close);
     };
 
     const declared = req.headers['content-length'];

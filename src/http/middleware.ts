@@ -1,5 +1,5 @@
 import type { MiddlewareHandler, Context as HonoContext } from 'hono';
-import { AppError } from '../errors.ts';
+import { AppError, toEnvelope, type ErrorEnvelope } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../log.ts';
 import type { ApiTokenService } from '../domain/api-tokens.ts';
@@ -30,16 +30,33 @@ export function requestLog(log: Logger, metrics: Metrics, now: () => number = ()
     const start = now();
     await next();
     const principal = c.get('principal');
-    metrics.observe(c.req.method, c.res.status, now() - start);
-    log.info('request', {
-      request_id: c.get('requestId'),
-      method: c.req.method,
-      path: c.req.path.slice(0, 200),
-      status: c.res.status,
-      ms: Math.round((now() - start) * 10) / 10,
-      ...(principal ? { token_id: principal.tokenId } : {}),
-    });
+    recordRequest(log, metrics, { id: c.get('requestId'), method: c.req.method, path: c.req.path, status: c.res.status, ms: now() - start, tokenId: principal?.tokenId });
   };
+}
+
+/** An answered request: its line in the log and its count in the metrics (the Hono app and the lease fast path). */
+export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; method: string; path: string; status: number; ms: number; tokenId?: string | undefined }): void {
+  metrics.observe(r.method, r.status, r.ms);
+  log.info('request', {
+    request_id: r.id,
+    method: r.method,
+    path: r.path.slice(0, 200),
+    status: r.status,
+    ms: Math.round(r.ms * 10) / 10,
+    ...(r.tokenId !== undefined ? { token_id: r.tokenId } : {}),
+  });
+}
+
+/**
+ * What an error answers. Our own errors as they are; a body over the cap is not read, so the
+ * connection closes after the answer (the client stops sending, a draining server is not held up).
+ * Anything else is our bug: the stack goes to the log, the client gets a generic message.
+ */
+export function errorAnswer(err: unknown, requestId: string, log: Logger): { status: AppError['status']; body: ErrorEnvelope; close: boolean } {
+  if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large' };
+  log.error('unhandled error', { request_id: requestId, error: (err as Error)?.stack ?? String(err) });
+  const internal = new AppError('internal', 'internal error; the server log has the detail under this request id');
+  return { status: internal.status, body: toEnvelope(internal, requestId), close: false };
 }
 
 /**

@@ -27,7 +27,7 @@ function databaseAt(file: string, version: number, pageSize = 4096): Database.Da
 }
 
 describe('opening the database', () => {
-  it('makes a new database with 2 KiB pages and a 64 MiB checkpoint threshold', () => {
+  it('makes a new database with 2 KiB pages, a 64 MiB checkpoint threshold and a 32 MiB page cache', () => {
     const db = openDatabase(join(dir, 'license.db'));
     expect(db.pragma('page_size', { simple: true })).toBe(2048);
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(32768);
