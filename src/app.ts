@@ -76,6 +76,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     const mapped = err instanceof HTTPException ? fromHttpException(err) : err;
     const a = errorAnswer(mapped, c.get('requestId'), deps.log);
     if (a.close) c.header('Connection', 'close');
+    if (a.retryAfter !== undefined) c.header('Retry-After', String(a.retryAfter));
     return c.json(a.body, a.status);
   });
 

@@ -19,7 +19,10 @@ export const ERROR_STATUS = {
   bundle_rejected: 422,
   internal: 500,
   clock_suspect: 503,
-} as const satisfies Record<string, 400 | 401 | 403 | 404 | 409 | 410 | 413 | 422 | 500 | 503>;
+  busy: 503,
+  storage_read_only: 503,
+  storage_full: 507,
+} as const satisfies Record<string, 400 | 401 | 403 | 404 | 409 | 410 | 413 | 422 | 500 | 503 | 507>;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 export type ErrorStatus = (typeof ERROR_STATUS)[ErrorCode];
@@ -41,6 +44,9 @@ export const ERROR_DESCRIPTIONS = {
   bundle_rejected: 'a sync bundle failed a check (details.rule names it)',
   internal: 'an unexpected error; the server log has the detail under the request id',
   clock_suspect: 'the system clock is behind the last trusted time; fix the clock',
+  busy: 'the database is locked by another process, or the server is at its memory budget; retry after Retry-After seconds',
+  storage_read_only: 'the data directory cannot be written (read-only file system or permissions); nothing was changed',
+  storage_full: 'the disk holding the data directory is full; nothing was changed',
 } as const satisfies Record<ErrorCode, string>;
 
 export interface ErrorDetails {
@@ -63,6 +69,12 @@ export class AppError extends Error {
 
   get status(): ErrorStatus {
     return ERROR_STATUS[this.code];
+  }
+
+  /** Seconds for a Retry-After header: `details.retry_after_seconds` when set (503 busy, 503 storage). */
+  get retryAfterSeconds(): number | undefined {
+    const v = this.details.retry_after_seconds;
+    return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.ceil(v) : undefined;
   }
 }
 

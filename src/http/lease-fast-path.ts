@@ -40,20 +40,21 @@ export function createLeaseFastPath({ api, log, metrics, bodyLimit }: LeaseFastP
     const id = pickRequestId(typeof given === 'string' ? given : undefined);
     let answered = false;
 
-    const answer = (status: number, body: unknown, close = false): void => {
+    const answer = (status: number, body: unknown, close = false, retryAfter?: number): void => {
       if (answered) return;
       answered = true;
       const text = JSON.stringify(body);
       const headers: Record<string, string | number> = { 'content-type': 'application/json', 'x-request-id': id, 'content-length': Buffer.byteLength(text) };
       // A body over the cap is not read: closing tells the client to stop sending it.
       if (close) headers.connection = 'close';
+      if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
       res.writeHead(status, headers);
       res.end(text);
       recordRequest(log, metrics, { id, method: 'POST', path, status, ms: performance.now() - start });
     };
     const fail = (err: unknown): void => {
       const a = errorAnswer(err, id, log);
-      answer(a.status, a.body, a.close);
+      answer(a.status, a.body, a.close, a.retryAfter);
     };
 
     const declared = req.headers['content-length'];

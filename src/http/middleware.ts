@@ -52,11 +52,11 @@ export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; me
  * connection closes after the answer (the client stops sending, a draining server is not held up).
  * Anything else is our bug: the stack goes to the log, the client gets a generic message.
  */
-export function errorAnswer(err: unknown, requestId: string, log: Logger): { status: AppError['status']; body: ErrorEnvelope; close: boolean } {
-  if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large' };
+export function errorAnswer(err: unknown, requestId: string, log: Logger): { status: AppError['status']; body: ErrorEnvelope; close: boolean; retryAfter: number | undefined } {
+  if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large', retryAfter: err.retryAfterSeconds };
   log.error('unhandled error', { request_id: requestId, error: (err as Error)?.stack ?? String(err) });
   const internal = new AppError('internal', 'internal error; the server log has the detail under this request id');
-  return { status: internal.status, body: toEnvelope(internal, requestId), close: false };
+  return { status: internal.status, body: toEnvelope(internal, requestId), close: false, retryAfter: undefined };
 }
 
 /**
