@@ -20,7 +20,7 @@ export const ERROR_STATUS = {
   internal: 500,
   clock_suspect: 503,
   busy: 503,
-  storage_read_only: 503,
+  storage_unavailable: 503,
   storage_full: 507,
 } as const satisfies Record<string, 400 | 401 | 403 | 404 | 409 | 410 | 413 | 422 | 500 | 503 | 507>;
 
@@ -45,7 +45,7 @@ export const ERROR_DESCRIPTIONS = {
   internal: 'an unexpected error; the server log has the detail under the request id',
   clock_suspect: 'the system clock is behind the last trusted time; fix the clock',
   busy: 'the database is locked by another process, or the server is at its memory budget; retry after Retry-After seconds',
-  storage_read_only: 'the data directory cannot be written (read-only file system or permissions); nothing was changed',
+  storage_unavailable: 'the database cannot be written (read-only file system, permissions, an I/O error); nothing was changed',
   storage_full: 'the disk holding the data directory is full; nothing was changed',
 } as const satisfies Record<ErrorCode, string>;
 

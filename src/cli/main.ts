@@ -15,6 +15,7 @@ import { registerVendor } from './commands/vendor.ts';
 import { registerAudit } from './commands/audit.ts';
 import { registerBackup } from './commands/backup.ts';
 import { NativeLoadError } from '../storage/native.ts';
+import { storageFailure } from '../storage/failures.ts';
 
 /** What every command gets: the io, the resolved global options, and a way to open the data dir. */
 export interface CommandKit {
@@ -103,8 +104,10 @@ function toAppError(err: unknown): AppError {
   if (e && typeof e.code === 'string' && (e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EISDIR' || e.code === 'ENOTDIR' || e.code === 'EPERM')) {
     return new AppError(e.code === 'ENOENT' ? 'not_found' : 'forbidden', e.message);
   }
+  const storage = storageFailure(err);
+  if (storage) return storage;
   if (e && typeof e.code === 'string' && e.code.startsWith('SQLITE_')) {
-    return new AppError('internal', `database error: ${e.message}`, { sqlite_code: e.code }, e.code === 'SQLITE_BUSY' ? 'another process holds the database lock; try again' : undefined);
+    return new AppError('internal', `database error: ${e.message}`, { sqlite_code: e.code });
   }
   return new AppError('internal', `unexpected error: ${(err as Error)?.message ?? String(err)}`);
 }

@@ -5,6 +5,7 @@ import type { Logger } from '../log.ts';
 import type { ApiTokenService } from '../domain/api-tokens.ts';
 import type { AppEnv } from './types.ts';
 import type { Metrics } from './metrics.ts';
+import { storageFailure } from '../storage/failures.ts';
 import { ROUTES, roleAllows, type RouteKey, type RouteRule } from './permissions.ts';
 
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -50,9 +51,12 @@ export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; me
 /**
  * What an error answers. Our own errors as they are; a body over the cap is not read, so the
  * connection closes after the answer (the client stops sending, a draining server is not held up).
- * Anything else is our bug: the stack goes to the log, the client gets a generic message.
+ * A storage failure the environment caused (lock, full or read-only disk) gets its own code
+ * (storage/failures.ts). Anything else is our bug: the stack goes to the log, the client gets a
+ * generic message.
  */
 export function errorAnswer(err: unknown, requestId: string, log: Logger): { status: AppError['status']; body: ErrorEnvelope; close: boolean; retryAfter: number | undefined } {
+  if (!(err instanceof AppError)) err = storageFailure(err) ?? err;
   if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large', retryAfter: err.retryAfterSeconds };
   log.error('unhandled error', { request_id: requestId, error: (err as Error)?.stack ?? String(err) });
   const internal = new AppError('internal', 'internal error; the server log has the detail under this request id');
