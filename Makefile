@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 STAMP := node_modules/.install-stamp
 DEMO_DIR ?= demo-data
 
-.PHONY: install guard build test check binary run bench clean
+.PHONY: install guard build test check binary run bench chaos clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ run: build
 bench: guard
 	node scripts/build-binary.mjs
 	node bench/run.mjs
+
+# The attacks of "Never down" against the executable while a normal client leases (bounded, < 5 min).
+chaos: guard
+	node scripts/build-binary.mjs
+	node bench/chaos.mjs
 
 clean:
 	rm -rf dist coverage bench/results/latest.json
