@@ -60,7 +60,28 @@ export function registerServe(program: Command, kit: CommandKit): void {
         }
       }
       const file = logFile;
-      kit.serveLog = createLogger({ level: s.logLevel as LogLevel, write: file ? (t) => file.write(t) : kit.io.stderr, buffered: true });
+      const serveLog = createLogger({ level: s.logLevel as LogLevel, write: file ? (t) => file.write(t) : kit.io.stderr, buffered: true });
+      kit.serveLog = serveLog;
+      // The first SIGTERM/SIGINT drains; any later one must not cut the drain short. SIGHUP
+      // reopens the log file (logrotate); SIGUSR1/SIGUSR2 do nothing (no inspector). Caught from
+      // here on: a SIGTERM while the server starts stops it as soon as it listens.
+      let stopping: string | undefined;
+      kit.io.onSignal?.((signal) => {
+        if (signal === 'SIGTERM' || signal === 'SIGINT') {
+          if (stopping) serveLog.warn('signal ignored: already draining', { signal, draining_since: stopping });
+          stopping = signal;
+        } else if (signal === 'SIGHUP') {
+          if (!logFile) return serveLog.info('signal ignored: no --log-file to reopen', { signal });
+          try {
+            logFile.reopen();
+            serveLog.info('log file reopened', { signal, path: logFile.path });
+          } catch (err) {
+            serveLog.error('cannot reopen the log file; still writing to the one open', { signal, path: logFile.path, error: String(err) });
+          }
+        } else {
+          serveLog.info('signal ignored', { signal });
+        }
+      });
     })
     .action(async (opts: ServeOpts, cmd: Command) => {
       const g = kit.globals(cmd);
@@ -89,25 +110,6 @@ export function registerServe(program: Command, kit: CommandKit): void {
         release();
         throw err;
       }
-      // The first SIGTERM/SIGINT drains; any later one must not cut the drain short. SIGHUP
-      // reopens the log file (logrotate); SIGUSR1/SIGUSR2 do nothing (no inspector).
-      let stopping: string | undefined;
-      kit.io.onSignal?.((signal) => {
-        if (signal === 'SIGTERM' || signal === 'SIGINT') {
-          if (stopping) log.warn('signal ignored: already draining', { signal, draining_since: stopping });
-          stopping = signal;
-        } else if (signal === 'SIGHUP') {
-          if (!logFile) return log.info('signal ignored: no --log-file to reopen', { signal });
-          try {
-            logFile.reopen();
-            log.info('log file reopened', { signal, path: logFile.path });
-          } catch (err) {
-            log.error('cannot reopen the log file; still writing to the one open', { signal, path: logFile.path, error: String(err) });
-          }
-        } else {
-          log.info('signal ignored', { signal });
-        }
-      });
       kit.io.stdout(`listening on ${server.url}\n`);
       log.info('server started', { url: server.url, server_id: server.ctx.info.server_id, data_dir: g.dataDir, durability: g.durability, ...(logFile ? { log_file: logFile.path } : {}) });
       const signal = await (kit.io.stopSignal ?? new Promise<string>(() => {}));
