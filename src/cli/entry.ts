@@ -14,9 +14,10 @@ if (!process.versions.node.startsWith('24.')) {
 const stdout = createStreamOutput(process.stdout);
 const stderr = createStreamOutput(process.stderr, { maxQueuedBytes: 1 << 20 });
 
-// SIGUSR1/SIGUSR2 do nothing (the executable runs with --disable-sigusr1: no inspector; without a
-// listener the signal's default action would end the process). Signal listeners do not keep the
-// process alive.
+// SIGUSR1/SIGUSR2 do nothing. The executable runs with --disable-sigusr1, with which Node blocks
+// SIGUSR1 in every thread (it stays pending: no inspector, no listener called); the listener is for
+// dist/cli.cjs under a plain node, where it takes the signal from the inspector. Without a listener
+// SIGUSR2's default action would end the process. Signal listeners do not keep the process alive.
 for (const sig of ['SIGUSR1', 'SIGUSR2'] as const) process.on(sig, () => {});
 
 const signalListeners: Array<(signal: NodeJS.Signals) => void> = [];
