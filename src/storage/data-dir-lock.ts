@@ -70,7 +70,7 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
   } catch (err) {
     if (db.inTransaction) db.exec('ROLLBACK');
     db.close();
-    throw err;
+    throw explain(err, file, dataDir);
   }
   let held = true;
   return {
@@ -85,6 +85,20 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
       }
     },
   };
+}
+
+/** SQLite's errors on the lock file, as errors an admin can act on. */
+function explain(err: unknown, file: string, dataDir: string): unknown {
+  if (err instanceof AppError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  const message = (err as Error).message;
+  if (code.startsWith('SQLITE_NOTADB') || code.startsWith('SQLITE_CORRUPT')) {
+    return new AppError('conflict', `${file} is not a lock file this server can use (${message})`, { data_dir: dataDir }, `make sure no server runs on ${dataDir}, delete ${LOCK_FILE} and start again`);
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_IOERR')) {
+    return new AppError('forbidden', `cannot lock ${file}: ${message}`, { data_dir: dataDir }, 'the data directory and its lock file must be writable by the server, on a file system with POSIX locks');
+  }
+  return err;
 }
 
 /** BEGIN IMMEDIATE without waiting: false when another process holds the RESERVED lock. */
