@@ -365,6 +365,12 @@ describe('signals (fault 7): only SIGTERM/SIGINT stop the server, once, after th
     // The log went to the file, not to stderr.
     expect(server.stderr()).toBe('');
 
+    // BPLS_LOG_FILE does the same.
+    const viaEnv = await serve(d, [], { env: { BPLS_LOG_FILE: 'logs/env.log' } });
+    expect(await viaEnv.stop()).toEqual({ code: 0, signal: null });
+    expect(viaEnv.stderr()).toBe('');
+    expect(parse(path.join(dir, 'logs', 'env.log')).map((l) => l.msg)).toEqual(['server started', 'draining', 'stopped']);
+
     const bad = await runProcess(EXE, ['serve', '--data-dir', d, '--port', '0', '--log-file', 'no-such-dir/x.log'], inDir());
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^error\[invalid_request\]: cannot open the log file no-such-dir\/x\.log: ENOENT/);
