@@ -93,10 +93,13 @@ export async function buildBinary({ bundle = true } = {}) {
     disableExperimentalSEAWarning: true,
     useCodeCache: false, // no gain measured, and it makes builds non-reproducible
     useSnapshot: false,
-    execArgvExtension: 'none', // NODE_OPTIONS cannot inject code into the product
+    // No debugging or code-injection channel: NODE_OPTIONS is ignored (no --require, --import,
+    // --inspect from the environment), options on the command line go to the CLI (which refuses
+    // them), and SIGUSR1 does not open the inspector (--disable-sigusr1; the CLI ignores the signal).
+    execArgvExtension: 'none',
     // V8 sizes the young generation by the machine's memory (128 MB here); 16 MB keeps RSS bounded
     // (100k leases: ~230 MB instead of ~330) at the same throughput.
-    execArgv: ['--max-semi-space-size=16'],
+    execArgv: ['--max-semi-space-size=16', '--disable-sigusr1'],
     assets: { [ADDON_ASSET]: addonPath(), [ADDON_SHA256_ASSET]: 'dist/addon.sha256' },
   };
   writeFileSync(path.join(dist, 'addon.sha256'), createHash('sha256').update(readFileSync(addonPath())).digest('hex'));

@@ -19,6 +19,8 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
   input?: string;
+  /** startServe: a file descriptor for the child's stderr (e.g. a FIFO's write end) instead of a pipe read here. */
+  stderrFd?: number;
 }
 
 const live = new Set<ChildProcess>();
@@ -80,17 +82,17 @@ export interface ServeHandle {
 /** Starts `serve` and resolves once its one stdout line says where it listens. */
 export function startServe(cmd: [string, string[]], args: string[], opts: SpawnOptions = {}): Promise<ServeHandle> {
   const started = performance.now();
-  const child = spawn(cmd[0], [...cmd[1], 'serve', ...args], { cwd: opts.cwd ?? ROOT, env: opts.env ?? { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd[0], [...cmd[1], 'serve', ...args], { cwd: opts.cwd ?? ROOT, env: opts.env ?? { ...process.env }, stdio: ['ignore', 'pipe', opts.stderrFd ?? 'pipe'] });
   live.add(child);
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => {
       live.delete(child);
       resolve({ code, signal });
     }),
   );
-  const lines = createInterface({ input: child.stdout });
+  const lines = createInterface({ input: child.stdout! });
   const extraStdout: string[] = [];
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

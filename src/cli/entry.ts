@@ -1,30 +1,71 @@
 // The process entry of the bundle (dist/cli.cjs) and the single executable.
 import { run } from './main.ts';
+import { createStreamOutput, type CliIo } from './io.ts';
 
 if (!process.versions.node.startsWith('24.')) {
   process.stderr.write(`error[internal]: bp-license-server needs Node 24; this is ${process.version}. Use make, or node_modules/.bin/node.\n`);
   process.exit(1);
 }
 
-const stopSignal = new Promise<string>((resolve) => {
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve(sig));
-});
+// Output never ends the process: an EPIPE (the reader went away) is remembered, not thrown.
+// stdout is never dropped (a command's output is complete or the exit code says it is not);
+// stderr carries serve's log, and a reader that stopped reading must not make it grow without
+// bound: past 1 MiB waiting, lines are dropped (the logger counts them and says so).
+const stdout = createStreamOutput(process.stdout);
+const stderr = createStreamOutput(process.stderr, { maxQueuedBytes: 1 << 20 });
 
-run(process.argv.slice(2), {
-  stdout: (s) => process.stdout.write(s),
-  stderr: (s) => process.stderr.write(s),
+// SIGUSR1/SIGUSR2 do nothing. The executable runs with --disable-sigusr1, with which Node blocks
+// SIGUSR1 in every thread (it stays pending: no inspector, no listener called); the listener is for
+// dist/cli.cjs under a plain node, where it takes the signal from the inspector. Without a listener
+// SIGUSR2's default action would end the process. Signal listeners do not keep the process alive.
+for (const sig of ['SIGUSR1', 'SIGUSR2'] as const) process.on(sig, () => {});
+
+const signalListeners: Array<(signal: NodeJS.Signals) => void> = [];
+let stopSignal: Promise<string> | undefined;
+/** Catches the signals serve handles, once, when serve first asks for them. */
+function listenForSignals(): Promise<string> {
+  stopSignal ??= new Promise<string>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const) {
+      process.on(sig, () => {
+        for (const l of signalListeners) l(sig);
+        if (sig === 'SIGTERM' || sig === 'SIGINT') resolve(sig);
+      });
+    }
+  });
+  return stopSignal;
+}
+
+const io: CliIo = {
+  stdout: (s) => stdout.write(s),
+  stderr: (s) => stderr.write(s),
   env: process.env,
   cwd: process.cwd(),
   isTTY: Boolean(process.stderr.isTTY),
-  stopSignal,
-}).then(
-  (code) => {
-    process.exitCode = code;
-    // Nothing should keep the process alive once a command returned (signal listeners don't).
-    setImmediate(() => process.exit(code));
+  get stopSignal() {
+    return listenForSignals();
   },
+  onSignal(listener) {
+    void listenForSignals();
+    signalListeners.push(listener);
+  },
+};
+
+/** Exits once stdout is written out; a command whose output did not all get out exits 1. */
+async function finish(code: number): Promise<never> {
+  await stdout.settled();
+  if (stdout.failed && code === 0) {
+    code = 1;
+    stderr.write('error[internal]: the output is incomplete: stdout was closed before it was all written\n');
+  }
+  // A log reader that stopped reading does not hold the exit back for long.
+  await stderr.settled(2000);
+  process.exit(code);
+}
+
+run(process.argv.slice(2), io).then(
+  (code) => finish(code),
   (err: unknown) => {
-    process.stderr.write(`error[internal]: ${String(err)}\n`);
-    process.exit(1);
+    stderr.write(`error[internal]: ${String(err)}\n`);
+    return finish(1);
   },
 );

@@ -4,14 +4,79 @@ import type { Env } from '../config.ts';
 
 /** Where a command writes and what it may read: injected, so tests run commands in process. */
 export interface CliIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
+  /** Returns false when the text was not taken (the reader is gone); never throws. */
+  stdout: (text: string) => boolean | void;
+  /** Returns false when the text was not taken (the reader is gone or too far behind); never throws. */
+  stderr: (text: string) => boolean | void;
   env: Env;
   cwd: string;
   /** True when stderr is a terminal (progress lines are only for people). */
   isTTY: boolean;
-  /** Resolves when the process is asked to stop (SIGTERM/SIGINT); serve waits on it. */
+  /**
+   * Resolves at the first SIGTERM or SIGINT; serve waits on it. Reading it is what makes the
+   * process catch those signals (other commands keep the default: Ctrl-C ends them).
+   */
   stopSignal?: Promise<string>;
+  /** Every SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 the process gets from now on (serve). */
+  onSignal?: (listener: (signal: NodeJS.Signals) => void) => void;
+}
+
+/** A process output stream written without ever throwing, blocking, or growing without bound. */
+export interface StreamOutput {
+  /** Queues text; false when it was dropped (the stream failed, or `maxQueuedBytes` are waiting). */
+  write(text: string): boolean;
+  /** True once a write failed (EPIPE: the reader went away; EBADF...): later text is dropped. */
+  readonly failed: boolean;
+  /** Resolves once everything queued is written or the stream failed; after timeoutMs at the latest. */
+  settled(timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * Wraps process.stdout or process.stderr. Node writes to a pipe asynchronously and queues what
+ * the reader has not taken yet, without a bound, and an unhandled EPIPE ends the process: here a
+ * failure is caught and remembered, and past `maxQueuedBytes` queued (a reader that stopped
+ * reading) text is dropped rather than kept.
+ */
+export function createStreamOutput(stream: NodeJS.WriteStream, opts: { maxQueuedBytes?: number } = {}): StreamOutput {
+  const max = opts.maxQueuedBytes ?? Infinity;
+  let failed = false;
+  let pending = 0;
+  const waiters = new Set<() => void>();
+  const wake = () => {
+    for (const w of waiters) w();
+    waiters.clear();
+  };
+  stream.on('error', () => {
+    failed = true;
+    wake();
+  });
+  const done = (err?: Error | null) => {
+    pending--;
+    if (err) failed = true;
+    if (pending === 0 || failed) wake();
+  };
+  return {
+    write(text) {
+      if (failed || stream.destroyed || stream.writableLength > max) return false;
+      pending++;
+      stream.write(text, done);
+      return true;
+    },
+    get failed() {
+      return failed || stream.destroyed;
+    },
+    settled(timeoutMs = Infinity) {
+      if (pending === 0 || failed) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const timer = Number.isFinite(timeoutMs) ? setTimeout(resolve, timeoutMs) : undefined;
+        timer?.unref();
+        waiters.add(() => {
+          if (timer) clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+  };
 }
 
 /** Prints a result: the object as JSON with --json, else the human form. */

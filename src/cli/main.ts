@@ -16,6 +16,7 @@ import { registerAudit } from './commands/audit.ts';
 import { registerBackup } from './commands/backup.ts';
 import { NativeLoadError } from '../storage/native.ts';
 import { storageFailure } from '../storage/failures.ts';
+import type { CountingLogger } from '../log.ts';
 
 /** What every command gets: the io, the resolved global options, and a way to open the data dir. */
 export interface CommandKit {
@@ -25,6 +26,8 @@ export interface CommandKit {
   withContext<T>(cmd: Command, fn: (ctx: Context, g: GlobalConfig) => T | Promise<T>): Promise<T>;
   /** Set by a command that wants another exit code than 0 without throwing (e.g. audit verify). */
   setExitCode(code: number): void;
+  /** serve's logger (stderr or --log-file), set before anything serve starts: its parts log through it. */
+  serveLog?: CountingLogger | undefined;
 }
 
 /** Runs the CLI. Returns the exit code: 0 ok, 1 failed, 2 usage. Never calls process.exit. */

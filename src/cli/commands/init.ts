@@ -3,6 +3,7 @@ import { AppError } from '../../errors.ts';
 import { createIdentity, dataPaths, initState, loadIdentity, moveAside } from '../../data-dir.ts';
 import { openStore } from '../../storage/store.ts';
 import { loadSqliteBinding } from '../../storage/native.ts';
+import { lockDataDir } from '../../storage/data-dir-lock.ts';
 import { createServices } from '../../context.ts';
 import { systemClock } from '../../clock.ts';
 import { emit, cliActor } from '../io.ts';
@@ -48,35 +49,42 @@ export function registerInit(program: Command, kit: CommandKit): void {
       if (state === 'partial' && !opts.force) {
         throw new AppError('conflict', `${g.dataDir} is only partly initialised; refusing to overwrite it`, { data_dir: g.dataDir }, 'restore it from a backup, or run init --force (existing files are kept aside)');
       }
-      const now = systemClock.now();
-      const moved = state === 'none' ? [] : moveAside(g.dataDir, new Date(now).toISOString().replace(/[:.]/g, '-'));
-      const { info, key } = createIdentity(g.dataDir, now);
-      const store = openStore(dataPaths(g.dataDir).db, { durability: g.durability, nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
-      let token: string;
+      // While a server holds the directory its files must not be replaced under it; and no server
+      // may start while they are.
+      const lock = state === 'none' ? undefined : lockDataDir(g.dataDir, { role: 'init', nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
       try {
-        const services = createServices(store, systemClock, key, info);
-        store.tx(() => {
-          store.state.set('server_id', info.server_id);
-          store.audit.append({ at: now, actor: cliActor(), action: 'server.init', targetType: 'server', targetId: info.server_id, details: { public_key: info.public_key, kid: info.kid } });
-          if (vendorKeys.length > 0) pinAtInit(store, vendorKeys, cliActor(), now);
-        });
-        token = services.apiTokens.create({ name: 'initial admin', role: 'admin' }, cliActor()).token;
+        const now = systemClock.now();
+        const moved = state === 'none' ? [] : moveAside(g.dataDir, new Date(now).toISOString().replace(/[:.]/g, '-'));
+        const { info, key } = createIdentity(g.dataDir, now);
+        const store = openStore(dataPaths(g.dataDir).db, { durability: g.durability, nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
+        let token: string;
+        try {
+          const services = createServices(store, systemClock, key, info);
+          store.tx(() => {
+            store.state.set('server_id', info.server_id);
+            store.audit.append({ at: now, actor: cliActor(), action: 'server.init', targetType: 'server', targetId: info.server_id, details: { public_key: info.public_key, kid: info.kid } });
+            if (vendorKeys.length > 0) pinAtInit(store, vendorKeys, cliActor(), now);
+          });
+          token = services.apiTokens.create({ name: 'initial admin', role: 'admin' }, cliActor()).token;
+        } finally {
+          store.close();
+        }
+        const result = { server_id: info.server_id, public_key: info.public_key, kid: info.kid, admin_token: token, created: true, data_dir: g.dataDir, vendor_keys: vendorKeys.map((k) => k.kid), ...(moved.length ? { moved_aside: moved } : {}) };
+        emit(kit.io, g.json, result, () =>
+          [
+            `initialised ${g.dataDir}`,
+            `server_id:   ${info.server_id}`,
+            `public_key:  ${info.public_key}`,
+            `kid:         ${info.kid}`,
+            `admin_token: ${token}`,
+            `vendor keys: ${vendorKeys.length ? vendorKeys.map((k) => k.kid).join(', ') : '(none: no bundle can be imported until one is pinned with init --vendor-key)'}`,
+            '',
+            'The admin token is shown this once; keep it safe (it is stored only as a keyed hash).',
+            ...(moved.length ? ['', `the previous server's files were kept as: ${moved.join(', ')}`] : []),
+          ].join('\n'),
+        );
       } finally {
-        store.close();
+        lock?.release();
       }
-      const result = { server_id: info.server_id, public_key: info.public_key, kid: info.kid, admin_token: token, created: true, data_dir: g.dataDir, vendor_keys: vendorKeys.map((k) => k.kid), ...(moved.length ? { moved_aside: moved } : {}) };
-      emit(kit.io, g.json, result, () =>
-        [
-          `initialised ${g.dataDir}`,
-          `server_id:   ${info.server_id}`,
-          `public_key:  ${info.public_key}`,
-          `kid:         ${info.kid}`,
-          `admin_token: ${token}`,
-          `vendor keys: ${vendorKeys.length ? vendorKeys.map((k) => k.kid).join(', ') : '(none: no bundle can be imported until one is pinned with init --vendor-key)'}`,
-          '',
-          'The admin token is shown this once; keep it safe (it is stored only as a keyed hash).',
-          ...(moved.length ? ['', `the previous server's files were kept as: ${moved.join(', ')}`] : []),
-        ].join('\n'),
-      );
     });
 }

@@ -119,7 +119,7 @@ function attachFolderSync(program: Command, kit: CommandKit): void {
       const level = resolveServe(actionCmd.opts(), kit.io.env).logLevel as LogLevel;
       const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
       const service = syncServiceOf(ctx);
-      const log = createLogger({ level, write: kit.io.stderr });
+      const log = kit.serveLog ?? createLogger({ level, write: kit.io.stderr });
       const watcher = watch
         ? startFolderSync({ dir, log, now: () => ctx.clock.now(), intervalMs: pollMs, importFile: (file, name) => service.importFile(file, { actor: 'sync-dir', name }) })
         : undefined;
