@@ -21,7 +21,7 @@ export const QUICK_CHECK_MAX_BYTES = 64 << 20;
 
 /** What to do when the database looks damaged: stop, and restore. */
 export const RESTORE_DB_HINT =
-  'stop the server and restore license.db from the latest good backup (bp-license-server backup); keep the damaged file for inspection; do not run init, which would start an empty server';
+  'stop the server and restore license.db from the latest good backup (bp-license-server backup); keep the damaged file for inspection; init --force would start a new, empty server';
 
 /** The refusal for a damaged database file. `check` names the check that failed. */
 export function damagedDatabase(file: string, check: string, message: string, details: Record<string, unknown> = {}): AppError {
@@ -30,8 +30,8 @@ export function damagedDatabase(file: string, check: string, message: string, de
 
 /**
  * Checks license.db before SQLite opens it, reading only its first 100 bytes: present, not empty
- * (an empty file would be taken as a new, empty database), an SQLite header, a page size, and a
- * length that is whole pages and, when no WAL is pending, the length the header records.
+ * (an empty file would be taken as a new, empty database), an SQLite header, a page size and,
+ * when no WAL is pending, a length that is whole pages and the length the header records.
  *
  * @throws AppError `conflict` with details.check = `missing` | `empty` | `header` | `truncated`
  */
@@ -58,14 +58,16 @@ export function checkDatabaseFile(file: string): void {
     if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
       throw damagedDatabase(file, 'header', `has an invalid page size (${raw}) in its header; refusing to start`);
     }
+    // A WAL left by a crash may be part-way through a checkpoint, which writes pages (and the
+    // header) into the file before it is whole again: the WAL recovery finishes it; no length check.
+    if (hasWal(file)) return;
     if (size % pageSize !== 0) {
       throw damagedDatabase(file, 'truncated', `is ${size} bytes, not a whole number of ${pageSize}-byte pages: it was cut short or overwritten; refusing to start`, { bytes: size, page_size: pageSize });
     }
-    // The header's page count is valid when its change counter matches "version-valid-for". With a
-    // WAL pending (a crash before a checkpoint finished) the file may legitimately lag its header.
+    // The header's page count is valid when its change counter matches "version-valid-for".
     const pages = head.readUInt32BE(28);
     const valid = head.readUInt32BE(24) === head.readUInt32BE(92);
-    if (valid && pages > 0 && size < pages * pageSize && !hasWal(file)) {
+    if (valid && pages > 0 && size < pages * pageSize) {
       throw damagedDatabase(file, 'truncated', `is ${size} bytes but its header records ${pages} pages of ${pageSize} bytes: it was cut short; refusing to start`, { bytes: size, expected_bytes: pages * pageSize });
     }
   } finally {
