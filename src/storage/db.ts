@@ -34,22 +34,8 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
   const options: Database.Options = { timeout: 5000, fileMustExist: opts.mustExist ?? false };
   if (opts.readonly) options.readonly = true;
   if (opts.nativeBinding) (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
-  if (opts.mustExist) checkDatabaseFile(file);
-  else if (!opts.readonly && file !== ':memory:' && file !== '' && !existsSync(file)) {
-    // Made 0600 before SQLite sees it: SQLite keeps an existing file's mode and gives the -wal and
-    // -shm files the database's mode, and every lease id in them is a bearer credential.
-    closeSync(openSync(file, 'wx', 0o600));
-  }
-  let db: Db;
+  const db = openChecked(file, options, opts);
   try {
-    db = new Database(file, options);
-  } catch (err) {
-    if (isCorruption(err)) throw damagedDatabase(file, 'open', `cannot be opened: ${(err as Error).message}; refusing to start`);
-    throw err;
-  }
-  try {
-    // Before any pragma: journal_mode = WAL would rewrite the header of a file that is not ours.
-    if (opts.mustExist) checkExisting(db, file, opts);
     // 2 KiB pages for a new database (an existing one keeps its size): a grant dirties a handful of
     // index pages at random places, and each is written whole to the WAL at commit; halving the
     // page halves those bytes (grants in process: ~14k/s at 4 KiB, ~17k/s at 2 KiB). Must come
@@ -76,6 +62,27 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
     throw err;
   }
   return db;
+}
+
+/**
+ * Opens the file: a new one is made 0600 first (SQLite keeps an existing file's mode and gives the
+ * -wal and -shm files the database's mode, and every lease id in them is a bearer credential); an
+ * existing server's one is checked before any pragma (journal_mode = WAL would rewrite the header
+ * of a file that is not ours).
+ */
+function openChecked(file: string, options: Database.Options, opts: OpenOptions): Db {
+  if (opts.mustExist) checkDatabaseFile(file);
+  else if (!opts.readonly && file !== ':memory:' && file !== '' && !existsSync(file)) closeSync(openSync(file, 'wx', 0o600));
+  let db: Db | undefined;
+  try {
+    db = new Database(file, options);
+    if (opts.mustExist) checkExisting(db, file, opts);
+    return db;
+  } catch (err) {
+    db?.close();
+    if (isCorruption(err)) throw damagedDatabase(file, 'open', `cannot be read: ${(err as Error).message}; refusing to start`);
+    throw err;
+  }
 }
 
 /** An existing server's database, before anything is written to it: initialised, and (if asked) not damaged. */

@@ -57,3 +57,23 @@ describe('a lease that would end within the second it is issued', () => {
     expect(r.body.expires_at).toMatch(/^2024-01-15T10:30:01/);
   });
 });
+
+describe('an export whose file cannot take its final name after the commit', () => {
+  it('answers the committed export (with a warning and the file it is in), not an error, and the next export follows it', async () => {
+    const { mkdirSync, readdirSync, statSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const out = join(h.dir, 'outbox');
+    // A folder squatting on the export's final name: the rename after the commit fails (EISDIR).
+    mkdirSync(join(out, `${h.info.server_id}-export-000001.bpsync`), { recursive: true });
+    const r = h.services.sync.exportTo({ outDir: out, actor: 'test' });
+    expect(r.seq).toBe(1);
+    expect(r.warning).toMatch(/^export 1 is committed but could not be renamed from .*\.part to .*-export-000001\.bpsync \(EISDIR\); rename it by hand$/);
+    expect(statSync(r.file).size).toBe(r.bytes);
+    expect(statSync(r.file).mode & 0o777).toBe(0o600);
+    expect(count('SELECT count(*) FROM sync_exports')).toBe(1);
+    const next = h.services.sync.exportTo({ outDir: join(h.dir, 'outbox-2'), actor: 'test' });
+    expect(next.seq).toBe(2);
+    expect(next.warning).toBeUndefined();
+    expect(readdirSync(join(h.dir, 'outbox-2'))).toEqual([`${h.info.server_id}-export-000002.bpsync`]);
+  });
+});
