@@ -13,6 +13,9 @@ import { loadIdentity } from '../../src/data-dir.ts';
 import { openStore } from '../../src/storage/store.ts';
 import { createServices } from '../../src/context.ts';
 import { systemClock } from '../../src/clock.ts';
+import { startServer } from '../../src/server.ts';
+import { silentLogger } from '../../src/log.ts';
+import { AppError } from '../../src/errors.ts';
 
 let root: string;
 /** A real server: three-seat entitlement, tokens, 3,000 leases (hundreds of b-tree pages). Copied per case, never used directly. */
@@ -261,6 +264,28 @@ describe('serve refuses to start on a damaged data directory, and changes nothin
     expect(init.code).toBe(1);
     expect(init.stderr).toMatch(/error\[conflict\]: .*license\.db is empty/);
     expect(listing(dir)).toEqual(before);
+  });
+});
+
+describe('startServer (in process) rejects the same way', () => {
+  it('server.json without server_id: an AppError before listening; the three-seat entitlement keeps its seats', async () => {
+    const dir = copyOf(golden);
+    const { server_id: _, ...rest } = json(dir);
+    writeJson(dir, rest);
+    const before = listing(dir);
+    const err = await startServer({ dataDir: dir, nativeCacheDir: dir, host: '127.0.0.1', port: 0, durability: 'full' }, silentLogger).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(AppError);
+    expect(err).toMatchObject({ code: 'conflict', details: { check: 'identity', issues: [{ path: 'server_id', message: 'must be a string' }] } });
+    expect(listing(dir)).toEqual(before);
+    const db = new Database(path.join(dir, 'license.db'), { readonly: true });
+    try {
+      expect(db.prepare('SELECT count(*) FROM leases WHERE entitlement_id = ?').pluck().get(entitlementId)).toBe(0);
+    } finally {
+      db.close();
+    }
   });
 });
 
