@@ -1,6 +1,8 @@
 import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
-import { dataPaths, loadIdentity, tokenHashKey, type ServerInfo } from './data-dir.ts';
+import { AppError } from './errors.ts';
+import { assertWritable, dataPaths, loadIdentity, tightenModes, tokenHashKey, type ServerInfo } from './data-dir.ts';
+import { databaseBytes, QUICK_CHECK_MAX_BYTES } from './storage/integrity.ts';
 import type { Durability } from './storage/db.ts';
 import { openStore, type Store } from './storage/store.ts';
 import { loadSqliteBinding } from './storage/native.ts';
@@ -19,6 +21,19 @@ export interface ContextOptions {
   durability?: Durability;
   clock?: Clock;
   services?: ServiceOptions;
+  /**
+   * Run PRAGMA quick_check before serving (the server at start). `bounded`: only when the database
+   * and its WAL are at most QUICK_CHECK_MAX_BYTES, so start-up stays fast; larger ones get the
+   * header and schema checks only (audit verify and backup check them fully).
+   */
+  quickCheck?: 'bounded' | 'always' | 'never';
+}
+
+/** What the start-up checks did, for the server's first log line. */
+export interface StartupCheck {
+  quick_check: 'ok' | 'skipped';
+  db_bytes: number;
+  ms: number;
 }
 
 /** Everything a face (CLI command, HTTP app) needs: the store, the server identity and the domain services. */
@@ -29,6 +44,10 @@ export interface Context {
   info: ServerInfo;
   key: SigningKey;
   services: Services;
+  /** Set when the context was opened with quickCheck. */
+  startupCheck?: StartupCheck;
+  /** Lines about file modes that were tightened, or could not be (for the caller to print or log). */
+  modeNotes: string[];
   close(): void;
 }
 
@@ -53,16 +72,49 @@ export function createServices(store: Store, clock: Clock, key: SigningKey, info
   };
 }
 
-/** Opens an initialised data directory. */
+/**
+ * Opens an initialised data directory after the start-up checks (DESIGN "Process, files and
+ * resources"), in this order, each refusing with a clear error and a hint before anything is
+ * written: the identity files (loadIdentity), a writable file system (assertWritable), the database
+ * file (not missing, not empty, an SQLite header, whole pages), its schema version, optionally
+ * PRAGMA quick_check, then migrations and the expected schema, and the server id the database
+ * was made for. Then group/other permission bits on license.db (-wal, -shm) and server.json are
+ * removed (modeNotes says which).
+ *
+ * @throws AppError `not_found`, `conflict` (details.check names the check), `forbidden`,
+ *   `storage_unavailable` (read-only file system)
+ */
 export function openContext(opts: ContextOptions): Context {
   const { info, key } = loadIdentity(opts.dataDir);
-  const store = openStore(dataPaths(opts.dataDir).db, {
+  assertWritable(opts.dataDir);
+  const file = dataPaths(opts.dataDir).db;
+  const started = performance.now();
+  const bytes = databaseBytes(file);
+  const quick = opts.quickCheck === 'always' || (opts.quickCheck === 'bounded' && bytes <= QUICK_CHECK_MAX_BYTES);
+  const store = openStore(file, {
     durability: opts.durability ?? 'full',
     nativeBinding: loadSqliteBinding(opts.nativeCacheDir),
     mustExist: true,
+    quickCheck: quick,
   });
+  // init records the server id in the database; identity files from another server do not fit it.
+  const recorded = store.state.get('server_id');
+  if (recorded !== undefined && recorded !== info.server_id) {
+    store.close();
+    throw new AppError(
+      'conflict',
+      `server.json names server ${info.server_id} but license.db belongs to ${recorded}; the identity files come from another server; refusing to start`,
+      { data_dir: opts.dataDir, check: 'identity', server_json: info.server_id, database: recorded },
+      'restore license.db, server.key and server.json together from one backup of this server (bp-license-server backup)',
+    );
+  }
+  const startupCheck: StartupCheck | undefined =
+    opts.quickCheck === undefined || opts.quickCheck === 'never' ? undefined : { quick_check: quick ? 'ok' : 'skipped', db_bytes: bytes, ms: Math.round(performance.now() - started) };
+  const modeNotes = tightenModes(opts.dataDir, { dir: false });
   const clock = opts.clock ?? systemClock;
   return {
+    ...(startupCheck ? { startupCheck } : {}),
+    modeNotes,
     dataDir: opts.dataDir,
     clock,
     store,

@@ -1,6 +1,7 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { accessSync, chmodSync, constants as fsConstants, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import { AppError } from './errors.ts';
 import { newId } from './ids.ts';
 import { generateSigningKey, signingKeyFromPaserk, type SigningKey } from './tokens/keys.ts';
@@ -59,7 +60,7 @@ export function createIdentity(dataDir: string, now: number): { info: ServerInfo
     created_at: new Date(now).toISOString(),
   };
   writeFileAtomic(p.key, `${key.secretPaserk()}\n`, 0o600);
-  writeFileAtomic(p.info, `${JSON.stringify(info, null, 2)}\n`, 0o644);
+  writeFileAtomic(p.info, `${JSON.stringify(info, null, 2)}\n`, 0o600);
   return { info, key };
 }
 
@@ -77,6 +78,32 @@ export function moveAside(dataDir: string, stamp: string): string[] {
   return moved;
 }
 
+/** server.json, format 1: every field required, nothing else (a field we do not know was not written by us). */
+const serverInfoSchema = z.strictObject({
+  format: z.literal(1, { message: 'must be 1' }),
+  // newId('srv'): 16 random bytes in base64url.
+  server_id: z.string({ message: 'must be a string' }).regex(/^srv_[A-Za-z0-9_-]{22}$/, 'must look like srv_ and 22 base64url characters'),
+  public_key: z.string({ message: 'must be a string' }).startsWith('k4.public.', 'must be a k4.public PASERK'),
+  kid: z.string({ message: 'must be a string' }).startsWith('k4.pid.', 'must be a k4.pid key id'),
+  created_at: z.iso.datetime({ message: 'must be an RFC 3339 time such as 2024-01-15T10:30:00.000Z' }),
+});
+
+const RESTORE_HINT = 'restore server.key and server.json together from a backup of this server (bp-license-server backup); never edit them by hand';
+
+function identityError(dataDir: string, message: string, details: Record<string, unknown> = {}): AppError {
+  return new AppError('conflict', `the server identity in ${dataDir} is inconsistent: ${message}; refusing to start`, { data_dir: dataDir, check: 'identity', ...details }, RESTORE_HINT);
+}
+
+/**
+ * Loads and checks the server identity (DESIGN "Process, files and resources": the server refuses
+ * to start rather than serve wrongly): the three files are there, server.key is 0600, parses as a
+ * k4.secret whose public half is the seed's and not a small-order point, and server.json has
+ * exactly the format-1 fields with `public_key` equal to the key's and `kid` recomputed from it.
+ * Everything is read and nothing is written, so a refusal changes nothing.
+ *
+ * @throws AppError `not_found` (no server), `conflict` (partial or inconsistent, details.check =
+ *   "identity"), `forbidden` (server.key readable by others)
+ */
 export function loadIdentity(dataDir: string): { info: ServerInfo; key: SigningKey } {
   const p = dataPaths(dataDir);
   const state = initState(dataDir);
@@ -84,24 +111,97 @@ export function loadIdentity(dataDir: string): { info: ServerInfo; key: SigningK
     throw new AppError('not_found', `${dataDir} holds no license server`, { data_dir: dataDir }, `run: bp-license-server init --data-dir ${dataDir}`);
   }
   if (state === 'partial') {
-    throw new AppError('conflict', `${dataDir} is only partly initialised (license.db, server.key and server.json must all be there)`, { data_dir: dataDir }, 'restore it from a backup, or run init --force to start over');
+    const missing = [p.db, p.key, p.info].filter((f) => !existsSync(f));
+    throw new AppError(
+      'conflict',
+      `${dataDir} is only partly initialised (license.db, server.key and server.json must all be there; missing: ${missing.join(', ')}); refusing to start, and nothing is re-created`,
+      { data_dir: dataDir, check: 'files', missing },
+      'restore the missing files from a backup of this server, or run init --force to start over (existing files are kept aside)',
+    );
   }
   const mode = statSync(p.key).mode & 0o777;
   if ((mode & 0o077) !== 0) {
     throw new AppError('forbidden', `${p.key} is readable by other users (mode ${mode.toString(8)}); it must be 0600`, {}, `chmod 600 ${p.key}`);
   }
-  let info: ServerInfo;
   let key: SigningKey;
   try {
-    info = JSON.parse(readFileSync(p.info, 'utf8')) as ServerInfo;
     key = signingKeyFromPaserk(readFileSync(p.key, 'utf8').trim());
   } catch (err) {
-    throw new AppError('invalid_request', `cannot read the server identity in ${dataDir}: ${(err as Error).message}`);
+    throw identityError(dataDir, `server.key is not a usable k4.secret key (${(err as Error).message})`, { file: p.key });
   }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(p.info, 'utf8'));
+  } catch (err) {
+    throw identityError(dataDir, `server.json is not JSON (${(err as Error).message})`, { file: p.info });
+  }
+  const parsed = serverInfoSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.') || '(root)', message: i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.join(', ')}` : i.message }));
+    throw identityError(dataDir, `server.json ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, { file: p.info, issues });
+  }
+  const info = parsed.data as ServerInfo;
   if (info.public_key !== key.publicPaserk) {
-    throw new AppError('conflict', `server.key does not match the public key in server.json in ${dataDir}`, {}, 'restore both files from the same backup');
+    throw identityError(dataDir, 'server.key does not match the public key in server.json', { file: p.info, field: 'public_key' });
+  }
+  // The kid is what clients look keys up by; one that is not the key's own (key.kid is computed
+  // from the key, never read) would be published.
+  if (info.kid !== key.kid) {
+    throw identityError(dataDir, `server.json kid ${info.kid.slice(0, 24)}… is not the key id of its public_key (${key.kid})`, { file: p.info, field: 'kid' });
   }
   return { info, key };
+}
+
+/**
+ * Refuses a data directory on a read-only file system before anything opens the database (SQLite
+ * would otherwise fail later, half-way through opening or at the first write).
+ *
+ * @throws AppError `storage_unavailable`
+ */
+export function assertWritable(dataDir: string): void {
+  for (const f of [dataDir, dataPaths(dataDir).db]) {
+    try {
+      accessSync(f, fsConstants.W_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue;
+      const why = code === 'EROFS' ? 'is on a read-only file system' : `cannot be written (${code ?? String(err)})`;
+      throw new AppError(
+        'storage_unavailable',
+        `${f} ${why}; the server needs to write license.db and its WAL, so it refuses to start`,
+        { data_dir: dataDir, check: 'writable', errno: code },
+        code === 'EROFS' ? 'remount the file system read-write (or copy the data directory to writable storage), then start again' : `give the user running the server write access to ${dataDir}`,
+      );
+    }
+  }
+}
+
+/**
+ * Makes the data directory 0700 and its files 0600 when they are not (an older version, or a
+ * folder made by hand with 0755). Returns one line per change or per failure, for the caller to
+ * print; never throws.
+ */
+export function tightenModes(dataDir: string, opts: { dir: boolean }): string[] {
+  const p = dataPaths(dataDir);
+  const notes: string[] = [];
+  const targets: Array<[string, number]> = [[p.db, 0o600], [`${p.db}-wal`, 0o600], [`${p.db}-shm`, 0o600], [p.info, 0o600]];
+  if (opts.dir) targets.unshift([dataDir, 0o700]);
+  for (const [f, want] of targets) {
+    let mode: number;
+    try {
+      mode = statSync(f).mode & 0o777;
+    } catch {
+      continue;
+    }
+    if ((mode & 0o077) === 0) continue;
+    try {
+      chmodSync(f, want);
+      notes.push(`tightened ${f} from ${mode.toString(8).padStart(4, '0')} to ${want.toString(8).padStart(4, '0')}`);
+    } catch (err) {
+      notes.push(`warning: ${f} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}) and could not be changed (${(err as NodeJS.ErrnoException).code ?? String(err)}); run: chmod ${want.toString(8)} ${f}`);
+    }
+  }
+  return notes;
 }
 
 /** The key for API-token hashes, derived from the server's secret key (never stored). */

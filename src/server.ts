@@ -48,8 +48,14 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     nativeCacheDir: config.nativeCacheDir,
     durability: config.durability,
     services: { defaultLeaseTtlSeconds: config.defaultLeaseTtlSeconds },
+    quickCheck: 'bounded',
     ...(config.clock ? { clock: config.clock } : {}),
   });
+  for (const note of ctx.modeNotes) log.warn(note, {});
+  log.debug('start-up checks passed', { ...ctx.startupCheck });
+  if (ctx.startupCheck?.quick_check === 'skipped') {
+    log.warn('license.db is over the start-up quick_check size; checked its header and schema only; run audit verify (integrity_check) in a quiet hour', { ...ctx.startupCheck });
+  }
   let draining = false;
   const metrics = createMetrics();
   const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, metrics, isDraining: () => draining });

@@ -96,7 +96,13 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
   function leaseExpiry(e: Entitlement, now: number): number {
     const ttl = (e.policy.lease_ttl_seconds ?? fallbackTtlSeconds()) * 1000;
     // Never past the term plus grace: only holders reach grace, and they may renew until it ends.
-    return Math.min(now + ttl, e.endsAt + graceDays(e.policy) * DAY_MS);
+    const expiresAt = Math.min(now + ttl, e.endsAt + graceDays(e.policy) * DAY_MS);
+    // A token lives whole seconds and must end at least one second after issue (buildLeaseClaims);
+    // refused here, before the commit, so the signing after it cannot fail with a seat taken.
+    if (Math.floor(expiresAt / 1000) <= Math.floor(now / 1000)) {
+      throw new AppError('entitlement_inactive', `${e.id} ends at ${new Date(expiresAt).toISOString()}, less than a second from now: too late for a lease`, { reason: 'expired', entitlement_id: e.id });
+    }
+    return expiresAt;
   }
 
   function endLease(l: Lease, state: 'released' | 'revoked' | 'expired', now: number): boolean {

@@ -1,5 +1,7 @@
+import { closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from './migrations.ts';
+import { checkDatabaseFile, checkSchema, damagedDatabase, integrityProblems, isCorruption } from './integrity.ts';
 
 export type Db = Database.Database;
 
@@ -16,8 +18,13 @@ export interface OpenOptions {
   /** The better-sqlite3 addon object, passed in by the single executable. */
   nativeBinding?: object | undefined;
   readonly?: boolean;
-  /** Refuse to create a new database file. */
+  /**
+   * An existing server's database: refuse a missing, empty, truncated or foreign file, or one
+   * without the expected schema, instead of creating or migrating one (see integrity.ts).
+   */
   mustExist?: boolean;
+  /** With mustExist: run PRAGMA quick_check before migrating, and refuse a damaged file. */
+  quickCheck?: boolean;
 }
 
 export class DatabaseVersionError extends Error {}
@@ -27,7 +34,7 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
   const options: Database.Options = { timeout: 5000, fileMustExist: opts.mustExist ?? false };
   if (opts.readonly) options.readonly = true;
   if (opts.nativeBinding) (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
-  const db = new Database(file, options);
+  const db = openChecked(file, options, opts);
   try {
     // 2 KiB pages for a new database (an existing one keeps its size): a grant dirties a handful of
     // index pages at random places, and each is written whole to the WAL at commit; halving the
@@ -48,11 +55,48 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
     db.pragma(`wal_autocheckpoint = ${Math.floor(WAL_CHECKPOINT_BYTES / pageSize)}`);
     if (!opts.readonly) migrate(db);
     else checkVersion(db);
+    if (opts.mustExist) checkSchema(db, file, opts.nativeBinding);
   } catch (err) {
     db.close();
+    if (isCorruption(err)) throw damagedDatabase(file, 'open', `is damaged: ${(err as Error).message}; refusing to start`);
     throw err;
   }
   return db;
+}
+
+/**
+ * Opens the file: a new one is made 0600 first (SQLite keeps an existing file's mode and gives the
+ * -wal and -shm files the database's mode, and every lease id in them is a bearer credential); an
+ * existing server's one is checked before any pragma (journal_mode = WAL would rewrite the header
+ * of a file that is not ours).
+ */
+function openChecked(file: string, options: Database.Options, opts: OpenOptions): Db {
+  if (opts.mustExist) checkDatabaseFile(file);
+  else if (!opts.readonly && file !== ':memory:' && file !== '' && !existsSync(file)) closeSync(openSync(file, 'wx', 0o600));
+  let db: Db | undefined;
+  try {
+    db = new Database(file, options);
+    if (opts.mustExist) checkExisting(db, file, opts);
+    return db;
+  } catch (err) {
+    db?.close();
+    if (isCorruption(err)) throw damagedDatabase(file, 'open', `cannot be read: ${(err as Error).message}; refusing to start`);
+    throw err;
+  }
+}
+
+/** An existing server's database, before anything is written to it: initialised, and (if asked) not damaged. */
+function checkExisting(db: Db, file: string, opts: OpenOptions): void {
+  if (currentVersion(db) === 0) {
+    // init writes the schema before it reports success; version 0 is a foreign or blank file.
+    throw damagedDatabase(file, 'schema', 'holds no license server schema (schema version 0): it is not this server\'s database; refusing to start');
+  }
+  if (opts.quickCheck) {
+    const problems = integrityProblems(db, 'quick_check');
+    if (problems.length > 0) {
+      throw damagedDatabase(file, 'quick_check', `is damaged (PRAGMA quick_check: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? '; …' : ''}); refusing to start`, { problems });
+    }
+  }
 }
 
 function currentVersion(db: Db): number {

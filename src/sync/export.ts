@@ -31,6 +31,8 @@ export interface ExportResult {
   bytes: number;
   period_start: string;
   period_end: string;
+  /** Set when the export committed but its file kept its temporary name (`file` says which). */
+  warning?: string;
 }
 
 export function exportFileName(serverId: string, seq: number): string {
@@ -53,7 +55,8 @@ interface ClockEventLike {
 export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult {
   const { store, info, key } = deps;
   const now = deps.clock.now();
-  mkdirSync(opts.outDir, { recursive: true });
+  // 0700 when made here; an existing folder keeps its mode, the files in it are 0600 regardless.
+  mkdirSync(opts.outDir, { recursive: true, mode: 0o700 });
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const payloadFile = join(opts.outDir, `.export-${tag}.payload`);
   let partFile: string | undefined;
@@ -131,7 +134,8 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
       const name = exportFileName(info.server_id, seq);
       const file = join(opts.outDir, name);
       partFile = join(opts.outDir, `.${name}.${tag}.part`);
-      const out = openSync(partFile, 'wx', 0o644);
+      // 0600 like every file the server writes: an export holds seat subjects and the audit rows.
+      const out = openSync(partFile, 'wx', 0o600);
       try {
         assembleBundle(out, token, payloadFile);
       } finally {
@@ -162,10 +166,16 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
       const bytes = Buffer.byteLength(`BPSYNC/1\n${token}\n`) + payload.len;
       return { file, seq, manifest_sha256: hash, records: payload.records, bytes, period_start: toIso(periodStart), period_end: toIso(now) };
     });
-    // Committed: from here on the part file is the export, kept even if the rename fails.
+    // Committed: from here on the part file is the export, kept even if the rename fails; and the
+    // answer is success, since the export exists (a failure here would be an error after a
+    // committed change, and exporting again would skip this one's records).
     const part = partFile!;
     partFile = undefined;
-    renameSync(part, r.file);
+    try {
+      renameSync(part, r.file);
+    } catch (err) {
+      return { ...r, file: part, warning: `export ${r.seq} is committed but could not be renamed from ${part} to ${r.file} (${(err as NodeJS.ErrnoException).code ?? String(err)}); rename it by hand` };
+    }
     return r;
   } finally {
     rmSync(payloadFile, { force: true });

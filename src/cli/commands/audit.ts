@@ -1,24 +1,40 @@
 import type { Command } from 'commander';
+import { dataPaths } from '../../data-dir.ts';
+import { integrityProblems, RESTORE_DB_HINT } from '../../storage/integrity.ts';
 import { emit } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { syncServiceOf } from './sync.ts';
 
-/** audit verify: walk the hash chain; exit 1 at the first break. */
+/**
+ * audit verify: PRAGMA integrity_check on the whole database, then the audit hash chain; exit 1
+ * when the database is damaged or at the first break of the chain.
+ */
 export function registerAudit(program: Command, kit: CommandKit): void {
   const audit = program.command('audit').description('the append-only, hash-chained audit log');
 
   audit
     .command('verify')
-    .description('walk the audit hash chain from the first row; exit 1 at the first break')
+    .description('check the whole database (PRAGMA integrity_check), then walk the audit hash chain from the first row; exit 1 if the database is damaged or the chain is broken')
     .action(async (_o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const r = syncServiceOf(ctx).verifyAudit();
+        const problems = integrityProblems(ctx.store.db, 'integrity_check');
+        if (problems.length > 0) {
+          // The chain cannot be trusted (or even read) from a damaged file: report the damage alone.
+          kit.setExitCode(1);
+          const file = dataPaths(ctx.dataDir).db;
+          kit.io.stderr(`error[conflict]: ${file} is damaged (PRAGMA integrity_check: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? '; …' : ''})\n`);
+          kit.io.stderr(`hint: ${RESTORE_DB_HINT}\n`);
+          const r = { ok: false, integrity_check: { ok: false, problems }, rows: null, head: null, first_break: null };
+          emit(kit.io, g.json, r, () => `database DAMAGED: ${problems.length} problem(s) found by integrity_check; the audit chain was not walked`);
+          return;
+        }
+        const r = { ...syncServiceOf(ctx).verifyAudit(), integrity_check: { ok: true, problems: [] as string[] } };
         if (!r.ok) {
           kit.setExitCode(1);
           kit.io.stderr(`error[conflict]: the audit chain is broken at row ${r.first_break!.seq}: ${r.first_break!.reason}\n`);
           kit.io.stderr('hint: the database was edited outside this program; restore it from a backup and compare\n');
         }
-        emit(kit.io, g.json, r, () => (r.ok ? `audit chain intact: ${r.rows} rows, head ${r.head.seq} ${r.head.hash}` : `audit chain BROKEN at row ${r.first_break!.seq} (${r.rows} rows read)`));
+        emit(kit.io, g.json, r, () => (r.ok ? `database intact (integrity_check ok); audit chain intact: ${r.rows} rows, head ${r.head.seq} ${r.head.hash}` : `audit chain BROKEN at row ${r.first_break!.seq} (${r.rows} rows read)`));
       });
     });
 }

@@ -1,14 +1,19 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AppError } from '../../errors.ts';
-import { createIdentity, dataPaths, initState, loadIdentity, moveAside } from '../../data-dir.ts';
+import { createIdentity, dataPaths, initState, moveAside, tightenModes } from '../../data-dir.ts';
 import { openStore } from '../../storage/store.ts';
 import { loadSqliteBinding } from '../../storage/native.ts';
 import { lockDataDir } from '../../storage/data-dir-lock.ts';
-import { createServices } from '../../context.ts';
+import { createServices, openContext } from '../../context.ts';
 import { systemClock } from '../../clock.ts';
 import { emit, cliActor } from '../io.ts';
 import { parseVendorKeys, pinAtInit } from '../../sync/trust.ts';
 import type { CommandKit } from '../main.ts';
+
+function printModeNotes(kit: CommandKit, notes: string[]): void {
+  for (const n of notes) kit.io.stderr(`${n.startsWith('warning:') ? '' : 'note: '}${n}\n`);
+}
 
 /** init: data dir, database, server key, first admin token. Idempotent; --force starts over (old files kept aside). */
 export function registerInit(program: Command, kit: CommandKit): void {
@@ -23,7 +28,12 @@ export function registerInit(program: Command, kit: CommandKit): void {
       const vendorKeys = parseVendorKeys(opts.vendorKey ?? [], (m) => new AppError('invalid_request', `--vendor-key: ${m}`, { issues: [{ path: 'vendor_key', message: m }] }));
       const state = initState(g.dataDir);
       if (state === 'complete' && !opts.force) {
-        const { info } = loadIdentity(g.dataDir);
+        // The whole start-up check, not just the identity: "already initialised" must not be said of
+        // a server whose database is empty or damaged.
+        const checked = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
+        const { info } = checked;
+        checked.close();
+        printModeNotes(kit, tightenModes(g.dataDir, { dir: true }));
         let pinned: 'pinned' | 'unchanged' | undefined;
         if (vendorKeys.length > 0) {
           // First pinning on a server made without --vendor-key; a different set is refused.
@@ -54,6 +64,8 @@ export function registerInit(program: Command, kit: CommandKit): void {
       const lock = state === 'none' ? undefined : lockDataDir(g.dataDir, { role: 'init', nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
       try {
         const now = systemClock.now();
+        // A folder made beforehand (mkdir: 0755) would leave the files listable and the database readable.
+        if (existsSync(g.dataDir)) printModeNotes(kit, tightenModes(g.dataDir, { dir: true }));
         const moved = state === 'none' ? [] : moveAside(g.dataDir, new Date(now).toISOString().replace(/[:.]/g, '-'));
         const { info, key } = createIdentity(g.dataDir, now);
         const store = openStore(dataPaths(g.dataDir).db, { durability: g.durability, nativeBinding: loadSqliteBinding(g.nativeCacheDir) });

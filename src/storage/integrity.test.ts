@@ -1,0 +1,55 @@
+import { copyFileSync, existsSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir as makeTempDir } from '../../test/helpers.ts';
+import { openDatabase, type Db } from './db.ts';
+import { checkDatabaseFile, integrityProblems } from './integrity.ts';
+
+const open: Db[] = [];
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = makeTempDir();
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const db of open.splice(0)) if (db.open) db.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('the start-up checks do not refuse a database a crash left with its WAL', () => {
+  it('a copy taken with a WAL not yet checkpointed passes, opens with quick_check and has every row', () => {
+    const dir = tempDir();
+    const file = join(dir, 'license.db');
+    const db = openDatabase(file);
+    open.push(db);
+    db.pragma('wal_autocheckpoint = 0');
+    db.exec("INSERT INTO server_state (key, value) VALUES ('server_id', 'srv_AAAAAAAAAAAAAAAAAAAAAA')");
+    const insert = db.prepare('INSERT INTO server_state (key, value) VALUES (?, ?)');
+    db.transaction(() => {
+      for (let i = 0; i < 5000; i++) insert.run(`k${i}`, 'x'.repeat(200));
+    })();
+    // What a power cut leaves: the database file and a WAL holding the newest pages.
+    const crashed = tempDir();
+    copyFileSync(file, join(crashed, 'license.db'));
+    copyFileSync(`${file}-wal`, join(crashed, 'license.db-wal'));
+    expect(statSync(join(crashed, 'license.db-wal')).size).toBeGreaterThan(statSync(join(crashed, 'license.db')).size);
+    expect(() => checkDatabaseFile(join(crashed, 'license.db'))).not.toThrow();
+    const recovered = openDatabase(join(crashed, 'license.db'), { mustExist: true, quickCheck: true });
+    open.push(recovered);
+    expect(recovered.prepare('SELECT count(*) FROM server_state').pluck().get()).toBe(5001);
+    expect(integrityProblems(recovered, 'integrity_check')).toEqual([]);
+  });
+
+  it('a new database is made 0600 before SQLite writes to it, and its WAL and shm follow', () => {
+    const dir = tempDir();
+    const file = join(dir, 'license.db');
+    const db = openDatabase(file);
+    open.push(db);
+    db.exec("INSERT INTO server_state (key, value) VALUES ('a', 'b')");
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+      expect(existsSync(f), f).toBe(true);
+      expect(statSync(f).mode & 0o777, f).toBe(0o600);
+    }
+  });
+});
