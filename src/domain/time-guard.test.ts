@@ -327,6 +327,36 @@ describe('a fast clock corrected by NTP (issue 11.2)', () => {
     expect(auditCount('clock.recovered')).toBe(1);
   });
 
+  it('a vouch whose import transaction rolls back leaves the episode open and the mark where it was', async () => {
+    const s = await setUp();
+    step(3 * DAY);
+    expect((await s.lease(BUNDLE, 'u1')).status).toBe(201);
+    step(-3 * DAY);
+    expect((await s.lease(BUNDLE, 'u2')).status).toBe(503);
+    const before = s.services.timeGuard.status();
+    expect(() =>
+      s.store.tx(() => {
+        s.services.timeGuard.vouch(w.h.clock.now() - 60_000);
+        throw new Error('the import failed after the vouch');
+      }),
+    ).toThrow('the import failed');
+    expect(s.services.timeGuard.status()).toEqual(before);
+    expect((await s.lease(BUNDLE, 'u2')).status).toBe(503);
+    expect(kinds()).toEqual(['suspect']);
+  });
+
+  it('a vouch while the clock is behind but no request has seen it yet records the episode, then closes it', async () => {
+    const s = await setUp();
+    step(3 * DAY);
+    expect((await s.lease(BUNDLE, 'u1')).status).toBe(201);
+    step(-3 * DAY);
+    await s.services.sync.importFile(w.sign(2, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - 60_000 }), { actor: 'test' });
+    expect(kinds()).toEqual(['suspect', 'vouched', 'recovered']);
+    expect(auditCount('clock.suspect')).toBe(1);
+    expect(auditCount('clock.recovered')).toBe(1);
+    expect((await s.lease(BUNDLE, 'u2')).status).toBe(201);
+  });
+
   it('a bundle whose iat is older than the mark does not lower it while the clock is fine', async () => {
     const s = await setUp();
     await s.lease(BUNDLE, 'u1');

@@ -81,9 +81,13 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
 
   // A rolled-back transaction took our writes with it: what is stored is the truth again (an episode
   // whose `suspect` was undone is recorded by the next assessment; one whose `recovered` was undone
-  // is closed by it). The in-memory mark stays: it only ever holds readings this process made.
+  // is closed by it; a vouch that was undone no longer lowers the mark). Readings this process made
+  // stay in memory: they were true whether or not their transaction committed.
   store.onRollback(() => {
-    persisted = storedMark();
+    const stored = storedMark();
+    persisted = stored;
+    if (stored > hwm) hwm = stored;
+    seenVouch = store.state.lastClockEventSeq('vouched');
     openSeq = openEpisode();
   });
 
