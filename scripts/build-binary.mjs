@@ -10,7 +10,7 @@
 // Offline, a few seconds. Run as `node scripts/build-binary.mjs` with Node 24 first on PATH.
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,11 +77,60 @@ async function injectBlob(exe, blobData) {
  *   suite's global setup has just built it, and rewriting it in place while other test files spawn
  *   it could let them read a half-written file).
  */
-export async function buildBinary({ bundle = true } = {}) {
-  const started = performance.now();
+export async function buildBinary(options = {}) {
   checkHost();
-
   const dist = path.join(root, 'dist');
+  mkdirSync(dist, { recursive: true });
+  return withBuildLock(dist, () => build(dist, options));
+}
+
+// Two test files that need the executable (or a test and `make binary`) may build at once, and
+// builds share dist/sea-main.cjs and dist/sea-prep.blob: one at a time, by an atomic mkdir. A lock
+// whose holder is gone (killed mid-build) is taken over.
+async function withBuildLock(dist, fn) {
+  const lock = path.join(dist, '.build-binary.lock');
+  const giveUp = Date.now() + 300_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+    if (lockHolderGone(lock)) {
+      rmSync(lock, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > giveUp) fail(`another build has held ${lock} for 5 minutes; remove it if no build runs`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  try {
+    writeFileSync(path.join(lock, 'pid'), String(process.pid));
+    return await fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function lockHolderGone(lock) {
+  let pid;
+  try {
+    pid = Number(readFileSync(path.join(lock, 'pid'), 'utf8'));
+  } catch {
+    // Just made, its pid not written yet (or a holder that died in between: the deadline covers it).
+    return false;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return err.code === 'ESRCH';
+  }
+}
+
+async function build(dist, { bundle = true }) {
+  const started = performance.now();
   if (bundle || !existsSync(path.join(dist, 'cli.cjs'))) await buildCli();
   // The executable embeds its own, compact build of the same sources.
   await buildCli({ outfile: 'dist/sea-main.cjs', compact: true });

@@ -104,6 +104,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   sweep.unref();
   function sweepNow(): void {
     try {
+      // An episode of the clock guard that no request saw start or end (at start: one a restart
+      // after the fix must close) is written now, not at the next grant.
+      ctx.services.timeGuard.tick();
+    } catch (err) {
+      log.warn('clock check failed; will retry', { error: String(err) });
+    }
+    try {
       const n = ctx.services.leases.sweep();
       if (n > 0) log.info('swept expired leases', { count: n });
     } catch (err) {

@@ -46,7 +46,9 @@ export interface IssuedLease {
 /** Refusals a client can get for a grant; each is also written as a `deny` event for usage reports. */
 const DENIALS = new Set<ErrorCode>(['seats_exhausted', 'seat_not_assigned', 'feature_not_entitled', 'entitlement_inactive', 'not_found', 'invalid_request']);
 // When several entitlements could serve and all refuse, the most actionable reason wins.
-const DENIAL_PRIORITY: ErrorCode[] = ['seats_exhausted', 'seat_not_assigned', 'feature_not_entitled', 'invalid_request', 'entitlement_inactive', 'not_found'];
+// clock_suspect (a bundle-managed entitlement while the clock is behind) is no denial in usage
+// reports, but it ranks first: it is the reason the vendor's entitlement did not serve.
+const DENIAL_PRIORITY: ErrorCode[] = ['clock_suspect', 'seats_exhausted', 'seat_not_assigned', 'feature_not_entitled', 'invalid_request', 'entitlement_inactive', 'not_found'];
 
 const NAMED = new Set(['per_user', 'per_machine']);
 // A vendor bundle setting (sync): the default lease lifetime on this server.
@@ -200,17 +202,19 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     return all.map((e, i) => ({ e, s: score(e), i })).sort((a, b) => a.s - b.s || a.i - b.i).map((x) => x.e);
   }
 
-  function grantSync(req: LeaseRequest, now: number): { lease: Lease; entitlement: Entitlement; grace: boolean } {
+  function grantSync(req: LeaseRequest, now: number, clockBehind: boolean): { lease: Lease; entitlement: Entitlement; grace: boolean } {
     const candidates = rank(req);
     let best: AppError | undefined;
     for (const e of candidates) {
       try {
+        // The clock guard protects the vendor's terms only (DESIGN "Time"): manual entitlements serve.
+        if (clockBehind && e.source === 'bundle') throw timeGuard.refusal(e.id, now);
         // No savepoint needed: grantOn writes nothing before a refusal but legitimate bookkeeping
         // (marking expired leases), which stands whichever entitlement serves in the end.
         const r = grantOn(e, req, now);
         return { ...r, entitlement: e };
       } catch (err) {
-        if (!(err instanceof AppError) || !DENIALS.has(err.code)) throw err;
+        if (!(err instanceof AppError) || !(DENIALS.has(err.code) || err.code === 'clock_suspect')) throw err;
         if (!best || DENIAL_PRIORITY.indexOf(err.code) < DENIAL_PRIORITY.indexOf(best.code)) best = err;
       }
     }
@@ -240,7 +244,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     return l;
   }
 
-  function renewSync(id: string, now: number): { lease: Lease; entitlement: Entitlement; grace: boolean } {
+  function renewSync(id: string, now: number, clockBehind: boolean): { lease: Lease; entitlement: Entitlement; grace: boolean } {
     const l = mustGetLease(id);
     if (l.state === 'released' || l.state === 'revoked') {
       throw new AppError('lease_released', `lease ${id} was ${l.state}; request a new lease`, { state: l.state });
@@ -249,6 +253,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       throw new AppError('lease_expired', `lease ${id} expired at ${new Date(l.expiresAt).toISOString()}; request a new lease`, { expired_at: new Date(l.expiresAt).toISOString() });
     }
     const e = entitlements.get(l.entitlementId)!;
+    if (clockBehind && e.source === 'bundle') throw timeGuard.refusal(e.id, now);
     const { grace } = usable(e, now, true);
     // A renewal keeps the features the entitlement still grants (an admin may have removed some).
     const entitled = e.policy.features ?? [];
@@ -268,11 +273,13 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     async grant(req: LeaseRequest): Promise<IssuedLease> {
       const outcome = await store.batch(() => {
         const now = clock.now();
-        const suspect = timeGuard.assess(now);
-        if (suspect) return { ok: false as const, error: suspect };
+        // Never throws for the clock; may write the start or end of an episode, which must commit:
+        // so every refusal below is returned, not thrown.
+        const clockBehind = timeGuard.assess(now);
         try {
-          return { ok: true as const, now, ...grantSync(req, now) };
+          return { ok: true as const, now, ...grantSync(req, now, clockBehind) };
         } catch (err) {
+          if (err instanceof AppError && err.code === 'clock_suspect') return { ok: false as const, error: err };
           if (err instanceof AppError && DENIALS.has(err.code)) {
             const entId = typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;
             leases.event({ at: now, kind: 'deny', entitlementId: entId, leaseId: null, subjectType: req.subjectType, subjectId: req.subjectId, reason: err.code });
@@ -288,9 +295,14 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     async renew(id: string): Promise<IssuedLease> {
       const r = await store.batch(() => {
         const now = clock.now();
-        const suspect = timeGuard.assess(now);
-        if (suspect) return { ok: false as const, error: suspect };
-        return { ok: true as const, now, ...renewSync(id, now) };
+        const clockBehind = timeGuard.assess(now);
+        try {
+          return { ok: true as const, now, ...renewSync(id, now, clockBehind) };
+        } catch (err) {
+          // Returned, not thrown, so an episode the guard just recorded commits (renewSync writes nothing before refusing).
+          if (err instanceof AppError) return { ok: false as const, error: err };
+          throw err;
+        }
       });
       if (!r.ok) throw r.error;
       return { lease: r.lease, entitlement: r.entitlement, grace: r.grace, token: await sign(r.lease, r.entitlement, r.grace, r.now) };
@@ -342,6 +354,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       } catch (err) {
         reason = err instanceof AppError ? String(err.details.reason ?? err.code) : 'internal';
       }
+      if (reason === null && e.source === 'bundle' && timeGuard.status().suspect) reason = 'clock_suspect';
       if (reason === null && !holder) {
         if (named && e.policy.seat_assignment === 'manual') reason = 'seat_not_assigned';
         else if (remaining === 0) reason = 'seats_exhausted';

@@ -346,8 +346,9 @@ function applyInTransaction(deps: SyncDeps, fd: number, v: Verified, now: number
         ids: { added: cap(diff.added), changed: cap(diff.changed.map((c) => c.entitlement_id)), revoked: cap(diff.revoked), suspended: cap(diff.suspended), ignored: cap(diff.ignored) },
       },
     });
-    // The vendor's signed time vouches for our clock (the time guard's high-water mark).
-    deps.timeGuard?.vouch?.(m.iat);
+    // The vendor's signed time vouches for our clock (the time guard's high-water mark), judged at
+    // the same `now` the iat was checked against; a clock_suspect episode it ends closes here.
+    deps.timeGuard?.vouch?.(m.iat, now);
     return result;
   });
 }

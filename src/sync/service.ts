@@ -20,7 +20,8 @@ import { receiveToFile } from './upload.ts';
 
 /** What sync needs from the time guard (src/domain/time-guard.ts), kept loose on purpose. */
 export interface TimeGuardLike {
-  vouch?(iatMs: number): void;
+  /** Inside the import's transaction: the bundle's signed iat and the import's `now` (ms). */
+  vouch?(iatMs: number, nowMs?: number): void;
   events?(sinceMs?: number): unknown[];
 }
 

@@ -14,8 +14,11 @@ export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDra
     } catch {
       throw new AppError('internal', 'the database is not answering');
     }
-    // A suspect clock refuses every lease: not ready for clients until it is fixed.
-    if (services.timeGuard.status().suspect) return c.json({ status: 'clock_suspect' }, 503);
+    // A suspect clock refuses the vendor's (bundle-managed) entitlements only: not ready while it
+    // refuses something; with none on the server, ready, and saying so.
+    if (services.timeGuard.status().suspect) {
+      return services.timeGuard.guardsAnything() ? c.json({ status: 'clock_suspect' }, 503) : c.json({ status: 'ready', clock: 'suspect' });
+    }
     return c.json({ status: 'ready' });
   });
 
@@ -26,7 +29,7 @@ export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDra
       bpls_entitlements: { help: 'Entitlements on this server.', value: t.entitlements },
       bpls_leases_active: { help: 'Active lease rows (expired ones count until the sweep marks them).', value: t.leases },
       bpls_seats_assigned: { help: 'Named seats assigned.', value: t.seats },
-      bpls_clock_suspect: { help: '1 while the clock reads behind the high-water mark and leases are refused.', value: services.timeGuard.status().suspect ? 1 : 0 },
+      bpls_clock_suspect: { help: '1 while the clock reads over an hour behind the high-water mark (bundle-managed entitlements refuse grants and renewals).', value: services.timeGuard.status().suspect ? 1 : 0 },
     });
     return c.body(body, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
