@@ -12,7 +12,7 @@ import { createLeaseFastPath } from './http/lease-fast-path.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
-import type { Durability } from './storage/db.ts';
+import { migrationNotes, type Durability } from './storage/db.ts';
 
 export interface ServeConfig {
   dataDir: string;
@@ -50,6 +50,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     services: { defaultLeaseTtlSeconds: config.defaultLeaseTtlSeconds },
     ...(config.clock ? { clock: config.clock } : {}),
   });
+  for (const n of migrationNotes(ctx.store.db)) log.warn(n.message, { migration: n.migration, ...n.details });
   let draining = false;
   const metrics = createMetrics();
   const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, metrics, isDraining: () => draining });
