@@ -51,16 +51,30 @@ for (let cp = 0xab70; cp <= 0xabbf; cp++) FOLD.set(String.fromCodePoint(cp), Str
 for (let cp = 0x13f8; cp <= 0x13fd; cp++) FOLD.set(String.fromCodePoint(cp), String.fromCodePoint(cp - 8));
 
 const SPECIAL = new RegExp(`[${[...FOLD.keys()].join('')}]`, 'gu');
-// Printable ASCII is its own NFC and folds exactly as toLowerCase: the common case skips the rest.
-const ASCII = /^[\x20-\x7e]*$/;
+
+/**
+ * The key of a printable ASCII id (its own NFC, folded exactly by toLowerCase), or null for any
+ * other. One pass over the id; an id already in lowercase is returned as it is, not copied.
+ */
+function asciiKey(id: string): string | null {
+  let upper = false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c > 0x7e || c < 0x20) return null;
+    if (c <= 0x5a && c >= 0x41) upper = true;
+  }
+  return upper ? id.toLowerCase() : id;
+}
 
 /**
  * The canonical key of a subject id: NFC, then Unicode full case folding, then NFC again (folding
- * may decompose, e.g. U+0390 ΐ). Pure and cheap: for an ASCII id one test and one toLowerCase.
- * Idempotent: `subjectKey(subjectKey(x)) === subjectKey(x)`.
+ * may decompose, e.g. U+0390 ΐ). Pure and cheap (the grant path computes it once per request):
+ * for an ASCII id one pass, and a copy only when it has capitals. Idempotent:
+ * `subjectKey(subjectKey(x)) === subjectKey(x)`.
  */
 export function subjectKey(id: string): string {
-  if (ASCII.test(id)) return id.toLowerCase();
+  const ascii = asciiKey(id);
+  if (ascii !== null) return ascii;
   const lower = id.normalize('NFC').toLowerCase();
   SPECIAL.lastIndex = 0;
   const folded = lower.replace(SPECIAL, (ch) => FOLD.get(ch)!);
