@@ -13,6 +13,16 @@ export const identifier = z
   .max(200, 'must be at most 200 characters')
   .regex(/^[^\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$/u, 'must not contain spaces or control characters');
 
+/**
+ * A subject id (user or host name): an identifier, and also no invisible (default-ignorable)
+ * characters, lone surrogates or unassigned code points. Subjects are matched by a canonical key
+ * (src/subjects.ts: NFC, then Unicode case folding), so `alice` and `Alice` are one subject; an
+ * invisible character (a variation selector, a Hangul filler) would make a look-alike id another
+ * subject, and Unicode promises stable normalisation and case folding for assigned characters only.
+ */
+export const subjectIdentifier = identifier
+  .regex(/^[^\p{Default_Ignorable_Code_Point}\p{Cs}\p{Cn}]+$/u, 'must not contain invisible, unassigned or surrogate characters');
+
 export const featureName = z
   .string()
   .min(1)
@@ -198,7 +208,7 @@ export const leaseRequestSchema = z.strictObject({
   product_id: identifier,
   tenant_id: identifier,
   subject_type: subjectTypeSchema,
-  subject_id: identifier,
+  subject_id: subjectIdentifier,
   features: z
     .array(featureName)
     .max(256)
@@ -211,7 +221,7 @@ export const leaseIdSchema = z.strictObject({ lease_id: leaseIdShape });
 export const statusQuerySchema = z.strictObject({
   product_id: identifier,
   subject_type: subjectTypeSchema,
-  subject_id: identifier,
+  subject_id: subjectIdentifier,
   tenant_id: identifier.optional(),
 });
 
@@ -220,24 +230,24 @@ export const leaseListQuerySchema = z.strictObject({
   tenant_id: identifier.optional(),
   product_id: identifier.optional(),
   subject_type: subjectTypeSchema.optional(),
-  subject_id: identifier.optional(),
+  subject_id: subjectIdentifier.optional(),
   cursor: z.string().max(100).optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });
 
 export const checkQuerySchema = z.strictObject({
   subject_type: subjectTypeSchema.optional(),
-  subject_id: identifier.optional(),
+  subject_id: subjectIdentifier.optional(),
 });
 
 export const usageCsvQuerySchema = z.strictObject({
   days: z.coerce.number().int().min(1).max(3660).optional(),
 });
 
-const subjectSchema = z.strictObject({ subject_type: subjectTypeSchema, subject_id: identifier });
+const subjectSchema = z.strictObject({ subject_type: subjectTypeSchema, subject_id: subjectIdentifier });
 
 /** One seat: `{subject_type, subject_id}` or the marketplace's `{principal_id}`. */
-export const seatAssignSchema = z.union([subjectSchema, z.strictObject({ principal_id: identifier })], {
+export const seatAssignSchema = z.union([subjectSchema, z.strictObject({ principal_id: subjectIdentifier })], {
   message: 'give {"subject_type", "subject_id"} or {"principal_id"}',
 });
 
@@ -245,7 +255,7 @@ export const seatAssignSchema = z.union([subjectSchema, z.strictObject({ princip
 export const seatBulkSchema = z.union(
   [
     z.strictObject({ subjects: z.array(subjectSchema).min(1).max(10_000) }),
-    z.strictObject({ principal_ids: z.array(identifier).min(1).max(10_000) }),
+    z.strictObject({ principal_ids: z.array(subjectIdentifier).min(1).max(10_000) }),
   ],
   { message: 'give {"subjects": [{"subject_type", "subject_id"}, …]} or {"principal_ids": […]}' },
 );

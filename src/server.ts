@@ -12,7 +12,7 @@ import { createLeaseFastPath } from './http/lease-fast-path.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
-import type { Durability } from './storage/db.ts';
+import { migrationNotes, type Durability } from './storage/db.ts';
 
 export interface ServeConfig {
   dataDir: string;
@@ -56,6 +56,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   if (ctx.startupCheck?.quick_check === 'skipped') {
     log.warn('license.db is over the start-up quick_check size; checked its header and schema only; run audit verify (integrity_check) in a quiet hour', { ...ctx.startupCheck });
   }
+  for (const n of migrationNotes(ctx.store.db)) log.warn(n.message, { migration: n.migration, ...n.details });
   let draining = false;
   const metrics = createMetrics();
   const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, metrics, isDraining: () => draining });

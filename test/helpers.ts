@@ -17,11 +17,13 @@ export function tempDir(prefix = 'bpls-test-'): string {
 
 export type Harness = ReturnType<typeof createHarness>;
 
-export function createHarness(opts: { now?: string } = {}) {
+export function createHarness(opts: { now?: string; before?: (dbFile: string) => void } = {}) {
   const dir = tempDir();
   const clock = new ManualClock(opts.now ?? SEED_NOW);
   const { info, key } = createIdentity(dir, clock.now());
-  const store = openStore(dataPaths(dir).db);
+  // `before` may leave a database as an older release did: opening it migrates it, dated by our clock.
+  opts.before?.(dataPaths(dir).db);
+  const store = openStore(dataPaths(dir).db, { now: () => clock.now() });
   const services = createServices(store, clock, key, info);
   const admin = services.apiTokens.create({ name: 'test admin', role: 'admin' }, 'test').token;
   const reader = services.apiTokens.create({ name: 'test reader', role: 'reader' }, 'test').token;

@@ -17,6 +17,7 @@ import { registerBackup } from './commands/backup.ts';
 import { NativeLoadError } from '../storage/native.ts';
 import { storageFailure } from '../storage/failures.ts';
 import type { CountingLogger } from '../log.ts';
+import { migrationNotes } from '../storage/db.ts';
 
 /** What every command gets: the io, the resolved global options, and a way to open the data dir. */
 export interface CommandKit {
@@ -56,6 +57,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     async withContext(cmd, fn) {
       const g = kit.globals(cmd);
       const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
+      // A migration this command applied may have something to say (e.g. subjects merged): stderr, so --json output stays clean.
+      for (const n of migrationNotes(ctx.store.db)) io.stderr(`note: ${n.message}\n`);
       try {
         return await fn(ctx, g);
       } finally {

@@ -3,12 +3,13 @@ import type { Clock } from '../clock.ts';
 import { newId, newSequentialId } from '../ids.ts';
 import { decodeCursor, encodeCursor, SEQ_KEY } from './cursor.ts';
 import type { Store } from '../storage/store.ts';
-import type { Lease } from '../storage/leases.ts';
+import type { Lease, Seat } from '../storage/leases.ts';
 import type { Actor, Entitlement } from './types.ts';
 import { DAY_MS, graceDays } from './types.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { issueLeaseTokenAsync } from '../tokens/lease-token.ts';
 import type { TimeGuard } from './time-guard.ts';
+import { subjectKey } from '../subjects.ts';
 
 export const SUBJECT_TYPES = ['user', 'machine'] as const;
 export type SubjectType = (typeof SUBJECT_TYPES)[number];
@@ -26,6 +27,9 @@ export interface LeaseRequest {
   features?: string[] | undefined;
   entitlementId?: string | undefined;
 }
+
+/** A request with its subject's canonical key (src/subjects.ts), computed once per request. */
+type KeyedRequest = LeaseRequest & { subjectKey: string };
 
 export interface LeaseDeps {
   store: Store;
@@ -58,18 +62,39 @@ const VENDOR_TTL_KEY = 'default_lease_ttl_seconds';
 export function createLeaseService({ store, clock, key, serverId, timeGuard, defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS }: LeaseDeps) {
   const { leases, seats, entitlements } = store;
 
-  /** Is the entitlement usable now, for a subject who already holds a seat or lease (`holder`)? */
-  function usable(e: Entitlement, now: number, holder: boolean): { grace: boolean } {
+  /**
+   * Is the entitlement usable now? Throws entitlement_inactive when it is not; returns true inside
+   * the grace window, where only subjects that held on at the end of term may lease (see
+   * `heldAtEnd`, checked by the caller: it needs the subject's seat or lease).
+   */
+  function usable(e: Entitlement, now: number): boolean {
     const inactive = (reason: string, message: string) => new AppError('entitlement_inactive', message, { reason, entitlement_id: e.id });
     if (e.status === 'revoked') throw inactive('revoked', `${e.id} is revoked`);
     if (e.status === 'suspended') throw inactive('suspended', `${e.id} is suspended`);
     if (now < e.startsAt) throw inactive('pending', `${e.id} starts at ${new Date(e.startsAt).toISOString()}`);
-    if (now <= e.endsAt) return { grace: false };
-    if (now <= e.endsAt + graceDays(e.policy) * DAY_MS) {
-      if (holder) return { grace: true };
-      throw inactive('expired', `${e.id} ended at ${new Date(e.endsAt).toISOString()}; during its grace period only existing seat holders may renew`);
-    }
+    if (now <= e.endsAt) return false;
+    if (now <= e.endsAt + graceDays(e.policy) * DAY_MS) return true;
     throw inactive('expired', `${e.id} expired at ${new Date(e.endsAt).toISOString()}`);
+  }
+
+  /**
+   * The grace rule (README "Grace"): nobody new gets a lease after ends_at, by any route. A subject
+   * may lease or renew in grace only if it held on at the end of term: for per_user / per_machine a
+   * seat assigned at or before ends_at (a seat assigned later, by an admin, a bulk call or before a
+   * bundle moved ends_at earlier, does not count); for concurrent / feature_based an active lease
+   * granted at or before ends_at (refreshing it keeps it the same lease).
+   */
+  function heldAtEnd(e: Entitlement, lease: Lease | undefined, seat: Seat | undefined): boolean {
+    return NAMED.has(e.policy.type) ? seat !== undefined && seat.assignedAt <= e.endsAt : lease !== undefined && lease.grantedAt <= e.endsAt;
+  }
+
+  function newcomerInGrace(e: Entitlement): AppError {
+    const graceEnds = new Date(e.endsAt + graceDays(e.policy) * DAY_MS).toISOString();
+    return new AppError(
+      'entitlement_inactive',
+      `${e.id} ended at ${new Date(e.endsAt).toISOString()}; during its grace period (until ${graceEnds}) only subjects that held a seat or lease at the end of term may lease`,
+      { reason: 'expired', status: 'grace', entitlement_id: e.id, grace_ends_at: graceEnds },
+    );
   }
 
   function checkSubjectType(e: Entitlement, subjectType: string): void {
@@ -111,7 +136,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     if (!leases.end(l.id, state, now)) return false;
     const active = leases.bumpActive(l.entitlementId, -1);
     const kind = state === 'released' ? 'release' : state === 'revoked' ? 'revoke' : 'expire';
-    leases.event({ at: now, kind, entitlementId: l.entitlementId, leaseId: l.id, subjectType: l.subjectType, subjectId: l.subjectId, activeAfter: active });
+    leases.event({ at: now, kind, entitlementId: l.entitlementId, leaseId: l.id, subjectType: l.subjectType, subjectKey: l.subjectKey, activeAfter: active });
     return true;
   }
 
@@ -121,24 +146,28 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     return n;
   }
 
-  /** One entitlement, one subject: refresh their lease or take a seat. Throws a denial. */
-  function grantOn(e: Entitlement, req: LeaseRequest, now: number): { lease: Lease; grace: boolean } {
+  /**
+   * One entitlement, one subject (matched by canonical key, so `alice` and `Alice` share one lease
+   * and one seat): refresh their lease or take a seat. Throws a denial.
+   */
+  function grantOn(e: Entitlement, req: KeyedRequest, now: number): { lease: Lease; grace: boolean } {
     checkSubjectType(e, req.subjectType);
-    let current = leases.activeFor(e.id, req.subjectType, req.subjectId);
+    let current = leases.activeFor(e.id, req.subjectType, req.subjectKey);
     if (current && current.expiresAt <= now) {
       endLease(current, 'expired', now);
       current = undefined;
     }
     const named = NAMED.has(e.policy.type);
-    const seat = named ? seats.find(e.id, req.subjectType, req.subjectId) : undefined;
-    const { grace } = usable(e, now, current !== undefined || seat !== undefined);
+    const seat = named ? seats.find(e.id, req.subjectType, req.subjectKey) : undefined;
+    const grace = usable(e, now);
+    if (grace && !heldAtEnd(e, current, seat)) throw newcomerInGrace(e);
     const features = resolveFeatures(e, req.features);
     const expiresAt = leaseExpiry(e, now);
 
     if (current) {
       // The same subject asking again: the same lease, refreshed, never a second seat.
       leases.refresh(current.id, now, expiresAt, features);
-      leases.event({ at: now, kind: 'renew', entitlementId: e.id, leaseId: current.id, subjectType: req.subjectType, subjectId: req.subjectId });
+      leases.event({ at: now, kind: 'renew', entitlementId: e.id, leaseId: current.id, subjectType: req.subjectType, subjectKey: req.subjectKey });
       return { lease: { ...current, renewedAt: now, expiresAt, features }, grace };
     }
 
@@ -150,7 +179,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       if (leases.counters(e.id).seatsAssigned >= max!) {
         throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are assigned`, { entitlement_id: e.id, max_seats: max });
       }
-      seats.insert({ id: newId('seat'), entitlementId: e.id, subjectType: req.subjectType, subjectId: req.subjectId, assignedAt: now, assignedBy: 'auto' });
+      seats.insert({ id: newId('seat'), entitlementId: e.id, subjectType: req.subjectType, subjectId: req.subjectId, subjectKey: req.subjectKey, assignedAt: now, assignedBy: 'auto' });
       leases.bumpSeats(e.id, 1);
     } else if (e.policy.type === 'concurrent') {
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
@@ -168,6 +197,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       entitlementId: e.id,
       subjectType: req.subjectType,
       subjectId: req.subjectId,
+      subjectKey: req.subjectKey,
       features,
       grantedAt: now,
       renewedAt: now,
@@ -177,7 +207,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     };
     leases.insert(lease);
     const active = leases.bumpActive(e.id, 1);
-    leases.event({ at: now, kind: 'grant', entitlementId: e.id, leaseId: lease.id, subjectType: req.subjectType, subjectId: req.subjectId, activeAfter: active });
+    leases.event({ at: now, kind: 'grant', entitlementId: e.id, leaseId: lease.id, subjectType: req.subjectType, subjectKey: req.subjectKey, activeAfter: active });
     return { lease, grace };
   }
 
@@ -186,7 +216,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
    * entitlement_id; else the one the subject already leases on; else one it holds a seat on; else
    * the others by end of term (soonest first), then by age.
    */
-  function rank(req: LeaseRequest): readonly Entitlement[] {
+  function rank(req: KeyedRequest): readonly Entitlement[] {
     if (req.entitlementId !== undefined) {
       const e = entitlements.get(req.entitlementId);
       if (!e || e.tenantId !== req.tenantId || e.productId !== req.productId) {
@@ -198,11 +228,11 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     if (all.length === 0) throw new AppError('not_found', `no entitlement for tenant ${req.tenantId} and product ${req.productId}`);
     if (all.length === 1) return all;
     const score = (e: Entitlement) =>
-      leases.activeFor(e.id, req.subjectType, req.subjectId) ? 0 : NAMED.has(e.policy.type) && seats.find(e.id, req.subjectType, req.subjectId) ? 1 : 2;
+      leases.activeFor(e.id, req.subjectType, req.subjectKey) ? 0 : NAMED.has(e.policy.type) && seats.find(e.id, req.subjectType, req.subjectKey) ? 1 : 2;
     return all.map((e, i) => ({ e, s: score(e), i })).sort((a, b) => a.s - b.s || a.i - b.i).map((x) => x.e);
   }
 
-  function grantSync(req: LeaseRequest, now: number, clockBehind: boolean): { lease: Lease; entitlement: Entitlement; grace: boolean } {
+  function grantSync(req: KeyedRequest, now: number, clockBehind: boolean): { lease: Lease; entitlement: Entitlement; grace: boolean } {
     const candidates = rank(req);
     let best: AppError | undefined;
     for (const e of candidates) {
@@ -254,13 +284,15 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     }
     const e = entitlements.get(l.entitlementId)!;
     if (clockBehind && e.source === 'bundle') throw timeGuard.refusal(e.id, now);
-    const { grace } = usable(e, now, true);
+    const grace = usable(e, now);
+    // In grace only: the one extra lookup (the seat) is never paid on the normal path.
+    if (grace && !heldAtEnd(e, l, NAMED.has(e.policy.type) ? seats.find(e.id, l.subjectType, l.subjectKey) : undefined)) throw newcomerInGrace(e);
     // A renewal keeps the features the entitlement still grants (an admin may have removed some).
     const entitled = e.policy.features ?? [];
     const features = l.features.filter((f) => entitled.includes(f));
     const expiresAt = leaseExpiry(e, now);
     leases.refresh(l.id, now, expiresAt, features);
-    leases.event({ at: now, kind: 'renew', entitlementId: e.id, leaseId: l.id, subjectType: l.subjectType, subjectId: l.subjectId });
+    leases.event({ at: now, kind: 'renew', entitlementId: e.id, leaseId: l.id, subjectType: l.subjectType, subjectKey: l.subjectKey });
     return { lease: { ...l, renewedAt: now, expiresAt, features }, entitlement: e, grace };
   }
 
@@ -270,7 +302,9 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
      * shared with concurrent grants (group commit); the token is signed after the commit, off the
      * main thread.
      */
-    async grant(req: LeaseRequest): Promise<IssuedLease> {
+    async grant(request: LeaseRequest): Promise<IssuedLease> {
+      // The subject's canonical key, once per request: one short normalize + fold (src/subjects.ts).
+      const req: KeyedRequest = { ...request, subjectKey: subjectKey(request.subjectId) };
       const outcome = await store.batch(() => {
         const now = clock.now();
         // Never throws for the clock; may write the start or end of an episode, which must commit:
@@ -282,7 +316,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
           if (err instanceof AppError && err.code === 'clock_suspect') return { ok: false as const, error: err };
           if (err instanceof AppError && DENIALS.has(err.code)) {
             const entId = typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;
-            leases.event({ at: now, kind: 'deny', entitlementId: entId, leaseId: null, subjectType: req.subjectType, subjectId: req.subjectId, reason: err.code });
+            leases.event({ at: now, kind: 'deny', entitlementId: entId, leaseId: null, subjectType: req.subjectType, subjectKey: req.subjectKey, reason: err.code });
             return { ok: false as const, error: err };
           }
           throw err;
@@ -335,22 +369,25 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     get: mustGetLease,
 
     /**
-     * Could a lease be granted now? With a subject, answers for that subject (a holder may renew in
-     * grace; manual seats need an assignment); without one, for a newcomer.
+     * Could a lease be granted now? With a subject (any spelling of it), answers for that subject (in
+     * grace only one that held on at the end of term; manual seats need an assignment); without
+     * one, for a newcomer.
      */
     check(e: Entitlement, subject?: { subjectType: string; subjectId: string }) {
       const now = clock.now();
       const named = NAMED.has(e.policy.type);
       const counters = leases.counters(e.id);
       const live = leases.liveCount(e.id, now);
-      const lease = subject ? leases.activeFor(e.id, subject.subjectType, subject.subjectId) : undefined;
-      const seat = subject && named ? seats.find(e.id, subject.subjectType, subject.subjectId) : undefined;
-      const holder = (lease !== undefined && lease.expiresAt > now) || seat !== undefined;
+      const key = subject ? subjectKey(subject.subjectId) : '';
+      const found = subject ? leases.activeFor(e.id, subject.subjectType, key) : undefined;
+      const lease = found !== undefined && found.expiresAt > now ? found : undefined;
+      const seat = subject && named ? seats.find(e.id, subject.subjectType, key) : undefined;
+      const holder = lease !== undefined || seat !== undefined;
       const max = e.policy.max_seats;
       const remaining = max === undefined ? null : Math.max(0, max - (named ? counters.seatsAssigned : live));
       let reason: string | null = null;
       try {
-        usable(e, now, holder);
+        if (usable(e, now) && !heldAtEnd(e, lease, seat)) throw newcomerInGrace(e);
       } catch (err) {
         reason = err instanceof AppError ? String(err.details.reason ?? err.code) : 'internal';
       }
@@ -380,7 +417,8 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     list(filter: { entitlementId?: string | undefined; tenantId?: string | undefined; productId?: string | undefined; subjectType?: string | undefined; subjectId?: string | undefined; cursor?: string | undefined; limit?: number | undefined }) {
       const limit = filter.limit ?? 50;
       const afterSeq = filter.cursor === undefined ? 0 : Number(decodeCursor('l', filter.cursor, SEQ_KEY));
-      const rows = leases.list({ ...filter, afterSeq, limit: limit + 1, now: clock.now() });
+      const { subjectId, ...rest } = filter;
+      const rows = leases.list({ ...rest, subjectKey: subjectId === undefined ? undefined : subjectKey(subjectId), afterSeq, limit: limit + 1, now: clock.now() });
       const more = rows.length > limit;
       const items = more ? rows.slice(0, limit) : rows;
       return { items, nextCursor: more ? encodeCursor('l', items.at(-1)!.seq) : null };
@@ -393,21 +431,23 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
      */
     status(q: { productId: string; subjectType: string; subjectId: string; tenantId?: string | undefined }) {
       const now = clock.now();
+      // Any spelling of the subject finds its lease and seat.
+      const key = subjectKey(q.subjectId);
       const all = q.tenantId !== undefined ? entitlements.candidates(q.tenantId, q.productId) : entitlements.candidatesForProduct(q.productId);
       if (all.length === 0) throw new AppError('not_found', `no entitlement for product ${q.productId}${q.tenantId ? ` and tenant ${q.tenantId}` : ''}`);
       let chosen: Entitlement | undefined;
       let lease: Lease | undefined;
       for (const e of all) {
-        const l = leases.activeFor(e.id, q.subjectType, q.subjectId);
+        const l = leases.activeFor(e.id, q.subjectType, key);
         if (l && l.expiresAt > now) {
           chosen = e;
           lease = l;
           break;
         }
       }
-      chosen ??= all.find((e) => NAMED.has(e.policy.type) && seats.find(e.id, q.subjectType, q.subjectId));
+      chosen ??= all.find((e) => NAMED.has(e.policy.type) && seats.find(e.id, q.subjectType, key));
       if (!chosen) {
-        const last = leases.lastEntitlementOf(all.map((e) => e.id), q.subjectType, q.subjectId);
+        const last = leases.lastEntitlementOf(all.map((e) => e.id), q.subjectType, key);
         chosen = all.find((e) => e.id === last);
       }
       if (!chosen) {
@@ -421,7 +461,7 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       return {
         entitlement: chosen,
         lease,
-        seat: NAMED.has(chosen.policy.type) ? seats.find(chosen.id, q.subjectType, q.subjectId) : undefined,
+        seat: NAMED.has(chosen.policy.type) ? seats.find(chosen.id, q.subjectType, key) : undefined,
         leasesInUse: leases.liveCount(chosen.id, now),
         seatsAssigned: counters.seatsAssigned,
       };

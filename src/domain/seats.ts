@@ -5,6 +5,8 @@ import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { Store } from '../storage/store.ts';
 import type { Seat } from '../storage/leases.ts';
 import type { Actor, Entitlement } from './types.ts';
+import { DAY_MS, graceDays } from './types.ts';
+import { subjectKey } from '../subjects.ts';
 
 export interface SeatSubject {
   subjectType: 'user' | 'machine';
@@ -30,6 +32,21 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
     return e.policy.type === 'per_user' ? 'user' : 'machine';
   }
 
+  /** The refusal of a seat after the end of term: in grace nobody new may lease (README "Grace"), after it nobody at all. */
+  function ended(e: Entitlement, now: number): AppError {
+    const graceEnds = e.endsAt + graceDays(e.policy) * DAY_MS;
+    const inGrace = now <= graceEnds;
+    const end = new Date(e.endsAt).toISOString();
+    return new AppError(
+      'entitlement_inactive',
+      inGrace
+        ? `${e.id} ended at ${end}; during its grace period (until ${new Date(graceEnds).toISOString()}) only subjects that held a seat at the end of term may lease, so no seat is assigned`
+        : `${e.id} expired at ${end}; it takes no seats`,
+      { reason: 'expired', status: inGrace ? 'grace' : 'expired', entitlement_id: e.id, grace_ends_at: new Date(graceEnds).toISOString() },
+      'renew the entitlement first (its end moves forward), then assign the seat',
+    );
+  }
+
   return {
     /** The subject type an entitlement's seats take (for the marketplace's bare principal ids). */
     subjectTypeOf(id: string): 'user' | 'machine' {
@@ -37,22 +54,32 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
     },
 
     /**
-     * Assigns seats, all or nothing: a subject listed twice, one already seated, a wrong subject
-     * type or too few free seats refuse the whole request.
+     * Assigns seats, all or nothing: a subject listed twice (in any spelling: subjects are matched
+     * by canonical key), one already seated, a wrong subject type or too few free seats refuse the
+     * whole request. From the end of term on nobody new takes a seat: during grace and after,
+     * entitlement_inactive (reason `expired`, details.status `grace` or `expired`).
      */
     assign(entitlementId: string, subjects: SeatSubject[], actor: Actor): Seat[] {
       return store.tx(() => {
         const e = seatedEntitlement(entitlementId);
         if (e.status === 'revoked') throw new AppError('conflict', `${entitlementId} is revoked; it takes no seats`);
+        const now = clock.now();
+        if (now > e.endsAt) throw ended(e, now);
         const want = expectedType(e);
-        const seen = new Set<string>();
+        const seen = new Map<string, number>();
         const problems: Array<{ index: number; subject: string; message: string }> = [];
+        const keys = subjects.map((s) => subjectKey(s.subjectId));
         subjects.forEach((s, index) => {
-          const key = `${s.subjectType}:${s.subjectId}`;
-          if (s.subjectType !== want) problems.push({ index, subject: key, message: `${e.policy.type} seats are for subject_type ${want}` });
-          else if (seen.has(key)) problems.push({ index, subject: key, message: 'listed twice' });
-          else if (seats.find(e.id, s.subjectType, s.subjectId)) problems.push({ index, subject: key, message: 'holds a seat already' });
-          seen.add(key);
+          const label = `${s.subjectType}:${s.subjectId}`;
+          const key = `${s.subjectType}:${keys[index]!}`;
+          const first = seen.get(key);
+          const held = first === undefined && s.subjectType === want ? seats.find(e.id, s.subjectType, keys[index]!) : undefined;
+          if (s.subjectType !== want) problems.push({ index, subject: label, message: `${e.policy.type} seats are for subject_type ${want}` });
+          else if (first !== undefined) {
+            const other = subjects[first]!.subjectId;
+            problems.push({ index, subject: label, message: other === s.subjectId ? 'listed twice' : `listed twice: the same subject as index ${first} (${other})` });
+          } else if (held) problems.push({ index, subject: label, message: held.subjectId === s.subjectId ? 'holds a seat already' : `holds a seat already as ${held.subjectId}` });
+          if (first === undefined) seen.set(key, index);
         });
         if (problems.length > 0) {
           throw new AppError('conflict', `${problems.length} of ${subjects.length} subjects cannot take a seat; no seat was assigned`, { errors: problems.slice(0, 100) });
@@ -62,8 +89,7 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
         if (seatsAssigned + subjects.length > max) {
           throw new AppError('seats_exhausted', `${e.id} has ${Math.max(0, max - seatsAssigned)} free of ${max} seats; ${subjects.length} asked`, { entitlement_id: e.id, max_seats: max, assigned: seatsAssigned, requested: subjects.length });
         }
-        const now = clock.now();
-        const out = subjects.map((s) => ({ id: newId('seat'), entitlementId: e.id, subjectType: s.subjectType, subjectId: s.subjectId, assignedAt: now, assignedBy: actor }));
+        const out = subjects.map((s, i) => ({ id: newId('seat'), entitlementId: e.id, subjectType: s.subjectType, subjectId: s.subjectId, subjectKey: keys[i]!, assignedAt: now, assignedBy: actor }));
         for (const seat of out) seats.insert(seat);
         leases.bumpSeats(e.id, out.length);
         store.audit.append({
@@ -87,11 +113,11 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
         const now = clock.now();
         seats.remove(seat.id);
         leases.bumpSeats(entitlementId, -1);
-        const running = leases.activeFor(entitlementId, seat.subjectType, seat.subjectId);
+        const running = leases.activeFor(entitlementId, seat.subjectType, seat.subjectKey);
         let endedLease: string | null = null;
         if (running && leases.end(running.id, 'revoked', now)) {
           const active = leases.bumpActive(entitlementId, -1);
-          leases.event({ at: now, kind: 'revoke', entitlementId, leaseId: running.id, subjectType: seat.subjectType, subjectId: seat.subjectId, activeAfter: active, reason: 'seat_revoked' });
+          leases.event({ at: now, kind: 'revoke', entitlementId, leaseId: running.id, subjectType: seat.subjectType, subjectKey: seat.subjectKey, activeAfter: active, reason: 'seat_revoked' });
           endedLease = running.id;
         }
         store.audit.append({ at: now, actor, action: 'seat.revoke', targetType: 'entitlement', targetId: entitlementId, details: { seat_id: seat.id, subject: `${seat.subjectType}:${seat.subjectId}`, ended_lease: endedLease } });

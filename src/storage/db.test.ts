@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { openDatabase } from './db.ts';
+import { openDatabase, registerMigrationFunctions } from './db.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { tempDir } from '../../test/helpers.ts';
 
@@ -19,8 +19,11 @@ function databaseAt(file: string, version: number, pageSize = 4096): Database.Da
   const db = new Database(file);
   db.pragma(`page_size = ${pageSize}`);
   db.pragma('journal_mode = WAL');
+  // As that release's migrate() did: its SQL functions, then each migration's SQL and JS step.
+  registerMigrationFunctions(db);
   for (const m of MIGRATIONS.filter((x) => x.version <= version)) {
     db.exec(m.sql);
+    m.after?.(db, { now: () => 0 });
     db.pragma(`user_version = ${m.version}`);
   }
   return db;

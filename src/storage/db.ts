@@ -1,7 +1,8 @@
 import { closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { MIGRATIONS } from './migrations.ts';
+import { MIGRATIONS, type MigrationNote } from './migrations.ts';
 import { checkDatabaseFile, checkSchema, damagedDatabase, integrityProblems, isCorruption } from './integrity.ts';
+import { subjectKey } from '../subjects.ts';
 
 export type Db = Database.Database;
 
@@ -25,6 +26,27 @@ export interface OpenOptions {
   mustExist?: boolean;
   /** With mustExist: run PRAGMA quick_check before migrating, and refuse a damaged file. */
   quickCheck?: boolean;
+  /** The clock that dates what a migration writes (its audit rows); the system clock when absent. */
+  now?: () => number;
+}
+
+export type { MigrationNote } from './migrations.ts';
+
+// What the migrations run by this connection had to say (e.g. subjects merged by 0007), for the
+// process that opened it to log or print. Empty when the database was up to date.
+const notesByDb = new WeakMap<Db, MigrationNote[]>();
+
+/** The notes of the migrations this connection applied when it was opened (none when it applied none). */
+export function migrationNotes(db: Db): readonly MigrationNote[] {
+  return notesByDb.get(db) ?? [];
+}
+
+/**
+ * SQL functions the migrations call: SQLite has no Unicode normalisation, so 0007 computes subject
+ * keys (src/subjects.ts) through this one. Deterministic, so SQLite may use it in indexes.
+ */
+export function registerMigrationFunctions(db: Db): void {
+  db.function('bp_subject_key', { deterministic: true }, (id: unknown) => (typeof id === 'string' ? subjectKey(id) : id));
 }
 
 export class DatabaseVersionError extends Error {}
@@ -53,8 +75,10 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
     // index leaves) are copied to the database once per checkpoint, not once per 16 MB.
     const pageSize = db.pragma('page_size', { simple: true }) as number;
     db.pragma(`wal_autocheckpoint = ${Math.floor(WAL_CHECKPOINT_BYTES / pageSize)}`);
-    if (!opts.readonly) migrate(db);
-    else checkVersion(db);
+    if (!opts.readonly) {
+      const notes = migrate(db, opts.now ?? Date.now);
+      if (notes.length > 0) notesByDb.set(db, notes);
+    } else checkVersion(db);
     if (opts.mustExist) checkSchema(db, file, opts.nativeBinding);
   } catch (err) {
     db.close();
@@ -113,16 +137,24 @@ function checkVersion(db: Db): void {
   }
 }
 
-/** Applies each pending migration in its own IMMEDIATE transaction, so two processes never race. */
-export function migrate(db: Db): void {
+/**
+ * Applies each pending migration in its own IMMEDIATE transaction, so two processes never race: its
+ * SQL, then its JS step when it has one (work SQLite cannot do, such as writing to the audit chain).
+ * Returns the notes the migrations left for the operator.
+ */
+export function migrate(db: Db, now: () => number = Date.now): MigrationNote[] {
   checkVersion(db);
+  const notes: MigrationNote[] = [];
+  if (currentVersion(db) < (MIGRATIONS.at(-1)?.version ?? 0)) registerMigrationFunctions(db);
   for (const m of MIGRATIONS) {
     db.transaction(() => {
       if (currentVersion(db) >= m.version) return;
       db.exec(m.sql);
+      if (m.after) notes.push(...m.after(db, { now }));
       db.pragma(`user_version = ${m.version}`);
     }).immediate();
   }
+  return notes;
 }
 
 /** Runs fn in one IMMEDIATE transaction: the write lock is taken up front, so two writers never both read stale state. */

@@ -7,7 +7,10 @@ export interface Lease {
   id: string;
   entitlementId: string;
   subjectType: string;
+  /** The subject id as the request that created the lease spelt it (display, token `sub`). */
   subjectId: string;
+  /** Its canonical key (src/subjects.ts): what lookups compare. */
+  subjectKey: string;
   features: string[];
   grantedAt: number;
   renewedAt: number;
@@ -22,6 +25,7 @@ interface LeaseRow {
   entitlement_id: string;
   subject_type: string;
   subject_id: string;
+  subject_key: string;
   features: string;
   granted_at: number;
   renewed_at: number;
@@ -36,6 +40,7 @@ const fromRow = (r: LeaseRow): Lease => ({
   entitlementId: r.entitlement_id,
   subjectType: r.subject_type,
   subjectId: r.subject_id,
+  subjectKey: r.subject_key,
   features: JSON.parse(r.features) as string[],
   grantedAt: r.granted_at,
   renewedAt: r.renewed_at,
@@ -52,7 +57,8 @@ export interface LeaseEvent {
   entitlementId: string | null;
   leaseId: string | null;
   subjectType: string | null;
-  subjectId: string | null;
+  /** The subject's canonical key: the event log only counts subjects (column subject_id). */
+  subjectKey: string | null;
   activeAfter?: number | null;
   reason?: string | null;
 }
@@ -62,7 +68,8 @@ export interface LeaseFilter {
   tenantId?: string | undefined;
   productId?: string | undefined;
   subjectType?: string | undefined;
-  subjectId?: string | undefined;
+  /** A subject's canonical key. */
+  subjectKey?: string | undefined;
   afterSeq: number;
   limit: number;
   now: number;
@@ -70,11 +77,11 @@ export interface LeaseFilter {
 
 /** All SQL about leases, their counters and their events. */
 export function createLeaseRepo(db: Db) {
-  const insert = db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, features, granted_at, renewed_at, expires_at, state)
-    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @features, @granted_at, @renewed_at, @expires_at, 'active')`);
+  const insert = db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, subject_key, features, granted_at, renewed_at, expires_at, state)
+    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @features, @granted_at, @renewed_at, @expires_at, 'active')`);
   const byId = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE id = ?');
   const activeBySubject = db.prepare<[string, string, string], LeaseRow>(
-    "SELECT * FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_id = ? AND state = 'active'",
+    "SELECT * FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ? AND state = 'active'",
   );
   const refresh = db.prepare<[number, number, string, string]>('UPDATE leases SET renewed_at = ?, expires_at = ?, features = ? WHERE id = ?');
   const end = db.prepare<[LeaseState, number, string]>("UPDATE leases SET state = ?, ended_at = ? WHERE id = ? AND state = 'active'");
@@ -95,7 +102,7 @@ export function createLeaseRepo(db: Db) {
   const expiredAll = db.prepare<[number, number], LeaseRow>("SELECT * FROM leases WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?");
   const liveCount = db.prepare<[string, number], { n: number }>("SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at > ?");
   const lastOfSubject = db.prepare<[string, string, string], { seq: number }>(
-    'SELECT seq FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_id = ? ORDER BY seq DESC LIMIT 1',
+    'SELECT seq FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ? ORDER BY seq DESC LIMIT 1',
   );
   const insertEvent = db.prepare(`INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after, reason)
     VALUES (@at, @kind, @entitlement_id, @lease_id, @subject_type, @subject_id, @active_after, @reason)`);
@@ -107,6 +114,7 @@ export function createLeaseRepo(db: Db) {
         entitlement_id: l.entitlementId,
         subject_type: l.subjectType,
         subject_id: l.subjectId,
+        subject_key: l.subjectKey,
         features: JSON.stringify(l.features),
         granted_at: l.grantedAt,
         renewed_at: l.renewedAt,
@@ -117,8 +125,9 @@ export function createLeaseRepo(db: Db) {
       const r = byId.get(id);
       return r && fromRow(r);
     },
-    activeFor(entitlementId: string, subjectType: string, subjectId: string): Lease | undefined {
-      const r = activeBySubject.get(entitlementId, subjectType, subjectId);
+    /** The subject's active lease on the entitlement (by canonical key), if any; expired or not. */
+    activeFor(entitlementId: string, subjectType: string, subjectKey: string): Lease | undefined {
+      const r = activeBySubject.get(entitlementId, subjectType, subjectKey);
       return r && fromRow(r);
     },
     refresh(id: string, at: number, expiresAt: number, features: string[]): void {
@@ -148,10 +157,10 @@ export function createLeaseRepo(db: Db) {
       return liveCount.get(entitlementId, now)!.n;
     },
     /** Of these entitlements, the one the subject leased on last (in any state), if any. */
-    lastEntitlementOf(entitlementIds: readonly string[], subjectType: string, subjectId: string): string | undefined {
+    lastEntitlementOf(entitlementIds: readonly string[], subjectType: string, subjectKey: string): string | undefined {
       let best: { id: string; seq: number } | undefined;
       for (const id of entitlementIds) {
-        const r = lastOfSubject.get(id, subjectType, subjectId);
+        const r = lastOfSubject.get(id, subjectType, subjectKey);
         if (r && (!best || r.seq > best.seq)) best = { id, seq: r.seq };
       }
       return best?.id;
@@ -163,7 +172,7 @@ export function createLeaseRepo(db: Db) {
         entitlement_id: e.entitlementId,
         lease_id: e.leaseId,
         subject_type: e.subjectType,
-        subject_id: e.subjectId,
+        subject_id: e.subjectKey,
         active_after: e.activeAfter ?? null,
         reason: e.reason ?? null,
       });
@@ -180,7 +189,7 @@ export function createLeaseRepo(db: Db) {
       add('e.tenant_id = @tenant', 'tenant', f.tenantId);
       add('e.product_id = @product', 'product', f.productId);
       add('l.subject_type = @stype', 'stype', f.subjectType);
-      add('l.subject_id = @sid', 'sid', f.subjectId);
+      add('l.subject_key = @sid', 'sid', f.subjectKey);
       const rows = db
         .prepare(`SELECT l.*, e.tenant_id, e.product_id FROM leases l JOIN entitlements e ON e.id = l.entitlement_id WHERE ${where.join(' AND ')} ORDER BY l.seq LIMIT @limit`)
         .all(params) as Array<LeaseRow & { tenant_id: string; product_id: string }>;
@@ -196,7 +205,10 @@ export interface Seat {
   id: string;
   entitlementId: string;
   subjectType: string;
+  /** As first seen (the assignment or the first lease), for display. */
   subjectId: string;
+  /** Canonical (src/subjects.ts): one seat per key and entitlement. */
+  subjectKey: string;
   assignedAt: number;
   assignedBy: string;
 }
@@ -206,6 +218,7 @@ export interface SeatRow {
   entitlement_id: string;
   subject_type: string;
   subject_id: string;
+  subject_key: string;
   assigned_at: number;
   assigned_by: string;
 }
@@ -215,24 +228,26 @@ const seatFromRow = (r: SeatRow): Seat => ({
   entitlementId: r.entitlement_id,
   subjectType: r.subject_type,
   subjectId: r.subject_id,
+  subjectKey: r.subject_key,
   assignedAt: r.assigned_at,
   assignedBy: r.assigned_by,
 });
 
 /** All SQL about named seats. */
 export function createSeatRepo(db: Db) {
-  const insert = db.prepare(`INSERT INTO seats (id, entitlement_id, subject_type, subject_id, assigned_at, assigned_by)
-    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @assigned_at, @assigned_by)`);
-  const bySubject = db.prepare<[string, string, string], SeatRow>('SELECT * FROM seats WHERE entitlement_id = ? AND subject_type = ? AND subject_id = ?');
+  const insert = db.prepare(`INSERT INTO seats (id, entitlement_id, subject_type, subject_id, subject_key, assigned_at, assigned_by)
+    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @assigned_at, @assigned_by)`);
+  const bySubject = db.prepare<[string, string, string], SeatRow>('SELECT * FROM seats WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ?');
   const byId = db.prepare<[string], SeatRow>('SELECT * FROM seats WHERE id = ?');
   const remove = db.prepare<[string]>('DELETE FROM seats WHERE id = ?');
   const page = db.prepare<[string, string, number], SeatRow>('SELECT * FROM seats WHERE entitlement_id = ? AND id > ? ORDER BY id LIMIT ?');
   return {
     insert(s: Seat): void {
-      insert.run({ id: s.id, entitlement_id: s.entitlementId, subject_type: s.subjectType, subject_id: s.subjectId, assigned_at: s.assignedAt, assigned_by: s.assignedBy });
+      insert.run({ id: s.id, entitlement_id: s.entitlementId, subject_type: s.subjectType, subject_id: s.subjectId, subject_key: s.subjectKey, assigned_at: s.assignedAt, assigned_by: s.assignedBy });
     },
-    find(entitlementId: string, subjectType: string, subjectId: string): Seat | undefined {
-      const r = bySubject.get(entitlementId, subjectType, subjectId);
+    /** The subject's seat on the entitlement, by canonical key. */
+    find(entitlementId: string, subjectType: string, subjectKey: string): Seat | undefined {
+      const r = bySubject.get(entitlementId, subjectType, subjectKey);
       return r && seatFromRow(r);
     },
     get(id: string): Seat | undefined {

@@ -26,7 +26,11 @@ interface DayRow {
   unique_subjects: number;
 }
 
-/** All SQL behind usage reports: read from the lease event log, so figures survive restarts. */
+/**
+ * All SQL behind usage reports: read from the lease event log, so figures survive restarts. The log's
+ * subject_id is the subject's canonical key (migration 0007), so distinct counts are per subject
+ * however its id was spelt.
+ */
 export function createUsageRepo(db: Db) {
   const window = db.prepare<[string, number, number], { grants: number | null; renewals: number | null; releases: number | null; denials: number | null; peak: number | null }>(
     `SELECT sum(kind = 'grant') AS grants, sum(kind = 'renew') AS renewals, sum(kind = 'release') AS releases,
@@ -40,7 +44,7 @@ export function createUsageRepo(db: Db) {
   const activeSeats = db.prepare<[number, number, string], { n: number }>(
     `SELECT count(*) AS n FROM seats s WHERE EXISTS (
        SELECT 1 FROM lease_events e WHERE e.entitlement_id = s.entitlement_id AND e.at >= ? AND e.at < ?
-         AND e.kind IN ('grant', 'renew') AND e.subject_type = s.subject_type AND e.subject_id = s.subject_id)
+         AND e.kind IN ('grant', 'renew') AND e.subject_type = s.subject_type AND e.subject_id = s.subject_key)
      AND s.entitlement_id = ?`,
   );
   const daily = db.prepare<[string, number, number], DayRow>(

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { identifier, parseWith, seatListQuerySchema, subjectTypeSchema } from '../../schemas.ts';
+import { parseWith, seatListQuerySchema, subjectIdentifier, subjectTypeSchema } from '../../schemas.ts';
 import { seatView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
@@ -32,7 +32,7 @@ export function registerSeats(program: Command, kit: CommandKit): void {
     .action(async (entitlement: string, subjects: string[], o: { subjectType?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const type = o.subjectType === undefined ? ctx.services.seats.subjectTypeOf(entitlement) : parseWith(subjectTypeSchema, o.subjectType, '--subject-type');
-        const list = subjects.map((s) => ({ subjectType: type, subjectId: parseWith(identifier, s, 'subject') }));
+        const list = subjects.map((s) => ({ subjectType: type, subjectId: parseWith(subjectIdentifier, s, 'subject') }));
         const out = ctx.services.seats.assign(entitlement, list, cliActor()).map(seatView);
         emit(kit.io, g.json, { data: out, assigned: out.length }, () => out.map((s) => `assigned ${s.seat_id} to ${s.subject_type}:${s.subject_id}`).join('\n'));
       });
