@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 STAMP := node_modules/.install-stamp
 DEMO_DIR ?= demo-data
 
-.PHONY: install guard build test check binary run bench chaos clean
+.PHONY: install guard build test check binary sdk run bench chaos clean
 
 install: $(STAMP)
 
@@ -36,8 +36,14 @@ run: build
 	@node scripts/demo.mjs "$(DEMO_DIR)"
 	node dist/cli.cjs serve --data-dir "$(DEMO_DIR)" --host 127.0.0.1 --port 8080
 
+# The client SDKs: clients/typescript/dist (ESM, CJS, types) and the Rust crate (offline, Debian's crates).
+sdk: guard
+	node clients/typescript/build.mjs
+	cd clients/rust && cargo build --offline --examples
+
 bench: guard
 	node scripts/build-binary.mjs
+	node clients/typescript/build.mjs
 	node bench/run.mjs
 
 # The attacks of "Never down" against the executable while a normal client leases (bounded, < 5 min).
@@ -46,4 +52,4 @@ chaos: guard
 	node bench/chaos.mjs
 
 clean:
-	rm -rf dist coverage bench/results/latest.json
+	rm -rf dist coverage bench/results/latest.json clients/typescript/dist clients/rust/target

@@ -21,8 +21,9 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { buildInproc } from './lib/build-inproc.mjs';
 import { adminApi, cpuSeconds, initDataDir, killStrays, memMb, runJsonChild, startServer } from './lib/server.mjs';
-import { BULK_IMPORT_COUNT, HOT_PREFILL, bulkImportItems, provisionItems } from './lib/shapes.mjs';
+import { BULK_IMPORT_COUNT, HOT_PREFILL, bulkImportItems, grantRequest, provisionItems } from './lib/shapes.mjs';
 import { measureBundleImport } from './lib/bundle.mjs';
+import { measureSdkVerify } from './lib/sdk.mjs';
 import { evaluateTargets, printTable } from './lib/table.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -173,6 +174,16 @@ async function main() {
     const entIds = prov.items.map((x) => x.entitlement_id);
     const hotId = entIds.at(-1);
     const grantEnts = entIds.slice(0, -1);
+
+    // SDK verification: a real token of this server, verified by each SDK on one core.
+    {
+      const res = await fetch(`${server.url}/v1/license/lease`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(grantRequest(0, 'sdk-bench')) });
+      const lease = await res.json();
+      const keys = (await api.get('/v1/license/keys')).keys;
+      log('SDK token verification (TypeScript, Rust; the Rust release build may take a minute)…');
+      result.sdk = measureSdkVerify({ root, work, token: lease.token, keys, product: grantRequest(0, 'sdk-bench').product_id, ms: QUICK ? 1000 : 3000 });
+      log(`verify/s: TypeScript ${Math.round(result.sdk.ts_verify_per_s ?? NaN)}, Rust ${Math.round(result.sdk.rust_verify_per_s ?? NaN)}`);
+    }
 
     result.http = {};
     result.http.grant = await httpRun(server, 'grant');

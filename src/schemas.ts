@@ -53,7 +53,7 @@ export const policySchema = z
       .max(256)
       .refine((f) => new Set(f).size === f.length, 'features must not repeat')
       .optional(),
-    lease_ttl_seconds: z.int().min(10).max(30 * 86_400).optional(),
+    lease_ttl_seconds: z.int().min(5).max(30 * 86_400).optional(),
     grace_days: z.int().min(0).max(3650).optional(),
     seat_assignment: z.enum(['auto', 'manual']).optional(),
   })

@@ -26,6 +26,8 @@ export function evaluateTargets(r) {
   add('memory.rss_100k_leases_mb', r.memory.rss_100k_leases_mb, '<', 300);
   add('memory.idle_rss_mb', r.memory.idle_rss_mb, '<', 100);
   add('startup.first_answer_ms', r.startup?.first_answer_ms, '<', 1000);
+  add('sdk.ts_verify_per_s', r.sdk?.ts_verify_per_s, '>=', 20_000);
+  add('sdk.rust_verify_per_s', r.sdk?.rust_verify_per_s, '>=', 50_000);
   return t;
 }
 
@@ -57,6 +59,7 @@ export function printTable(r) {
   rows.push(['memory: RSS with 100k active leases (MB)', fmt(r.memory.rss_100k_leases_mb, 1)]);
   rows.push(['memory: server peak RSS over the run (MB)', fmt(r.memory.server_peak_rss_mb, 1)]);
   rows.push(['startup: first HTTP answer after spawn (ms)', fmt(r.startup.first_answer_ms)]);
+  rows.push(['SDK: token verifications/s, TypeScript / Rust (1 core)', `${fmt(r.sdk?.ts_verify_per_s)} / ${fmt(r.sdk?.rust_verify_per_s)}`]);
   rows.push(['machine: CPU stolen by the hypervisor (%)', fmt(r.machine.cpu_steal_pct, 1)]);
 
   const w = Math.max(...rows.map((x) => x[0].length));

@@ -287,7 +287,7 @@ describe('small-order public keys', () => {
     const forged = `v4.public.${encodeBase64Url(Buffer.concat([message, basePoint, one]))}.${encodeBase64Url(footer)}`;
     expect(forged.split('.').length).toBe(4);
     // Every way our code turns bytes into a verification key refuses the identity, so there is
-    // no KeyObject to hand to verifyV4Public. src/client/verify.test.ts runs the forged token
+    // no KeyObject to hand to verifyV4Public. clients/typescript/test/verify.test.ts runs the forged token
     // through verifyLeaseToken end to end.
     expectTokenError(() => verifyKeyFromPaserk(toPaserkPublic(identity)), 'bad_key', 'small-order');
     expectTokenError(() => ed25519PublicKeyFromRaw(identity), 'bad_key', 'small-order');

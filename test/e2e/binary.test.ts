@@ -5,21 +5,16 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFile
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildBinary } from '../../scripts/build-binary.mjs';
 import { killStrays, ROOT, runProcess, startServe } from '../spawn.ts';
-import { verifyLeaseToken } from '../../src/client/index.ts';
+import { verifyLeaseToken } from '../../clients/typescript/src/index.ts';
 
 const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const EXE: [string, string[]] = ['./bp-license-server', []];
 let dir: string;
 const inDir = () => ({ cwd: dir, env: {} });
 
-beforeAll(async () => {
-  // The global setup has just bundled dist/cli.cjs from the current sources: reuse it rather than
-  // rewrite it under other test files that are spawning it.
-  const t0 = performance.now();
-  await buildBinary({ bundle: false });
-  console.log(`binary built in ${Math.round(performance.now() - t0)} ms`);
+beforeAll(() => {
+  // The global setup has just built dist/bp-license-server from the current sources.
   dir = mkdtempSync(path.join(tmpdir(), 'bpls-binary-'));
   copyFileSync(path.join(ROOT, 'dist', 'bp-license-server'), path.join(dir, 'bp-license-server'));
 }, 180_000);

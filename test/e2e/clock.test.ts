@@ -7,7 +7,6 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBinary } from '../../scripts/build-binary.mjs';
 import { killStrays, ROOT, runProcess, startServe, type ServeHandle } from '../spawn.ts';
 
 const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
@@ -74,7 +73,7 @@ function recorded(dataDir: string): { events: string[]; audit: string[]; hwmInte
 
 beforeAll(async () => {
   expect(existsSync(LIBFAKETIME), `${LIBFAKETIME} is missing: apt-get install -y faketime`).toBe(true);
-  await buildBinary({ bundle: false });
+  // dist/bp-license-server: built by the global setup from the current sources.
   root = mkdtempSync(path.join(tmpdir(), 'bpls-clock-e2e-'));
   copyFileSync(path.join(ROOT, 'dist', 'bp-license-server'), path.join(root, 'bp-license-server'));
   offsetFile = path.join(root, 'faketime.offset');

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PublicProtocol } from 'paseto';
 import { ImportPublicKeyFactory, VerifyFactory } from 'paseto/v4/public';
 import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
-import { verifyLeaseToken } from '../../src/client/index.ts';
+import { verifyLeaseToken } from '../../clients/typescript/src/index.ts';
 
 const YEAR_MS = 365 * 24 * 3600 * 1000;
 /** RFC 3339 UTC to the second, the API's time format. */

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
-import { verifyLeaseToken } from '../../client/index.ts';
+import { verifyLeaseToken } from '../../../clients/typescript/src/index.ts';
 
 let h: Harness;
 beforeEach(() => {

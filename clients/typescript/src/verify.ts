@@ -1,10 +1,10 @@
-import { checkTimeClaims, verifyClaims } from '../tokens/claims.ts';
-import { TokenError, preview } from '../tokens/errors.ts';
-import { verifyKeyFromPaserk } from '../tokens/keys.ts';
-import type { VerifyKey } from '../tokens/keys.ts';
-import { readLeaseClaims } from '../tokens/lease-token.ts';
-import type { LeaseClaims } from '../tokens/lease-token.ts';
-import { paserkPid } from '../tokens/paserk.ts';
+import { checkTimeClaims, verifyClaims } from '../../../src/tokens/claims.ts';
+import { TokenError, preview } from '../../../src/tokens/errors.ts';
+import { verifyKeyFromPaserk } from '../../../src/tokens/keys.ts';
+import type { VerifyKey } from '../../../src/tokens/keys.ts';
+import { readLeaseClaims } from '../../../src/tokens/lease-token.ts';
+import type { LeaseClaims } from '../../../src/tokens/lease-token.ts';
+import { paserkPid } from '../../../src/tokens/paserk.ts';
 
 /** One entry of `GET /v1/license/keys`. Only `public_key` is trusted; `kid` is cross-checked. */
 export interface PublishedKey {

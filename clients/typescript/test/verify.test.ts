@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { expectTokenError } from '../../test/token-assert.ts';
-import { encodeBase64Url } from '../tokens/base64url.ts';
-import { generateSigningKey } from '../tokens/keys.ts';
-import { issueLeaseToken } from '../tokens/lease-token.ts';
-import type { LeaseClaimsInput } from '../tokens/lease-token.ts';
-import { paserkPid, toPaserkPublic } from '../tokens/paserk.ts';
-import { signV4Public } from '../tokens/paseto.ts';
-import { verifyLeaseToken } from './index.ts';
-import type { PublishedKeys } from './index.ts';
+import { expectTokenError } from '../../../test/token-assert.ts';
+import { encodeBase64Url } from '../../../src/tokens/base64url.ts';
+import { generateSigningKey } from '../../../src/tokens/keys.ts';
+import { issueLeaseToken } from '../../../src/tokens/lease-token.ts';
+import type { LeaseClaimsInput } from '../../../src/tokens/lease-token.ts';
+import { paserkPid, toPaserkPublic } from '../../../src/tokens/paserk.ts';
+import { signV4Public } from '../../../src/tokens/paseto.ts';
+import { verifyLeaseToken } from '../src/index.ts';
+import type { PublishedKeys } from '../src/index.ts';
 
 const server = generateSigningKey();
 const retired = generateSigningKey();
