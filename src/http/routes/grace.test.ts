@@ -4,7 +4,7 @@
 // feature_based). Seats are not assigned after ends_at.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
-import { verifyLeaseToken } from '../../client/index.ts';
+import { verifyLeaseToken } from '../../../clients/typescript/src/index.ts';
 
 let h: Harness;
 beforeEach(() => {

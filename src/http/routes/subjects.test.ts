@@ -2,7 +2,7 @@
 // fold) on every route that matches them: leases, seats, status, check, the lease list, usage.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
-import { verifyLeaseToken } from '../../client/index.ts';
+import { verifyLeaseToken } from '../../../clients/typescript/src/index.ts';
 
 let h: Harness;
 beforeEach(() => {
