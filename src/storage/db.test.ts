@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { openDatabase, registerMigrationFunctions } from './db.ts';
+import { openDatabase } from './db.ts';
+import { registerMigrationFunctions } from './migrations.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { tempDir } from '../../test/helpers.ts';
 

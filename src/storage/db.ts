@@ -1,8 +1,7 @@
 import { closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { MIGRATIONS, type MigrationNote } from './migrations.ts';
+import { MIGRATIONS, registerMigrationFunctions, type MigrationNote } from './migrations.ts';
 import { checkDatabaseFile, checkSchema, damagedDatabase, integrityProblems, isCorruption } from './integrity.ts';
-import { subjectKey } from '../subjects.ts';
 
 export type Db = Database.Database;
 
@@ -41,13 +40,6 @@ export function migrationNotes(db: Db): readonly MigrationNote[] {
   return notesByDb.get(db) ?? [];
 }
 
-/**
- * SQL functions the migrations call: SQLite has no Unicode normalisation, so 0007 computes subject
- * keys (src/subjects.ts) through this one. Deterministic, so SQLite may use it in indexes.
- */
-export function registerMigrationFunctions(db: Db): void {
-  db.function('bp_subject_key', { deterministic: true }, (id: unknown) => (typeof id === 'string' ? subjectKey(id) : id));
-}
 
 export class DatabaseVersionError extends Error {}
 

@@ -6,7 +6,7 @@
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.ts';
-import { MIGRATIONS } from './migrations.ts';
+import { MIGRATIONS, registerMigrationFunctions } from './migrations.ts';
 import type { Db } from './db.ts';
 
 const MAGIC = 'SQLite format 3\0';
@@ -132,7 +132,11 @@ function expectedSchema(nativeBinding: object | undefined): Map<string, string> 
   const mem = new Database(':memory:', options);
   try {
     mem.pragma('foreign_keys = ON');
-    for (const m of MIGRATIONS) mem.exec(m.sql);
+    registerMigrationFunctions(mem);
+    for (const m of MIGRATIONS) {
+      mem.exec(m.sql);
+      m.after?.(mem, { now: () => 0 });
+    }
     expected = schemaOf(mem);
   } finally {
     mem.close();

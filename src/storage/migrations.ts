@@ -1,4 +1,5 @@
 import type { Db } from './db.ts';
+import { subjectKey } from '../subjects.ts';
 import m0001 from './migrations/0001_init.sql';
 import m0002 from './migrations/0002_leases.sql';
 import m0003 from './migrations/0003_time.sql';
@@ -33,3 +34,11 @@ export const MIGRATIONS: ReadonlyArray<Migration> = [
   { version: 6, name: '0006_lease_counters', sql: m0006 },
   { version: 7, name: '0007_subject_keys', sql: m0007, after: reportSubjectMerges },
 ];
+
+/**
+ * SQL functions the migrations call: SQLite has no Unicode normalisation, so 0007 computes subject
+ * keys (src/subjects.ts) through this one. Deterministic, so SQLite may use it in indexes.
+ */
+export function registerMigrationFunctions(db: Db): void {
+  db.function('bp_subject_key', { deterministic: true }, (id: unknown) => (typeof id === 'string' ? subjectKey(id) : id));
+}
