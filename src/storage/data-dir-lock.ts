@@ -6,7 +6,7 @@
 // records who holds it (pid, host, since), committed before the lock is taken, so a refusal can
 // name the holder: a RESERVED lock still lets others read.
 import Database from 'better-sqlite3';
-import { existsSync, chmodSync } from 'node:fs';
+import { existsSync, chmodSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AppError } from '../errors.ts';
@@ -17,7 +17,12 @@ export const LOCK_FILE = 'serve.lock';
 /** A held data-directory lock. `release()` is idempotent; process death releases it too. */
 export interface DataDirLock {
   readonly file: string;
-  release(): void;
+  /**
+   * Lets go. `discard`: also remove the lock file when this lock created it (a serve refused at
+   * start leaves the data directory as it found it). Removed while still held, so no other process
+   * can have taken the lock on it.
+   */
+  release(opts?: { discard?: boolean }): void;
 }
 
 interface Holder {
@@ -75,9 +80,10 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
   let held = true;
   return {
     file,
-    release() {
+    release({ discard = false } = {}) {
       if (!held) return;
       held = false;
+      if (discard && fresh) rmSync(file, { force: true });
       try {
         db.exec('ROLLBACK');
       } finally {

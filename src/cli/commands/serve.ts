@@ -4,7 +4,7 @@ import { resolveServe } from '../../config.ts';
 import { startServer } from '../../server.ts';
 import { createLogger, openLogFile, type CountingLogger, type LogFile, type LogLevel } from '../../log.ts';
 import { AppError } from '../../errors.ts';
-import { initState } from '../../data-dir.ts';
+import { assertWritable, initState } from '../../data-dir.ts';
 import { lockDataDir, type DataDirLock } from '../../storage/data-dir-lock.ts';
 import { loadSqliteBinding } from '../../storage/native.ts';
 import type { CommandKit } from '../main.ts';
@@ -26,8 +26,8 @@ export function registerServe(program: Command, kit: CommandKit): void {
   // sync folder watch): nothing of a second server starts before the lock says it is alone.
   let lock: DataDirLock | undefined;
   let logFile: LogFile | undefined;
-  const release = () => {
-    lock?.release();
+  const release = (discard = false) => {
+    lock?.release({ discard });
     lock = undefined;
     logFile?.close();
     logFile = undefined;
@@ -49,7 +49,11 @@ export function registerServe(program: Command, kit: CommandKit): void {
       const g = kit.globals(actionCmd);
       const s = resolveServe(opts, kit.io.env);
       // A directory that is not initialised is refused by startServer, with its own message.
-      if (initState(g.dataDir) !== 'none') lock = lockDataDir(g.dataDir, { role: 'serve', nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
+      // A read-only file system is refused as such (storage_unavailable), before the lock file is tried.
+      if (initState(g.dataDir) !== 'none') {
+        assertWritable(g.dataDir);
+        lock = lockDataDir(g.dataDir, { role: 'serve', nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
+      }
       const logPath = opts.logFile ?? kit.io.env.BPLS_LOG_FILE;
       if (logPath !== undefined && logPath !== '') {
         try {
@@ -107,7 +111,8 @@ export function registerServe(program: Command, kit: CommandKit): void {
         );
       } catch (err) {
         log.flush();
-        release();
+        // Refused at start: the data directory stays as it was, without a lock file of ours.
+        release(true);
         throw err;
       }
       kit.io.stdout(`listening on ${server.url}\n`);
