@@ -124,26 +124,40 @@ function utf8Prefix(s: string, bytes: number): string {
 
 /**
  * Does the file's own structure say it is not whole yet: empty, a prefix of the magic line, a
- * manifest line without its LF (under the 64 KiB cap, token characters only), or a payload shorter
- * than the manifest's `payload.len`? Anything else (junk, too large, longer than announced) is
- * "complete": the import decides, and refuses it at once.
+ * manifest line without its LF (under the 64 KiB cap, token characters only), a payload shorter
+ * than the manifest's `payload.len`, or zeros from some point to the end where bytes are still to
+ * come (a copier that sets the size first and fills it in later, as Windows and
+ * `rsync --preallocate` may: then the last byte, `lastByte`, is 0, never the LF a payload ends
+ * with)? Anything else (junk, too large, longer than announced) is "complete": the import decides,
+ * and refuses it at once. `head` is the file's first bytes (at least the magic and manifest lines
+ * when the file has them).
  */
-export function looksIncomplete(head: Buffer, size: number): string | undefined {
+export function looksIncomplete(head: Buffer, size: number, lastByte?: number): string | undefined {
   if (size === 0) return 'the file is empty';
+  const zeros = 'the file holds zeros where its bytes are still to come (its size was set before they were written?)';
+  // Zeros from i to the end of the file (as far as head and the last byte show).
+  const zerosFrom = (i: number): boolean => {
+    for (let k = i; k < head.length; k++) if (head[k] !== 0) return false;
+    return head.length >= size || lastByte === 0;
+  };
   const magic = Buffer.from(MAGIC, 'ascii');
-  if (head.length < magic.length) return magic.subarray(0, head.length).equals(head) ? 'the file ends inside the magic line' : undefined;
-  if (!head.subarray(0, magic.length).equals(magic)) return undefined;
-  const lf = head.indexOf(0x0a, magic.length);
-  if (lf < 0) {
-    if (head.length - magic.length > LIMITS.manifestBytes) return undefined;
-    for (let i = magic.length; i < head.length; i++) if (head[i]! < 0x21 || head[i]! > 0x7e) return undefined;
-    return 'the file ends inside the manifest line';
+  for (let i = 0; i < Math.min(head.length, magic.length); i++) {
+    if (head[i] !== magic[i]) return zerosFrom(i) ? zeros : undefined;
   }
+  if (head.length < magic.length) return 'the file ends inside the magic line';
+  const lf = head.indexOf(0x0a, magic.length);
+  const lineEnd = lf < 0 ? head.length : lf;
+  for (let i = magic.length; i < lineEnd; i++) {
+    if (head[i]! < 0x21 || head[i]! > 0x7e) return head[i] === 0 && zerosFrom(i) ? zeros : undefined;
+  }
+  if (lf < 0) return head.length - magic.length > LIMITS.manifestBytes ? undefined : 'the file ends inside the manifest line';
   const payload = peekClaims(head.subarray(magic.length, lf).toString('ascii'))?.payload as { len?: unknown } | undefined;
   const len = payload?.len;
   if (typeof len !== 'number' || !Number.isSafeInteger(len) || len < 0) return undefined;
   const have = size - (lf + 1);
-  return have < len ? `the payload has ${have} of the ${len} bytes its manifest announces` : undefined;
+  if (have < len) return `the payload has ${have} of the ${len} bytes its manifest announces`;
+  if (have === len && len > 0 && lastByte === 0) return zeros;
+  return undefined;
 }
 
 const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
@@ -313,7 +327,9 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
       const want = Math.min(st.size, MAGIC.length + LIMITS.manifestBytes + 1);
       const head = Buffer.alloc(want);
       const { bytesRead } = await fh.read(head, 0, want, 0);
-      return { kind: 'ok', size: st.size, mtimeMs: st.mtimeMs, incomplete: looksIncomplete(head.subarray(0, bytesRead), st.size) };
+      const last = Buffer.alloc(1);
+      const tail = st.size > 0 ? (await fh.read(last, 0, 1, st.size - 1)).bytesRead : 0;
+      return { kind: 'ok', size: st.size, mtimeMs: st.mtimeMs, incomplete: looksIncomplete(head.subarray(0, bytesRead), st.size, tail === 1 ? last[0] : undefined) };
     } finally {
       await fh.close().catch(() => {});
     }

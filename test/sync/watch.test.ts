@@ -462,6 +462,23 @@ describe('folder sync: copies in progress (issue 11.8)', () => {
     await halfThenRest(() => 0);
   });
 
+  it('a copy that sets the size first (zeros) and fills it in later is waited for, then imported', async () => {
+    w = createWorld();
+    const s = start();
+    const bytes = readFileSync(w.sign(1, { entitlements: [ent('ent_a')] }));
+    const target = join(s.inbox, 'pre.bpsync');
+    for (const cut of [0, 30, Math.floor(bytes.length / 2), bytes.length - 10]) {
+      writeFileSync(target, Buffer.concat([bytes.subarray(0, cut), Buffer.alloc(bytes.length - cut)]));
+      await s.polls(6);
+      expect(s.ls('inbox'), `cut at ${cut}`).toEqual(['pre.bpsync']);
+    }
+    expect(refusals()).toBe(0);
+    writeFileSync(target, bytes);
+    await s.polls(3);
+    expect(s.ls('processed')).toEqual(['pre.bpsync']);
+    expect(Object.keys(w.bundleState())).toEqual(['ent_a']);
+  });
+
   it('a copy that never finishes is refused as truncated only after the quiet period, counted from its last change', async () => {
     w = createWorld();
     const s = start(undefined, { quietMs: 120_000 });
@@ -503,6 +520,12 @@ describe('folder sync: copies in progress (issue 11.8)', () => {
     expect(looksIncomplete(Buffer.from('BPSYNC/1\nv4.public.abc def'), 26)).toBeUndefined();
     expect(looksIncomplete(bytes, bytes.length - 1)).toMatch(/payload has/);
     expect(looksIncomplete(bytes, bytes.length)).toBeUndefined();
+    expect(looksIncomplete(bytes, bytes.length, 0x0a)).toBeUndefined();
+    expect(looksIncomplete(bytes, bytes.length, 0)).toMatch(/zeros/);
+    expect(looksIncomplete(Buffer.alloc(100), 1000, 0)).toMatch(/zeros/); // nothing written yet
+    expect(looksIncomplete(Buffer.concat([Buffer.from('BPSYNC/1\nv4.public.'), Buffer.alloc(50)]), 1000, 0)).toMatch(/zeros/);
+    expect(looksIncomplete(Buffer.concat([Buffer.from('BPSYNC/1\nv4.public.'), Buffer.alloc(50)]), 1000, 0x41)).toBeUndefined(); // zeros, then bytes: junk
+    expect(looksIncomplete(Buffer.from('BPSYNC/1\nv4.public.a\u0000b'), 22, 0x62)).toBeUndefined();
     expect(looksIncomplete(bytes, bytes.length + 1)).toBeUndefined();
   });
 });
