@@ -17,7 +17,7 @@
 import { constants, mkdirSync } from 'node:fs';
 import { copyFile, lstat, mkdir, open, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
 import { AppError, isAppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -161,7 +161,7 @@ export function looksIncomplete(head: Buffer, size: number, lastByte?: number): 
 }
 
 const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
-const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 const STAT_BATCH = 64;
 
 /** Starts the poll loop (the first poll runs after one interval). Never throws for the folder's state. */
@@ -176,7 +176,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     ensureSyncFolders(o.dir);
   } catch (err) {
     // Reported by the first poll (inbox) or the first move (processed/, rejected/); the server runs on.
-    o.log.error('cannot create the sync folders', { dir: o.dir, code: errno(err), error: describe(err) });
+    o.log.error('cannot create the sync folders', { dir: o.dir, code: errno(err), error: errText(err) });
   }
   const seen = new Map<string, Seen>();
   /** The last problem logged per inbox name, so each is logged once, not once per poll. */
@@ -241,8 +241,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
 
   /** rename across file systems (the inbox on a USB stick): a hidden copy, renamed, then the original removed. */
   async function copyAcross(src: string, target: string): Promise<string> {
-    const slash = target.lastIndexOf('/');
-    const tmp = `${target.slice(0, slash)}/.${target.slice(slash + 1)}.part`;
+    const tmp = join(dirname(target), `.${basename(target)}.part`);
     await rm(tmp, { force: true });
     try {
       await copyFile(src, tmp, constants.COPYFILE_EXCL);
@@ -271,7 +270,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
       await rename(tmp, `${target}.error.json`);
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
-      o.log.error('cannot write the report beside a rejected sync bundle', { file: name, moved_to: target, code: errno(err), error: describe(err) });
+      o.log.error('cannot write the report beside a rejected sync bundle', { file: name, moved_to: target, code: errno(err), error: errText(err) });
     }
   }
 
@@ -291,10 +290,10 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
         return;
       }
       entry.outcome = { ...outcome, nextMoveAt: o.now() + retryMs };
-      problem(name, `move:${outcome.folder}:${code ?? describe(err)}`, 'error', `sync bundle could not be moved to ${outcome.folder}/; it stays in the inbox and will not be imported again`, {
+      problem(name, `move:${outcome.folder}:${code ?? errText(err)}`, 'error', `sync bundle could not be moved to ${outcome.folder}/; it stays in the inbox and will not be imported again`, {
         ...(outcome.done ?? { rule: outcome.report?.rule }),
         code,
-        error: describe(err),
+        error: errText(err),
         retry_in_s: retryMs / 1000,
       });
       return;
@@ -349,7 +348,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     try {
       look = await inspect(name);
     } catch (err) {
-      problem(name, `open:${errno(err) ?? describe(err)}`, 'error', 'sync bundle cannot be read; left in the inbox', { code: errno(err), error: describe(err) });
+      problem(name, `open:${errno(err) ?? errText(err)}`, 'error', 'sync bundle cannot be read; left in the inbox', { code: errno(err), error: errText(err) });
       entry.retryAt = o.now() + retryMs;
       return;
     }
@@ -386,7 +385,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
         seen.delete(name);
       } else {
         entry.retryAt = o.now() + retryMs;
-        const e = err instanceof AppError ? { code: err.code, message: err.message } : { code: errno(err), error: describe(err) };
+        const e = err instanceof AppError ? { code: err.code, message: err.message } : { code: errno(err), error: errText(err) };
         problem(name, `import:${JSON.stringify(e)}`, 'error', 'sync bundle could not be imported; will try again', { retry_in_s: retryMs / 1000, ...e });
       }
       return;
@@ -406,7 +405,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
         const st = stats[j]!;
         if (st instanceof Error) {
           seen.delete(name);
-          if (errno(st) !== 'ENOENT') problem(name, `stat:${errno(st) ?? describe(st)}`, 'error', 'sync inbox entry cannot be examined; left alone', { code: errno(st), error: describe(st) });
+          if (errno(st) !== 'ENOENT') problem(name, `stat:${errno(st) ?? errText(st)}`, 'error', 'sync inbox entry cannot be examined; left alone', { code: errno(st), error: errText(st) });
           continue;
         }
         if (!st.isFile()) {
@@ -429,10 +428,10 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     try {
       all = await readdir(inbox);
     } catch (err) {
-      const sig = errno(err) ?? describe(err);
+      const sig = errno(err) ?? errText(err);
       if (inboxProblem !== sig) {
         inboxProblem = sig;
-        o.log.error('cannot read the sync inbox; will keep trying', { dir: inbox, code: errno(err), error: describe(err) });
+        o.log.error('cannot read the sync inbox; will keep trying', { dir: inbox, code: errno(err), error: errText(err) });
       }
       return;
     }
@@ -467,7 +466,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     running ??= pollOnce()
       .catch((err: unknown) => {
         // Whatever was missed, the loop goes on: nothing here may end the server.
-        o.log.error('sync inbox poll failed; will try again', { code: errno(err), error: describe(err) });
+        o.log.error('sync inbox poll failed; will try again', { code: errno(err), error: errText(err) });
       })
       .finally(() => {
         running = undefined;
