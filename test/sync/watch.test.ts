@@ -18,9 +18,12 @@ const immutable: string[] = [];
 afterEach(async () => {
   await watcher?.stop();
   watcher = undefined;
-  for (const p of immutable.splice(0)) execFileSync('chattr', ['-i', p]);
-  for (const m of mounts.splice(0).reverse()) execFileSync('umount', [m]);
-  w?.h.close();
+  try {
+    for (const p of immutable.splice(0)) execFileSync('chattr', ['-i', p]);
+    for (const m of mounts.splice(0).reverse()) execFileSync('umount', [m]);
+  } finally {
+    w?.h.close();
+  }
 });
 
 function start(importFile?: (file: string, name: string) => Promise<ImportResult>, over: Partial<FolderSyncOptions> = {}) {
