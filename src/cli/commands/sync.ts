@@ -104,15 +104,17 @@ function attachFolderSync(program: Command, kit: CommandKit): void {
     .option('--sync-dir <dir>', 'watch DIR/inbox for vendor bundles and import them (env BPLS_SYNC_DIR; default ./sync-bundles when that folder exists)')
     .option('--no-sync-dir', 'do not watch any sync folder')
     .option('--sync-poll-ms <ms>', 'how often the sync inbox is polled, in milliseconds (default 1000)')
+    .option('--sync-incomplete-wait <seconds>', 'how long a bundle that is still incomplete (a copy in progress) must stay unchanged in the inbox before it is rejected as truncated (default 600)')
     .option('--sync-url <url>', "outbound sync: pull bundles from and push exports to the vendor's URL on a schedule (env BPLS_SYNC_URL; off by default)")
     .option('--sync-interval <seconds>', 'seconds between outbound sync runs (default 3600)')
     .hook('preAction', (_serve, actionCmd) => {
-      const o = actionCmd.opts() as { syncDir?: string | false; syncPollMs?: string; syncUrl?: string; syncInterval?: string };
+      const o = actionCmd.opts() as { syncDir?: string | false; syncPollMs?: string; syncIncompleteWait?: string; syncUrl?: string; syncInterval?: string };
       const sync = resolveSync(o, kit.io.env, kit.io.cwd);
       const watch = !sync.off && (sync.named || existsSync(sync.dir));
       if (!watch && sync.url === undefined) return;
       const url = sync.url === undefined ? undefined : parseSyncUrl(sync.url);
       const pollMs = whole(o.syncPollMs, 1000, 10, 3_600_000, '--sync-poll-ms', 'milliseconds');
+      const quietS = whole(o.syncIncompleteWait, 600, 1, 604_800, '--sync-incomplete-wait', 'seconds');
       const intervalS = whole(o.syncInterval, 3600, 1, 86_400, '--sync-interval', 'seconds');
       const dir = sync.dir;
       const g = kit.globals(actionCmd);
@@ -121,7 +123,7 @@ function attachFolderSync(program: Command, kit: CommandKit): void {
       const service = syncServiceOf(ctx);
       const log = kit.serveLog ?? createLogger({ level, write: kit.io.stderr });
       const watcher = watch
-        ? startFolderSync({ dir, log, now: () => ctx.clock.now(), intervalMs: pollMs, importFile: (file, name) => service.importFile(file, { actor: 'sync-dir', name }) })
+        ? startFolderSync({ dir, log, now: () => ctx.clock.now(), intervalMs: pollMs, quietMs: quietS * 1000, importFile: (file, name) => service.importFile(file, { actor: 'sync-dir', name }) })
         : undefined;
       const outbound = url
         ? startOutboundSync({ url, serverId: ctx.info.server_id, service, log, outbox: join(dir, 'outbox'), intervalMs: intervalS * 1000 })
