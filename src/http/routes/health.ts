@@ -4,7 +4,7 @@ import type { RouteDeps } from '../../app.ts';
 import { AppError } from '../../errors.ts';
 
 /** Liveness and readiness; no authentication, no details that help an attacker. */
-export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDraining, metrics }: RouteDeps): void {
+export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDraining, metrics, storage }: RouteDeps): void {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
   app.get('/readyz', (c) => {
@@ -14,6 +14,10 @@ export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDra
     } catch {
       throw new AppError('internal', 'the database is not answering');
     }
+    // Writes fail (full disk: storage_full; read-only or failing: storage_unavailable) until a
+    // probe commits again; asked here, the probe runs (at most every 250 ms).
+    const condition = storage.health.check();
+    if (condition !== 'ok') return c.json({ status: condition }, 503);
     // A suspect clock refuses every lease: not ready for clients until it is fixed.
     if (services.timeGuard.status().suspect) return c.json({ status: 'clock_suspect' }, 503);
     return c.json({ status: 'ready' });
@@ -27,6 +31,10 @@ export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDra
       bpls_leases_active: { help: 'Active lease rows (expired ones count until the sweep marks them).', value: t.leases },
       bpls_seats_assigned: { help: 'Named seats assigned.', value: t.seats },
       bpls_clock_suspect: { help: '1 while the clock reads behind the high-water mark and leases are refused.', value: services.timeGuard.status().suspect ? 1 : 0 },
+      bpls_storage_writable: { help: '1 while writes succeed; 0 from a write refused for a full or read-only disk until a probe commits again.', value: storage.health.condition() === 'ok' ? 1 : 0 },
+      bpls_storage_full: { help: '1 while writes fail because the disk holding the data directory is full.', value: storage.health.condition() === 'storage_full' ? 1 : 0 },
+      bpls_storage_refused_writes: { help: 'Writes refused since start because the storage was full, read-only or failing.', value: storage.health.failedWrites() },
+      ...(storage.checkpointer ? { bpls_wal_bytes: { help: 'Size of the write-ahead log file, bytes (checkpointed off the request path).', value: storage.checkpointer.walBytes() } } : {}),
     });
     return c.body(body, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
