@@ -36,7 +36,7 @@ export interface AppDeps {
   /** Request counters, shared with the server's direct lease path; the app makes its own without. */
   metrics?: Metrics;
   /** The server's storage upkeep (episodes, WAL); without it the app tracks episodes itself, with no checkpoint thread. */
-  storage?: Pick<StorageUpkeep, 'health'> & { checkpointer?: Pick<StorageUpkeep['checkpointer'], 'walBytes'> };
+  storage?: Pick<StorageUpkeep, 'health'> & { checkpointer?: Pick<StorageUpkeep['checkpointer'], 'walBytes' | 'stats'> };
 }
 
 export interface RouteDeps extends AppDeps {

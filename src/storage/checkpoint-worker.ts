@@ -9,12 +9,16 @@
 // native.ts loaded) and is opened with process.dlopen: the same file as the serving thread's, so
 // one SQLite library (one table of POSIX locks) serves both connections, as SQLite requires.
 //
-// Each round: a PASSIVE checkpoint (no lock; writers go on appending), a second one for what was
-// appended meanwhile, then, when the WAL holds more than `restartBytes`, a RESTART: it takes the
-// write lock for the little left, so the next commit starts the WAL from its beginning (a writer
-// restarts the WAL only when everything is copied, which PASSIVE alone never reaches under steady
-// load). TRUNCATE instead of RESTART when the WAL file is over `truncateBytes` (it was let grow by
-// a long reader, or filled the disk), when asked (storage writable again) and at start.
+// Each round: a PASSIVE checkpoint (no lock; writers go on appending) and a second one for what was
+// appended meanwhile. A writer starts the WAL again from its beginning only once every frame is
+// copied, which a checkpoint on another thread never reaches under steady load (commits keep
+// coming). So when the WAL holds more than `restartBytes`, the worker asks the serving thread to
+// copy the few frames left itself (a PASSIVE checkpoint between two turns of its event loop: a
+// small copy and one fsync, about a commit's cost, and no lock to wait on); its next commit then
+// restarts the WAL. (A RESTART checkpoint here would hold the write lock while the serving thread
+// sleeps in its busy handler, whose 1, 2, 5, 10 ms steps overshoot; measured worse.) TRUNCATE,
+// here, when the WAL file is over `truncateBytes` (a long reader let it grow, or it filled the
+// disk), when asked (storage writable again) and at start.
 import * as os from 'node:os';
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -37,7 +41,9 @@ export type CheckpointCommand = { type: 'truncate' } | { type: 'stop' };
 /** Messages from the worker. */
 export type CheckpointReport =
   | { type: 'ready' }
-  | { type: 'checkpoint'; mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; ms: number; walFrames: number; busy: boolean }
+  | { type: 'checkpoint'; mode: 'TRUNCATE'; ms: number; walFrames: number; busy: boolean }
+  /** The WAL is over restartBytes and all but `pending` frames are copied: the serving thread copies the rest. */
+  | { type: 'restart'; walFrames: number; pending: number }
   | { type: 'error'; code: string | undefined; message: string }
   | { type: 'ok' }
   | { type: 'stopped' };
@@ -75,11 +81,11 @@ function walFileBytes(): number {
   }
 }
 
-function checkpoint(mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'): { busy: boolean; log: number; done: number } {
+function checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): { busy: boolean; log: number; done: number } {
   const t0 = performance.now();
   const row = db!.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number };
   const r = { busy: row.busy !== 0, log: row.log, done: row.checkpointed };
-  if (mode !== 'PASSIVE') send({ type: 'checkpoint', mode, ms: performance.now() - t0, walFrames: r.log, busy: r.busy });
+  if (mode === 'TRUNCATE') send({ type: 'checkpoint', mode, ms: performance.now() - t0, walFrames: r.log, busy: r.busy });
   return r;
 }
 
@@ -93,8 +99,8 @@ function round(): void {
     if (truncateWanted || fileBytes > data.truncateBytes) {
       const t = checkpoint('TRUNCATE');
       if (!t.busy) truncateWanted = false;
-    } else if (r.log * pageBytes > data.restartBytes) {
-      checkpoint('RESTART');
+    } else if (r.log * pageBytes > data.restartBytes && r.done > 0) {
+      send({ type: 'restart', walFrames: r.log, pending: r.log - r.done });
     }
     if (failing) {
       failing = false;
