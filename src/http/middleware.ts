@@ -58,8 +58,8 @@ export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; me
  */
 export function errorAnswer(err: unknown, requestId: string, log: Logger, storage?: Pick<StorageHealth, 'failed'>): { status: AppError['status']; body: ErrorEnvelope; close: boolean; retryAfter: number | undefined } {
   // A full or read-only disk is logged once per episode (storage/health.ts), not per request.
-  storage?.failed(err);
-  if (!(err instanceof AppError)) err = storageFailure(err) ?? err;
+  const s = storage?.failed(err);
+  if (!(err instanceof AppError)) err = s ?? storageFailure(err) ?? err;
   if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large', retryAfter: err.retryAfterSeconds };
   log.error('unhandled error', { request_id: requestId, error: (err as Error)?.stack ?? String(err) });
   const internal = new AppError('internal', 'internal error; the server log has the detail under this request id');

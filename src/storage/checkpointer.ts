@@ -13,8 +13,6 @@ declare const __BPLS_CHECKPOINT_WORKER__: string | undefined;
 export const WAL_RESTART_BYTES = 16 << 20;
 /** A WAL file bigger than this (a long reader held it, a full disk stopped it) is copied and cut to zero. */
 export const WAL_TRUNCATE_BYTES = 64 << 20;
-/** After a restart the serving connection cuts the WAL file back to this size (journal_size_limit). */
-export const WAL_KEEP_BYTES = 16 << 20;
 // The worker allocates next to nothing: a small heap keeps its isolate's share of the RSS small.
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 };
 
@@ -65,7 +63,6 @@ export function startCheckpointer(opts: CheckpointerOptions): Checkpointer {
   const { db, log } = opts;
   const walFile = `${opts.file}-wal`;
   const pageSize = db.pragma('page_size', { simple: true }) as number;
-  db.pragma(`journal_size_limit = ${WAL_KEEP_BYTES}`);
   let running = false;
   let failed = false;
   let serving = 0;

@@ -37,7 +37,7 @@ afterEach(() => {
 describe('storage episodes', () => {
   it('a full disk starts one episode, logged once; a committing probe ends it, logged once', () => {
     expect(health.check()).toBe('ok');
-    expect(health.failed(sqliteError('SQLITE_FULL', 'database or disk is full'))).toBe(true);
+    expect(health.failed(sqliteError('SQLITE_FULL', 'database or disk is full'))?.code).toBe('storage_full');
     for (let i = 0; i < 50; i++) health.failed(sqliteError('SQLITE_FULL', 'database or disk is full'));
     expect(health.condition()).toBe('storage_full');
     expect(health.failedWrites()).toBe(51);
@@ -57,20 +57,21 @@ describe('storage episodes', () => {
   });
 
   it('read-only and I/O errors are storage_unavailable; busy, bugs and client errors start nothing', () => {
-    expect(health.failed(sqliteError('SQLITE_BUSY', 'database is locked'))).toBe(false);
-    expect(health.failed(new TypeError('x is undefined'))).toBe(false);
-    expect(health.failed(new AppError('invalid_request', 'bad'))).toBe(false);
-    expect(health.failed(new AppError('busy', 'locked'))).toBe(false);
+    expect(health.failed(sqliteError('SQLITE_BUSY', 'database is locked'))).toBeUndefined();
+    expect(health.failed(new TypeError('x is undefined'))).toBeUndefined();
+    expect(health.failed(new AppError('invalid_request', 'bad'))).toBeUndefined();
+    expect(health.failed(new AppError('busy', 'locked'))).toBeUndefined();
     expect(health.condition()).toBe('ok');
     expect(lines).toEqual([]);
 
-    expect(health.failed(sqliteError('SQLITE_READONLY', 'attempt to write a readonly database'))).toBe(true);
+    expect(health.failed(sqliteError('SQLITE_READONLY', 'attempt to write a readonly database'))?.code).toBe('storage_unavailable');
     expect(health.condition()).toBe('storage_unavailable');
     // Already mapped by a service: counts the same.
-    expect(health.failed(new AppError('storage_unavailable', 'cannot write'))).toBe(true);
+    expect(health.failed(new AppError('storage_unavailable', 'cannot write'))).toBeDefined();
     // A full disk seen later is the more precise diagnosis.
-    expect(health.failed(sqliteError('SQLITE_IOERR_WRITE', 'disk I/O error'))).toBe(true);
-    expect(health.failed(Object.assign(new Error('no space'), { code: 'ENOSPC' }))).toBe(true);
+    // An I/O error with room on the disk stays storage_unavailable (the e2e test fills a disk).
+    expect(health.failed(sqliteError('SQLITE_IOERR_WRITE', 'disk I/O error'))?.code).toBe('storage_unavailable');
+    expect(health.failed(Object.assign(new Error('no space'), { code: 'ENOSPC' }))).toBeDefined();
     expect(health.condition()).toBe('storage_full');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ level: 'warn', code: 'storage_unavailable', cause: 'SQLITE_READONLY' });

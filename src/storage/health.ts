@@ -26,11 +26,13 @@ export interface StorageHealthOptions {
 
 export interface StorageHealth {
   /**
-   * Notes a failure where it is answered or caught. True when it was a storage failure (full,
-   * read-only or failing storage; not `busy`, which is another process's lock, nor a bug): the
-   * first one starts an episode, logged once as a warning with its code; the rest are counted.
+   * Notes a failure where it is answered or caught. For a storage failure (full, read-only or
+   * failing storage; not `busy`, which is another process's lock, nor a bug) it returns the error
+   * to answer, else undefined: the first one starts an episode, logged once as a warning with its
+   * code; the rest are counted. An I/O error while the disk is full (SQLite reports a failed fsync
+   * or shared-memory growth as SQLITE_IOERR_*, not SQLITE_FULL) is answered `storage_full`.
    */
-  failed(err: unknown): boolean;
+  failed(err: unknown): AppError | undefined;
   /** The condition, probing writability first when in an episode and the last probe is old. */
   check(): StorageCondition;
   /** The condition as last known, without probing (metrics). */
@@ -65,13 +67,16 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
   let lastProbe = 0;
   let timer: NodeJS.Timeout | undefined;
 
-  function failed(err: unknown): boolean {
-    const e = err instanceof AppError ? err : storageFailure(err);
-    if (!e || (e.code !== 'storage_full' && e.code !== 'storage_unavailable')) return false;
+  function failed(err: unknown): AppError | undefined {
+    let e = err instanceof AppError ? err : storageFailure(err);
+    if (!e || (e.code !== 'storage_full' && e.code !== 'storage_unavailable')) return undefined;
+    // Only on a failure: one statfs.
+    if (e.code === 'storage_unavailable' && !(err instanceof AppError) && !enoughSpace()) e = storageFailure({ code: 'SQLITE_FULL' })!;
+    const code: Exclude<StorageCondition, 'ok'> = e.code === 'storage_full' ? 'storage_full' : 'storage_unavailable';
     refused++;
     refusedInEpisode++;
     if (condition === 'ok') {
-      condition = e.code;
+      condition = code;
       startedAt = now();
       lastProbe = startedAt;
       refusedInEpisode = 1;
@@ -83,11 +88,11 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
       });
       timer = setInterval(probe, interval);
       timer.unref();
-    } else if (e.code === 'storage_full' && condition !== 'storage_full') {
+    } else if (code === 'storage_full' && condition !== 'storage_full') {
       // A full disk is the more precise diagnosis (an I/O error may have been its first sign).
       condition = 'storage_full';
     }
-    return true;
+    return e;
   }
 
   function checkSpace(): void {

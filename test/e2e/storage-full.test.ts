@@ -9,7 +9,7 @@
 // line at its end, nothing of a refused write is in the database, and the WAL that grew against the
 // full disk is cut once space is back, also across a restart on the full disk.
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -348,3 +348,33 @@ describe('read-only storage (ext4 remounted read-only on an error)', () => {
     expect(await server.stop()).toEqual({ code: 0, signal: null });
   });
 });
+
+describe('read-only storage at start (a read-only bind mount)', () => {
+  it('serve refuses with storage_unavailable and a clear message, and changes nothing', { timeout: 120_000 }, async (ctx) => {
+    const src = path.join(root, 'ro-src');
+    const mnt = path.join(root, 'ro');
+    await prepare(path.join(src, 'data'));
+    mkdirSync(mnt, { recursive: true });
+    let why: string | undefined;
+    try {
+      sh('mount', ['--bind', src, mnt]);
+      mounts.unshift(mnt);
+      sh('mount', ['-o', 'remount,ro,bind', mnt]);
+    } catch (err) {
+      why = `cannot make a read-only bind mount (${String((err as Error).message).split('\n')[0]})`;
+    }
+    if (why) {
+      console.log(`skipped: ${why}`);
+      ctx.skip();
+    }
+    const before = readdirSync(path.join(src, 'data')).sort();
+    const r = await runProcess(CLI, ['serve', '--data-dir', path.join(mnt, 'data'), '--host', '127.0.0.1', '--port', '0'], { cwd: root, timeoutMs: 60_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('storage_unavailable');
+    expect(r.stderr).toMatch(/read-only/);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack
+    expect(readdirSync(path.join(src, 'data')).sort()).toEqual(before);
+  });
+});
+
