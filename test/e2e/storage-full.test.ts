@@ -369,7 +369,7 @@ describe('read-only storage at start (a read-only bind mount)', () => {
     }
     const before = readdirSync(path.join(src, 'data')).sort();
     const r = await runProcess(CLI, ['serve', '--data-dir', path.join(mnt, 'data'), '--host', '127.0.0.1', '--port', '0'], { cwd: root, timeoutMs: 60_000 });
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('storage_unavailable');
     expect(r.stderr).toMatch(/read-only/);
