@@ -63,8 +63,13 @@ function openConnection(): Database.Database {
     (options as { nativeBinding?: unknown }).nativeBinding = mod.exports;
   }
   const db = new Database(data.file, options);
-  // No autocheckpoint here either: this connection never writes, but say so.
-  db.pragma('wal_autocheckpoint = 0');
+  try {
+    // No autocheckpoint here either: this connection never writes, but say so.
+    db.pragma('wal_autocheckpoint = 0');
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   return db;
 }
 

@@ -88,9 +88,10 @@ export function startCheckpointer(opts: CheckpointerOptions): Checkpointer {
     intervalMs: opts.intervalMs ?? CHECKPOINT_INTERVAL_MS,
     restartBytes: opts.restartBytes ?? WAL_RESTART_BYTES,
     truncateBytes: opts.truncateBytes ?? WAL_TRUNCATE_BYTES,
-    // Short: a TRUNCATE holds the write lock while it waits for readers, and the serving thread
-    // waits on that lock. A round that finds the lock busy just tries again next round.
-    busyTimeoutMs: 50,
+    // None: a TRUNCATE holds the write lock while it waits for readers (a backup reading for
+    // minutes), and the serving thread would wait on that lock. A round that finds the lock or a
+    // reader busy just tries again next round.
+    busyTimeoutMs: 0,
   };
 
   function onMessage(m: CheckpointReport): void {

@@ -11,7 +11,10 @@ export function registerHealthRoutes(app: Hono<AppEnv>, { store, services, isDra
     if (isDraining()) return c.json({ status: 'draining' }, 503);
     try {
       store.audit.head();
-    } catch {
+    } catch (err) {
+      // Storage that fails even to read (an I/O error) is an episode too, not a 500.
+      const e = storage.health.failed(err);
+      if (e) return c.json({ status: storage.health.condition() }, 503);
       throw new AppError('internal', 'the database is not answering');
     }
     // Writes fail (full disk: storage_full; read-only or failing: storage_unavailable) until a
