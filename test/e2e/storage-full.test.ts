@@ -299,6 +299,35 @@ describe('a full disk (tmpfs)', () => {
   });
 });
 
+describe('stopping on a full disk', () => {
+  it('SIGTERM still drains and exits 0 (its last checkpoint fails quietly); the next start on free space serves', { timeout: 180_000 }, async (ctx) => {
+    const mnt = path.join(root, 'tmpfs3');
+    const why = mountTmpfs(mnt, 16);
+    if (why) {
+      console.log(`skipped: ${why}`);
+      ctx.skip();
+    }
+    const dataDir = path.join(mnt, 'data');
+    await prepare(dataDir);
+    const first = await serve(dataDir);
+    const filler = fill(mnt);
+    const storm = await grantStorm(first.base, 'a', 20_000, (a) => a.status === 507);
+    expect([...storm.values()].some((a) => a.status === 507)).toBe(true);
+    expect(await first.stop()).toEqual({ code: 0, signal: null });
+    expect(logLines(first).filter((l) => l.level === 'error')).toEqual([]);
+    expect(logLines(first).at(-1)).toMatchObject({ msg: 'stopped' });
+
+    rmSync(filler);
+    const second = await serve(dataDir);
+    expect(await getJson(`${second.base}/readyz`)).toEqual({ status: 200, body: { status: 'ready' } });
+    expect((await grant(second.base, 'b1')).status).toBe(201);
+    expect(await second.stop()).toEqual({ code: 0, signal: null });
+    const db = leasesInDb(path.join(dataDir, 'license.db'));
+    for (const [subject, a] of storm) expect(db.subjects.has(subject), `${subject} answered ${a.status}`).toBe(a.status === 201);
+    expect(db.subjects.has('b1')).toBe(true);
+  });
+});
+
 describe('read-only storage (ext4 remounted read-only on an error)', () => {
   it('answers 503 storage_unavailable with Retry-After, keeps reading, /readyz 503, one log line', { timeout: 180_000 }, async (ctx) => {
     const host = path.join(root, 'img');
