@@ -251,7 +251,7 @@ async function main() {
     result.http_failures_total =
       ['grant', 'renew', 'grant_hot_entitlement'].reduce((s, k) => s + result.http[k].non_2xx + result.http[k].errors + result.http[k].timeouts + result.http[k].warmup_failures, 0) +
       result.tail.non_2xx + result.tail.errors + result.tail.timeouts;
-    for (const h of Object.values(result.http)) for (const k of Object.keys(h)) h[k] = round(h[k], 2);
+    for (const h of [...Object.values(result.http), result.tail]) for (const k of Object.keys(h)) h[k] = round(h[k], 2);
 
     const g = result.http.grant.rps;
     result.ratios = {
