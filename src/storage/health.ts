@@ -115,21 +115,30 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
     lastProbe = now();
     if (condition === 'storage_full' && !enoughSpace()) return;
     if (db.inTransaction || !db.open) return;
-    const busyTimeout = db.pragma('busy_timeout', { simple: true }) as number;
+    let busyTimeout = 5000;
     let ok = false;
     try {
+      busyTimeout = db.pragma('busy_timeout', { simple: true }) as number;
       db.pragma('busy_timeout = 0');
       db.exec('BEGIN IMMEDIATE');
       db.prepare("INSERT INTO server_state (key, value) VALUES ('storage_probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(lastProbe));
       db.exec('COMMIT');
       ok = true;
     } catch (err) {
-      if (db.inTransaction) db.exec('ROLLBACK');
       // A full disk seen under an I/O episode (or the reverse) refines the diagnosis.
       const e = storageFailure(err);
       if (e?.code === 'storage_full') condition = 'storage_full';
-    } finally {
+    }
+    // Runs from a timer: nothing may escape (a failing ROLLBACK on a failing disk included).
+    try {
+      if (db.inTransaction) db.exec('ROLLBACK');
+    } catch {
+      /* the next probe tries again */
+    }
+    try {
       db.pragma(`busy_timeout = ${busyTimeout}`);
+    } catch {
+      /* a connection that cannot take a pragma is closing */
     }
     if (ok) recovered();
   }
