@@ -9,14 +9,15 @@
 // native.ts loaded) and is opened with process.dlopen: the same file as the serving thread's, so
 // one SQLite library (one table of POSIX locks) serves both connections, as SQLite requires.
 //
-// Each round: a PASSIVE checkpoint (no lock; writers go on appending) and a second one for what was
-// appended meanwhile. A writer starts the WAL again from its beginning only once every frame is
-// copied, which a checkpoint on another thread never reaches under steady load (commits keep
-// coming). So when the WAL holds more than `restartBytes`, the worker asks the serving thread to
-// copy the few frames left itself (a PASSIVE checkpoint between two turns of its event loop: a
-// small copy and one fsync, about a commit's cost, and no lock to wait on); its next commit then
-// restarts the WAL. (A RESTART checkpoint here would hold the write lock while the serving thread
-// sleeps in its busy handler, whose 1, 2, 5, 10 ms steps overshoot; measured worse.) TRUNCATE,
+// Each round: a PASSIVE checkpoint (no lock; writers go on appending). A writer starts the WAL
+// again from its beginning only once every frame is copied, which a checkpoint on another thread
+// never reaches under steady load (commits keep coming). So when the WAL holds more than
+// `restartBytes`, the worker copies again what was appended during its first pass, then asks the
+// serving thread to copy the few frames left itself (a PASSIVE checkpoint between two turns of its
+// event loop: a small copy and one fsync, about a commit's cost, no lock to wait on); its next
+// commit restarts the WAL. (A RESTART checkpoint here would hold the write lock while the serving
+// thread sleeps in its busy handler, whose 1, 2, 5, 10 ms steps overshoot: a first version did
+// that, and its longest stall was several times the serving thread's own checkpoint.) TRUNCATE,
 // here, when the WAL file is over `truncateBytes` (a long reader let it grow, or it filled the
 // disk), when asked (storage writable again) and at start.
 import * as os from 'node:os';
@@ -98,14 +99,15 @@ function round(): void {
   try {
     db ??= openConnection();
     const pageBytes = (db.pragma('page_size', { simple: true }) as number) + 24;
-    checkpoint('PASSIVE');
-    const r = checkpoint('PASSIVE');
-    const fileBytes = walFileBytes();
-    if (truncateWanted || fileBytes > data.truncateBytes) {
+    let r = checkpoint('PASSIVE');
+    if (truncateWanted || walFileBytes() > data.truncateBytes) {
+      // The first PASSIVE copied nearly all without a lock: the TRUNCATE holds it for the rest.
       const t = checkpoint('TRUNCATE');
       if (!t.busy) truncateWanted = false;
-    } else if (r.log * pageBytes > data.restartBytes && r.done > 0) {
-      send({ type: 'restart', walFrames: r.log, pending: r.log - r.done });
+    } else if (r.log * pageBytes > data.restartBytes) {
+      // Again, for what was appended during the first: the serving thread is left only a few frames.
+      r = checkpoint('PASSIVE');
+      if (r.done > 0) send({ type: 'restart', walFrames: r.log, pending: r.log - r.done });
     }
     if (failing) {
       failing = false;
