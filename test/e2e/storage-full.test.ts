@@ -226,7 +226,8 @@ describe('a full disk (tmpfs)', () => {
     const lines = logLines(server);
     const warns = lines.filter((l) => l.level === 'warn' || l.level === 'error');
     expect(warns.map((l) => l.msg)).toEqual([expect.stringContaining('storage not writable')]);
-    expect(warns[0]).toMatchObject({ code: 'storage_full' });
+    // What SQLite really says when a tmpfs is full.
+    expect(warns[0]).toMatchObject({ code: 'storage_full', cause: 'SQLITE_FULL' });
     expect(lines.filter((l) => l.msg === 'request' && l.status === 500)).toEqual([]);
     const walAtFull = walBytes(dbFile);
     expect(walAtFull).toBeGreaterThan(0);
@@ -370,7 +371,8 @@ describe('read-only storage (ext4 remounted read-only on an error)', () => {
     expect(await getJson(`${server.base}/readyz`)).toEqual({ status: 503, body: { status: 'storage_unavailable' } });
     const lines = logLines(server);
     const warns = lines.filter((l) => l.level === 'warn' || l.level === 'error');
-    expect(warns).toEqual([expect.objectContaining({ level: 'warn', code: 'storage_unavailable' })]);
+    // What SQLite says when the kernel turned the file system read-only (EROFS on write).
+    expect(warns).toEqual([expect.objectContaining({ level: 'warn', code: 'storage_unavailable', cause: expect.stringMatching(/^SQLITE_(IOERR|READONLY)/) })]);
     expect(lines.filter((l) => l.msg === 'request' && l.status === 500)).toEqual([]);
 
     // It still stops cleanly.
