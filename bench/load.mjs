@@ -74,6 +74,7 @@ const out = {
   p50_ms: r.latency.p50,
   p90_ms: r.latency.p90,
   p99_ms: r.latency.p99,
+  p99_9_ms: r.latency.p99_9,
   mean_ms: r.latency.average,
   max_ms: r.latency.max,
   requests_2xx: r['2xx'],

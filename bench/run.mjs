@@ -1,7 +1,7 @@
 // make bench: the numbers of DESIGN.md "Numbers it must reach", measured in one run.
 //
-//   node bench/run.mjs            full run (~15 s per HTTP run; whole bench well under 5 minutes)
-//   BENCH_QUICK=1 node bench/run.mjs   short runs (~5 s each; about one minute)
+//   node bench/run.mjs            full run (~15 s per HTTP run, a 60 s tail run; whole bench well under 5 minutes)
+//   BENCH_QUICK=1 node bench/run.mjs   short runs (~5 s each, a 10 s tail run; about one minute)
 //   BENCH_KEEP=1                  keep the temp folder (data dir, server log) and say where it is
 //
 // 1. Ceilings, in a child process: raw Ed25519 signing, SQLite commits at the server's durability,
@@ -10,7 +10,8 @@
 //    fresh data dir in its default durability (full), on 127.0.0.1, port 0. Load from a separate
 //    process (bench/load.mjs, autocannon, 64 connections): grant (new subjects on 100 entitlements
 //    with room), renew (existing leases, round robin), and grant on one entitlement already holding
-//    100,000 active leases. Then a bulk import of 100,000 entitlements over the admin API.
+//    100,000 active leases; after the grant run, the tail run (bench/lib/tail.mjs: 60 s of grants, p99.9
+//    and max, WAL checkpoints included). Then a bulk import of 100,000 entitlements over the admin API.
 // 3. After the server stops: over-grants counted in its database; the bundle import (when built).
 // Prints a table, writes bench/results/latest.json. Exits 0 when targets are missed (the JSON says
 // which), 1 when the bench itself breaks.
@@ -25,10 +26,11 @@ import { BULK_IMPORT_COUNT, HOT_PREFILL, bulkImportItems, grantRequest, provisio
 import { measureBundleImport } from './lib/bundle.mjs';
 import { measureSdkVerify } from './lib/sdk.mjs';
 import { evaluateTargets, printTable } from './lib/table.mjs';
+import { tailRun } from './lib/tail.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
-const T = QUICK ? { ceilMs: 1500, httpS: 5, warmS: 1 } : { ceilMs: 4000, httpS: 15, warmS: 3 };
+const T = QUICK ? { ceilMs: 1500, httpS: 5, warmS: 1, tailS: 10 } : { ceilMs: 4000, httpS: 15, warmS: 3, tailS: 60 };
 const CONNECTIONS = 64;
 const RENEW_POOL = 10_000;
 const EXE = join(root, 'dist', 'bp-license-server');
@@ -187,6 +189,9 @@ async function main() {
 
     result.http = {};
     result.http.grant = await httpRun(server, 'grant');
+    log(`tail: ${T.tailS} s of grants at ${CONNECTIONS} connections…`);
+    result.tail = await tailRun(server, { durationS: T.tailS, connections: CONNECTIONS });
+    log(`tail: p99 ${result.tail.p99_ms} ms, p99.9 ${result.tail.p99_9_ms} ms, max ${result.tail.max_ms} ms, ${result.tail.checkpoints_serving} serving-thread checkpoints (longest ${result.tail.checkpoint_serving_max_ms} ms)`);
 
     const ids = await leaseIdsOf(api, grantEnts, RENEW_POOL);
     const idsFile = join(work, 'lease-ids.json');
@@ -254,8 +259,10 @@ async function main() {
       note: 'active lease rows in the database after the server stopped, against the grants answered 201 and the grants sent (warm-up included; each run stops with up to 64 requests in flight, granted but not counted as answered): consistent when answered <= rows <= sent (no answered grant lost, none doubled) and every active_leases counter equals its rows',
     };
     result.over_grants_total = rows.filter(over).length;
-    result.http_failures_total = ['grant', 'renew', 'grant_hot_entitlement'].reduce((s, k) => s + result.http[k].non_2xx + result.http[k].errors + result.http[k].timeouts + result.http[k].warmup_failures, 0);
-    for (const h of Object.values(result.http)) for (const k of Object.keys(h)) h[k] = round(h[k], 2);
+    result.http_failures_total =
+      ['grant', 'renew', 'grant_hot_entitlement'].reduce((s, k) => s + result.http[k].non_2xx + result.http[k].errors + result.http[k].timeouts + result.http[k].warmup_failures, 0) +
+      result.tail.non_2xx + result.tail.errors + result.tail.timeouts;
+    for (const h of [...Object.values(result.http), result.tail]) for (const k of Object.keys(h)) h[k] = round(h[k], 2);
 
     const g = result.http.grant.rps;
     result.ratios = {

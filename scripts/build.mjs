@@ -13,6 +13,22 @@ const root = fileURLToPath(new URL('..', import.meta.url));
  *   bench/profile.mjs maps back to source files.
  */
 export async function buildCli({ outfile = 'dist/cli.cjs', compact = false } = {}) {
+  // The WAL checkpoint thread's script (src/storage/checkpointer.ts runs it with `eval: true`):
+  // inside the single executable a worker cannot load a file from the bundle.
+  const worker = await build({
+    absWorkingDir: root,
+    entryPoints: ['src/storage/checkpoint-worker.ts'],
+    write: false,
+    minifyWhitespace: compact,
+    minifySyntax: compact,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'cjs',
+    external: ['*.node'],
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
   await build({
     absWorkingDir: root,
     entryPoints: ['src/cli/entry.ts'],
@@ -28,7 +44,10 @@ export async function buildCli({ outfile = 'dist/cli.cjs', compact = false } = {
     jsx: 'automatic',
     jsxImportSource: 'hono/jsx',
     legalComments: 'none',
-    define: { __BPLS_VERSION__: JSON.stringify(JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).version) },
+    define: {
+      __BPLS_VERSION__: JSON.stringify(JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).version),
+      __BPLS_CHECKPOINT_WORKER__: JSON.stringify(worker.outputFiles[0].text),
+    },
     logLevel: 'warning',
   });
 }

@@ -18,6 +18,9 @@ import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { registerAdminPage } from './admin/page.tsx';
+import { createStorageHealth } from './storage/health.ts';
+import type { StorageUpkeep } from './storage/upkeep.ts';
+import * as path from 'node:path';
 
 export const BODY_LIMIT = 1 << 20;
 export const IMPORT_BODY_LIMIT = 64 << 20;
@@ -32,10 +35,13 @@ export interface AppDeps {
   isDraining?: () => boolean;
   /** Request counters, shared with the server's direct lease path; the app makes its own without. */
   metrics?: Metrics;
+  /** The server's storage upkeep (episodes, WAL); without it the app tracks episodes itself, with no checkpoint thread. */
+  storage?: Pick<StorageUpkeep, 'health'> & { checkpointer?: Pick<StorageUpkeep['checkpointer'], 'walBytes' | 'stats'> };
 }
 
 export interface RouteDeps extends AppDeps {
   metrics: Metrics;
+  storage: NonNullable<AppDeps['storage']>;
   auth: (route: RouteKey) => ReturnType<typeof requirePermission>;
   isDraining: () => boolean;
 }
@@ -47,6 +53,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ...deps,
     metrics: deps.metrics ?? createMetrics(),
     isDraining: deps.isDraining ?? (() => false),
+    storage: deps.storage ?? { health: createStorageHealth({ db: deps.store.db, dir: path.dirname(deps.store.db.name), log: deps.log }) },
     auth: (route) => requirePermission(() => deps.services.apiTokens, route),
   };
 
@@ -74,7 +81,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.onError((err, c) => {
     // Hono's own errors (malformed input, limits) are mapped to our codes first.
     const mapped = err instanceof HTTPException ? fromHttpException(err) : err;
-    const a = errorAnswer(mapped, c.get('requestId'), deps.log);
+    const a = errorAnswer(mapped, c.get('requestId'), deps.log, routeDeps.storage.health);
     if (a.close) c.header('Connection', 'close');
     if (a.retryAfter !== undefined) c.header('Retry-After', String(a.retryAfter));
     return c.json(a.body, a.status);

@@ -13,6 +13,8 @@ import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
 import { migrationNotes, type Durability } from './storage/db.ts';
+import { startStorageUpkeep } from './storage/upkeep.ts';
+import { dataPaths } from './data-dir.ts';
 
 export interface ServeConfig {
   dataDir: string;
@@ -59,9 +61,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   for (const n of migrationNotes(ctx.store.db)) log.warn(n.message, { migration: n.migration, ...n.details });
   let draining = false;
   const metrics = createMetrics();
-  const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, metrics, isDraining: () => draining });
+  // WAL checkpoints on their own thread; full or read-only storage as episodes (storage/upkeep.ts).
+  const upkeep = startStorageUpkeep({ db: ctx.store.db, file: dataPaths(config.dataDir).db, log });
+  const storageHealth = upkeep.health;
+  const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, metrics, isDraining: () => draining, storage: upkeep });
   // The client lease routes go straight to their handlers; everything else through the Hono app.
-  const lease = createLeaseFastPath({ api: createLeaseApi(ctx.services), log, metrics, bodyLimit: BODY_LIMIT });
+  const lease = createLeaseFastPath({ api: createLeaseApi(ctx.services), log, metrics, bodyLimit: BODY_LIMIT, storageHealth });
   const viaHono = getRequestListener(app.fetch);
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     if (!lease(req, res)) void viaHono(req, res);
@@ -73,7 +78,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       ? (createHttpsServer({ cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) }, listener) as unknown as Server)
       : createHttpServer(listener);
   } catch (err) {
-    ctx.close();
+    void upkeep.close().then(() => ctx.close());
     throw new AppError('invalid_request', `cannot use the TLS certificate or key: ${(err as Error).message}`);
   }
   server.keepAliveTimeout = 65_000;
@@ -89,6 +94,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       });
     });
   } catch (err) {
+    await upkeep.close();
     ctx.close();
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE') throw new AppError('conflict', `port ${config.port} on ${config.host} is in use`, {}, 'stop the other process or pick another --port');
@@ -115,7 +121,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       const n = ctx.services.leases.sweep();
       if (n > 0) log.info('swept expired leases', { count: n });
     } catch (err) {
-      log.warn('lease sweep failed; will retry', { error: String(err) });
+      // A full or read-only disk is logged once per episode, not at every sweep.
+      if (!storageHealth.failed(err)) log.warn('lease sweep failed; will retry', { error: String(err) });
     }
   }
 
@@ -136,8 +143,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         force.unref();
         server.close(() => {
           clearTimeout(force);
-          ctx.close();
-          resolve();
+          void upkeep.close().then(() => {
+            ctx.close();
+            resolve();
+          });
         });
         server.closeIdleConnections();
       });

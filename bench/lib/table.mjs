@@ -16,6 +16,8 @@ export function evaluateTargets(r) {
   add('renew_http_vs_inproc', r.ratios.renew_http_vs_inproc, '>=', 0.5);
   add('grant_http_vs_sign', r.ratios.grant_http_vs_sign, '>=', 0.2);
   for (const k of ['grant', 'renew', 'grant_hot_entitlement']) add(`${k}.p99_ms`, r.http[k]?.p99_ms, '<', 40);
+  add('tail.p99_9_ms (60 s grants)', r.tail?.p99_9_ms, '<', 40);
+  add('tail.max_ms (60 s grants)', r.tail?.max_ms, '<', 100);
   add('grant_hot_vs_grant (rps ratio)', r.ratios.grant_hot_vs_grant, '>=', 0.8);
   add('over_grants (all runs)', r.over_grants_total, '==', 0);
   add('http errors/non-2xx (all runs)', r.http_failures_total, '==', 0);
@@ -51,6 +53,10 @@ export function printTable(r) {
     if (!h) continue;
     rows.push([`http ${k}: rps / p50 / p99 ms`, `${fmt(h.rps)} / ${fmt(h.p50_ms, 1)} / ${fmt(h.p99_ms, 1)}`]);
     rows.push([`http ${k}: server CPU %, loader CPU %`, `${fmt(h.server_cpu_pct)} / ${fmt(h.loader_cpu_pct)}`]);
+  }
+  if (r.tail) {
+    rows.push([`http tail (${fmt(r.tail.duration_s)} s grants): p99 / p99.9 / max ms`, `${fmt(r.tail.p99_ms, 1)} / ${fmt(r.tail.p99_9_ms, 1)} / ${fmt(r.tail.max_ms, 1)}`]);
+    rows.push(['http tail: rps, serving-thread checkpoints (longest ms)', `${fmt(r.tail.rps)}, ${fmt(r.tail.checkpoints_serving)} (${fmt(r.tail.checkpoint_serving_max_ms, 1)})`]);
   }
   rows.push(['import: bulk 100k entitlements (s)', fmt(r.import.bulk_100k_s, 2)]);
   rows.push(['import: bundle 100k records (s)', r.import.bundle_100k_s === null ? 'n/a (see import.note)' : fmt(r.import.bundle_100k_s, 2)]);

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
+import type { StorageHealth } from '../storage/health.ts';
 import type { LeaseAnswer, LeaseRoutePath } from './lease-api.ts';
 import { errorAnswer, parseJsonBody, pickRequestId, recordRequest, tooLarge } from './middleware.ts';
 
@@ -10,6 +11,8 @@ export interface LeaseFastPathDeps {
   metrics: Metrics;
   /** The body cap, as on every other route. */
   bodyLimit: number;
+  /** Hears of storage failures (full or read-only disk), for one log line per episode and readiness. */
+  storageHealth?: Pick<StorageHealth, 'failed'>;
 }
 
 const DECLARED_LENGTH = /^\d{1,15}$/;
@@ -24,7 +27,7 @@ const DECLARED_LENGTH = /^\d{1,15}$/;
  *
  * Returns false for any other request, which the caller hands to the Hono app.
  */
-export function createLeaseFastPath({ api, log, metrics, bodyLimit }: LeaseFastPathDeps) {
+export function createLeaseFastPath({ api, log, metrics, bodyLimit, storageHealth }: LeaseFastPathDeps) {
   const routes = new Map<string, (body: unknown) => Promise<LeaseAnswer>>(Object.entries(api));
 
   return function serveLease(req: IncomingMessage, res: ServerResponse): boolean {
@@ -53,7 +56,7 @@ export function createLeaseFastPath({ api, log, metrics, bodyLimit }: LeaseFastP
       recordRequest(log, metrics, { id, method: 'POST', path, status, ms: performance.now() - start });
     };
     const fail = (err: unknown): void => {
-      const a = errorAnswer(err, id, log);
+      const a = errorAnswer(err, id, log, storageHealth);
       answer(a.status, a.body, a.close, a.retryAfter);
     };
 

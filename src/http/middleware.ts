@@ -6,6 +6,7 @@ import type { ApiTokenService } from '../domain/api-tokens.ts';
 import type { AppEnv } from './types.ts';
 import type { Metrics } from './metrics.ts';
 import { storageFailure } from '../storage/failures.ts';
+import type { StorageHealth } from '../storage/health.ts';
 import { ROUTES, roleAllows, type RouteKey, type RouteRule } from './permissions.ts';
 
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -55,8 +56,10 @@ export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; me
  * (storage/failures.ts). Anything else is our bug: the stack goes to the log, the client gets a
  * generic message.
  */
-export function errorAnswer(err: unknown, requestId: string, log: Logger): { status: AppError['status']; body: ErrorEnvelope; close: boolean; retryAfter: number | undefined } {
-  if (!(err instanceof AppError)) err = storageFailure(err) ?? err;
+export function errorAnswer(err: unknown, requestId: string, log: Logger, storage?: Pick<StorageHealth, 'failed'>): { status: AppError['status']; body: ErrorEnvelope; close: boolean; retryAfter: number | undefined } {
+  // A full or read-only disk is logged once per episode (storage/health.ts), not per request.
+  const s = storage?.failed(err);
+  if (!(err instanceof AppError)) err = s ?? storageFailure(err) ?? err;
   if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large', retryAfter: err.retryAfterSeconds };
   log.error('unhandled error', { request_id: requestId, error: (err as Error)?.stack ?? String(err) });
   const internal = new AppError('internal', 'internal error; the server log has the detail under this request id');

@@ -5,8 +5,14 @@ import { checkDatabaseFile, checkSchema, damagedDatabase, integrityProblems, isC
 
 export type Db = Database.Database;
 
-/** The WAL is copied into the database (a checkpoint) when it reaches this size. */
+/**
+ * A connection copies the WAL into the database (a checkpoint, inside the commit that passes it)
+ * when it reaches this size. The server turns this off on its serving connection and checkpoints
+ * on a thread of its own (checkpointer.ts); CLI commands keep it.
+ */
 const WAL_CHECKPOINT_BYTES = 64 << 20;
+/** A WAL started again from its beginning is cut back to this size (journal_size_limit): the file stays bounded. */
+const WAL_KEEP_BYTES = 16 << 20;
 /** The page cache's ceiling, per connection. */
 const CACHE_KIB = 32 * 1024;
 
@@ -67,6 +73,7 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
     // index leaves) are copied to the database once per checkpoint, not once per 16 MB.
     const pageSize = db.pragma('page_size', { simple: true }) as number;
     db.pragma(`wal_autocheckpoint = ${Math.floor(WAL_CHECKPOINT_BYTES / pageSize)}`);
+    db.pragma(`journal_size_limit = ${WAL_KEEP_BYTES}`);
     if (!opts.readonly) {
       const notes = migrate(db, opts.now ?? Date.now);
       if (notes.length > 0) notesByDb.set(db, notes);

@@ -32,6 +32,7 @@ export class NativeLoadError extends Error {
 }
 
 let loaded: object | undefined;
+let loadedFile: string | undefined;
 
 /**
  * The better-sqlite3 addon to pass as `new Database(file, { nativeBinding })`, or undefined when
@@ -46,6 +47,15 @@ export function loadSqliteBinding(cacheDir: string): object | undefined {
     loaded = loadFromInstalledPackage();
   }
   return loaded;
+}
+
+/**
+ * The addon file loadSqliteBinding() loaded (undefined before it ran, and from the sources, where
+ * better-sqlite3 finds its own). A worker thread with its own connection dlopens this same file:
+ * one SQLite library, one table of POSIX locks, for every connection of the process.
+ */
+export function sqliteAddonFile(): string | undefined {
+  return loadedFile;
 }
 
 /**
@@ -108,6 +118,7 @@ function loadFromSeaAsset(cacheDir: string): object {
   const mod = { exports: {} as object };
   try {
     process.dlopen(mod, file, os.constants.dlopen.RTLD_NOW);
+    loadedFile = file;
   } catch (err) {
     if (isNoExec(err)) {
       throw new NativeLoadError(
@@ -223,7 +234,9 @@ function loadFromInstalledPackage(): object {
     path.join(pkgDir, 'prebuilds', `${isMusl() ? 'linuxmusl' : process.platform}-${process.arch}.node`),
   ];
   const file = candidates.find((f) => fs.existsSync(f)) ?? candidates[candidates.length - 1]!;
-  return req(file) as object;
+  const exports = req(file) as object;
+  loadedFile = file;
+  return exports;
 }
 
 function isMusl(): boolean {

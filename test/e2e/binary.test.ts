@@ -107,4 +107,38 @@ describe('single executable, alone, with an empty environment', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(readFileSync(file).equals(original)).toBe(true);
   }, 60_000);
+
+  test('checkpoints the WAL on its own thread, the SQLite engine loaded there too', async () => {
+    // Its own data dir: the test above stopped its server, this one reads its log at debug level.
+    const init = await runProcess(EXE, ['init', '--data-dir', './ckpt-data', '--json'], inDir());
+    expect(init.code, init.stderr).toBe(0);
+    const created = await runProcess(
+      EXE,
+      // prettier-ignore
+      ['entitlements', 'create', '--tenant', 't', '--product', 'p', '--type', 'concurrent', '--max-seats', '100000',
+        '--starts', '2024-01-01T00:00:00Z', '--ends', '2099-12-31T23:59:59Z', '--data-dir', './ckpt-data', '--json'],
+      inDir(),
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const server = await startServe(EXE, ['--data-dir', './ckpt-data', '--host', '127.0.0.1', '--port', '0', '--log-level', 'debug'], inDir());
+    // An idle server runs no checkpoint thread; grants grow the WAL past 1 MiB and start it. Its
+    // first round cuts the WAL: only a thread that loaded the SQLite engine can say so.
+    expect(await (await fetch(`${server.base}/metrics`)).text()).toMatch(/^bpls_wal_checkpoint_thread 0$/m);
+    const end = performance.now() + 20_000;
+    for (let i = 0; !server.stderr().includes('"WAL truncated"') && performance.now() < end; i++) {
+      const r = await fetch(`${server.base}/v1/license/lease`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ product_id: 'p', tenant_id: 't', subject_type: 'user', subject_id: `u${i}` }),
+      });
+      expect(r.status).toBe(201);
+      await r.arrayBuffer();
+    }
+    expect(server.stderr()).toContain('"WAL truncated"');
+    const metrics = await (await fetch(`${server.base}/metrics`)).text();
+    expect(metrics).toMatch(/^bpls_wal_checkpoint_thread 1$/m);
+    expect(metrics).toMatch(/^bpls_wal_truncates [1-9]/m);
+    expect(server.stderr()).not.toContain('checkpoints run in commits again');
+    expect(await server.stop()).toEqual({ code: 0, signal: null });
+  }, 60_000);
 });

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
+import { createApp } from '../../app.ts';
+import { createLogger } from '../../log.ts';
 
 let h: Harness;
 beforeEach(() => {
@@ -28,5 +30,51 @@ describe('health and metrics', () => {
     expect(r.text).toMatch(/bpls_http_request_duration_seconds_count \d+/);
     expect(r.text).not.toContain('secret-customer');
     expect(r.text).not.toContain('alice');
+  });
+});
+
+describe('readiness follows writability', () => {
+  it('a write refused by SQLite (query_only: SQLITE_READONLY) answers 503 storage_unavailable, once in the log; /readyz and /metrics follow; a committing probe ends it', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = createLogger({ write: (t) => lines.push(...t.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)) });
+    const app = createApp({ services: h.services, store: h.store, clock: h.clock, info: h.info, log });
+    const ask = async (method: string, path: string, body?: unknown) => {
+      const res = await app.request(path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${h.admin}` }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      return { status: res.status, text: await res.text(), retryAfter: res.headers.get('retry-after') };
+    };
+    const created = await ask('POST', '/v1/entitlements', seedEntitlement);
+    expect(created.status, created.text).toBe(201);
+    const grant = (s: string) => ask('POST', '/v1/license/lease', { product_id: 'your-product-id', tenant_id: 'customer-tenant-id', subject_type: 'user', subject_id: s });
+    expect((await grant('alice')).status).toBe(201);
+    const before = h.snapshot();
+
+    // SQLite itself refuses every write on this connection from now on.
+    h.store.db.pragma('query_only = ON');
+    for (const s of ['bob', 'carol', 'dave']) {
+      const r = await grant(s);
+      expect(r.status).toBe(503);
+      expect(JSON.parse(r.text).error).toMatchObject({ code: 'storage_unavailable' });
+      expect(r.retryAfter).toBe('30');
+    }
+    expect(h.snapshot()).toEqual(before);
+    expect((await ask('GET', '/v1/entitlements')).status).toBe(200);
+    expect(await ask('GET', '/readyz')).toMatchObject({ status: 503, text: '{"status":"storage_unavailable"}' });
+    expect((await ask('GET', '/metrics')).text).toMatch(/^bpls_storage_writable 0$/m);
+    // The probe is a real write: it fails as long as writes do.
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await ask('GET', '/readyz')).status).toBe(503);
+    expect(h.store.db.prepare("SELECT count(*) FROM server_state WHERE key = 'storage_probe'").pluck().get()).toBe(0);
+
+    h.store.db.pragma('query_only = OFF');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await ask('GET', '/readyz')).toMatchObject({ status: 200, text: '{"status":"ready"}' });
+    expect(h.store.db.prepare("SELECT count(*) FROM server_state WHERE key = 'storage_probe'").pluck().get()).toBe(1);
+    expect((await ask('GET', '/metrics')).text).toMatch(/^bpls_storage_writable 1$/m);
+    expect((await grant('erin')).status).toBe(201);
+    const notes = lines.filter((l) => l.msg !== 'request');
+    expect(notes).toEqual([
+      expect.objectContaining({ level: 'warn', code: 'storage_unavailable', cause: 'SQLITE_READONLY' }),
+      expect.objectContaining({ level: 'info', msg: 'storage writable again', refused_writes: 3 }),
+    ]);
   });
 });
