@@ -67,10 +67,17 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
     // Between its commit and the long one below another process may slip in; then one of the two
     // is refused at the second BEGIN and the record names the one that holds the lock.
     if (!tryBegin(db)) refuse(db, dataDir);
-    db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL, host TEXT NOT NULL, since TEXT NOT NULL, role TEXT NOT NULL)');
-    db.exec('DELETE FROM holder');
-    db.prepare('INSERT INTO holder (pid, host, since, role) VALUES (?, ?, ?, ?)').run(holder.pid, holder.host, holder.since, holder.role);
-    db.exec('COMMIT');
+    try {
+      db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL, host TEXT NOT NULL, since TEXT NOT NULL, role TEXT NOT NULL)');
+      db.exec('DELETE FROM holder');
+      db.prepare('INSERT INTO holder (pid, host, since, role) VALUES (?, ?, ?, ?)').run(holder.pid, holder.host, holder.since, holder.role);
+      db.exec('COMMIT');
+    } catch (err) {
+      // A full disk cannot take the record (its journal needs space); the lock itself writes
+      // nothing, so the server still starts, not ready, and recovers when space returns.
+      if (!isStorageFailure(err)) throw err;
+      if (db.inTransaction) db.exec('ROLLBACK');
+    }
     if (!tryBegin(db)) refuse(db, dataDir);
   } catch (err) {
     if (db.inTransaction) db.exec('ROLLBACK');
@@ -108,6 +115,11 @@ function explain(err: unknown, file: string, dataDir: string): unknown {
 }
 
 /** BEGIN IMMEDIATE without waiting: false when another process holds the RESERVED lock. */
+function isStorageFailure(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR');
+}
+
 function tryBegin(db: Database.Database): boolean {
   try {
     db.exec('BEGIN IMMEDIATE');
