@@ -17,16 +17,19 @@ function lastJson(r, what) {
 
 /**
  * @param {{ root: string, work: string, token: string, keys: unknown, product: string, ms: number }} o
- * @returns {{ ts_verify_per_s: number|null, rust_verify_per_s: number|null, note: string }}
+ * @returns {{ ts_verify_per_s: number|null, node_raw_ed25519_verify_per_s: number|null, rust_verify_per_s: number|null, note: string }}
  */
 export function measureSdkVerify({ root, work, token, keys, product, ms }) {
   const file = join(work, 'sdk-token.json');
   writeFileSync(file, JSON.stringify({ token, keys, product }));
   const notes = [];
   let ts = null;
+  let tsRaw = null;
   let rust = null;
   try {
-    ts = lastJson(pinned(process.execPath, [join(root, 'bench/sdk-verify.mjs'), file, String(ms)]), 'TypeScript SDK verify').verify_per_s;
+    const r = lastJson(pinned(process.execPath, [join(root, 'bench/sdk-verify.mjs'), file, String(ms)]), 'TypeScript SDK verify');
+    ts = r.verify_per_s;
+    tsRaw = r.raw_ed25519_verify_per_s;
   } catch (err) {
     notes.push(`TypeScript: ${err.message}`);
   }
@@ -38,5 +41,5 @@ export function measureSdkVerify({ root, work, token, keys, product, ms }) {
   } catch (err) {
     notes.push(`Rust: ${err.message}`);
   }
-  return { ts_verify_per_s: ts, rust_verify_per_s: rust, note: notes.join('; ') || 'one lease token from the server under test, verified in a loop (key list cached, as a client does), one thread pinned to one core' };
+  return { ts_verify_per_s: ts, node_raw_ed25519_verify_per_s: tsRaw, rust_verify_per_s: rust, note: notes.join('; ') || 'one lease token from the server under test, verified in a loop (key list cached, as a client does), one thread pinned to one core' };
 }
