@@ -19,6 +19,8 @@ export interface ContextOptions {
   durability?: Durability;
   clock?: Clock;
   services?: ServiceOptions;
+  /** The connection's busy timeout (see OpenOptions.busyTimeoutMs); the serving process passes a short one. */
+  busyTimeoutMs?: number;
 }
 
 /** Everything a face (CLI command, HTTP app) needs: the store, the server identity and the domain services. */
@@ -60,6 +62,7 @@ export function openContext(opts: ContextOptions): Context {
     durability: opts.durability ?? 'full',
     nativeBinding: loadSqliteBinding(opts.nativeCacheDir),
     mustExist: true,
+    ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}),
   });
   const clock = opts.clock ?? systemClock;
   return {

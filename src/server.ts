@@ -12,7 +12,7 @@ import { createLeaseFastPath } from './http/lease-fast-path.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
-import type { Durability } from './storage/db.ts';
+import { SERVER_BUSY_TIMEOUT_MS, type Durability } from './storage/db.ts';
 
 export interface ServeConfig {
   dataDir: string;
@@ -47,6 +47,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     dataDir: config.dataDir,
     nativeCacheDir: config.nativeCacheDir,
     durability: config.durability,
+    // Never sleep long on another process's lock on the event loop: longer waits are timers.
+    busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
     services: { defaultLeaseTtlSeconds: config.defaultLeaseTtlSeconds },
     ...(config.clock ? { clock: config.clock } : {}),
   });

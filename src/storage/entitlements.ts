@@ -139,6 +139,13 @@ export function createEntitlementRepo(db: Db) {
     count(): number {
       return count.get()!.n;
     },
+    /**
+     * The entitlement epoch: changes with every change to any entitlement's terms, from any
+     * connection. Work prepared outside the write lock checks it did not move before applying.
+     */
+    epoch(): bigint | number {
+      return epoch.get()!;
+    },
     /** Totals for /metrics: entitlements, active lease rows (until swept), named seats. */
     totals(): { entitlements: number; leases: number; seats: number } {
       const t = totals.get()!;

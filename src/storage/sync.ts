@@ -105,7 +105,7 @@ export function createSyncRepo(db: Db) {
   // rolls back is undone with it.
   const createSeen = 'CREATE TEMP TABLE IF NOT EXISTS sync_seen (id TEXT PRIMARY KEY) WITHOUT ROWID';
   if (!db.readonly) db.exec(createSeen);
-  let seen: { clear: () => void; mark: (id: string) => boolean; suspendUnseen: (now: number) => string[] } | undefined;
+  let seen: { clear: () => void; mark: (id: string) => boolean; suspendUnseen: (now: number) => string[]; unseen: () => IterableIterator<string> } | undefined;
   function seenTable() {
     db.exec(createSeen);
     if (seen) return seen;
@@ -116,7 +116,9 @@ export function createSyncRepo(db: Db) {
        WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen)
        RETURNING id`,
     );
+    const unseen = db.prepare<[], string>("SELECT id FROM entitlements WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen) ORDER BY seq").pluck();
     seen = {
+      unseen: () => unseen.iterate(),
       clear: () => void clear.run(),
       mark: (id) => mark.run(id).changes === 1,
       suspendUnseen: (now) => suspend.all(now).map((r) => r.id),
@@ -152,9 +154,17 @@ export function createSyncRepo(db: Db) {
       for (const r of bundleCounts.all()) out[r.status as keyof typeof out] = r.n;
       return out;
     },
-    /** Starts the seen-set of an import (inside its transaction). */
+    /**
+     * Starts the seen-set of an import. It lives in the connection's TEMP database, so it is written
+     * without the main database's write lock; one import at a time per connection (the sync service
+     * runs them in turn).
+     */
     beginSnapshot(): void {
       seenTable().clear();
+    },
+    /** The active bundle entitlements the import has not listed (so far): what suspendUnseen would suspend. */
+    unseen(): IterableIterator<string> {
+      return seen!.unseen();
     },
     /** Marks an id as listed by the import; false when it was listed already (a duplicate). */
     markSeen(entitlementId: string): boolean {

@@ -1,6 +1,7 @@
 /**
- * Import of vendor bundles (vendor → server): every check of DESIGN.md in its order, then one
- * IMMEDIATE transaction that applies the snapshot, or nothing.
+ * Import of vendor bundles (vendor → server): every check of DESIGN.md in its order, every record
+ * checked and compared with the current rows WITHOUT the write lock (giving the event loop back
+ * every few ms), then one short IMMEDIATE transaction that writes only the real changes, or nothing.
  */
 import { closeSync, openSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -67,16 +68,6 @@ export interface ImportResult {
   diff?: ImportDiff;
 }
 
-/** Thrown at the end of a dry run to roll its transaction back, carrying the result out. */
-class DryRunDone extends Error {
-  readonly result: ImportResult;
-
-  constructor(result: ImportResult) {
-    super('dry run');
-    this.result = result;
-  }
-}
-
 interface Verified {
   manifest: Manifest;
   hash: string;
@@ -97,12 +88,11 @@ export async function importBundle(deps: SyncDeps, file: string, opts: ImportOpt
       if (orderOf(deps, v) === 'same') return unchangedResult(v);
       checkTime(v.manifest, now);
       await checkPayload(file, v);
-      return applyInTransaction(deps, fd, v, now, opts);
+      return await prepareAndApply(deps, fd, v, now, opts);
     } finally {
       closeSync(fd);
     }
   } catch (err) {
-    if (err instanceof DryRunDone) return err.result;
     const rule = ruleOf(err);
     if (rule !== undefined && !opts.dryRun) auditRejection(deps, err as AppError, opts, now, seq, file);
     throw err;
@@ -186,170 +176,275 @@ function unchangedResult(v: Verified): ImportResult {
 
 const NAMED = new Set(['per_user', 'per_machine']);
 
-/** The second pass, inside one IMMEDIATE transaction: every record checked and applied, or none. */
-function applyInTransaction(deps: SyncDeps, fd: number, v: Verified, now: number, opts: ImportOptions): ImportResult {
-  const { store } = deps;
+/** The preparing pass gives the event loop back after this long (ms): the server keeps answering. */
+const PREPARE_SLICE_MS = 8;
+/** How often the preparing pass looks at the clock, in records. */
+const CLOCK_EVERY = 64;
+/** Prepared plans thrown away because another writer changed entitlements before the apply. */
+const MAX_PREPARES = 3;
+
+/** One write of an import, in file order. */
+type Op =
+  | { k: 'insert'; e: Entitlement; grace: number }
+  | { k: 'update'; e: Entitlement; grace: number }
+  | { k: 'revoke'; id: string }
+  | { k: 'vendor_keys'; keys: ReturnType<typeof parseVendorKeys> }
+  | { k: 'state'; key: string; value: string };
+
+/** Everything an import will write, worked out without the write lock. */
+interface Plan {
+  /** The entitlement epoch and last import the plan was made against; the apply checks them. */
+  epoch: bigint | number;
+  lastImport: string | null;
+  ops: Op[];
+  counts: { added: number; changed: number; revoked: number; unchanged: number; suspended: number; ignored: number };
+  diff: ImportDiff;
+  seatsCut: SeatCut[];
+}
+
+/** Thrown inside the apply when the plan no longer matches the database: prepare again. */
+class StalePlan extends Error {}
+
+/**
+ * Prepares the bundle outside the write lock (every record parsed, checked and compared with the
+ * current rows, which are read without the lock), then applies only the real changes in one short
+ * IMMEDIATE transaction, waiting for another process's lock on timers. Another writer changing
+ * entitlements or importing between the two makes the plan stale: it is made again.
+ */
+async function prepareAndApply(deps: SyncDeps, fd: number, v: Verified, now: number, opts: ImportOptions): Promise<ImportResult> {
+  for (let attempt = 1; ; attempt++) {
+    const plan = await prepare(deps, fd, v, now);
+    const m = v.manifest;
+    const result: ImportResult = { status: opts.dryRun ? 'dry_run' : 'applied', seq: m.seq, manifest_sha256: v.hash, ...plan.counts, settings: plan.diff.settings.map((s) => s.key), seats_cut: plan.seatsCut };
+    if (opts.dryRun) return { ...result, dry_run: true, diff: plan.diff };
+    try {
+      return await deps.store.txAsync(() => apply(deps, plan, v, now, opts, result));
+    } catch (err) {
+      if (!(err instanceof StalePlan)) throw err;
+      if (attempt >= MAX_PREPARES) {
+        throw new AppError('busy', 'entitlements kept changing while the bundle was being prepared; nothing was changed', { retry_after_seconds: 1 });
+      }
+    }
+  }
+}
+
+/** The second pass over the payload, without the write lock: every record checked, the writes listed. */
+async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Promise<Plan> {
+  const { store, repo } = deps;
   const m = v.manifest;
-  const dryRun = opts.dryRun === true;
-  return store.tx(() => {
-    // Another process may have imported meanwhile: the order is checked again under the lock.
-    if (orderOf(deps, v) === 'same') return unchangedResult(v);
-    const diff: ImportDiff = { added: [], changed: [], revoked: [], suspended: [], ignored: [], settings: [], truncated: false };
-    const counts = { added: 0, changed: 0, revoked: 0, unchanged: 0, suspended: 0, ignored: 0 };
-    const seatsCut: SeatCut[] = [];
-    const note = <T>(list: T[], item: T) => {
-      if (list.length < DIFF_LIST_LIMIT) list.push(item);
-      else diff.truncated = true;
+  const db = store.db;
+  const plan: Plan = {
+    epoch: store.entitlements.epoch(),
+    lastImport: repo.lastImport()?.manifest_sha256 ?? null,
+    ops: [],
+    counts: { added: 0, changed: 0, revoked: 0, unchanged: 0, suspended: 0, ignored: 0 },
+    diff: { added: [], changed: [], revoked: [], suspended: [], ignored: [], settings: [], truncated: false },
+    seatsCut: [],
+  };
+  const { counts, diff, ops, seatsCut } = plan;
+  const note = <T>(list: T[], item: T) => {
+    if (list.length < DIFF_LIST_LIMIT) list.push(item);
+    else diff.truncated = true;
+  };
+  const settingsSeen = new Set<string>();
+  // Ids this bundle revokes: a later record naming one is ignored, as a revoked one is.
+  const revokedHere = new Set<string>();
+
+  const manualConflict = (id: string, n: number) =>
+    rejected('malformed', `record ${n}: ${id} is a manual entitlement on this server; a bundle may not take it over (the vendor must use another id)`, { record: n, entitlement_id: id });
+
+  function planEntitlement(rec: EntitlementRecord, n: number): void {
+    const id = rec.entitlement_id;
+    if (!repo.markSeen(id)) throw rejected('malformed', `record ${n}: ${id} is listed twice`, { record: n, entitlement_id: id });
+    const existing = store.entitlements.get(id);
+    if (existing?.source === 'manual') throw manualConflict(id, n);
+    if (existing?.status === 'revoked' || revokedHere.has(id) || repo.isRevoked(id)) {
+      counts.ignored++;
+      note(diff.ignored, id);
+      return;
+    }
+    const next: Entitlement = {
+      id,
+      tenantId: rec.tenant_id,
+      productId: rec.product_id,
+      policy: rec.policy_json,
+      startsAt: rec.starts_at,
+      endsAt: rec.ends_at,
+      status: 'active',
+      source: 'bundle',
+      externalId: existing?.externalId ?? null,
+      rev: rec.rev,
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
     };
-    const settingsSeen = new Set<string>();
-
-    const manualConflict = (id: string, n: number) =>
-      rejected('malformed', `record ${n}: ${id} is a manual entitlement on this server; a bundle may not take it over (the vendor must use another id)`, { record: n, entitlement_id: id });
-
-    function applyEntitlement(rec: EntitlementRecord, n: number): void {
-      const id = rec.entitlement_id;
-      if (!deps.repo.markSeen(id)) throw rejected('malformed', `record ${n}: ${id} is listed twice`, { record: n, entitlement_id: id });
-      const existing = store.entitlements.get(id);
-      if (existing?.source === 'manual') throw manualConflict(id, n);
-      if (existing?.status === 'revoked' || deps.repo.isRevoked(id)) {
-        counts.ignored++;
-        note(diff.ignored, id);
-        return;
-      }
-      const next: Entitlement = {
-        id,
-        tenantId: rec.tenant_id,
-        productId: rec.product_id,
-        policy: rec.policy_json,
-        startsAt: rec.starts_at,
-        endsAt: rec.ends_at,
-        status: 'active',
-        source: 'bundle',
-        externalId: existing?.externalId ?? null,
-        rev: rec.rev,
-        createdAt: existing?.createdAt ?? now,
-        updatedAt: now,
-      };
-      if (!existing) {
-        store.entitlements.insert(next, graceDays(next.policy));
-        counts.added++;
-        note(diff.added, id);
-        return;
-      }
-      if (existing.tenantId !== next.tenantId || existing.productId !== next.productId) {
-        throw rejected('malformed', `record ${n}: ${id} belongs to tenant ${existing.tenantId} and product ${existing.productId}; a bundle may not move it (use a new id)`, { record: n, entitlement_id: id });
-      }
-      if (existing.rev !== null && rec.rev < existing.rev) {
-        throw rejected('rollback', `record ${n}: ${id} has rev ${rec.rev}, older than the rev ${existing.rev} this server holds`, { record: n, entitlement_id: id, rev: rec.rev, held_rev: existing.rev });
-      }
-      const fields: string[] = [];
-      if (JSON.stringify(existing.policy) !== JSON.stringify(next.policy)) fields.push('policy_json');
-      if (existing.startsAt !== next.startsAt) fields.push('starts_at');
-      if (existing.endsAt !== next.endsAt) fields.push('ends_at');
-      if (fields.length > 0 && existing.rev === rec.rev) {
-        throw rejected('malformed', `record ${n}: ${id} rev ${rec.rev} differs from the rev ${rec.rev} this server holds; the vendor must raise rev with every change`, { record: n, entitlement_id: id, fields });
-      }
-      if (existing.rev !== rec.rev) fields.push('rev');
-      if (existing.status !== 'active') fields.push('status');
-      if (fields.length === 0) {
-        counts.unchanged++;
-        return;
-      }
-      store.entitlements.update(next, graceDays(next.policy));
-      counts.changed++;
-      note(diff.changed, { entitlement_id: id, fields });
-      const max = next.policy.max_seats;
-      if (max !== undefined) {
-        const inUse = NAMED.has(next.policy.type) ? store.leases.counters(id).seatsAssigned : store.leases.liveCount(id, now);
-        if (inUse > max) note(seatsCut, { entitlement_id: id, max_seats: max, in_use: inUse });
-      }
+    if (!existing) {
+      ops.push({ k: 'insert', e: next, grace: graceDays(next.policy) });
+      counts.added++;
+      note(diff.added, id);
+      return;
     }
-
-    function applyRevoke(id: string, n: number): void {
-      const existing = store.entitlements.get(id);
-      if (existing?.source === 'manual') throw manualConflict(id, n);
-      const newly = deps.repo.revoke(id, m.seq, now);
-      if (existing && existing.status !== 'revoked') {
-        store.entitlements.update({ ...existing, status: 'revoked', updatedAt: now }, graceDays(existing.policy));
-      } else if (existing || !newly) {
-        return;
-      }
-      counts.revoked++;
-      note(diff.revoked, id);
+    if (existing.tenantId !== next.tenantId || existing.productId !== next.productId) {
+      throw rejected('malformed', `record ${n}: ${id} belongs to tenant ${existing.tenantId} and product ${existing.productId}; a bundle may not move it (use a new id)`, { record: n, entitlement_id: id });
     }
-
-    function applySetting(rawKey: string, rawValue: unknown, n: number): void {
-      if (settingsSeen.has(rawKey)) throw rejected('malformed', `record ${n}: setting ${rawKey} is given twice`, { record: n });
-      settingsSeen.add(rawKey);
-      const { key, value } = parseSetting(rawKey, rawValue, `record ${n}`);
-      let from: unknown;
-      let to: unknown;
-      if (key === 'vendor_keys') {
-        const keys = parseVendorKeys(value as string[], (msg) => rejected('malformed', `record ${n}: ${msg}`, { record: n }));
-        const current = pinnedVendorKeys(store);
-        from = current.map((k) => k.publicPaserk);
-        to = keys.map((k) => k.publicPaserk);
-        if (JSON.stringify([...(from as string[])].sort()) === JSON.stringify([...(to as string[])].sort())) return;
-        setVendorKeys(store, keys);
-      } else {
-        const stored = store.state.get(key);
-        from = stored === undefined ? null : key === 'allow_manual_provisioning' ? stored === 'true' : Number(stored);
-        to = value;
-        if (from === to) return;
-        store.state.set(key, String(value));
-      }
-      diff.settings.push({ key, from, to });
+    if (existing.rev !== null && rec.rev < existing.rev) {
+      throw rejected('rollback', `record ${n}: ${id} has rev ${rec.rev}, older than the rev ${existing.rev} this server holds`, { record: n, entitlement_id: id, rev: rec.rev, held_rev: existing.rev });
     }
+    const fields: string[] = [];
+    if (JSON.stringify(existing.policy) !== JSON.stringify(next.policy)) fields.push('policy_json');
+    if (existing.startsAt !== next.startsAt) fields.push('starts_at');
+    if (existing.endsAt !== next.endsAt) fields.push('ends_at');
+    if (fields.length > 0 && existing.rev === rec.rev) {
+      throw rejected('malformed', `record ${n}: ${id} rev ${rec.rev} differs from the rev ${rec.rev} this server holds; the vendor must raise rev with every change`, { record: n, entitlement_id: id, fields });
+    }
+    if (existing.rev !== rec.rev) fields.push('rev');
+    if (existing.status !== 'active') fields.push('status');
+    if (fields.length === 0) {
+      counts.unchanged++;
+      return;
+    }
+    ops.push({ k: 'update', e: next, grace: graceDays(next.policy) });
+    counts.changed++;
+    note(diff.changed, { entitlement_id: id, fields });
+    const max = next.policy.max_seats;
+    if (max !== undefined) {
+      const inUse = NAMED.has(next.policy.type) ? store.leases.counters(id).seatsAssigned : store.leases.liveCount(id, now);
+      if (inUse > max) note(seatsCut, { entitlement_id: id, max_seats: max, in_use: inUse });
+    }
+  }
 
-    deps.repo.beginSnapshot();
-    const reader = new LineReader(fd, v.payloadOffset, v.fileSize);
-    let n = 0;
+  function planRevoke(id: string, n: number): void {
+    const existing = store.entitlements.get(id);
+    if (existing?.source === 'manual') throw manualConflict(id, n);
+    // Revoked earlier in this bundle: nothing more to do or count.
+    if (revokedHere.has(id)) return;
+    revokedHere.add(id);
+    ops.push({ k: 'revoke', id });
+    // Counted when it takes something in force (stored, or added earlier in this bundle) or an id
+    // never revoked before; not for one revoked already.
+    if (existing ? existing.status === 'revoked' : repo.isRevoked(id)) return;
+    counts.revoked++;
+    note(diff.revoked, id);
+  }
+
+  function planSetting(rawKey: string, rawValue: unknown, n: number): void {
+    if (settingsSeen.has(rawKey)) throw rejected('malformed', `record ${n}: setting ${rawKey} is given twice`, { record: n });
+    settingsSeen.add(rawKey);
+    const { key, value } = parseSetting(rawKey, rawValue, `record ${n}`);
+    let from: unknown;
+    let to: unknown;
+    if (key === 'vendor_keys') {
+      const keys = parseVendorKeys(value as string[], (msg) => rejected('malformed', `record ${n}: ${msg}`, { record: n }));
+      const current = pinnedVendorKeys(store);
+      from = current.map((k) => k.publicPaserk);
+      to = keys.map((k) => k.publicPaserk);
+      if (JSON.stringify([...(from as string[])].sort()) === JSON.stringify([...(to as string[])].sort())) return;
+      ops.push({ k: 'vendor_keys', keys });
+    } else {
+      const stored = store.state.get(key);
+      from = stored === undefined ? null : key === 'allow_manual_provisioning' ? stored === 'true' : Number(stored);
+      to = value;
+      if (from === to) return;
+      ops.push({ k: 'state', key, value: String(value) });
+    }
+    diff.settings.push({ key, from, to });
+  }
+
+  // Reads and the seen-set (TEMP) writes of one slice share a deferred transaction: one snapshot,
+  // no write lock on the database. The slice ends before the event loop is given back, so the
+  // connection's other users (group commit, admin writes) never find a transaction open.
+  const begin = db.prepare('BEGIN DEFERRED');
+  const commit = db.prepare('COMMIT');
+  repo.beginSnapshot();
+  const reader = new LineReader(fd, v.payloadOffset, v.fileSize);
+  let n = 0;
+  let sliceStart = performance.now();
+  begin.run();
+  try {
     for (let line = reader.next(); line !== null; line = reader.next()) {
       n++;
       if (n > m.payload.records) throw rejected('malformed', `the payload holds more records than the ${m.payload.records} the manifest says`);
       const rec = parseImportRecord(parseLine(line, n), n);
-      if (rec.op === 'entitlement') applyEntitlement(rec, n);
-      else if (rec.op === 'revoke') applyRevoke(rec.entitlement_id, n);
-      else applySetting(rec.key, rec.value, n);
+      if (rec.op === 'entitlement') planEntitlement(rec, n);
+      else if (rec.op === 'revoke') planRevoke(rec.entitlement_id, n);
+      else planSetting(rec.key, rec.value, n);
+      if (n % CLOCK_EVERY === 0 && performance.now() - sliceStart > PREPARE_SLICE_MS) {
+        commit.run();
+        await new Promise((r) => setImmediate(r));
+        begin.run();
+        sliceStart = performance.now();
+      }
     }
     if (n !== m.payload.records) throw rejected('malformed', `the payload holds ${n} records, the manifest says ${m.payload.records}`);
     // The file is read twice; a change between the reads must not slip through.
     if (reader.hash.digest('hex') !== m.payload.sha256) throw rejected('malformed', 'the file changed while it was read');
-
-    // A snapshot: bundle entitlements it no longer lists are suspended (never deleted: leases and
-    // history refer to them), and come back when a later bundle lists them again.
-    for (const id of deps.repo.suspendUnseen(now)) {
+    // A snapshot: bundle entitlements it no longer lists will be suspended (never deleted: leases
+    // and history refer to them), and come back when a later bundle lists them again.
+    for (const id of repo.unseen()) {
       counts.suspended++;
       note(diff.suspended, id);
     }
+  } finally {
+    if (db.inTransaction) commit.run();
+  }
+  return plan;
+}
 
-    const result: ImportResult = { status: dryRun ? 'dry_run' : 'applied', seq: m.seq, manifest_sha256: v.hash, ...counts, settings: diff.settings.map((s) => s.key), seats_cut: seatsCut };
-    if (dryRun) throw new DryRunDone({ ...result, dry_run: true, diff });
+/** Inside the IMMEDIATE transaction: the plan's writes, the suspensions, the ledger and the audit row. */
+function apply(deps: SyncDeps, plan: Plan, v: Verified, now: number, opts: ImportOptions, result: ImportResult): ImportResult {
+  const { store, repo } = deps;
+  const m = v.manifest;
+  // Another process may have imported meanwhile: the order is checked again under the lock.
+  if (orderOf(deps, v) === 'same') return unchangedResult(v);
+  if (store.entitlements.epoch() !== plan.epoch || (repo.lastImport()?.manifest_sha256 ?? null) !== plan.lastImport) throw new StalePlan('stale');
+  for (const op of plan.ops) {
+    switch (op.k) {
+      case 'insert':
+        store.entitlements.insert(op.e, op.grace);
+        break;
+      case 'update':
+        store.entitlements.update(op.e, op.grace);
+        break;
+      case 'revoke': {
+        repo.revoke(op.id, m.seq, now);
+        // Read here, under the lock: an entitlement this bundle added a moment ago is revoked too.
+        const existing = store.entitlements.get(op.id);
+        if (existing && existing.status !== 'revoked') store.entitlements.update({ ...existing, status: 'revoked', updatedAt: now }, graceDays(existing.policy));
+        break;
+      }
+      case 'vendor_keys':
+        setVendorKeys(store, op.keys);
+        break;
+      case 'state':
+        store.state.set(op.key, op.value);
+        break;
+    }
+  }
+  repo.suspendUnseen(now);
 
-    deps.repo.recordImport({ seq: m.seq, manifest_sha256: v.hash, iss: m.iss, kid: v.kid, iat: m.iat, exp: m.exp, ack: m.ack, records: m.payload.records, imported_at: now, actor: opts.actor });
-    const cap = <T>(list: T[]) => list.slice(0, AUDIT_LIST_LIMIT);
-    store.audit.append({
-      at: now,
-      actor: opts.actor,
-      action: 'sync.import',
-      targetType: 'sync_bundle',
-      targetId: String(m.seq),
-      details: {
-        seq: m.seq,
-        manifest_sha256: v.hash,
-        kid: v.kid,
-        iss: m.iss,
-        ...(opts.name !== undefined ? { file: opts.name } : {}),
-        ...counts,
-        settings: diff.settings,
-        seats_cut: cap(seatsCut),
-        ids: { added: cap(diff.added), changed: cap(diff.changed.map((c) => c.entitlement_id)), revoked: cap(diff.revoked), suspended: cap(diff.suspended), ignored: cap(diff.ignored) },
-      },
-    });
-    // The vendor's signed time vouches for our clock (the time guard's high-water mark).
-    deps.timeGuard?.vouch?.(m.iat);
-    return result;
+  const { diff, counts, seatsCut } = plan;
+  repo.recordImport({ seq: m.seq, manifest_sha256: v.hash, iss: m.iss, kid: v.kid, iat: m.iat, exp: m.exp, ack: m.ack, records: m.payload.records, imported_at: now, actor: opts.actor });
+  const cap = <T>(list: T[]) => list.slice(0, AUDIT_LIST_LIMIT);
+  store.audit.append({
+    at: now,
+    actor: opts.actor,
+    action: 'sync.import',
+    targetType: 'sync_bundle',
+    targetId: String(m.seq),
+    details: {
+      seq: m.seq,
+      manifest_sha256: v.hash,
+      kid: v.kid,
+      iss: m.iss,
+      ...(opts.name !== undefined ? { file: opts.name } : {}),
+      ...counts,
+      settings: diff.settings,
+      seats_cut: cap(seatsCut),
+      ids: { added: cap(diff.added), changed: cap(diff.changed.map((c) => c.entitlement_id)), revoked: cap(diff.revoked), suspended: cap(diff.suspended), ignored: cap(diff.ignored) },
+    },
   });
+  // The vendor's signed time vouches for our clock (the time guard's high-water mark).
+  deps.timeGuard?.vouch?.(m.iat);
+  return result;
 }
 
 /** A refusal gets its own small transaction, after the failed one rolled back. */

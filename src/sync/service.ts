@@ -47,14 +47,24 @@ export interface AuditCheck {
 export function createSyncService(opts: SyncServiceDeps) {
   const deps: SyncDeps = { ...opts, repo: createSyncRepo(opts.store.db) };
   const { store, repo, info } = deps;
+  // One import at a time on this connection: an import prepares over many turns of the event loop
+  // and keeps its seen-set in the connection's TEMP table. (Memory stays that of one bundle, too.)
+  let importing: Promise<unknown> = Promise.resolve();
+  function inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const mine = importing.then(work, work);
+    importing = mine.catch(() => {});
+    return mine;
+  }
 
   return {
     /**
-     * Imports a bundle file: every check in order, with `now` fixed once, then one transaction.
-     * A refusal throws bundle_rejected (details.rule) and is audited unless it is a dry run.
+     * Imports a bundle file: every check in order, with `now` fixed once, every record prepared
+     * without the write lock, then one short transaction that writes only the changes (waiting for
+     * another process's lock on timers, up to a deadline: then `busy`). A refusal throws
+     * bundle_rejected (details.rule) and is audited unless it is a dry run.
      */
     importFile(file: string, o: ImportOptions): Promise<ImportResult> {
-      return importBundle(deps, file, o);
+      return inTurn(() => importBundle(deps, file, o));
     },
 
     /**
@@ -71,7 +81,7 @@ export function createSyncService(opts: SyncServiceDeps) {
           if (ruleOf(err) !== undefined && !o.dryRun) auditRejection(deps, err as AppError, { ...o, name: 'upload' }, deps.clock.now(), undefined, 'upload');
           throw err;
         }
-        return await importBundle(deps, received.file, { ...o, name: `upload:sha256:${received.sha256}` });
+        return await inTurn(() => importBundle(deps, received.file, { ...o, name: `upload:sha256:${received.sha256}` }));
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -5,6 +5,7 @@ import { resolveServe, resolveSync } from '../../config.ts';
 import { AppError } from '../../errors.ts';
 import { openContext, type Context } from '../../context.ts';
 import { createLogger, type LogLevel } from '../../log.ts';
+import { SERVER_BUSY_TIMEOUT_MS } from '../../storage/db.ts';
 import type { SyncService } from '../../sync/service.ts';
 import type { ImportResult } from '../../sync/import.ts';
 import { startFolderSync } from '../../sync/watch.ts';
@@ -117,7 +118,9 @@ function attachFolderSync(program: Command, kit: CommandKit): void {
       const dir = sync.dir;
       const g = kit.globals(actionCmd);
       const level = resolveServe(actionCmd.opts(), kit.io.env).logLevel as LogLevel;
-      const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
+      // The inbox is imported inside the serving process: its connection, like the server's, never
+      // sleeps long on another process's lock (imports wait for it on timers, see Store.txAsync).
+      const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability, busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS });
       const service = syncServiceOf(ctx);
       const log = createLogger({ level, write: kit.io.stderr });
       const watcher = watch
