@@ -107,6 +107,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     }
   }
 
+  // A big bundle import interrupted half-way (a crash) is finished now, in steps, while serving.
+  ctx.services.sync.finishInterruptedImport().then(
+    (done) => done && log.info('finished a bundle import that was interrupted', ctx.services.sync.status().last_import ?? {}),
+    (err) => log.error('cannot finish an interrupted bundle import; import that bundle again', { error: String(err) }),
+  );
+
   const port = (server.address() as AddressInfo).port;
   const scheme = config.tlsCert ? 'https' : 'http';
   const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;

@@ -3,8 +3,10 @@
  * checked and compared with the current rows WITHOUT the write lock (giving the event loop back
  * every few ms), then one short IMMEDIATE transaction that writes only the real changes, or nothing.
  */
-import { closeSync, openSync } from 'node:fs';
-import { basename } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { chmod, copyFile, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import { AppError } from '../errors.ts';
 import { toIso } from '../clock.ts';
 import type { Entitlement } from '../domain/types.ts';
@@ -29,6 +31,8 @@ export interface ImportOptions {
   actor: string;
   /** What the audit log calls the bundle: its file name, or the sha256 of an uploaded body. */
   name?: string;
+  /** Plans of more writes than this are applied in steps (default APPLY_IN_ONE_MAX; tests lower it). */
+  applyInOneMax?: number;
 }
 
 export interface SeatCut {
@@ -83,12 +87,18 @@ export async function importBundle(deps: SyncDeps, file: string, opts: ImportOpt
   try {
     const fd = openSync(file, 'r');
     try {
+      if (!opts.dryRun) {
+        // A big import interrupted half-way (crash, full disk, busy past the deadline) is finished
+        // before anything else; when it is this very bundle, that is this import's result.
+        const resumed = await resumePending(deps, { file, fd });
+        if (resumed) return resumed;
+      }
       const v = verifyHeader(deps, fd);
       seq = v.manifest.seq;
       if (orderOf(deps, v) === 'same') return unchangedResult(v);
       checkTime(v.manifest, now);
       await checkPayload(file, v);
-      return await prepareAndApply(deps, fd, v, now, opts);
+      return await prepareAndApply(deps, file, fd, v, now, opts);
     } finally {
       closeSync(fd);
     }
@@ -182,6 +192,35 @@ const PREPARE_SLICE_MS = 8;
 const CLOCK_EVERY = 64;
 /** Prepared plans thrown away because another writer changed entitlements before the apply. */
 const MAX_PREPARES = 3;
+/**
+ * A plan of more writes than this is applied in steps (one short transaction each) instead of one
+ * transaction: 100,000 new entitlements take ~2 s of writing, far too long to hold the lock.
+ */
+export const APPLY_IN_ONE_MAX = 2000;
+/** One step of a stepwise apply holds the write lock about this long (ms), then lets others in. */
+const STEP_MS = 20;
+/** The server_state key of the import being applied in steps (see ApplyingMarker). */
+const APPLYING_KEY = 'sync_import_applying';
+/** Folder beside the database holding the copy of the bundle being applied in steps. */
+const APPLYING_DIR = 'sync-applying';
+
+/**
+ * A bundle accepted (its seq recorded, every check passed) and being applied in steps. Written in
+ * the transaction that records the seq; removed in the one that writes the audit row. While it is
+ * there, the next import, `serve` at start, or this bundle given again finishes the apply from the
+ * copy it names, so the end state is the whole bundle ("eventually all").
+ */
+interface ApplyingMarker {
+  manifest: Manifest;
+  hash: string;
+  kid: string;
+  /** The copy's file name in APPLYING_DIR. */
+  file: string;
+  actor: string;
+  name?: string;
+  /** The import's `now`, fixed once: every step writes with it. */
+  now: number;
+}
 
 /** One write of an import, in file order. */
 type Op =
@@ -207,25 +246,265 @@ class StalePlan extends Error {}
 
 /**
  * Prepares the bundle outside the write lock (every record parsed, checked and compared with the
- * current rows, which are read without the lock), then applies only the real changes in one short
- * IMMEDIATE transaction, waiting for another process's lock on timers. Another writer changing
- * entitlements or importing between the two makes the plan stale: it is made again.
+ * current rows, which are read without the lock), then applies only the real changes: in one short
+ * IMMEDIATE transaction, or for a big plan in steps of ~20 ms of writing each (applyInSteps). The
+ * lock is waited for on timers. Another writer changing entitlements or importing between prepare
+ * and apply makes the plan stale: it is made again.
  */
-async function prepareAndApply(deps: SyncDeps, fd: number, v: Verified, now: number, opts: ImportOptions): Promise<ImportResult> {
+async function prepareAndApply(deps: SyncDeps, file: string, fd: number, v: Verified, now: number, opts: ImportOptions): Promise<ImportResult> {
   for (let attempt = 1; ; attempt++) {
     const plan = await prepare(deps, fd, v, now);
     const m = v.manifest;
     const result: ImportResult = { status: opts.dryRun ? 'dry_run' : 'applied', seq: m.seq, manifest_sha256: v.hash, ...plan.counts, settings: plan.diff.settings.map((s) => s.key), seats_cut: plan.seatsCut };
     if (opts.dryRun) return { ...result, dry_run: true, diff: plan.diff };
     try {
-      return await deps.store.txAsync(() => apply(deps, plan, v, now, opts, result));
+      if (plan.ops.length + plan.counts.suspended <= (opts.applyInOneMax ?? APPLY_IN_ONE_MAX)) {
+        return await deps.store.txAsync(() => {
+          if (!claim(deps, plan, v, now, opts)) return unchangedResult(v);
+          applyOps(deps, plan.ops, m.seq, now, 0, plan.ops.length);
+          deps.repo.suspendUnseen(now);
+          finish(deps, v, now, opts, plan, false);
+          return result;
+        });
+      }
+      return await applyInSteps(deps, file, plan, v, now, opts, result);
     } catch (err) {
       if (!(err instanceof StalePlan)) throw err;
       if (attempt >= MAX_PREPARES) {
         throw new AppError('busy', 'entitlements kept changing while the bundle was being prepared; nothing was changed', { retry_after_seconds: 1 });
       }
+      // Another process may have started applying a bundle in steps meanwhile: finish it first.
+      await resumePending(deps, undefined);
     }
   }
+}
+
+/**
+ * Under the lock: the order again (another process may have imported meanwhile), the plan still
+ * current, no stepwise apply running; then the seq is recorded. False when this very bundle was
+ * imported meanwhile (nothing to do).
+ */
+function claim(deps: SyncDeps, plan: Plan, v: Verified, now: number, opts: ImportOptions): boolean {
+  const { store, repo } = deps;
+  const m = v.manifest;
+  if (orderOf(deps, v) === 'same') return false;
+  if (store.entitlements.epoch() !== plan.epoch || (repo.lastImport()?.manifest_sha256 ?? null) !== plan.lastImport) throw new StalePlan('stale');
+  if (store.state.get(APPLYING_KEY) !== undefined) throw new StalePlan('another bundle is being applied');
+  repo.recordImport({ seq: m.seq, manifest_sha256: v.hash, iss: m.iss, kid: v.kid, iat: m.iat, exp: m.exp, ack: m.ack, records: m.payload.records, imported_at: now, actor: opts.actor });
+  return true;
+}
+
+/** Writes ops[from, to) in file order. An insert skips an id present already (a step done twice by two finishers). */
+function applyOps(deps: SyncDeps, ops: Op[], seq: number, now: number, from: number, to: number): void {
+  const { store, repo } = deps;
+  for (let i = from; i < to; i++) {
+    const op = ops[i]!;
+    switch (op.k) {
+      case 'insert':
+        if (store.entitlements.get(op.e.id) === undefined) store.entitlements.insert(op.e, op.grace);
+        break;
+      case 'update':
+        store.entitlements.update(op.e, op.grace);
+        break;
+      case 'revoke': {
+        repo.revoke(op.id, seq, now);
+        // Read here, under the lock: an entitlement this bundle added a moment ago is revoked too.
+        const existing = store.entitlements.get(op.id);
+        if (existing && existing.status !== 'revoked') store.entitlements.update({ ...existing, status: 'revoked', updatedAt: now }, graceDays(existing.policy));
+        break;
+      }
+      case 'vendor_keys':
+        setVendorKeys(store, op.keys);
+        break;
+      case 'state':
+        store.state.set(op.key, op.value);
+        break;
+    }
+  }
+}
+
+/** The audit row (and the time vouch) that ends an import, in its last transaction. */
+function finish(deps: SyncDeps, v: Verified, now: number, opts: { actor: string; name?: string | undefined }, plan: Plan, resumed: boolean): void {
+  const m = v.manifest;
+  const { diff, counts, seatsCut } = plan;
+  const cap = <T>(list: T[]) => list.slice(0, AUDIT_LIST_LIMIT);
+  deps.store.audit.append({
+    at: now,
+    actor: opts.actor,
+    action: 'sync.import',
+    targetType: 'sync_bundle',
+    targetId: String(m.seq),
+    details: {
+      seq: m.seq,
+      manifest_sha256: v.hash,
+      kid: v.kid,
+      iss: m.iss,
+      ...(opts.name !== undefined ? { file: opts.name } : {}),
+      ...counts,
+      settings: diff.settings,
+      seats_cut: cap(seatsCut),
+      ids: { added: cap(diff.added), changed: cap(diff.changed.map((c) => c.entitlement_id)), revoked: cap(diff.revoked), suspended: cap(diff.suspended), ignored: cap(diff.ignored) },
+      // Finished after an interruption: the counts are what the finishing pass still wrote.
+      ...(resumed ? { resumed: true } : {}),
+    },
+  });
+  // The vendor's signed time vouches for our clock (the time guard's high-water mark).
+  deps.timeGuard?.vouch?.(m.iat);
+}
+
+function applyingDir(deps: SyncDeps): string {
+  return join(dirname(deps.store.db.name), APPLYING_DIR);
+}
+
+/**
+ * A big plan, applied in steps so that no transaction holds the write lock for more than ~20 ms
+ * of writing: the bundle is copied beside the database (0600), then one transaction records the
+ * seq and the ApplyingMarker, then the writes go in steps, each its own transaction checking the
+ * marker is still this import's, with a pause between steps so the server's own writes (and other
+ * processes) get the lock; the suspensions likewise; the last step writes the audit row and
+ * removes the marker. Readers see the bundle arrive over these steps; a crash leaves the marker,
+ * and whoever finds it finishes the apply from the copy (resumePending).
+ */
+async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verified, now: number, opts: ImportOptions, result: ImportResult): Promise<ImportResult> {
+  const dir = applyingDir(deps);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const copyName = `${v.manifest.seq}-${v.hash.slice(0, 16)}-${randomBytes(4).toString('hex')}.bpsync`;
+  const copy = join(dir, copyName);
+  let claimed = false;
+  try {
+    await copyFile(file, copy);
+    await chmod(copy, 0o600);
+    const h = await hashFileRegion(copy, v.payloadOffset);
+    if (h.sha256 !== v.manifest.payload.sha256) throw rejected('malformed', 'the file changed while it was read');
+    const marker: ApplyingMarker = { manifest: v.manifest, hash: v.hash, kid: v.kid, file: copyName, actor: opts.actor, ...(opts.name !== undefined ? { name: opts.name } : {}), now };
+    const raw = JSON.stringify(marker);
+    claimed = await deps.store.txAsync(() => {
+      if (!claim(deps, plan, v, now, opts)) return false;
+      deps.store.state.set(APPLYING_KEY, raw);
+      return true;
+    });
+    if (!claimed) return unchangedResult(v);
+    await stepThrough(deps, plan, v, raw, marker, false);
+    return result;
+  } finally {
+    // Once claimed, the copy belongs to the marker: stepThrough removes it when done.
+    if (!claimed) await rm(copy, { force: true });
+  }
+}
+
+/** The steps of a claimed stepwise apply: writes, suspensions, then the audit row and the marker's removal. */
+async function stepThrough(deps: SyncDeps, plan: Plan, v: Verified, raw: string, marker: ApplyingMarker, resumed: boolean): Promise<void> {
+  const { store, repo } = deps;
+  const ours = () => store.state.get(APPLYING_KEY) === raw;
+  let gone = false;
+  const step = async (work: () => boolean): Promise<boolean> => {
+    const t0 = performance.now();
+    // A step's commit need not wait for the disk: lost in a power cut, it is simply worked out and
+    // written again from the marker (committed durably before the steps), and the last commit,
+    // durable, makes every step before it durable too.
+    const more = await store.txAsync(
+      () => {
+        // Finished (and maybe followed) by another process meanwhile: nothing left for us.
+        if (!ours()) {
+          gone = true;
+          return false;
+        }
+        return work();
+      },
+      { lazySync: true, deadlineMs: STEP_BUSY_DEADLINE_MS },
+    );
+    // Let the others in: our own server's group commit (timers) and other processes, which poll
+    // for the lock every few ms: a pause of half the step's length is sure to be seen.
+    await new Promise((r) => setTimeout(r, Math.max(5, Math.round((performance.now() - t0) / 2))));
+    return more && !gone;
+  };
+  let i = 0;
+  while (i < plan.ops.length && !gone) {
+    await step(() => {
+      const start = performance.now();
+      let j = i;
+      while (j < plan.ops.length) {
+        const end = Math.min(plan.ops.length, j + 64);
+        applyOps(deps, plan.ops, marker.manifest.seq, marker.now, j, end);
+        j = end;
+        if (performance.now() - start > STEP_MS) break;
+      }
+      i = j;
+      return true;
+    });
+  }
+  while (!gone && (await step(() => repo.suspendUnseenSome(marker.now, SUSPEND_STEP) === SUSPEND_STEP)));
+  if (gone) return;
+  await store.txAsync(
+    () => {
+      if (!ours()) return;
+      finish(deps, v, marker.now, marker, plan, resumed);
+      store.state.delete(APPLYING_KEY);
+    },
+    { deadlineMs: STEP_BUSY_DEADLINE_MS },
+  );
+  await rm(join(applyingDir(deps), marker.file), { force: true });
+}
+
+/**
+ * A step waits this long for another process's lock: the apply is accepted already, and giving up
+ * leaves it to be finished later, so it waits longer than a client's write would.
+ */
+const STEP_BUSY_DEADLINE_MS = 30_000;
+/** Suspensions per step of a stepwise apply. */
+const SUSPEND_STEP = 1000;
+
+/**
+ * Finishes an import left half-applied (see ApplyingMarker), from the copy beside the database
+ * (or from `given`, when that is the same bundle and the copy is gone): the remaining writes are
+ * worked out again against the current rows, so what was applied is skipped. Returns the result
+ * when `given` is that bundle, else undefined (also when nothing was pending). Throws `conflict`
+ * when neither the copy nor `given` is that bundle.
+ */
+export async function resumePending(deps: SyncDeps, given: { file: string; fd: number } | undefined): Promise<ImportResult | undefined> {
+  const raw = deps.store.state.get(APPLYING_KEY);
+  if (raw === undefined) return undefined;
+  const marker = JSON.parse(raw) as ApplyingMarker;
+  const givenHash = given ? manifestHashOf(given.fd) : undefined;
+  let source = join(applyingDir(deps), marker.file);
+  if (!existsSync(source) && givenHash === marker.hash) source = given!.file;
+  const lost = () =>
+    new AppError('conflict', `bundle seq ${marker.manifest.seq} was being applied in steps and its copy ${source} is gone or damaged; import that bundle again to finish it`, { seq: marker.manifest.seq, manifest_sha256: marker.hash }, 'run: bp-license-server sync import <the bundle of that seq>');
+  let fd: number;
+  try {
+    fd = openSync(source, 'r');
+  } catch {
+    throw lost();
+  }
+  try {
+    if (manifestHashOf(fd) !== marker.hash) throw lost();
+    const header = readHeader(fd);
+    const v: Verified = { manifest: marker.manifest, hash: marker.hash, kid: marker.kid, payloadOffset: header.payloadOffset, fileSize: header.fileSize };
+    await checkPayload(source, v);
+    const plan = await prepare(deps, fd, v, marker.now);
+    await stepThrough(deps, plan, v, raw, marker, true);
+    if (givenHash !== marker.hash) return undefined;
+    return { status: 'applied', seq: v.manifest.seq, manifest_sha256: v.hash, ...plan.counts, settings: plan.diff.settings.map((s) => s.key), seats_cut: plan.seatsCut };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The manifest hash of a bundle file, or undefined when its header cannot be read. */
+function manifestHashOf(fd: number): string | undefined {
+  try {
+    return manifestHash(readHeader(fd).manifest);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The stepwise apply in progress (or interrupted), if any, for `sync status`. */
+export function applyingNow(deps: SyncDeps): { seq: number; manifest_sha256: string; since: string } | null {
+  const raw = deps.store.state.get(APPLYING_KEY);
+  if (raw === undefined) return null;
+  const m = JSON.parse(raw) as ApplyingMarker;
+  return { seq: m.manifest.seq, manifest_sha256: m.hash, since: toIso(m.now) };
 }
 
 /** The second pass over the payload, without the write lock: every record checked, the writes listed. */
@@ -387,64 +666,6 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
     if (db.inTransaction) commit.run();
   }
   return plan;
-}
-
-/** Inside the IMMEDIATE transaction: the plan's writes, the suspensions, the ledger and the audit row. */
-function apply(deps: SyncDeps, plan: Plan, v: Verified, now: number, opts: ImportOptions, result: ImportResult): ImportResult {
-  const { store, repo } = deps;
-  const m = v.manifest;
-  // Another process may have imported meanwhile: the order is checked again under the lock.
-  if (orderOf(deps, v) === 'same') return unchangedResult(v);
-  if (store.entitlements.epoch() !== plan.epoch || (repo.lastImport()?.manifest_sha256 ?? null) !== plan.lastImport) throw new StalePlan('stale');
-  for (const op of plan.ops) {
-    switch (op.k) {
-      case 'insert':
-        store.entitlements.insert(op.e, op.grace);
-        break;
-      case 'update':
-        store.entitlements.update(op.e, op.grace);
-        break;
-      case 'revoke': {
-        repo.revoke(op.id, m.seq, now);
-        // Read here, under the lock: an entitlement this bundle added a moment ago is revoked too.
-        const existing = store.entitlements.get(op.id);
-        if (existing && existing.status !== 'revoked') store.entitlements.update({ ...existing, status: 'revoked', updatedAt: now }, graceDays(existing.policy));
-        break;
-      }
-      case 'vendor_keys':
-        setVendorKeys(store, op.keys);
-        break;
-      case 'state':
-        store.state.set(op.key, op.value);
-        break;
-    }
-  }
-  repo.suspendUnseen(now);
-
-  const { diff, counts, seatsCut } = plan;
-  repo.recordImport({ seq: m.seq, manifest_sha256: v.hash, iss: m.iss, kid: v.kid, iat: m.iat, exp: m.exp, ack: m.ack, records: m.payload.records, imported_at: now, actor: opts.actor });
-  const cap = <T>(list: T[]) => list.slice(0, AUDIT_LIST_LIMIT);
-  store.audit.append({
-    at: now,
-    actor: opts.actor,
-    action: 'sync.import',
-    targetType: 'sync_bundle',
-    targetId: String(m.seq),
-    details: {
-      seq: m.seq,
-      manifest_sha256: v.hash,
-      kid: v.kid,
-      iss: m.iss,
-      ...(opts.name !== undefined ? { file: opts.name } : {}),
-      ...counts,
-      settings: diff.settings,
-      seats_cut: cap(seatsCut),
-      ids: { added: cap(diff.added), changed: cap(diff.changed.map((c) => c.entitlement_id)), revoked: cap(diff.revoked), suspended: cap(diff.suspended), ignored: cap(diff.ignored) },
-    },
-  });
-  // The vendor's signed time vouches for our clock (the time guard's high-water mark).
-  deps.timeGuard?.vouch?.(m.iat);
-  return result;
 }
 
 /** A refusal gets its own small transaction, after the failed one rolled back. */

@@ -13,7 +13,7 @@ import { createSyncRepo, type SyncRepo } from '../storage/sync.ts';
 import type { ChainBreak } from '../storage/audit.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { ruleOf } from './format.ts';
-import { auditRejection, importBundle, type ImportOptions, type ImportResult } from './import.ts';
+import { applyingNow, auditRejection, importBundle, resumePending, type ImportOptions, type ImportResult } from './import.ts';
 import { exportBundle, type ExportOptions, type ExportResult } from './export.ts';
 import { pinnedVendorKeys } from './trust.ts';
 import { receiveToFile } from './upload.ts';
@@ -87,6 +87,18 @@ export function createSyncService(opts: SyncServiceDeps) {
       }
     },
 
+    /**
+     * Finishes a big import left half-applied by a crash or a storage error (see import.ts,
+     * ApplyingMarker), if there is one; `serve` calls it at start. Resolves true when it finished one.
+     */
+    finishInterruptedImport(): Promise<boolean> {
+      return inTurn(async () => {
+        if (applyingNow(deps) === null) return false;
+        await resumePending(deps, undefined);
+        return true;
+      });
+    },
+
     /** Writes the next export bundle into a folder. */
     exportTo(o: ExportOptions): ExportResult {
       return exportBundle(deps, o);
@@ -111,6 +123,9 @@ export function createSyncService(opts: SyncServiceDeps) {
           ? { seq: le.seq, manifest_sha256: le.manifest_sha256, created_at: toIso(le.created_at), period_start: toIso(le.period_start), audit_seq: le.audit_seq, records: le.records, file: le.file }
           : null,
         bundle_entitlements: repo.bundleCounts(),
+        // A big bundle applied in steps and not finished yet (an interrupted one is finished by
+        // the next import or by `serve` at start).
+        applying: applyingNow(deps),
         permanent_revocations: repo.revocationCount(),
       };
     },
