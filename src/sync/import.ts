@@ -33,6 +33,8 @@ export interface ImportOptions {
   name?: string;
   /** Plans of more writes than this are applied in steps (default APPLY_IN_ONE_MAX; tests lower it). */
   applyInOneMax?: number;
+  /** At most this many writes per step (default: as many as ~20 ms allow; tests make steps small). */
+  stepOps?: number;
 }
 
 export interface SeatCut {
@@ -384,7 +386,7 @@ async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verifie
       return true;
     });
     if (!claimed) return unchangedResult(v);
-    await stepThrough(deps, plan, v, raw, marker, false);
+    await stepThrough(deps, plan, v, raw, marker, false, opts.stepOps);
     return result;
   } finally {
     // Once claimed, the copy belongs to the marker: stepThrough removes it when done.
@@ -393,7 +395,7 @@ async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verifie
 }
 
 /** The steps of a claimed stepwise apply: writes, suspensions, then the audit row and the marker's removal. */
-async function stepThrough(deps: SyncDeps, plan: Plan, v: Verified, raw: string, marker: ApplyingMarker, resumed: boolean): Promise<void> {
+async function stepThrough(deps: SyncDeps, plan: Plan, v: Verified, raw: string, marker: ApplyingMarker, resumed: boolean, stepOps = Infinity): Promise<void> {
   const { store, repo } = deps;
   const ours = () => store.state.get(APPLYING_KEY) === raw;
   let gone = false;
@@ -423,8 +425,9 @@ async function stepThrough(deps: SyncDeps, plan: Plan, v: Verified, raw: string,
     await step(() => {
       const start = performance.now();
       let j = i;
-      while (j < plan.ops.length) {
-        const end = Math.min(plan.ops.length, j + 64);
+      const last = Math.min(plan.ops.length, i + stepOps);
+      while (j < last) {
+        const end = Math.min(last, j + 64);
         applyOps(deps, plan.ops, marker.manifest.seq, marker.now, j, end);
         j = end;
         if (performance.now() - start > STEP_MS) break;
