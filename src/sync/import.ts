@@ -224,20 +224,32 @@ interface ApplyingMarker {
   now: number;
 }
 
-/** One write of an import, in file order. */
-type Op =
-  | { k: 'insert'; e: Entitlement; grace: number }
-  | { k: 'update'; e: Entitlement; grace: number }
-  | { k: 'revoke'; id: string }
-  | { k: 'vendor_keys'; keys: ReturnType<typeof parseVendorKeys> }
-  | { k: 'state'; key: string; value: string };
+/** What the apply does with a record (Plan.writes, by record number - 1). */
+const W_NONE = 0;
+const W_INSERT = 1;
+const W_UPDATE = 2;
+const W_REVOKE = 3;
+const W_SETTING = 4;
+
+/** A setting to write, parsed by prepare (few per bundle, kept whole). */
+type SettingOp = { k: 'vendor_keys'; keys: ReturnType<typeof parseVendorKeys> } | { k: 'state'; key: string; value: string };
+
+/** One write of an import, in file order, parsed again from the file just before it is applied. */
+type Write = { k: typeof W_INSERT | typeof W_UPDATE; rec: EntitlementRecord } | { k: typeof W_REVOKE; id: string } | { k: typeof W_SETTING; op: SettingOp };
 
 /** Everything an import will write, worked out without the write lock. */
 interface Plan {
   /** The entitlement epoch and last import the plan was made against; the apply checks them. */
   epoch: bigint | number;
   lastImport: string | null;
-  ops: Op[];
+  /**
+   * Per record, what the apply writes (W_*): a byte each, so a million-record plan costs 1 MB
+   * and the records themselves are read again from the file (in order) as they are applied.
+   */
+  writes: Uint8Array;
+  /** How many records the apply writes. */
+  writeCount: number;
+  settings: Map<number, SettingOp>;
   counts: { added: number; changed: number; revoked: number; unchanged: number; suspended: number; ignored: number };
   diff: ImportDiff;
   seatsCut: SeatCut[];
@@ -260,10 +272,13 @@ async function prepareAndApply(deps: SyncDeps, file: string, fd: number, v: Veri
     const result: ImportResult = { status: opts.dryRun ? 'dry_run' : 'applied', seq: m.seq, manifest_sha256: v.hash, ...plan.counts, settings: plan.diff.settings.map((s) => s.key), seats_cut: plan.seatsCut };
     if (opts.dryRun) return { ...result, dry_run: true, diff: plan.diff };
     try {
-      if (plan.ops.length + plan.counts.suspended <= (opts.applyInOneMax ?? APPLY_IN_ONE_MAX)) {
+      if (plan.writeCount + plan.counts.suspended <= (opts.applyInOneMax ?? APPLY_IN_ONE_MAX)) {
         return await deps.store.txAsync(() => {
           if (!claim(deps, plan, v, now, opts)) return unchangedResult(v);
-          applyOps(deps, plan.ops, m.seq, now, 0, plan.ops.length);
+          const walk = walker(fd, v, plan);
+          for (let w = walk.next(); w !== null; w = walk.next()) applyWrite(deps, w, m.seq, now);
+          // The file is read again here; a change since prepare must not slip through.
+          if (!walk.intact()) throw rejected('malformed', 'the file changed while it was read');
           deps.repo.suspendUnseen(now);
           finish(deps, v, now, opts, plan, false);
           return result;
@@ -296,32 +311,76 @@ function claim(deps: SyncDeps, plan: Plan, v: Verified, now: number, opts: Impor
   return true;
 }
 
-/** Writes ops[from, to) in file order. An insert skips an id present already (a step done twice by two finishers). */
-function applyOps(deps: SyncDeps, ops: Op[], seq: number, now: number, from: number, to: number): void {
-  const { store, repo } = deps;
-  for (let i = from; i < to; i++) {
-    const op = ops[i]!;
-    switch (op.k) {
-      case 'insert':
-        if (store.entitlements.get(op.e.id) === undefined) store.entitlements.insert(op.e, op.grace);
-        break;
-      case 'update':
-        store.entitlements.update(op.e, op.grace);
-        break;
-      case 'revoke': {
-        repo.revoke(op.id, seq, now);
-        // Read here, under the lock: an entitlement this bundle added a moment ago is revoked too.
-        const existing = store.entitlements.get(op.id);
-        if (existing && existing.status !== 'revoked') store.entitlements.update({ ...existing, status: 'revoked', updatedAt: now }, graceDays(existing.policy));
-        break;
+/**
+ * Reads the payload again from the start and yields the planned writes in file order, each record
+ * parsed again (it passed every check in prepare). `intact()` after the end: the bytes read still
+ * have the manifest's sha256.
+ */
+function walker(fd: number, v: Verified, plan: Plan): { next(): Write | null; intact(): boolean } {
+  const reader = new LineReader(fd, v.payloadOffset, v.fileSize);
+  let n = 0;
+  return {
+    next(): Write | null {
+      for (let line = reader.next(); line !== null; line = reader.next()) {
+        n++;
+        const k = plan.writes[n - 1] ?? W_NONE;
+        if (k === W_NONE) continue;
+        if (k === W_SETTING) return { k, op: plan.settings.get(n)! };
+        const rec = parseImportRecord(parseLine(line, n), n);
+        if (k === W_REVOKE && rec.op === 'revoke') return { k, id: rec.entitlement_id };
+        if ((k === W_INSERT || k === W_UPDATE) && rec.op === 'entitlement') return { k, rec };
+        throw rejected('malformed', 'the file changed while it was read');
       }
-      case 'vendor_keys':
-        setVendorKeys(store, op.keys);
-        break;
-      case 'state':
-        store.state.set(op.key, op.value);
-        break;
+      return null;
+    },
+    intact: () => reader.hash.digest('hex') === v.manifest.payload.sha256,
+  };
+}
+
+/** An entitlement as a bundle record makes it, over the stored one if any. */
+function entitlementOf(rec: EntitlementRecord, existing: Entitlement | undefined, now: number): Entitlement {
+  return {
+    id: rec.entitlement_id,
+    tenantId: rec.tenant_id,
+    productId: rec.product_id,
+    policy: rec.policy_json,
+    startsAt: rec.starts_at,
+    endsAt: rec.ends_at,
+    status: 'active',
+    source: 'bundle',
+    externalId: existing?.externalId ?? null,
+    rev: rec.rev,
+    createdAt: existing?.createdAt ?? now,
+    updatedAt: now,
+  };
+}
+
+/** Applies one planned write, under the lock. An insert skips an id present already (a step done twice by two finishers). */
+function applyWrite(deps: SyncDeps, w: Write, seq: number, now: number): void {
+  const { store, repo } = deps;
+  switch (w.k) {
+    case W_INSERT: {
+      if (store.entitlements.get(w.rec.entitlement_id) !== undefined) return;
+      const e = entitlementOf(w.rec, undefined, now);
+      store.entitlements.insert(e, graceDays(e.policy));
+      return;
     }
+    case W_UPDATE: {
+      const e = entitlementOf(w.rec, store.entitlements.get(w.rec.entitlement_id), now);
+      store.entitlements.update(e, graceDays(e.policy));
+      return;
+    }
+    case W_REVOKE: {
+      repo.revoke(w.id, seq, now);
+      // Read here, under the lock: an entitlement this bundle added a moment ago is revoked too.
+      const existing = store.entitlements.get(w.id);
+      if (existing && existing.status !== 'revoked') store.entitlements.update({ ...existing, status: 'revoked', updatedAt: now }, graceDays(existing.policy));
+      return;
+    }
+    case W_SETTING:
+      if (w.op.k === 'vendor_keys') setVendorKeys(store, w.op.keys);
+      else store.state.set(w.op.key, w.op.value);
+      return;
   }
 }
 
@@ -386,7 +445,12 @@ async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verifie
       return true;
     });
     if (!claimed) return unchangedResult(v);
-    await stepThrough(deps, plan, v, raw, marker, false, opts.stepOps);
+    const fd = openSync(copy, 'r');
+    try {
+      await stepThrough(deps, fd, plan, v, raw, marker, false, opts.stepOps);
+    } finally {
+      closeSync(fd);
+    }
     return result;
   } finally {
     // Once claimed, the copy belongs to the marker: stepThrough removes it when done.
@@ -395,7 +459,7 @@ async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verifie
 }
 
 /** The steps of a claimed stepwise apply: writes, suspensions, then the audit row and the marker's removal. */
-async function stepThrough(deps: SyncDeps, plan: Plan, v: Verified, raw: string, marker: ApplyingMarker, resumed: boolean, stepOps = Infinity): Promise<void> {
+async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, raw: string, marker: ApplyingMarker, resumed: boolean, stepOps = Infinity): Promise<void> {
   const { store, repo } = deps;
   const ours = () => store.state.get(APPLYING_KEY) === raw;
   let gone = false;
@@ -420,19 +484,27 @@ async function stepThrough(deps: SyncDeps, plan: Plan, v: Verified, raw: string,
     await new Promise((r) => setTimeout(r, Math.max(5, Math.round((performance.now() - t0) / 2))));
     return more && !gone;
   };
-  let i = 0;
-  while (i < plan.ops.length && !gone) {
+  // The records are parsed outside the lock, a batch ahead; a step writes them for ~20 ms.
+  const walk = walker(fd, v, plan);
+  const ahead: Write[] = [];
+  let ended = false;
+  while (!gone) {
+    while (!ended && ahead.length < PARSE_AHEAD) {
+      const w = walk.next();
+      if (w === null) ended = true;
+      else ahead.push(w);
+    }
+    if (ahead.length === 0) break;
     await step(() => {
       const start = performance.now();
-      let j = i;
-      const last = Math.min(plan.ops.length, i + stepOps);
+      const last = Math.min(ahead.length, stepOps);
+      let j = 0;
       while (j < last) {
-        const end = Math.min(last, j + 64);
-        applyOps(deps, plan.ops, marker.manifest.seq, marker.now, j, end);
-        j = end;
-        if (performance.now() - start > STEP_MS) break;
+        applyWrite(deps, ahead[j]!, marker.manifest.seq, marker.now);
+        j++;
+        if ((j & 63) === 0 && performance.now() - start > STEP_MS) break;
       }
-      i = j;
+      ahead.splice(0, j);
       return true;
     });
   }
@@ -454,6 +526,8 @@ async function stepThrough(deps: SyncDeps, plan: Plan, v: Verified, raw: string,
  * leaves it to be finished later, so it waits longer than a client's write would.
  */
 const STEP_BUSY_DEADLINE_MS = 30_000;
+/** Records parsed ahead of a step (outside the lock); a step writes what ~20 ms allow of them. */
+const PARSE_AHEAD = 2048;
 /** Suspensions per step of a stepwise apply. */
 const SUSPEND_STEP = 1000;
 
@@ -485,7 +559,7 @@ export async function resumePending(deps: SyncDeps, given: { file: string; fd: n
     const v: Verified = { manifest: marker.manifest, hash: marker.hash, kid: marker.kid, payloadOffset: header.payloadOffset, fileSize: header.fileSize };
     await checkPayload(source, v);
     const plan = await prepare(deps, fd, v, marker.now);
-    await stepThrough(deps, plan, v, raw, marker, true);
+    await stepThrough(deps, fd, plan, v, raw, marker, true);
     if (givenHash !== marker.hash) return undefined;
     return { status: 'applied', seq: v.manifest.seq, manifest_sha256: v.hash, ...plan.counts, settings: plan.diff.settings.map((s) => s.key), seats_cut: plan.seatsCut };
   } finally {
@@ -518,12 +592,18 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
   const plan: Plan = {
     epoch: store.entitlements.epoch(),
     lastImport: repo.lastImport()?.manifest_sha256 ?? null,
-    ops: [],
+    writes: new Uint8Array(m.payload.records),
+    writeCount: 0,
+    settings: new Map(),
     counts: { added: 0, changed: 0, revoked: 0, unchanged: 0, suspended: 0, ignored: 0 },
     diff: { added: [], changed: [], revoked: [], suspended: [], ignored: [], settings: [], truncated: false },
     seatsCut: [],
   };
-  const { counts, diff, ops, seatsCut } = plan;
+  const { counts, diff, seatsCut } = plan;
+  const plan_ = (n: number, k: number) => {
+    plan.writes[n - 1] = k;
+    plan.writeCount++;
+  };
   const note = <T>(list: T[], item: T) => {
     if (list.length < DIFF_LIST_LIMIT) list.push(item);
     else diff.truncated = true;
@@ -545,22 +625,9 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       note(diff.ignored, id);
       return;
     }
-    const next: Entitlement = {
-      id,
-      tenantId: rec.tenant_id,
-      productId: rec.product_id,
-      policy: rec.policy_json,
-      startsAt: rec.starts_at,
-      endsAt: rec.ends_at,
-      status: 'active',
-      source: 'bundle',
-      externalId: existing?.externalId ?? null,
-      rev: rec.rev,
-      createdAt: existing?.createdAt ?? now,
-      updatedAt: now,
-    };
+    const next = entitlementOf(rec, existing, now);
     if (!existing) {
-      ops.push({ k: 'insert', e: next, grace: graceDays(next.policy) });
+      plan_(n, W_INSERT);
       counts.added++;
       note(diff.added, id);
       return;
@@ -584,7 +651,7 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       counts.unchanged++;
       return;
     }
-    ops.push({ k: 'update', e: next, grace: graceDays(next.policy) });
+    plan_(n, W_UPDATE);
     counts.changed++;
     note(diff.changed, { entitlement_id: id, fields });
     const max = next.policy.max_seats;
@@ -600,7 +667,7 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
     // Revoked earlier in this bundle: nothing more to do or count.
     if (revokedHere.has(id)) return;
     revokedHere.add(id);
-    ops.push({ k: 'revoke', id });
+    plan_(n, W_REVOKE);
     // Counted when it takes something in force (stored, or added earlier in this bundle) or an id
     // never revoked before; not for one revoked already.
     if (existing ? existing.status === 'revoked' : repo.isRevoked(id)) return;
@@ -620,13 +687,15 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       from = current.map((k) => k.publicPaserk);
       to = keys.map((k) => k.publicPaserk);
       if (JSON.stringify([...(from as string[])].sort()) === JSON.stringify([...(to as string[])].sort())) return;
-      ops.push({ k: 'vendor_keys', keys });
+      plan.settings.set(n, { k: 'vendor_keys', keys });
+      plan_(n, W_SETTING);
     } else {
       const stored = store.state.get(key);
       from = stored === undefined ? null : key === 'allow_manual_provisioning' ? stored === 'true' : Number(stored);
       to = value;
       if (from === to) return;
-      ops.push({ k: 'state', key, value: String(value) });
+      plan.settings.set(n, { k: 'state', key, value: String(value) });
+      plan_(n, W_SETTING);
     }
     diff.settings.push({ key, from, to });
   }
