@@ -164,5 +164,29 @@ describe('group commit', () => {
       expect(await short(() => insert('z'))).toBeTruthy();
       expect(rows()).toEqual(['z']);
     });
+
+    it('refuses each piece once it has waited the deadline, not sooner: a late piece waits its own full deadline', async () => {
+      db.pragma(`busy_timeout = ${SERVER_BUSY_TIMEOUT_MS}`);
+      const short = createGroupCommit(db, { busyDeadlineMs: 300 });
+      const locker = new Database(join(dir, 'license.db'));
+      locker.exec('BEGIN IMMEDIATE');
+      const waited = (p: Promise<unknown>, t0: number) =>
+        p.then(
+          () => ({ ok: true, ms: performance.now() - t0 }),
+          () => ({ ok: false, ms: performance.now() - t0 }),
+        );
+      const early = waited(short(() => insert('early')), performance.now());
+      await new Promise((r) => setTimeout(r, 200));
+      const late = waited(short(() => insert('late')), performance.now());
+      const [a, b] = await Promise.all([early, late]);
+      locker.exec('ROLLBACK');
+      locker.close();
+      expect(a).toMatchObject({ ok: false });
+      expect(b).toMatchObject({ ok: false });
+      expect(a.ms).toBeGreaterThanOrEqual(295);
+      // Had the deadline counted from the first refusal, the late piece would be refused after ~100 ms.
+      expect(b.ms).toBeGreaterThanOrEqual(295);
+      expect(rows()).toEqual([]);
+    });
   });
 });

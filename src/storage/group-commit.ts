@@ -24,9 +24,9 @@ type Outcome = { ok: true; value: unknown } | { ok: false; value: unknown };
  *
  * Another process holding the write lock (a CLI import, a backup): BEGIN IMMEDIATE fails busy after
  * the connection's short busy timeout, nothing of the batch has run, and the queue waits on timers
- * (the event loop free, new pieces joining) and tries again, for up to `busyDeadlineMs` from the
- * first refusal. Past it every waiting piece is rejected with the busy error (answered `503 busy`
- * with Retry-After). The fast path pays nothing for this: one comparison per batch.
+ * (the event loop free, new pieces joining) and tries again; a piece that has waited
+ * `busyDeadlineMs` is rejected with the busy error (answered `503 busy` with Retry-After). The fast
+ * path pays nothing for this: one comparison per batch.
  */
 export function createGroupCommit(db: Db, opts: { maxBatch?: number; onRollback?: () => void; busyDeadlineMs?: number } = {}) {
   const maxBatch = opts.maxBatch ?? 512;
@@ -42,10 +42,14 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number; onRollback?
   const changes = db.prepare<[], number>('SELECT total_changes()').pluck();
   let queue: Item[] = [];
   let scheduled = false;
-  /** When the current busy episode began (Date.now()), 0 when the lock was last had. */
-  let busySince = 0;
-  /** Tries for the lock in the current busy episode. */
+  /** Tries for the lock in the current busy episode (0: the lock was had last time). */
   let busyTries = 0;
+  /**
+   * During a busy episode, at each try: [queue length, Date.now()] pairs, flat. The first `length`
+   * pieces of the queue were waiting at that time, so each piece is refused once it has waited
+   * busyDeadlineMs, without stamping every piece (the fast path stays as it was).
+   */
+  let marks: number[] = [];
   /** A retry timer is set: it, not schedule(), runs the next flush. */
   let waiting = false;
 
@@ -129,8 +133,8 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number; onRollback?
       return;
     }
     if (busyTries !== 0) {
-      busySince = 0;
       busyTries = 0;
+      marks = [];
     }
     if (queue.length > 0) schedule();
     for (let i = 0; i < batch.length; i++) {
@@ -140,18 +144,30 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number; onRollback?
     }
   }
 
-  /** Another process holds the lock: try again on a timer, or past the deadline refuse the queue. */
+  /**
+   * Another process holds the lock: try again on a timer; the pieces that have waited
+   * busyDeadlineMs by now are refused (the oldest first, as they queued).
+   */
   function waitForLock(): void {
     const now = Date.now();
-    if (busyTries === 0) busySince = now;
     busyTries++;
-    if (now - busySince >= busyDeadlineMs) {
-      const refused = queue;
-      queue = [];
-      busySince = 0;
-      busyTries = 0;
+    marks.push(queue.length, now);
+    let cut = 0;
+    let drop = 0;
+    for (let i = 0; i < marks.length && marks[i + 1]! <= now - busyDeadlineMs; i += 2) {
+      cut = marks[i]!;
+      drop = i + 2;
+    }
+    if (cut > 0) {
+      const refused = queue.splice(0, cut);
+      marks = marks.slice(drop);
+      for (let i = 0; i < marks.length; i += 2) marks[i] = Math.max(0, marks[i]! - cut);
       const err = Object.assign(new Error('database is locked (another process held the write lock past the wait deadline)'), { code: 'SQLITE_BUSY' });
       for (const item of refused) item.reject(err);
+    }
+    if (queue.length === 0) {
+      busyTries = 0;
+      marks = [];
       return;
     }
     waiting = true;

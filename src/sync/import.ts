@@ -526,8 +526,8 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
  * leaves it to be finished later, so it waits longer than a client's write would.
  */
 const STEP_BUSY_DEADLINE_MS = 30_000;
-/** Records parsed ahead of a step (outside the lock); a step writes what ~20 ms allow of them. */
-const PARSE_AHEAD = 2048;
+/** Records parsed ahead of a step (outside the lock, ~a few ms); a step writes what ~20 ms allow of them. */
+const PARSE_AHEAD = 512;
 /** Suspensions per step of a stepwise apply. */
 const SUSPEND_STEP = 1000;
 
