@@ -33,7 +33,7 @@ export interface ImportOptions {
   name?: string;
   /** Plans of more writes than this are applied in steps (default APPLY_IN_ONE_MAX; tests lower it). */
   applyInOneMax?: number;
-  /** At most this many writes per step (default: as many as ~20 ms allow; tests make steps small). */
+  /** At most this many writes per step (default: as many as ~10 ms allow; tests make steps small). */
   stepOps?: number;
 }
 
@@ -199,8 +199,12 @@ const MAX_PREPARES = 3;
  * transaction: 100,000 new entitlements take ~2 s of writing, far too long to hold the lock.
  */
 export const APPLY_IN_ONE_MAX = 2000;
-/** One step of a stepwise apply holds the write lock about this long (ms), then lets others in. */
-const STEP_MS = 20;
+/**
+ * One step of a stepwise apply writes for about this long (ms), then commits and lets others in:
+ * a client's write waits at most about a step, and the serving process's event loop is held no
+ * longer either when the import runs inside it (inbox, HTTP).
+ */
+const STEP_MS = 10;
 /** The server_state key of the import being applied in steps (see ApplyingMarker). */
 const APPLYING_KEY = 'sync_import_applying';
 /** Folder beside the database holding the copy of the bundle being applied in steps. */
@@ -261,7 +265,7 @@ class StalePlan extends Error {}
 /**
  * Prepares the bundle outside the write lock (every record parsed, checked and compared with the
  * current rows, which are read without the lock), then applies only the real changes: in one short
- * IMMEDIATE transaction, or for a big plan in steps of ~20 ms of writing each (applyInSteps). The
+ * IMMEDIATE transaction, or for a big plan in steps of ~10 ms of writing each (applyInSteps). The
  * lock is waited for on timers. Another writer changing entitlements or importing between prepare
  * and apply makes the plan stale: it is made again.
  */
@@ -418,7 +422,7 @@ function applyingDir(deps: SyncDeps): string {
 }
 
 /**
- * A big plan, applied in steps so that no transaction holds the write lock for more than ~20 ms
+ * A big plan, applied in steps so that no transaction holds the write lock for more than ~10 ms
  * of writing: the bundle is copied beside the database (0600), then one transaction records the
  * seq and the ApplyingMarker, then the writes go in steps, each its own transaction checking the
  * marker is still this import's, with a pause between steps so the server's own writes (and other
@@ -484,7 +488,7 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
     await new Promise((r) => setTimeout(r, Math.max(5, Math.round((performance.now() - t0) / 2))));
     return more && !gone;
   };
-  // The records are parsed outside the lock, a batch ahead; a step writes them for ~20 ms.
+  // The records are parsed outside the lock, a batch ahead; a step writes them for ~10 ms.
   const walk = walker(fd, v, plan);
   const ahead: Write[] = [];
   let ended = false;
@@ -526,7 +530,7 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
  * leaves it to be finished later, so it waits longer than a client's write would.
  */
 const STEP_BUSY_DEADLINE_MS = 30_000;
-/** Records parsed ahead of a step (outside the lock, ~a few ms); a step writes what ~20 ms allow of them. */
+/** Records parsed ahead of a step (outside the lock, ~a few ms); a step writes what ~10 ms allow of them. */
 const PARSE_AHEAD = 512;
 /** Suspensions per step of a stepwise apply. */
 const SUSPEND_STEP = 1000;

@@ -49,7 +49,7 @@ export function registerSync(program: Command, kit: CommandKit): void {
 
   sync
     .command('import <file>')
-    .description('import a vendor bundle (*.bpsync): every check, then all of it or nothing')
+    .description('import a vendor bundle (*.bpsync): every check, then all of it (a big one in short steps; an interrupted one is finished by the next import or serve) or nothing')
     .option('--dry-run', 'check the bundle and print what would change; change nothing')
     .action(async (file: string, opts: { dryRun?: boolean }, cmd: Command) => {
       await kit.withContext(cmd, async (ctx, g) => {
