@@ -85,6 +85,7 @@ export function registerSync(program: Command, kit: CommandKit): void {
             `last import:      ${s.last_import ? `seq ${s.last_import.seq}, signed ${s.last_import.iat}, imported ${s.last_import.imported_at}` : 'none'}`,
             `last export:      ${s.last_export ? `seq ${s.last_export.seq}, made ${s.last_export.created_at}` : 'none'}`,
             `bundle entitlements: ${s.bundle_entitlements.active} active, ${s.bundle_entitlements.suspended} suspended, ${s.bundle_entitlements.revoked} revoked`,
+            ...(s.applying ? [`applying:         bundle seq ${s.applying.seq} since ${s.applying.since} (in steps; an interrupted one is finished by the next import or by serve)`] : []),
           ].join('\n'),
         );
       });
