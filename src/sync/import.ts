@@ -191,7 +191,7 @@ const NAMED = new Set(['per_user', 'per_machine']);
 /** The preparing pass gives the event loop back after this long (ms): the server keeps answering. */
 const PREPARE_SLICE_MS = 8;
 /** How often the preparing pass looks at the clock, in records. */
-const CLOCK_EVERY = 64;
+const CLOCK_EVERY = 16;
 /** Prepared plans thrown away because another writer changed entitlements before the apply. */
 const MAX_PREPARES = 3;
 /**
@@ -506,7 +506,8 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
       while (j < last) {
         applyWrite(deps, ahead[j]!, marker.manifest.seq, marker.now);
         j++;
-        if ((j & 63) === 0 && performance.now() - start > STEP_MS) break;
+        // The clock is read every 8 writes: one write may stall on a page read, 64 could overshoot a lot.
+        if ((j & 7) === 0 && performance.now() - start > STEP_MS) break;
       }
       ahead.splice(0, j);
       return true;
