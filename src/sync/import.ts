@@ -17,6 +17,7 @@ import { IMPORT_TYP, parseManifest, verifyManifest, type Manifest } from './mani
 import { parseImportRecord, parseLine, parseSetting, type EntitlementRecord } from './records.ts';
 import { parseVendorKeys, pinnedVendorKeys, setVendorKeys } from './trust.ts';
 import type { SyncDeps } from './service.ts';
+import { SERVER_BUSY_TIMEOUT_MS } from '../storage/db.ts';
 
 /** How far a bundle's `iat` may be ahead of our clock before the clock is called unsynced. */
 export const CLOCK_SKEW_MS = 5 * 60_000;
@@ -33,7 +34,7 @@ export interface ImportOptions {
   name?: string;
   /** Plans of more writes than this are applied in steps (default APPLY_IN_ONE_MAX; tests lower it). */
   applyInOneMax?: number;
-  /** At most this many writes per step (default: as many as ~10 ms allow; tests make steps small). */
+  /** At most this many writes per step (default: as many as STEP_MS allow; tests make steps small). */
   stepOps?: number;
 }
 
@@ -201,10 +202,16 @@ const MAX_PREPARES = 3;
 export const APPLY_IN_ONE_MAX = 2000;
 /**
  * One step of a stepwise apply writes for about this long (ms), then commits and lets others in:
- * a client's write waits at most about a step, and the serving process's event loop is held no
- * longer either when the import runs inside it (inbox, HTTP).
+ * a client's write waits at most about a step. Inside the serving process (inbox, HTTP; its
+ * connection has the short busy timeout) the step also holds the event loop, so it is shorter.
  */
-const STEP_MS = 10;
+const STEP_MS = 25;
+const STEP_MS_IN_SERVER = 10;
+/**
+ * The pause between steps (ms): longer than the server's poll for a busy lock (every 2 ms, see
+ * busy.ts), so a write waiting in another process gets the lock between two steps.
+ */
+const STEP_PAUSE_MS = 3;
 /** The server_state key of the import being applied in steps (see ApplyingMarker). */
 const APPLYING_KEY = 'sync_import_applying';
 /** Folder beside the database holding the copy of the bundle being applied in steps. */
@@ -265,7 +272,7 @@ class StalePlan extends Error {}
 /**
  * Prepares the bundle outside the write lock (every record parsed, checked and compared with the
  * current rows, which are read without the lock), then applies only the real changes: in one short
- * IMMEDIATE transaction, or for a big plan in steps of ~10 ms of writing each (applyInSteps). The
+ * IMMEDIATE transaction, or for a big plan in steps of ~10-25 ms of writing each (applyInSteps). The
  * lock is waited for on timers. Another writer changing entitlements or importing between prepare
  * and apply makes the plan stale: it is made again.
  */
@@ -364,9 +371,8 @@ function applyWrite(deps: SyncDeps, w: Write, seq: number, now: number): void {
   const { store, repo } = deps;
   switch (w.k) {
     case W_INSERT: {
-      if (store.entitlements.get(w.rec.entitlement_id) !== undefined) return;
       const e = entitlementOf(w.rec, undefined, now);
-      store.entitlements.insert(e, graceDays(e.policy));
+      store.entitlements.insertNew(e, graceDays(e.policy));
       return;
     }
     case W_UPDATE: {
@@ -422,7 +428,7 @@ function applyingDir(deps: SyncDeps): string {
 }
 
 /**
- * A big plan, applied in steps so that no transaction holds the write lock for more than ~10 ms
+ * A big plan, applied in steps so that no transaction holds the write lock for more than ~10-25 ms
  * of writing: the bundle is copied beside the database (0600), then one transaction records the
  * seq and the ApplyingMarker, then the writes go in steps, each its own transaction checking the
  * marker is still this import's, with a pause between steps so the server's own writes (and other
@@ -437,10 +443,9 @@ async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verifie
   const copy = join(dir, copyName);
   let claimed = false;
   try {
+    // The copy is checked as the steps read it (and again, whole, before a finisher uses it).
     await copyFile(file, copy);
     await chmod(copy, 0o600);
-    const h = await hashFileRegion(copy, v.payloadOffset);
-    if (h.sha256 !== v.manifest.payload.sha256) throw rejected('malformed', 'the file changed while it was read');
     const marker: ApplyingMarker = { manifest: v.manifest, hash: v.hash, kid: v.kid, file: copyName, actor: opts.actor, ...(opts.name !== undefined ? { name: opts.name } : {}), now };
     const raw = JSON.stringify(marker);
     claimed = await deps.store.txAsync(() => {
@@ -466,6 +471,7 @@ async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verifie
 async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, raw: string, marker: ApplyingMarker, resumed: boolean, stepOps = Infinity): Promise<void> {
   const { store, repo } = deps;
   const ours = () => store.state.get(APPLYING_KEY) === raw;
+  const stepMs = (store.db.pragma('busy_timeout', { simple: true }) as number) <= SERVER_BUSY_TIMEOUT_MS ? STEP_MS_IN_SERVER : STEP_MS;
   let gone = false;
   const step = async (work: () => boolean): Promise<boolean> => {
     const t0 = performance.now();
@@ -483,12 +489,12 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
       },
       { lazySync: true, deadlineMs: STEP_BUSY_DEADLINE_MS },
     );
-    // Let the others in: our own server's group commit (timers) and other processes, which poll
-    // for the lock every few ms: a pause of half the step's length is sure to be seen.
-    await new Promise((r) => setTimeout(r, Math.max(5, Math.round((performance.now() - t0) / 2))));
+    // Let the others in: our own server's group commit (timers) and other processes polling for
+    // the lock. A step that ran long (a loaded machine) is followed by a longer pause.
+    await new Promise((r) => setTimeout(r, Math.max(STEP_PAUSE_MS, Math.round((performance.now() - t0) / 4))));
     return more && !gone;
   };
-  // The records are parsed outside the lock, a batch ahead; a step writes them for ~10 ms.
+  // The records are parsed outside the lock, a batch ahead; a step writes them for stepMs.
   const walk = walker(fd, v, plan);
   const ahead: Write[] = [];
   let ended = false;
@@ -507,11 +513,16 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
         applyWrite(deps, ahead[j]!, marker.manifest.seq, marker.now);
         j++;
         // The clock is read every 8 writes: one write may stall on a page read, 64 could overshoot a lot.
-        if ((j & 7) === 0 && performance.now() - start > STEP_MS) break;
+        if ((j & 7) === 0 && performance.now() - start > stepMs) break;
       }
       ahead.splice(0, j);
       return true;
     });
+  }
+  if (!gone && !walk.intact()) {
+    // Our own copy changed under us: stop before the audit row; a finisher checks the copy whole
+    // and refuses a damaged one (then the bundle must be given again).
+    throw new AppError('conflict', `the copy of bundle seq ${marker.manifest.seq} in ${APPLYING_DIR}/ changed while it was applied; import that bundle again to finish it`, { seq: marker.manifest.seq });
   }
   while (!gone && (await step(() => repo.suspendUnseenSome(marker.now, SUSPEND_STEP) === SUSPEND_STEP)));
   if (gone) return;
@@ -531,7 +542,7 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
  * leaves it to be finished later, so it waits longer than a client's write would.
  */
 const STEP_BUSY_DEADLINE_MS = 30_000;
-/** Records parsed ahead of a step (outside the lock, ~a few ms); a step writes what ~10 ms allow of them. */
+/** Records parsed ahead of a step (outside the lock, ~a few ms); a step writes what stepMs allow of them. */
 const PARSE_AHEAD = 512;
 /** Suspensions per step of a stepwise apply. */
 const SUSPEND_STEP = 1000;
