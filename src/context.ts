@@ -27,6 +27,8 @@ export interface ContextOptions {
    * header and schema checks only (audit verify and backup check them fully).
    */
   quickCheck?: 'bounded' | 'always' | 'never';
+  /** The connection's busy timeout (see OpenOptions.busyTimeoutMs); the serving process passes a short one. */
+  busyTimeoutMs?: number;
 }
 
 /** What the start-up checks did, for the server's first log line. */
@@ -96,6 +98,7 @@ export function openContext(opts: ContextOptions): Context {
     nativeBinding: loadSqliteBinding(opts.nativeCacheDir),
     mustExist: true,
     quickCheck: quick,
+    ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}),
   });
   // init records the server id in the database; identity files from another server do not fit it.
   const recorded = store.state.get('server_id');

@@ -12,7 +12,7 @@ import { createLeaseFastPath } from './http/lease-fast-path.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
-import { migrationNotes, type Durability } from './storage/db.ts';
+import { migrationNotes, SERVER_BUSY_TIMEOUT_MS, type Durability } from './storage/db.ts';
 import { startStorageUpkeep } from './storage/upkeep.ts';
 import { dataPaths } from './data-dir.ts';
 
@@ -49,6 +49,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     dataDir: config.dataDir,
     nativeCacheDir: config.nativeCacheDir,
     durability: config.durability,
+    // Never sleep long on another process's lock on the event loop: longer waits are timers.
+    busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
     services: { defaultLeaseTtlSeconds: config.defaultLeaseTtlSeconds },
     quickCheck: 'bounded',
     ...(config.clock ? { clock: config.clock } : {}),
@@ -125,6 +127,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       if (!storageHealth.failed(err)) log.warn('lease sweep failed; will retry', { error: String(err) });
     }
   }
+
+  // A big bundle import interrupted half-way (a crash) is finished now, in steps, while serving.
+  ctx.services.sync.finishInterruptedImport().then(
+    (done) => done && log.info('finished a bundle import that was interrupted', ctx.services.sync.status().last_import ?? {}),
+    (err) => log.error('cannot finish an interrupted bundle import; import that bundle again', { error: String(err) }),
+  );
 
   const port = (server.address() as AddressInfo).port;
   const scheme = config.tlsCert ? 'https' : 'http';

@@ -33,7 +33,25 @@ export interface OpenOptions {
   quickCheck?: boolean;
   /** The clock that dates what a migration writes (its audit rows); the system clock when absent. */
   now?: () => number;
+  /**
+   * How long one statement may wait, blocking the thread, for another process's lock (SQLite's
+   * busy handler sleeps on the event loop). Default CLI_BUSY_TIMEOUT_MS; the serving process passes
+   * SERVER_BUSY_TIMEOUT_MS and waits longer asynchronously (group commit, Store.txAsync).
+   * Migrations at open always get CLI_BUSY_TIMEOUT_MS.
+   */
+  busyTimeoutMs?: number;
 }
+
+/** A person runs the CLI and can wait: a lock held by the server is taken within these 5 s. */
+export const CLI_BUSY_TIMEOUT_MS = 5000;
+/**
+ * The serving process blocks its event loop on another process's lock for at most this long per
+ * statement (DESIGN "Process, files and resources": never more than ~50 ms). It absorbs another
+ * process's short commits; a longer hold is waited for off the event loop, then answered 503 busy.
+ * (Storage owns this value; the disk-full work may add pragmas beside it.)
+ */
+export const SERVER_BUSY_TIMEOUT_MS = 20;
+
 
 export type { MigrationNote } from './migrations.ts';
 
@@ -51,7 +69,7 @@ export class DatabaseVersionError extends Error {}
 
 /** Opens the database with the server's pragmas and applies pending migrations. */
 export function openDatabase(file: string, opts: OpenOptions = {}): Db {
-  const options: Database.Options = { timeout: 5000, fileMustExist: opts.mustExist ?? false };
+  const options: Database.Options = { timeout: CLI_BUSY_TIMEOUT_MS, fileMustExist: opts.mustExist ?? false };
   if (opts.readonly) options.readonly = true;
   if (opts.nativeBinding) (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
   const db = openChecked(file, options, opts);
@@ -64,7 +82,7 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${CLI_BUSY_TIMEOUT_MS}`);
     // Up to 32 MiB of pages in memory (SQLite's default is 2 MiB): the lease indexes outgrow 2 MiB
     // at some tens of thousands of leases, and every page missed is a read through the WAL index.
     // Taken only as pages are used, so it costs an idle server nothing.
@@ -79,6 +97,8 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
       if (notes.length > 0) notesByDb.set(db, notes);
     } else checkVersion(db);
     if (opts.mustExist) checkSchema(db, file, opts.nativeBinding);
+    // After the migrations, which may wait up to 5 s once at start: then the caller's own bound.
+    if (opts.busyTimeoutMs !== undefined) db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs))}`);
   } catch (err) {
     db.close();
     if (isCorruption(err)) throw damagedDatabase(file, 'open', `is damaged: ${(err as Error).message}; refusing to start`);

@@ -86,6 +86,12 @@ export function createEntitlementRepo(db: Db) {
     max_seats = @max_seats, grace_days = @grace_days, starts_at = @starts_at, ends_at = @ends_at, status = @status,
     source = @source, external_id = @external_id, rev = @rev, updated_at = @updated_at
     WHERE id = @id`);
+  // The same row, unless the id exists already (then nothing, and no epoch change): a bundle step
+  // that another finisher may have written first.
+  const insertNew = db.prepare(`INSERT INTO entitlements
+    (id, tenant_id, product_id, policy_json, policy_type, max_seats, grace_days, starts_at, ends_at, status, source, external_id, rev, created_at, updated_at)
+    VALUES (@id, @tenant_id, @product_id, @policy_json, @policy_type, @max_seats, @grace_days, @starts_at, @ends_at, @status, @source, @external_id, @rev, @created_at, @updated_at)
+    ON CONFLICT (id) DO NOTHING`);
   const byId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE id = ?');
   const byExternalId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE external_id = ?');
   const candidatesForProduct = db.prepare<[string], Row>("SELECT * FROM entitlements WHERE product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
@@ -105,6 +111,10 @@ export function createEntitlementRepo(db: Db) {
   return {
     insert(e: Entitlement, graceDays: number): void {
       insert.run(toParams(e, graceDays));
+    },
+    /** insert(), but an id present already is left as it is; false then. */
+    insertNew(e: Entitlement, graceDays: number): boolean {
+      return insertNew.run(toParams(e, graceDays)).changes === 1;
     },
     update(e: Entitlement, graceDays: number): void {
       update.run(toParams(e, graceDays));
@@ -138,6 +148,13 @@ export function createEntitlementRepo(db: Db) {
     },
     count(): number {
       return count.get()!.n;
+    },
+    /**
+     * The entitlement epoch: changes with every change to any entitlement's terms, from any
+     * connection. Work prepared outside the write lock checks it did not move before applying.
+     */
+    epoch(): bigint | number {
+      return epoch.get()!;
     },
     /** Totals for /metrics: entitlements, active lease rows (until swept), named seats. */
     totals(): { entitlements: number; leases: number; seats: number } {

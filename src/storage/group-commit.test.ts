@@ -2,8 +2,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { openDatabase, type Db } from './db.ts';
+import { openDatabase, SERVER_BUSY_TIMEOUT_MS, type Db } from './db.ts';
 import { createGroupCommit } from './group-commit.ts';
+import { storageFailure } from './failures.ts';
 import { tempDir } from '../../test/helpers.ts';
 
 let dir: string;
@@ -106,5 +107,86 @@ describe('group commit', () => {
     expect(rows()).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
     // What another connection saw when each piece ran: the batches before it, whole.
     expect(committed).toEqual([0, 0, 2, 2, 4]);
+  });
+
+  describe('another process holding the write lock', () => {
+    /** Largest gap between ticks of a 5 ms interval while `work` runs: how long the event loop was held. */
+    async function loopGap<T>(work: Promise<T>): Promise<{ value: PromiseSettledResult<T>; maxGapMs: number }> {
+      let last = performance.now();
+      let maxGapMs = 0;
+      const tick = setInterval(() => {
+        const now = performance.now();
+        maxGapMs = Math.max(maxGapMs, now - last);
+        last = now;
+      }, 5);
+      const [value] = await Promise.allSettled([work]);
+      await new Promise((r) => setTimeout(r, 10));
+      clearInterval(tick);
+      return { value, maxGapMs };
+    }
+
+    it('waits for it on timers, the event loop free, and commits once it is freed', async () => {
+      db.pragma(`busy_timeout = ${SERVER_BUSY_TIMEOUT_MS}`);
+      const locker = new Database(join(dir, 'license.db'));
+      locker.exec('BEGIN IMMEDIATE');
+      const release = setTimeout(() => locker.exec('COMMIT'), 600);
+      const first = batch(() => insert('a'));
+      // A piece arriving while the batch waits joins the queue and commits too.
+      const later = new Promise((r) => setTimeout(r, 100)).then(() => batch(() => insert('b')));
+      const { value, maxGapMs } = await loopGap(Promise.all([first, later]));
+      clearTimeout(release);
+      locker.close();
+      expect(value.status).toBe('fulfilled');
+      expect(rows()).toEqual(['a', 'b']);
+      // A synchronous busy wait would have held the loop for the whole 600 ms.
+      expect(maxGapMs).toBeLessThan(200);
+    });
+
+    it('past the deadline refuses every waiting piece with SQLITE_BUSY (answered busy 503), writes nothing; the next batch works', async () => {
+      db.pragma(`busy_timeout = ${SERVER_BUSY_TIMEOUT_MS}`);
+      const short = createGroupCommit(db, { busyDeadlineMs: 300 });
+      const locker = new Database(join(dir, 'license.db'));
+      locker.exec('BEGIN IMMEDIATE');
+      const t0 = performance.now();
+      const { value, maxGapMs } = await loopGap(Promise.allSettled([short(() => insert('a')), short(() => insert('b'))]));
+      const waited = performance.now() - t0;
+      locker.exec('ROLLBACK');
+      locker.close();
+      const results = (value as PromiseFulfilledResult<PromiseSettledResult<unknown>[]>).value;
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+      const reason = (results[0] as PromiseRejectedResult).reason as { code: string };
+      expect(reason.code).toBe('SQLITE_BUSY');
+      expect(storageFailure(reason)).toMatchObject({ code: 'busy', status: 503, retryAfterSeconds: 1 });
+      expect(waited).toBeGreaterThanOrEqual(300);
+      expect(maxGapMs).toBeLessThan(200);
+      expect(rows()).toEqual([]);
+      expect(db.inTransaction).toBe(false);
+      expect(await short(() => insert('z'))).toBeTruthy();
+      expect(rows()).toEqual(['z']);
+    });
+
+    it('refuses each piece once it has waited the deadline, not sooner: a late piece waits its own full deadline', async () => {
+      db.pragma(`busy_timeout = ${SERVER_BUSY_TIMEOUT_MS}`);
+      const short = createGroupCommit(db, { busyDeadlineMs: 300 });
+      const locker = new Database(join(dir, 'license.db'));
+      locker.exec('BEGIN IMMEDIATE');
+      const waited = (p: Promise<unknown>, t0: number) =>
+        p.then(
+          () => ({ ok: true, ms: performance.now() - t0 }),
+          () => ({ ok: false, ms: performance.now() - t0 }),
+        );
+      const early = waited(short(() => insert('early')), performance.now());
+      await new Promise((r) => setTimeout(r, 200));
+      const late = waited(short(() => insert('late')), performance.now());
+      const [a, b] = await Promise.all([early, late]);
+      locker.exec('ROLLBACK');
+      locker.close();
+      expect(a).toMatchObject({ ok: false });
+      expect(b).toMatchObject({ ok: false });
+      expect(a.ms).toBeGreaterThanOrEqual(295);
+      // Had the deadline counted from the first refusal, the late piece would be refused after ~100 ms.
+      expect(b.ms).toBeGreaterThanOrEqual(295);
+      expect(rows()).toEqual([]);
+    });
   });
 });

@@ -6,6 +6,7 @@ export function createStateRepo(db: Db) {
   const set = db.prepare<[string, string]>(
     'INSERT INTO server_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
   );
+  const del = db.prepare<[string]>('DELETE FROM server_state WHERE key = ?');
   const insertClockEvent = db.prepare('INSERT INTO clock_events (at, kind, hwm, details) VALUES (?, ?, ?, ?)');
   const clockEvents = db.prepare<[number, number], { seq: number; at: number; kind: string; hwm: number; details: string }>(
     'SELECT * FROM clock_events WHERE at >= ? ORDER BY seq LIMIT ?',
@@ -33,6 +34,9 @@ export function createStateRepo(db: Db) {
     },
     set(key: string, value: string): void {
       set.run(key, value);
+    },
+    delete(key: string): void {
+      del.run(key);
     },
   };
 }

@@ -105,7 +105,9 @@ export function createSyncRepo(db: Db) {
   // rolls back is undone with it.
   const createSeen = 'CREATE TEMP TABLE IF NOT EXISTS sync_seen (id TEXT PRIMARY KEY) WITHOUT ROWID';
   if (!db.readonly) db.exec(createSeen);
-  let seen: { clear: () => void; mark: (id: string) => boolean; suspendUnseen: (now: number) => string[] } | undefined;
+  let seen:
+    | { clear: () => void; mark: (id: string) => boolean; suspendUnseen: (now: number) => string[]; suspendSome: (now: number, limit: number) => number; unseen: () => IterableIterator<string> }
+    | undefined;
   function seenTable() {
     db.exec(createSeen);
     if (seen) return seen;
@@ -116,7 +118,14 @@ export function createSyncRepo(db: Db) {
        WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen)
        RETURNING id`,
     );
+    const unseen = db.prepare<[], string>("SELECT id FROM entitlements WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen) ORDER BY seq").pluck();
+    const suspendSome = db.prepare<[number, number]>(
+      `UPDATE entitlements SET status = 'suspended', updated_at = ?
+       WHERE id IN (SELECT id FROM entitlements WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen) LIMIT ?)`,
+    );
     seen = {
+      unseen: () => unseen.iterate(),
+      suspendSome: (now, limit) => suspendSome.run(now, limit).changes,
       clear: () => void clear.run(),
       mark: (id) => mark.run(id).changes === 1,
       suspendUnseen: (now) => suspend.all(now).map((r) => r.id),
@@ -152,13 +161,25 @@ export function createSyncRepo(db: Db) {
       for (const r of bundleCounts.all()) out[r.status as keyof typeof out] = r.n;
       return out;
     },
-    /** Starts the seen-set of an import (inside its transaction). */
+    /**
+     * Starts the seen-set of an import. It lives in the connection's TEMP database, so it is written
+     * without the main database's write lock; one import at a time per connection (the sync service
+     * runs them in turn).
+     */
     beginSnapshot(): void {
       seenTable().clear();
+    },
+    /** The active bundle entitlements the import has not listed (so far): what suspendUnseen would suspend. */
+    unseen(): IterableIterator<string> {
+      return seen!.unseen();
     },
     /** Marks an id as listed by the import; false when it was listed already (a duplicate). */
     markSeen(entitlementId: string): boolean {
       return seen!.mark(entitlementId);
+    },
+    /** suspendUnseen, at most `limit` of them (a step of a stepwise apply); returns how many. */
+    suspendUnseenSome(now: number, limit: number): number {
+      return seen!.suspendSome(now, limit);
     },
     /** Suspends the active bundle entitlements the import did not list; returns their ids. */
     suspendUnseen(now: number): string[] {

@@ -13,7 +13,7 @@ import { createSyncRepo, type SyncRepo } from '../storage/sync.ts';
 import type { ChainBreak } from '../storage/audit.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { ruleOf } from './format.ts';
-import { auditRejection, importBundle, type ImportOptions, type ImportResult } from './import.ts';
+import { applyingNow, auditRejection, importBundle, resumePending, type ImportOptions, type ImportResult } from './import.ts';
 import { exportBundle, type ExportOptions, type ExportResult } from './export.ts';
 import { pinnedVendorKeys } from './trust.ts';
 import { receiveToFile } from './upload.ts';
@@ -48,14 +48,24 @@ export interface AuditCheck {
 export function createSyncService(opts: SyncServiceDeps) {
   const deps: SyncDeps = { ...opts, repo: createSyncRepo(opts.store.db) };
   const { store, repo, info } = deps;
+  // One import at a time on this connection: an import prepares over many turns of the event loop
+  // and keeps its seen-set in the connection's TEMP table. (Memory stays that of one bundle, too.)
+  let importing: Promise<unknown> = Promise.resolve();
+  function inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const mine = importing.then(work, work);
+    importing = mine.catch(() => {});
+    return mine;
+  }
 
   return {
     /**
-     * Imports a bundle file: every check in order, with `now` fixed once, then one transaction.
-     * A refusal throws bundle_rejected (details.rule) and is audited unless it is a dry run.
+     * Imports a bundle file: every check in order, with `now` fixed once, every record prepared
+     * without the write lock, then one short transaction that writes only the changes (waiting for
+     * another process's lock on timers, up to a deadline: then `busy`). A refusal throws
+     * bundle_rejected (details.rule) and is audited unless it is a dry run.
      */
     importFile(file: string, o: ImportOptions): Promise<ImportResult> {
-      return importBundle(deps, file, o);
+      return inTurn(() => importBundle(deps, file, o));
     },
 
     /**
@@ -72,10 +82,22 @@ export function createSyncService(opts: SyncServiceDeps) {
           if (ruleOf(err) !== undefined && !o.dryRun) auditRejection(deps, err as AppError, { ...o, name: 'upload' }, deps.clock.now(), undefined, 'upload');
           throw err;
         }
-        return await importBundle(deps, received.file, { ...o, name: `upload:sha256:${received.sha256}` });
+        return await inTurn(() => importBundle(deps, received.file, { ...o, name: `upload:sha256:${received.sha256}` }));
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    },
+
+    /**
+     * Finishes a big import left half-applied by a crash or a storage error (see import.ts,
+     * ApplyingMarker), if there is one; `serve` calls it at start. Resolves true when it finished one.
+     */
+    finishInterruptedImport(): Promise<boolean> {
+      return inTurn(async () => {
+        if (applyingNow(deps) === null) return false;
+        await resumePending(deps, undefined);
+        return true;
+      });
     },
 
     /** Writes the next export bundle into a folder. */
@@ -102,6 +124,9 @@ export function createSyncService(opts: SyncServiceDeps) {
           ? { seq: le.seq, manifest_sha256: le.manifest_sha256, created_at: toIso(le.created_at), period_start: toIso(le.period_start), audit_seq: le.audit_seq, records: le.records, file: le.file }
           : null,
         bundle_entitlements: repo.bundleCounts(),
+        // A big bundle applied in steps and not finished yet (an interrupted one is finished by
+        // the next import or by `serve` at start).
+        applying: applyingNow(deps),
         permanent_revocations: repo.revocationCount(),
       };
     },

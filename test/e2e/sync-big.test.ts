@@ -1,11 +1,12 @@
 // A 100,000-record bundle through the real CLI: time and peak memory of the import, the export of
-// 100,000 entitlements, and SIGKILL in the middle of the import transaction.
+// 100,000 entitlements, and SIGKILL in the middle of the import's stepwise apply (finished by the
+// next import or by `serve` at start).
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, killStrays, runProcess } from '../spawn.ts';
+import { CLI, killStrays, runProcess, startServe } from '../spawn.ts';
 import { loadVendorKey, writeImportBundle, verifyExport } from '../../src/sync/vendor.ts';
 import { openStore } from '../../src/storage/store.ts';
 
@@ -27,16 +28,33 @@ function copyDataDir(name: string): string {
   return dir;
 }
 
-function bundleCount(dataDir: string): { entitlements: number; imports: number; integrity: string } {
+function bundleCount(dataDir: string): { entitlements: number; imports: number; integrity: string; applying: boolean; audited: number } {
   const store = openStore(path.join(dataDir, 'license.db'), { mustExist: true });
   try {
     const n = (store.db.prepare("SELECT count(*) AS n FROM entitlements WHERE source = 'bundle'").get() as { n: number }).n;
     const imports = (store.db.prepare('SELECT count(*) AS n FROM sync_imports').get() as { n: number }).n;
     const integrity = store.db.pragma('integrity_check', { simple: true }) as string;
-    return { entitlements: n, imports, integrity };
+    const applying = store.state.get('sync_import_applying') !== undefined;
+    const audited = (store.db.prepare("SELECT count(*) AS n FROM audit_log WHERE action = 'sync.import'").get() as { n: number }).n;
+    return { entitlements: n, imports, integrity, applying, audited };
   } finally {
     store.close();
   }
+}
+
+/**
+ * What a kill may leave: the old state, the new one, or the bundle accepted and part-applied with
+ * its marker (the next import or `serve` at start finishes it). Never a part-applied state
+ * without the marker that gets it finished.
+ */
+function expectOldNewOrResumable(c: ReturnType<typeof bundleCount>, what: string): void {
+  expect(c.integrity, what).toBe('ok');
+  const settled = [
+    { entitlements: 0, imports: 0, applying: false, audited: 0 },
+    { entitlements: N, imports: 1, applying: false, audited: 1 },
+  ];
+  if (c.applying) expect({ imports: c.imports, audited: c.audited }, what).toEqual({ imports: 1, audited: 0 });
+  else expect(settled, what).toContainEqual({ entitlements: c.entitlements, imports: c.imports, applying: c.applying, audited: c.audited });
 }
 
 beforeAll(async () => {
@@ -94,13 +112,12 @@ describe('a 100,000-record bundle', () => {
     expect(exportSeconds).toBeLessThan(10);
   }, 60_000);
 
-  it('killed with SIGKILL in the middle of its transaction leaves the old state; run again, it applies all of it', async () => {
+  it('killed with SIGKILL in the middle of its apply leaves the bundle accepted with its marker; run again, it finishes all of it', async () => {
     const dir = copyDataDir('killed');
     const wal = path.join(dir, 'license.db-wal');
     const child = spawn(CLI[0], [...CLI[1], 'sync', 'import', bigBundle, '--data-dir', dir], { cwd: root, stdio: 'ignore' });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    // Uncommitted pages spill into the WAL as the transaction grows: once it holds megabytes, the
-    // import is mid-transaction. Kill it there.
+    // The apply's steps grow the WAL: once it holds megabytes, the import is mid-apply. Kill it there.
     let walAtKill = 0;
     for (;;) {
       if (child.exitCode !== null) break;
@@ -113,17 +130,19 @@ describe('a 100,000-record bundle', () => {
       await new Promise((r) => setTimeout(r, 5));
     }
     const end = await exited;
-    expect(end.signal, 'the import finished before it could be killed mid-transaction').toBe('SIGKILL');
+    expect(end.signal, 'the import finished before it could be killed mid-apply').toBe('SIGKILL');
     expect(walAtKill).toBeGreaterThan(4 << 20);
-    expect(bundleCount(dir)).toEqual({ entitlements: 0, imports: 0, integrity: 'ok' });
+    const mid = bundleCount(dir);
+    expect(mid).toMatchObject({ imports: 1, integrity: 'ok', applying: true, audited: 0 });
+    expect(mid.entitlements).toBeLessThan(N);
     const again = await cli(['sync', 'import', bigBundle, '--data-dir', dir, '--json']);
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ status: 'applied', added: N });
-    expect(bundleCount(dir)).toEqual({ entitlements: N, imports: 1, integrity: 'ok' });
+    expect(JSON.parse(again.stdout)).toMatchObject({ status: 'applied', added: N - mid.entitlements });
+    expect(bundleCount(dir)).toEqual({ entitlements: N, imports: 1, integrity: 'ok', applying: false, audited: 1 });
   }, 60_000);
 
-  it('killed with SIGKILL at other moments leaves either the old state or the new, never a mix', async () => {
-    for (const afterMs of [300, 1200, 2400]) {
+  it('killed with SIGKILL at other moments leaves the old state, the new, or an accepted apply that `serve` finishes at start', async () => {
+    for (const afterMs of [300, 1200, 2400, 3600]) {
       const dir = copyDataDir(`killed-at-${afterMs}`);
       const child = spawn(CLI[0], [...CLI[1], 'sync', 'import', bigBundle, '--data-dir', dir], { cwd: root, stdio: 'ignore' });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -131,8 +150,19 @@ describe('a 100,000-record bundle', () => {
       await exited;
       clearTimeout(timer);
       const c = bundleCount(dir);
-      expect(c.integrity).toBe('ok');
-      expect([{ entitlements: 0, imports: 0 }, { entitlements: N, imports: 1 }], `killed after ${afterMs} ms`).toContainEqual({ entitlements: c.entitlements, imports: c.imports });
+      expectOldNewOrResumable(c, `killed after ${afterMs} ms`);
+      if (!c.applying) continue;
+      // `serve` finishes it at start, in steps, while it serves.
+      const s = await startServe(CLI, ['--data-dir', dir, '--port', '0', '--no-sync-dir'], { cwd: root, timeoutMs: 60_000 });
+      try {
+        const health = await fetch(`${s.base}/healthz`);
+        expect(health.status).toBe(200);
+        const deadline = Date.now() + 45_000;
+        while (bundleCount(dir).applying && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      } finally {
+        await s.stop();
+      }
+      expect(bundleCount(dir), `killed after ${afterMs} ms, then serve`).toEqual({ entitlements: N, imports: 1, integrity: 'ok', applying: false, audited: 1 });
     }
-  }, 60_000);
+  }, 180_000);
 });

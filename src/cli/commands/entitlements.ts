@@ -236,7 +236,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .command('import <file>')
     .description('bulk import {"entitlements": [...]} (or a JSON array): all valid or nothing; upsert by external_id')
     .action(async (file: string, _opts: unknown, cmd: Command) => {
-      await kit.withContext(cmd, (ctx, g) => {
+      await kit.withContext(cmd, async (ctx, g) => {
         const path = resolve(kit.io.cwd, file);
         const progress = (s: string) => {
           if (kit.io.isTTY && !g.json) kit.io.stderr(`${s}\n`);
@@ -249,8 +249,8 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         progress(`validating ${envelope.entitlements.length} entitlements…`);
         const items = parseImportItems(envelope.entitlements);
         progress('writing (one transaction)…');
-        const r = ctx.services.entitlements.importMany(items, cliActor());
-        emit(kit.io, g.json, r, () => `imported ${r.total} entitlements: ${r.created} created, ${r.updated} updated`);
+        const r = await ctx.services.entitlements.importMany(items, cliActor());
+        emit(kit.io, g.json, r, () => `imported ${r.total} entitlements: ${r.created} created, ${r.updated} updated, ${r.unchanged} unchanged`);
       });
     });
 }

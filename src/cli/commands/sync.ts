@@ -5,6 +5,7 @@ import { resolveServe, resolveSync } from '../../config.ts';
 import { AppError } from '../../errors.ts';
 import { openContext, type Context } from '../../context.ts';
 import { createLogger, type LogLevel } from '../../log.ts';
+import { SERVER_BUSY_TIMEOUT_MS } from '../../storage/db.ts';
 import type { SyncService } from '../../sync/service.ts';
 import type { ImportResult } from '../../sync/import.ts';
 import { startFolderSync } from '../../sync/watch.ts';
@@ -48,7 +49,7 @@ export function registerSync(program: Command, kit: CommandKit): void {
 
   sync
     .command('import <file>')
-    .description('import a vendor bundle (*.bpsync): every check, then all of it or nothing')
+    .description('import a vendor bundle (*.bpsync): every check, then all of it (a big one in short steps; an interrupted one is finished by the next import or serve) or nothing')
     .option('--dry-run', 'check the bundle and print what would change; change nothing')
     .action(async (file: string, opts: { dryRun?: boolean }, cmd: Command) => {
       await kit.withContext(cmd, async (ctx, g) => {
@@ -84,6 +85,7 @@ export function registerSync(program: Command, kit: CommandKit): void {
             `last import:      ${s.last_import ? `seq ${s.last_import.seq}, signed ${s.last_import.iat}, imported ${s.last_import.imported_at}` : 'none'}`,
             `last export:      ${s.last_export ? `seq ${s.last_export.seq}, made ${s.last_export.created_at}` : 'none'}`,
             `bundle entitlements: ${s.bundle_entitlements.active} active, ${s.bundle_entitlements.suspended} suspended, ${s.bundle_entitlements.revoked} revoked`,
+            ...(s.applying ? [`applying:         bundle seq ${s.applying.seq} since ${s.applying.since} (in steps; an interrupted one is finished by the next import or by serve)`] : []),
           ].join('\n'),
         );
       });
@@ -119,7 +121,9 @@ function attachFolderSync(program: Command, kit: CommandKit): void {
       const dir = sync.dir;
       const g = kit.globals(actionCmd);
       const level = resolveServe(actionCmd.opts(), kit.io.env).logLevel as LogLevel;
-      const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
+      // The inbox is imported inside the serving process: its connection, like the server's, never
+      // sleeps long on another process's lock (imports wait for it on timers, see Store.txAsync).
+      const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability, busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS });
       const service = syncServiceOf(ctx);
       const log = kit.serveLog ?? createLogger({ level, write: kit.io.stderr });
       const watcher = watch

@@ -216,6 +216,29 @@ describe('bulk import', () => {
     expect(h.snapshot()).toEqual(before);
   });
 
+  it('writes only real changes: an upsert whose terms are the same is `unchanged`, its row untouched', async () => {
+    const first = await h.req('POST', '/v1/entitlements/import', { entitlements: [{ ...seedEntitlement, external_id: 'crm-1' }, { ...seedEntitlement, external_id: 'crm-2' }] });
+    expect(first.body).toMatchObject({ created: 2, updated: 0, unchanged: 0, total: 2 });
+    const [one, two] = ['crm-1', 'crm-2'].map((x) => h.store.entitlements.getByExternalId(x)!);
+    h.clock.advance(60_000);
+    const again = await h.req('POST', '/v1/entitlements/import', {
+      entitlements: [
+        { ...seedEntitlement, external_id: 'crm-1' },
+        { ...seedEntitlement, external_id: 'crm-2', policy_json: { type: 'concurrent', max_seats: 99 } },
+      ],
+    });
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ created: 0, updated: 1, unchanged: 1, total: 2 });
+    expect(again.body.items).toEqual([
+      { index: 0, entitlement_id: one!.id, action: 'unchanged' },
+      { index: 1, entitlement_id: two!.id, action: 'updated' },
+    ]);
+    expect(h.store.entitlements.get(one!.id)).toEqual(one);
+    expect(h.store.entitlements.get(two!.id)).toMatchObject({ policy: { max_seats: 99 }, updatedAt: h.clock.now() });
+    const audit = h.store.audit.page(0, 1000).filter((r) => r.action === 'entitlement.import').at(-1)!;
+    expect(JSON.parse(audit.details)).toEqual({ count: 2, created: [], updated: [two!.id], unchanged: 1 });
+  });
+
   it('takes a body above the 1 MiB limit of other routes', async () => {
     const items = Array.from({ length: 5000 }, (_, i) => ({ ...seedEntitlement, external_id: `bulk-${i}` }));
     const r = await h.req('POST', '/v1/entitlements/import', { entitlements: items });

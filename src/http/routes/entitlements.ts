@@ -37,7 +37,7 @@ export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, 
   app.post('/v1/entitlements/import', auth('POST /v1/entitlements/import'), async (c) => {
     const envelope = parseWith(importEnvelopeSchema, await readJson(c));
     const items = parseImportItems(envelope.entitlements);
-    const r = services.entitlements.importMany(items, c.get('principal').actor);
+    const r = await services.entitlements.importMany(items, c.get('principal').actor);
     return c.json(r, 200);
   });
 
