@@ -25,10 +25,15 @@ let stopSignal: Promise<string> | undefined;
 /** Catches the signals serve handles, once, when serve first asks for them. */
 function listenForSignals(): Promise<string> {
   stopSignal ??= new Promise<string>((resolve) => {
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const) {
+    // SIGQUIT drains too (as nginx's graceful quit), rather than dumping core with requests in
+    // flight. The others end a process by default yet mean nothing to a server: a stray timer
+    // signal (ALRM, VTALRM, PROF), a UPS daemon's PWR, an IO signal, a CPU-time soft limit (XCPU);
+    // they are logged and ignored. (Node already ignores XFSZ: a write past `ulimit -f` fails with
+    // EFBIG, answered as a storage failure; listed so that it is logged.)
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGPWR', 'SIGIO', 'SIGXFSZ', 'SIGXCPU'] as const) {
       process.on(sig, () => {
         for (const l of signalListeners) l(sig);
-        if (sig === 'SIGTERM' || sig === 'SIGINT') resolve(sig);
+        if (sig === 'SIGTERM' || sig === 'SIGINT' || sig === 'SIGQUIT') resolve(sig);
       });
     }
   });

@@ -338,6 +338,50 @@ describe('signals (fault 7): only SIGTERM/SIGINT stop the server, once, after th
     }
   }, 90_000);
 
+  test('signals that end a process by default but mean nothing to a server are logged and ignored; SIGQUIT drains like SIGTERM', async () => {
+    const d = await dataDir();
+    const server = await serve(d);
+    try {
+      const pid = server.child.pid!;
+      const stray = ['SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGPWR', 'SIGIO', 'SIGXFSZ', 'SIGXCPU'] as const;
+      for (const sig of stray) process.kill(pid, sig);
+      await sleep(300);
+      expect(alive(server), server.stderr()).toBe(true);
+      expect(await lease(server.base, 'after-stray-signals')).toBe(201);
+      process.kill(pid, 'SIGQUIT');
+      const end = await Promise.race([server.exited, sleep(15_000).then(() => 'still running')]);
+      expect(end, server.stderr()).toEqual({ code: 0, signal: null });
+      const lines = server.stderr().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; signal?: string });
+      expect(lines.filter((l) => l.msg === 'signal ignored').map((l) => l.signal)).toEqual([...stray]);
+      expect(lines.filter((l) => l.msg === 'draining').map((l) => l.signal)).toEqual(['SIGQUIT']);
+    } finally {
+      if (alive(server)) server.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  test('a file-size limit (ulimit -f) reached by the database answers a storage error and never kills the server', async () => {
+    const d = await dataDir();
+    const files = ['license.db', 'license.db-wal'].map((f) => path.join(dir, d, f)).filter((f) => existsSync(f));
+    const limit = Math.max(...files.map((f) => statSync(f).size)) + 256 * 1024;
+    const server = await startServe(['prlimit', [`--fsize=${limit}`, '--', './bp-license-server']], ['--data-dir', d, '--host', '127.0.0.1', '--port', '0'], inDir());
+    try {
+      const statuses = new Map<number, number>();
+      for (let i = 0; i < 3000 && !statuses.has(503) && !statuses.has(507); i++) {
+        const s = await lease(server.base, `fsize-${i}`);
+        statuses.set(s, (statuses.get(s) ?? 0) + 1);
+      }
+      expect(alive(server), server.stderr()).toBe(true);
+      // The limit was reached: refused as storage (503 or 507 with the envelope), never a 500.
+      expect([...statuses.keys()].filter((s) => s !== 201).every((s) => s === 503 || s === 507), JSON.stringify([...statuses])).toBe(true);
+      expect(statuses.has(503) || statuses.has(507), JSON.stringify([...statuses])).toBe(true);
+      const r = await fetch(`${server.base}/healthz`);
+      expect(r.status).toBe(200);
+      await r.arrayBuffer();
+    } finally {
+      if (alive(server)) server.child.kill('SIGKILL');
+    }
+  }, 90_000);
+
   test('serve --log-file appends to a 0600 file, and SIGHUP reopens it after logrotate moved it', async () => {
     const d = await dataDir();
     mkdirSync(path.join(dir, 'logs'), { recursive: true });

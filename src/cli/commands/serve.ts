@@ -71,7 +71,7 @@ export function registerServe(program: Command, kit: CommandKit): void {
       // here on: a SIGTERM while the server starts stops it as soon as it listens.
       let stopping: string | undefined;
       kit.io.onSignal?.((signal) => {
-        if (signal === 'SIGTERM' || signal === 'SIGINT') {
+        if (signal === 'SIGTERM' || signal === 'SIGINT' || signal === 'SIGQUIT') {
           if (stopping) serveLog.warn('signal ignored: already draining', { signal, draining_since: stopping });
           stopping = signal;
         } else if (signal === 'SIGHUP') {
