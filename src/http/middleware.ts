@@ -7,6 +7,7 @@ import type { AppEnv } from './types.ts';
 import type { Metrics } from './metrics.ts';
 import { storageFailure } from '../storage/failures.ts';
 import { ROUTES, roleAllows, type RouteKey, type RouteRule } from './permissions.ts';
+import { formatBytes } from './limits.ts';
 
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -57,7 +58,7 @@ export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; me
  */
 export function errorAnswer(err: unknown, requestId: string, log: Logger): { status: AppError['status']; body: ErrorEnvelope; close: boolean; retryAfter: number | undefined } {
   if (!(err instanceof AppError)) err = storageFailure(err) ?? err;
-  if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large', retryAfter: err.retryAfterSeconds };
+  if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large' || err.code === 'request_timeout', retryAfter: err.retryAfterSeconds };
   log.error('unhandled error', { request_id: requestId, error: (err as Error)?.stack ?? String(err) });
   const internal = new AppError('internal', 'internal error; the server log has the detail under this request id');
   return { status: internal.status, body: toEnvelope(internal, requestId), close: false, retryAfter: undefined };
@@ -106,10 +107,6 @@ async function readBodyText(c: HonoContext<AppEnv>): Promise<string> {
     chunks.push(value);
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-function formatBytes(n: number): string {
-  return n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${Math.round(n / 1024)} KiB`;
 }
 
 /** Bearer-token authentication plus the route's row of the permission table. */

@@ -176,11 +176,11 @@ describe('the lease routes answer the same through the server as through the app
     );
   });
 
-  it('caps the body: a declared length over 1 MiB is refused unread and the connection closed; a chunked one is counted', async () => {
+  it('caps the body: a declared length over 16 KiB is refused unread and the connection closed; a chunked one is counted', async () => {
     const huge = Buffer.alloc(2 << 20, 'x');
     const declared = await viaServer('/v1/license/lease', { body: huge });
     expect(declared.status).toBe(413);
-    expect(declared.body.error).toMatchObject({ code: 'payload_too_large', details: { limit_bytes: 1 << 20 } });
+    expect(declared.body.error).toMatchObject({ code: 'payload_too_large', details: { limit_bytes: 16 << 10 } });
     expect(declared.headers.connection).toBe('close');
     expect(comparable(declared)).toEqual(comparable(await viaApp('/v1/license/lease', { body: huge.toString() })));
 
