@@ -8,7 +8,7 @@ import { AppError, toEnvelope } from './errors.ts';
 import { createApp } from './app.ts';
 import { newId } from './ids.ts';
 import { createBodyReader, refuseRequest } from './http/body.ts';
-import { createProtocolErrorHandler } from './http/protocol-errors.ts';
+import { answerOnSocket, createProtocolErrorHandler } from './http/protocol-errors.ts';
 import { BODY_TIMEOUT_MS, DEFAULT_BODY_BUDGET, HEADERS_TIMEOUT_MS, IMPORT_PATH, LEASE_BODY_LIMIT, LEASE_BODY_TIMEOUT_MS, STREAMED_PATH, bodyLimitFor } from './http/limits.ts';
 import { createMetrics } from './http/metrics.ts';
 import { createLeaseApi } from './http/lease-api.ts';
@@ -157,6 +157,18 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     throw new AppError('invalid_request', `cannot use the TLS certificate or key: ${(err as Error).message}`);
   }
   server.on('clientError', createProtocolErrorHandler(log, metrics));
+  // node:http closes a CONNECT without a word when nobody listens: this server is no proxy, say so.
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    answerOnSocket(socket, new AppError('invalid_request', 'CONNECT is not supported: this server is not a proxy'), log, metrics, 'CONNECT', 'connect');
+  });
+  // An Expect other than 100-continue gets an empty 417 from node:http: served as if it were absent.
+  server.on('checkExpectation', listener);
+  // Expect: 100-continue: a body refused from its headers (declared over the cap or the budget) is
+  // answered at once, and the client is not told to send it.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    listener(req, res);
+    if (!res.headersSent) res.writeContinue();
+  });
   let lastAccept = 0;
   server.on('connection', () => (lastAccept = performance.now()));
   // Connections by when they were accepted (for TLS, once the handshake is done: that socket is the

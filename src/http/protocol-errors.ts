@@ -40,17 +40,27 @@ export function createProtocolErrorHandler(log: Logger, metrics: Metrics) {
       socket.destroy();
       return;
     }
-    const e = toAppError(err.code);
-    const id = newId('req', 12);
-    const text = JSON.stringify(toEnvelope(e, id));
-    socket.write(
-      `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${text}`,
-    );
-    socket.end();
-    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
-    timer.unref();
-    socket.once('close', () => clearTimeout(timer));
-    metrics.observe('-', e.status, 0);
-    log.info('request', { request_id: id, method: '-', path: '-', status: e.status, ms: 0, error: err.code ?? 'malformed' });
+    answerOnSocket(socket, toAppError(err.code), log, metrics, '-', err.code ?? 'malformed');
   };
+}
+
+/**
+ * Writes the envelope answer straight on a socket node:http no longer serves (a parse error, a
+ * CONNECT), ends it and drops what still comes for LINGER_MS; one log line and a metrics count.
+ */
+export function answerOnSocket(socket: Duplex, e: AppError, log: Logger, metrics: Metrics, method: string, why: string): void {
+  answered.add(socket);
+  const id = newId('req', 12);
+  const text = JSON.stringify(toEnvelope(e, id));
+  socket.write(
+    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${text}`,
+  );
+  socket.end();
+  socket.on('error', () => {});
+  socket.resume();
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  metrics.observe(method, e.status, 0);
+  log.info('request', { request_id: id, method, path: '-', status: e.status, ms: 0, error: why });
 }

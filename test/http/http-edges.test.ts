@@ -99,13 +99,16 @@ describe('body caps per route', () => {
 
 describe('the budget of buffered bytes', () => {
   it('refuses new bodies with 503 busy past it, on the lease and the app paths, and frees it when the clients go', async () => {
-    // Bodies that never finish, each under its route's cap, filling the budget to within 8 KB.
+    // A server of its own: these bodies must not time out meanwhile.
+    const { server, admin } = await start({ bodyBudgetBytes: BUDGET });
+    // Bodies that never finish, each under its route's cap and declaring what fits, filling the
+    // budget to within 8 KB.
     const each = (BUDGET - 8_000) / 4;
     const head = (n: number) => `POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${n}\r\n\r\n`;
     const sockets = Array.from({ length: 4 }, () => {
       const s = connect(server.port, '127.0.0.1');
       s.on('error', () => {});
-      s.write(head(1_000_000) + 'x'.repeat(each));
+      s.write(head(each + 100) + 'x'.repeat(each));
       return s;
     });
     const deadline = Date.now() + 5_000;
@@ -117,20 +120,25 @@ describe('the budget of buffered bytes', () => {
     const declared = await fetch(`${server.url}/v1/tokens`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', role: 'reader', pad: 'y'.repeat(500_000) }) });
     expect(declared.status).toBe(503);
     expect(declared.headers.get('retry-after')).toBe('1');
-    expect(((await declared.json()) as any).error).toMatchObject({ code: 'busy', details: { reason: 'memory_budget' } });
+    const declaredError = ((await declared.json()) as any).error;
+    expect(declaredError).toMatchObject({ code: 'busy', details: { reason: 'memory_budget', retry_after_seconds: 1 } });
     const lease = await rawExchange(server.url, [`POST /v1/license/lease HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`, `3000\r\n${' '.repeat(0x3000)}\r\n`], { gapMs: 50 });
     const l = lease.answers[0]!;
     expectEnvelope(l, 503, 'busy');
     expect(l.headers['retry-after']).toBe('1');
     expect(l.headers.connection).toBe('close');
+    // The lease fast path and the app path refuse alike.
+    expect({ ...l.body.error, request_id: 0 }).toEqual({ ...declaredError, request_id: 0 });
 
     // The clients go: their bytes are released, and bodies are taken again.
     for (const s of sockets) s.destroy();
     const until = Date.now() + 5_000;
     while (server.bodyBytesHeld() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     expect(server.bodyBytesHeld()).toBe(0);
-    const again = await fetch(`${server.url}/v1/license/lease`, { method: 'POST', body: grantBody('budget-after') });
-    expect(again.status).toBe(201);
+    const again = await fetch(`${server.url}/v1/tokens`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'after', role: 'reader', pad: 'y'.repeat(500_000) }) });
+    expect(again.status).toBe(400);
+    expect(((await again.json()) as any).error.code).toBe('invalid_request');
+    await server.close();
   });
 });
 
@@ -187,6 +195,8 @@ describe("node:http's own refusals carry the envelope", () => {
     ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
     ['HTTP/1.1 without Host (lease route)', 'POST /v1/license/lease HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}', 400, 'invalid_request'],
     ['HTTP/1.1 without Host (app route)', 'GET /healthz HTTP/1.1\r\n\r\n', 400, 'invalid_request'],
+    ['CONNECT (this is no proxy)', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 400, 'invalid_request'],
+    ['Expect: 100-continue with a body over the cap (refused without a 100 Continue)', 'POST /v1/tokens HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n', 413, 'payload_too_large'],
     ['a Host that is no host', 'GET /healthz HTTP/1.1\r\nHost: a b/c\r\nConnection: close\r\n\r\n', 400, 'invalid_request'],
   ] as const;
   it.each(cases)('%s', async (_name, bytes, status, code) => {
@@ -194,6 +204,14 @@ describe("node:http's own refusals carry the envelope", () => {
     expect(r.answers, r.raw).toHaveLength(1);
     expectEnvelope(r.answers[0]!, status, code);
     expect(r.ended).toBe('close');
+  });
+
+  it('serves a request with an Expect it does not know (node:http answers an empty 417)', async () => {
+    const r = await rawExchange(server.url, ['GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: magic\r\nConnection: close\r\n\r\n']);
+    expect(r.answers).toMatchObject([{ status: 200, body: { status: 'ok' } }]);
+    const body = grantBody('expect-100');
+    const c = await rawExchange(server.url, [`POST /v1/license/lease HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`, body], { gapMs: 100 });
+    expect(c.answers.map((a) => a.status)).toEqual([100, 201]);
   });
 
   it('serves HTTP/1.0 without Host on every route', async () => {
