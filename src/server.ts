@@ -253,6 +253,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         });
         clearTimeout(force);
         bodies.stop();
+        // Requests whose clients went away meanwhile may still have writes in the group commit:
+        // let them land (a no-op joins the queue behind them) before the database closes.
+        for (let i = 0; i < 2; i++) {
+          await new Promise((r) => setImmediate(r));
+          await ctx.store.batch(() => undefined).catch(() => {});
+        }
         ctx.close();
       })();
       return closing;

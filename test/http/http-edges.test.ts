@@ -19,13 +19,13 @@ const dirs: string[] = [];
 let server: RunningServer;
 let admin: string;
 
-async function start(extra: Partial<ServeConfig> = {}): Promise<{ server: RunningServer; admin: string }> {
+async function start(extra: Partial<ServeConfig> = {}, log = silentLogger): Promise<{ server: RunningServer; admin: string }> {
   const dir = tempDir();
   dirs.push(dir);
   const clock = new ManualClock(SEED_NOW);
   createIdentity(dir, clock.now());
   openStore(dataPaths(dir).db).close();
-  const s = await startServer({ dataDir: dir, nativeCacheDir: dir, host: '127.0.0.1', port: 0, durability: 'normal', clock, ...extra }, silentLogger);
+  const s = await startServer({ dataDir: dir, nativeCacheDir: dir, host: '127.0.0.1', port: 0, durability: 'normal', clock, ...extra }, log);
   const token = s.ctx.services.apiTokens.create({ name: 'test admin', role: 'admin' }, 'test').token;
   return { server: s, admin: token };
 }
