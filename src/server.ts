@@ -169,8 +169,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     listener(req, res);
     if (!res.headersSent) res.writeContinue();
   });
-  let lastAccept = 0;
-  server.on('connection', () => (lastAccept = performance.now()));
+  let accepted = 0;
+  server.on('connection', () => accepted++);
   // Connections by when they were accepted (for TLS, once the handshake is done: that socket is the
   // one requests come on), so a drain can close those that never sent a request.
   const sockets = new Map<Socket, number>();
@@ -232,21 +232,32 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         const force = setTimeout(() => server.closeAllConnections(), drainMs);
         force.unref();
         // Connections the kernel accepted before the signal (in the backlog, or accepted but not
-        // yet read) carry requests their clients sent: keep accepting until none came for a moment,
-        // so their bytes are read and their requests are in progress, not idle (server.close()
-        // destroys idle connections, and closing the listener resets the backlog).
-        while (performance.now() - lastAccept < ACCEPT_QUIET_MS && performance.now() - started < Math.min(ACCEPT_MAX_MS, drainMs)) {
-          await new Promise((r) => setTimeout(r, ACCEPT_QUIET_MS / 2));
+        // yet read) carry requests their clients sent: keep accepting until none came for a while,
+        // so their bytes are read and their requests are in progress (closing the listener resets
+        // the backlog). Every check runs after a poll phase (setImmediate after the timer): a
+        // turn blocked by a long fsync must not pass for quiet while connections wait unaccepted.
+        const maxWait = Math.min(ACCEPT_MAX_MS, drainMs);
+        for (let quiet = 0, seen = accepted; quiet < ACCEPT_QUIET_TURNS && performance.now() - started < maxWait; ) {
+          await new Promise((r) => setTimeout(r, ACCEPT_TURN_MS));
+          await afterPoll();
+          quiet = accepted === seen && handshakesPending(port) === 0 ? quiet + 1 : 0;
+          seen = accepted;
         }
+        log.info('listener closed; draining connections', { connections: sockets.size, accept_wait_ms: Math.round(performance.now() - started) });
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           // An answer whose headers went out before the drain kept its connection: close such
           // connections once they are idle. node:http counts a connection that has sent nothing
           // yet as busy (its headers timeout runs): close it once it stayed silent for a while.
+          // After a poll phase, so that bytes that arrived meanwhile are read first.
           const idle = setInterval(() => {
-            server.closeIdleConnections();
-            const now = performance.now();
-            for (const [socket, at] of sockets) if ((socket as Socket & { [LAST]?: ServerResponse })[LAST] === undefined && now - at > SILENT_MS) socket.destroy();
+            void afterPoll().then(() => {
+              server.closeIdleConnections();
+              const now = performance.now();
+              for (const [socket, at] of sockets) {
+                if (socket.bytesRead === 0 && (socket as Socket & { [LAST]?: ServerResponse })[LAST] === undefined && now - at > SILENT_MS) socket.destroy();
+              }
+            });
           }, 100);
           idle.unref();
           server.once('close', () => clearInterval(idle));
@@ -269,9 +280,45 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 const LAST = Symbol('lastResponse');
 const FOLLOWED = Symbol('followed');
 const KEEP_ALIVE = Symbol('keepAlive');
-/** A drain starts once no connection was accepted for this long (ms)... */
-const ACCEPT_QUIET_MS = 50;
+/**
+ * A drain closes the listener once no connection was accepted for this many turns of
+ * ACCEPT_TURN_MS each. Under CPU starvation the kernel completes handshakes late (its softirq work
+ * waits for CPU too): a client's connect() can return well before the accept queue holds it.
+ */
+const ACCEPT_QUIET_TURNS = 3;
+const ACCEPT_TURN_MS = 50;
 /** ...or after this long, under a flood of new connections. */
-const ACCEPT_MAX_MS = 1_000;
-/** While draining, a connection that sent no request this long after it was accepted is closed. */
+const ACCEPT_MAX_MS = 2_000;
+/** While draining, a connection that sent not a byte this long after it was accepted is closed. */
 const SILENT_MS = 500;
+
+/** Resolves in the check phase of the next loop turn: after a poll phase has read what the kernel holds. */
+function afterPoll(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
+/**
+ * Connections to `port` the kernel holds but this process has not accepted: the accept queue of the
+ * listening socket plus handshakes still in SYN_RECV (their last ACK waits for CPU under load),
+ * from /proc/net/tcp and tcp6 (Linux). 0 where those files cannot be read: the accept turns alone
+ * then decide.
+ */
+function handshakesPending(port: number): number {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let n = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'latin1');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 5 || !f[1]!.endsWith(hexPort)) continue;
+      if (f[3] === '0A') n += parseInt(f[4]!.split(':')[1]!, 16) || 0;
+      else if (f[3] === '03') n++;
+    }
+  }
+  return n;
+}

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
 import { errorAnswer, pickRequestId, recordRequest, tooLarge } from './middleware.ts';
-import type { Socket } from 'node:net';
-import { AppError } from '../errors.ts';
 
 /** Bytes a refused body may still send before the connection is cut (lingering close). */
 export const LINGER_BYTES = 16 << 20;

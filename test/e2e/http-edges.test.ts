@@ -89,11 +89,19 @@ describe('memory is bounded whatever clients send', () => {
     // until the 64 MiB budget is full, then refused 503).
     const lease = await flood(300, 'POST /v1/license/lease HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1040000\r\n\r\n', 1_000_000);
     const admin = await flood(150, 'POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n', 900_000);
-    await new Promise((r) => setTimeout(r, 3_000));
-    const peakKb = memKb(pid, 'VmHWM');
     const statuses = (socks: Socket[]) => socks.map((x) => parseAnswers(answers.get(x)!)[0]?.status ?? 0);
-    const leaseStatuses = statuses(lease);
-    const adminStatuses = statuses(admin);
+    // Until the server has seen them all: every lease body answered, and the refusals stable for 1.5 s.
+    let leaseStatuses = statuses(lease);
+    let adminStatuses = statuses(admin);
+    for (let stable = 0, last = -1, t0 = Date.now(); stable < 6 && Date.now() - t0 < 60_000; ) {
+      await new Promise((r) => setTimeout(r, 250));
+      leaseStatuses = statuses(lease);
+      adminStatuses = statuses(admin);
+      const n = adminStatuses.filter((x) => x !== 0).length;
+      stable = leaseStatuses.every((x) => x !== 0) && n === last ? stable + 1 : 0;
+      last = n;
+    }
+    const peakKb = memKb(pid, 'VmHWM');
     expect(leaseStatuses.every((x) => x === 413)).toBe(true);
     const refused = adminStatuses.filter((x) => x === 503).length;
     const held = adminStatuses.filter((x) => x === 0).length;
