@@ -1,10 +1,11 @@
-import { getRequestListener } from '@hono/node-server';
+import { getRequestListener, RequestError } from '@hono/node-server';
 import { createServer as createHttpServer, ServerResponse, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { AppError, toEnvelope } from './errors.ts';
+import { AppError } from './errors.ts';
+import { errorAnswer, recordRequest } from './http/middleware.ts';
 import { createApp } from './app.ts';
 import { newId } from './ids.ts';
 import { createBodyReader, refuseRequest } from './http/body.ts';
@@ -72,11 +73,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const viaHono = getRequestListener(app.fetch, {
     // HTTP/1.0 has no Host header: such a request is served (the app routes on the path only).
     hostname: 'localhost',
-    // What the adapter cannot turn into a Request (a Host header that is no host): the envelope, not an empty 400.
+    // What the adapter cannot turn into a Request (a Host header that is no host, `GET *`): the
+    // envelope, not an empty 400. Anything else thrown here is our bug: errorAnswer logs it.
     errorHandler: (err) => {
-      const e = new AppError('invalid_request', `the request cannot be read: ${err instanceof Error ? err.message : 'malformed'}`);
       const id = newId('req', 12);
-      return new Response(JSON.stringify(toEnvelope(e, id)), { status: 400, headers: { 'content-type': 'application/json', 'x-request-id': id } });
+      const a = errorAnswer(err instanceof RequestError ? new AppError('invalid_request', `the request cannot be read: ${err.message}`) : err, id, log);
+      recordRequest(log, metrics, { id, method: '-', path: '-', status: a.status, ms: 0 });
+      return new Response(JSON.stringify(a.body), { status: a.status, headers: { 'content-type': 'application/json', 'x-request-id': id } });
     },
   });
   let importing = false;
@@ -129,7 +132,6 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     });
   }
 
-  // Answers given while draining say `Connection: close`, unless a pipelined request waits behind them.
   // Answers given while draining say `Connection: close`, unless a pipelined request waits behind
   // them: node:http reads shouldKeepAlive when it writes the headers. No cost per request otherwise.
   class DrainAwareResponse extends ServerResponse {}

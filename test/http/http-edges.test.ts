@@ -174,6 +174,7 @@ describe("node:http's own refusals carry the envelope", () => {
     ['HTTP/1.1 without Host (app route)', 'GET /healthz HTTP/1.1\r\n\r\n', 400, 'invalid_request'],
     ['CONNECT (this is no proxy)', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 400, 'invalid_request'],
     ['Expect: 100-continue with a body over the cap (refused without a 100 Continue)', 'POST /v1/tokens HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n', 413, 'payload_too_large'],
+    ['a request target that is no path', 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400, 'invalid_request'],
     ['a Host that is no host', 'GET /healthz HTTP/1.1\r\nHost: a b/c\r\nConnection: close\r\n\r\n', 400, 'invalid_request'],
   ] as const;
   it.each(cases)('%s', async (_name, bytes, status, code) => {
