@@ -83,7 +83,9 @@ describe('body caps per route', () => {
     const body = JSON.stringify({ entitlements: [{ ...provision, external_id: 'imp-1', tenant_id: 'imp-tenant' }] });
     // The first import's body is still arriving when the second comes.
     const first = rawExchange(server.url, [`POST /v1/entitlements/import HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ${admin}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`, body.slice(10)], { gapMs: 400 });
-    await new Promise((r) => setTimeout(r, 150));
+    // A round trip after the first request's bytes were sent: the server has parsed its headers.
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     const second = await fetch(`${server.url}/v1/entitlements/import`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body });
     expect(second.status).toBe(503);
     expect(second.headers.get('retry-after')).toBe('5');
