@@ -50,8 +50,9 @@ export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; me
 }
 
 /**
- * What an error answers. Our own errors as they are; a body over the cap is not read, so the
- * connection closes after the answer (the client stops sending, a draining server is not held up).
+ * What an error answers. Our own errors as they are; a body over the cap, or too slow, is not read
+ * whole, so the connection closes after the answer (the client stops sending, a draining server is
+ * not held up; the server drops what still comes for a moment first, see http/body.ts).
  * A storage failure the environment caused (lock, full or read-only disk) gets its own code
  * (storage/failures.ts). Anything else is our bug: the stack goes to the log, the client gets a
  * generic message.
@@ -84,7 +85,11 @@ export function tooLarge(maxSize: number): AppError {
   return new AppError('payload_too_large', `the request body is over the ${formatBytes(maxSize)} limit for this route`, { limit_bytes: maxSize });
 }
 
-/** The body as text, never more than the route's cap. */
+/**
+ * The body as text, never more than the route's cap. On the listening server the body was already
+ * read under its cap, the budget and a deadline (http/body.ts), and the adapter serves it from
+ * memory; through app.request() it is read here.
+ */
 async function readBodyText(c: HonoContext<AppEnv>): Promise<string> {
   const max = c.get('bodyLimit') ?? 1 << 20;
   if (c.req.header('content-length') !== undefined && c.req.header('transfer-encoding') === undefined) {
