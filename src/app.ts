@@ -17,13 +17,11 @@ import { registerSeatRoutes } from './http/routes/seats.ts';
 import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
+import { BODY_LIMIT, IMPORT_BODY_LIMIT, LEASE_BODY_LIMIT, STREAMED_PATH, bodyLimitFor } from './http/limits.ts';
 import { registerAdminPage } from './admin/page.tsx';
 import { createStorageHealth } from './storage/health.ts';
 import type { StorageUpkeep } from './storage/upkeep.ts';
 import * as path from 'node:path';
-
-export const BODY_LIMIT = 1 << 20;
-export const IMPORT_BODY_LIMIT = 64 << 20;
 
 export interface AppDeps {
   services: Services;
@@ -59,10 +57,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.use('*', requestId());
   app.use('*', requestLog(deps.log, routeDeps.metrics));
-  const small = limitBody(BODY_LIMIT);
-  const large = limitBody(IMPORT_BODY_LIMIT);
-  // A sync bundle is streamed to disk by its route, which enforces the bundle size cap itself.
-  app.use('*', (c, next) => (c.req.path === '/v1/entitlements/import' ? large(c, next) : c.req.path === '/v1/sync/import' ? next() : small(c, next)));
+  // Per-route caps (http/limits.ts). A sync bundle is streamed to disk by its route, which enforces
+  // the bundle size cap itself.
+  const limits = new Map([LEASE_BODY_LIMIT, BODY_LIMIT, IMPORT_BODY_LIMIT].map((n) => [n, limitBody(n)]));
+  app.use('*', (c, next) => (c.req.path === STREAMED_PATH ? next() : limits.get(bodyLimitFor(c.req.path))!(c, next)));
 
   registerHealthRoutes(app, routeDeps);
   registerEntitlementRoutes(app, routeDeps);

@@ -10,19 +10,21 @@ export const ERROR_STATUS = {
   feature_not_entitled: 403,
   entitlement_inactive: 403,
   not_found: 404,
+  request_timeout: 408,
   conflict: 409,
   seats_exhausted: 409,
   managed_by_bundle: 409,
   lease_expired: 410,
   lease_released: 410,
   payload_too_large: 413,
+  headers_too_large: 431,
   bundle_rejected: 422,
   internal: 500,
   clock_suspect: 503,
   busy: 503,
   storage_unavailable: 503,
   storage_full: 507,
-} as const satisfies Record<string, 400 | 401 | 403 | 404 | 409 | 410 | 413 | 422 | 500 | 503 | 507>;
+} as const satisfies Record<string, 400 | 401 | 403 | 404 | 408 | 409 | 410 | 413 | 422 | 431 | 500 | 503 | 507>;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 export type ErrorStatus = (typeof ERROR_STATUS)[ErrorCode];
@@ -35,12 +37,14 @@ export const ERROR_DESCRIPTIONS = {
   feature_not_entitled: 'a requested feature is not in the entitlement',
   entitlement_inactive: 'the entitlement is suspended, revoked, expired or pending (details.reason)',
   not_found: 'no such route or resource (or not visible to this token)',
+  request_timeout: 'the request (its headers or its body) did not arrive in time; the connection is closed',
   conflict: 'the request conflicts with the current state',
   seats_exhausted: 'every seat of the entitlement is in use',
   managed_by_bundle: 'the entitlement is managed by vendor bundles and cannot be edited locally',
   lease_expired: 'the lease has expired; request a new one',
   lease_released: 'the lease was released or revoked; request a new one',
   payload_too_large: 'the request body is over the limit for this route',
+  headers_too_large: 'the request headers are over the server\'s limit (16 KiB in all)',
   bundle_rejected: 'a sync bundle failed a check (details.rule names it)',
   internal: 'an unexpected error; the server log has the detail under the request id',
   clock_suspect: 'the system clock is behind the last trusted time; fix the clock',

@@ -1,11 +1,16 @@
-import { getRequestListener } from '@hono/node-server';
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { getRequestListener, RequestError } from '@hono/node-server';
+import { createServer as createHttpServer, ServerResponse, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { AppError } from './errors.ts';
-import { BODY_LIMIT, createApp } from './app.ts';
+import { errorAnswer, recordRequest } from './http/middleware.ts';
+import { createApp } from './app.ts';
+import { newId } from './ids.ts';
+import { createBodyReader, refuseRequest } from './http/body.ts';
+import { answerOnSocket, createProtocolErrorHandler } from './http/protocol-errors.ts';
+import { BODY_TIMEOUT_MS, DEFAULT_BODY_BUDGET, HEADERS_TIMEOUT_MS, IMPORT_PATH, LEASE_BODY_LIMIT, LEASE_BODY_TIMEOUT_MS, STREAMED_PATH, bodyLimitFor } from './http/limits.ts';
 import { createMetrics } from './http/metrics.ts';
 import { createLeaseApi } from './http/lease-api.ts';
 import { createLeaseFastPath } from './http/lease-fast-path.ts';
@@ -24,8 +29,12 @@ export interface ServeConfig {
   durability: Durability;
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
-  /** How long in-flight requests get to finish after SIGTERM. */
+  /** How long in-flight requests get to finish after SIGTERM (default 10 s); then connections are cut. */
   drainMs?: number;
+  /** Bytes of request bodies held across all connections; past it new bodies get 503 busy (default 64 MiB). */
+  bodyBudgetBytes?: number;
+  /** How long headers and bodies may take to arrive (defaults in http/limits.ts: 15 s, 10 s, 60 s). */
+  timeouts?: { headersMs?: number; leaseBodyMs?: number; bodyMs?: number };
   clock?: Clock;
   /** How often expired leases are marked and their events written. */
   sweepIntervalSeconds?: number;
@@ -36,7 +45,12 @@ export interface RunningServer {
   url: string;
   port: number;
   ctx: Context;
-  /** Stop accepting, let in-flight requests finish, close the database. */
+  /** Bytes of request bodies held now, against ServeConfig.bodyBudgetBytes. */
+  bodyBytesHeld(): number;
+  /**
+   * Drain: every request already received is answered (with `Connection: close`), connections the
+   * kernel had accepted first; idle connections close; then the database closes. drainMs at most.
+   */
   close(): Promise<void>;
 }
 
@@ -68,24 +82,119 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const storageHealth = upkeep.health;
   const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, metrics, isDraining: () => draining, storage: upkeep });
   // The client lease routes go straight to their handlers; everything else through the Hono app.
-  const lease = createLeaseFastPath({ api: createLeaseApi(ctx.services), log, metrics, bodyLimit: BODY_LIMIT, storageHealth });
-  const viaHono = getRequestListener(app.fetch);
+  const bodies = createBodyReader(config.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET);
+  const lease = createLeaseFastPath({ api: createLeaseApi(ctx.services), log, metrics, bodyLimit: LEASE_BODY_LIMIT, bodyTimeoutMs: config.timeouts?.leaseBodyMs ?? LEASE_BODY_TIMEOUT_MS, bodies, storageHealth });
+  const viaHono = getRequestListener(app.fetch, {
+    // HTTP/1.0 has no Host header: such a request is served (the app routes on the path only).
+    hostname: 'localhost',
+    // What the adapter cannot turn into a Request (a Host header that is no host, `GET *`): the
+    // envelope, not an empty 400. Anything else thrown here is our bug: errorAnswer logs it.
+    errorHandler: (err) => {
+      const id = newId('req', 12);
+      const a = errorAnswer(err instanceof RequestError ? new AppError('invalid_request', `the request cannot be read: ${err.message}`) : err, id, log);
+      recordRequest(log, metrics, { id, method: '-', path: '-', status: a.status, ms: 0 });
+      return new Response(JSON.stringify(a.body), { status: a.status, headers: { 'content-type': 'application/json', 'x-request-id': id } });
+    },
+  });
+  let importing = false;
+
   const listener = (req: IncomingMessage, res: ServerResponse) => {
-    if (!lease(req, res)) void viaHono(req, res);
+    // A pipelined request behind an answer not yet written: that answer must not close the
+    // connection while draining (see DrainAwareResponse). One load and one store per request.
+    const socket = req.socket as Socket & { [LAST]?: ServerResponse };
+    const prev = socket[LAST];
+    if (prev !== undefined && !prev.writableEnded) (prev as ServerResponse & { [FOLLOWED]?: boolean })[FOLLOWED] = true;
+    socket[LAST] = res;
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400 (node:http's own is an empty one).
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
+      return refuseRequest(req, res, new AppError('invalid_request', 'an HTTP/1.1 request needs a Host header', { issues: [{ path: 'host', message: 'missing' }] }), log, metrics, performance.now());
+    }
+    if (!lease(req, res)) throughApp(req, res);
   };
+
+  /**
+   * Everything but the lease routes: the body is read here, under its route's cap, the budget and a
+   * deadline, and handed to the app whole (the adapter serves `rawBody` as the request body).
+   */
+  function throughApp(req: IncomingMessage, res: ServerResponse): void {
+    const cl = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0')) return void viaHono(req, res);
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path === STREAMED_PATH) return void viaHono(req, res);
+    const start = performance.now();
+    const isImport = path === IMPORT_PATH && req.method === 'POST';
+    if (isImport) {
+      // Up to 64 MiB each, parsed and validated whole: one at a time.
+      if (importing) {
+        return refuseRequest(req, res, new AppError('busy', 'another bulk import is in progress; retry when it is done', { retry_after_seconds: 5, reason: 'import_in_progress' }), log, metrics, start);
+      }
+      importing = true;
+      res.once('close', () => (importing = false));
+    }
+    bodies.read(req, bodyLimitFor(path), config.timeouts?.bodyMs ?? BODY_TIMEOUT_MS, !isImport, (err, body) => {
+      if (err !== null) return refuseRequest(req, res, err, log, metrics, start);
+      if (body === undefined) return;
+      if (!isImport) {
+        // The app holds the body until it has answered.
+        bodies.hold(body.length);
+        res.once('close', () => bodies.release(body.length));
+      }
+      (req as IncomingMessage & { rawBody?: Buffer }).rawBody = body;
+      void viaHono(req, res);
+    });
+  }
+
+  // Answers given while draining say `Connection: close`, unless a pipelined request waits behind
+  // them: node:http reads shouldKeepAlive when it writes the headers. No cost per request otherwise.
+  class DrainAwareResponse extends ServerResponse {}
+  Object.defineProperty(DrainAwareResponse.prototype, 'shouldKeepAlive', {
+    get(this: Record<symbol, boolean | undefined>) {
+      return this[KEEP_ALIVE] === true && (!draining || this[FOLLOWED] === true);
+    },
+    set(this: Record<symbol, boolean | undefined>, v: boolean) {
+      this[KEEP_ALIVE] = v;
+    },
+  });
+  // headersTimeout: a real client sends its headers at once. requestTimeout: the outer bound for
+  // a streamed sync bundle; other bodies are cut sooner by the body reader (limits.ts). The
+  // connections are checked every second (Node's default is 30 s).
+  const options = { ServerResponse: DrainAwareResponse as typeof ServerResponse, requireHostHeader: false, headersTimeout: config.timeouts?.headersMs ?? HEADERS_TIMEOUT_MS, requestTimeout: 300_000, connectionsCheckingInterval: 1_000 };
 
   let server: Server;
   try {
     server = config.tlsCert
-      ? (createHttpsServer({ cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) }, listener) as unknown as Server)
-      : createHttpServer(listener);
+      ? (createHttpsServer({ ...options, cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) }, listener) as unknown as Server)
+      : createHttpServer(options, listener);
   } catch (err) {
+    bodies.stop();
     void upkeep.close().then(() => ctx.close());
     throw new AppError('invalid_request', `cannot use the TLS certificate or key: ${(err as Error).message}`);
   }
+  server.on('clientError', createProtocolErrorHandler(log, metrics));
+  // node:http closes a CONNECT without a word when nobody listens: this server is no proxy, say so.
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    answerOnSocket(socket, new AppError('invalid_request', 'CONNECT is not supported: this server is not a proxy'), log, metrics, 'CONNECT', 'connect');
+  });
+  // An Expect other than 100-continue gets an empty 417 from node:http: served as if it were absent.
+  server.on('checkExpectation', listener);
+  // Expect: 100-continue: a body refused from its headers (declared over the cap or the budget) is
+  // answered at once, and the client is not told to send it.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    listener(req, res);
+    if (!res.headersSent) res.writeContinue();
+  });
+  let accepted = 0;
+  server.on('connection', () => accepted++);
+  // Connections by when they were accepted (for TLS, once the handshake is done: that socket is the
+  // one requests come on), so a drain can close those that never sent a request.
+  const sockets = new Map<Socket, number>();
+  server.on(config.tlsCert ? 'secureConnection' : 'connection', (socket: Socket) => {
+    sockets.set(socket, performance.now());
+    socket.once('close', () => sockets.delete(socket));
+  });
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 30_000;
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -98,6 +207,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   } catch (err) {
     await upkeep.close();
     ctx.close();
+    bodies.stop();
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE') throw new AppError('conflict', `port ${config.port} on ${config.host} is in use`, {}, 'stop the other process or pick another --port');
     if (e.code === 'EACCES') throw new AppError('forbidden', `not allowed to listen on ${config.host}:${config.port}`, {}, 'ports below 1024 need privileges; pick a port above 1024');
@@ -143,22 +253,104 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     url: `${scheme}://${hostForUrl}:${port}`,
     port,
     ctx,
+    bodyBytesHeld: () => bodies.used(),
     close() {
-      closing ??= new Promise<void>((resolve) => {
+      closing ??= (async () => {
         draining = true;
         clearInterval(sweep);
-        const force = setTimeout(() => server.closeAllConnections(), config.drainMs ?? 10_000);
+        const drainMs = config.drainMs ?? 10_000;
+        const started = performance.now();
+        const force = setTimeout(() => server.closeAllConnections(), drainMs);
         force.unref();
-        server.close(() => {
-          clearTimeout(force);
-          void upkeep.close().then(() => {
-            ctx.close();
-            resolve();
-          });
+        // Connections the kernel accepted before the signal (in the backlog, or accepted but not
+        // yet read) carry requests their clients sent: keep accepting until none came for a while,
+        // so their bytes are read and their requests are in progress (closing the listener resets
+        // the backlog). Every check runs after a poll phase (setImmediate after the timer): a
+        // turn blocked by a long fsync must not pass for quiet while connections wait unaccepted.
+        const maxWait = Math.min(ACCEPT_MAX_MS, drainMs);
+        for (let quiet = 0, seen = accepted; quiet < ACCEPT_QUIET_TURNS && performance.now() - started < maxWait; ) {
+          await new Promise((r) => setTimeout(r, ACCEPT_TURN_MS));
+          await afterPoll();
+          quiet = accepted === seen && handshakesPending(port) === 0 ? quiet + 1 : 0;
+          seen = accepted;
+        }
+        log.info('listener closed; draining connections', { connections: sockets.size, accept_wait_ms: Math.round(performance.now() - started) });
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // An answer whose headers went out before the drain kept its connection: close such
+          // connections once they are idle. node:http counts a connection that has sent nothing
+          // yet as busy (its headers timeout runs): close it once it stayed silent for a while.
+          // After a poll phase, so that bytes that arrived meanwhile are read first.
+          const idle = setInterval(() => {
+            void afterPoll().then(() => {
+              server.closeIdleConnections();
+              const now = performance.now();
+              for (const [socket, at] of sockets) {
+                if (socket.bytesRead === 0 && (socket as Socket & { [LAST]?: ServerResponse })[LAST] === undefined && now - at > SILENT_MS) socket.destroy();
+              }
+            });
+          }, 100);
+          idle.unref();
+          server.once('close', () => clearInterval(idle));
         });
-        server.closeIdleConnections();
-      });
+        clearTimeout(force);
+        bodies.stop();
+        // Requests whose clients went away meanwhile may still have writes in the group commit:
+        // let them land (a no-op joins the queue behind them) before the database closes.
+        for (let i = 0; i < 2; i++) {
+          await new Promise((r) => setImmediate(r));
+          await ctx.store.batch(() => undefined).catch(() => {});
+        }
+        await upkeep.close();
+        ctx.close();
+      })();
       return closing;
     },
   };
+}
+
+const LAST = Symbol('lastResponse');
+const FOLLOWED = Symbol('followed');
+const KEEP_ALIVE = Symbol('keepAlive');
+/**
+ * A drain closes the listener once no connection was accepted for this many turns of
+ * ACCEPT_TURN_MS each. Under CPU starvation the kernel completes handshakes late (its softirq work
+ * waits for CPU too): a client's connect() can return well before the accept queue holds it.
+ */
+const ACCEPT_QUIET_TURNS = 3;
+const ACCEPT_TURN_MS = 50;
+/** ...or after this long, under a flood of new connections. */
+const ACCEPT_MAX_MS = 2_000;
+/** While draining, a connection that sent not a byte this long after it was accepted is closed. */
+const SILENT_MS = 500;
+
+/** Resolves in the check phase of the next loop turn: after a poll phase has read what the kernel holds. */
+function afterPoll(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
+/**
+ * Connections to `port` the kernel holds but this process has not accepted: the accept queue of the
+ * listening socket plus handshakes still in SYN_RECV (their last ACK waits for CPU under load),
+ * from /proc/net/tcp and tcp6 (Linux). 0 where those files cannot be read: the accept turns alone
+ * then decide.
+ */
+function handshakesPending(port: number): number {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let n = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'latin1');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 5 || !f[1]!.endsWith(hexPort)) continue;
+      if (f[3] === '0A') n += parseInt(f[4]!.split(':')[1]!, 16) || 0;
+      else if (f[3] === '03') n++;
+    }
+  }
+  return n;
 }

@@ -3,19 +3,22 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StorageHealth } from '../storage/health.ts';
 import type { LeaseAnswer, LeaseRoutePath } from './lease-api.ts';
-import { errorAnswer, parseJsonBody, pickRequestId, recordRequest, tooLarge } from './middleware.ts';
+import { errorAnswer, parseJsonBody, pickRequestId, recordRequest } from './middleware.ts';
+import { lingerAfterAnswer, type BodyReader } from './body.ts';
 
 export interface LeaseFastPathDeps {
   api: Record<LeaseRoutePath, (body: unknown) => Promise<LeaseAnswer>>;
   log: Logger;
   metrics: Metrics;
-  /** The body cap, as on every other route. */
+  /** The lease routes' body cap (limits.ts). */
   bodyLimit: number;
   /** Hears of storage failures (full or read-only disk), for one log line per episode and readiness. */
   storageHealth?: Pick<StorageHealth, 'failed'>;
+  /** How long the body may take to arrive (ms). */
+  bodyTimeoutMs: number;
+  /** The server's body reader: its budget and deadline watchdog (body.ts). */
+  bodies: BodyReader;
 }
-
-const DECLARED_LENGTH = /^\d{1,15}$/;
 
 /**
  * The client lease routes (grant, renew, release) served straight on node:http, the hot path of a
@@ -23,11 +26,11 @@ const DECLARED_LENGTH = /^\d{1,15}$/;
  * app costs each request its Request, Response and Headers objects and a middleware chain: about a
  * fifth of a grant's time on the server's one thread. Same behaviour as the Hono routes, which
  * stay (tests use them through app.request()): the same handlers (lease-api.ts), request id, body
- * cap, error envelope, log line and metrics; test/http/fast-path.test.ts holds the two side by side.
+ * cap and budget, error envelope, log line and metrics; test/http/fast-path.test.ts holds the two side by side.
  *
  * Returns false for any other request, which the caller hands to the Hono app.
  */
-export function createLeaseFastPath({ api, log, metrics, bodyLimit, storageHealth }: LeaseFastPathDeps) {
+export function createLeaseFastPath({ api, log, metrics, bodyLimit, bodyTimeoutMs, bodies, storageHealth }: LeaseFastPathDeps) {
   const routes = new Map<string, (body: unknown) => Promise<LeaseAnswer>>(Object.entries(api));
 
   return function serveLease(req: IncomingMessage, res: ServerResponse): boolean {
@@ -48,9 +51,13 @@ export function createLeaseFastPath({ api, log, metrics, bodyLimit, storageHealt
       answered = true;
       const text = JSON.stringify(body);
       const headers: Record<string, string | number> = { 'content-type': 'application/json', 'x-request-id': id, 'content-length': Buffer.byteLength(text) };
-      // A body over the cap is not read: closing tells the client to stop sending it.
-      if (close) headers.connection = 'close';
       if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
+      // A body not read whole: closing tells the client to stop sending it; what it still sends is
+      // read and dropped first, so it reads this answer (lingering close).
+      if (close) {
+        headers.connection = 'close';
+        lingerAfterAnswer(req);
+      }
       res.writeHead(status, headers);
       res.end(text);
       recordRequest(log, metrics, { id, method: 'POST', path, status, ms: performance.now() - start });
@@ -60,33 +67,21 @@ export function createLeaseFastPath({ api, log, metrics, bodyLimit, storageHealt
       answer(a.status, a.body, a.close, a.retryAfter);
     };
 
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && (!DECLARED_LENGTH.test(declared) || Number(declared) > bodyLimit)) {
-      fail(tooLarge(bodyLimit));
-      return true;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      if (answered) return;
-      size += chunk.length;
-      // A chunked body has no declared length: counted as it comes.
-      if (size > bodyLimit) return fail(tooLarge(bodyLimit));
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (answered) return;
+    bodies.read(req, bodyLimit, bodyTimeoutMs, true, (err, raw) => {
+      // The client went away mid-body: nobody to answer.
+      if (err === null && raw === undefined) return void (answered = true);
+      // Refused (over the cap or the budget, too slow): the answer closes, after a lingering close.
+      if (err !== null) {
+        const a = errorAnswer(err, id, log);
+        return answer(a.status, a.body, true, a.retryAfter);
+      }
       let body: unknown;
       try {
-        body = parseJsonBody((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8'));
-      } catch (err) {
-        return fail(err);
+        body = parseJsonBody(raw!.toString('utf8'));
+      } catch (e) {
+        return fail(e);
       }
       handler(body).then((r) => answer(r.status, r.body), fail);
-    });
-    // The client went away mid-body: nobody to answer.
-    req.on('error', () => {
-      answered = true;
     });
     return true;
   };

@@ -8,6 +8,7 @@ import type { Metrics } from './metrics.ts';
 import { storageFailure } from '../storage/failures.ts';
 import type { StorageHealth } from '../storage/health.ts';
 import { ROUTES, roleAllows, type RouteKey, type RouteRule } from './permissions.ts';
+import { formatBytes } from './limits.ts';
 
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -50,8 +51,9 @@ export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; me
 }
 
 /**
- * What an error answers. Our own errors as they are; a body over the cap is not read, so the
- * connection closes after the answer (the client stops sending, a draining server is not held up).
+ * What an error answers. Our own errors as they are; a body over the cap, or too slow, is not read
+ * whole, so the connection closes after the answer (the client stops sending, a draining server is
+ * not held up; the server drops what still comes for a moment first, see http/body.ts).
  * A storage failure the environment caused (lock, full or read-only disk) gets its own code
  * (storage/failures.ts). Anything else is our bug: the stack goes to the log, the client gets a
  * generic message.
@@ -60,7 +62,7 @@ export function errorAnswer(err: unknown, requestId: string, log: Logger, storag
   // A full or read-only disk is logged once per episode (storage/health.ts), not per request.
   const s = storage?.failed(err);
   if (!(err instanceof AppError)) err = s ?? storageFailure(err) ?? err;
-  if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large', retryAfter: err.retryAfterSeconds };
+  if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large' || err.code === 'request_timeout', retryAfter: err.retryAfterSeconds };
   log.error('unhandled error', { request_id: requestId, error: (err as Error)?.stack ?? String(err) });
   const internal = new AppError('internal', 'internal error; the server log has the detail under this request id');
   return { status: internal.status, body: toEnvelope(internal, requestId), close: false, retryAfter: undefined };
@@ -86,7 +88,11 @@ export function tooLarge(maxSize: number): AppError {
   return new AppError('payload_too_large', `the request body is over the ${formatBytes(maxSize)} limit for this route`, { limit_bytes: maxSize });
 }
 
-/** The body as text, never more than the route's cap. */
+/**
+ * The body as text, never more than the route's cap. On the listening server the body was already
+ * read under its cap, the budget and a deadline (http/body.ts), and the adapter serves it from
+ * memory; through app.request() it is read here.
+ */
 async function readBodyText(c: HonoContext<AppEnv>): Promise<string> {
   const max = c.get('bodyLimit') ?? 1 << 20;
   if (c.req.header('content-length') !== undefined && c.req.header('transfer-encoding') === undefined) {
@@ -109,10 +115,6 @@ async function readBodyText(c: HonoContext<AppEnv>): Promise<string> {
     chunks.push(value);
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-function formatBytes(n: number): string {
-  return n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${Math.round(n / 1024)} KiB`;
 }
 
 /** Bearer-token authentication plus the route's row of the permission table. */

@@ -15,6 +15,7 @@ import { createIdentity, dataPaths } from '../../src/data-dir.ts';
 import { openStore } from '../../src/storage/store.ts';
 import { createLogger } from '../../src/log.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
+import { rawExchange } from './raw.ts';
 
 interface Answer {
   status: number;
@@ -176,11 +177,11 @@ describe('the lease routes answer the same through the server as through the app
     );
   });
 
-  it('caps the body: a declared length over 1 MiB is refused unread and the connection closed; a chunked one is counted', async () => {
+  it('caps the body: a declared length over 16 KiB is refused unread and the connection closed; a chunked one is counted', async () => {
     const huge = Buffer.alloc(2 << 20, 'x');
     const declared = await viaServer('/v1/license/lease', { body: huge });
     expect(declared.status).toBe(413);
-    expect(declared.body.error).toMatchObject({ code: 'payload_too_large', details: { limit_bytes: 1 << 20 } });
+    expect(declared.body.error).toMatchObject({ code: 'payload_too_large', details: { limit_bytes: 16 << 10 } });
     expect(declared.headers.connection).toBe('close');
     expect(comparable(declared)).toEqual(comparable(await viaApp('/v1/license/lease', { body: huge.toString() })));
 
@@ -191,6 +192,22 @@ describe('the lease routes answer the same through the server as through the app
     // A chunked body under the cap is read whole.
     const small = await viaServer('/v1/license/lease', { chunks: [Buffer.from(grantBody('u2').slice(0, 10)), Buffer.from(grantBody('u2').slice(10))] });
     expect(small.status).toBe(201);
+  });
+
+  it('refuses alike on the lease path and the app path: no Host, a declared body over the cap; the client reads each refusal', async () => {
+    const strip = (a: { status: number; headers: Record<string, string>; body: any }) => ({ status: a.status, type: a.headers['content-type'], connection: a.headers.connection, error: { ...a.body.error, request_id: typeof a.body.error.request_id } });
+    const noHost = (path: string) => rawExchange(server.url, [`POST ${path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`]);
+    const [l, t] = [(await noHost('/v1/license/lease')).answers[0]!, (await noHost('/v1/tokens')).answers[0]!];
+    expect(strip(l)).toMatchObject({ status: 400, type: 'application/json', connection: 'close', error: { code: 'invalid_request' } });
+    expect(strip(l)).toEqual(strip(t));
+    // 4 MB declared over each route's cap: both answer 413 and drain what is still sent.
+    const big = Buffer.alloc(4 << 20, ' ');
+    const over = (path: string) => rawExchange(server.url, [`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n`, big]);
+    const [lo, to] = await Promise.all([over('/v1/license/lease'), over('/v1/tokens')]);
+    expect(lo.ended).toBe('close');
+    expect(to.ended).toBe('close');
+    expect(strip(lo.answers[0]!)).toMatchObject({ status: 413, connection: 'close', error: { code: 'payload_too_large', details: { limit_bytes: 16 << 10 } } });
+    expect(strip(to.answers[0]!)).toMatchObject({ status: 413, connection: 'close', error: { code: 'payload_too_large', details: { limit_bytes: 1 << 20 } } });
   });
 
   it('echoes a sane X-Request-Id and replaces a hostile one; ignores a query string; leaves other methods to the app', async () => {

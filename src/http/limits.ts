@@ -1,0 +1,36 @@
+/**
+ * How much of a request body each route may send, and how long it may take to send it. One table
+ * for the Hono app (limitBody) and the server (the lease fast path and the body reader in front of
+ * the app); the contract is DESIGN.md, "Process, files and resources".
+ */
+
+/** A lease request is well under 1 KiB; 16 KiB leaves room for long ids and features. */
+export const LEASE_BODY_LIMIT = 16 << 10;
+/** Every admin route but the bulk import. */
+export const BODY_LIMIT = 1 << 20;
+/** POST /v1/entitlements/import, one at a time. */
+export const IMPORT_BODY_LIMIT = 64 << 20;
+/** Bytes of request bodies the server holds across all connections, by default (ServeConfig.bodyBudgetBytes). */
+export const DEFAULT_BODY_BUDGET = 64 << 20;
+
+/** A real client sends its headers at once. */
+export const HEADERS_TIMEOUT_MS = 15_000;
+/** A lease body arrives in the packet of its headers; 10 s is generous for any real client. */
+export const LEASE_BODY_TIMEOUT_MS = 10_000;
+/** An admin body (up to 64 MiB for the import) gets a minute. */
+export const BODY_TIMEOUT_MS = 60_000;
+
+export const LEASE_PATHS: ReadonlySet<string> = new Set(['/v1/license/lease', '/v1/license/lease/renew', '/v1/license/lease/release']);
+export const IMPORT_PATH = '/v1/entitlements/import';
+/** Streamed to a temporary file by its route, which enforces the bundle size cap itself. */
+export const STREAMED_PATH = '/v1/sync/import';
+
+/** The body cap of a path: 16 KiB for the lease routes, 64 MiB for the bulk import, 1 MiB otherwise. */
+export function bodyLimitFor(path: string): number {
+  return LEASE_PATHS.has(path) ? LEASE_BODY_LIMIT : path === IMPORT_PATH ? IMPORT_BODY_LIMIT : BODY_LIMIT;
+}
+
+/** "16 KiB", "1 MiB": how limits read in messages. */
+export function formatBytes(n: number): string {
+  return n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${Math.round(n / 1024)} KiB`;
+}
