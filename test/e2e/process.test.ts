@@ -414,7 +414,7 @@ describe('signals (fault 7): only SIGTERM/SIGINT stop the server, once, after th
     const viaEnv = await serve(d, [], { env: { BPLS_LOG_FILE: 'logs/env.log' } });
     expect(await viaEnv.stop()).toEqual({ code: 0, signal: null });
     expect(viaEnv.stderr()).toBe('');
-    expect(parse(path.join(dir, 'logs', 'env.log')).map((l) => l.msg)).toEqual(['server started', 'draining', 'stopped']);
+    expect(parse(path.join(dir, 'logs', 'env.log')).map((l) => l.msg)).toEqual(['server started', 'draining', 'listener closed; draining connections', 'stopped']);
 
     const bad = await runProcess(EXE, ['serve', '--data-dir', d, '--port', '0', '--log-file', 'no-such-dir/x.log'], inDir());
     expect(bad.code).toBe(2);
