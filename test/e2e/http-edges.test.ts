@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
 import { parseAnswers } from '../http/raw.ts';
+import { DEFAULT_BODY_BUDGET } from '../../src/http/limits.ts';
 
 const YEAR_MS = 365 * 24 * 3600 * 1000;
 const rfc3339 = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
@@ -86,7 +87,7 @@ describe('memory is bounded whatever clients send', () => {
     };
     // As in the issue: 1,040,000 bytes of a lease body that never ends (over the 16 KiB cap: refused
     // at once, then drained), and 900 KB of admin bodies that never end (under the 1 MiB cap: held
-    // until the 64 MiB budget is full, then refused 503).
+    // until the budget (DEFAULT_BODY_BUDGET, 32 MiB) is full, then refused 503).
     const lease = await flood(300, 'POST /v1/license/lease HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1040000\r\n\r\n', 1_000_000);
     const admin = await flood(150, 'POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n', 900_000);
     const statuses = (socks: Socket[]) => socks.map((x) => parseAnswers(answers.get(x)!)[0]?.status ?? 0);
@@ -105,9 +106,10 @@ describe('memory is bounded whatever clients send', () => {
     expect(leaseStatuses.every((x) => x === 413)).toBe(true);
     const refused = adminStatuses.filter((x) => x === 503).length;
     const held = adminStatuses.filter((x) => x === 0).length;
-    // The budget holds 64 MiB: about 74 bodies of 900 KB; every other one is refused busy.
-    expect(held).toBeGreaterThan(40);
-    expect(held).toBeLessThanOrEqual(75);
+    // The budget holds about DEFAULT_BODY_BUDGET / 900 KB bodies (37 at 32 MiB); every other one is refused busy.
+    const fit = Math.floor(DEFAULT_BODY_BUDGET / 900_000);
+    expect(held).toBeGreaterThan(fit / 2);
+    expect(held).toBeLessThanOrEqual(fit + 1);
     expect(refused).toBe(150 - held);
     const busy = parseAnswers(answers.get(admin[adminStatuses.indexOf(503)]!)!)[0]!;
     expect(busy.headers['retry-after']).toBe('1');
@@ -115,7 +117,7 @@ describe('memory is bounded whatever clients send', () => {
     // 300 x 1 MB + 150 x 0.9 MB were sent (435 MB); the server grew by the budget and change.
     const grownMb = (peakKb - baseKb) / 1024;
     console.log(`memory: baseline ${Math.round(baseKb / 1024)} MB, peak ${Math.round(peakKb / 1024)} MB (+${Math.round(grownMb)} MB); ${held} admin bodies held, ${refused} refused busy`);
-    expect(grownMb).toBeLessThan(64 + 96);
+    expect(grownMb).toBeLessThan(DEFAULT_BODY_BUDGET / 2 ** 20 + 96);
 
     // The clients go: the bytes they held are released, and bodies are taken again.
     for (const x of [...lease, ...admin]) x.destroy();
