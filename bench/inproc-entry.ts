@@ -6,3 +6,4 @@ export { createServices } from '../src/context.ts';
 export { systemClock } from '../src/clock.ts';
 export { parseImportItems } from '../src/schemas.ts';
 export { newId } from '../src/ids.ts';
+export { subjectKey } from '../src/subjects.ts';

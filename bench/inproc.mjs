@@ -150,9 +150,10 @@ function populate({ dataDir, entitlementId, count, ttlSeconds = 3600 }) {
       for (let i = 0; i < n; i++) {
         const id = P.newId('lease');
         const subjectId = `prefill-${done + i}`;
-        leases.insert({ id, entitlementId, subjectType: 'user', subjectId, features: [], grantedAt: at, renewedAt: at, expiresAt: at + ttlSeconds * 1000 });
+        const subjectKey = P.subjectKey(subjectId);
+        leases.insert({ id, entitlementId, subjectType: 'user', subjectId, subjectKey, features: [], grantedAt: at, renewedAt: at, expiresAt: at + ttlSeconds * 1000 });
         const active = leases.bumpActive(entitlementId, 1);
-        leases.event({ at, kind: 'grant', entitlementId, leaseId: id, subjectType: 'user', subjectId, activeAfter: active });
+        leases.event({ at, kind: 'grant', entitlementId, leaseId: id, subjectType: 'user', subjectKey, activeAfter: active });
       }
     });
     done += n;
