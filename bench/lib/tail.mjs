@@ -32,6 +32,7 @@ export async function tailRun(server, { durationS, connections }) {
     duration_s: r.duration_s,
     connections: r.connections,
     requests_2xx: r.requests_2xx,
+    requests_sent: r.requests_sent,
     non_2xx: r.non_2xx,
     errors: r.errors,
     timeouts: r.timeouts,
