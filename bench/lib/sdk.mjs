@@ -17,7 +17,7 @@ function lastJson(r, what) {
 
 /**
  * @param {{ root: string, work: string, token: string, keys: unknown, product: string, ms: number }} o
- * @returns {{ ts_verify_per_s: number|null, node_raw_ed25519_verify_per_s: number|null, rust_verify_per_s: number|null, note: string }}
+ * @returns {{ ts_verify_per_s: number|null, node_raw_ed25519_verify_per_s: number|null, rust_verify_per_s: number|null, ring_raw_ed25519_verify_per_s: number|null, note: string }}
  */
 export function measureSdkVerify({ root, work, token, keys, product, ms }) {
   const file = join(work, 'sdk-token.json');
@@ -26,6 +26,7 @@ export function measureSdkVerify({ root, work, token, keys, product, ms }) {
   let ts = null;
   let tsRaw = null;
   let rust = null;
+  let rustRaw = null;
   try {
     const r = lastJson(pinned(process.execPath, [join(root, 'bench/sdk-verify.mjs'), file, String(ms)]), 'TypeScript SDK verify');
     ts = r.verify_per_s;
@@ -37,9 +38,11 @@ export function measureSdkVerify({ root, work, token, keys, product, ms }) {
     const dir = join(root, 'clients/rust');
     const build = spawnSync('cargo', ['build', '--release', '--offline', '--example', 'verify_bench'], { cwd: dir, encoding: 'utf8', timeout: 900_000 });
     if (build.status !== 0) throw new Error(`cargo build --release: ${(build.stderr || '').trim().slice(-600)}`);
-    rust = lastJson(pinned(join(dir, 'target/release/examples/verify_bench'), [file, String(ms)], { cwd: dir }), 'Rust SDK verify').verify_per_s;
+    const r = lastJson(pinned(join(dir, 'target/release/examples/verify_bench'), [file, String(ms)], { cwd: dir }), 'Rust SDK verify');
+    rust = r.verify_per_s;
+    rustRaw = r.raw_ed25519_verify_per_s;
   } catch (err) {
     notes.push(`Rust: ${err.message}`);
   }
-  return { ts_verify_per_s: ts, node_raw_ed25519_verify_per_s: tsRaw, rust_verify_per_s: rust, note: notes.join('; ') || 'one lease token from the server under test, verified in a loop (key list cached, as a client does), one thread pinned to one core' };
+  return { ts_verify_per_s: ts, node_raw_ed25519_verify_per_s: tsRaw, rust_verify_per_s: rust, ring_raw_ed25519_verify_per_s: rustRaw, note: notes.join('; ') || 'one lease token from the server under test, verified in a loop (key list cached, as a client does), one thread pinned to one core' };
 }
