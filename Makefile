@@ -21,9 +21,13 @@ guard: install
 build: guard
 	node scripts/build.mjs
 
+# Then the Rust SDK's tests against the executable the vitest run just built (its global setup).
+# They need Debian's Rust crates (.ci/run installs them; see README "Client SDKs").
 test: guard
 	tsc --noEmit -p .
 	vitest run
+	@command -v cargo >/dev/null || { echo "error: cargo is missing: the Rust SDK's tests need rustc/cargo and Debian's librust-*-dev crates (see .ci/run)"; exit 1; }
+	cd clients/rust && BPLS_EXE=$(CURDIR)/dist/bp-license-server cargo test --offline
 
 check: guard
 	tsc --noEmit -p .
