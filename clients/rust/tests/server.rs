@@ -34,14 +34,25 @@ fn exe() -> PathBuf {
 }
 
 fn start() -> Server {
+    start_on(0)
+}
+
+/// A new data dir served on `port` (0: any free one).
+fn start_on(port: u16) -> Server {
     let dir = std::env::temp_dir().join(format!("bpls-sdk-rs-{}-{}", std::process::id(), rand_suffix()));
     let data = dir.join("data");
     let init = Command::new(exe()).args(["init", "--json", "--data-dir"]).arg(&data).output().expect("run the executable (build it: make binary)");
     assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
     let token = serde_json::from_slice::<Value>(&init.stdout).unwrap()["admin_token"].as_str().unwrap().to_owned();
+    let (child, url) = serve(&data, port);
+    Server { child, url, token, _dir: TempDir(dir) }
+}
+
+/// `serve` on an initialised data dir; the child and its URL.
+fn serve(data: &std::path::Path, port: u16) -> (Child, String) {
     let mut child = Command::new(exe())
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir"])
-        .arg(&data)
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--data-dir"])
+        .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -49,7 +60,13 @@ fn start() -> Server {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {:?}", line)).to_owned();
-    Server { child, url, token, _dir: TempDir(dir) }
+    (child, url)
+}
+
+/// Stops the server with SIGTERM (it drains and exits 0) and waits for it.
+fn stop(s: &mut Server) {
+    let _ = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status();
+    let _ = s.child.wait();
 }
 
 fn rand_suffix() -> u128 {
@@ -210,4 +227,59 @@ async fn a_revoked_lease_is_seen_as_revoked() {
     }
     assert_eq!(guard.status(), GuardStatus::Revoked);
     assert!(!guard.is_valid());
+}
+
+#[tokio::test]
+async fn a_lease_guard_renews_across_a_server_restart() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = start_on(port);
+    entitlement(&server, "acme", "cad", json!({ "type": "concurrent", "max_seats": 5, "lease_ttl_seconds": 5 })).await;
+    let client = Client::builder().base_url(server.url.clone()).build().unwrap();
+    let guard = client.lease_guard("cad", "acme", Subject::user("restart")).await.unwrap();
+    let id = guard.lease().lease_id;
+    stop(&mut server);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let data = server._dir.0.join("data");
+    let (child, _) = serve(&data, port);
+    server.child = child;
+    let before = guard.renewals();
+    for _ in 0..40 {
+        if guard.renewals() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(guard.renewals() > before, "no renewal after the restart");
+    assert_eq!(guard.status(), GuardStatus::Active);
+    assert_eq!(guard.lease().lease_id, id);
+    assert!(active_leases(&server).await.contains(&id));
+    guard.release().await.unwrap();
+    assert!(!active_leases(&server).await.contains(&id));
+}
+
+#[tokio::test]
+async fn with_the_server_gone_a_guarded_lease_stays_valid_until_exp_then_is_lost() {
+    let mut server = start();
+    entitlement(&server, "acme", "cad", json!({ "type": "concurrent", "max_seats": 5, "lease_ttl_seconds": 5 })).await;
+    let client = Client::builder().base_url(server.url.clone()).timeout(Duration::from_secs(2)).build().unwrap();
+    let guard = client.lease_guard("cad", "acme", Subject::user("orphan")).await.unwrap();
+    let exp = guard.lease().claims.exp;
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let until_exp = exp.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO);
+    tokio::time::sleep(until_exp.saturating_sub(Duration::from_millis(1500))).await;
+    assert!(guard.is_valid(), "usable until its exp");
+    assert_eq!(guard.status(), GuardStatus::Active);
+    for _ in 0..40 {
+        if guard.status() == GuardStatus::Lost {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(guard.status(), GuardStatus::Lost);
+    assert!(!guard.is_valid());
+    assert!(std::time::SystemTime::now() >= exp);
 }
