@@ -5,6 +5,8 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 STAMP := node_modules/.install-stamp
 DEMO_DIR ?= demo-data
+# make run PORT=8081 when 8080 is taken.
+PORT ?= 8080
 
 .PHONY: install guard build test check binary sdk run bench chaos clean
 
@@ -37,8 +39,8 @@ binary: guard
 	node scripts/build-binary.mjs
 
 run: build
-	@node scripts/demo.mjs "$(DEMO_DIR)"
-	node dist/cli.cjs serve --data-dir "$(DEMO_DIR)" --host 127.0.0.1 --port 8080
+	@node scripts/demo.mjs "$(DEMO_DIR)" "$(PORT)"
+	node dist/cli.cjs serve --data-dir "$(DEMO_DIR)" --host 127.0.0.1 --port "$(PORT)"
 
 # The client SDKs: clients/typescript/dist (ESM, CJS, types) and the Rust crate (offline, Debian's crates).
 sdk: guard

@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 const dir = resolve(process.argv[2] ?? 'demo-data');
+const port = process.argv[3] ?? '8080';
 const tokenFile = `${dir}.admin-token`;
 const cli = (...args) => execFileSync(process.execPath, ['dist/cli.cjs', ...args, '--data-dir', dir, '--json'], { encoding: 'utf8' });
 
@@ -22,4 +23,4 @@ if (!existsSync(dir)) {
 const token = existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '(unknown: the demo directory was made elsewhere)';
 console.log(`admin token: ${token}`);
 console.log('try:');
-console.log(`  curl -s http://127.0.0.1:8080/v1/entitlements -H "Authorization: Bearer ${token}"`);
+console.log(`  curl -s http://127.0.0.1:${port}/v1/entitlements -H "Authorization: Bearer ${token}"`);
