@@ -10,7 +10,7 @@ import { createApp } from './app.ts';
 import { newId } from './ids.ts';
 import { createBodyReader, refuseRequest } from './http/body.ts';
 import { answerOnSocket, createProtocolErrorHandler } from './http/protocol-errors.ts';
-import { BODY_TIMEOUT_MS, DEFAULT_BODY_BUDGET, HEADERS_TIMEOUT_MS, IMPORT_PATH, LEASE_BODY_LIMIT, LEASE_BODY_TIMEOUT_MS, STREAMED_PATH, bodyLimitFor } from './http/limits.ts';
+import { BODY_TIMEOUT_MS, DEFAULT_BODY_BUDGET, MAX_CONNECTIONS, HEADERS_TIMEOUT_MS, IMPORT_PATH, LEASE_BODY_LIMIT, LEASE_BODY_TIMEOUT_MS, STREAMED_PATH, bodyLimitFor } from './http/limits.ts';
 import { createMetrics } from './http/metrics.ts';
 import { createLeaseApi } from './http/lease-api.ts';
 import { createLeaseFastPath } from './http/lease-fast-path.ts';
@@ -31,8 +31,13 @@ export interface ServeConfig {
   tlsKey?: string | undefined;
   /** How long in-flight requests get to finish after SIGTERM (default 10 s); then connections are cut. */
   drainMs?: number;
-  /** Bytes of request bodies held across all connections; past it new bodies get 503 busy (default 64 MiB). */
+  /** Bytes of request bodies held across all connections; past it new bodies get 503 busy (default 32 MiB). */
   bodyBudgetBytes?: number;
+  /**
+   * Open connections at most (default MAX_CONNECTIONS, http/limits.ts); past it a new connection is
+   * closed at once, so a flood of idle connections cannot grow memory without bound.
+   */
+  maxConnections?: number;
   /** How long headers and bodies may take to arrive (defaults in http/limits.ts: 15 s, 10 s, 60 s). */
   timeouts?: { headersMs?: number; leaseBodyMs?: number; bodyMs?: number };
   clock?: Clock;
@@ -195,6 +200,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     socket.once('close', () => sockets.delete(socket));
   });
   server.keepAliveTimeout = 65_000;
+  server.maxConnections = config.maxConnections ?? MAX_CONNECTIONS;
 
   try {
     await new Promise<void>((resolve, reject) => {

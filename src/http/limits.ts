@@ -18,6 +18,14 @@ export const IMPORT_BODY_LIMIT = 64 << 20;
  */
 export const DEFAULT_BODY_BUDGET = 32 << 20;
 
+/**
+ * Open connections at most, by default (ServeConfig.maxConnections). Each costs the server a few
+ * KiB while it idles (its headers have 15 s to arrive); 10,000 bounds that near 100 MB, far above
+ * what a license server's network needs at once (clients lease and renew, they do not hold
+ * connections).
+ */
+export const MAX_CONNECTIONS = 10_000;
+
 /** A real client sends its headers at once. */
 export const HEADERS_TIMEOUT_MS = 15_000;
 /** A lease body arrives in the packet of its headers; 10 s is generous for any real client. */

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tempDir, SEED_NOW, seedEntitlement } from '../helpers.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { createIdentity, dataPaths } from '../../src/data-dir.ts';
@@ -51,6 +51,37 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('connections are bounded', () => {
+  it('closes a connection past maxConnections at once, and takes new ones again when others close', async () => {
+    const { server: s } = await start({ maxConnections: 5 });
+    try {
+      const port = s.port;
+      const open = (): Promise<Socket> =>
+        new Promise((resolve, reject) => {
+          const sock = connect(port, '127.0.0.1', () => resolve(sock));
+          sock.on('error', reject);
+        });
+      const held = await Promise.all(Array.from({ length: 5 }, open));
+      // The sixth is accepted by the kernel and closed by the server before any byte is read.
+      const sixth = await open();
+      const closed = await new Promise<boolean>((resolve) => {
+        sixth.on('close', () => resolve(true));
+        sixth.on('error', () => {});
+        sixth.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+        setTimeout(() => resolve(false), 3000);
+      });
+      expect(closed).toBe(true);
+      for (const h of held) h.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const res = await fetch(`${s.url}/healthz`);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 describe('body caps per route', () => {
