@@ -6,20 +6,15 @@
 import type { Db } from './db.ts';
 import type { MigrationNote } from './migrations.ts';
 import { createAuditRepo } from './audit.ts';
+import type { SeatRow } from './leases.ts';
 import { toIso } from '../clock.ts';
 
 /** The audit row lists this many collisions of each kind, the operator's note fewer; counts are always whole. */
 const AUDIT_GROUPS = 1000;
 const NOTE_GROUPS = 20;
 
-interface MergedRow {
-  id: string;
-  entitlement_id: string;
-  subject_type: string;
-  subject_id: string;
-  subject_key: string;
-  assigned_at: number;
-  assigned_by: string;
+/** A seat moved to seats_merged: the seat row, and the seat it collided with. */
+interface MergedRow extends SeatRow {
   merged_into: string;
   kept_subject_id: string;
   kept_assigned_at: number;
