@@ -9,7 +9,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
-import { loadVendorKey, writeImportBundle } from '../../src/sync/vendor.ts';
+import { writeBigSnapshot } from '../big-bundle.ts';
 
 const YEAR_MS = 365 * 24 * 3600 * 1000;
 const rfc3339 = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
@@ -117,23 +117,7 @@ beforeAll(async () => {
   );
   expect(created.code, created.stderr + created.stdout).toBe(0);
   entitlementId = JSON.parse(created.stdout).entitlement_id;
-  const key = loadVendorKey(vendor.secret_key_file);
-  const now = Date.now();
-  function* records() {
-    for (let i = 0; i < N; i++) {
-      yield {
-        op: 'entitlement',
-        entitlement_id: `ent_big${String(i).padStart(7, '0')}`,
-        tenant_id: `tenant-${i % 500}`,
-        product_id: i % 2 ? 'cad' : 'cam',
-        policy_json: i % 3 ? { type: 'concurrent', max_seats: 25, features: ['draw', 'export', 'render'] } : { type: 'per_user', max_seats: 10, seat_assignment: 'auto' },
-        starts_at: '2024-01-01T00:00:00Z',
-        ends_at: '2099-01-01T00:00:00Z',
-        rev: 1,
-      };
-    }
-  }
-  bigBundle = writeImportBundle(key, { serverId, seq: 1, prev: null, iatMs: now - 60_000, expMs: now + 30 * 86_400_000, ack: null }, records(), path.join(root, 'big.bpsync')).file;
+  bigBundle = writeBigSnapshot(vendor.secret_key_file, serverId, N, path.join(root, 'big.bpsync'), 7);
 }, 180_000);
 
 afterAll(async () => {

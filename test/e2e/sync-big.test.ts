@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, killStrays, runProcess, startServe } from '../spawn.ts';
-import { loadVendorKey, writeImportBundle, verifyExport } from '../../src/sync/vendor.ts';
+import { verifyExport } from '../../src/sync/vendor.ts';
+import { writeBigSnapshot } from '../big-bundle.ts';
 import { openStore } from '../../src/storage/store.ts';
 
 const N = 100_000;
@@ -64,23 +65,7 @@ beforeAll(async () => {
   const init = await cli(['init', '--data-dir', template, '--vendor-key', vendor.public_key, '--json']);
   expect(init.code, init.stderr).toBe(0);
   ({ server_id: serverId, public_key: publicKey } = JSON.parse(init.stdout));
-  const key = loadVendorKey(vendor.secret_key_file);
-  const now = Date.now();
-  function* records() {
-    for (let i = 0; i < N; i++) {
-      yield {
-        op: 'entitlement',
-        entitlement_id: `ent_big${String(i).padStart(6, '0')}`,
-        tenant_id: `tenant-${i % 500}`,
-        product_id: i % 2 ? 'cad' : 'cam',
-        policy_json: i % 3 ? { type: 'concurrent', max_seats: 25, features: ['draw', 'export', 'render'] } : { type: 'per_user', max_seats: 10, seat_assignment: 'auto' },
-        starts_at: '2024-01-01T00:00:00Z',
-        ends_at: '2099-01-01T00:00:00Z',
-        rev: 1,
-      };
-    }
-  }
-  bigBundle = writeImportBundle(key, { serverId, seq: 1, prev: null, iatMs: now - 60_000, expMs: now + 30 * 86_400_000, ack: null }, records(), path.join(root, 'big.bpsync')).file;
+  bigBundle = writeBigSnapshot(vendor.secret_key_file, serverId, N, path.join(root, 'big.bpsync'), 6);
 }, 120_000);
 afterAll(() => {
   killStrays();
