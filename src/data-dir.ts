@@ -90,6 +90,28 @@ const serverInfoSchema = z.strictObject({
 
 const RESTORE_HINT = 'restore server.key and server.json together from a backup of this server (bp-license-server backup); never edit them by hand';
 
+/** server.key and server.json are well under 1 KiB; anything past this is not ours. */
+const IDENTITY_MAX_BYTES = 64 * 1024;
+
+/**
+ * Throws `fail(message)` unless `file` (symlinks followed) is a regular file of at most `maxBytes`
+ * (undefined: any size). What opening and reading anything else would do: block on a FIFO, read a
+ * device without end, or fail with a raw errno.
+ */
+export function assertRegularFile(file: string, maxBytes: number | undefined, fail: (message: string) => Error): void {
+  let st;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    throw fail(`${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  if (!st.isFile()) {
+    const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a named pipe (FIFO)' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file';
+    throw fail(`${file} is ${kind}, not a regular file`);
+  }
+  if (maxBytes !== undefined && st.size > maxBytes) throw fail(`${file} is ${st.size} bytes, far larger than such a file can be`);
+}
+
 function identityError(dataDir: string, message: string, details: Record<string, unknown> = {}): AppError {
   return new AppError('conflict', `the server identity in ${dataDir} is inconsistent: ${message}; refusing to start`, { data_dir: dataDir, check: 'identity', ...details }, RESTORE_HINT);
 }
@@ -119,6 +141,9 @@ export function loadIdentity(dataDir: string): { info: ServerInfo; key: SigningK
       'restore the missing files from a backup of this server, or run init --force to start over (existing files are kept aside)',
     );
   }
+  // Regular files of a sane size before anything reads them: a FIFO would block the read forever,
+  // a device (a link to /dev/zero) would be read without end, a directory gives a misleading error.
+  for (const f of [p.key, p.info]) assertRegularFile(f, IDENTITY_MAX_BYTES, (m) => identityError(dataDir, m, { file: f }));
   const mode = statSync(p.key).mode & 0o777;
   if ((mode & 0o077) !== 0) {
     throw new AppError('forbidden', `${p.key} is readable by other users (mode ${mode.toString(8)}); it must be 0600`, {}, `chmod 600 ${p.key}`);

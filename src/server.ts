@@ -201,6 +201,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   });
   server.keepAliveTimeout = 65_000;
   server.maxConnections = config.maxConnections ?? MAX_CONNECTIONS;
+  // A client that half-closes after its request (shutdown(SHUT_WR), `nc -N`) still reads the
+  // answer: without this node:http ends the socket at the client's FIN, and a grant committed
+  // meanwhile would hold a seat nobody was told about.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
 
   try {
     await new Promise<void>((resolve, reject) => {

@@ -40,11 +40,24 @@ function listenForSignals(): Promise<string> {
   return stopSignal;
 }
 
+/**
+ * The working directory, for relative paths. A directory deleted under the shell makes
+ * process.cwd() throw (ENOENT): then $PWD (or /), so that absolute paths still work and relative
+ * ones fail with a clear error about the file, not a stack trace.
+ */
+function currentDir(): string {
+  try {
+    return process.cwd();
+  } catch {
+    return process.env.PWD ?? '/';
+  }
+}
+
 const io: CliIo = {
   stdout: (s) => stdout.write(s),
   stderr: (s) => stderr.write(s),
   env: process.env,
-  cwd: process.cwd(),
+  cwd: currentDir(),
   isTTY: Boolean(process.stderr.isTTY),
   get stopSignal() {
     return listenForSignals();

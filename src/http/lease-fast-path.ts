@@ -3,7 +3,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StorageHealth } from '../storage/health.ts';
 import type { LeaseAnswer, LeaseRoutePath } from './lease-api.ts';
-import { errorAnswer, parseJsonBody, pickRequestId, recordRequest } from './middleware.ts';
+import { decodeBody, errorAnswer, parseJsonBody, pickRequestId, recordRequest } from './middleware.ts';
 import { lingerAfterAnswer, type BodyReader } from './body.ts';
 
 export interface LeaseFastPathDeps {
@@ -77,7 +77,7 @@ export function createLeaseFastPath({ api, log, metrics, bodyLimit, bodyTimeoutM
       }
       let body: unknown;
       try {
-        body = parseJsonBody(raw!.toString('utf8'));
+        body = parseJsonBody(decodeBody(raw!));
       } catch (e) {
         return fail(e);
       }

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { MiddlewareHandler, Context as HonoContext } from 'hono';
 import { AppError, toEnvelope, type ErrorEnvelope } from '../errors.ts';
 import { newId } from '../ids.ts';
@@ -97,7 +98,7 @@ async function readBodyText(c: HonoContext<AppEnv>): Promise<string> {
   const max = c.get('bodyLimit') ?? 1 << 20;
   if (c.req.header('content-length') !== undefined && c.req.header('transfer-encoding') === undefined) {
     // The length was checked against the cap, and the HTTP parser reads exactly that many bytes.
-    return c.req.text();
+    return decodeBody(new Uint8Array(await c.req.arrayBuffer()));
   }
   const body = c.req.raw.body;
   if (!body) return '';
@@ -114,7 +115,18 @@ async function readBodyText(c: HonoContext<AppEnv>): Promise<string> {
     }
     chunks.push(value);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return decodeBody(Buffer.concat(chunks));
+}
+
+/**
+ * A body's bytes as text. Bytes that are not UTF-8 are refused (RFC 8259 §8.1), never replaced by
+ * U+FFFD: two different byte strings must not become one subject or tenant id.
+ *
+ * @throws AppError `invalid_request`
+ */
+export function decodeBody(bytes: Uint8Array): string {
+  if (!isUtf8(bytes)) throw new AppError('invalid_request', 'the request body is not valid UTF-8', { issues: [{ path: '(root)', message: 'invalid UTF-8' }] });
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 }
 
 /** Bearer-token authentication plus the route's row of the permission table. */

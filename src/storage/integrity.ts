@@ -3,9 +3,10 @@
  * SQLite opens it, the schema after migrations, and SQLite's own quick_check / integrity_check.
  * DESIGN "Process, files and resources": the server refuses to start rather than serve wrongly.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.ts';
+import { assertRegularFile } from '../data-dir.ts';
 import { MIGRATIONS, registerMigrationFunctions } from './migrations.ts';
 import type { Db } from './db.ts';
 
@@ -36,6 +37,7 @@ export function damagedDatabase(file: string, check: string, message: string, de
  * @throws AppError `conflict` with details.check = `missing` | `empty` | `header` | `truncated`
  */
 export function checkDatabaseFile(file: string): void {
+  if (existsSync(file)) assertRegularFile(file, undefined, (m) => damagedDatabase(file, 'not_a_file', `${m.slice(file.length + 1)}; refusing to start`));
   let fd: number;
   try {
     fd = openSync(file, 'r');

@@ -1,5 +1,5 @@
 // The real CLI (dist/cli.cjs under Node 24), spawned for real against a temp data directory.
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createServer } from 'node:net';
@@ -30,6 +30,22 @@ afterAll(() => {
 });
 
 describe('init', () => {
+  it('two inits at once on a new directory make one server: the other refuses or finds it made, and no identity is printed that the directory does not keep', async () => {
+    for (let round = 0; round < 4; round++) {
+      const dir = path.join(root, `race-${round}`);
+      const [a, b] = await Promise.all([cli(['init', '--json'], { dir }), cli(['init', '--json'], { dir })]);
+      const kept = JSON.parse(readFileSync(path.join(dir, 'server.json'), 'utf8')) as { server_id: string };
+      const made = [a, b].filter((r) => r.code === 0 && JSON.parse(r.stdout).created === true);
+      expect(made, `${a.stdout}${a.stderr}\n${b.stdout}${b.stderr}`).toHaveLength(1);
+      expect(JSON.parse(made[0]!.stdout).server_id).toBe(kept.server_id);
+      for (const r of [a, b].filter((x) => x !== made[0])) {
+        if (r.code === 0) expect(JSON.parse(r.stdout)).toMatchObject({ created: false, server_id: kept.server_id, admin_token: null });
+        else expect(r.stderr).toMatch(/^error\[conflict\]/);
+      }
+      expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.json', 'server.key']);
+    }
+  }, 60_000);
+
   it('creates the database, a 0600 server key and server.json, and prints the first admin token', async () => {
     expect(adminToken).toMatch(/^bpls_[A-Za-z0-9_-]{43}$/);
     expect(readdirSync(dataDir).sort()).toEqual(expect.arrayContaining(['license.db', 'server.json', 'server.key']));

@@ -1,7 +1,7 @@
 // Damaged data directories and file modes (issue 11, faults 5, 6 and 7), with the real CLI.
 // Every refusal: exit 1, error[code] and a message naming the check, a hint, and not one byte
 // of the data directory changed or created.
-import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -212,6 +212,52 @@ const damages: Damage[] = [
     },
     code: 'conflict',
     message: /license\.db does not have the license server's schema \(table seats is missing/,
+  },
+  // Not regular files: opening a FIFO blocks until a writer comes, a device is read without end.
+  {
+    name: 'license.db that is a named pipe (FIFO)',
+    damage: (dir) => {
+      rmSync(path.join(dir, 'license.db'));
+      execFileSync('mkfifo', ['-m', '600', path.join(dir, 'license.db')]);
+    },
+    code: 'conflict',
+    message: /license\.db is a named pipe \(FIFO\), not a regular file; refusing to start/,
+  },
+  {
+    name: 'license.db that is a directory',
+    damage: (dir) => {
+      rmSync(path.join(dir, 'license.db'));
+      mkdirSync(path.join(dir, 'license.db'));
+    },
+    code: 'conflict',
+    message: /license\.db is a directory, not a regular file/,
+  },
+  {
+    name: 'server.json that is a named pipe (FIFO)',
+    damage: (dir) => {
+      rmSync(path.join(dir, 'server.json'));
+      execFileSync('mkfifo', ['-m', '600', path.join(dir, 'server.json')]);
+    },
+    code: 'conflict',
+    message: /server\.json is a named pipe \(FIFO\), not a regular file/,
+  },
+  {
+    name: 'server.key that is a named pipe (FIFO)',
+    damage: (dir) => {
+      rmSync(path.join(dir, 'server.key'));
+      execFileSync('mkfifo', ['-m', '600', path.join(dir, 'server.key')]);
+    },
+    code: 'conflict',
+    message: /server\.key is a named pipe \(FIFO\), not a regular file/,
+  },
+  {
+    name: 'server.json that is a link to /dev/zero',
+    damage: (dir) => {
+      rmSync(path.join(dir, 'server.json'));
+      symlinkSync('/dev/zero', path.join(dir, 'server.json'));
+    },
+    code: 'conflict',
+    message: /server\.json is a device, not a regular file/,
   },
   {
     name: 'license.db with a damaged page header in the middle',

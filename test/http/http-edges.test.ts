@@ -53,6 +53,31 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
+describe('bodies and clients that stretch the protocol', () => {
+  it('refuses a body that is not UTF-8 (never turned into U+FFFD), on the lease path and an admin route, and creates nothing', async () => {
+    const body = (subject: Buffer) => Buffer.concat([Buffer.from('{"product_id":"your-product-id","tenant_id":"customer-tenant-id","subject_type":"user","subject_id":"'), subject, Buffer.from('"}')]);
+    const before = (server.ctx.store as any).db.prepare('SELECT count(*) AS n FROM leases').get().n as number;
+    for (const bad of [Buffer.from([0xff]), Buffer.from([0xc0, 0x80]), Buffer.from([0xed, 0xa0, 0x80])]) {
+      const b = body(bad);
+      const r = await rawExchange(server.url, [Buffer.concat([Buffer.from(`POST /v1/license/lease HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\n\r\n`), b])]);
+      expectEnvelope(r.answers[0]!, 400, 'invalid_request');
+      expect(r.answers[0]!.body.error.message).toMatch(/UTF-8/);
+    }
+    expect((server.ctx.store as any).db.prepare('SELECT count(*) AS n FROM leases').get().n).toBe(before);
+    const ent = Buffer.concat([Buffer.from('{"tenant_id":"t'), Buffer.from([0xff]), Buffer.from('","product_id":"p","policy_json":{"type":"concurrent","max_seats":1},"starts_at":"2024-01-01T00:00:00Z","ends_at":"2030-01-01T00:00:00Z"}')]);
+    const r = await rawExchange(server.url, [Buffer.concat([Buffer.from(`POST /v1/entitlements HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ${admin}\r\nContent-Type: application/json\r\nContent-Length: ${ent.length}\r\n\r\n`), ent])]);
+    expectEnvelope(r.answers[0]!, 400, 'invalid_request');
+  });
+
+  it('answers a client that half-closes after its request (the lease it was granted is the one it reads)', async () => {
+    const b = grantBody('half-closer');
+    const r = await rawExchange(server.url, [`POST /v1/license/lease HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\n\r\n${b}`], { halfClose: true });
+    expect(r.answers[0]?.status, r.raw).toBe(201);
+    const id = r.answers[0]!.body.lease_id as string;
+    expect((server.ctx.store as any).db.prepare("SELECT state FROM leases WHERE id = ?").get(id).state).toBe('active');
+  });
+});
+
 describe('connections are bounded', () => {
   it('closes a connection past maxConnections at once, and takes new ones again when others close', async () => {
     const { server: s } = await start({ maxConnections: 5 });

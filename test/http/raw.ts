@@ -39,8 +39,8 @@ export function parseAnswers(raw: string): Omit<RawAnswer, 'ended'>[] {
 
 /**
  * Connects to `base`, writes `parts` (each after `gapMs`), and collects what the server sends until
- * it closes the connection (or `waitMs` passes). Our side stays open: node:http drops the requests
- * of a client that half-closes.
+ * it closes the connection (or `waitMs` passes). Our side stays open, unless `halfClose` ends it
+ * after the last part (as `nc -N` does).
  */
 export function rawExchange(base: string, parts: (string | Buffer)[], opts: { gapMs?: number; waitMs?: number; halfClose?: boolean } = {}): Promise<{ answers: Omit<RawAnswer, 'ended'>[]; raw: string; ended: RawAnswer['ended'] }> {
   const url = new URL(base);

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AppError } from '../../errors.ts';
 import { createIdentity, dataPaths, initState, moveAside, tightenModes } from '../../data-dir.ts';
@@ -61,7 +61,14 @@ export function registerInit(program: Command, kit: CommandKit): void {
       }
       // While a server holds the directory its files must not be replaced under it; and no server
       // may start while they are.
-      const lock = state === 'none' ? undefined : lockDataDir(g.dataDir, { role: 'init', nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
+      // A new directory too: two inits at once must not both create a server in it (the loser would
+      // print an identity the directory does not keep).
+      if (state === 'none') mkdirSync(g.dataDir, { recursive: true, mode: 0o700 });
+      const lock = lockDataDir(g.dataDir, { role: 'init', nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
+      if (state === 'none' && initState(g.dataDir) !== 'none') {
+        lock.release({ discard: true });
+        throw new AppError('conflict', `${g.dataDir} was initialised by another process meanwhile; nothing was created`, { data_dir: g.dataDir }, `run init again to see that server (or init --force to replace it)`);
+      }
       try {
         const now = systemClock.now();
         // A folder made beforehand (mkdir: 0755) would leave the files listable and the database readable.
@@ -96,7 +103,8 @@ export function registerInit(program: Command, kit: CommandKit): void {
           ].join('\n'),
         );
       } finally {
-        lock?.release();
+        // A lock file init made is not left behind: the data directory holds its three files.
+        lock.release({ discard: true });
       }
     });
 }
