@@ -46,12 +46,23 @@ export interface ServeFlags {
   leaseTtl?: string | undefined;
 }
 
+/**
+ * A whole number written in decimal digits only: `''`, `' 8080'`, `0x50` and `1e3` are refused
+ * (Number() would take them as 0, 8080, 80 and 1000 and serve somewhere nobody asked for).
+ */
+const wholeNumber = (what: string, min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,10}$/, `${what} must be a whole number in decimal digits`)
+    .transform(Number)
+    .pipe(z.int().min(min, `${what} must be ${min} to ${max}`).max(max, `${what} must be ${min} to ${max}`));
+
 const serveSchema = z.object({
   host: z.string().min(1).max(255),
-  port: z.coerce.number({ message: 'port must be a number' }).int('port must be a whole number').min(0).max(65535, 'port must be 0 to 65535'),
+  port: wholeNumber('port', 0, 65535),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']),
-  sweepIntervalSeconds: z.coerce.number({ message: 'sweep interval must be a number of seconds' }).int().min(1).max(86_400),
-  defaultLeaseTtlSeconds: z.coerce.number({ message: 'lease TTL must be a number of seconds' }).int().min(10).max(30 * 86_400),
+  sweepIntervalSeconds: wholeNumber('sweep interval (seconds)', 1, 86_400),
+  defaultLeaseTtlSeconds: wholeNumber('lease TTL (seconds)', 10, 30 * 86_400),
 });
 
 export function resolveServe(flags: ServeFlags, env: Env) {
