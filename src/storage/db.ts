@@ -72,7 +72,8 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
   const options: Database.Options = { timeout: CLI_BUSY_TIMEOUT_MS, fileMustExist: opts.mustExist ?? false };
   if (opts.readonly) options.readonly = true;
   if (opts.nativeBinding) (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
-  const db = openChecked(file, options, opts);
+  const { db, notes: openNotes } = openChecked(file, options, opts);
+  if (openNotes.length > 0) notesByDb.set(db, openNotes);
   try {
     // 2 KiB pages for a new database (an existing one keeps its size): a grant dirties a handful of
     // index pages at random places, and each is written whole to the WAL at commit; halving the
@@ -94,7 +95,7 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
     db.pragma(`journal_size_limit = ${WAL_KEEP_BYTES}`);
     if (!opts.readonly) {
       const notes = migrate(db, opts.now ?? Date.now);
-      if (notes.length > 0) notesByDb.set(db, notes);
+      if (notes.length > 0) notesByDb.set(db, [...openNotes, ...notes]);
     } else checkVersion(db);
     if (opts.mustExist) checkSchema(db, file, opts.nativeBinding);
     // After the migrations, which may wait up to 5 s once at start: then the caller's own bound.
@@ -113,14 +114,14 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
  * existing server's one is checked before any pragma (journal_mode = WAL would rewrite the header
  * of a file that is not ours).
  */
-function openChecked(file: string, options: Database.Options, opts: OpenOptions): Db {
-  if (opts.mustExist) checkDatabaseFile(file);
-  else if (!opts.readonly && file !== ':memory:' && file !== '' && !existsSync(file)) closeSync(openSync(file, 'wx', 0o600));
+function openChecked(file: string, options: Database.Options, opts: OpenOptions): { db: Db; notes: MigrationNote[] } {
+  const notes = opts.mustExist ? checkDatabaseFile(file) : [];
+  if (!opts.mustExist && !opts.readonly && file !== ':memory:' && file !== '' && !existsSync(file)) closeSync(openSync(file, 'wx', 0o600));
   let db: Db | undefined;
   try {
     db = new Database(file, options);
     if (opts.mustExist) checkExisting(db, file, opts);
-    return db;
+    return { db, notes };
   } catch (err) {
     db?.close();
     if (isCorruption(err)) throw damagedDatabase(file, 'open', `cannot be read: ${(err as Error).message}; refusing to start`);

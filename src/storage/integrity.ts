@@ -3,11 +3,11 @@
  * SQLite opens it, the schema after migrations, and SQLite's own quick_check / integrity_check.
  * DESIGN "Process, files and resources": the server refuses to start rather than serve wrongly.
  */
-import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.ts';
 import { assertRegularFile } from '../data-dir.ts';
-import { MIGRATIONS, registerMigrationFunctions } from './migrations.ts';
+import { MIGRATIONS, registerMigrationFunctions, type MigrationNote } from './migrations.ts';
 import type { Db } from './db.ts';
 
 const MAGIC = 'SQLite format 3\0';
@@ -36,7 +36,7 @@ export function damagedDatabase(file: string, check: string, message: string, de
  *
  * @throws AppError `conflict` with details.check = `missing` | `empty` | `header` | `truncated`
  */
-export function checkDatabaseFile(file: string): void {
+export function checkDatabaseFile(file: string): MigrationNote[] {
   if (existsSync(file)) assertRegularFile(file, undefined, (m) => damagedDatabase(file, 'not_a_file', `${m.slice(file.length + 1)}; refusing to start`));
   let fd: number;
   try {
@@ -62,7 +62,7 @@ export function checkDatabaseFile(file: string): void {
     }
     // A WAL left by a crash may be part-way through a checkpoint, which writes pages (and the
     // header) into the file before it is whole again: the WAL recovery finishes it; no length check.
-    if (hasWal(file)) return;
+    if (hasWal(file)) return keepPartialWal(file, pageSize);
     if (size % pageSize !== 0) {
       throw damagedDatabase(file, 'truncated', `is ${size} bytes, not a whole number of ${pageSize}-byte pages: it was cut short or overwritten; refusing to start`, { bytes: size, page_size: pageSize });
     }
@@ -75,6 +75,30 @@ export function checkDatabaseFile(file: string): void {
   } finally {
     closeSync(fd);
   }
+  return [];
+}
+
+/**
+ * A WAL whose length is not its 32-byte header plus whole frames ends in a partial frame: a write
+ * cut by a power loss, or damage (a truncated copy). SQLite keeps the commits before it and drops
+ * the rest when it opens the file, so a copy of the WAL is kept beside it (0600) before that, and
+ * the admin is told (a note the server logs and the CLI prints).
+ */
+function keepPartialWal(file: string, pageSize: number): MigrationNote[] {
+  const wal = `${file}-wal`;
+  const size = statSync(wal).size;
+  const frame = 24 + pageSize;
+  if (size >= 32 && (size - 32) % frame === 0) return [];
+  const copy = `${wal}.partial-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  copyFileSync(wal, copy);
+  chmodSync(copy, 0o600);
+  return [
+    {
+      migration: 'startup',
+      message: `license.db-wal ends in a partial frame (${size} bytes: a write cut by a power loss, or a damaged or truncated file); SQLite keeps the commits before it and drops the rest. A copy was kept as ${copy}; check the latest changes (audit log) and restore from a backup if some are missing`,
+      details: { wal_bytes: size, frame_bytes: frame, copy },
+    },
+  ];
 }
 
 function hasWal(file: string): boolean {
