@@ -3,7 +3,7 @@
  * SQLite opens it, the schema after migrations, and SQLite's own quick_check / integrity_check.
  * DESIGN "Process, files and resources": the server refuses to start rather than serve wrongly.
  */
-import { chmodSync, closeSync, copyFileSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.ts';
 import { assertRegularFile } from '../data-dir.ts';
@@ -90,13 +90,22 @@ function keepPartialWal(file: string, pageSize: number): MigrationNote[] {
   const frame = 24 + pageSize;
   if (size >= 32 && (size - 32) % frame === 0) return [];
   const copy = `${wal}.partial-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  copyFileSync(wal, copy);
-  chmodSync(copy, 0o600);
+  let kept: string | null = copy;
+  try {
+    copyFileSync(wal, copy);
+    chmodSync(copy, 0o600);
+  } catch {
+    // Best effort: a disk the WAL filled has no room for its copy, and the server must still start
+    // (not ready) so that it recovers when space returns.
+    rmSync(copy, { force: true });
+    kept = null;
+  }
+  const where = kept ? `A copy was kept as ${kept}` : 'No copy could be kept (no room or no permission)';
   return [
     {
       migration: 'startup',
-      message: `license.db-wal ends in a partial frame (${size} bytes: a write cut by a power loss, or a damaged or truncated file); SQLite keeps the commits before it and drops the rest. A copy was kept as ${copy}; check the latest changes (audit log) and restore from a backup if some are missing`,
-      details: { wal_bytes: size, frame_bytes: frame, copy },
+      message: `license.db-wal ends in a partial frame (${size} bytes: a write cut by a power loss or a full disk, or a damaged or truncated file); SQLite keeps the commits before it and drops the rest. ${where}; check the latest changes (audit log) and restore from a backup if some are missing`,
+      details: { wal_bytes: size, frame_bytes: frame, copy: kept },
     },
   ];
 }
