@@ -15,6 +15,7 @@
  * imported again, only its move is tried again now and then.
  */
 import { constants, mkdirSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import { copyFile, lstat, mkdir, open, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
@@ -182,6 +183,8 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
   /** The last problem logged per inbox name, so each is logged once, not once per poll. */
   const problems = new Map<string, string>();
   let inboxProblem: string | undefined;
+  /** Names (hex) of inbox files whose names are not UTF-8, said once each. */
+  const undecodable = new Set<string>();
   let cursor = 0;
   let running: Promise<void> | undefined;
   let stopped = false;
@@ -426,7 +429,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
   async function pollOnce(): Promise<void> {
     let all: string[];
     try {
-      all = await readdir(inbox);
+      all = namesOf(await readdir(inbox, { encoding: 'buffer' }));
     } catch (err) {
       const sig = errno(err) ?? errText(err);
       if (inboxProblem !== sig) {
@@ -460,6 +463,26 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
       // One file at a time, and requests go first in between.
       await yieldTurn();
     }
+  }
+
+  /**
+   * The listing as names. A name that is not UTF-8 (a stick written on another system) cannot be
+   * opened through a JS string (decoding would replace its bytes): it is said once, and left alone.
+   */
+  function namesOf(raw: Buffer[]): string[] {
+    const out: string[] = [];
+    for (const b of raw) {
+      if (isUtf8(b)) {
+        out.push(b.toString('utf8'));
+        continue;
+      }
+      const hex = b.toString('hex');
+      if (!undecodable.has(hex) && b.toString('latin1').endsWith('.bpsync')) {
+        undecodable.add(hex);
+        o.log.warn('a file in the sync inbox has a name that is not UTF-8; rename it to import it', { file_hex: hex.slice(0, 512) });
+      }
+    }
+    return out;
   }
 
   function poll(): Promise<void> {

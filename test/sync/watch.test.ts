@@ -532,3 +532,18 @@ describe('folder sync: copies in progress (issue 11.8)', () => {
     expect(looksIncomplete(bytes, bytes.length + 1)).toBeUndefined();
   });
 });
+
+describe('names that are not UTF-8', () => {
+  it('says once that an inbox file with a name that is not UTF-8 cannot be imported, and goes on with the others', async () => {
+    w = createWorld();
+    const t = start();
+    const bad = Buffer.concat([Buffer.from(join(t.inbox, 'bad')), Buffer.from([0xff, 0xfe]), Buffer.from('name.bpsync')]);
+    writeFileSync(bad, 'junk');
+    writeFileSync(join(t.inbox, 'junk.bpsync'), 'junk');
+    await t.polls(4);
+    expect(t.msgs('a file in the sync inbox has a name that is not UTF-8; rename it to import it')).toHaveLength(1);
+    // The other file was taken (refused as junk and moved), the undecodable one stays where it is.
+    expect(t.ls('rejected').some((f) => f.startsWith('junk.bpsync'))).toBe(true);
+    expect(readdirSync(Buffer.from(t.inbox), { encoding: 'buffer' }).some((b) => b.equals(bad.subarray(Buffer.from(t.inbox).length + 1)))).toBe(true);
+  });
+});
