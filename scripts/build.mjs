@@ -15,40 +15,19 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 export async function buildCli({ outfile = 'dist/cli.cjs', compact = false } = {}) {
   // The WAL checkpoint thread's script (src/storage/checkpointer.ts runs it with `eval: true`):
   // inside the single executable a worker cannot load a file from the bundle.
-  const worker = await build({
-    absWorkingDir: root,
-    entryPoints: ['src/storage/checkpoint-worker.ts'],
-    write: false,
-    minifyWhitespace: compact,
-    minifySyntax: compact,
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'cjs',
-    external: ['*.node'],
-    legalComments: 'none',
-    logLevel: 'warning',
-  });
+  const common = { absWorkingDir: root, minifyWhitespace: compact, minifySyntax: compact, bundle: true, platform: 'node', target: 'node24', format: 'cjs', external: ['*.node'], legalComments: 'none', logLevel: 'warning' };
+  const worker = await build({ ...common, entryPoints: ['src/storage/checkpoint-worker.ts'], write: false });
   await build({
-    absWorkingDir: root,
+    ...common,
     entryPoints: ['src/cli/entry.ts'],
     outfile,
-    minifyWhitespace: compact,
-    minifySyntax: compact,
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'cjs',
     loader: { '.sql': 'text' },
-    external: ['*.node'],
     jsx: 'automatic',
     jsxImportSource: 'hono/jsx',
-    legalComments: 'none',
     define: {
       __BPLS_VERSION__: JSON.stringify(JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).version),
       __BPLS_CHECKPOINT_WORKER__: JSON.stringify(worker.outputFiles[0].text),
     },
-    logLevel: 'warning',
   });
 }
 
