@@ -6,7 +6,8 @@ export default defineConfig({
       // Migrations are embedded as text, as esbuild's text loader does in the build.
       name: 'sql-text',
       transform(code: string, id: string) {
-        if (id.endsWith('.sql')) return { code: `export default ${JSON.stringify(code)};`, map: null };
+        if (id.endsWith('.sql'))
+          return { code: `export default ${JSON.stringify(code)};`, map: null };
         return undefined;
       },
     },

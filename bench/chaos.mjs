@@ -15,7 +15,18 @@
 // Targets (issue "Never down"): zero crashes, zero unexpected 5xx, RSS peak under 300 MB, the
 // normal client's max latency under 250 ms.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,12 +76,20 @@ process.on('exit', cleanup);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
 function cli(args, opts = {}) {
-  const r = spawnSync(EXE, args, { encoding: 'utf8', timeout: 600_000, maxBuffer: 256 << 20, ...opts });
+  const r = spawnSync(EXE, args, {
+    encoding: 'utf8',
+    timeout: 600_000,
+    maxBuffer: 256 << 20,
+    ...opts,
+  });
   return r;
 }
 function cliJson(args) {
   const r = cli(['--json', ...args]);
-  if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout).slice(0, 600)}`);
+  if (r.status !== 0)
+    throw new Error(
+      `${args.join(' ')} exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout).slice(0, 600)}`,
+    );
   return JSON.parse(r.stdout);
 }
 
@@ -78,12 +97,16 @@ function cliJson(args) {
 const dataParent = join(work, 'disk');
 mkdirSync(dataParent);
 let diskNote = null;
-const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=768m,mode=0700', 'tmpfs', dataParent], { encoding: 'utf8' });
+const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=768m,mode=0700', 'tmpfs', dataParent], {
+  encoding: 'utf8',
+});
 if (m.status === 0) mounted = dataParent;
-else diskNote = `disk-full attack skipped: cannot mount a tmpfs here (${(m.stderr || '').trim() || `exit ${m.status}`})`;
+else
+  diskNote = `disk-full attack skipped: cannot mount a tmpfs here (${(m.stderr || '').trim() || `exit ${m.status}`})`;
 const dataDir = join(dataParent, 'data');
 const syncDir = join(work, 'sync');
-for (const f of ['inbox', 'outbox', 'processed', 'rejected']) mkdirSync(join(syncDir, f), { recursive: true });
+for (const f of ['inbox', 'outbox', 'processed', 'rejected'])
+  mkdirSync(join(syncDir, f), { recursive: true });
 
 const keys = cliJson(['vendor', 'keygen', '--out', join(work, 'vendor')]);
 const init = cliJson(['--data-dir', dataDir, 'init', '--vendor-key', keys.public_key]);
@@ -95,7 +118,11 @@ let stderrBytes = 0;
 
 function startServer() {
   return new Promise((resolve, reject) => {
-    const child = spawn(EXE, ['--data-dir', dataDir, 'serve', '--host', '127.0.0.1', '--port', '0', '--sync-dir', syncDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      EXE,
+      ['--data-dir', dataDir, 'serve', '--host', '127.0.0.1', '--port', '0', '--sync-dir', syncDir],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     live.add(child);
     const logFd = openSync(logFile, 'a');
     child.stderr.on('data', (d) => {
@@ -128,14 +155,23 @@ function startServer() {
     });
     child.once('exit', () => {
       clearTimeout(t);
-      if (!s.url) reject(new Error(`serve exited before listening: ${readFileSync(logFile, 'utf8').slice(-1500)}`));
+      if (!s.url)
+        reject(
+          new Error(`serve exited before listening: ${readFileSync(logFile, 'utf8').slice(-1500)}`),
+        );
     });
   });
 }
 
 server = await startServer();
 const api = () => adminApi(server.url, init.admin_token);
-await api().post('/v1/entitlements', { tenant_id: 'chaos', product_id: 'chaos-app', policy_json: { type: 'concurrent', max_seats: 1_000_000 }, starts_at: '2020-01-01T00:00:00Z', ends_at: '2099-12-31T23:59:59Z' });
+await api().post('/v1/entitlements', {
+  tenant_id: 'chaos',
+  product_id: 'chaos-app',
+  policy_json: { type: 'concurrent', max_seats: 1_000_000 },
+  starts_at: '2020-01-01T00:00:00Z',
+  ends_at: '2099-12-31T23:59:59Z',
+});
 
 // ---- the normal client -------------------------------------------------------------------------
 let label = 'warm-up';
@@ -143,7 +179,15 @@ const samples = new Map(); // label -> { ms: [], statuses: Map, errors: n, fiveX
 let clientOn = true;
 let subjectN = 0;
 function bucket(l) {
-  if (!samples.has(l)) samples.set(l, { ms: [], statuses: {}, errors: 0, unexpected5xx: 0, expected5xx: 0, errorKinds: {} });
+  if (!samples.has(l))
+    samples.set(l, {
+      ms: [],
+      statuses: {},
+      errors: 0,
+      unexpected5xx: 0,
+      expected5xx: 0,
+      errorKinds: {},
+    });
   return samples.get(l);
 }
 const expected5xxFor = { 'disk full': new Set([507]) };
@@ -158,7 +202,12 @@ async function clientLoop() {
       const res = await fetch(`${server.url}/v1/license/lease`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ product_id: 'chaos-app', tenant_id: 'chaos', subject_type: 'user', subject_id: `normal-${subjectN++}` }),
+        body: JSON.stringify({
+          product_id: 'chaos-app',
+          tenant_id: 'chaos',
+          subject_type: 'user',
+          subject_id: `normal-${subjectN++}`,
+        }),
         signal: AbortSignal.timeout(10_000),
       });
       const body = await res.json().catch(() => null);
@@ -170,7 +219,12 @@ async function clientLoop() {
         else b.unexpected5xx++;
       }
       if (status === 201 && body?.lease_id) {
-        await fetch(`${server.url}/v1/license/lease/release`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lease_id: body.lease_id }), signal: AbortSignal.timeout(10_000) })
+        await fetch(`${server.url}/v1/license/lease/release`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ lease_id: body.lease_id }),
+          signal: AbortSignal.timeout(10_000),
+        })
           .then((r) => r.arrayBuffer())
           .catch(() => {});
       }
@@ -200,7 +254,9 @@ const rssTimer = setInterval(() => {
 async function ensureServer() {
   if (server.exit && !server.expectedExit) {
     crashes.set(label, (crashes.get(label) ?? 0) + 1);
-    console.log(`  !! the server died during "${label}": ${JSON.stringify(server.exit)}; log tail:\n${readFileSync(logFile, 'utf8').slice(-1200)}`);
+    console.log(
+      `  !! the server died during "${label}": ${JSON.stringify(server.exit)}; log tail:\n${readFileSync(logFile, 'utf8').slice(-1200)}`,
+    );
     server = await startServer();
   }
 }
@@ -235,7 +291,9 @@ async function attack(name, fn, opts = {}) {
 /** Runs one heavy attack in a child process; resolves with what it printed. */
 function attacker(name, args) {
   return new Promise((resolve) => {
-    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), 'attacker', name, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), 'attacker', name, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     live.add(c);
     let out = '';
     c.stdout.on('data', (d) => (out += d));
@@ -271,11 +329,21 @@ async function runAttacker(name, args) {
       s.on('error', () => {});
       s.once('data', () => answered++);
       s.on('connect', async () => {
-        s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${chunked ? 'Transfer-Encoding: chunked' : 'Content-Length: 1040001'}\r\n\r\n`);
+        s.write(
+          `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${chunked ? 'Transfer-Encoding: chunked' : 'Content-Length: 1040001'}\r\n\r\n`,
+        );
         let sent = 0;
         while (sent < 1_040_000 && !s.destroyed) {
           const part = chunk.subarray(0, Math.min(chunk.length, 1_040_000 - sent));
-          const ok = s.write(chunked ? Buffer.concat([Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from('\r\n')]) : part);
+          const ok = s.write(
+            chunked
+              ? Buffer.concat([
+                  Buffer.from(`${part.length.toString(16)}\r\n`),
+                  part,
+                  Buffer.from('\r\n'),
+                ])
+              : part,
+          );
           sent += part.length;
           if (!ok) await new Promise((r) => s.once('drain', r).once('close', r));
         }
@@ -296,7 +364,12 @@ async function runAttacker(name, args) {
     for (let i = 0; i < Number(n); i++) {
       const path = i % 2 ? '/v1/license/lease' : '/v1/entitlements';
       try {
-        const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: big, signal: AbortSignal.timeout(10_000) });
+        const res = await fetch(`${base}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: big,
+          signal: AbortSignal.timeout(10_000),
+        });
         const b = await res.json().catch(() => null);
         if (res.status === 413 && b?.error?.code === 'payload_too_large') readable++;
         else failures[res.status] = (failures[res.status] ?? 0) + 1;
@@ -305,7 +378,9 @@ async function runAttacker(name, args) {
         failures[k] = (failures[k] ?? 0) + 1;
       }
     }
-    console.log(`${readable}/${n} 413 envelopes read${Object.keys(failures).length ? `; otherwise ${JSON.stringify(failures)}` : ''}`);
+    console.log(
+      `${readable}/${n} 413 envelopes read${Object.keys(failures).length ? `; otherwise ${JSON.stringify(failures)}` : ''}`,
+    );
     return;
   }
   throw new Error(`unknown attacker ${name}`);
@@ -332,7 +407,14 @@ const hasEnvelope = (answer) => {
   const i = answer.indexOf('\r\n\r\n');
   if (i === -1) return false;
   try {
-    return typeof JSON.parse(answer.slice(i + 4).split('\r\n')[0].trim() || answer.slice(i + 4)).error?.code === 'string';
+    return (
+      typeof JSON.parse(
+        answer
+          .slice(i + 4)
+          .split('\r\n')[0]
+          .trim() || answer.slice(i + 4),
+      ).error?.code === 'string'
+    );
   } catch {
     return false;
   }
@@ -343,11 +425,26 @@ const bundle = join(work, 'big.bpsync');
 {
   const content = join(work, 'content.json');
   writeFileSync(content, JSON.stringify(bundleContent(BIG_BUNDLE)));
-  cliJson(['vendor', 'sign', '--key', keys.secret_key_file, '--server-id', init.server_id, '--seq', '1', '--in', content, '--out', bundle]);
+  cliJson([
+    'vendor',
+    'sign',
+    '--key',
+    keys.secret_key_file,
+    '--server-id',
+    init.server_id,
+    '--seq',
+    '1',
+    '--in',
+    content,
+    '--out',
+    bundle,
+  ]);
   unlinkSync(content);
 }
 
-console.log(`chaos: ${QUICK ? 'quick' : 'full'} run, windows of ${WINDOW_MS / 1000} s, server ${server.url} (pid ${server.pid}), data dir ${mounted ? 'on a 768 MiB tmpfs' : 'on the temp disk'}`);
+console.log(
+  `chaos: ${QUICK ? 'quick' : 'full'} run, windows of ${WINDOW_MS / 1000} s, server ${server.url} (pid ${server.pid}), data dir ${mounted ? 'on a 768 MiB tmpfs' : 'on the temp disk'}`,
+);
 const loops = [clientLoop(), clientLoop(), clientLoop(), clientLoop()];
 await sleep(1500);
 
@@ -360,7 +457,9 @@ await attack('inbox: 20,000 junk files + a 241-byte name', async () => {
   const inbox = join(syncDir, 'inbox');
   await attacker('inbox', [inbox]);
   await sleep(WINDOW_MS);
-  const left = spawnSync('sh', ['-c', `ls ${JSON.stringify(inbox)} | wc -l`], { encoding: 'utf8' }).stdout.trim();
+  const left = spawnSync('sh', ['-c', `ls ${JSON.stringify(inbox)} | wc -l`], {
+    encoding: 'utf8',
+  }).stdout.trim();
   return `${left} files left in inbox after ${WINDOW_MS / 1000} s`;
 });
 
@@ -375,7 +474,9 @@ await attack('memory: 1,500 unfinished 1 MB bodies', async () => {
   return `${out.trim()}; RSS ${after} MB 1 s after they closed`;
 });
 
-await attack('413: fetch of 4 MB bodies, readable?', async () => (await attacker('oversize', [server.url, init.admin_token, String(QUICK ? 20 : 60)])).trim());
+await attack('413: fetch of 4 MB bodies, readable?', async () =>
+  (await attacker('oversize', [server.url, init.admin_token, String(QUICK ? 20 : 60)])).trim(),
+);
 
 await attack('protocol: CL+TE, double CL, 64 KiB headers, HTTP/1.0 no Host', async () => {
   const reqs = [
@@ -428,36 +529,49 @@ await attack('stderr reader gone (EPIPE)', async () => {
   return `${before} bytes of log read before the pipe closed; server ${server.exit ? `exited ${JSON.stringify(server.exit)}` : 'up'}`;
 });
 
-await attack('another process holds the write lock 3 s', async () => {
-  // Node with better-sqlite3 from node_modules: BEGIN IMMEDIATE, 3 s, ROLLBACK.
-  const script = `const D=require(${JSON.stringify(join(root, 'node_modules', 'better-sqlite3'))});const d=new D(${JSON.stringify(join(dataDir, 'license.db'))});d.exec('BEGIN IMMEDIATE');setTimeout(()=>{d.exec('ROLLBACK');d.close()},3000)`;
-  const nodeBin = join(root, 'node_modules', '.bin', 'node');
-  let holding = true;
-  const r = new Promise((resolve) => {
-    const c = spawn(nodeBin, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    c.stderr.on('data', (d) => (err += d));
-    c.on('close', (code) => {
-      holding = false;
-      resolve({ code, err });
+await attack(
+  'another process holds the write lock 3 s',
+  async () => {
+    // Node with better-sqlite3 from node_modules: BEGIN IMMEDIATE, 3 s, ROLLBACK.
+    const script = `const D=require(${JSON.stringify(join(root, 'node_modules', 'better-sqlite3'))});const d=new D(${JSON.stringify(join(dataDir, 'license.db'))});d.exec('BEGIN IMMEDIATE');setTimeout(()=>{d.exec('ROLLBACK');d.close()},3000)`;
+    const nodeBin = join(root, 'node_modules', '.bin', 'node');
+    let holding = true;
+    const r = new Promise((resolve) => {
+      const c = spawn(nodeBin, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      c.stderr.on('data', (d) => (err += d));
+      c.on('close', (code) => {
+        holding = false;
+        resolve({ code, err });
+      });
     });
-  });
-  // Meanwhile the event loop must stay free: /healthz (and every read) answers at once.
-  let healthMax = 0;
-  while (holding) {
-    const t0 = performance.now();
-    await fetch(`${server.url}/healthz`).then((x) => x.arrayBuffer()).catch(() => {});
-    healthMax = Math.max(healthMax, performance.now() - t0);
-    await sleep(100);
-  }
-  const { code, err } = await r;
-  return code === 0 ? `held 3 s, released; /healthz max ${healthMax.toFixed(0)} ms meanwhile` : `holder failed: ${err.slice(0, 200)}`;
-}, { latencyExempt: 'a foreign process holds the write lock for 3 s: by design a grant waits for it off the event loop (up to 3 s, then 503 busy), so no grant can be answered sooner; the server keeps answering everything else' });
+    // Meanwhile the event loop must stay free: /healthz (and every read) answers at once.
+    let healthMax = 0;
+    while (holding) {
+      const t0 = performance.now();
+      await fetch(`${server.url}/healthz`)
+        .then((x) => x.arrayBuffer())
+        .catch(() => {});
+      healthMax = Math.max(healthMax, performance.now() - t0);
+      await sleep(100);
+    }
+    const { code, err } = await r;
+    return code === 0
+      ? `held 3 s, released; /healthz max ${healthMax.toFixed(0)} ms meanwhile`
+      : `holder failed: ${err.slice(0, 200)}`;
+  },
+  {
+    latencyExempt:
+      'a foreign process holds the write lock for 3 s: by design a grant waits for it off the event loop (up to 3 s, then 503 busy), so no grant can be answered sooner; the server keeps answering everything else',
+  },
+);
 
 await attack(`CLI sync import of ${BIG_BUNDLE.toLocaleString('en-US')} records`, async () => {
   const t0 = performance.now();
   const r = await new Promise((resolve) => {
-    const c = spawn(EXE, ['--data-dir', dataDir, '--json', 'sync', 'import', bundle], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(EXE, ['--data-dir', dataDir, '--json', 'sync', 'import', bundle], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     live.add(c);
     let out = '';
     c.stdout.on('data', (d) => (out += d));
@@ -471,12 +585,16 @@ await attack(`CLI sync import of ${BIG_BUNDLE.toLocaleString('en-US')} records`,
 });
 
 await attack('second serve, init --force on the live data dir', async () => {
-  const second = cli(['--data-dir', dataDir, 'serve', '--host', '127.0.0.1', '--port', '0'], { timeout: 5000 });
+  const second = cli(['--data-dir', dataDir, 'serve', '--host', '127.0.0.1', '--port', '0'], {
+    timeout: 5000,
+  });
   const force = cli(['--data-dir', dataDir, 'init', '--force'], { timeout: 10_000 });
   // Refused: it ended by itself, before the time-out, with a failure (a server that started would run on).
   const refusedSecond = second.error === undefined && second.status !== 0;
   const refusedForce = force.status !== 0 && existsSync(join(dataDir, 'license.db'));
-  const why = (r) => (r.stderr || '').split('\n').find((l) => l.startsWith('error[')) ?? `exit ${r.status ?? r.signal}`;
+  const why = (r) =>
+    (r.stderr || '').split('\n').find((l) => l.startsWith('error[')) ??
+    `exit ${r.status ?? r.signal}`;
   return `second serve ${refusedSecond ? `refused (${why(second)})` : `NOT refused (${second.status ?? second.signal})`}; init --force ${refusedForce ? `refused (${why(force)})` : `NOT refused (${force.status})`}`;
 });
 
@@ -485,10 +603,14 @@ if (mounted) {
     const filler = join(dataParent, 'filler');
     spawnSync('sh', ['-c', `cat /dev/zero > ${JSON.stringify(filler)} 2>/dev/null; true`]);
     await sleep(WINDOW_MS / 2);
-    const ready = await fetch(`${server.url}/readyz`).then((r) => r.status).catch(() => 0);
+    const ready = await fetch(`${server.url}/readyz`)
+      .then((r) => r.status)
+      .catch(() => 0);
     unlinkSync(filler);
     await sleep(WINDOW_MS / 2);
-    const readyAfter = await fetch(`${server.url}/readyz`).then((r) => r.status).catch(() => 0);
+    const readyAfter = await fetch(`${server.url}/readyz`)
+      .then((r) => r.status)
+      .catch(() => 0);
     return `/readyz ${ready} while full, ${readyAfter} after space came back`;
   });
 } else {
@@ -497,7 +619,12 @@ if (mounted) {
 
 await attack('SIGTERM with 64 requests in flight', async () => {
   const url = new URL(server.url);
-  const body = JSON.stringify({ product_id: 'chaos-app', tenant_id: 'chaos', subject_type: 'user', subject_id: 'burst' });
+  const body = JSON.stringify({
+    product_id: 'chaos-app',
+    tenant_id: 'chaos',
+    subject_type: 'user',
+    subject_id: 'burst',
+  });
   const req = `POST /v1/license/lease HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
   clientOn = false;
   await Promise.all(loops);
@@ -539,7 +666,14 @@ const pct = (arr, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 const rows = results.map((r) => {
-  const b = samples.get(r.attack) ?? { ms: [], errors: 0, unexpected5xx: 0, expected5xx: 0, statuses: {}, errorKinds: {} };
+  const b = samples.get(r.attack) ?? {
+    ms: [],
+    errors: 0,
+    unexpected5xx: 0,
+    expected5xx: 0,
+    statuses: {},
+    errorKinds: {},
+  };
   return {
     attack: r.attack,
     saw: r.saw,
@@ -557,12 +691,25 @@ const rows = results.map((r) => {
     latency_exempt: r.latency_exempt,
   };
 });
-const f = (v, d = 0) => (v === null || v === undefined ? '-' : typeof v === 'number' ? v.toFixed(d) : String(v));
+const f = (v, d = 0) =>
+  v === null || v === undefined ? '-' : typeof v === 'number' ? v.toFixed(d) : String(v);
 const head = ['attack', 'client n', 'p50 ms', 'p99 ms', 'max ms', 'RSS peak MB', '5xx', 'crashes'];
-const lines = rows.map((r) => [r.attack, f(r.client_requests), f(r.p50_ms, 1), f(r.p99_ms, 1), `${f(r.max_ms, 1)}${r.latency_exempt ? '*' : ''}`, f(r.rss_peak_mb), `${r.unexpected_5xx}${r.expected_5xx ? ` (+${r.expected_5xx} 507)` : ''}${r.client_errors ? ` +${r.client_errors} net err` : ''}`, f(r.crashes)]);
+const lines = rows.map((r) => [
+  r.attack,
+  f(r.client_requests),
+  f(r.p50_ms, 1),
+  f(r.p99_ms, 1),
+  `${f(r.max_ms, 1)}${r.latency_exempt ? '*' : ''}`,
+  f(r.rss_peak_mb),
+  `${r.unexpected_5xx}${r.expected_5xx ? ` (+${r.expected_5xx} 507)` : ''}${r.client_errors ? ` +${r.client_errors} net err` : ''}`,
+  f(r.crashes),
+]);
 const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-const fmt = (l) => l.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-console.log(`\n${fmt(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${lines.map(fmt).join('\n')}`);
+const fmt = (l) =>
+  l.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+console.log(
+  `\n${fmt(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${lines.map(fmt).join('\n')}`,
+);
 // The last attack ends the server on purpose; its own answers are the burst's, not the client's.
 const measured = rows.filter((r) => r.client_requests > 0);
 const totals = {
@@ -578,13 +725,17 @@ const pass = {
   rss_peak_mb: totals.rss_peak_mb < TARGETS.rss_peak_mb,
   client_max_ms: totals.client_max_ms < TARGETS.client_max_ms,
 };
-for (const r of rows.filter((x) => x.latency_exempt)) console.log(`* ${r.attack}: not held to the latency target: ${r.latency_exempt}`);
+for (const r of rows.filter((x) => x.latency_exempt))
+  console.log(`* ${r.attack}: not held to the latency target: ${r.latency_exempt}`);
 console.log(`\nwhat each attack saw:\n${rows.map((r) => `  ${r.attack}: ${r.saw}`).join('\n')}`);
 console.log(
   `\ntargets: crashes ${totals.crashes} (0) ${pass.crashes ? 'ok' : 'MISSED'}; unexpected 5xx ${totals.unexpected_5xx} + network errors ${totals.client_errors} (0) ${pass.unexpected_5xx ? 'ok' : 'MISSED'}; ` +
     `RSS peak ${totals.rss_peak_mb.toFixed(0)} MB (< ${TARGETS.rss_peak_mb}) ${pass.rss_peak_mb ? 'ok' : 'MISSED'}; client max ${totals.client_max_ms.toFixed(0)} ms (< ${TARGETS.client_max_ms}) ${pass.client_max_ms ? 'ok' : 'MISSED'}`,
 );
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-writeFileSync(join(root, 'bench', 'results', 'chaos.json'), `${JSON.stringify({ when: new Date().toISOString(), quick: QUICK, window_ms: WINDOW_MS, targets: TARGETS, totals, pass, rows }, null, 2)}\n`);
+writeFileSync(
+  join(root, 'bench', 'results', 'chaos.json'),
+  `${JSON.stringify({ when: new Date().toISOString(), quick: QUICK, window_ms: WINDOW_MS, targets: TARGETS, totals, pass, rows }, null, 2)}\n`,
+);
 console.log('written: bench/results/chaos.json');
 process.exitCode = process.env.CHAOS_STRICT === '1' && Object.values(pass).some((p) => !p) ? 1 : 0;

@@ -40,7 +40,8 @@ function signCeiling(ms) {
 async function signAsyncCeiling(ms) {
   const { privateKey } = generateKeyPairSync('ed25519');
   const msg = randomBytes(300);
-  const one = () => new Promise((res, rej) => sign(null, msg, privateKey, (e, s) => (e ? rej(e) : res(s))));
+  const one = () =>
+    new Promise((res, rej) => sign(null, msg, privateKey, (e, s) => (e ? rej(e) : res(s))));
   return concurrent(one, ms);
 }
 
@@ -114,7 +115,10 @@ async function ceiling({ ms }) {
     out.grant_inproc_64_per_s = await concurrent(grant, ms);
 
     // Renew: existing leases, round robin (the ones just granted).
-    const ids = store.db.prepare("SELECT id FROM leases WHERE state = 'active' ORDER BY seq DESC LIMIT 20000").pluck().all();
+    const ids = store.db
+      .prepare("SELECT id FROM leases WHERE state = 'active' ORDER BY seq DESC LIMIT 20000")
+      .pluck()
+      .all();
     let r = 0;
     const renew = () => services.leases.renew(ids[r++ % ids.length]);
     await concurrent(renew, Math.min(500, ms / 4));
@@ -123,7 +127,9 @@ async function ceiling({ ms }) {
     out.renew_lease_pool = ids.length;
 
     out.over_grants = store.db
-      .prepare("SELECT count(*) FROM entitlements e WHERE e.max_seats IS NOT NULL AND e.max_seats < (SELECT count(*) FROM leases l WHERE l.entitlement_id = e.id AND l.state = 'active')")
+      .prepare(
+        "SELECT count(*) FROM entitlements e WHERE e.max_seats IS NOT NULL AND e.max_seats < (SELECT count(*) FROM leases l WHERE l.entitlement_id = e.id AND l.state = 'active')",
+      )
       .pluck()
       .get();
     store.close();
@@ -134,7 +140,12 @@ async function ceiling({ ms }) {
 }
 
 function toDomain(b) {
-  return { productId: b.product_id, tenantId: b.tenant_id, subjectType: b.subject_type, subjectId: b.subject_id };
+  return {
+    productId: b.product_id,
+    tenantId: b.tenant_id,
+    subjectType: b.subject_type,
+    subjectId: b.subject_id,
+  };
 }
 
 function populate({ dataDir, entitlementId, count, ttlSeconds = 3600 }) {
@@ -151,9 +162,27 @@ function populate({ dataDir, entitlementId, count, ttlSeconds = 3600 }) {
         const id = P.newId('lease');
         const subjectId = `prefill-${done + i}`;
         const subjectKey = P.subjectKey(subjectId);
-        leases.insert({ id, entitlementId, subjectType: 'user', subjectId, subjectKey, features: [], grantedAt: at, renewedAt: at, expiresAt: at + ttlSeconds * 1000 });
+        leases.insert({
+          id,
+          entitlementId,
+          subjectType: 'user',
+          subjectId,
+          subjectKey,
+          features: [],
+          grantedAt: at,
+          renewedAt: at,
+          expiresAt: at + ttlSeconds * 1000,
+        });
         const active = leases.bumpActive(entitlementId, 1);
-        leases.event({ at, kind: 'grant', entitlementId, leaseId: id, subjectType: 'user', subjectKey, activeAfter: active });
+        leases.event({
+          at,
+          kind: 'grant',
+          entitlementId,
+          leaseId: id,
+          subjectType: 'user',
+          subjectKey,
+          activeAfter: active,
+        });
       }
     });
     done += n;

@@ -12,7 +12,9 @@ import { grantRequest } from './lib/shapes.mjs';
 
 const o = JSON.parse(process.argv[2] ?? '{}');
 if (!o.url || !['grant', 'grant_hot', 'renew'].includes(o.kind)) {
-  console.error('usage: node bench/load.mjs \'{"url": ..., "kind": "grant|grant_hot|renew", ...}\'');
+  console.error(
+    'usage: node bench/load.mjs \'{"url": ..., "kind": "grant|grant_hot|renew", ...}\'',
+  );
   process.exit(2);
 }
 

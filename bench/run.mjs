@@ -15,14 +15,36 @@
 // 3. After the server stops: over-grants counted in its database; the bundle import (when built).
 // Prints a table, writes bench/results/latest.json. Exits 0 when targets are missed (the JSON says
 // which), 1 when the bench itself breaks.
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import {
+  mkdtempSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  existsSync,
+  statSync,
+} from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { buildInproc } from './lib/build-inproc.mjs';
-import { adminApi, cpuSeconds, initDataDir, killStrays, memMb, runJsonChild, startServer } from './lib/server.mjs';
-import { BULK_IMPORT_COUNT, HOT_PREFILL, bulkImportItems, grantRequest, provisionItems } from './lib/shapes.mjs';
+import {
+  adminApi,
+  cpuSeconds,
+  initDataDir,
+  killStrays,
+  memMb,
+  runJsonChild,
+  startServer,
+} from './lib/server.mjs';
+import {
+  BULK_IMPORT_COUNT,
+  HOT_PREFILL,
+  bulkImportItems,
+  grantRequest,
+  provisionItems,
+} from './lib/shapes.mjs';
 import { measureBundleImport } from './lib/bundle.mjs';
 import { measureSdkVerify } from './lib/sdk.mjs';
 import { evaluateTargets, printTable } from './lib/table.mjs';
@@ -30,22 +52,34 @@ import { tailRun } from './lib/tail.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
-const T = QUICK ? { ceilMs: 1500, httpS: 5, warmS: 1, tailS: 10 } : { ceilMs: 4000, httpS: 15, warmS: 3, tailS: 60 };
+const T = QUICK
+  ? { ceilMs: 1500, httpS: 5, warmS: 1, tailS: 10 }
+  : { ceilMs: 4000, httpS: 15, warmS: 3, tailS: 60 };
 const CONNECTIONS = 64;
 const RENEW_POOL = 10_000;
 const EXE = join(root, 'dist', 'bp-license-server');
 
 const log = (msg) => console.log(`bench: ${msg}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const round = (v, d = 1) => (typeof v === 'number' && Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : v);
+const round = (v, d = 1) =>
+  typeof v === 'number' && Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : v;
 
 async function httpRun(server, kind, extra = {}) {
   const base = { url: server.url, kind, connections: CONNECTIONS, ...extra };
   // Warm-up in its own loader process run, so the measured run's server CPU is its own.
-  const warm = T.warmS > 0 ? await runJsonChild([join(root, 'bench/load.mjs'), JSON.stringify({ ...base, durationS: T.warmS, warmupS: 0, tag: `${kind}-warm` })]) : null;
+  const warm =
+    T.warmS > 0
+      ? await runJsonChild([
+          join(root, 'bench/load.mjs'),
+          JSON.stringify({ ...base, durationS: T.warmS, warmupS: 0, tag: `${kind}-warm` }),
+        ])
+      : null;
   const cpu0 = cpuSeconds(server.pid);
   const t0 = performance.now();
-  const r = await runJsonChild([join(root, 'bench/load.mjs'), JSON.stringify({ ...base, durationS: T.httpS, warmupS: 0, tag: kind })]);
+  const r = await runJsonChild([
+    join(root, 'bench/load.mjs'),
+    JSON.stringify({ ...base, durationS: T.httpS, warmupS: 0, tag: kind }),
+  ]);
   const wall = (performance.now() - t0) / 1000;
   r.server_cpu_pct = ((cpuSeconds(server.pid) - cpu0) / wall) * 100;
   r.warmup_2xx = warm ? warm.requests_2xx : 0;
@@ -54,7 +88,9 @@ async function httpRun(server, kind, extra = {}) {
   delete r.warmup_non_2xx;
   delete r.warmup_loader_cpu_s;
   const failures = r.non_2xx + r.errors + r.timeouts + r.warmup_failures;
-  log(`${kind}: ${Math.round(r.rps)} rps, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, ${failures} failed, server CPU ${Math.round(r.server_cpu_pct)} %`);
+  log(
+    `${kind}: ${Math.round(r.rps)} rps, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, ${failures} failed, server CPU ${Math.round(r.server_cpu_pct)} %`,
+  );
   return r;
 }
 
@@ -63,7 +99,11 @@ async function leaseIdsOf(api, entitlementIds, max) {
   for (const ent of entitlementIds) {
     let cursor = null;
     for (let page = 0; page < 1000 && ids.length < max; page++) {
-      const q = new URLSearchParams({ entitlement_id: ent, limit: '500', ...(cursor ? { cursor } : {}) });
+      const q = new URLSearchParams({
+        entitlement_id: ent,
+        limit: '500',
+        ...(cursor ? { cursor } : {}),
+      });
       const r = await api.get(`/v1/leases?${q}`);
       for (const l of r.data) ids.push(l.lease_id);
       cursor = r.next_cursor;
@@ -91,7 +131,15 @@ function auditLeases(dbFile) {
   }
 }
 
-const CEILING_KEYS = ['sign_per_s', 'sign_async_64_per_s', 'sqlite_commit_per_s', 'grant_inproc_seq_per_s', 'grant_inproc_64_per_s', 'renew_inproc_seq_per_s', 'renew_inproc_64_per_s'];
+const CEILING_KEYS = [
+  'sign_per_s',
+  'sign_async_64_per_s',
+  'sqlite_commit_per_s',
+  'grant_inproc_seq_per_s',
+  'grant_inproc_64_per_s',
+  'renew_inproc_seq_per_s',
+  'renew_inproc_64_per_s',
+];
 
 /** The ceiling figures: the mean of the samples taken before and after the HTTP runs, and both samples. */
 function ceilingFigures(before, after) {
@@ -105,8 +153,12 @@ function ceilingFigures(before, after) {
     renew_inproc_mode: `concurrent: ${CONNECTIONS} renewals in flight; the ratios use this`,
   };
   for (const k of CEILING_KEYS) if (!(k in out)) out[k] = mean(k);
-  out.samples = { before_http: Object.fromEntries(CEILING_KEYS.map((k) => [k, round(before[k], 0)])), after_http: Object.fromEntries(CEILING_KEYS.map((k) => [k, round(after[k], 0)])) };
-  out.note = 'each figure is the mean of two samples, before and after the HTTP runs (samples); sign_per_s is one core, synchronous; sign_async_64_per_s is the libuv pool with 64 in flight; the in-process grant/renew use the same 100 entitlements as the HTTP grant run';
+  out.samples = {
+    before_http: Object.fromEntries(CEILING_KEYS.map((k) => [k, round(before[k], 0)])),
+    after_http: Object.fromEntries(CEILING_KEYS.map((k) => [k, round(after[k], 0)])),
+  };
+  out.note =
+    'each figure is the mean of two samples, before and after the HTTP runs (samples); sign_per_s is one core, synchronous; sign_async_64_per_s is the libuv pool with 64 in flight; the in-process grant/renew use the same 100 entitlements as the HTTP grant run';
   out.inproc_over_grants = before.over_grants + after.over_grants;
   return out;
 }
@@ -131,22 +183,46 @@ function machine() {
 }
 
 async function main() {
-  if (!process.versions.node.startsWith('24.')) throw new Error(`the bench needs Node 24 (node_modules/.bin first on PATH); this is ${process.version}`);
-  if (!existsSync(EXE)) throw new Error(`${EXE} is missing: run make bench (it builds it) or node scripts/build-binary.mjs`);
+  if (!process.versions.node.startsWith('24.'))
+    throw new Error(
+      `the bench needs Node 24 (node_modules/.bin first on PATH); this is ${process.version}`,
+    );
+  if (!existsSync(EXE))
+    throw new Error(
+      `${EXE} is missing: run make bench (it builds it) or node scripts/build-binary.mjs`,
+    );
   const started = performance.now();
   const steal0 = stealSeconds();
   const when = machine();
-  log(`${QUICK ? 'quick' : 'full'} run on ${when.cores} cores, ${when.cpu_model}; executable built ${statSync(EXE).mtime.toISOString()}`);
+  log(
+    `${QUICK ? 'quick' : 'full'} run on ${when.cores} cores, ${when.cpu_model}; executable built ${statSync(EXE).mtime.toISOString()}`,
+  );
 
   const work = mkdtempSync(join(os.tmpdir(), 'bpls-bench-'));
-  const result = { mode: QUICK ? 'quick' : 'full', settings: { connections: CONNECTIONS, http_duration_s: T.httpS, warmup_s: T.warmS, ceiling_ms: T.ceilMs, durability: 'full (the default)', server: 'dist/bp-license-server' } };
+  const result = {
+    mode: QUICK ? 'quick' : 'full',
+    settings: {
+      connections: CONNECTIONS,
+      http_duration_s: T.httpS,
+      warmup_s: T.warmS,
+      ceiling_ms: T.ceilMs,
+      durability: 'full (the default)',
+      server: 'dist/bp-license-server',
+    },
+  };
   let server;
   try {
     // 1. Ceilings.
     await buildInproc();
     log('ceilings (sign, SQLite commit, grant and renew in process)…');
-    const ceilBefore = await runJsonChild([join(root, 'bench/inproc.mjs'), 'ceiling', JSON.stringify({ ms: T.ceilMs })]);
-    log(`sign ${Math.round(ceilBefore.sign_per_s)}/s, commit ${Math.round(ceilBefore.sqlite_commit_per_s)}/s, grant ${Math.round(ceilBefore.grant_inproc_64_per_s)}/s, renew ${Math.round(ceilBefore.renew_inproc_64_per_s)}/s (measured again after the HTTP runs)`);
+    const ceilBefore = await runJsonChild([
+      join(root, 'bench/inproc.mjs'),
+      'ceiling',
+      JSON.stringify({ ms: T.ceilMs }),
+    ]);
+    log(
+      `sign ${Math.round(ceilBefore.sign_per_s)}/s, commit ${Math.round(ceilBefore.sqlite_commit_per_s)}/s, grant ${Math.round(ceilBefore.grant_inproc_64_per_s)}/s, renew ${Math.round(ceilBefore.renew_inproc_64_per_s)}/s (measured again after the HTTP runs)`,
+    );
 
     // 2. The server.
     const dataDir = join(work, 'data');
@@ -161,7 +237,10 @@ async function main() {
         await sleep(10);
       }
     }
-    result.startup = { listening_ms: round(server.listeningMs, 0), first_answer_ms: round(firstAnswerMs, 0) };
+    result.startup = {
+      listening_ms: round(server.listeningMs, 0),
+      first_answer_ms: round(firstAnswerMs, 0),
+    };
     const api = adminApi(server.url, token);
     for (let i = 0; i < 5; i++) {
       await api.get('/healthz');
@@ -170,7 +249,9 @@ async function main() {
     }
     await sleep(1000);
     const idle = memMb(server.pid);
-    log(`listening after ${result.startup.listening_ms} ms, first answer ${result.startup.first_answer_ms} ms, idle RSS ${round(idle.rss)} MB`);
+    log(
+      `listening after ${result.startup.listening_ms} ms, first answer ${result.startup.first_answer_ms} ms, idle RSS ${round(idle.rss)} MB`,
+    );
 
     const prov = await api.post('/v1/entitlements/import', { entitlements: provisionItems() });
     const entIds = prov.items.map((x) => x.entitlement_id);
@@ -179,12 +260,25 @@ async function main() {
 
     // SDK verification: a real token of this server, verified by each SDK on one core.
     {
-      const res = await fetch(`${server.url}/v1/license/lease`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(grantRequest(0, 'sdk-bench')) });
+      const res = await fetch(`${server.url}/v1/license/lease`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(grantRequest(0, 'sdk-bench')),
+      });
       const lease = await res.json();
       const keys = (await api.get('/v1/license/keys')).keys;
       log('SDK token verification (TypeScript, Rust; the Rust release build may take a minute)…');
-      result.sdk = measureSdkVerify({ root, work, token: lease.token, keys, product: grantRequest(0, 'sdk-bench').product_id, ms: QUICK ? 1000 : 3000 });
-      log(`verify/s: TypeScript ${Math.round(result.sdk.ts_verify_per_s ?? NaN)}, Rust ${Math.round(result.sdk.rust_verify_per_s ?? NaN)}`);
+      result.sdk = measureSdkVerify({
+        root,
+        work,
+        token: lease.token,
+        keys,
+        product: grantRequest(0, 'sdk-bench').product_id,
+        ms: QUICK ? 1000 : 3000,
+      });
+      log(
+        `verify/s: TypeScript ${Math.round(result.sdk.ts_verify_per_s ?? NaN)}, Rust ${Math.round(result.sdk.rust_verify_per_s ?? NaN)}`,
+      );
     }
 
     result.http = {};
@@ -198,11 +292,20 @@ async function main() {
     // After the renew run, so that renewals meet the database the grant run left, as before the tail run existed.
     log(`tail: ${T.tailS} s of grants at ${CONNECTIONS} connections…`);
     result.tail = await tailRun(server, { durationS: T.tailS, connections: CONNECTIONS });
-    log(`tail: p99 ${result.tail.p99_ms} ms, p99.9 ${result.tail.p99_9_ms} ms, max ${result.tail.max_ms} ms, ${result.tail.checkpoints_serving} serving-thread checkpoints (longest ${result.tail.checkpoint_serving_max_ms} ms)`);
+    log(
+      `tail: p99 ${result.tail.p99_ms} ms, p99.9 ${result.tail.p99_9_ms} ms, max ${result.tail.max_ms} ms, ${result.tail.checkpoints_serving} serving-thread checkpoints (longest ${result.tail.checkpoint_serving_max_ms} ms)`,
+    );
 
     log(`writing ${HOT_PREFILL.toLocaleString('en-US')} active leases on the hot entitlement…`);
-    const pre = await runJsonChild([join(root, 'bench/inproc.mjs'), 'populate', JSON.stringify({ dataDir, entitlementId: hotId, count: HOT_PREFILL })]);
-    if (pre.active_after < HOT_PREFILL) throw new Error(`the hot entitlement holds ${pre.active_after} leases, wanted ${HOT_PREFILL}`);
+    const pre = await runJsonChild([
+      join(root, 'bench/inproc.mjs'),
+      'populate',
+      JSON.stringify({ dataDir, entitlementId: hotId, count: HOT_PREFILL }),
+    ]);
+    if (pre.active_after < HOT_PREFILL)
+      throw new Error(
+        `the hot entitlement holds ${pre.active_after} leases, wanted ${HOT_PREFILL}`,
+      );
     const afterPrefill = memMb(server.pid);
     result.http.grant_hot_entitlement = await httpRun(server, 'grant_hot');
     result.http.grant_hot_entitlement.active_leases_before = pre.active_after;
@@ -215,18 +318,28 @@ async function main() {
     const t0 = performance.now();
     const imp = await api.post('/v1/entitlements/import', body);
     const bulkS = (performance.now() - t0) / 1000;
-    if (imp.total !== BULK_IMPORT_COUNT || imp.created !== BULK_IMPORT_COUNT) throw new Error(`bulk import answered ${JSON.stringify({ total: imp.total, created: imp.created })}`);
+    if (imp.total !== BULK_IMPORT_COUNT || imp.created !== BULK_IMPORT_COUNT)
+      throw new Error(
+        `bulk import answered ${JSON.stringify({ total: imp.total, created: imp.created })}`,
+      );
     const afterImport = memMb(server.pid);
     log(`bulk import: ${bulkS.toFixed(2)} s (${(body.length / 2 ** 20).toFixed(1)} MiB body)`);
 
     const stop = await server.stop();
     const peak = afterImport.hwm;
-    if (stop.code !== 0) throw new Error(`the server exited ${stop.code ?? stop.signal} on SIGTERM (log: ${join(work, 'server.log')})`);
+    if (stop.code !== 0)
+      throw new Error(
+        `the server exited ${stop.code ?? stop.signal} on SIGTERM (log: ${join(work, 'server.log')})`,
+      );
 
     // The ceilings again, now that the server is gone: the figures are the mean of both samples,
     // so a machine that slowed down (or sped up) during the run moves both sides of the ratios.
     log('ceilings again…');
-    const ceilAfter = await runJsonChild([join(root, 'bench/inproc.mjs'), 'ceiling', JSON.stringify({ ms: T.ceilMs })]);
+    const ceilAfter = await runJsonChild([
+      join(root, 'bench/inproc.mjs'),
+      'ceiling',
+      JSON.stringify({ ms: T.ceilMs }),
+    ]);
     result.ceiling = ceilingFigures(ceilBefore, ceilAfter);
 
     // 3. Over-grants and bookkeeping, from the server's database.
@@ -265,9 +378,20 @@ async function main() {
     };
     result.over_grants_total = rows.filter(over).length;
     result.http_failures_total =
-      ['grant', 'renew', 'grant_hot_entitlement'].reduce((s, k) => s + result.http[k].non_2xx + result.http[k].errors + result.http[k].timeouts + result.http[k].warmup_failures, 0) +
-      result.tail.non_2xx + result.tail.errors + result.tail.timeouts;
-    for (const h of [...Object.values(result.http), result.tail]) for (const k of Object.keys(h)) h[k] = round(h[k], 2);
+      ['grant', 'renew', 'grant_hot_entitlement'].reduce(
+        (s, k) =>
+          s +
+          result.http[k].non_2xx +
+          result.http[k].errors +
+          result.http[k].timeouts +
+          result.http[k].warmup_failures,
+        0,
+      ) +
+      result.tail.non_2xx +
+      result.tail.errors +
+      result.tail.timeouts;
+    for (const h of [...Object.values(result.http), result.tail])
+      for (const k of Object.keys(h)) h[k] = round(h[k], 2);
 
     const g = result.http.grant.rps;
     result.ratios = {
@@ -287,10 +411,20 @@ async function main() {
       bundle_peak_rss_mb: round(bundle.bundle_peak_rss_mb, 1),
       note: bundle.note,
       bulk_body_mib: round(body.length / 2 ** 20, 1),
-      bulk_note: 'POST /v1/entitlements/import of 100,000 entitlements to the running server (after the load runs): from sending the request to the answer',
-      ...(bundle.bundle_sign_s !== undefined ? { bundle_sign_s: round(bundle.bundle_sign_s, 2), bundle_records: bundle.bundle_records, bundle_import_answer: bundle.import_answer } : {}),
+      bulk_note:
+        'POST /v1/entitlements/import of 100,000 entitlements to the running server (after the load runs): from sending the request to the answer',
+      ...(bundle.bundle_sign_s !== undefined
+        ? {
+            bundle_sign_s: round(bundle.bundle_sign_s, 2),
+            bundle_records: bundle.bundle_records,
+            bundle_import_answer: bundle.import_answer,
+          }
+        : {}),
     };
-    if (bundle.bundle_100k_s !== null) log(`bundle import: ${bundle.bundle_100k_s.toFixed(2)} s, peak RSS ${bundle.bundle_peak_rss_mb.toFixed(0)} MB`);
+    if (bundle.bundle_100k_s !== null)
+      log(
+        `bundle import: ${bundle.bundle_100k_s.toFixed(2)} s, peak RSS ${bundle.bundle_peak_rss_mb.toFixed(0)} MB`,
+      );
     else log(bundle.note);
     result.memory = {
       idle_rss_mb: round(idle.rss),
@@ -298,10 +432,14 @@ async function main() {
       rss_after_prefill_before_load_mb: round(afterPrefill.rss),
       rss_after_bulk_import_mb: round(afterImport.rss),
       server_peak_rss_mb: round(peak),
-      note: 'VmRSS of the server process (/proc/<pid>/status); rss_100k_leases_mb is taken after the hot-entitlement run (100,000 prefilled leases plus the runs\' own)',
+      note: "VmRSS of the server process (/proc/<pid>/status); rss_100k_leases_mb is taken after the hot-entitlement run (100,000 prefilled leases plus the runs' own)",
     };
     const wall = (performance.now() - started) / 1000;
-    result.machine = { ...when, bench_seconds: round(wall, 0), cpu_steal_pct: round(((stealSeconds() - steal0) / (wall * when.cores)) * 100, 1) };
+    result.machine = {
+      ...when,
+      bench_seconds: round(wall, 0),
+      cpu_steal_pct: round(((stealSeconds() - steal0) / (wall * when.cores)) * 100, 1),
+    };
     result.targets = evaluateTargets(result);
 
     const out = join(root, 'bench', 'results');

@@ -27,4 +27,9 @@ while (performance.now() - t1 < ms) {
   for (let i = 0; i < 100; i++) verify(null, msg, publicKey, sig);
   m += 100;
 }
-console.log(JSON.stringify({ verify_per_s: perS, raw_ed25519_verify_per_s: m / ((performance.now() - t1) / 1000) }));
+console.log(
+  JSON.stringify({
+    verify_per_s: perS,
+    raw_ed25519_verify_per_s: m / ((performance.now() - t1) / 1000),
+  }),
+);

@@ -23,7 +23,9 @@ try {
   const dataDir = join(work, 'data');
   const { admin_token: token } = initDataDir([EXE, []], dataDir);
   server = await startServer([EXE, []], dataDir, { logFile: join(work, 'server.log') });
-  await adminApi(server.url, token).post('/v1/entitlements/import', { entitlements: provisionItems() });
+  await adminApi(server.url, token).post('/v1/entitlements/import', {
+    entitlements: provisionItems(),
+  });
   const r = await tailRun(server, { durationS, connections: 64 });
   console.log(JSON.stringify(r, null, 2));
 } finally {

@@ -10,7 +10,17 @@
 // Offline, a few seconds. Run as `node scripts/build-binary.mjs` with Node 24 first on PATH.
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,7 +111,8 @@ async function withBuildLock(dist, fn) {
       rmSync(lock, { recursive: true, force: true });
       continue;
     }
-    if (Date.now() > giveUp) fail(`another build has held ${lock} for 5 minutes; remove it if no build runs`);
+    if (Date.now() > giveUp)
+      fail(`another build has held ${lock} for 5 minutes; remove it if no build runs`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   try {
@@ -151,7 +162,10 @@ async function build(dist, { bundle = true }) {
     execArgv: ['--max-semi-space-size=16', '--disable-sigusr1'],
     assets: { [ADDON_ASSET]: addonPath(), [ADDON_SHA256_ASSET]: 'dist/addon.sha256' },
   };
-  writeFileSync(path.join(dist, 'addon.sha256'), createHash('sha256').update(readFileSync(addonPath())).digest('hex'));
+  writeFileSync(
+    path.join(dist, 'addon.sha256'),
+    createHash('sha256').update(readFileSync(addonPath())).digest('hex'),
+  );
   writeFileSync(path.join(dist, 'sea-config.json'), `${JSON.stringify(seaConfig, null, 2)}\n`);
 
   rmSync(blob, { force: true });
@@ -162,7 +176,9 @@ async function build(dist, { bundle = true }) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   if (prep.status !== 0) {
-    fail(`node --experimental-sea-config failed (${prep.status ?? prep.signal}):\n${prep.stdout}${prep.stderr}`);
+    fail(
+      `node --experimental-sea-config failed (${prep.status ?? prep.signal}):\n${prep.stdout}${prep.stderr}`,
+    );
   }
 
   // Assembled under a temporary name and renamed at the end, so a concurrent build or test run

@@ -15,8 +15,23 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 export async function buildCli({ outfile = 'dist/cli.cjs', compact = false } = {}) {
   // The WAL checkpoint thread's script (src/storage/checkpointer.ts runs it with `eval: true`):
   // inside the single executable a worker cannot load a file from the bundle.
-  const common = { absWorkingDir: root, minifyWhitespace: compact, minifySyntax: compact, bundle: true, platform: 'node', target: 'node24', format: 'cjs', external: ['*.node'], legalComments: 'none', logLevel: 'warning' };
-  const worker = await build({ ...common, entryPoints: ['src/storage/checkpoint-worker.ts'], write: false });
+  const common = {
+    absWorkingDir: root,
+    minifyWhitespace: compact,
+    minifySyntax: compact,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'cjs',
+    external: ['*.node'],
+    legalComments: 'none',
+    logLevel: 'warning',
+  };
+  const worker = await build({
+    ...common,
+    entryPoints: ['src/storage/checkpoint-worker.ts'],
+    write: false,
+  });
   await build({
     ...common,
     entryPoints: ['src/cli/entry.ts'],
@@ -25,7 +40,9 @@ export async function buildCli({ outfile = 'dist/cli.cjs', compact = false } = {
     jsx: 'automatic',
     jsxImportSource: 'hono/jsx',
     define: {
-      __BPLS_VERSION__: JSON.stringify(JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).version),
+      __BPLS_VERSION__: JSON.stringify(
+        JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).version,
+      ),
       __BPLS_CHECKPOINT_WORKER__: JSON.stringify(worker.outputFiles[0].text),
     },
   });

@@ -7,20 +7,79 @@ import { resolve } from 'node:path';
 const dir = resolve(process.argv[2] ?? 'demo-data');
 const port = process.argv[3] ?? '8080';
 const tokenFile = `${dir}.admin-token`;
-const cli = (...args) => execFileSync(process.execPath, ['dist/cli.cjs', ...args, '--data-dir', dir, '--json'], { encoding: 'utf8' });
+const cli = (...args) =>
+  execFileSync(process.execPath, ['dist/cli.cjs', ...args, '--data-dir', dir, '--json'], {
+    encoding: 'utf8',
+  });
 
 if (!existsSync(dir)) {
   const init = JSON.parse(cli('init'));
   writeFileSync(tokenFile, `${init.admin_token}\n`, { mode: 0o600 });
   const year = new Date().getUTCFullYear();
   const term = ['--starts', `${year}-01-01T00:00:00Z`, '--ends', `${year + 1}-12-31T23:59:59Z`];
-  cli('entitlements', 'create', '--tenant', 'customer-tenant-id', '--product', 'your-product-id', '--type', 'concurrent', '--max-seats', '10', '--features', 'feature-a,feature-b', ...term);
-  cli('entitlements', 'create', '--tenant', 'customer-tenant-id', '--product', 'cad-suite', '--type', 'per_user', '--max-seats', '50', '--features', 'modeling,render', ...term);
-  cli('entitlements', 'create', '--tenant', 'lab-tenant', '--product', 'cad-suite', '--type', 'per_machine', '--max-seats', '5', ...term);
-  cli('entitlements', 'create', '--tenant', 'lab-tenant', '--product', 'viewer', '--type', 'feature_based', '--features', 'view,export', ...term);
+  cli(
+    'entitlements',
+    'create',
+    '--tenant',
+    'customer-tenant-id',
+    '--product',
+    'your-product-id',
+    '--type',
+    'concurrent',
+    '--max-seats',
+    '10',
+    '--features',
+    'feature-a,feature-b',
+    ...term,
+  );
+  cli(
+    'entitlements',
+    'create',
+    '--tenant',
+    'customer-tenant-id',
+    '--product',
+    'cad-suite',
+    '--type',
+    'per_user',
+    '--max-seats',
+    '50',
+    '--features',
+    'modeling,render',
+    ...term,
+  );
+  cli(
+    'entitlements',
+    'create',
+    '--tenant',
+    'lab-tenant',
+    '--product',
+    'cad-suite',
+    '--type',
+    'per_machine',
+    '--max-seats',
+    '5',
+    ...term,
+  );
+  cli(
+    'entitlements',
+    'create',
+    '--tenant',
+    'lab-tenant',
+    '--product',
+    'viewer',
+    '--type',
+    'feature_based',
+    '--features',
+    'view,export',
+    ...term,
+  );
   console.log(`demo data created in ${dir}`);
 }
-const token = existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '(unknown: the demo directory was made elsewhere)';
+const token = existsSync(tokenFile)
+  ? readFileSync(tokenFile, 'utf8').trim()
+  : '(unknown: the demo directory was made elsewhere)';
 console.log(`admin token: ${token}`);
 console.log('try:');
-console.log(`  curl -s http://127.0.0.1:${port}/v1/entitlements -H "Authorization: Bearer ${token}"`);
+console.log(
+  `  curl -s http://127.0.0.1:${port}/v1/entitlements -H "Authorization: Bearer ${token}"`,
+);

@@ -17,20 +17,46 @@ for (const d of ['test', 'scripts', 'bench']) {
     (function walk(dir) {
       for (const name of readdirSync(dir)) {
         const p = join(dir, name);
-        if (statSync(p).isDirectory()) { if (name !== 'fixtures' && name !== 'results') walk(p); }
-        else if (/\.(ts|mjs)$/.test(name)) files.push(relative(root, p));
+        if (statSync(p).isDirectory()) {
+          if (name !== 'fixtures' && name !== 'results') walk(p);
+        } else if (/\.(ts|mjs)$/.test(name)) files.push(relative(root, p));
       }
     })(join(root, d));
   } catch {}
 }
 
 const rules = [
-  { name: 'time comes from the injected clock', applies: (f) => f.startsWith('src/domain/') && !f.endsWith('.test.ts'), bad: /\bDate\.now\(\)|new Date\(\)/ },
-  { name: 'SQL lives in src/storage only', applies: (f) => f.startsWith('src/') && !f.startsWith('src/storage/') && !f.endsWith('.test.ts'), bad: /\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b/ },
-  { name: 'the domain imports neither hono nor better-sqlite3', applies: (f) => f.startsWith('src/domain/'), bad: /from '(hono|better-sqlite3)/ },
-  { name: 'no console.log in src (use the logger or the CLI io)', applies: (f) => f.startsWith('src/') && !f.endsWith('.test.ts'), bad: /console\.log\(/ },
-  { name: 'no focused or skipped tests', applies: (f) => f.endsWith('.test.ts'), bad: /\b(it|test|describe)\.(only|skip)\(/ },
-  { name: 'no vi.mock of our own modules', applies: (f) => f.endsWith('.test.ts'), bad: /vi\.mock\(/ },
+  {
+    name: 'time comes from the injected clock',
+    applies: (f) => f.startsWith('src/domain/') && !f.endsWith('.test.ts'),
+    bad: /\bDate\.now\(\)|new Date\(\)/,
+  },
+  {
+    name: 'SQL lives in src/storage only',
+    applies: (f) =>
+      f.startsWith('src/') && !f.startsWith('src/storage/') && !f.endsWith('.test.ts'),
+    bad: /\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b/,
+  },
+  {
+    name: 'the domain imports neither hono nor better-sqlite3',
+    applies: (f) => f.startsWith('src/domain/'),
+    bad: /from '(hono|better-sqlite3)/,
+  },
+  {
+    name: 'no console.log in src (use the logger or the CLI io)',
+    applies: (f) => f.startsWith('src/') && !f.endsWith('.test.ts'),
+    bad: /console\.log\(/,
+  },
+  {
+    name: 'no focused or skipped tests',
+    applies: (f) => f.endsWith('.test.ts'),
+    bad: /\b(it|test|describe)\.(only|skip)\(/,
+  },
+  {
+    name: 'no vi.mock of our own modules',
+    applies: (f) => f.endsWith('.test.ts'),
+    bad: /vi\.mock\(/,
+  },
 ];
 
 let failures = 0;

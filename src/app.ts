@@ -8,7 +8,13 @@ import type { Store } from './storage/store.ts';
 import type { ServerInfo } from './data-dir.ts';
 import type { AppEnv } from './http/types.ts';
 import type { RouteKey } from './http/permissions.ts';
-import { errorAnswer, limitBody, requestId, requestLog, requirePermission } from './http/middleware.ts';
+import {
+  errorAnswer,
+  limitBody,
+  requestId,
+  requestLog,
+  requirePermission,
+} from './http/middleware.ts';
 import { registerHealthRoutes } from './http/routes/health.ts';
 import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
 import { registerTokenRoutes } from './http/routes/tokens.ts';
@@ -17,7 +23,13 @@ import { registerSeatRoutes } from './http/routes/seats.ts';
 import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
-import { BODY_LIMIT, IMPORT_BODY_LIMIT, LEASE_BODY_LIMIT, STREAMED_PATH, bodyLimitFor } from './http/limits.ts';
+import {
+  BODY_LIMIT,
+  IMPORT_BODY_LIMIT,
+  LEASE_BODY_LIMIT,
+  STREAMED_PATH,
+  bodyLimitFor,
+} from './http/limits.ts';
 import { registerAdminPage } from './admin/page.tsx';
 import { createStorageHealth } from './storage/health.ts';
 import type { StorageUpkeep } from './storage/upkeep.ts';
@@ -34,7 +46,9 @@ export interface AppDeps {
   /** Request counters, shared with the server's direct lease path; the app makes its own without. */
   metrics?: Metrics;
   /** The server's storage upkeep (episodes, WAL); without it the app tracks episodes itself, with no checkpoint thread. */
-  storage?: Pick<StorageUpkeep, 'health'> & { checkpointer?: Pick<StorageUpkeep['checkpointer'], 'walBytes' | 'stats'> };
+  storage?: Pick<StorageUpkeep, 'health'> & {
+    checkpointer?: Pick<StorageUpkeep['checkpointer'], 'walBytes' | 'stats'>;
+  };
 }
 
 export interface RouteDeps extends AppDeps {
@@ -51,7 +65,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ...deps,
     metrics: deps.metrics ?? createMetrics(),
     isDraining: deps.isDraining ?? (() => false),
-    storage: deps.storage ?? { health: createStorageHealth({ db: deps.store.db, dir: path.dirname(deps.store.db.name), log: deps.log }) },
+    storage: deps.storage ?? {
+      health: createStorageHealth({
+        db: deps.store.db,
+        dir: path.dirname(deps.store.db.name),
+        log: deps.log,
+      }),
+    },
     auth: (route) => requirePermission(() => deps.services.apiTokens, route),
   };
 
@@ -59,8 +79,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use('*', requestLog(deps.log, routeDeps.metrics));
   // Per-route caps (http/limits.ts). A sync bundle is streamed to disk by its route, which enforces
   // the bundle size cap itself.
-  const limits = new Map([LEASE_BODY_LIMIT, BODY_LIMIT, IMPORT_BODY_LIMIT].map((n) => [n, limitBody(n)]));
-  app.use('*', (c, next) => (c.req.path === STREAMED_PATH ? next() : limits.get(bodyLimitFor(c.req.path))!(c, next)));
+  const limits = new Map(
+    [LEASE_BODY_LIMIT, BODY_LIMIT, IMPORT_BODY_LIMIT].map((n) => [n, limitBody(n)]),
+  );
+  app.use('*', (c, next) =>
+    c.req.path === STREAMED_PATH ? next() : limits.get(bodyLimitFor(c.req.path))!(c, next),
+  );
 
   registerHealthRoutes(app, routeDeps);
   registerEntitlementRoutes(app, routeDeps);
@@ -89,6 +113,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 }
 
 function fromHttpException(err: HTTPException): AppError {
-  const code = err.status === 413 ? 'payload_too_large' : err.status === 401 ? 'unauthorized' : err.status === 404 ? 'not_found' : err.status < 500 ? 'invalid_request' : 'internal';
-  return new AppError(code, code === 'internal' ? 'internal error' : err.message || 'invalid request');
+  const code =
+    err.status === 413
+      ? 'payload_too_large'
+      : err.status === 401
+        ? 'unauthorized'
+        : err.status === 404
+          ? 'not_found'
+          : err.status < 500
+            ? 'invalid_request'
+            : 'internal';
+  return new AppError(
+    code,
+    code === 'internal' ? 'internal error' : err.message || 'invalid request',
+  );
 }

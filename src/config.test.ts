@@ -10,20 +10,27 @@ describe('serve options', () => {
     expect(resolveServe({ port: '0' }, {}).port).toBe(0);
   });
 
-  it.each(['', ' 8080', '0x50', '1e3', '80.0', '-1', '65536', '8080 '])('refuses the port %j with invalid_request', (port) => {
-    let err: unknown;
-    try {
-      resolveServe({ port }, {});
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(AppError);
-    expect((err as AppError).code).toBe('invalid_request');
-    expect((err as AppError).message).toMatch(/port must be/);
-  });
+  it.each(['', ' 8080', '0x50', '1e3', '80.0', '-1', '65536', '8080 '])(
+    'refuses the port %j with invalid_request',
+    (port) => {
+      let err: unknown;
+      try {
+        resolveServe({ port }, {});
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(AppError);
+      expect((err as AppError).code).toBe('invalid_request');
+      expect((err as AppError).message).toMatch(/port must be/);
+    },
+  );
 
   it('refuses a lease TTL or sweep interval that is not decimal digits', () => {
-    expect(() => resolveServe({ leaseTtl: '1e4' }, {})).toThrow(/lease TTL \(seconds\) must be a whole number/);
-    expect(() => resolveServe({ sweepInterval: '0x10' }, {})).toThrow(/sweep interval \(seconds\) must be a whole number/);
+    expect(() => resolveServe({ leaseTtl: '1e4' }, {})).toThrow(
+      /lease TTL \(seconds\) must be a whole number/,
+    );
+    expect(() => resolveServe({ sweepInterval: '0x10' }, {})).toThrow(
+      /sweep interval \(seconds\) must be a whole number/,
+    );
   });
 });

@@ -23,14 +23,19 @@ export interface GlobalConfig {
   json: boolean;
 }
 
-const durabilitySchema = z.enum(['full', 'normal'], { message: 'BPLS_DURABILITY must be full or normal' });
+const durabilitySchema = z.enum(['full', 'normal'], {
+  message: 'BPLS_DURABILITY must be full or normal',
+});
 
 export function resolveGlobal(flags: GlobalFlags, env: Env, cwd: string): GlobalConfig {
   const dataDir = resolve(cwd, flags.dataDir ?? env.BPLS_DATA_DIR ?? './data');
   const cacheOverride = flags.nativeCacheDir ?? env.BPLS_NATIVE_CACHE_DIR;
   return {
     dataDir,
-    nativeCacheDir: cacheOverride !== undefined ? resolve(cwd, cacheOverride) : defaultNativeCacheDir(env as NodeJS.ProcessEnv, dataDir),
+    nativeCacheDir:
+      cacheOverride !== undefined
+        ? resolve(cwd, cacheOverride)
+        : defaultNativeCacheDir(env as NodeJS.ProcessEnv, dataDir),
     durability: parseWith(durabilitySchema, env.BPLS_DURABILITY ?? 'full', 'BPLS_DURABILITY'),
     json: flags.json ?? false,
   };
@@ -55,7 +60,12 @@ const wholeNumber = (what: string, min: number, max: number) =>
     .string()
     .regex(/^\d{1,10}$/, `${what} must be a whole number in decimal digits`)
     .transform(Number)
-    .pipe(z.int().min(min, `${what} must be ${min} to ${max}`).max(max, `${what} must be ${min} to ${max}`));
+    .pipe(
+      z
+        .int()
+        .min(min, `${what} must be ${min} to ${max}`)
+        .max(max, `${what} must be ${min} to ${max}`),
+    );
 
 const serveSchema = z.object({
   host: z.string().min(1).max(255),
@@ -77,14 +87,22 @@ export function resolveServe(flags: ServeFlags, env: Env) {
     },
     'serve options',
   );
-  return { ...parsed, tlsCert: flags.tlsCert ?? env.BPLS_TLS_CERT, tlsKey: flags.tlsKey ?? env.BPLS_TLS_KEY };
+  return {
+    ...parsed,
+    tlsCert: flags.tlsCert ?? env.BPLS_TLS_CERT,
+    tlsKey: flags.tlsKey ?? env.BPLS_TLS_KEY,
+  };
 }
 
 /** The sync folder when neither --sync-dir nor BPLS_SYNC_DIR names one (relative to the working folder). */
 export const DEFAULT_SYNC_DIR = 'sync-bundles';
 
 /** The sync folder and the outbound sync URL: flags > BPLS_SYNC_DIR / BPLS_SYNC_URL > defaults. */
-export function resolveSync(flags: { syncDir?: string | false | undefined; syncUrl?: string | undefined }, env: Env, cwd: string) {
+export function resolveSync(
+  flags: { syncDir?: string | false | undefined; syncUrl?: string | undefined },
+  env: Env,
+  cwd: string,
+) {
   const named = flags.syncDir === false ? undefined : (flags.syncDir ?? env.BPLS_SYNC_DIR);
   return {
     /** Bundles come in at dir/inbox, exports go to dir/outbox. */

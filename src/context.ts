@@ -1,7 +1,14 @@
 import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
 import { AppError } from './errors.ts';
-import { assertWritable, dataPaths, loadIdentity, tightenModes, tokenHashKey, type ServerInfo } from './data-dir.ts';
+import {
+  assertWritable,
+  dataPaths,
+  loadIdentity,
+  tightenModes,
+  tokenHashKey,
+  type ServerInfo,
+} from './data-dir.ts';
 import { databaseBytes, QUICK_CHECK_MAX_BYTES } from './storage/integrity.ts';
 import type { Durability } from './storage/db.ts';
 import { openStore, type Store } from './storage/store.ts';
@@ -61,7 +68,13 @@ export interface ServiceOptions {
   monotonicMs?: (() => number) | undefined;
 }
 
-export function createServices(store: Store, clock: Clock, key: SigningKey, info: ServerInfo, opts: ServiceOptions = {}) {
+export function createServices(
+  store: Store,
+  clock: Clock,
+  key: SigningKey,
+  info: ServerInfo,
+  opts: ServiceOptions = {},
+) {
   const timeGuard = createTimeGuard({ store, clock, monotonicMs: opts.monotonicMs });
   return {
     timeGuard,
@@ -69,7 +82,14 @@ export function createServices(store: Store, clock: Clock, key: SigningKey, info
     seats: createSeatService({ store, clock }),
     usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
-    leases: createLeaseService({ store, clock, key, serverId: info.server_id, timeGuard, ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}) }),
+    leases: createLeaseService({
+      store,
+      clock,
+      key,
+      serverId: info.server_id,
+      timeGuard,
+      ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}),
+    }),
     sync: createSyncService({ store, clock, key, info, timeGuard }),
   };
 }
@@ -92,7 +112,9 @@ export function openContext(opts: ContextOptions): Context {
   const file = dataPaths(opts.dataDir).db;
   const started = performance.now();
   const bytes = databaseBytes(file);
-  const quick = opts.quickCheck === 'always' || (opts.quickCheck === 'bounded' && bytes <= QUICK_CHECK_MAX_BYTES);
+  const quick =
+    opts.quickCheck === 'always' ||
+    (opts.quickCheck === 'bounded' && bytes <= QUICK_CHECK_MAX_BYTES);
   const store = openStore(file, {
     durability: opts.durability ?? 'full',
     nativeBinding: loadSqliteBinding(opts.nativeCacheDir),
@@ -107,12 +129,23 @@ export function openContext(opts: ContextOptions): Context {
     throw new AppError(
       'conflict',
       `server.json names server ${info.server_id} but license.db belongs to ${recorded}; the identity files come from another server; refusing to start`,
-      { data_dir: opts.dataDir, check: 'identity', server_json: info.server_id, database: recorded },
+      {
+        data_dir: opts.dataDir,
+        check: 'identity',
+        server_json: info.server_id,
+        database: recorded,
+      },
       'restore license.db, server.key and server.json together from one backup of this server (bp-license-server backup)',
     );
   }
   const startupCheck: StartupCheck | undefined =
-    opts.quickCheck === undefined || opts.quickCheck === 'never' ? undefined : { quick_check: quick ? 'ok' : 'skipped', db_bytes: bytes, ms: Math.round(performance.now() - started) };
+    opts.quickCheck === undefined || opts.quickCheck === 'never'
+      ? undefined
+      : {
+          quick_check: quick ? 'ok' : 'skipped',
+          db_bytes: bytes,
+          ms: Math.round(performance.now() - started),
+        };
   const modeNotes = tightenModes(opts.dataDir, { dir: false });
   const clock = opts.clock ?? systemClock;
   return {
@@ -123,7 +156,10 @@ export function openContext(opts: ContextOptions): Context {
     store,
     info,
     key,
-    services: createServices(store, clock, key, info, { monotonicMs: () => performance.now(), ...opts.services }),
+    services: createServices(store, clock, key, info, {
+      monotonicMs: () => performance.now(),
+      ...opts.services,
+    }),
     close: () => store.close(),
   };
 }

@@ -1,4 +1,17 @@
-import { accessSync, chmodSync, constants as fsConstants, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants as fsConstants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  openSync,
+  fsyncSync,
+  closeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -48,7 +61,10 @@ export function initState(dataDir: string): InitState {
 }
 
 /** Creates the server identity: a fresh Ed25519 key (PASERK k4.secret, 0600) and server.json. */
-export function createIdentity(dataDir: string, now: number): { info: ServerInfo; key: SigningKey } {
+export function createIdentity(
+  dataDir: string,
+  now: number,
+): { info: ServerInfo; key: SigningKey } {
   const p = dataPaths(dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const key = generateSigningKey();
@@ -82,13 +98,20 @@ export function moveAside(dataDir: string, stamp: string): string[] {
 const serverInfoSchema = z.strictObject({
   format: z.literal(1, { message: 'must be 1' }),
   // newId('srv'): 16 random bytes in base64url.
-  server_id: z.string({ message: 'must be a string' }).regex(/^srv_[A-Za-z0-9_-]{22}$/, 'must look like srv_ and 22 base64url characters'),
-  public_key: z.string({ message: 'must be a string' }).startsWith('k4.public.', 'must be a k4.public PASERK'),
+  server_id: z
+    .string({ message: 'must be a string' })
+    .regex(/^srv_[A-Za-z0-9_-]{22}$/, 'must look like srv_ and 22 base64url characters'),
+  public_key: z
+    .string({ message: 'must be a string' })
+    .startsWith('k4.public.', 'must be a k4.public PASERK'),
   kid: z.string({ message: 'must be a string' }).startsWith('k4.pid.', 'must be a k4.pid key id'),
-  created_at: z.iso.datetime({ message: 'must be an RFC 3339 time such as 2024-01-15T10:30:00.000Z' }),
+  created_at: z.iso.datetime({
+    message: 'must be an RFC 3339 time such as 2024-01-15T10:30:00.000Z',
+  }),
 });
 
-const RESTORE_HINT = 'restore server.key and server.json together from a backup of this server (bp-license-server backup); never edit them by hand';
+const RESTORE_HINT =
+  'restore server.key and server.json together from a backup of this server (bp-license-server backup); never edit them by hand';
 
 /** server.key and server.json are well under 1 KiB; anything past this is not ours. */
 const IDENTITY_MAX_BYTES = 64 * 1024;
@@ -98,7 +121,11 @@ const IDENTITY_MAX_BYTES = 64 * 1024;
  * (undefined: any size). What opening and reading anything else would do: block on a FIFO, read a
  * device without end, or fail with a raw errno.
  */
-export function assertRegularFile(file: string, maxBytes: number | undefined, fail: (message: string) => Error): void {
+export function assertRegularFile(
+  file: string,
+  maxBytes: number | undefined,
+  fail: (message: string) => Error,
+): void {
   let st;
   try {
     st = statSync(file);
@@ -106,14 +133,32 @@ export function assertRegularFile(file: string, maxBytes: number | undefined, fa
     throw fail(`${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
   if (!st.isFile()) {
-    const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a named pipe (FIFO)' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file';
+    const kind = st.isDirectory()
+      ? 'a directory'
+      : st.isFIFO()
+        ? 'a named pipe (FIFO)'
+        : st.isCharacterDevice() || st.isBlockDevice()
+          ? 'a device'
+          : st.isSocket()
+            ? 'a socket'
+            : 'not a regular file';
     throw fail(`${file} is ${kind}, not a regular file`);
   }
-  if (maxBytes !== undefined && st.size > maxBytes) throw fail(`${file} is ${st.size} bytes, far larger than such a file can be`);
+  if (maxBytes !== undefined && st.size > maxBytes)
+    throw fail(`${file} is ${st.size} bytes, far larger than such a file can be`);
 }
 
-function identityError(dataDir: string, message: string, details: Record<string, unknown> = {}): AppError {
-  return new AppError('conflict', `the server identity in ${dataDir} is inconsistent: ${message}; refusing to start`, { data_dir: dataDir, check: 'identity', ...details }, RESTORE_HINT);
+function identityError(
+  dataDir: string,
+  message: string,
+  details: Record<string, unknown> = {},
+): AppError {
+  return new AppError(
+    'conflict',
+    `the server identity in ${dataDir} is inconsistent: ${message}; refusing to start`,
+    { data_dir: dataDir, check: 'identity', ...details },
+    RESTORE_HINT,
+  );
 }
 
 /**
@@ -130,7 +175,12 @@ export function loadIdentity(dataDir: string): { info: ServerInfo; key: SigningK
   const p = dataPaths(dataDir);
   const state = initState(dataDir);
   if (state === 'none') {
-    throw new AppError('not_found', `${dataDir} holds no license server`, { data_dir: dataDir }, `run: bp-license-server init --data-dir ${dataDir}`);
+    throw new AppError(
+      'not_found',
+      `${dataDir} holds no license server`,
+      { data_dir: dataDir },
+      `run: bp-license-server init --data-dir ${dataDir}`,
+    );
   }
   if (state === 'partial') {
     const missing = [p.db, p.key, p.info].filter((f) => !existsSync(f));
@@ -143,36 +193,62 @@ export function loadIdentity(dataDir: string): { info: ServerInfo; key: SigningK
   }
   // Regular files of a sane size before anything reads them: a FIFO would block the read forever,
   // a device (a link to /dev/zero) would be read without end, a directory gives a misleading error.
-  for (const f of [p.key, p.info]) assertRegularFile(f, IDENTITY_MAX_BYTES, (m) => identityError(dataDir, m, { file: f }));
+  for (const f of [p.key, p.info])
+    assertRegularFile(f, IDENTITY_MAX_BYTES, (m) => identityError(dataDir, m, { file: f }));
   const mode = statSync(p.key).mode & 0o777;
   if ((mode & 0o077) !== 0) {
-    throw new AppError('forbidden', `${p.key} is readable by other users (mode ${mode.toString(8)}); it must be 0600`, {}, `chmod 600 ${p.key}`);
+    throw new AppError(
+      'forbidden',
+      `${p.key} is readable by other users (mode ${mode.toString(8)}); it must be 0600`,
+      {},
+      `chmod 600 ${p.key}`,
+    );
   }
   let key: SigningKey;
   try {
     key = signingKeyFromPaserk(readFileSync(p.key, 'utf8').trim());
   } catch (err) {
-    throw identityError(dataDir, `server.key is not a usable k4.secret key (${(err as Error).message})`, { file: p.key });
+    throw identityError(
+      dataDir,
+      `server.key is not a usable k4.secret key (${(err as Error).message})`,
+      { file: p.key },
+    );
   }
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(p.info, 'utf8'));
   } catch (err) {
-    throw identityError(dataDir, `server.json is not JSON (${(err as Error).message})`, { file: p.info });
+    throw identityError(dataDir, `server.json is not JSON (${(err as Error).message})`, {
+      file: p.info,
+    });
   }
   const parsed = serverInfoSchema.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.') || '(root)', message: i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.join(', ')}` : i.message }));
-    throw identityError(dataDir, `server.json ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, { file: p.info, issues });
+    const issues = parsed.error.issues.map((i) => ({
+      path: i.path.join('.') || '(root)',
+      message: i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.join(', ')}` : i.message,
+    }));
+    throw identityError(
+      dataDir,
+      `server.json ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`,
+      { file: p.info, issues },
+    );
   }
   const info = parsed.data as ServerInfo;
   if (info.public_key !== key.publicPaserk) {
-    throw identityError(dataDir, 'server.key does not match the public key in server.json', { file: p.info, field: 'public_key' });
+    throw identityError(dataDir, 'server.key does not match the public key in server.json', {
+      file: p.info,
+      field: 'public_key',
+    });
   }
   // The kid is what clients look keys up by; one that is not the key's own (key.kid is computed
   // from the key, never read) would be published.
   if (info.kid !== key.kid) {
-    throw identityError(dataDir, `server.json kid ${info.kid.slice(0, 24)}… is not the key id of its public_key (${key.kid})`, { file: p.info, field: 'kid' });
+    throw identityError(
+      dataDir,
+      `server.json kid ${info.kid.slice(0, 24)}… is not the key id of its public_key (${key.kid})`,
+      { file: p.info, field: 'kid' },
+    );
   }
   return { info, key };
 }
@@ -190,12 +266,17 @@ export function assertWritable(dataDir: string): void {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') continue;
-      const why = code === 'EROFS' ? 'is on a read-only file system' : `cannot be written (${code ?? String(err)})`;
+      const why =
+        code === 'EROFS'
+          ? 'is on a read-only file system'
+          : `cannot be written (${code ?? String(err)})`;
       throw new AppError(
         'storage_unavailable',
         `${f} ${why}; the server needs to write license.db and its WAL, so it refuses to start`,
         { data_dir: dataDir, check: 'writable', errno: code },
-        code === 'EROFS' ? 'remount the file system read-write (or copy the data directory to writable storage), then start again' : `give the user running the server write access to ${dataDir}`,
+        code === 'EROFS'
+          ? 'remount the file system read-write (or copy the data directory to writable storage), then start again'
+          : `give the user running the server write access to ${dataDir}`,
       );
     }
   }
@@ -209,7 +290,12 @@ export function assertWritable(dataDir: string): void {
 export function tightenModes(dataDir: string, opts: { dir: boolean }): string[] {
   const p = dataPaths(dataDir);
   const notes: string[] = [];
-  const targets: Array<[string, number]> = [[p.db, 0o600], [`${p.db}-wal`, 0o600], [`${p.db}-shm`, 0o600], [p.info, 0o600]];
+  const targets: Array<[string, number]> = [
+    [p.db, 0o600],
+    [`${p.db}-wal`, 0o600],
+    [`${p.db}-shm`, 0o600],
+    [p.info, 0o600],
+  ];
   if (opts.dir) targets.unshift([dataDir, 0o700]);
   for (const [f, want] of targets) {
     let mode: number;
@@ -221,9 +307,13 @@ export function tightenModes(dataDir: string, opts: { dir: boolean }): string[] 
     if ((mode & 0o077) === 0) continue;
     try {
       chmodSync(f, want);
-      notes.push(`tightened ${f} from ${mode.toString(8).padStart(4, '0')} to ${want.toString(8).padStart(4, '0')}`);
+      notes.push(
+        `tightened ${f} from ${mode.toString(8).padStart(4, '0')} to ${want.toString(8).padStart(4, '0')}`,
+      );
     } catch (err) {
-      notes.push(`warning: ${f} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}) and could not be changed (${(err as NodeJS.ErrnoException).code ?? String(err)}); run: chmod ${want.toString(8)} ${f}`);
+      notes.push(
+        `warning: ${f} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}) and could not be changed (${(err as NodeJS.ErrnoException).code ?? String(err)}); run: chmod ${want.toString(8)} ${f}`,
+      );
     }
   }
   return notes;

@@ -24,32 +24,39 @@ export const ERROR_STATUS = {
   busy: 503,
   storage_unavailable: 503,
   storage_full: 507,
-} as const satisfies Record<string, 400 | 401 | 403 | 404 | 408 | 409 | 410 | 413 | 422 | 431 | 500 | 503 | 507>;
+} as const satisfies Record<
+  string,
+  400 | 401 | 403 | 404 | 408 | 409 | 410 | 413 | 422 | 431 | 500 | 503 | 507
+>;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 export type ErrorStatus = (typeof ERROR_STATUS)[ErrorCode];
 
 export const ERROR_DESCRIPTIONS = {
-  invalid_request: 'the request is malformed or a field is invalid; details.issues lists each problem',
+  invalid_request:
+    'the request is malformed or a field is invalid; details.issues lists each problem',
   unauthorized: 'missing, malformed, unknown, expired or revoked API token',
   forbidden: 'the token is valid but its role may not do this',
   seat_not_assigned: 'the entitlement assigns seats manually and the subject holds none',
   feature_not_entitled: 'a requested feature is not in the entitlement',
-  entitlement_inactive: 'the entitlement is suspended, revoked, expired or pending (details.reason)',
+  entitlement_inactive:
+    'the entitlement is suspended, revoked, expired or pending (details.reason)',
   not_found: 'no such route or resource (or not visible to this token)',
-  request_timeout: 'the request (its headers or its body) did not arrive in time; the connection is closed',
+  request_timeout:
+    'the request (its headers or its body) did not arrive in time; the connection is closed',
   conflict: 'the request conflicts with the current state',
   seats_exhausted: 'every seat of the entitlement is in use',
   managed_by_bundle: 'the entitlement is managed by vendor bundles and cannot be edited locally',
   lease_expired: 'the lease has expired; request a new one',
   lease_released: 'the lease was released or revoked; request a new one',
   payload_too_large: 'the request body is over the limit for this route',
-  headers_too_large: 'the request headers are over the server\'s limit (16 KiB in all)',
+  headers_too_large: "the request headers are over the server's limit (16 KiB in all)",
   bundle_rejected: 'a sync bundle failed a check (details.rule names it)',
   internal: 'an unexpected error; the server log has the detail under the request id',
   clock_suspect: 'the system clock is behind the last trusted time; fix the clock',
   busy: 'the database is locked by another process, or the server is at its memory budget; retry after Retry-After seconds',
-  storage_unavailable: 'the database cannot be written (read-only file system, permissions, an I/O error); nothing was changed',
+  storage_unavailable:
+    'the database cannot be written (read-only file system, permissions, an I/O error); nothing was changed',
   storage_full: 'the disk holding the data directory is full; nothing was changed',
 } as const satisfies Record<ErrorCode, string>;
 
@@ -92,7 +99,11 @@ export interface ErrorEnvelope {
 }
 
 export function toEnvelope(err: AppError, requestId?: string): ErrorEnvelope {
-  const error: ErrorEnvelope['error'] = { code: err.code, message: err.message, details: err.details };
+  const error: ErrorEnvelope['error'] = {
+    code: err.code,
+    message: err.message,
+    details: err.details,
+  };
   if (requestId !== undefined) error.request_id = requestId;
   return { error };
 }

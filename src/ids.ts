@@ -17,7 +17,10 @@ function take(n: number): Buffer {
 }
 
 /** Prefixed random ids: `ent_` + 128 random bits in base64url (22 chars). */
-export function newId(prefix: 'ent' | 'tok' | 'lease' | 'seat' | 'req' | 'srv' | 'evt', bytes = 16): string {
+export function newId(
+  prefix: 'ent' | 'tok' | 'lease' | 'seat' | 'req' | 'srv' | 'evt',
+  bytes = 16,
+): string {
   return `${prefix}_${take(bytes).toString('base64url')}`;
 }
 

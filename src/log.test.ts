@@ -1,14 +1,32 @@
 import { describe, expect, it } from 'vitest';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger, openLogFile } from './log.ts';
 
 function capture(buffered: boolean) {
   const writes: string[] = [];
-  const log = createLogger({ write: (t) => writes.push(t), now: () => Date.UTC(2026, 10, 22), buffered, level: 'debug' });
-  const lines = () => writes.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const log = createLogger({
+    write: (t) => writes.push(t),
+    now: () => Date.UTC(2026, 10, 22),
+    buffered,
+    level: 'debug',
+  });
+  const lines = () =>
+    writes
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   return { writes, log, lines };
 }
 
@@ -57,7 +75,10 @@ describe('lines the writer refuses', () => {
   it('are counted, and the next line that goes out is preceded by one warning with the count', () => {
     const writes: string[] = [];
     let open = false;
-    const log = createLogger({ write: (t) => (open ? writes.push(t) > 0 : false), now: () => Date.UTC(2026, 10, 22) });
+    const log = createLogger({
+      write: (t) => (open ? writes.push(t) > 0 : false),
+      now: () => Date.UTC(2026, 10, 22),
+    });
     log.info('lost 1');
     log.info('lost 2');
     log.warn('lost 3');
@@ -66,9 +87,19 @@ describe('lines the writer refuses', () => {
     open = true;
     log.info('kept');
     log.info('kept too');
-    const lines = writes.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = writes
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toEqual([
-      { ts: '2026-11-22T00:00:00.000Z', level: 'warn', msg: 'log lines dropped: the log reader was gone or too slow', count: 3, total: 3 },
+      {
+        ts: '2026-11-22T00:00:00.000Z',
+        level: 'warn',
+        msg: 'log lines dropped: the log reader was gone or too slow',
+        count: 3,
+        total: 3,
+      },
       { ts: '2026-11-22T00:00:00.000Z', level: 'info', msg: 'kept' },
       { ts: '2026-11-22T00:00:00.000Z', level: 'info', msg: 'kept too' },
     ]);
@@ -88,7 +119,11 @@ describe('lines the writer refuses', () => {
     open = true;
     log.info('back');
     await nextTurn();
-    const lines = writes.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; count?: number });
+    const lines = writes
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { msg: string; count?: number });
     expect(lines.map((l) => [l.msg, l.count])).toEqual([
       ['log lines dropped: the log reader was gone or too slow', 6],
       ['back', undefined],

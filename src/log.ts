@@ -74,7 +74,14 @@ export function createLogger(opts: LoggerOptions = {}): CountingLogger {
       setImmediate(flush);
     }
   };
-  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error'), flush, dropped: () => dropped };
+  return {
+    debug: emit('debug'),
+    info: emit('info'),
+    warn: emit('warn'),
+    error: emit('error'),
+    flush,
+    dropped: () => dropped,
+  };
 }
 
 function countLines(text: string): number {

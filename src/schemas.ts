@@ -20,22 +20,35 @@ export const identifier = z
  * invisible character (a variation selector, a Hangul filler) would make a look-alike id another
  * subject, and Unicode promises stable normalisation and case folding for assigned characters only.
  */
-export const subjectIdentifier = identifier
-  .regex(/^[^\p{Default_Ignorable_Code_Point}\p{Cs}\p{Cn}]+$/u, 'must not contain invisible, unassigned or surrogate characters');
+export const subjectIdentifier = identifier.regex(
+  /^[^\p{Default_Ignorable_Code_Point}\p{Cs}\p{Cn}]+$/u,
+  'must not contain invisible, unassigned or surrogate characters',
+);
 
 export const featureName = z
   .string()
   .min(1)
   .max(128)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'features are letters, digits and . _ : - (starting with a letter or digit)');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._:-]*$/,
+    'features are letters, digits and . _ : - (starting with a letter or digit)',
+  );
 
 /** RFC 3339 with an offset; stored as epoch milliseconds. */
 export const timestamp = z
   .string()
   .max(40)
-  .pipe(z.iso.datetime({ offset: true, message: 'must be an RFC 3339 time such as 2024-01-15T11:30:00Z' }))
+  .pipe(
+    z.iso.datetime({
+      offset: true,
+      message: 'must be an RFC 3339 time such as 2024-01-15T11:30:00Z',
+    }),
+  )
   .transform((s) => Date.parse(s))
-  .refine((ms) => Number.isFinite(ms) && ms >= 0 && ms < Date.UTC(10000, 0, 1), 'must be between 1970 and 9999');
+  .refine(
+    (ms) => Number.isFinite(ms) && ms >= 0 && ms < Date.UTC(10000, 0, 1),
+    'must be between 1970 and 9999',
+  );
 
 const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as const;
 
@@ -44,21 +57,30 @@ export const MAX_SEATS_LIMIT = 1_000_000;
 /** policy_json: the four types plus the marketplace's license-type words, normalised. */
 export const policySchema = z
   .strictObject({
-    type: z.enum(['per_user', 'per_machine', 'concurrent', 'feature_based', ...MARKETPLACE_ALIASES], {
-      message: 'type must be one of per_user, per_machine, concurrent, feature_based (or individual, seat_based, team, unlimited)',
-    }),
+    type: z.enum(
+      ['per_user', 'per_machine', 'concurrent', 'feature_based', ...MARKETPLACE_ALIASES],
+      {
+        message:
+          'type must be one of per_user, per_machine, concurrent, feature_based (or individual, seat_based, team, unlimited)',
+      },
+    ),
     max_seats: z.int().min(1).max(MAX_SEATS_LIMIT).optional(),
     features: z
       .array(featureName)
       .max(256)
       .refine((f) => new Set(f).size === f.length, 'features must not repeat')
       .optional(),
-    lease_ttl_seconds: z.int().min(5).max(30 * 86_400).optional(),
+    lease_ttl_seconds: z
+      .int()
+      .min(5)
+      .max(30 * 86_400)
+      .optional(),
     grace_days: z.int().min(0).max(3650).optional(),
     seat_assignment: z.enum(['auto', 'manual']).optional(),
   })
   .superRefine((p, ctx) => {
-    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    const issue = (path: string, message: string) =>
+      ctx.addIssue({ code: 'custom', path: [path], message });
     const type = normaliseType(p.type);
     if (p.type === 'individual' && p.max_seats !== undefined && p.max_seats !== 1) {
       issue('max_seats', 'an individual license has exactly 1 seat');
@@ -104,7 +126,10 @@ export const entitlementCreateSchema = z
     ends_at: timestamp,
     external_id: identifier.optional(),
   })
-  .refine((e) => e.ends_at > e.starts_at, { path: ['ends_at'], message: 'ends_at must be after starts_at' });
+  .refine((e) => e.ends_at > e.starts_at, {
+    path: ['ends_at'],
+    message: 'ends_at must be after starts_at',
+  });
 
 export type EntitlementCreateInput = z.output<typeof entitlementCreateSchema>;
 
@@ -114,10 +139,16 @@ export const entitlementUpdateSchema = z
     starts_at: timestamp.optional(),
     ends_at: timestamp.optional(),
     external_id: identifier.nullable().optional(),
-    tenant_id: z.never({ message: 'tenant_id cannot be changed: create a new entitlement' }).optional(),
-    product_id: z.never({ message: 'product_id cannot be changed: create a new entitlement' }).optional(),
+    tenant_id: z
+      .never({ message: 'tenant_id cannot be changed: create a new entitlement' })
+      .optional(),
+    product_id: z
+      .never({ message: 'product_id cannot be changed: create a new entitlement' })
+      .optional(),
   })
-  .refine((u) => Object.values(u).some((v) => v !== undefined), { message: 'give at least one field to change' });
+  .refine((u) => Object.values(u).some((v) => v !== undefined), {
+    message: 'give at least one field to change',
+  });
 
 export type EntitlementUpdateInput = z.output<typeof entitlementUpdateSchema>;
 
@@ -126,7 +157,10 @@ export const renewSchema = z.strictObject({
 });
 
 export const importEnvelopeSchema = z.strictObject({
-  entitlements: z.array(z.unknown()).min(1, 'entitlements must hold at least one entitlement').max(200_000),
+  entitlements: z
+    .array(z.unknown())
+    .min(1, 'entitlements must hold at least one entitlement')
+    .max(200_000),
 });
 
 export const MAX_IMPORT_ERRORS_SHOWN = 100;
@@ -150,7 +184,12 @@ export function parseImportItems(items: unknown[]): EntitlementCreateInput[] {
       errorCount++;
       if (errors.length < MAX_IMPORT_ERRORS_SHOWN) {
         const first = r.error.issues[0]!;
-        errors.push({ index: i, code: 'invalid_request', path: formatPath(first.path), message: first.message });
+        errors.push({
+          index: i,
+          code: 'invalid_request',
+          path: formatPath(first.path),
+          message: first.message,
+        });
       }
     }
   }
@@ -158,7 +197,11 @@ export function parseImportItems(items: unknown[]): EntitlementCreateInput[] {
   return out;
 }
 
-export function importError(errorCount: number, total: number, errors: ImportItemError[]): AppError {
+export function importError(
+  errorCount: number,
+  total: number,
+  errors: ImportItemError[],
+): AppError {
   return new AppError(
     'invalid_request',
     `${errorCount} of ${total} entitlements are invalid; nothing was imported`,
@@ -177,42 +220,70 @@ export const listQuerySchema = z.strictObject({
 
 export const tokenCreateSchema = z
   .strictObject({
-    name: z.string().min(1).max(100).regex(/^[^\p{Cc}]+$/u, 'must not contain control characters'),
+    name: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters'),
     role: z.enum(['admin', 'tenant_admin', 'reader']).default('admin'),
     tenant_id: identifier.optional(),
     expires_in_days: z.int().min(1).max(3650).optional(),
   })
   .superRefine((t, ctx) => {
-    if (t.role === 'tenant_admin' && t.tenant_id === undefined) ctx.addIssue({ code: 'custom', path: ['tenant_id'], message: 'a tenant_admin token needs tenant_id' });
-    if (t.role === 'admin' && t.tenant_id !== undefined) ctx.addIssue({ code: 'custom', path: ['tenant_id'], message: 'an admin token spans every tenant; use role tenant_admin for one tenant' });
+    if (t.role === 'tenant_admin' && t.tenant_id === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tenant_id'],
+        message: 'a tenant_admin token needs tenant_id',
+      });
+    if (t.role === 'admin' && t.tenant_id !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tenant_id'],
+        message: 'an admin token spans every tenant; use role tenant_admin for one tenant',
+      });
   });
 
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(root)';
+  return (
+    path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+      .join('')
+      .replace(/^\./, '') || '(root)'
+  );
 }
 
 /** Parses with a schema or throws invalid_request with details.issues[{path, message}]. */
-export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.output<S> {
+export function parseWith<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  what = 'request body',
+): z.output<S> {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
-  const issues = r.error.issues.slice(0, 50).map((i) => ({ path: formatPath(i.path), message: i.message }));
+  const issues = r.error.issues
+    .slice(0, 50)
+    .map((i) => ({ path: formatPath(i.path), message: i.message }));
   const first = issues[0]!;
-  throw new AppError('invalid_request', `invalid ${what}: ${first.path}: ${first.message}`, { issues });
+  throw new AppError('invalid_request', `invalid ${what}: ${first.path}: ${first.message}`, {
+    issues,
+  });
 }
 
-export const subjectTypeSchema = z.enum(['user', 'machine'], { message: 'subject_type must be user or machine' });
+export const subjectTypeSchema = z.enum(['user', 'machine'], {
+  message: 'subject_type must be user or machine',
+});
 
-const leaseIdShape = z.string().regex(/^lease_[A-Za-z0-9_-]{22,40}$/, 'must be a lease id as the server gave it (lease_…)');
+const leaseIdShape = z
+  .string()
+  .regex(/^lease_[A-Za-z0-9_-]{22,40}$/, 'must be a lease id as the server gave it (lease_…)');
 
 export const leaseRequestSchema = z.strictObject({
   product_id: identifier,
   tenant_id: identifier,
   subject_type: subjectTypeSchema,
   subject_id: subjectIdentifier,
-  features: z
-    .array(featureName)
-    .max(256)
-    .optional(),
+  features: z.array(featureName).max(256).optional(),
   entitlement_id: identifier.optional(),
 });
 
@@ -244,12 +315,18 @@ export const usageCsvQuerySchema = z.strictObject({
   days: z.coerce.number().int().min(1).max(3660).optional(),
 });
 
-const subjectSchema = z.strictObject({ subject_type: subjectTypeSchema, subject_id: subjectIdentifier });
+const subjectSchema = z.strictObject({
+  subject_type: subjectTypeSchema,
+  subject_id: subjectIdentifier,
+});
 
 /** One seat: `{subject_type, subject_id}` or the marketplace's `{principal_id}`. */
-export const seatAssignSchema = z.union([subjectSchema, z.strictObject({ principal_id: subjectIdentifier })], {
-  message: 'give {"subject_type", "subject_id"} or {"principal_id"}',
-});
+export const seatAssignSchema = z.union(
+  [subjectSchema, z.strictObject({ principal_id: subjectIdentifier })],
+  {
+    message: 'give {"subject_type", "subject_id"} or {"principal_id"}',
+  },
+);
 
 /** Many seats: `{subjects: [...]}` or the marketplace's `{principal_ids: [...]}`. */
 export const seatBulkSchema = z.union(

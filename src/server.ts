@@ -10,7 +10,17 @@ import { createApp } from './app.ts';
 import { newId } from './ids.ts';
 import { createBodyReader, refuseRequest } from './http/body.ts';
 import { answerOnSocket, createProtocolErrorHandler } from './http/protocol-errors.ts';
-import { BODY_TIMEOUT_MS, DEFAULT_BODY_BUDGET, MAX_CONNECTIONS, HEADERS_TIMEOUT_MS, IMPORT_PATH, LEASE_BODY_LIMIT, LEASE_BODY_TIMEOUT_MS, STREAMED_PATH, bodyLimitFor } from './http/limits.ts';
+import {
+  BODY_TIMEOUT_MS,
+  DEFAULT_BODY_BUDGET,
+  MAX_CONNECTIONS,
+  HEADERS_TIMEOUT_MS,
+  IMPORT_PATH,
+  LEASE_BODY_LIMIT,
+  LEASE_BODY_TIMEOUT_MS,
+  STREAMED_PATH,
+  bodyLimitFor,
+} from './http/limits.ts';
 import { createMetrics } from './http/metrics.ts';
 import { createLeaseApi } from './http/lease-api.ts';
 import { createLeaseFastPath } from './http/lease-fast-path.ts';
@@ -77,18 +87,39 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   for (const note of ctx.modeNotes) log.warn(note, {});
   log.debug('start-up checks passed', { ...ctx.startupCheck });
   if (ctx.startupCheck?.quick_check === 'skipped') {
-    log.warn('license.db is over the start-up quick_check size; checked its header and schema only; run audit verify (integrity_check) in a quiet hour', { ...ctx.startupCheck });
+    log.warn(
+      'license.db is over the start-up quick_check size; checked its header and schema only; run audit verify (integrity_check) in a quiet hour',
+      { ...ctx.startupCheck },
+    );
   }
-  for (const n of migrationNotes(ctx.store.db)) log.warn(n.message, { migration: n.migration, ...n.details });
+  for (const n of migrationNotes(ctx.store.db))
+    log.warn(n.message, { migration: n.migration, ...n.details });
   let draining = false;
   const metrics = createMetrics();
   // WAL checkpoints on their own thread; full or read-only storage as episodes (storage/upkeep.ts).
   const upkeep = startStorageUpkeep({ db: ctx.store.db, file: dataPaths(config.dataDir).db, log });
   const storageHealth = upkeep.health;
-  const app = createApp({ services: ctx.services, store: ctx.store, clock: ctx.clock, info: ctx.info, log, metrics, isDraining: () => draining, storage: upkeep });
+  const app = createApp({
+    services: ctx.services,
+    store: ctx.store,
+    clock: ctx.clock,
+    info: ctx.info,
+    log,
+    metrics,
+    isDraining: () => draining,
+    storage: upkeep,
+  });
   // The client lease routes go straight to their handlers; everything else through the Hono app.
   const bodies = createBodyReader(config.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET);
-  const lease = createLeaseFastPath({ api: createLeaseApi(ctx.services), log, metrics, bodyLimit: LEASE_BODY_LIMIT, bodyTimeoutMs: config.timeouts?.leaseBodyMs ?? LEASE_BODY_TIMEOUT_MS, bodies, storageHealth });
+  const lease = createLeaseFastPath({
+    api: createLeaseApi(ctx.services),
+    log,
+    metrics,
+    bodyLimit: LEASE_BODY_LIMIT,
+    bodyTimeoutMs: config.timeouts?.leaseBodyMs ?? LEASE_BODY_TIMEOUT_MS,
+    bodies,
+    storageHealth,
+  });
   const viaHono = getRequestListener(app.fetch, {
     // HTTP/1.0 has no Host header: such a request is served (the app routes on the path only).
     hostname: 'localhost',
@@ -96,9 +127,18 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     // envelope, not an empty 400. Anything else thrown here is our bug: errorAnswer logs it.
     errorHandler: (err) => {
       const id = newId('req', 12);
-      const a = errorAnswer(err instanceof RequestError ? new AppError('invalid_request', `the request cannot be read: ${err.message}`) : err, id, log);
+      const a = errorAnswer(
+        err instanceof RequestError
+          ? new AppError('invalid_request', `the request cannot be read: ${err.message}`)
+          : err,
+        id,
+        log,
+      );
       recordRequest(log, metrics, { id, method: '-', path: '-', status: a.status, ms: 0 });
-      return new Response(JSON.stringify(a.body), { status: a.status, headers: { 'content-type': 'application/json', 'x-request-id': id } });
+      return new Response(JSON.stringify(a.body), {
+        status: a.status,
+        headers: { 'content-type': 'application/json', 'x-request-id': id },
+      });
     },
   });
   let importing = false;
@@ -108,11 +148,25 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     // connection while draining (see DrainAwareResponse). One load and one store per request.
     const socket = req.socket as Socket & { [LAST]?: ServerResponse };
     const prev = socket[LAST];
-    if (prev !== undefined && !prev.writableEnded) (prev as ServerResponse & { [FOLLOWED]?: boolean })[FOLLOWED] = true;
+    if (prev !== undefined && !prev.writableEnded)
+      (prev as ServerResponse & { [FOLLOWED]?: boolean })[FOLLOWED] = true;
     socket[LAST] = res;
     // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400 (node:http's own is an empty one).
-    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
-      return refuseRequest(req, res, new AppError('invalid_request', 'an HTTP/1.1 request needs a Host header', { issues: [{ path: 'host', message: 'missing' }] }), log, metrics, performance.now());
+    if (
+      req.headers.host === undefined &&
+      req.httpVersionMajor === 1 &&
+      req.httpVersionMinor === 1
+    ) {
+      return refuseRequest(
+        req,
+        res,
+        new AppError('invalid_request', 'an HTTP/1.1 request needs a Host header', {
+          issues: [{ path: 'host', message: 'missing' }],
+        }),
+        log,
+        metrics,
+        performance.now(),
+      );
     }
     if (!lease(req, res)) throughApp(req, res);
   };
@@ -123,7 +177,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
    */
   function throughApp(req: IncomingMessage, res: ServerResponse): void {
     const cl = req.headers['content-length'];
-    if (req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0')) return void viaHono(req, res);
+    if (req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0'))
+      return void viaHono(req, res);
     const url = req.url ?? '';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -133,22 +188,38 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     if (isImport) {
       // Up to 64 MiB each, parsed and validated whole: one at a time.
       if (importing) {
-        return refuseRequest(req, res, new AppError('busy', 'another bulk import is in progress; retry when it is done', { retry_after_seconds: 5, reason: 'import_in_progress' }), log, metrics, start);
+        return refuseRequest(
+          req,
+          res,
+          new AppError('busy', 'another bulk import is in progress; retry when it is done', {
+            retry_after_seconds: 5,
+            reason: 'import_in_progress',
+          }),
+          log,
+          metrics,
+          start,
+        );
       }
       importing = true;
       res.once('close', () => (importing = false));
     }
-    bodies.read(req, bodyLimitFor(path), config.timeouts?.bodyMs ?? BODY_TIMEOUT_MS, !isImport, (err, body) => {
-      if (err !== null) return refuseRequest(req, res, err, log, metrics, start);
-      if (body === undefined) return;
-      if (!isImport) {
-        // The app holds the body until it has answered.
-        bodies.hold(body.length);
-        res.once('close', () => bodies.release(body.length));
-      }
-      (req as IncomingMessage & { rawBody?: Buffer }).rawBody = body;
-      void viaHono(req, res);
-    });
+    bodies.read(
+      req,
+      bodyLimitFor(path),
+      config.timeouts?.bodyMs ?? BODY_TIMEOUT_MS,
+      !isImport,
+      (err, body) => {
+        if (err !== null) return refuseRequest(req, res, err, log, metrics, start);
+        if (body === undefined) return;
+        if (!isImport) {
+          // The app holds the body until it has answered.
+          bodies.hold(body.length);
+          res.once('close', () => bodies.release(body.length));
+        }
+        (req as IncomingMessage & { rawBody?: Buffer }).rawBody = body;
+        void viaHono(req, res);
+      },
+    );
   }
 
   // Answers given while draining say `Connection: close`, unless a pipelined request waits behind
@@ -165,22 +236,41 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // headersTimeout: a real client sends its headers at once. requestTimeout: the outer bound for
   // a streamed sync bundle; other bodies are cut sooner by the body reader (limits.ts). The
   // connections are checked every second (Node's default is 30 s).
-  const options = { ServerResponse: DrainAwareResponse as typeof ServerResponse, requireHostHeader: false, headersTimeout: config.timeouts?.headersMs ?? HEADERS_TIMEOUT_MS, requestTimeout: 300_000, connectionsCheckingInterval: 1_000 };
+  const options = {
+    ServerResponse: DrainAwareResponse as typeof ServerResponse,
+    requireHostHeader: false,
+    headersTimeout: config.timeouts?.headersMs ?? HEADERS_TIMEOUT_MS,
+    requestTimeout: 300_000,
+    connectionsCheckingInterval: 1_000,
+  };
 
   let server: Server;
   try {
     server = config.tlsCert
-      ? (createHttpsServer({ ...options, cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) }, listener) as unknown as Server)
+      ? (createHttpsServer(
+          { ...options, cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) },
+          listener,
+        ) as unknown as Server)
       : createHttpServer(options, listener);
   } catch (err) {
     bodies.stop();
     void upkeep.close().then(() => ctx.close());
-    throw new AppError('invalid_request', `cannot use the TLS certificate or key: ${(err as Error).message}`);
+    throw new AppError(
+      'invalid_request',
+      `cannot use the TLS certificate or key: ${(err as Error).message}`,
+    );
   }
   server.on('clientError', createProtocolErrorHandler(log, metrics));
   // node:http closes a CONNECT without a word when nobody listens: this server is no proxy, say so.
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
-    answerOnSocket(socket, new AppError('invalid_request', 'CONNECT is not supported: this server is not a proxy'), log, metrics, 'CONNECT', 'connect');
+    answerOnSocket(
+      socket,
+      new AppError('invalid_request', 'CONNECT is not supported: this server is not a proxy'),
+      log,
+      metrics,
+      'CONNECT',
+      'connect',
+    );
   });
   // An Expect other than 100-continue gets an empty 417 from node:http: served as if it were absent.
   server.on('checkExpectation', listener);
@@ -219,9 +309,25 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     ctx.close();
     bodies.stop();
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EADDRINUSE') throw new AppError('conflict', `port ${config.port} on ${config.host} is in use`, {}, 'stop the other process or pick another --port');
-    if (e.code === 'EACCES') throw new AppError('forbidden', `not allowed to listen on ${config.host}:${config.port}`, {}, 'ports below 1024 need privileges; pick a port above 1024');
-    if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') throw new AppError('invalid_request', `cannot listen on ${config.host}: no such address on this machine`);
+    if (e.code === 'EADDRINUSE')
+      throw new AppError(
+        'conflict',
+        `port ${config.port} on ${config.host} is in use`,
+        {},
+        'stop the other process or pick another --port',
+      );
+    if (e.code === 'EACCES')
+      throw new AppError(
+        'forbidden',
+        `not allowed to listen on ${config.host}:${config.port}`,
+        {},
+        'ports below 1024 need privileges; pick a port above 1024',
+      );
+    if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND')
+      throw new AppError(
+        'invalid_request',
+        `cannot listen on ${config.host}: no such address on this machine`,
+      );
     throw new AppError('internal', `cannot listen on ${config.host}:${config.port}: ${e.message}`);
   }
   server.on('error', (err) => log.error('server error', { error: String(err) }));
@@ -244,14 +350,23 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       if (n > 0) log.info('swept expired leases', { count: n });
     } catch (err) {
       // A full or read-only disk is logged once per episode, not at every sweep.
-      if (!storageHealth.failed(err)) log.warn('lease sweep failed; will retry', { error: String(err) });
+      if (!storageHealth.failed(err))
+        log.warn('lease sweep failed; will retry', { error: String(err) });
     }
   }
 
   // A big bundle import interrupted half-way (a crash) is finished now, in steps, while serving.
   ctx.services.sync.finishInterruptedImport().then(
-    (done) => done && log.info('finished a bundle import that was interrupted', ctx.services.sync.status().last_import ?? {}),
-    (err) => log.error('cannot finish an interrupted bundle import; import that bundle again', { error: String(err) }),
+    (done) =>
+      done &&
+      log.info(
+        'finished a bundle import that was interrupted',
+        ctx.services.sync.status().last_import ?? {},
+      ),
+    (err) =>
+      log.error('cannot finish an interrupted bundle import; import that bundle again', {
+        error: String(err),
+      }),
   );
 
   const port = (server.address() as AddressInfo).port;
@@ -278,13 +393,19 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         // the backlog). Every check runs after a poll phase (setImmediate after the timer): a
         // turn blocked by a long fsync must not pass for quiet while connections wait unaccepted.
         const maxWait = Math.min(ACCEPT_MAX_MS, drainMs);
-        for (let quiet = 0, seen = accepted; quiet < ACCEPT_QUIET_TURNS && performance.now() - started < maxWait; ) {
+        for (
+          let quiet = 0, seen = accepted;
+          quiet < ACCEPT_QUIET_TURNS && performance.now() - started < maxWait;
+        ) {
           await new Promise((r) => setTimeout(r, ACCEPT_TURN_MS));
           await afterPoll();
           quiet = accepted === seen && handshakesPending(port) === 0 ? quiet + 1 : 0;
           seen = accepted;
         }
-        log.info('listener closed; draining connections', { connections: sockets.size, accept_wait_ms: Math.round(performance.now() - started) });
+        log.info('listener closed; draining connections', {
+          connections: sockets.size,
+          accept_wait_ms: Math.round(performance.now() - started),
+        });
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           // An answer whose headers went out before the drain kept its connection: close such
@@ -296,7 +417,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
               server.closeIdleConnections();
               const now = performance.now();
               for (const [socket, at] of sockets) {
-                if (socket.bytesRead === 0 && (socket as Socket & { [LAST]?: ServerResponse })[LAST] === undefined && now - at > SILENT_MS) socket.destroy();
+                if (
+                  socket.bytesRead === 0 &&
+                  (socket as Socket & { [LAST]?: ServerResponse })[LAST] === undefined &&
+                  now - at > SILENT_MS
+                )
+                  socket.destroy();
               }
             });
           }, 100);

@@ -70,8 +70,10 @@ describe('subject keys: one subject however its id is spelt', () => {
       const c = String.fromCodePoint(cp);
       const k = subjectKey(c);
       if (subjectKey(k) !== k) disagreements.push(`U+${cp.toString(16)} not idempotent`);
-      if (subjectKey(c.toUpperCase()) !== k) disagreements.push(`U+${cp.toString(16)} vs its uppercase`);
-      if (subjectKey(c.toLowerCase()) !== k) disagreements.push(`U+${cp.toString(16)} vs its lowercase`);
+      if (subjectKey(c.toUpperCase()) !== k)
+        disagreements.push(`U+${cp.toString(16)} vs its uppercase`);
+      if (subjectKey(c.toLowerCase()) !== k)
+        disagreements.push(`U+${cp.toString(16)} vs its lowercase`);
     }
     // ı uppercases to I, but Unicode case folding keeps it apart from i (no Turkic mappings).
     expect(disagreements).toEqual(['U+131 vs its uppercase']);
@@ -94,7 +96,14 @@ describe('subject ids at the edge', () => {
     expect(() => parseWith(subjectIdentifier, id)).toThrow(AppError);
   });
 
-  it.each([['alice'], [NFD_JOSE], ['CORP\\alice'], ['\u0130stanbul'], ['\u5c71\u7530'], ['user_123@corp.example']])('accepts %s', (id) => {
+  it.each([
+    ['alice'],
+    [NFD_JOSE],
+    ['CORP\\alice'],
+    ['\u0130stanbul'],
+    ['\u5c71\u7530'],
+    ['user_123@corp.example'],
+  ])('accepts %s', (id) => {
     expect(parseWith(subjectIdentifier, id)).toBe(id);
   });
 });

@@ -38,17 +38,23 @@ const TABLE = [
   '1FE6:03C5 0342, 1FE7:03C5 0308 0342, 1FF2:1F7C 03B9, 1FF3:03C9 03B9, 1FF4:03CE 03B9, 1FF6:03C9 0342',
   '1FF7:03C9 0342 03B9, FB00:0066 0066, FB01:0066 0069, FB02:0066 006C, FB03:0066 0066 0069, FB04:0066 0066 006C',
   'FB05:0073 0074, FB06:0073 0074, FB13:0574 0576, FB14:0574 0565, FB15:0574 056B, FB16:057E 0576',
-  'FB17:0574 056D',].join(', ');
+  'FB17:0574 056D',
+].join(', ');
 
 const FOLD = new Map<string, string>();
 for (const entry of TABLE.split(', ')) {
   const [from, to] = entry.split(':') as [string, string];
-  FOLD.set(String.fromCodePoint(parseInt(from, 16)), String.fromCodePoint(...to.split(' ').map((h) => parseInt(h, 16))));
+  FOLD.set(
+    String.fromCodePoint(parseInt(from, 16)),
+    String.fromCodePoint(...to.split(' ').map((h) => parseInt(h, 16))),
+  );
 }
 // Cherokee folds to its uppercase (encoded first): the lowercase letters U+AB70..U+ABBF and
 // U+13F8..U+13FD map to U+13A0..U+13EF and U+13F0..U+13F5.
-for (let cp = 0xab70; cp <= 0xabbf; cp++) FOLD.set(String.fromCodePoint(cp), String.fromCodePoint(cp - 0xab70 + 0x13a0));
-for (let cp = 0x13f8; cp <= 0x13fd; cp++) FOLD.set(String.fromCodePoint(cp), String.fromCodePoint(cp - 8));
+for (let cp = 0xab70; cp <= 0xabbf; cp++)
+  FOLD.set(String.fromCodePoint(cp), String.fromCodePoint(cp - 0xab70 + 0x13a0));
+for (let cp = 0x13f8; cp <= 0x13fd; cp++)
+  FOLD.set(String.fromCodePoint(cp), String.fromCodePoint(cp - 8));
 
 const SPECIAL = new RegExp(`[${[...FOLD.keys()].join('')}]`, 'gu');
 

@@ -23,7 +23,12 @@ export function entitlementView(e: Entitlement, now: number) {
 }
 
 export function apiTokenView(t: ApiToken, now: number) {
-  const status = t.revokedAt !== null ? 'revoked' : t.expiresAt !== null && now >= t.expiresAt ? 'expired' : 'active';
+  const status =
+    t.revokedAt !== null
+      ? 'revoked'
+      : t.expiresAt !== null && now >= t.expiresAt
+        ? 'expired'
+        : 'active';
   return {
     token_id: t.id,
     name: t.name,

@@ -29,7 +29,13 @@ export function createHarness(opts: { now?: string; before?: (dbFile: string) =>
   const reader = services.apiTokens.create({ name: 'test reader', role: 'reader' }, 'test').token;
   const app = createApp({ services, store, clock, info, log: silentLogger });
 
-  async function req(method: string, path: string, body?: unknown, token: string | null = admin, headers: Record<string, string> = {}) {
+  async function req(
+    method: string,
+    path: string,
+    body?: unknown,
+    token: string | null = admin,
+    headers: Record<string, string> = {},
+  ) {
     const h: Record<string, string> = { ...headers };
     if (token !== null) h.authorization = `Bearer ${token}`;
     let payload: string | undefined;
@@ -37,7 +43,11 @@ export function createHarness(opts: { now?: string; before?: (dbFile: string) =>
       h['content-type'] ??= 'application/json';
       payload = typeof body === 'string' ? body : JSON.stringify(body);
     }
-    const res = await app.request(path, { method, headers: h, ...(payload !== undefined ? { body: payload } : {}) });
+    const res = await app.request(path, {
+      method,
+      headers: h,
+      ...(payload !== undefined ? { body: payload } : {}),
+    });
     const text = await res.text();
     let json: any;
     try {
@@ -51,12 +61,18 @@ export function createHarness(opts: { now?: string; before?: (dbFile: string) =>
   /** Every row of every table: "nothing changed" is this staying equal. */
   function snapshot() {
     const db = store.db;
-    const tables = db.prepare("SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string; wr: number }[];
+    const tables = db
+      .prepare(
+        "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%'",
+      )
+      .all() as { name: string; wr: number }[];
     const out: Record<string, unknown> = {};
     // A WITHOUT ROWID table has no rowid; it reads out in primary-key order.
-    for (const t of tables) out[t.name] = db.prepare(`SELECT * FROM ${t.name}${t.wr ? '' : ' ORDER BY rowid'}`).all();
+    for (const t of tables)
+      out[t.name] = db.prepare(`SELECT * FROM ${t.name}${t.wr ? '' : ' ORDER BY rowid'}`).all();
     // Using a token stamps last_used_at: bookkeeping, not a change the request made.
-    for (const row of (out.api_tokens ?? []) as Array<Record<string, unknown>>) delete row.last_used_at;
+    for (const row of (out.api_tokens ?? []) as Array<Record<string, unknown>>)
+      delete row.last_used_at;
     return out;
   }
 

@@ -10,7 +10,9 @@ const readme = readFileSync(`${ROOT}README.md`, 'utf8');
 describe('README', () => {
   it('lists every error code with its status and meaning, as errors.ts has them', () => {
     for (const code of Object.keys(ERROR_STATUS) as ErrorCode[]) {
-      expect(readme).toContain(`| \`${code}\` | ${ERROR_STATUS[code]} | ${ERROR_DESCRIPTIONS[code]} |`);
+      expect(readme).toContain(
+        `| \`${code}\` | ${ERROR_STATUS[code]} | ${ERROR_DESCRIPTIONS[code]} |`,
+      );
     }
   });
 
@@ -22,7 +24,9 @@ describe('README', () => {
 
   it('prints the permission of every admin route, as the table in permissions.ts has it', () => {
     for (const [route, rule] of Object.entries(ROUTES)) {
-      expect(readme).toContain(`| \`${route}\` | ${rule.permission} | ${'global' in rule ? 'yes' : 'no'} |`);
+      expect(readme).toContain(
+        `| \`${route}\` | ${rule.permission} | ${'global' in rule ? 'yes' : 'no'} |`,
+      );
     }
   });
 

@@ -39,10 +39,18 @@ export function killStrays(): void {
   live.clear();
 }
 
-export function runProcess(cmd: [string, string[]], args: string[], opts: SpawnOptions = {}): Promise<RunResult> {
+export function runProcess(
+  cmd: [string, string[]],
+  args: string[],
+  opts: SpawnOptions = {},
+): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0], [...cmd[1], ...args], { cwd: opts.cwd ?? ROOT, env: opts.env ?? { ...process.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd[0], [...cmd[1], ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: opts.env ?? { ...process.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     live.add(child);
     let stdout = '';
     let stderr = '';
@@ -51,7 +59,11 @@ export function runProcess(cmd: [string, string[]], args: string[], opts: SpawnO
     child.stdin.end(opts.input ?? '');
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} took over ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `${args.join(' ')} took over ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -80,9 +92,17 @@ export interface ServeHandle {
 }
 
 /** Starts `serve` and resolves once its one stdout line says where it listens. */
-export function startServe(cmd: [string, string[]], args: string[], opts: SpawnOptions = {}): Promise<ServeHandle> {
+export function startServe(
+  cmd: [string, string[]],
+  args: string[],
+  opts: SpawnOptions = {},
+): Promise<ServeHandle> {
   const started = performance.now();
-  const child = spawn(cmd[0], [...cmd[1], 'serve', ...args], { cwd: opts.cwd ?? ROOT, env: opts.env ?? { ...process.env }, stdio: ['ignore', 'pipe', opts.stderrFd ?? 'pipe'] });
+  const child = spawn(cmd[0], [...cmd[1], 'serve', ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: opts.env ?? { ...process.env },
+    stdio: ['ignore', 'pipe', opts.stderrFd ?? 'pipe'],
+  });
   live.add(child);
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -97,7 +117,11 @@ export function startServe(cmd: [string, string[]], args: string[], opts: SpawnO
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`serve did not say where it listens within ${opts.timeoutMs ?? 15_000} ms\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `serve did not say where it listens within ${opts.timeoutMs ?? 15_000} ms\nstderr: ${stderr}`,
+        ),
+      );
     }, opts.timeoutMs ?? 15_000);
     void exited.then(({ code, signal }) => {
       clearTimeout(timer);

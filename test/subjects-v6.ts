@@ -20,19 +20,45 @@ export function buildV6Database(file: string, opts: { duplicates?: boolean } = {
     db.exec(m.sql);
     db.pragma(`user_version = ${m.version}`);
   }
-  const ent = db.prepare(`INSERT INTO entitlements (id, tenant_id, product_id, policy_json, policy_type, max_seats, grace_days, starts_at, ends_at, status, source, created_at, updated_at)
+  const ent =
+    db.prepare(`INSERT INTO entitlements (id, tenant_id, product_id, policy_json, policy_type, max_seats, grace_days, starts_at, ends_at, status, source, created_at, updated_at)
     VALUES (?, 'acme', 'cad', ?, ?, ?, 30, ?, ?, 'active', 'manual', ?, ?)`);
   const start = Date.parse('2024-01-01T00:00:00Z');
   const end = Date.parse('2030-01-01T00:00:00Z');
   ent.run('ent_u', '{"type":"per_user","max_seats":3}', 'per_user', 3, start, end, start, start);
-  ent.run('ent_m', '{"type":"per_machine","max_seats":2}', 'per_machine', 2, start, end, start, start);
-  ent.run('ent_c', '{"type":"concurrent","max_seats":2}', 'concurrent', 2, start, end, start, start);
+  ent.run(
+    'ent_m',
+    '{"type":"per_machine","max_seats":2}',
+    'per_machine',
+    2,
+    start,
+    end,
+    start,
+    start,
+  );
+  ent.run(
+    'ent_c',
+    '{"type":"concurrent","max_seats":2}',
+    'concurrent',
+    2,
+    start,
+    end,
+    start,
+    start,
+  );
 
-  const seat = db.prepare('INSERT INTO seats (id, entitlement_id, subject_type, subject_id, assigned_at, assigned_by) VALUES (?, ?, ?, ?, ?, ?)');
-  const lease = db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, features, granted_at, renewed_at, expires_at, state, ended_at)
+  const seat = db.prepare(
+    'INSERT INTO seats (id, entitlement_id, subject_type, subject_id, assigned_at, assigned_by) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  const lease =
+    db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, features, granted_at, renewed_at, expires_at, state, ended_at)
     VALUES (?, ?, 'user', ?, '[]', ?, ?, ?, ?, ?)`);
-  const event = db.prepare("INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after) VALUES (?, 'grant', ?, ?, 'user', ?, 1)");
-  const counters = db.prepare('INSERT INTO entitlement_counters (entitlement_id, active_leases, seats_assigned) VALUES (?, ?, ?)');
+  const event = db.prepare(
+    "INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after) VALUES (?, 'grant', ?, ?, 'user', ?, 1)",
+  );
+  const counters = db.prepare(
+    'INSERT INTO entitlement_counters (entitlement_id, active_leases, seats_assigned) VALUES (?, ?, ?)',
+  );
   const live = V6_NOW + 3_600_000;
   const dup = opts.duplicates !== false;
 
@@ -58,9 +84,22 @@ export function buildV6Database(file: string, opts: { duplicates?: boolean } = {
     lease.run('lease_c3', 'ent_c', 'bob', T(13), T(13), T(20), 'active', null);
     lease.run('lease_c4', 'ent_c', 'Bob', T(14), T(14), T(21), 'released', T(15));
   }
-  for (const [i, id] of (dup ? ['alice', 'Alice', 'ALICE', NFD_JOSE, NFC_JOSE, 'bob'] : ['alice', 'amy', 'bob']).entries()) event.run(T(30 + i), 'ent_u', `lease_e${i}`, id);
+  for (const [i, id] of (dup
+    ? ['alice', 'Alice', 'ALICE', NFD_JOSE, NFC_JOSE, 'bob']
+    : ['alice', 'amy', 'bob']
+  ).entries())
+    event.run(T(30 + i), 'ent_u', `lease_e${i}`, id);
 
   // An audit chain to continue: the migration's row must chain onto it.
-  db.transaction(() => createAuditRepo(db).append({ at: T(0), actor: 'cli', action: 'entitlement.create', targetType: 'entitlement', targetId: 'ent_u', details: {} }))();
+  db.transaction(() =>
+    createAuditRepo(db).append({
+      at: T(0),
+      actor: 'cli',
+      action: 'entitlement.create',
+      targetType: 'entitlement',
+      targetId: 'ent_u',
+      details: {},
+    }),
+  )();
   db.close();
 }

@@ -2,7 +2,11 @@ import { expect } from 'vitest';
 import { TokenError, type TokenErrorCode } from '../src/tokens/errors.ts';
 
 /** Asserts fn throws a TokenError with this code and a message holding every fragment. */
-export function expectTokenError(fn: () => unknown, code: TokenErrorCode, ...fragments: string[]): void {
+export function expectTokenError(
+  fn: () => unknown,
+  code: TokenErrorCode,
+  ...fragments: string[]
+): void {
   let caught: unknown;
   try {
     fn();

@@ -20,7 +20,11 @@ export async function buildInproc() {
     packages: 'external',
     loader: { '.sql': 'text' },
     external: ['*.node'],
-    define: { __BPLS_VERSION__: JSON.stringify(JSON.parse(readFileSync(`${root}package.json`, 'utf8')).version) },
+    define: {
+      __BPLS_VERSION__: JSON.stringify(
+        JSON.parse(readFileSync(`${root}package.json`, 'utf8')).version,
+      ),
+    },
     logLevel: 'warning',
   });
   return INPROC_BUNDLE;

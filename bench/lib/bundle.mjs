@@ -14,7 +14,11 @@ import { join } from 'node:path';
 export const BUNDLE_RECORDS = 100_000;
 
 function run(cmd, args) {
-  return spawnSync(cmd[0], [...cmd[1], ...args], { encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
+  return spawnSync(cmd[0], [...cmd[1], ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    maxBuffer: 64 << 20,
+  });
 }
 
 export function commandsOf(cmd) {
@@ -27,8 +31,18 @@ export function commandsOf(cmd) {
 export function bundleContent(count = BUNDLE_RECORDS) {
   const entitlements = new Array(count);
   for (let i = 0; i < count; i++) {
-    const type = i % 4 === 0 ? 'per_user' : i % 4 === 1 ? 'concurrent' : i % 4 === 2 ? 'per_machine' : 'feature_based';
-    const policy = type === 'feature_based' ? { type, features: ['core', 'export'] } : { type, max_seats: 1 + (i % 50), features: ['core'] };
+    const type =
+      i % 4 === 0
+        ? 'per_user'
+        : i % 4 === 1
+          ? 'concurrent'
+          : i % 4 === 2
+            ? 'per_machine'
+            : 'feature_based';
+    const policy =
+      type === 'feature_based'
+        ? { type, features: ['core', 'export'] }
+        : { type, max_seats: 1 + (i % 50), features: ['core'] };
     entitlements[i] = {
       entitlement_id: `ent_bundle_${i}`,
       tenant_id: `bundle-tenant-${Math.floor(i / 10)}`,
@@ -47,10 +61,22 @@ function timedPeak(cmd, args, workDir) {
   if (existsSync('/usr/bin/time')) {
     const timeFile = join(workDir, 'time.txt');
     const t0 = performance.now();
-    const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', timeFile, cmd[0], ...cmd[1], ...args], { encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
+    const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', timeFile, cmd[0], ...cmd[1], ...args], {
+      encoding: 'utf8',
+      timeout: 300_000,
+      maxBuffer: 64 << 20,
+    });
     const seconds = (performance.now() - t0) / 1000;
     const maxKb = Number(readFileSync(timeFile, 'utf8').trim().split('\n').at(-1));
-    return Promise.resolve({ status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, seconds, peakMb: maxKb / 1024, how: '/usr/bin/time %M' });
+    return Promise.resolve({
+      status: r.status,
+      signal: r.signal,
+      stdout: r.stdout,
+      stderr: r.stderr,
+      seconds,
+      peakMb: maxKb / 1024,
+      how: '/usr/bin/time %M',
+    });
   }
   // Fallback: poll VmHWM while it runs (bounded by the 300 s timeout).
   return new Promise((resolve) => {
@@ -73,7 +99,15 @@ function timedPeak(cmd, args, workDir) {
     child.on('close', (status, signal) => {
       clearInterval(poll);
       clearTimeout(kill);
-      resolve({ status, signal, stdout, stderr, seconds: (performance.now() - t0) / 1000, peakMb: peakKb / 1024, how: '/proc VmHWM polling (20 ms)' });
+      resolve({
+        status,
+        signal,
+        stdout,
+        stderr,
+        seconds: (performance.now() - t0) / 1000,
+        peakMb: peakKb / 1024,
+        how: '/proc VmHWM polling (20 ms)',
+      });
     });
   });
 }
@@ -82,27 +116,68 @@ export async function measureBundleImport(cmd, workDir) {
   const commands = commandsOf(cmd);
   if (!commands.has('vendor') || !commands.has('sync')) {
     const missing = ['vendor', 'sync'].filter((c) => !commands.has(c)).map((c) => `\`${c}\``);
-    return { bundle_100k_s: null, bundle_peak_rss_mb: null, note: `bundle import not built yet: the executable has no ${missing.join(' or ')} command (it has: ${[...commands].join(', ')})` };
+    return {
+      bundle_100k_s: null,
+      bundle_peak_rss_mb: null,
+      note: `bundle import not built yet: the executable has no ${missing.join(' or ')} command (it has: ${[...commands].join(', ')})`,
+    };
   }
   const dir = join(workDir, 'bundle');
   mkdirSync(dir, { recursive: true });
   const step = (what, args) => {
     const r = run(cmd, args);
-    if (r.status !== 0) throw new Error(`${what}: \`${args.join(' ')}\` exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(0, 600)}`);
+    if (r.status !== 0)
+      throw new Error(
+        `${what}: \`${args.join(' ')}\` exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(0, 600)}`,
+      );
     return JSON.parse(r.stdout);
   };
   try {
-    const keys = step('vendor keygen', ['--json', 'vendor', 'keygen', '--out', join(dir, 'vendor-keys')]);
+    const keys = step('vendor keygen', [
+      '--json',
+      'vendor',
+      'keygen',
+      '--out',
+      join(dir, 'vendor-keys'),
+    ]);
     const dataDir = join(dir, 'data');
-    const init = step('init', ['--data-dir', dataDir, '--json', 'init', '--vendor-key', keys.public_key]);
+    const init = step('init', [
+      '--data-dir',
+      dataDir,
+      '--json',
+      'init',
+      '--vendor-key',
+      keys.public_key,
+    ]);
     const content = join(dir, 'content.json');
     writeFileSync(content, JSON.stringify(bundleContent()));
     const bundle = join(dir, 'snapshot.bpsync');
     const t0 = performance.now();
-    const signed = step('vendor sign', ['--json', 'vendor', 'sign', '--key', keys.secret_key_file, '--server-id', init.server_id, '--seq', '1', '--in', content, '--out', bundle]);
+    const signed = step('vendor sign', [
+      '--json',
+      'vendor',
+      'sign',
+      '--key',
+      keys.secret_key_file,
+      '--server-id',
+      init.server_id,
+      '--seq',
+      '1',
+      '--in',
+      content,
+      '--out',
+      bundle,
+    ]);
     const signS = (performance.now() - t0) / 1000;
-    const r = await timedPeak(cmd, ['--data-dir', dataDir, '--json', 'sync', 'import', bundle], dir);
-    if (r.status !== 0) throw new Error(`sync import exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(0, 600)}`);
+    const r = await timedPeak(
+      cmd,
+      ['--data-dir', dataDir, '--json', 'sync', 'import', bundle],
+      dir,
+    );
+    if (r.status !== 0)
+      throw new Error(
+        `sync import exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(0, 600)}`,
+      );
     let answer = null;
     try {
       answer = JSON.parse(r.stdout);
@@ -115,9 +190,18 @@ export async function measureBundleImport(cmd, workDir) {
       note: `\`sync import\` of a ${BUNDLE_RECORDS.toLocaleString('en-US')}-record snapshot (${(statSync(bundle).size / 2 ** 20).toFixed(1)} MiB) into a fresh data dir, wall time of the whole process; peak RSS by ${r.how}`,
       bundle_records: signed.records ?? null,
       bundle_sign_s: signS,
-      import_answer: answer && typeof answer === 'object' ? Object.fromEntries(Object.entries(answer).filter(([, v]) => typeof v !== 'object' || v === null)) : null,
+      import_answer:
+        answer && typeof answer === 'object'
+          ? Object.fromEntries(
+              Object.entries(answer).filter(([, v]) => typeof v !== 'object' || v === null),
+            )
+          : null,
     };
   } catch (err) {
-    return { bundle_100k_s: null, bundle_peak_rss_mb: null, note: `bundle import could not be measured: ${err.message}` };
+    return {
+      bundle_100k_s: null,
+      bundle_peak_rss_mb: null,
+      note: `bundle import could not be measured: ${err.message}`,
+    };
   }
 }

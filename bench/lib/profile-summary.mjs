@@ -27,14 +27,17 @@ export function summarize(file, { top = 30, bundle } = {}) {
           lo = mid + 1;
         } else hi = mid - 1;
       }
-      return best.replace(/^node_modules\/(\.pnpm\/)?/, 'npm:').replace(/^(npm:(@[^/]+\/)?[^/]+).*/, '$1');
+      return best
+        .replace(/^node_modules\/(\.pnpm\/)?/, 'npm:')
+        .replace(/^(npm:(@[^/]+\/)?[^/]+).*/, '$1');
     }
     if (url.startsWith('node:')) return url;
     return url.replace(/^file:\/\//, '');
   };
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const dt = new Map();
-  for (let i = 0; i < prof.samples.length; i++) dt.set(prof.samples[i], (dt.get(prof.samples[i]) ?? 0) + (prof.timeDeltas[i] ?? 0));
+  for (let i = 0; i < prof.samples.length; i++)
+    dt.set(prof.samples[i], (dt.get(prof.samples[i]) ?? 0) + (prof.timeDeltas[i] ?? 0));
   const total = [...dt.values()].reduce((a, b) => a + b, 0);
   const fn = new Map();
   const mod = new Map();
@@ -49,13 +52,20 @@ export function summarize(file, { top = 30, bundle } = {}) {
   }
   const pct = (t) => ((t / total) * 100).toFixed(1).padStart(5);
   const out = [`total ${(total / 1e6).toFixed(2)} s sampled`, '', 'self time by function:'];
-  for (const [k, t] of [...fn].sort((a, b) => b[1] - a[1]).slice(0, top)) out.push(`${pct(t)} %  ${(t / 1000).toFixed(0).padStart(7)} ms  ${k}`);
+  for (const [k, t] of [...fn].sort((a, b) => b[1] - a[1]).slice(0, top))
+    out.push(`${pct(t)} %  ${(t / 1000).toFixed(0).padStart(7)} ms  ${k}`);
   out.push('', 'self time by module:');
-  for (const [k, t] of [...mod].sort((a, b) => b[1] - a[1]).slice(0, top)) out.push(`${pct(t)} %  ${(t / 1000).toFixed(0).padStart(7)} ms  ${k}`);
+  for (const [k, t] of [...mod].sort((a, b) => b[1] - a[1]).slice(0, top))
+    out.push(`${pct(t)} %  ${(t / 1000).toFixed(0).padStart(7)} ms  ${k}`);
   return out.join('\n');
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [file, top, bundle] = process.argv.slice(2);
-  console.log(summarize(file, { top: Number(top ?? 30), bundle: bundle ?? fileURLToPath(new URL('../../dist/cli.cjs', import.meta.url)) }));
+  console.log(
+    summarize(file, {
+      top: Number(top ?? 30),
+      bundle: bundle ?? fileURLToPath(new URL('../../dist/cli.cjs', import.meta.url)),
+    }),
+  );
 }

@@ -22,8 +22,12 @@ export function killStrays() {
 
 /** `init --json` on a fresh data dir; returns the first admin token. cmd: [file, fixed args]. */
 export function initDataDir(cmd, dataDir) {
-  const r = spawnSync(cmd[0], [...cmd[1], '--data-dir', dataDir, '--json', 'init'], { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`init failed (${r.status ?? r.signal}): ${r.stdout}${r.stderr}`);
+  const r = spawnSync(cmd[0], [...cmd[1], '--data-dir', dataDir, '--json', 'init'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (r.status !== 0)
+    throw new Error(`init failed (${r.status ?? r.signal}): ${r.stdout}${r.stderr}`);
   const out = JSON.parse(r.stdout);
   if (!out.admin_token) throw new Error(`init gave no admin token: ${r.stdout}`);
   return out;
@@ -33,13 +37,21 @@ export function initDataDir(cmd, dataDir) {
  * Starts `serve --port 0` on 127.0.0.1 and resolves once it says where it listens. The server's
  * stderr (one JSON log line per request at the default level) goes straight to `logFile`.
  */
-export function startServer(cmd, dataDir, { logFile, env = process.env, timeoutMs = 30_000, extraArgs = [] } = {}) {
+export function startServer(
+  cmd,
+  dataDir,
+  { logFile, env = process.env, timeoutMs = 30_000, extraArgs = [] } = {},
+) {
   const started = performance.now();
   const logFd = openSync(logFile, 'a');
-  const child = spawn(cmd[0], [...cmd[1], '--data-dir', dataDir, 'serve', '--host', '127.0.0.1', '--port', '0', ...extraArgs], {
-    stdio: ['ignore', 'pipe', logFd],
-    env,
-  });
+  const child = spawn(
+    cmd[0],
+    [...cmd[1], '--data-dir', dataDir, 'serve', '--host', '127.0.0.1', '--port', '0', ...extraArgs],
+    {
+      stdio: ['ignore', 'pipe', logFd],
+      env,
+    },
+  );
   closeSync(logFd);
   live.add(child);
   const exited = new Promise((resolve) =>
@@ -51,11 +63,17 @@ export function startServer(cmd, dataDir, { logFile, env = process.env, timeoutM
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`serve did not say where it listens within ${timeoutMs} ms (log: ${logFile})`));
+      reject(
+        new Error(`serve did not say where it listens within ${timeoutMs} ms (log: ${logFile})`),
+      );
     }, timeoutMs);
     void exited.then(({ code, signal }) => {
       clearTimeout(timer);
-      reject(new Error(`serve ended (${code ?? signal}) before listening; log: ${logFile}\n${safeRead(logFile).slice(-2000)}`));
+      reject(
+        new Error(
+          `serve ended (${code ?? signal}) before listening; log: ${logFile}\n${safeRead(logFile).slice(-2000)}`,
+        ),
+      );
     });
     const lines = createInterface({ input: child.stdout });
     lines.once('line', (line) => {
@@ -115,8 +133,13 @@ export function adminApi(base, token) {
   async function call(method, path, body) {
     const res = await fetch(`${base}${path}`, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body !== undefined
+        ? { body: typeof body === 'string' ? body : JSON.stringify(body) }
+        : {}),
       signal: AbortSignal.timeout(120_000),
     });
     const text = await res.text();
@@ -149,7 +172,12 @@ export function runJsonChild(args, { timeoutMs = 600_000, env = process.env } = 
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       live.delete(child);
-      if (code !== 0) return reject(new Error(`node ${args.join(' ').slice(0, 200)} failed (${code ?? signal}):\n${err}${out}`));
+      if (code !== 0)
+        return reject(
+          new Error(
+            `node ${args.join(' ').slice(0, 200)} failed (${code ?? signal}):\n${err}${out}`,
+          ),
+        );
       try {
         resolve(JSON.parse(out.trim().split('\n').at(-1)));
       } catch {

@@ -18,24 +18,57 @@ export const grantTenant = (i) => `grant-t${String(i % GRANT_TENANTS).padStart(3
 export function provisionItems() {
   const items = [];
   for (let i = 0; i < GRANT_TENANTS; i++) {
-    items.push({ tenant_id: grantTenant(i), product_id: PRODUCT, external_id: `bench-grant-${i}`, policy_json: { type: 'concurrent', max_seats: GRANT_SEATS }, ...TERM });
+    items.push({
+      tenant_id: grantTenant(i),
+      product_id: PRODUCT,
+      external_id: `bench-grant-${i}`,
+      policy_json: { type: 'concurrent', max_seats: GRANT_SEATS },
+      ...TERM,
+    });
   }
-  items.push({ tenant_id: HOT_TENANT, product_id: PRODUCT, external_id: 'bench-hot', policy_json: { type: 'concurrent', max_seats: HOT_SEATS }, ...TERM });
+  items.push({
+    tenant_id: HOT_TENANT,
+    product_id: PRODUCT,
+    external_id: 'bench-hot',
+    policy_json: { type: 'concurrent', max_seats: HOT_SEATS },
+    ...TERM,
+  });
   return items;
 }
 
 /** A lease request body for a distinct subject: request n goes to tenant n % 100 (or the hot tenant). */
 export function grantRequest(n, tag, hot = false) {
-  return { product_id: PRODUCT, tenant_id: hot ? HOT_TENANT : grantTenant(n), subject_type: 'user', subject_id: `${tag}-${n}` };
+  return {
+    product_id: PRODUCT,
+    tenant_id: hot ? HOT_TENANT : grantTenant(n),
+    subject_type: 'user',
+    subject_id: `${tag}-${n}`,
+  };
 }
 
 /** 100,000 entitlements for the bulk import figure: distinct tenants, a mix of policy types. */
 export function bulkImportItems(count = BULK_IMPORT_COUNT, tag = 'bulk') {
   const items = new Array(count);
   for (let i = 0; i < count; i++) {
-    const type = i % 4 === 0 ? 'per_user' : i % 4 === 1 ? 'concurrent' : i % 4 === 2 ? 'per_machine' : 'feature_based';
-    const policy = type === 'feature_based' ? { type, features: ['core', 'export'] } : { type, max_seats: 1 + (i % 50), features: ['core'] };
-    items[i] = { tenant_id: `${tag}-tenant-${Math.floor(i / 10)}`, product_id: `${tag}-product-${i % 7}`, external_id: `${tag}-${i}`, policy_json: policy, ...TERM };
+    const type =
+      i % 4 === 0
+        ? 'per_user'
+        : i % 4 === 1
+          ? 'concurrent'
+          : i % 4 === 2
+            ? 'per_machine'
+            : 'feature_based';
+    const policy =
+      type === 'feature_based'
+        ? { type, features: ['core', 'export'] }
+        : { type, max_seats: 1 + (i % 50), features: ['core'] };
+    items[i] = {
+      tenant_id: `${tag}-tenant-${Math.floor(i / 10)}`,
+      product_id: `${tag}-product-${i % 7}`,
+      external_id: `${tag}-${i}`,
+      policy_json: policy,
+      ...TERM,
+    };
   }
   return items;
 }

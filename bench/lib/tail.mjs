@@ -21,7 +21,17 @@ async function gauge(url, name) {
  */
 export async function tailRun(server, { durationS, connections }) {
   const locking0 = await gauge(server.url, 'bpls_wal_checkpoints_serving');
-  const r = await runJsonChild([join(root, 'bench/load.mjs'), JSON.stringify({ url: server.url, kind: 'grant', connections, durationS, warmupS: 0, tag: 'tail' })]);
+  const r = await runJsonChild([
+    join(root, 'bench/load.mjs'),
+    JSON.stringify({
+      url: server.url,
+      kind: 'grant',
+      connections,
+      durationS,
+      warmupS: 0,
+      tag: 'tail',
+    }),
+  ]);
   const locking1 = await gauge(server.url, 'bpls_wal_checkpoints_serving');
   return {
     rps: r.rps,

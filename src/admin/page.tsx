@@ -152,7 +152,9 @@ function Page({ nonce }: { nonce: string }) {
               <button id="reload">Reload</button>
             </div>
             <p id="ent-err" class="err" />
-            <div id="ents" class="muted">Sign in with an API token to see the entitlements.</div>
+            <div id="ents" class="muted">
+              Sign in with an API token to see the entitlements.
+            </div>
           </section>
           <section id="detail" hidden>
             <h2 id="detail-title">Entitlement</h2>
@@ -161,7 +163,9 @@ function Page({ nonce }: { nonce: string }) {
               <button id="resume">Resume</button>
               <select id="months">
                 <option value="1">1 month</option>
-                <option value="12" selected>12 months</option>
+                <option value="12" selected>
+                  12 months
+                </option>
                 <option value="24">24 months</option>
               </select>
               <button id="renew">Renew</button>
@@ -197,8 +201,14 @@ function Page({ nonce }: { nonce: string }) {
 export function registerAdminPage(app: Hono<AppEnv>): void {
   app.get('/admin', (c) => {
     const nonce = randomBytes(16).toString('base64');
-    const html = `<!doctype html>${String(Page({ nonce }))}`.replace('<script></script>', `<script>${SCRIPT}</script>`);
-    c.header('Content-Security-Policy', `default-src 'none'; script-src '${SCRIPT_HASH}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`);
+    const html = `<!doctype html>${String(Page({ nonce }))}`.replace(
+      '<script></script>',
+      `<script>${SCRIPT}</script>`,
+    );
+    c.header(
+      'Content-Security-Policy',
+      `default-src 'none'; script-src '${SCRIPT_HASH}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+    );
     c.header('X-Content-Type-Options', 'nosniff');
     c.header('Referrer-Policy', 'no-referrer');
     c.header('Cache-Control', 'no-store');

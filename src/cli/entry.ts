@@ -3,7 +3,9 @@ import { run } from './main.ts';
 import { createStreamOutput, type CliIo } from './io.ts';
 
 if (!process.versions.node.startsWith('24.')) {
-  process.stderr.write(`error[internal]: bp-license-server needs Node 24; this is ${process.version}. Use make, or node_modules/.bin/node.\n`);
+  process.stderr.write(
+    `error[internal]: bp-license-server needs Node 24; this is ${process.version}. Use make, or node_modules/.bin/node.\n`,
+  );
   process.exit(1);
 }
 
@@ -30,7 +32,21 @@ function listenForSignals(): Promise<string> {
     // signal (ALRM, VTALRM, PROF), a UPS daemon's PWR, an IO signal, a CPU-time soft limit (XCPU);
     // they are logged and ignored. (Node already ignores XFSZ: a write past `ulimit -f` fails with
     // EFBIG, answered as a storage failure; listed so that it is logged.)
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGPWR', 'SIGIO', 'SIGXFSZ', 'SIGXCPU'] as const) {
+    for (const sig of [
+      'SIGTERM',
+      'SIGINT',
+      'SIGQUIT',
+      'SIGHUP',
+      'SIGUSR1',
+      'SIGUSR2',
+      'SIGALRM',
+      'SIGVTALRM',
+      'SIGPROF',
+      'SIGPWR',
+      'SIGIO',
+      'SIGXFSZ',
+      'SIGXCPU',
+    ] as const) {
       process.on(sig, () => {
         for (const l of signalListeners) l(sig);
         if (sig === 'SIGTERM' || sig === 'SIGINT' || sig === 'SIGQUIT') resolve(sig);
@@ -73,7 +89,9 @@ async function finish(code: number): Promise<never> {
   await stdout.settled();
   if (stdout.failed && code === 0) {
     code = 1;
-    stderr.write('error[internal]: the output is incomplete: stdout was closed before it was all written\n');
+    stderr.write(
+      'error[internal]: the output is incomplete: stdout was closed before it was all written\n',
+    );
   }
   // A log reader that stopped reading does not hold the exit back for long.
   await stderr.settled(2000);

@@ -37,7 +37,10 @@ export interface StreamOutput {
  * failure is caught and remembered, and past `maxQueuedBytes` queued (a reader that stopped
  * reading) text is dropped rather than kept.
  */
-export function createStreamOutput(stream: NodeJS.WriteStream, opts: { maxQueuedBytes?: number } = {}): StreamOutput {
+export function createStreamOutput(
+  stream: NodeJS.WriteStream,
+  opts: { maxQueuedBytes?: number } = {},
+): StreamOutput {
   const max = opts.maxQueuedBytes ?? Infinity;
   let failed = false;
   let pending = 0;
@@ -91,11 +94,16 @@ export function emitError(io: CliIo, json: boolean, err: AppError): void {
   if (err.hint) io.stderr(`hint: ${err.hint}\n`);
   const issues = err.details.issues;
   if (Array.isArray(issues) && issues.length > 1) {
-    for (const i of issues.slice(1, 10) as Array<{ path: string; message: string }>) io.stderr(`  ${i.path}: ${i.message}\n`);
+    for (const i of issues.slice(1, 10) as Array<{ path: string; message: string }>)
+      io.stderr(`  ${i.path}: ${i.message}\n`);
   }
   const errors = err.details.errors;
   if (Array.isArray(errors)) {
-    for (const e of errors.slice(0, 20) as Array<{ index: number; message: string; path?: string }>) {
+    for (const e of errors.slice(0, 20) as Array<{
+      index: number;
+      message: string;
+      path?: string;
+    }>) {
       io.stderr(`  item ${e.index}${e.path ? ` ${e.path}` : ''}: ${e.message}\n`);
     }
   }
@@ -113,8 +121,14 @@ export function cliActor(): string {
 /** A plain table for people: columns padded to the widest cell. */
 export function table(rows: Array<Record<string, unknown>>, columns: string[]): string {
   if (rows.length === 0) return '(none)';
-  const cells = rows.map((r) => columns.map((c) => (r[c] === null || r[c] === undefined ? '-' : String(r[c]))));
+  const cells = rows.map((r) =>
+    columns.map((c) => (r[c] === null || r[c] === undefined ? '-' : String(r[c]))),
+  );
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
 }

@@ -37,10 +37,15 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   let jsonWanted = argv.includes('--json');
   const program = new Command('bp-license-server');
   program
-    .description('Big Picture local license server: entitlements, seats and signed lease tokens for air-gapped networks')
+    .description(
+      'Big Picture local license server: entitlements, seats and signed lease tokens for air-gapped networks',
+    )
     .version(VERSION, '-V, --version', 'print the version')
     .option('--data-dir <dir>', 'data directory (env BPLS_DATA_DIR, default ./data)')
-    .option('--native-cache-dir <dir>', 'where the single executable unpacks its SQLite addon; must allow exec (env BPLS_NATIVE_CACHE_DIR)')
+    .option(
+      '--native-cache-dir <dir>',
+      'where the single executable unpacks its SQLite addon; must allow exec (env BPLS_NATIVE_CACHE_DIR)',
+    )
     .option('--json', 'machine-readable output: the result object, or the error envelope')
     .showHelpAfterError('(run with --help for usage)')
     .enablePositionalOptions(false)
@@ -56,7 +61,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     },
     async withContext(cmd, fn) {
       const g = kit.globals(cmd);
-      const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability });
+      const ctx = openContext({
+        dataDir: g.dataDir,
+        nativeCacheDir: g.nativeCacheDir,
+        durability: g.durability,
+      });
       // A migration this command applied may have something to say (e.g. subjects merged): stderr, so --json output stays clean.
       for (const n of migrationNotes(ctx.store.db)) io.stderr(`note: ${n.message}\n`);
       try {
@@ -84,7 +93,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
 
   // Every subcommand reports usage errors the same way and exits 2.
   const configure = (cmd: Command) => {
-    cmd.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) }).showHelpAfterError('(run with --help for usage)');
+    cmd
+      .exitOverride()
+      .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
+      .showHelpAfterError('(run with --help for usage)');
     cmd.commands.forEach(configure);
   };
   program.commands.forEach(configure);
@@ -94,7 +106,12 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      )
+        return 0;
       return err.exitCode === 0 ? 0 : 2;
     }
     const appErr = toAppError(err);
@@ -105,9 +122,23 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
 
 function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
-  if (err instanceof NativeLoadError) return new AppError('internal', err.message, {}, 'pass --native-cache-dir DIR (or BPLS_NATIVE_CACHE_DIR) on a file system that allows exec');
+  if (err instanceof NativeLoadError)
+    return new AppError(
+      'internal',
+      err.message,
+      {},
+      'pass --native-cache-dir DIR (or BPLS_NATIVE_CACHE_DIR) on a file system that allows exec',
+    );
   const e = err as NodeJS.ErrnoException;
-  if (e && typeof e.code === 'string' && (e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EISDIR' || e.code === 'ENOTDIR' || e.code === 'EPERM')) {
+  if (
+    e &&
+    typeof e.code === 'string' &&
+    (e.code === 'ENOENT' ||
+      e.code === 'EACCES' ||
+      e.code === 'EISDIR' ||
+      e.code === 'ENOTDIR' ||
+      e.code === 'EPERM')
+  ) {
     return new AppError(e.code === 'ENOENT' ? 'not_found' : 'forbidden', e.message);
   }
   const storage = storageFailure(err);

@@ -31,7 +31,15 @@ export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
   const hash = (token: string) => createHmac('sha256', hashKey).update(token).digest();
 
   return {
-    create(input: { name: string; role: Role; tenantId?: string | undefined; expiresInDays?: number | undefined }, actor: Actor): { token: string; record: ApiToken } {
+    create(
+      input: {
+        name: string;
+        role: Role;
+        tenantId?: string | undefined;
+        expiresInDays?: number | undefined;
+      },
+      actor: Actor,
+    ): { token: string; record: ApiToken } {
       const secret = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
       const now = clock.now();
       const record: ApiToken = {
@@ -53,7 +61,12 @@ export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
           action: 'token.create',
           targetType: 'token',
           targetId: record.id,
-          details: { name: record.name, role: record.role, tenant_id: record.tenantId, expires_at: record.expiresAt },
+          details: {
+            name: record.name,
+            role: record.role,
+            tenant_id: record.tenantId,
+            expires_at: record.expiresAt,
+          },
         });
       });
       return { token: secret, record };
@@ -70,7 +83,14 @@ export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
         if (t.revokedAt !== null) throw new AppError('conflict', `${id} is revoked already`);
         const now = clock.now();
         store.apiTokens.revoke(id, now);
-        store.audit.append({ at: now, actor, action: 'token.revoke', targetType: 'token', targetId: id, details: { name: t.name } });
+        store.audit.append({
+          at: now,
+          actor,
+          action: 'token.revoke',
+          targetType: 'token',
+          targetId: id,
+          details: { name: t.name },
+        });
         const { hash: _h, ...rest } = t;
         return { ...rest, revokedAt: now };
       });
@@ -78,7 +98,13 @@ export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
 
     /** Checks a presented bearer token. Every failure is the same `unauthorized`, so nothing leaks. */
     authenticate(presented: string): Principal {
-      const denied = () => new AppError('unauthorized', 'the API token is missing, malformed, unknown, expired or revoked', {}, 'send Authorization: Bearer bpls_…');
+      const denied = () =>
+        new AppError(
+          'unauthorized',
+          'the API token is missing, malformed, unknown, expired or revoked',
+          {},
+          'send Authorization: Bearer bpls_…',
+        );
       if (!TOKEN_SHAPE.test(presented)) throw denied();
       const h = hash(presented);
       const t = store.apiTokens.findByHash(h);

@@ -9,7 +9,10 @@ export function encodeCursor(tag: string, key: string | number): string {
 export function decodeCursor(tag: string, cursor: string, key: RegExp): string {
   const text = Buffer.from(cursor, 'base64url').toString();
   const value = text.startsWith(`${tag}:`) ? text.slice(tag.length + 1) : '';
-  if (!key.test(value)) throw new AppError('invalid_request', 'cursor is not one this server gave out', { issues: [{ path: 'cursor', message: 'unknown cursor' }] });
+  if (!key.test(value))
+    throw new AppError('invalid_request', 'cursor is not one this server gave out', {
+      issues: [{ path: 'cursor', message: 'unknown cursor' }],
+    });
   return value;
 }
 

@@ -18,7 +18,12 @@ describe('addMonths', () => {
 });
 
 describe('deriveStatus', () => {
-  const e = { status: 'active' as const, startsAt: at('2024-01-01T00:00:00Z'), endsAt: at('2024-12-31T23:59:59Z'), policy: { type: 'concurrent' as const, max_seats: 1 } };
+  const e = {
+    status: 'active' as const,
+    startsAt: at('2024-01-01T00:00:00Z'),
+    endsAt: at('2024-12-31T23:59:59Z'),
+    policy: { type: 'concurrent' as const, max_seats: 1 },
+  };
   it('follows the clock through pending, active, grace (30 days by default) and expired', () => {
     expect(deriveStatus(e, at('2023-12-31T23:59:59Z'))).toBe('pending');
     expect(deriveStatus(e, at('2024-01-01T00:00:00Z'))).toBe('active');
@@ -28,7 +33,9 @@ describe('deriveStatus', () => {
     expect(deriveStatus(e, at('2025-01-31T00:00:00Z'))).toBe('expired');
   });
   it('puts suspended and revoked above time', () => {
-    expect(deriveStatus({ ...e, status: 'suspended' }, at('2024-06-01T00:00:00Z'))).toBe('suspended');
+    expect(deriveStatus({ ...e, status: 'suspended' }, at('2024-06-01T00:00:00Z'))).toBe(
+      'suspended',
+    );
     expect(deriveStatus({ ...e, status: 'revoked' }, at('2023-06-01T00:00:00Z'))).toBe('revoked');
   });
 });
@@ -39,7 +46,10 @@ describe('policy validation', () => {
     [{ type: 'feature_based', max_seats: 3 }, 'max_seats: feature_based has no seat limit'],
     [{ type: 'unlimited', max_seats: 3 }, 'max_seats: unlimited has no seat limit'],
     [{ type: 'individual', max_seats: 2 }, 'max_seats: an individual license has exactly 1 seat'],
-    [{ type: 'concurrent', max_seats: 1, seat_assignment: 'manual' }, 'seat_assignment: seat_assignment applies to per_user and per_machine only'],
+    [
+      { type: 'concurrent', max_seats: 1, seat_assignment: 'manual' },
+      'seat_assignment: seat_assignment applies to per_user and per_machine only',
+    ],
     [{ type: 'concurrent', max_seats: 0 }, 'max_seats'],
     [{ type: 'concurrent', max_seats: 2.5 }, 'max_seats'],
     [{ type: 'concurrent', max_seats: 1, features: ['a', 'a'] }, 'features must not repeat'],
@@ -50,7 +60,15 @@ describe('policy validation', () => {
   });
 
   it('keeps what was given, in normal form', () => {
-    expect(parseWith(policySchema, { type: 'per_machine', max_seats: 5, seat_assignment: 'manual', grace_days: 0, lease_ttl_seconds: 600 })).toEqual({
+    expect(
+      parseWith(policySchema, {
+        type: 'per_machine',
+        max_seats: 5,
+        seat_assignment: 'manual',
+        grace_days: 0,
+        lease_ttl_seconds: 600,
+      }),
+    ).toEqual({
       type: 'per_machine',
       max_seats: 5,
       seat_assignment: 'manual',

@@ -25,7 +25,11 @@ export interface ImportResult {
   /** Items matching an entitlement by external_id whose terms were already the same: not written. */
   unchanged: number;
   total: number;
-  items: Array<{ index: number; entitlement_id: string; action: 'created' | 'updated' | 'unchanged' }>;
+  items: Array<{
+    index: number;
+    entitlement_id: string;
+    action: 'created' | 'updated' | 'unchanged';
+  }>;
 }
 
 /** A bulk import worked out without the lock (see planImport). */
@@ -48,8 +52,20 @@ const MANUAL_PROVISIONING_KEY = 'allow_manual_provisioning';
 export function addMonths(ms: number, months: number): number {
   const d = new Date(ms);
   const day = d.getUTCDate();
-  const target = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + months, 1, d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()));
-  const lastDay = new Date(Date.UTC(target.getUTCFullYear(), target.getUTCMonth() + 1, 0)).getUTCDate();
+  const target = new Date(
+    Date.UTC(
+      d.getUTCFullYear(),
+      d.getUTCMonth() + months,
+      1,
+      d.getUTCHours(),
+      d.getUTCMinutes(),
+      d.getUTCSeconds(),
+      d.getUTCMilliseconds(),
+    ),
+  );
+  const lastDay = new Date(
+    Date.UTC(target.getUTCFullYear(), target.getUTCMonth() + 1, 0),
+  ).getUTCDate();
   target.setUTCDate(Math.min(day, lastDay));
   return target.getTime();
 }
@@ -64,13 +80,20 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
 
   function assertManualAllowed(): void {
     if (store.state.get(MANUAL_PROVISIONING_KEY) === 'false') {
-      throw new AppError('forbidden', 'manual provisioning is closed on this server by the vendor; entitlements arrive in signed bundles only');
+      throw new AppError(
+        'forbidden',
+        'manual provisioning is closed on this server by the vendor; entitlements arrive in signed bundles only',
+      );
     }
   }
 
   function assertEditable(e: Entitlement): void {
     if (e.source === 'bundle') {
-      throw new AppError('managed_by_bundle', `${e.id} is managed by vendor bundles; only a newer bundle can change it`, { entitlement_id: e.id });
+      throw new AppError(
+        'managed_by_bundle',
+        `${e.id} is managed by vendor bundles; only a newer bundle can change it`,
+        { entitlement_id: e.id },
+      );
     }
   }
 
@@ -110,14 +133,26 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
   }
 
   /** Applies a lifecycle change; the audit row commits with it. */
-  function transition(id: string, actor: Actor, action: string, change: (e: Entitlement, now: number) => Record<string, unknown>): Entitlement {
+  function transition(
+    id: string,
+    actor: Actor,
+    action: string,
+    change: (e: Entitlement, now: number) => Record<string, unknown>,
+  ): Entitlement {
     return store.tx(() => {
       const e = mustGet(id);
       const now = clock.now();
       const details = change(e, now);
       e.updatedAt = now;
       store.entitlements.update(e, graceDays(e.policy));
-      store.audit.append({ at: now, actor, action, targetType: 'entitlement', targetId: id, details });
+      store.audit.append({
+        at: now,
+        actor,
+        action,
+        targetType: 'entitlement',
+        targetId: id,
+        details,
+      });
       return e;
     });
   }
@@ -156,12 +191,34 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         seen.set(ext, index);
         const existing = store.entitlements.getByExternalId(ext);
         if (existing) {
-          if (existing.source === 'bundle') fail(index, 'managed_by_bundle', `${existing.id} (external_id ${ext}) is managed by vendor bundles`);
-          else if (existing.status === 'revoked') fail(index, 'conflict', `${existing.id} (external_id ${ext}) is revoked`);
-          else if (existing.tenantId !== input.tenant_id || existing.productId !== input.product_id) fail(index, 'conflict', `${existing.id} (external_id ${ext}) belongs to another tenant or product`);
+          if (existing.source === 'bundle')
+            fail(
+              index,
+              'managed_by_bundle',
+              `${existing.id} (external_id ${ext}) is managed by vendor bundles`,
+            );
+          else if (existing.status === 'revoked')
+            fail(index, 'conflict', `${existing.id} (external_id ${ext}) is revoked`);
+          else if (existing.tenantId !== input.tenant_id || existing.productId !== input.product_id)
+            fail(
+              index,
+              'conflict',
+              `${existing.id} (external_id ${ext}) belongs to another tenant or product`,
+            );
           else {
-            const same = JSON.stringify(existing.policy) === JSON.stringify(input.policy_json) && existing.startsAt === input.starts_at && existing.endsAt === input.ends_at;
-            const e: Entitlement = same ? existing : { ...existing, policy: input.policy_json, startsAt: input.starts_at, endsAt: input.ends_at, updatedAt: now };
+            const same =
+              JSON.stringify(existing.policy) === JSON.stringify(input.policy_json) &&
+              existing.startsAt === input.starts_at &&
+              existing.endsAt === input.ends_at;
+            const e: Entitlement = same
+              ? existing
+              : {
+                  ...existing,
+                  policy: input.policy_json,
+                  startsAt: input.starts_at,
+                  endsAt: input.ends_at,
+                  updatedAt: now,
+                };
             steps.push({ index, e, action: same ? 'unchanged' : 'updated' });
           }
           continue;
@@ -183,8 +240,16 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     create(input: EntitlementCreateInput, actor: Actor): Entitlement {
       return store.tx(() => {
         assertManualAllowed();
-        if (input.external_id !== undefined && store.entitlements.getByExternalId(input.external_id)) {
-          throw new AppError('conflict', `an entitlement with external_id ${input.external_id} exists already`, { external_id: input.external_id }, 'use the bulk import to upsert by external_id');
+        if (
+          input.external_id !== undefined &&
+          store.entitlements.getByExternalId(input.external_id)
+        ) {
+          throw new AppError(
+            'conflict',
+            `an entitlement with external_id ${input.external_id} exists already`,
+            { external_id: input.external_id },
+            'use the bulk import to upsert by external_id',
+          );
         }
         const e = build(input, clock.now());
         store.entitlements.insert(e, graceDays(e.policy));
@@ -193,13 +258,20 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
-    list(filter: { tenantId?: string | undefined; productId?: string | undefined; status?: EntitlementStatus | undefined; cursor?: string | undefined; limit?: number | undefined }): ListResult {
+    list(filter: {
+      tenantId?: string | undefined;
+      productId?: string | undefined;
+      status?: EntitlementStatus | undefined;
+      cursor?: string | undefined;
+      limit?: number | undefined;
+    }): ListResult {
       const limit = filter.limit ?? 50;
       const rows = store.entitlements.list({
         tenantId: filter.tenantId,
         productId: filter.productId,
         status: filter.status,
-        afterSeq: filter.cursor === undefined ? 0 : Number(decodeCursor('e', filter.cursor, SEQ_KEY)),
+        afterSeq:
+          filter.cursor === undefined ? 0 : Number(decodeCursor('e', filter.cursor, SEQ_KEY)),
         limit: limit + 1,
         now: clock.now(),
       });
@@ -212,10 +284,19 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       return store.tx(() => {
         const e = mustGet(id);
         assertEditable(e);
-        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked; a revoked entitlement cannot be changed`);
+        if (e.status === 'revoked')
+          throw new AppError(
+            'conflict',
+            `${id} is revoked; a revoked entitlement cannot be changed`,
+          );
         const before: Record<string, unknown> = {};
         const after: Record<string, unknown> = {};
-        const set = <K extends keyof Entitlement>(key: K, field: string, value: Entitlement[K], show: (v: Entitlement[K]) => unknown = (v) => v) => {
+        const set = <K extends keyof Entitlement>(
+          key: K,
+          field: string,
+          value: Entitlement[K],
+          show: (v: Entitlement[K]) => unknown = (v) => v,
+        ) => {
           if (JSON.stringify(e[key]) === JSON.stringify(value)) return;
           before[field] = show(e[key]);
           after[field] = show(value);
@@ -223,27 +304,51 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         };
         if (patch.policy_json !== undefined) {
           const c = store.leases.counters(id);
-          if (patch.policy_json.type !== e.policy.type && (c.activeLeases > 0 || c.seatsAssigned > 0)) {
-            throw new AppError('conflict', `${id} has leases or seats under ${e.policy.type}; its policy type cannot change while they exist`, { active_leases: c.activeLeases, seats_assigned: c.seatsAssigned }, 'revoke the seats and let the leases end, or create a new entitlement');
+          if (
+            patch.policy_json.type !== e.policy.type &&
+            (c.activeLeases > 0 || c.seatsAssigned > 0)
+          ) {
+            throw new AppError(
+              'conflict',
+              `${id} has leases or seats under ${e.policy.type}; its policy type cannot change while they exist`,
+              { active_leases: c.activeLeases, seats_assigned: c.seatsAssigned },
+              'revoke the seats and let the leases end, or create a new entitlement',
+            );
           }
           set('policy', 'policy_json', patch.policy_json as Policy);
         }
         if (patch.starts_at !== undefined) set('startsAt', 'starts_at', patch.starts_at, toIso);
         if (patch.ends_at !== undefined) set('endsAt', 'ends_at', patch.ends_at, toIso);
         if (patch.external_id !== undefined) {
-          if (patch.external_id !== null && patch.external_id !== e.externalId && store.entitlements.getByExternalId(patch.external_id)) {
-            throw new AppError('conflict', `an entitlement with external_id ${patch.external_id} exists already`);
+          if (
+            patch.external_id !== null &&
+            patch.external_id !== e.externalId &&
+            store.entitlements.getByExternalId(patch.external_id)
+          ) {
+            throw new AppError(
+              'conflict',
+              `an entitlement with external_id ${patch.external_id} exists already`,
+            );
           }
           set('externalId', 'external_id', patch.external_id);
         }
         if (e.endsAt <= e.startsAt) {
-          throw new AppError('invalid_request', 'ends_at must be after starts_at', { issues: [{ path: 'ends_at', message: 'must be after starts_at' }] });
+          throw new AppError('invalid_request', 'ends_at must be after starts_at', {
+            issues: [{ path: 'ends_at', message: 'must be after starts_at' }],
+          });
         }
         if (Object.keys(after).length === 0) return e;
         const now = clock.now();
         e.updatedAt = now;
         store.entitlements.update(e, graceDays(e.policy));
-        store.audit.append({ at: now, actor, action: 'entitlement.update', targetType: 'entitlement', targetId: id, details: { before, after } });
+        store.audit.append({
+          at: now,
+          actor,
+          action: 'entitlement.update',
+          targetType: 'entitlement',
+          targetId: id,
+          details: { before, after },
+        });
         return e;
       });
     },
@@ -251,7 +356,8 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     suspend(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.suspend', (e) => {
         assertEditable(e);
-        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked; it cannot be suspended`);
+        if (e.status === 'revoked')
+          throw new AppError('conflict', `${id} is revoked; it cannot be suspended`);
         if (e.status === 'suspended') throw new AppError('conflict', `${id} is suspended already`);
         e.status = 'suspended';
         return {};
@@ -261,7 +367,8 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     resume(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.resume', (e) => {
         assertEditable(e);
-        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked; revocation is final`);
+        if (e.status === 'revoked')
+          throw new AppError('conflict', `${id} is revoked; revocation is final`);
         if (e.status === 'active') throw new AppError('conflict', `${id} is not suspended`);
         e.status = 'active';
         return {};
@@ -284,7 +391,8 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     renew(id: string, months: number, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.renew', (e, now) => {
         assertEditable(e);
-        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked; it cannot be renewed`);
+        if (e.status === 'revoked')
+          throw new AppError('conflict', `${id} is revoked; it cannot be renewed`);
         const lapsed = deriveStatus(e, now) === 'expired';
         const from = lapsed ? now : e.endsAt;
         const previous = e.endsAt;
@@ -321,18 +429,39 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
             }
             // One audit row per import, naming every entitlement it created or changed: the rows
             // themselves hold the content, and 100,000 entitlements stay one chained record.
-            store.audit.append({ at: plan.now, actor, action: 'entitlement.import', targetType: 'import', targetId: null, details: { count: plan.steps.length, created, updated, unchanged: plan.steps.length - created.length - updated.length } });
+            store.audit.append({
+              at: plan.now,
+              actor,
+              action: 'entitlement.import',
+              targetType: 'import',
+              targetId: null,
+              details: {
+                count: plan.steps.length,
+                created,
+                updated,
+                unchanged: plan.steps.length - created.length - updated.length,
+              },
+            });
             return {
               created: created.length,
               updated: updated.length,
               unchanged: plan.steps.length - created.length - updated.length,
               total: plan.steps.length,
-              items: plan.steps.map((p) => ({ index: p.index, entitlement_id: p.e.id, action: p.action })),
+              items: plan.steps.map((p) => ({
+                index: p.index,
+                entitlement_id: p.e.id,
+                action: p.action,
+              })),
             };
           });
         } catch (err) {
           if (!(err instanceof StaleImport)) throw err;
-          if (attempt >= 3) throw new AppError('busy', 'entitlements kept changing while the import was being prepared; nothing was imported', { retry_after_seconds: 1 });
+          if (attempt >= 3)
+            throw new AppError(
+              'busy',
+              'entitlements kept changing while the import was being prepared; nothing was imported',
+              { retry_after_seconds: 1 },
+            );
         }
       }
     },

@@ -48,18 +48,40 @@ export interface IssuedLease {
 }
 
 /** Refusals a client can get for a grant; each is also written as a `deny` event for usage reports. */
-const DENIALS = new Set<ErrorCode>(['seats_exhausted', 'seat_not_assigned', 'feature_not_entitled', 'entitlement_inactive', 'not_found', 'invalid_request']);
+const DENIALS = new Set<ErrorCode>([
+  'seats_exhausted',
+  'seat_not_assigned',
+  'feature_not_entitled',
+  'entitlement_inactive',
+  'not_found',
+  'invalid_request',
+]);
 // When several entitlements could serve and all refuse, the most actionable reason wins.
 // clock_suspect (a bundle-managed entitlement while the clock is behind) is no denial in usage
 // reports, but it ranks first: it is the reason the vendor's entitlement did not serve.
-const DENIAL_PRIORITY: ErrorCode[] = ['clock_suspect', 'seats_exhausted', 'seat_not_assigned', 'feature_not_entitled', 'invalid_request', 'entitlement_inactive', 'not_found'];
+const DENIAL_PRIORITY: ErrorCode[] = [
+  'clock_suspect',
+  'seats_exhausted',
+  'seat_not_assigned',
+  'feature_not_entitled',
+  'invalid_request',
+  'entitlement_inactive',
+  'not_found',
+];
 
 const NAMED = new Set(['per_user', 'per_machine']);
 // A vendor bundle setting (sync): the default lease lifetime on this server.
 const VENDOR_TTL_KEY = 'default_lease_ttl_seconds';
 
 /** Leases: grant, renew, release, revoke, status, and the sweep that marks expired ones. */
-export function createLeaseService({ store, clock, key, serverId, timeGuard, defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS }: LeaseDeps) {
+export function createLeaseService({
+  store,
+  clock,
+  key,
+  serverId,
+  timeGuard,
+  defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS,
+}: LeaseDeps) {
   const { leases, seats, entitlements } = store;
 
   /**
@@ -68,10 +90,12 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
    * `heldAtEnd`, checked by the caller: it needs the subject's seat or lease).
    */
   function usable(e: Entitlement, now: number): boolean {
-    const inactive = (reason: string, message: string) => new AppError('entitlement_inactive', message, { reason, entitlement_id: e.id });
+    const inactive = (reason: string, message: string) =>
+      new AppError('entitlement_inactive', message, { reason, entitlement_id: e.id });
     if (e.status === 'revoked') throw inactive('revoked', `${e.id} is revoked`);
     if (e.status === 'suspended') throw inactive('suspended', `${e.id} is suspended`);
-    if (now < e.startsAt) throw inactive('pending', `${e.id} starts at ${new Date(e.startsAt).toISOString()}`);
+    if (now < e.startsAt)
+      throw inactive('pending', `${e.id} starts at ${new Date(e.startsAt).toISOString()}`);
     if (now <= e.endsAt) return false;
     if (now <= e.endsAt + graceDays(e.policy) * DAY_MS) return true;
     throw inactive('expired', `${e.id} expired at ${new Date(e.endsAt).toISOString()}`);
@@ -85,7 +109,9 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
    * granted at or before ends_at (refreshing it keeps it the same lease).
    */
   function heldAtEnd(e: Entitlement, lease: Lease | undefined, seat: Seat | undefined): boolean {
-    return NAMED.has(e.policy.type) ? seat !== undefined && seat.assignedAt <= e.endsAt : lease !== undefined && lease.grantedAt <= e.endsAt;
+    return NAMED.has(e.policy.type)
+      ? seat !== undefined && seat.assignedAt <= e.endsAt
+      : lease !== undefined && lease.grantedAt <= e.endsAt;
   }
 
   function newcomerInGrace(e: Entitlement): AppError {
@@ -98,9 +124,14 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
   }
 
   function checkSubjectType(e: Entitlement, subjectType: string): void {
-    const want = e.policy.type === 'per_user' ? 'user' : e.policy.type === 'per_machine' ? 'machine' : null;
+    const want =
+      e.policy.type === 'per_user' ? 'user' : e.policy.type === 'per_machine' ? 'machine' : null;
     if (want !== null && subjectType !== want) {
-      throw new AppError('invalid_request', `${e.id} is ${e.policy.type}: it leases to subject_type "${want}", not "${subjectType}"`, { entitlement_id: e.id });
+      throw new AppError(
+        'invalid_request',
+        `${e.id} is ${e.policy.type}: it leases to subject_type "${want}", not "${subjectType}"`,
+        { entitlement_id: e.id },
+      );
     }
   }
 
@@ -109,7 +140,11 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     if (requested === undefined) return [...entitled];
     const missing = requested.filter((f) => !entitled.includes(f));
     if (missing.length > 0) {
-      throw new AppError('feature_not_entitled', `${e.id} does not include ${missing.join(', ')}`, { entitlement_id: e.id, features: missing, entitled });
+      throw new AppError('feature_not_entitled', `${e.id} does not include ${missing.join(', ')}`, {
+        entitlement_id: e.id,
+        features: missing,
+        entitled,
+      });
     }
     return [...new Set(requested)];
   }
@@ -127,7 +162,11 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     // A token lives whole seconds and must end at least one second after issue (buildLeaseClaims);
     // refused here, before the commit, so the signing after it cannot fail with a seat taken.
     if (Math.floor(expiresAt / 1000) <= Math.floor(now / 1000)) {
-      throw new AppError('entitlement_inactive', `${e.id} ends at ${new Date(expiresAt).toISOString()}, less than a second from now: too late for a lease`, { reason: 'expired', entitlement_id: e.id });
+      throw new AppError(
+        'entitlement_inactive',
+        `${e.id} ends at ${new Date(expiresAt).toISOString()}, less than a second from now: too late for a lease`,
+        { reason: 'expired', entitlement_id: e.id },
+      );
     }
     return expiresAt;
   }
@@ -136,7 +175,15 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     if (!leases.end(l.id, state, now)) return false;
     const active = leases.bumpActive(l.entitlementId, -1);
     const kind = state === 'released' ? 'release' : state === 'revoked' ? 'revoke' : 'expire';
-    leases.event({ at: now, kind, entitlementId: l.entitlementId, leaseId: l.id, subjectType: l.subjectType, subjectKey: l.subjectKey, activeAfter: active });
+    leases.event({
+      at: now,
+      kind,
+      entitlementId: l.entitlementId,
+      leaseId: l.id,
+      subjectType: l.subjectType,
+      subjectKey: l.subjectKey,
+      activeAfter: active,
+    });
     return true;
   }
 
@@ -150,7 +197,11 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
    * One entitlement, one subject (matched by canonical key, so `alice` and `Alice` share one lease
    * and one seat): refresh their lease or take a seat. Throws a denial.
    */
-  function grantOn(e: Entitlement, req: KeyedRequest, now: number): { lease: Lease; grace: boolean } {
+  function grantOn(
+    e: Entitlement,
+    req: KeyedRequest,
+    now: number,
+  ): { lease: Lease; grace: boolean } {
     checkSubjectType(e, req.subjectType);
     let current = leases.activeFor(e.id, req.subjectType, req.subjectKey);
     if (current && current.expiresAt <= now) {
@@ -167,19 +218,41 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     if (current) {
       // The same subject asking again: the same lease, refreshed, never a second seat.
       leases.refresh(current.id, now, expiresAt, features);
-      leases.event({ at: now, kind: 'renew', entitlementId: e.id, leaseId: current.id, subjectType: req.subjectType, subjectKey: req.subjectKey });
+      leases.event({
+        at: now,
+        kind: 'renew',
+        entitlementId: e.id,
+        leaseId: current.id,
+        subjectType: req.subjectType,
+        subjectKey: req.subjectKey,
+      });
       return { lease: { ...current, renewedAt: now, expiresAt, features }, grace };
     }
 
     const max = e.policy.max_seats;
     if (named && !seat) {
       if (e.policy.seat_assignment === 'manual') {
-        throw new AppError('seat_not_assigned', `${req.subjectType} ${req.subjectId} holds no seat on ${e.id}, and its seats are assigned by an admin`, { entitlement_id: e.id });
+        throw new AppError(
+          'seat_not_assigned',
+          `${req.subjectType} ${req.subjectId} holds no seat on ${e.id}, and its seats are assigned by an admin`,
+          { entitlement_id: e.id },
+        );
       }
       if (leases.counters(e.id).seatsAssigned >= max!) {
-        throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are assigned`, { entitlement_id: e.id, max_seats: max });
+        throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are assigned`, {
+          entitlement_id: e.id,
+          max_seats: max,
+        });
       }
-      seats.insert({ id: newId('seat'), entitlementId: e.id, subjectType: req.subjectType, subjectId: req.subjectId, subjectKey: req.subjectKey, assignedAt: now, assignedBy: 'auto' });
+      seats.insert({
+        id: newId('seat'),
+        entitlementId: e.id,
+        subjectType: req.subjectType,
+        subjectId: req.subjectId,
+        subjectKey: req.subjectKey,
+        assignedAt: now,
+        assignedBy: 'auto',
+      });
       leases.bumpSeats(e.id, 1);
     } else if (e.policy.type === 'concurrent') {
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
@@ -187,7 +260,10 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       let active = leases.counters(e.id).activeLeases;
       if (active >= max!) active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
       if (active >= max!) {
-        throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are in use`, { entitlement_id: e.id, max_seats: max });
+        throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are in use`, {
+          entitlement_id: e.id,
+          max_seats: max,
+        });
       }
     }
 
@@ -207,7 +283,15 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     };
     leases.insert(lease);
     const active = leases.bumpActive(e.id, 1);
-    leases.event({ at: now, kind: 'grant', entitlementId: e.id, leaseId: lease.id, subjectType: req.subjectType, subjectKey: req.subjectKey, activeAfter: active });
+    leases.event({
+      at: now,
+      kind: 'grant',
+      entitlementId: e.id,
+      leaseId: lease.id,
+      subjectType: req.subjectType,
+      subjectKey: req.subjectKey,
+      activeAfter: active,
+    });
     return { lease, grace };
   }
 
@@ -220,19 +304,37 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     if (req.entitlementId !== undefined) {
       const e = entitlements.get(req.entitlementId);
       if (!e || e.tenantId !== req.tenantId || e.productId !== req.productId) {
-        throw new AppError('not_found', `no entitlement ${req.entitlementId} for tenant ${req.tenantId} and product ${req.productId}`);
+        throw new AppError(
+          'not_found',
+          `no entitlement ${req.entitlementId} for tenant ${req.tenantId} and product ${req.productId}`,
+        );
       }
       return [e];
     }
     const all = entitlements.candidates(req.tenantId, req.productId);
-    if (all.length === 0) throw new AppError('not_found', `no entitlement for tenant ${req.tenantId} and product ${req.productId}`);
+    if (all.length === 0)
+      throw new AppError(
+        'not_found',
+        `no entitlement for tenant ${req.tenantId} and product ${req.productId}`,
+      );
     if (all.length === 1) return all;
     const score = (e: Entitlement) =>
-      leases.activeFor(e.id, req.subjectType, req.subjectKey) ? 0 : NAMED.has(e.policy.type) && seats.find(e.id, req.subjectType, req.subjectKey) ? 1 : 2;
-    return all.map((e, i) => ({ e, s: score(e), i })).sort((a, b) => a.s - b.s || a.i - b.i).map((x) => x.e);
+      leases.activeFor(e.id, req.subjectType, req.subjectKey)
+        ? 0
+        : NAMED.has(e.policy.type) && seats.find(e.id, req.subjectType, req.subjectKey)
+          ? 1
+          : 2;
+    return all
+      .map((e, i) => ({ e, s: score(e), i }))
+      .sort((a, b) => a.s - b.s || a.i - b.i)
+      .map((x) => x.e);
   }
 
-  function grantSync(req: KeyedRequest, now: number, clockBehind: boolean): { lease: Lease; entitlement: Entitlement; grace: boolean } {
+  function grantSync(
+    req: KeyedRequest,
+    now: number,
+    clockBehind: boolean,
+  ): { lease: Lease; entitlement: Entitlement; grace: boolean } {
     const candidates = rank(req);
     let best: AppError | undefined;
     for (const e of candidates) {
@@ -244,8 +346,10 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
         const r = grantOn(e, req, now);
         return { ...r, entitlement: e };
       } catch (err) {
-        if (!(err instanceof AppError) || !(DENIALS.has(err.code) || err.code === 'clock_suspect')) throw err;
-        if (!best || DENIAL_PRIORITY.indexOf(err.code) < DENIAL_PRIORITY.indexOf(best.code)) best = err;
+        if (!(err instanceof AppError) || !(DENIALS.has(err.code) || err.code === 'clock_suspect'))
+          throw err;
+        if (!best || DENIAL_PRIORITY.indexOf(err.code) < DENIAL_PRIORITY.indexOf(best.code))
+          best = err;
       }
     }
     throw best!;
@@ -274,25 +378,50 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
     return l;
   }
 
-  function renewSync(id: string, now: number, clockBehind: boolean): { lease: Lease; entitlement: Entitlement; grace: boolean } {
+  function renewSync(
+    id: string,
+    now: number,
+    clockBehind: boolean,
+  ): { lease: Lease; entitlement: Entitlement; grace: boolean } {
     const l = mustGetLease(id);
     if (l.state === 'released' || l.state === 'revoked') {
-      throw new AppError('lease_released', `lease ${id} was ${l.state}; request a new lease`, { state: l.state });
+      throw new AppError('lease_released', `lease ${id} was ${l.state}; request a new lease`, {
+        state: l.state,
+      });
     }
     if (l.state === 'expired' || l.expiresAt <= now) {
-      throw new AppError('lease_expired', `lease ${id} expired at ${new Date(l.expiresAt).toISOString()}; request a new lease`, { expired_at: new Date(l.expiresAt).toISOString() });
+      throw new AppError(
+        'lease_expired',
+        `lease ${id} expired at ${new Date(l.expiresAt).toISOString()}; request a new lease`,
+        { expired_at: new Date(l.expiresAt).toISOString() },
+      );
     }
     const e = entitlements.get(l.entitlementId)!;
     if (clockBehind && e.source === 'bundle') throw timeGuard.refusal(e.id, now);
     const grace = usable(e, now);
     // In grace only: the one extra lookup (the seat) is never paid on the normal path.
-    if (grace && !heldAtEnd(e, l, NAMED.has(e.policy.type) ? seats.find(e.id, l.subjectType, l.subjectKey) : undefined)) throw newcomerInGrace(e);
+    if (
+      grace &&
+      !heldAtEnd(
+        e,
+        l,
+        NAMED.has(e.policy.type) ? seats.find(e.id, l.subjectType, l.subjectKey) : undefined,
+      )
+    )
+      throw newcomerInGrace(e);
     // A renewal keeps the features the entitlement still grants (an admin may have removed some).
     const entitled = e.policy.features ?? [];
     const features = l.features.filter((f) => entitled.includes(f));
     const expiresAt = leaseExpiry(e, now);
     leases.refresh(l.id, now, expiresAt, features);
-    leases.event({ at: now, kind: 'renew', entitlementId: e.id, leaseId: l.id, subjectType: l.subjectType, subjectKey: l.subjectKey });
+    leases.event({
+      at: now,
+      kind: 'renew',
+      entitlementId: e.id,
+      leaseId: l.id,
+      subjectType: l.subjectType,
+      subjectKey: l.subjectKey,
+    });
     return { lease: { ...l, renewedAt: now, expiresAt, features }, entitlement: e, grace };
   }
 
@@ -313,17 +442,32 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
         try {
           return { ok: true as const, now, ...grantSync(req, now, clockBehind) };
         } catch (err) {
-          if (err instanceof AppError && err.code === 'clock_suspect') return { ok: false as const, error: err };
+          if (err instanceof AppError && err.code === 'clock_suspect')
+            return { ok: false as const, error: err };
           if (err instanceof AppError && DENIALS.has(err.code)) {
-            const entId = typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;
-            leases.event({ at: now, kind: 'deny', entitlementId: entId, leaseId: null, subjectType: req.subjectType, subjectKey: req.subjectKey, reason: err.code });
+            const entId =
+              typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;
+            leases.event({
+              at: now,
+              kind: 'deny',
+              entitlementId: entId,
+              leaseId: null,
+              subjectType: req.subjectType,
+              subjectKey: req.subjectKey,
+              reason: err.code,
+            });
             return { ok: false as const, error: err };
           }
           throw err;
         }
       });
       if (!outcome.ok) throw outcome.error;
-      return { lease: outcome.lease, entitlement: outcome.entitlement, grace: outcome.grace, token: await sign(outcome.lease, outcome.entitlement, outcome.grace, outcome.now) };
+      return {
+        lease: outcome.lease,
+        entitlement: outcome.entitlement,
+        grace: outcome.grace,
+        token: await sign(outcome.lease, outcome.entitlement, outcome.grace, outcome.now),
+      };
     },
 
     async renew(id: string): Promise<IssuedLease> {
@@ -339,7 +483,12 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
         }
       });
       if (!r.ok) throw r.error;
-      return { lease: r.lease, entitlement: r.entitlement, grace: r.grace, token: await sign(r.lease, r.entitlement, r.grace, r.now) };
+      return {
+        lease: r.lease,
+        entitlement: r.entitlement,
+        grace: r.grace,
+        token: await sign(r.lease, r.entitlement, r.grace, r.now),
+      };
     },
 
     /** Releases a lease: frees its seat. Idempotent: releasing again answers the lease as it is. */
@@ -359,9 +508,17 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       return store.tx(() => {
         const now = clock.now();
         const l = mustGetLease(id);
-        if (l.state !== 'active') throw new AppError('conflict', `lease ${id} is ${l.state} already`, { state: l.state });
+        if (l.state !== 'active')
+          throw new AppError('conflict', `lease ${id} is ${l.state} already`, { state: l.state });
         endLease(l, 'revoked', now);
-        store.audit.append({ at: now, actor, action: 'lease.revoke', targetType: 'lease', targetId: id, details: { entitlement_id: l.entitlementId, subject: `${l.subjectType}:${l.subjectId}` } });
+        store.audit.append({
+          at: now,
+          actor,
+          action: 'lease.revoke',
+          targetType: 'lease',
+          targetId: id,
+          details: { entitlement_id: l.entitlementId, subject: `${l.subjectType}:${l.subjectId}` },
+        });
         return { ...l, state: 'revoked' as const, endedAt: now };
       });
     },
@@ -384,14 +541,16 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       const seat = subject && named ? seats.find(e.id, subject.subjectType, key) : undefined;
       const holder = lease !== undefined || seat !== undefined;
       const max = e.policy.max_seats;
-      const remaining = max === undefined ? null : Math.max(0, max - (named ? counters.seatsAssigned : live));
+      const remaining =
+        max === undefined ? null : Math.max(0, max - (named ? counters.seatsAssigned : live));
       let reason: string | null = null;
       try {
         if (usable(e, now) && !heldAtEnd(e, lease, seat)) throw newcomerInGrace(e);
       } catch (err) {
         reason = err instanceof AppError ? String(err.details.reason ?? err.code) : 'internal';
       }
-      if (reason === null && e.source === 'bundle' && timeGuard.status().suspect) reason = 'clock_suspect';
+      if (reason === null && e.source === 'bundle' && timeGuard.status().suspect)
+        reason = 'clock_suspect';
       if (reason === null && !holder) {
         if (named && e.policy.seat_assignment === 'manual') reason = 'seat_not_assigned';
         else if (remaining === 0) reason = 'seats_exhausted';
@@ -401,7 +560,11 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
 
     /** Use right now: leases in force (not merely unswept), named seats, the limit. */
     usageNow(e: Entitlement) {
-      return { active_leases: leases.liveCount(e.id, clock.now()), seats_assigned: leases.counters(e.id).seatsAssigned, max_seats: e.policy.max_seats ?? null };
+      return {
+        active_leases: leases.liveCount(e.id, clock.now()),
+        seats_assigned: leases.counters(e.id).seatsAssigned,
+        max_seats: e.policy.max_seats ?? null,
+      };
     },
 
     /** Marks leases whose time has passed as expired and records the events. Returns how many. */
@@ -414,11 +577,26 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       }
     },
 
-    list(filter: { entitlementId?: string | undefined; tenantId?: string | undefined; productId?: string | undefined; subjectType?: string | undefined; subjectId?: string | undefined; cursor?: string | undefined; limit?: number | undefined }) {
+    list(filter: {
+      entitlementId?: string | undefined;
+      tenantId?: string | undefined;
+      productId?: string | undefined;
+      subjectType?: string | undefined;
+      subjectId?: string | undefined;
+      cursor?: string | undefined;
+      limit?: number | undefined;
+    }) {
       const limit = filter.limit ?? 50;
-      const afterSeq = filter.cursor === undefined ? 0 : Number(decodeCursor('l', filter.cursor, SEQ_KEY));
+      const afterSeq =
+        filter.cursor === undefined ? 0 : Number(decodeCursor('l', filter.cursor, SEQ_KEY));
       const { subjectId, ...rest } = filter;
-      const rows = leases.list({ ...rest, subjectKey: subjectId === undefined ? undefined : subjectKey(subjectId), afterSeq, limit: limit + 1, now: clock.now() });
+      const rows = leases.list({
+        ...rest,
+        subjectKey: subjectId === undefined ? undefined : subjectKey(subjectId),
+        afterSeq,
+        limit: limit + 1,
+        now: clock.now(),
+      });
       const more = rows.length > limit;
       const items = more ? rows.slice(0, limit) : rows;
       return { items, nextCursor: more ? encodeCursor('l', items.at(-1)!.seq) : null };
@@ -429,12 +607,24 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
      * a seat on, else leased on last; else, when only one tenant has the product, that tenant's
      * first by the grant rule. Several tenants and no tie to the subject: tenant_id is required.
      */
-    status(q: { productId: string; subjectType: string; subjectId: string; tenantId?: string | undefined }) {
+    status(q: {
+      productId: string;
+      subjectType: string;
+      subjectId: string;
+      tenantId?: string | undefined;
+    }) {
       const now = clock.now();
       // Any spelling of the subject finds its lease and seat.
       const key = subjectKey(q.subjectId);
-      const all = q.tenantId !== undefined ? entitlements.candidates(q.tenantId, q.productId) : entitlements.candidatesForProduct(q.productId);
-      if (all.length === 0) throw new AppError('not_found', `no entitlement for product ${q.productId}${q.tenantId ? ` and tenant ${q.tenantId}` : ''}`);
+      const all =
+        q.tenantId !== undefined
+          ? entitlements.candidates(q.tenantId, q.productId)
+          : entitlements.candidatesForProduct(q.productId);
+      if (all.length === 0)
+        throw new AppError(
+          'not_found',
+          `no entitlement for product ${q.productId}${q.tenantId ? ` and tenant ${q.tenantId}` : ''}`,
+        );
       let chosen: Entitlement | undefined;
       let lease: Lease | undefined;
       for (const e of all) {
@@ -447,13 +637,25 @@ export function createLeaseService({ store, clock, key, serverId, timeGuard, def
       }
       chosen ??= all.find((e) => NAMED.has(e.policy.type) && seats.find(e.id, q.subjectType, key));
       if (!chosen) {
-        const last = leases.lastEntitlementOf(all.map((e) => e.id), q.subjectType, key);
+        const last = leases.lastEntitlementOf(
+          all.map((e) => e.id),
+          q.subjectType,
+          key,
+        );
         chosen = all.find((e) => e.id === last);
       }
       if (!chosen) {
         // Nothing ties the subject to an entitlement: only a single tenant's answer is meaningful.
         if (new Set(all.map((e) => e.tenantId)).size > 1) {
-          throw new AppError('invalid_request', `several tenants have entitlements for ${q.productId}; pass tenant_id`, { issues: [{ path: 'tenant_id', message: 'required when several tenants have the product' }] });
+          throw new AppError(
+            'invalid_request',
+            `several tenants have entitlements for ${q.productId}; pass tenant_id`,
+            {
+              issues: [
+                { path: 'tenant_id', message: 'required when several tenants have the product' },
+              ],
+            },
+          );
         }
         chosen = all[0]!;
       }

@@ -23,7 +23,10 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
     const e = store.entitlements.get(id);
     if (!e) throw new AppError('not_found', `no entitlement ${id}`);
     if (!NAMED.has(e.policy.type)) {
-      throw new AppError('conflict', `${id} is ${e.policy.type}: only per_user and per_machine entitlements have named seats`);
+      throw new AppError(
+        'conflict',
+        `${id} is ${e.policy.type}: only per_user and per_machine entitlements have named seats`,
+      );
     }
     return e;
   }
@@ -42,7 +45,12 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
       inGrace
         ? `${e.id} ended at ${end}; during its grace period (until ${new Date(graceEnds).toISOString()}) only subjects that held a seat at the end of term may lease, so no seat is assigned`
         : `${e.id} expired at ${end}; it takes no seats`,
-      { reason: 'expired', status: inGrace ? 'grace' : 'expired', entitlement_id: e.id, grace_ends_at: new Date(graceEnds).toISOString() },
+      {
+        reason: 'expired',
+        status: inGrace ? 'grace' : 'expired',
+        entitlement_id: e.id,
+        grace_ends_at: new Date(graceEnds).toISOString(),
+      },
       'renew the entitlement first (its end moves forward), then assign the seat',
     );
   }
@@ -62,7 +70,8 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
     assign(entitlementId: string, subjects: SeatSubject[], actor: Actor): Seat[] {
       return store.tx(() => {
         const e = seatedEntitlement(entitlementId);
-        if (e.status === 'revoked') throw new AppError('conflict', `${entitlementId} is revoked; it takes no seats`);
+        if (e.status === 'revoked')
+          throw new AppError('conflict', `${entitlementId} is revoked; it takes no seats`);
         const now = clock.now();
         if (now > e.endsAt) throw ended(e, now);
         const want = expectedType(e);
@@ -73,23 +82,67 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
           const label = `${s.subjectType}:${s.subjectId}`;
           const key = `${s.subjectType}:${keys[index]!}`;
           const first = seen.get(key);
-          const held = first === undefined && s.subjectType === want ? seats.find(e.id, s.subjectType, keys[index]!) : undefined;
-          if (s.subjectType !== want) problems.push({ index, subject: label, message: `${e.policy.type} seats are for subject_type ${want}` });
+          const held =
+            first === undefined && s.subjectType === want
+              ? seats.find(e.id, s.subjectType, keys[index]!)
+              : undefined;
+          if (s.subjectType !== want)
+            problems.push({
+              index,
+              subject: label,
+              message: `${e.policy.type} seats are for subject_type ${want}`,
+            });
           else if (first !== undefined) {
             const other = subjects[first]!.subjectId;
-            problems.push({ index, subject: label, message: other === s.subjectId ? 'listed twice' : `listed twice: the same subject as index ${first} (${other})` });
-          } else if (held) problems.push({ index, subject: label, message: held.subjectId === s.subjectId ? 'holds a seat already' : `holds a seat already as ${held.subjectId}` });
+            problems.push({
+              index,
+              subject: label,
+              message:
+                other === s.subjectId
+                  ? 'listed twice'
+                  : `listed twice: the same subject as index ${first} (${other})`,
+            });
+          } else if (held)
+            problems.push({
+              index,
+              subject: label,
+              message:
+                held.subjectId === s.subjectId
+                  ? 'holds a seat already'
+                  : `holds a seat already as ${held.subjectId}`,
+            });
           if (first === undefined) seen.set(key, index);
         });
         if (problems.length > 0) {
-          throw new AppError('conflict', `${problems.length} of ${subjects.length} subjects cannot take a seat; no seat was assigned`, { errors: problems.slice(0, 100) });
+          throw new AppError(
+            'conflict',
+            `${problems.length} of ${subjects.length} subjects cannot take a seat; no seat was assigned`,
+            { errors: problems.slice(0, 100) },
+          );
         }
         const { seatsAssigned } = leases.counters(e.id);
         const max = e.policy.max_seats!;
         if (seatsAssigned + subjects.length > max) {
-          throw new AppError('seats_exhausted', `${e.id} has ${Math.max(0, max - seatsAssigned)} free of ${max} seats; ${subjects.length} asked`, { entitlement_id: e.id, max_seats: max, assigned: seatsAssigned, requested: subjects.length });
+          throw new AppError(
+            'seats_exhausted',
+            `${e.id} has ${Math.max(0, max - seatsAssigned)} free of ${max} seats; ${subjects.length} asked`,
+            {
+              entitlement_id: e.id,
+              max_seats: max,
+              assigned: seatsAssigned,
+              requested: subjects.length,
+            },
+          );
         }
-        const out = subjects.map((s, i) => ({ id: newId('seat'), entitlementId: e.id, subjectType: s.subjectType, subjectId: s.subjectId, subjectKey: keys[i]!, assignedAt: now, assignedBy: actor }));
+        const out = subjects.map((s, i) => ({
+          id: newId('seat'),
+          entitlementId: e.id,
+          subjectType: s.subjectType,
+          subjectId: s.subjectId,
+          subjectKey: keys[i]!,
+          assignedAt: now,
+          assignedBy: actor,
+        }));
         for (const seat of out) seats.insert(seat);
         leases.bumpSeats(e.id, out.length);
         store.audit.append({
@@ -98,18 +151,25 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
           action: 'seat.assign',
           targetType: 'entitlement',
           targetId: e.id,
-          details: { seats: out.map((s) => ({ seat_id: s.id, subject: `${s.subjectType}:${s.subjectId}` })) },
+          details: {
+            seats: out.map((s) => ({ seat_id: s.id, subject: `${s.subjectType}:${s.subjectId}` })),
+          },
         });
         return out;
       });
     },
 
     /** Revokes a seat; a lease its holder is running ends now, so its next renewal is refused. */
-    revoke(entitlementId: string, seatId: string, actor: Actor): { seat: Seat; endedLease: string | null } {
+    revoke(
+      entitlementId: string,
+      seatId: string,
+      actor: Actor,
+    ): { seat: Seat; endedLease: string | null } {
       return store.tx(() => {
         seatedEntitlement(entitlementId);
         const seat = seats.get(seatId);
-        if (!seat || seat.entitlementId !== entitlementId) throw new AppError('not_found', `no seat ${seatId} on ${entitlementId}`);
+        if (!seat || seat.entitlementId !== entitlementId)
+          throw new AppError('not_found', `no seat ${seatId} on ${entitlementId}`);
         const now = clock.now();
         seats.remove(seat.id);
         leases.bumpSeats(entitlementId, -1);
@@ -117,17 +177,42 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
         let endedLease: string | null = null;
         if (running && leases.end(running.id, 'revoked', now)) {
           const active = leases.bumpActive(entitlementId, -1);
-          leases.event({ at: now, kind: 'revoke', entitlementId, leaseId: running.id, subjectType: seat.subjectType, subjectKey: seat.subjectKey, activeAfter: active, reason: 'seat_revoked' });
+          leases.event({
+            at: now,
+            kind: 'revoke',
+            entitlementId,
+            leaseId: running.id,
+            subjectType: seat.subjectType,
+            subjectKey: seat.subjectKey,
+            activeAfter: active,
+            reason: 'seat_revoked',
+          });
           endedLease = running.id;
         }
-        store.audit.append({ at: now, actor, action: 'seat.revoke', targetType: 'entitlement', targetId: entitlementId, details: { seat_id: seat.id, subject: `${seat.subjectType}:${seat.subjectId}`, ended_lease: endedLease } });
+        store.audit.append({
+          at: now,
+          actor,
+          action: 'seat.revoke',
+          targetType: 'entitlement',
+          targetId: entitlementId,
+          details: {
+            seat_id: seat.id,
+            subject: `${seat.subjectType}:${seat.subjectId}`,
+            ended_lease: endedLease,
+          },
+        });
         return { seat, endedLease };
       });
     },
 
-    list(entitlementId: string, cursor: string | undefined, limit = 100): { items: Seat[]; nextCursor: string | null } {
+    list(
+      entitlementId: string,
+      cursor: string | undefined,
+      limit = 100,
+    ): { items: Seat[]; nextCursor: string | null } {
       seatedEntitlement(entitlementId);
-      const after = cursor === undefined ? '' : decodeCursor('s', cursor, /^seat_[A-Za-z0-9_-]{22}$/);
+      const after =
+        cursor === undefined ? '' : decodeCursor('s', cursor, /^seat_[A-Za-z0-9_-]{22}$/);
       const rows = seats.page(entitlementId, after, limit + 1);
       const more = rows.length > limit;
       const items = more ? rows.slice(0, limit) : rows;

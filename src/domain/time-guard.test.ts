@@ -29,9 +29,14 @@ function boot() {
   const services = createServices(store, w.h.clock, w.h.key, w.h.info, { monotonicMs: () => mono });
   const app = createApp({ services, store, clock: w.h.clock, info: w.h.info, log: silentLogger });
   async function req(method: string, path: string, body?: unknown, auth = true) {
-    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+    const headers: Record<string, string> =
+      body === undefined ? {} : { 'content-type': 'application/json' };
     if (auth) headers.authorization = `Bearer ${w.h.admin}`;
-    const res = await app.request(path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const res = await app.request(path, {
+      method,
+      headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     const text = await res.text();
     let json: any;
     try {
@@ -45,9 +50,12 @@ function boot() {
     store,
     services,
     req,
-    lease: (who: typeof BUNDLE | typeof MANUAL, subject: string) => req('POST', '/v1/license/lease', { ...who, subject_id: subject }, false),
-    renew: (leaseId: string) => req('POST', '/v1/license/lease/renew', { lease_id: leaseId }, false),
-    release: (leaseId: string) => req('POST', '/v1/license/lease/release', { lease_id: leaseId }, false),
+    lease: (who: typeof BUNDLE | typeof MANUAL, subject: string) =>
+      req('POST', '/v1/license/lease', { ...who, subject_id: subject }, false),
+    renew: (leaseId: string) =>
+      req('POST', '/v1/license/lease/renew', { lease_id: leaseId }, false),
+    release: (leaseId: string) =>
+      req('POST', '/v1/license/lease/release', { lease_id: leaseId }, false),
   };
   stores.push(store);
   return rig;
@@ -73,9 +81,16 @@ function step(ms: number): void {
 }
 
 const kinds = () => w.h.store.state.clockEvents(0).map((e) => e.kind);
-const auditCount = (action: string) => w.h.store.audit.page(0, 10_000).filter((r) => r.action === action).length;
+const auditCount = (action: string) =>
+  w.h.store.audit.page(0, 10_000).filter((r) => r.action === action).length;
 const leasesOf = (entitlementId: string, subject: string) =>
-  (w.h.store.db.prepare("SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND subject_id = ? AND state = 'active'").get(entitlementId, subject) as { n: number }).n;
+  (
+    w.h.store.db
+      .prepare(
+        "SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND subject_id = ? AND state = 'active'",
+      )
+      .get(entitlementId, subject) as { n: number }
+  ).n;
 
 /** A world with a bundle-managed entitlement (acme/cad) and a manual one (acme/cam). */
 async function setUp(): Promise<Rig> {
@@ -83,8 +98,17 @@ async function setUp(): Promise<Rig> {
   mono = 1234.567;
   const rig = boot();
   // Signed two days ago: a newer bundle (seq 2) must not be signed before it.
-  await rig.services.sync.importFile(w.sign(1, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - 2 * DAY }), { actor: 'test' });
-  const manual = await rig.req('POST', '/v1/entitlements', { ...MANUAL, subject_type: undefined, policy_json: { type: 'concurrent', max_seats: 50 }, starts_at: '2024-01-01T00:00:00Z', ends_at: '2030-01-01T00:00:00Z' });
+  await rig.services.sync.importFile(
+    w.sign(1, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - 2 * DAY }),
+    { actor: 'test' },
+  );
+  const manual = await rig.req('POST', '/v1/entitlements', {
+    ...MANUAL,
+    subject_type: undefined,
+    policy_json: { type: 'concurrent', max_seats: 50 },
+    starts_at: '2024-01-01T00:00:00Z',
+    ends_at: '2030-01-01T00:00:00Z',
+  });
   expect(manual.status, manual.text).toBe(201);
   manualId = manual.body.entitlement_id as string;
   return rig;
@@ -110,8 +134,14 @@ describe('the clock stepped back under a running server (issue 11.1)', () => {
     const refused = await s.lease(BUNDLE, 'u2');
     expect(refused.status, refused.text).toBe(503);
     expect(refused.body.error.code).toBe('clock_suspect');
-    expect(refused.body.error.details).toMatchObject({ entitlement_id: 'ent_bundle', now: '2025-06-01T10:10:00Z', high_water_mark: '2025-06-01T12:10:00Z' });
-    expect(refused.body.error.message).toContain('more than an hour behind the last trusted time 2025-06-01T12:10:00Z');
+    expect(refused.body.error.details).toMatchObject({
+      entitlement_id: 'ent_bundle',
+      now: '2025-06-01T10:10:00Z',
+      high_water_mark: '2025-06-01T12:10:00Z',
+    });
+    expect(refused.body.error.message).toContain(
+      'more than an hour behind the last trusted time 2025-06-01T12:10:00Z',
+    );
     expect(leasesOf('ent_bundle', 'u2')).toBe(0);
     expect((await s.renew(b1.body.lease_id)).body.error.code).toBe('clock_suspect');
     // The manual entitlement is the admin's own terms: served, renewed.
@@ -125,10 +155,20 @@ describe('the clock stepped back under a running server (issue 11.1)', () => {
     for (let i = 0; i < 3; i++) expect((await s.lease(BUNDLE, `x${i}`)).status).toBe(503);
 
     // Reported: readyz, metrics, check.
-    expect(await s.req('GET', '/readyz', undefined, false)).toMatchObject({ status: 503, body: { status: 'clock_suspect' } });
-    expect((await s.req('GET', '/metrics', undefined, false)).text).toContain('\nbpls_clock_suspect 1\n');
-    expect((await s.req('GET', '/v1/entitlements/ent_bundle/check')).body).toMatchObject({ can_lease: false, reason: 'clock_suspect' });
-    expect((await s.req('GET', `/v1/entitlements/${manualId}/check`)).body).toMatchObject({ can_lease: true });
+    expect(await s.req('GET', '/readyz', undefined, false)).toMatchObject({
+      status: 503,
+      body: { status: 'clock_suspect' },
+    });
+    expect((await s.req('GET', '/metrics', undefined, false)).text).toContain(
+      '\nbpls_clock_suspect 1\n',
+    );
+    expect((await s.req('GET', '/v1/entitlements/ent_bundle/check')).body).toMatchObject({
+      can_lease: false,
+      reason: 'clock_suspect',
+    });
+    expect((await s.req('GET', `/v1/entitlements/${manualId}/check`)).body).toMatchObject({
+      can_lease: true,
+    });
 
     // Once: one event, one audit row, whole-millisecond marks.
     const events = w.h.store.state.clockEvents(0);
@@ -142,14 +182,26 @@ describe('the clock stepped back under a running server (issue 11.1)', () => {
     expect((await s.lease(BUNDLE, 'u3')).status).toBe(201);
     expect((await s.lease(BUNDLE, 'u4')).status).toBe(201);
     expect(kinds()).toEqual(['suspect', 'recovered']);
-    expect(w.h.store.state.clockEvents(0)[1]!.details).toMatchObject({ ended_by: 'clock', suspect_event: events[0]!.seq });
+    expect(w.h.store.state.clockEvents(0)[1]!.details).toMatchObject({
+      ended_by: 'clock',
+      suspect_event: events[0]!.seq,
+    });
     expect(auditCount('clock.recovered')).toBe(1);
-    expect(await s.req('GET', '/readyz', undefined, false)).toMatchObject({ status: 200, body: { status: 'ready' } });
+    expect(await s.req('GET', '/readyz', undefined, false)).toMatchObject({
+      status: 200,
+      body: { status: 'ready' },
+    });
   });
 
   it('serves a grant from a manual entitlement of the same product when the bundle-managed one is refused for the clock', async () => {
     const s = await setUp();
-    const other = await s.req('POST', '/v1/entitlements', { tenant_id: 'acme', product_id: 'cad', policy_json: { type: 'concurrent', max_seats: 1 }, starts_at: '2024-01-01T00:00:00Z', ends_at: '2031-01-01T00:00:00Z' });
+    const other = await s.req('POST', '/v1/entitlements', {
+      tenant_id: 'acme',
+      product_id: 'cad',
+      policy_json: { type: 'concurrent', max_seats: 1 },
+      starts_at: '2024-01-01T00:00:00Z',
+      ends_at: '2031-01-01T00:00:00Z',
+    });
     expect(other.status).toBe(201);
     expect((await s.lease(BUNDLE, 'u1')).status).toBe(201);
     step(-2 * HOUR);
@@ -159,7 +211,13 @@ describe('the clock stepped back under a running server (issue 11.1)', () => {
     // Its one seat taken, the answer names the clock (the reason the vendor's entitlement did not serve), and it is no denial.
     const refused = await s.lease(BUNDLE, 'u3');
     expect(refused.body.error.code).toBe('clock_suspect');
-    expect((w.h.store.db.prepare("SELECT count(*) AS n FROM lease_events WHERE kind = 'deny'").get() as { n: number }).n).toBe(0);
+    expect(
+      (
+        w.h.store.db
+          .prepare("SELECT count(*) AS n FROM lease_events WHERE kind = 'deny'")
+          .get() as { n: number }
+      ).n,
+    ).toBe(0);
     expect(kinds()).toEqual(['suspect']);
   });
 
@@ -167,7 +225,9 @@ describe('the clock stepped back under a running server (issue 11.1)', () => {
     const s = await setUp();
     expect((await s.lease(BUNDLE, 'u1')).status).toBe(201);
     step(-3 * HOUR);
-    const all = await Promise.all(Array.from({ length: 20 }, (_, i) => s.lease(i % 2 ? BUNDLE : MANUAL, `b${i}`)));
+    const all = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => s.lease(i % 2 ? BUNDLE : MANUAL, `b${i}`)),
+    );
     expect(all.filter((r) => r.status === 503)).toHaveLength(10);
     expect(all.filter((r) => r.status === 201)).toHaveLength(10);
     expect(all.some((r) => r.status === 500)).toBe(false);
@@ -182,7 +242,12 @@ describe('the clock stepped back under a running server (issue 11.1)', () => {
     // In one group commit: a refused lease (the episode starts: event and audit row), and a piece
     // that fails after writing, which makes the batch roll back and run again piece by piece.
     const [refused, broken] = await Promise.allSettled([
-      s.services.leases.grant({ productId: 'cad', tenantId: 'acme', subjectType: 'user', subjectId: 'u2' }),
+      s.services.leases.grant({
+        productId: 'cad',
+        tenantId: 'acme',
+        subjectType: 'user',
+        subjectId: 'u2',
+      }),
       s.store.batch(() => {
         s.store.state.set('scratch', 'x');
         throw new Error('boom');
@@ -208,7 +273,10 @@ describe('the clock stepped back under a running server (issue 11.1)', () => {
     await s.lease(BUNDLE, 'u1');
     pass(3 * HOUR + 0.5);
     step(-2.5 * HOUR);
-    expect(s.services.timeGuard.status()).toMatchObject({ suspect: true, high_water_mark: '2025-06-01T15:00:00Z' });
+    expect(s.services.timeGuard.status()).toMatchObject({
+      suspect: true,
+      high_water_mark: '2025-06-01T15:00:00Z',
+    });
     s.services.timeGuard.tick();
     s.services.timeGuard.tick();
     expect(kinds()).toEqual(['suspect']);
@@ -266,7 +334,10 @@ describe('a fast clock corrected by NTP (issue 11.2)', () => {
     pass(10 * 60_000);
     step(-3 * DAY);
     expect(s.services.timeGuard.status().suspect).toBe(false);
-    await s.services.sync.importFile(w.sign(1, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - 60_000 }), { actor: 'test' });
+    await s.services.sync.importFile(
+      w.sign(1, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - 60_000 }),
+      { actor: 'test' },
+    );
     expect((await s.lease(BUNDLE, 'u1')).status).toBe(201);
     expect(kinds()).toEqual([]);
   });
@@ -296,7 +367,10 @@ describe('a fast clock corrected by NTP (issue 11.2)', () => {
     step(-3 * DAY);
     expect((await s.lease(BUNDLE, 'u2')).status).toBe(503);
     const iat = w.h.clock.now() - 10 * 60_000;
-    await s.services.sync.importFile(w.sign(2, { entitlements: [ent('ent_bundle')] }, { iatMs: iat }), { actor: 'test' });
+    await s.services.sync.importFile(
+      w.sign(2, { entitlements: [ent('ent_bundle')] }, { iatMs: iat }),
+      { actor: 'test' },
+    );
     const events = w.h.store.state.clockEvents(0);
     expect(events.map((e) => e.kind)).toEqual(['suspect', 'vouched', 'recovered']);
     expect(events[1]!.hwm).toBe(iat);
@@ -350,7 +424,10 @@ describe('a fast clock corrected by NTP (issue 11.2)', () => {
     step(3 * DAY);
     expect((await s.lease(BUNDLE, 'u1')).status).toBe(201);
     step(-3 * DAY);
-    await s.services.sync.importFile(w.sign(2, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - 60_000 }), { actor: 'test' });
+    await s.services.sync.importFile(
+      w.sign(2, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - 60_000 }),
+      { actor: 'test' },
+    );
     expect(kinds()).toEqual(['suspect', 'vouched', 'recovered']);
     expect(auditCount('clock.suspect')).toBe(1);
     expect(auditCount('clock.recovered')).toBe(1);
@@ -360,7 +437,10 @@ describe('a fast clock corrected by NTP (issue 11.2)', () => {
   it('a bundle whose iat is older than the mark does not lower it while the clock is fine', async () => {
     const s = await setUp();
     await s.lease(BUNDLE, 'u1');
-    await s.services.sync.importFile(w.sign(2, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - DAY }), { actor: 'test' });
+    await s.services.sync.importFile(
+      w.sign(2, { entitlements: [ent('ent_bundle')] }, { iatMs: w.h.clock.now() - DAY }),
+      { actor: 'test' },
+    );
     step(-2 * HOUR);
     expect((await s.lease(BUNDLE, 'u2')).status).toBe(503);
     expect(kinds()).toEqual(['suspect']);
@@ -377,7 +457,10 @@ describe('restarts in and out of an episode', () => {
     const frozen = w.h.store.state.clockEvents(0)[0]!.hwm;
     pass(10 * 60_000);
     let r = restart(s, 99.5);
-    expect(r.services.timeGuard.status()).toMatchObject({ suspect: true, high_water_mark: new Date(frozen).toISOString().replace('.000Z', 'Z') });
+    expect(r.services.timeGuard.status()).toMatchObject({
+      suspect: true,
+      high_water_mark: new Date(frozen).toISOString().replace('.000Z', 'Z'),
+    });
     expect((await r.lease(BUNDLE, 'u2')).status).toBe(503);
     expect((await r.lease(MANUAL, 'u2')).status).toBe(201);
     r = restart(r, 3.3);
@@ -413,12 +496,21 @@ describe('reporting', () => {
     w = createWorld();
     mono = 0;
     const s = boot();
-    const m = await s.req('POST', '/v1/entitlements', { ...MANUAL, subject_type: undefined, policy_json: { type: 'concurrent', max_seats: 5 }, starts_at: '2024-01-01T00:00:00Z', ends_at: '2030-01-01T00:00:00Z' });
+    const m = await s.req('POST', '/v1/entitlements', {
+      ...MANUAL,
+      subject_type: undefined,
+      policy_json: { type: 'concurrent', max_seats: 5 },
+      starts_at: '2024-01-01T00:00:00Z',
+      ends_at: '2030-01-01T00:00:00Z',
+    });
     expect(m.status).toBe(201);
     expect((await s.lease(MANUAL, 'u1')).status).toBe(201);
     step(-2 * HOUR);
     expect((await s.lease(MANUAL, 'u2')).status).toBe(201);
-    expect(await s.req('GET', '/readyz', undefined, false)).toMatchObject({ status: 200, body: { status: 'ready', clock: 'suspect' } });
+    expect(await s.req('GET', '/readyz', undefined, false)).toMatchObject({
+      status: 200,
+      body: { status: 'ready', clock: 'suspect' },
+    });
     expect(kinds()).toEqual(['suspect']);
   });
 
@@ -438,10 +530,19 @@ describe('reporting', () => {
       ['suspect', 'number'],
       ['recovered', 'number'],
     ]);
-    expect(recs.filter((x) => x.op === 'audit' && String(x.action).startsWith('clock.')).map((x) => x.action)).toEqual(['clock.suspect', 'clock.recovered']);
+    expect(
+      recs
+        .filter((x) => x.op === 'audit' && String(x.action).startsWith('clock.'))
+        .map((x) => x.action),
+    ).toEqual(['clock.suspect', 'clock.recovered']);
     await s.lease(BUNDLE, 'u5');
     const third = s.services.sync.exportTo({ outDir: out, actor: 'test' });
-    expect(records(third.file).filter((x) => x.op === 'clock_event' || (x.op === 'audit' && String(x.action).startsWith('clock.')))).toEqual([]);
+    expect(
+      records(third.file).filter(
+        (x) =>
+          x.op === 'clock_event' || (x.op === 'audit' && String(x.action).startsWith('clock.')),
+      ),
+    ).toEqual([]);
   });
 });
 

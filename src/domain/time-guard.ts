@@ -137,13 +137,36 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
     if (behind && openSeq === 0) {
       // Frozen at what it is now, and stored, so a restart inside the episode sees the same mark.
       if (m !== persisted) writeMark(m);
-      const details = { now: toIso(now), high_water_mark: toIso(m), tolerance_seconds: CLOCK_TOLERANCE_MS / 1000 };
+      const details = {
+        now: toIso(now),
+        high_water_mark: toIso(m),
+        tolerance_seconds: CLOCK_TOLERANCE_MS / 1000,
+      };
       openSeq = store.state.clockEvent(now, 'suspect', m, details);
-      store.audit.append({ at: now, actor: 'system', action: 'clock.suspect', targetType: 'server', targetId: null, details: { ...details, clock_event: openSeq } });
+      store.audit.append({
+        at: now,
+        actor: 'system',
+        action: 'clock.suspect',
+        targetType: 'server',
+        targetId: null,
+        details: { ...details, clock_event: openSeq },
+      });
     } else if (!behind && openSeq !== 0) {
-      const details = { now: toIso(now), high_water_mark: toIso(m), ended_by: endedBy, suspect_event: openSeq };
+      const details = {
+        now: toIso(now),
+        high_water_mark: toIso(m),
+        ended_by: endedBy,
+        suspect_event: openSeq,
+      };
       const seq = store.state.clockEvent(now, 'recovered', m, details);
-      store.audit.append({ at: now, actor: 'system', action: 'clock.recovered', targetType: 'server', targetId: null, details: { ...details, clock_event: seq } });
+      store.audit.append({
+        at: now,
+        actor: 'system',
+        action: 'clock.recovered',
+        targetType: 'server',
+        targetId: null,
+        details: { ...details, clock_event: seq },
+      });
       openSeq = 0;
       // From here the mark moves on from this reading, which is within the tolerance of the frozen
       // mark: extending the frozen mark instead would keep a clock that caught up on the edge.
@@ -205,7 +228,11 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
       const previous = mark();
       // While the episode is open the mark is frozen at hwm: the vendor's time becomes that mark.
       writeMark(iat);
-      seenVouch = store.state.clockEvent(now, 'vouched', iat, { iat: toIso(iat), previous_mark: toIso(previous), now: toIso(now) });
+      seenVouch = store.state.clockEvent(now, 'vouched', iat, {
+        iat: toIso(iat),
+        previous_mark: toIso(previous),
+        now: toIso(now),
+      });
       settle(now, 'vouch');
     },
 
@@ -227,7 +254,12 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
       refresh();
       const now = clock.now();
       const m = mark();
-      return { suspect: now < m - CLOCK_TOLERANCE_MS, now: toIso(now), high_water_mark: toIso(m), tolerance_seconds: CLOCK_TOLERANCE_MS / 1000 };
+      return {
+        suspect: now < m - CLOCK_TOLERANCE_MS,
+        now: toIso(now),
+        high_water_mark: toIso(m),
+        tolerance_seconds: CLOCK_TOLERANCE_MS / 1000,
+      };
     },
 
     /** Whether anything is guarded: bundle-managed entitlements are the only ones a suspect clock refuses. */

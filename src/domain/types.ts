@@ -35,7 +35,10 @@ export const DEFAULT_GRACE_DAYS = 30;
 export const DAY_MS = 86_400_000;
 
 /** The status an admin sees: the stored one, or one derived from time. */
-export function deriveStatus(e: Pick<Entitlement, 'status' | 'startsAt' | 'endsAt' | 'policy'>, now: number): EntitlementStatus {
+export function deriveStatus(
+  e: Pick<Entitlement, 'status' | 'startsAt' | 'endsAt' | 'policy'>,
+  now: number,
+): EntitlementStatus {
   if (e.status !== 'active') return e.status;
   if (now < e.startsAt) return 'pending';
   if (now <= e.endsAt) return 'active';

@@ -32,7 +32,11 @@ export function createUsageService({ store, clock }: { store: Store; clock: Cloc
           active_30d: named ? store.usage.activeSeats(e.id, from, now + 1) : w.uniqueSubjects,
         },
         leases: { active, peak_30d: Math.max(w.peak, active) },
-        activity: { grants_30d: w.grants, denials_30d: w.denials, unique_users_30d: w.uniqueSubjects },
+        activity: {
+          grants_30d: w.grants,
+          denials_30d: w.denials,
+          unique_users_30d: w.uniqueSubjects,
+        },
       };
     },
 
@@ -47,7 +51,18 @@ export function createUsageService({ store, clock }: { store: Store; clock: Cloc
 
 export type UsageService = ReturnType<typeof createUsageService>;
 
-const CSV_HEADER = ['date', 'entitlement_id', 'tenant_id', 'product_id', 'grants', 'renewals', 'releases', 'denials', 'peak_concurrent', 'unique_subjects'];
+const CSV_HEADER = [
+  'date',
+  'entitlement_id',
+  'tenant_id',
+  'product_id',
+  'grants',
+  'renewals',
+  'releases',
+  'denials',
+  'peak_concurrent',
+  'unique_subjects',
+];
 
 /** CSV (RFC 4180) of daily usage; ids are quoted when they hold a comma, quote or line break. */
 export function usageCsv(e: Entitlement, rows: ReturnType<UsageService['daily']>): string {
@@ -59,7 +74,22 @@ export function usageCsv(e: Entitlement, rows: ReturnType<UsageService['daily']>
   };
   const lines = [CSV_HEADER.join(',')];
   for (const r of rows) {
-    lines.push([new Date(r.day).toISOString().slice(0, 10), e.id, e.tenantId, e.productId, r.grants, r.renewals, r.releases, r.denials, r.peak, r.uniqueSubjects].map(cell).join(','));
+    lines.push(
+      [
+        new Date(r.day).toISOString().slice(0, 10),
+        e.id,
+        e.tenantId,
+        e.productId,
+        r.grants,
+        r.renewals,
+        r.releases,
+        r.denials,
+        r.peak,
+        r.uniqueSubjects,
+      ]
+        .map(cell)
+        .join(','),
+    );
   }
   return `${lines.join('\r\n')}\r\n`;
 }

@@ -29,7 +29,13 @@ export interface BodyReader {
    * bytes count against the budget until `done`; a caller that keeps the body longer holds them
    * with `hold()`. (The bulk import is not budgeted: one at a time, it is bounded by its own cap.)
    */
-  read(req: IncomingMessage, maxBytes: number, timeoutMs: number, budgeted: boolean, done: (err: AppError | null, body?: Buffer) => void): void;
+  read(
+    req: IncomingMessage,
+    maxBytes: number,
+    timeoutMs: number,
+    budgeted: boolean,
+    done: (err: AppError | null, body?: Buffer) => void,
+  ): void;
   /** Counts `n` bytes a caller keeps after read() against the budget; `release(n)` when it drops them. */
   hold(n: number): void;
   release(n: number): void;
@@ -52,7 +58,8 @@ export function createBodyReader(budgetBytes: number, tickMs = 1000): BodyReader
     read(req, maxBytes, timeoutMs, budgeted, done) {
       const declared = req.headers['content-length'];
       if (declared !== undefined) {
-        if (!DECLARED_LENGTH.test(declared) || Number(declared) > maxBytes) return done(tooLarge(maxBytes));
+        if (!DECLARED_LENGTH.test(declared) || Number(declared) > maxBytes)
+          return done(tooLarge(maxBytes));
         // A declared length that cannot fit is refused before anything is read.
         if (budgeted && used + Number(declared) > budgetBytes) return done(overBudget());
       } else if (budgeted && used >= budgetBytes) return done(overBudget());
@@ -68,7 +75,10 @@ export function createBodyReader(budgetBytes: number, tickMs = 1000): BodyReader
         chunks.length = 0;
         done(err, body);
       };
-      const entry = { deadline: performance.now() + timeoutMs, expire: () => finish(slow(timeoutMs)) };
+      const entry = {
+        deadline: performance.now() + timeoutMs,
+        expire: () => finish(slow(timeoutMs)),
+      };
       pending.add(entry);
       req.on('data', (chunk: Buffer) => {
         if (settled) return;
@@ -97,11 +107,19 @@ export function createBodyReader(budgetBytes: number, tickMs = 1000): BodyReader
 }
 
 function overBudget(): AppError {
-  return new AppError('busy', 'the server holds as many request bodies as its memory budget allows; retry shortly', { retry_after_seconds: 1, reason: 'memory_budget' });
+  return new AppError(
+    'busy',
+    'the server holds as many request bodies as its memory budget allows; retry shortly',
+    { retry_after_seconds: 1, reason: 'memory_budget' },
+  );
 }
 
 function slow(timeoutMs: number): AppError {
-  return new AppError('request_timeout', `the request body did not arrive within ${timeoutMs / 1000} s`, { timeout_seconds: timeoutMs / 1000 });
+  return new AppError(
+    'request_timeout',
+    `the request body did not arrive within ${timeoutMs / 1000} s`,
+    { timeout_seconds: timeoutMs / 1000 },
+  );
 }
 
 /** Sockets in a lingering close at most at once; counted by lingerAfterAnswer. */
@@ -150,18 +168,36 @@ export function lingerAfterAnswer(req: IncomingMessage): void {
  * budget, too slow, no Host): the error envelope with a request id, `Connection: close` and a
  * lingering close, one log line and its count in the metrics, as the app would.
  */
-export function refuseRequest(req: IncomingMessage, res: ServerResponse, err: AppError, log: Logger, metrics: Metrics, start: number): void {
+export function refuseRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  err: AppError,
+  log: Logger,
+  metrics: Metrics,
+  start: number,
+): void {
   if (res.headersSent || res.destroyed) return;
   const given = req.headers['x-request-id'];
   const id = pickRequestId(typeof given === 'string' ? given : undefined);
   const a = errorAnswer(err, id, log);
   const text = JSON.stringify(a.body);
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'x-request-id': id, 'content-length': Buffer.byteLength(text), connection: 'close' };
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'x-request-id': id,
+    'content-length': Buffer.byteLength(text),
+    connection: 'close',
+  };
   if (a.retryAfter !== undefined) headers['retry-after'] = String(a.retryAfter);
   lingerAfterAnswer(req);
   res.writeHead(a.status, headers);
   res.end(text);
   const url = req.url ?? '';
   const q = url.indexOf('?');
-  recordRequest(log, metrics, { id, method: req.method ?? '-', path: q === -1 ? url : url.slice(0, q), status: a.status, ms: performance.now() - start });
+  recordRequest(log, metrics, {
+    id,
+    method: req.method ?? '-',
+    path: q === -1 ? url : url.slice(0, q),
+    status: a.status,
+    ms: performance.now() - start,
+  });
 }

@@ -10,7 +10,8 @@ export interface LeaseAnswer {
 }
 
 /** The client lease routes by path: no token (the lease id is the proof of possession). */
-export type LeaseRoutePath = '/v1/license/lease' | '/v1/license/lease/renew' | '/v1/license/lease/release';
+export type LeaseRoutePath =
+  '/v1/license/lease' | '/v1/license/lease/renew' | '/v1/license/lease/release';
 
 /**
  * The three client lease routes, apart from any HTTP framework: each takes the parsed JSON body and
@@ -18,7 +19,9 @@ export type LeaseRoutePath = '/v1/license/lease' | '/v1/license/lease/renew' | '
  * and so does the server's direct path for them (src/http/lease-fast-path.ts): one behaviour, two
  * ways in.
  */
-export function createLeaseApi(services: Services): Record<LeaseRoutePath, (body: unknown) => Promise<LeaseAnswer>> {
+export function createLeaseApi(
+  services: Services,
+): Record<LeaseRoutePath, (body: unknown) => Promise<LeaseAnswer>> {
   return {
     async '/v1/license/lease'(body) {
       const b = parseWith(leaseRequestSchema, body);
@@ -41,7 +44,14 @@ export function createLeaseApi(services: Services): Record<LeaseRoutePath, (body
     async '/v1/license/lease/release'(body) {
       const { lease_id } = parseWith(leaseIdSchema, body);
       const l = await services.leases.release(lease_id);
-      return { status: 200, body: { lease_id: l.id, state: l.state, released_at: l.endedAt === null ? null : toIso(l.endedAt) } };
+      return {
+        status: 200,
+        body: {
+          lease_id: l.id,
+          state: l.state,
+          released_at: l.endedAt === null ? null : toIso(l.endedAt),
+        },
+      };
     },
   };
 }

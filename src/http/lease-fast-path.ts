@@ -3,7 +3,13 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StorageHealth } from '../storage/health.ts';
 import type { LeaseAnswer, LeaseRoutePath } from './lease-api.ts';
-import { decodeBody, errorAnswer, parseJsonBody, pickRequestId, recordRequest } from './middleware.ts';
+import {
+  decodeBody,
+  errorAnswer,
+  parseJsonBody,
+  pickRequestId,
+  recordRequest,
+} from './middleware.ts';
 import { lingerAfterAnswer, type BodyReader } from './body.ts';
 
 export interface LeaseFastPathDeps {
@@ -30,7 +36,15 @@ export interface LeaseFastPathDeps {
  *
  * Returns false for any other request, which the caller hands to the Hono app.
  */
-export function createLeaseFastPath({ api, log, metrics, bodyLimit, bodyTimeoutMs, bodies, storageHealth }: LeaseFastPathDeps) {
+export function createLeaseFastPath({
+  api,
+  log,
+  metrics,
+  bodyLimit,
+  bodyTimeoutMs,
+  bodies,
+  storageHealth,
+}: LeaseFastPathDeps) {
   const routes = new Map<string, (body: unknown) => Promise<LeaseAnswer>>(Object.entries(api));
 
   return function serveLease(req: IncomingMessage, res: ServerResponse): boolean {
@@ -50,7 +64,11 @@ export function createLeaseFastPath({ api, log, metrics, bodyLimit, bodyTimeoutM
       if (answered) return;
       answered = true;
       const text = JSON.stringify(body);
-      const headers: Record<string, string | number> = { 'content-type': 'application/json', 'x-request-id': id, 'content-length': Buffer.byteLength(text) };
+      const headers: Record<string, string | number> = {
+        'content-type': 'application/json',
+        'x-request-id': id,
+        'content-length': Buffer.byteLength(text),
+      };
       if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
       // A body not read whole: closing tells the client to stop sending it; what it still sends is
       // read and dropped first, so it reads this answer (lingering close).
@@ -60,7 +78,13 @@ export function createLeaseFastPath({ api, log, metrics, bodyLimit, bodyTimeoutM
       }
       res.writeHead(status, headers);
       res.end(text);
-      recordRequest(log, metrics, { id, method: 'POST', path, status, ms: performance.now() - start });
+      recordRequest(log, metrics, {
+        id,
+        method: 'POST',
+        path,
+        status,
+        ms: performance.now() - start,
+      });
     };
     const fail = (err: unknown): void => {
       const a = errorAnswer(err, id, log, storageHealth);

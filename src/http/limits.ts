@@ -33,14 +33,22 @@ export const LEASE_BODY_TIMEOUT_MS = 10_000;
 /** An admin body (up to 64 MiB for the import) gets a minute. */
 export const BODY_TIMEOUT_MS = 60_000;
 
-export const LEASE_PATHS: ReadonlySet<string> = new Set(['/v1/license/lease', '/v1/license/lease/renew', '/v1/license/lease/release']);
+export const LEASE_PATHS: ReadonlySet<string> = new Set([
+  '/v1/license/lease',
+  '/v1/license/lease/renew',
+  '/v1/license/lease/release',
+]);
 export const IMPORT_PATH = '/v1/entitlements/import';
 /** Streamed to a temporary file by its route, which enforces the bundle size cap itself. */
 export const STREAMED_PATH = '/v1/sync/import';
 
 /** The body cap of a path: 16 KiB for the lease routes, 64 MiB for the bulk import, 1 MiB otherwise. */
 export function bodyLimitFor(path: string): number {
-  return LEASE_PATHS.has(path) ? LEASE_BODY_LIMIT : path === IMPORT_PATH ? IMPORT_BODY_LIMIT : BODY_LIMIT;
+  return LEASE_PATHS.has(path)
+    ? LEASE_BODY_LIMIT
+    : path === IMPORT_PATH
+      ? IMPORT_BODY_LIMIT
+      : BODY_LIMIT;
 }
 
 /** "16 KiB", "1 MiB": how limits read in messages. */

@@ -23,16 +23,27 @@ export function createMetrics(): Metrics {
     },
     render(gauges) {
       const out: string[] = [];
-      out.push('# HELP bpls_http_requests_total HTTP requests answered, by method and status.', '# TYPE bpls_http_requests_total counter');
+      out.push(
+        '# HELP bpls_http_requests_total HTTP requests answered, by method and status.',
+        '# TYPE bpls_http_requests_total counter',
+      );
       for (const [k, v] of [...requests].sort()) out.push(`bpls_http_requests_total{${k}} ${v}`);
-      out.push('# HELP bpls_http_request_duration_seconds Time to answer a request.', '# TYPE bpls_http_request_duration_seconds histogram');
+      out.push(
+        '# HELP bpls_http_request_duration_seconds Time to answer a request.',
+        '# TYPE bpls_http_request_duration_seconds histogram',
+      );
       let cumulative = 0;
       BUCKETS_MS.forEach((b, i) => {
         cumulative += buckets[i]!;
         out.push(`bpls_http_request_duration_seconds_bucket{le="${b / 1000}"} ${cumulative}`);
       });
-      out.push(`bpls_http_request_duration_seconds_bucket{le="+Inf"} ${count}`, `bpls_http_request_duration_seconds_sum ${sum}`, `bpls_http_request_duration_seconds_count ${count}`);
-      for (const [name, g] of Object.entries(gauges)) out.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.value}`);
+      out.push(
+        `bpls_http_request_duration_seconds_bucket{le="+Inf"} ${count}`,
+        `bpls_http_request_duration_seconds_sum ${sum}`,
+        `bpls_http_request_duration_seconds_count ${count}`,
+      );
+      for (const [name, g] of Object.entries(gauges))
+        out.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.value}`);
       return `${out.join('\n')}\n`;
     },
   };

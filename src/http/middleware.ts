@@ -29,17 +29,39 @@ export function requestId(): MiddlewareHandler<AppEnv> {
 }
 
 /** One JSON log line per request: ids, route, status and time; never bodies, tokens or query strings. */
-export function requestLog(log: Logger, metrics: Metrics, now: () => number = () => performance.now()): MiddlewareHandler<AppEnv> {
+export function requestLog(
+  log: Logger,
+  metrics: Metrics,
+  now: () => number = () => performance.now(),
+): MiddlewareHandler<AppEnv> {
   return async function requestLogMiddleware(c, next) {
     const start = now();
     await next();
     const principal = c.get('principal');
-    recordRequest(log, metrics, { id: c.get('requestId'), method: c.req.method, path: c.req.path, status: c.res.status, ms: now() - start, tokenId: principal?.tokenId });
+    recordRequest(log, metrics, {
+      id: c.get('requestId'),
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: now() - start,
+      tokenId: principal?.tokenId,
+    });
   };
 }
 
 /** An answered request: its line in the log and its count in the metrics (the Hono app and the lease fast path). */
-export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; method: string; path: string; status: number; ms: number; tokenId?: string | undefined }): void {
+export function recordRequest(
+  log: Logger,
+  metrics: Metrics,
+  r: {
+    id: string;
+    method: string;
+    path: string;
+    status: number;
+    ms: number;
+    tokenId?: string | undefined;
+  },
+): void {
   metrics.observe(r.method, r.status, r.ms);
   log.info('request', {
     request_id: r.id,
@@ -59,14 +81,41 @@ export function recordRequest(log: Logger, metrics: Metrics, r: { id: string; me
  * (storage/failures.ts). Anything else is our bug: the stack goes to the log, the client gets a
  * generic message.
  */
-export function errorAnswer(err: unknown, requestId: string, log: Logger, storage?: Pick<StorageHealth, 'failed'>): { status: AppError['status']; body: ErrorEnvelope; close: boolean; retryAfter: number | undefined } {
+export function errorAnswer(
+  err: unknown,
+  requestId: string,
+  log: Logger,
+  storage?: Pick<StorageHealth, 'failed'>,
+): {
+  status: AppError['status'];
+  body: ErrorEnvelope;
+  close: boolean;
+  retryAfter: number | undefined;
+} {
   // A full or read-only disk is logged once per episode (storage/health.ts), not per request.
   const s = storage?.failed(err);
   if (!(err instanceof AppError)) err = s ?? storageFailure(err) ?? err;
-  if (err instanceof AppError) return { status: err.status, body: toEnvelope(err, requestId), close: err.code === 'payload_too_large' || err.code === 'request_timeout', retryAfter: err.retryAfterSeconds };
-  log.error('unhandled error', { request_id: requestId, error: (err as Error)?.stack ?? String(err) });
-  const internal = new AppError('internal', 'internal error; the server log has the detail under this request id');
-  return { status: internal.status, body: toEnvelope(internal, requestId), close: false, retryAfter: undefined };
+  if (err instanceof AppError)
+    return {
+      status: err.status,
+      body: toEnvelope(err, requestId),
+      close: err.code === 'payload_too_large' || err.code === 'request_timeout',
+      retryAfter: err.retryAfterSeconds,
+    };
+  log.error('unhandled error', {
+    request_id: requestId,
+    error: (err as Error)?.stack ?? String(err),
+  });
+  const internal = new AppError(
+    'internal',
+    'internal error; the server log has the detail under this request id',
+  );
+  return {
+    status: internal.status,
+    body: toEnvelope(internal, requestId),
+    close: false,
+    retryAfter: undefined,
+  };
 }
 
 /**
@@ -78,7 +127,8 @@ export function errorAnswer(err: unknown, requestId: string, log: Logger, storag
 export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
   return async function limitBodyMiddleware(c, next) {
     const declared = c.req.header('content-length');
-    if (declared !== undefined && (!/^\d{1,15}$/.test(declared) || Number(declared) > maxSize)) throw tooLarge(maxSize);
+    if (declared !== undefined && (!/^\d{1,15}$/.test(declared) || Number(declared) > maxSize))
+      throw tooLarge(maxSize);
     c.set('bodyLimit', maxSize);
     await next();
   };
@@ -86,7 +136,11 @@ export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
 
 /** The 413 for a body over `maxSize` bytes. */
 export function tooLarge(maxSize: number): AppError {
-  return new AppError('payload_too_large', `the request body is over the ${formatBytes(maxSize)} limit for this route`, { limit_bytes: maxSize });
+  return new AppError(
+    'payload_too_large',
+    `the request body is over the ${formatBytes(maxSize)} limit for this route`,
+    { limit_bytes: maxSize },
+  );
 }
 
 /**
@@ -96,7 +150,10 @@ export function tooLarge(maxSize: number): AppError {
  */
 async function readBodyText(c: HonoContext<AppEnv>): Promise<string> {
   const max = c.get('bodyLimit') ?? 1 << 20;
-  if (c.req.header('content-length') !== undefined && c.req.header('transfer-encoding') === undefined) {
+  if (
+    c.req.header('content-length') !== undefined &&
+    c.req.header('transfer-encoding') === undefined
+  ) {
     // The length was checked against the cap, and the HTTP parser reads exactly that many bytes.
     return decodeBody(new Uint8Array(await c.req.arrayBuffer()));
   }
@@ -125,25 +182,44 @@ async function readBodyText(c: HonoContext<AppEnv>): Promise<string> {
  * @throws AppError `invalid_request`
  */
 export function decodeBody(bytes: Uint8Array): string {
-  if (!isUtf8(bytes)) throw new AppError('invalid_request', 'the request body is not valid UTF-8', { issues: [{ path: '(root)', message: 'invalid UTF-8' }] });
+  if (!isUtf8(bytes))
+    throw new AppError('invalid_request', 'the request body is not valid UTF-8', {
+      issues: [{ path: '(root)', message: 'invalid UTF-8' }],
+    });
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 }
 
 /** Bearer-token authentication plus the route's row of the permission table. */
-export function requirePermission(tokens: () => ApiTokenService, route: RouteKey): MiddlewareHandler<AppEnv> {
+export function requirePermission(
+  tokens: () => ApiTokenService,
+  route: RouteKey,
+): MiddlewareHandler<AppEnv> {
   const rule: RouteRule = ROUTES[route];
   return async function authMiddleware(c, next) {
     const header = c.req.header('authorization');
     const m = header === undefined ? null : /^Bearer ([^\s]+)$/i.exec(header.trim());
     if (!m) {
-      throw new AppError('unauthorized', header === undefined ? 'this route needs an API token' : 'the Authorization header must be "Bearer <token>"', {}, 'send Authorization: Bearer bpls_…');
+      throw new AppError(
+        'unauthorized',
+        header === undefined
+          ? 'this route needs an API token'
+          : 'the Authorization header must be "Bearer <token>"',
+        {},
+        'send Authorization: Bearer bpls_…',
+      );
     }
     const principal = tokens().authenticate(m[1]!);
     if (!roleAllows(principal.role, rule.permission)) {
-      throw new AppError('forbidden', `a ${principal.role} token may not do this (needs ${rule.permission})`);
+      throw new AppError(
+        'forbidden',
+        `a ${principal.role} token may not do this (needs ${rule.permission})`,
+      );
     }
     if (rule.global && principal.tenantId !== null) {
-      throw new AppError('forbidden', `a token limited to tenant ${principal.tenantId} may not do this: it spans every tenant`);
+      throw new AppError(
+        'forbidden',
+        `a token limited to tenant ${principal.tenantId} may not do this: it spans every tenant`,
+      );
     }
     c.set('principal', principal);
     await next();
@@ -157,10 +233,17 @@ export async function readJson(c: HonoContext<AppEnv>): Promise<unknown> {
 
 /** The body text as JSON (readJson, and the lease fast path, which reads the body itself). */
 export function parseJsonBody(text: string): unknown {
-  if (text.trim() === '') throw new AppError('invalid_request', 'the request body is empty; send a JSON object', { issues: [{ path: '(root)', message: 'empty body' }] });
+  if (text.trim() === '')
+    throw new AppError('invalid_request', 'the request body is empty; send a JSON object', {
+      issues: [{ path: '(root)', message: 'empty body' }],
+    });
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new AppError('invalid_request', `the request body is not valid JSON: ${(err as Error).message}`, { issues: [{ path: '(root)', message: 'malformed JSON' }] });
+    throw new AppError(
+      'invalid_request',
+      `the request body is not valid JSON: ${(err as Error).message}`,
+      { issues: [{ path: '(root)', message: 'malformed JSON' }] },
+    );
   }
 }

@@ -14,13 +14,21 @@ function toAppError(code: string | undefined): AppError {
     case 'HPE_HEADER_OVERFLOW':
       return new AppError('headers_too_large', 'the request headers are over the 16 KiB limit');
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return new AppError('payload_too_large', 'the chunk extensions of the request body are too large', {});
+      return new AppError(
+        'payload_too_large',
+        'the chunk extensions of the request body are too large',
+        {},
+      );
     case 'ERR_HTTP_REQUEST_TIMEOUT':
     case 'ERR_HTTP_HEADERS_TIMEOUT':
       return new AppError('request_timeout', 'the request did not arrive in time');
     default:
       // Content-Length with Transfer-Encoding, two lengths, a bad method, version or header byte...
-      return new AppError('invalid_request', `the request is not valid HTTP/1.1${code !== undefined && /^HPE_[A-Z_]{1,40}$/.test(code) ? ` (${code})` : ''}`, { issues: [{ path: '(http)', message: code ?? 'malformed request' }] });
+      return new AppError(
+        'invalid_request',
+        `the request is not valid HTTP/1.1${code !== undefined && /^HPE_[A-Z_]{1,40}$/.test(code) ? ` (${code})` : ''}`,
+        { issues: [{ path: '(http)', message: code ?? 'malformed request' }] },
+      );
   }
 }
 
@@ -48,7 +56,14 @@ export function createProtocolErrorHandler(log: Logger, metrics: Metrics) {
  * Writes the envelope answer straight on a socket node:http no longer serves (a parse error, a
  * CONNECT), ends it and drops what still comes for LINGER_MS; one log line and a metrics count.
  */
-export function answerOnSocket(socket: Duplex, e: AppError, log: Logger, metrics: Metrics, method: string, why: string): void {
+export function answerOnSocket(
+  socket: Duplex,
+  e: AppError,
+  log: Logger,
+  metrics: Metrics,
+  method: string,
+  why: string,
+): void {
   answered.add(socket);
   const id = newId('req', 12);
   const text = JSON.stringify(toEnvelope(e, id));

@@ -14,7 +14,11 @@ export function tenantScope(c: Context<AppEnv>): string | null {
  * Another tenant's resource is answered exactly like a missing one (404, same message), so a
  * scoped token cannot learn that it exists.
  */
-export function mustSee<T extends { tenantId: string }>(c: Context<AppEnv>, resource: T, notFound: string): T {
+export function mustSee<T extends { tenantId: string }>(
+  c: Context<AppEnv>,
+  resource: T,
+  notFound: string,
+): T {
   const scope = tenantScope(c);
   if (scope !== null && resource.tenantId !== scope) throw new AppError('not_found', notFound);
   return resource;
@@ -29,7 +33,10 @@ export function scopedTenant(c: Context<AppEnv>, asked: string | undefined): str
 }
 
 /** The entitlement named by the path's :id, if this token may see it (else the same 404 as a missing one). */
-export function visibleEntitlement(c: Context<AppEnv>, entitlements: EntitlementService): Entitlement {
+export function visibleEntitlement(
+  c: Context<AppEnv>,
+  entitlements: EntitlementService,
+): Entitlement {
   const id = parseWith(identifier, c.req.param('id'), 'entitlement id');
   return mustSee(c, entitlements.get(id), `no entitlement ${id}`);
 }

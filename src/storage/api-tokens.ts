@@ -31,13 +31,16 @@ function fromRow(r: Row): ApiToken & { hash: Buffer } {
 
 /** All SQL about API tokens. Only keyed hashes of tokens are stored. */
 export function createApiTokenRepo(db: Db) {
-  const insert = db.prepare(`INSERT INTO api_tokens (id, name, role, tenant_id, token_hash, prefix, created_at, expires_at)
+  const insert =
+    db.prepare(`INSERT INTO api_tokens (id, name, role, tenant_id, token_hash, prefix, created_at, expires_at)
     VALUES (@id, @name, @role, @tenant_id, @token_hash, @prefix, @created_at, @expires_at)`);
   const byHash = db.prepare<[Buffer], Row>('SELECT * FROM api_tokens WHERE token_hash = ?');
   const byId = db.prepare<[string], Row>('SELECT * FROM api_tokens WHERE id = ?');
   const all = db.prepare<[], Row>('SELECT * FROM api_tokens ORDER BY created_at, id');
   const touch = db.prepare<[number, string]>('UPDATE api_tokens SET last_used_at = ? WHERE id = ?');
-  const revoke = db.prepare<[number, string]>('UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL');
+  const revoke = db.prepare<[number, string]>(
+    'UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL',
+  );
 
   return {
     insert(t: ApiToken, hash: Buffer): void {

@@ -11,7 +11,15 @@ beforeEach(() => {
   dir = tempDir();
   store = openStore(join(dir, 'license.db'));
   store.tx(() => {
-    for (let i = 1; i <= 5; i++) store.audit.append({ at: i * 1000, actor: 'test', action: `thing.${i}`, targetType: 'x', targetId: `x${i}`, details: { n: i } });
+    for (let i = 1; i <= 5; i++)
+      store.audit.append({
+        at: i * 1000,
+        actor: 'test',
+        action: `thing.${i}`,
+        targetType: 'x',
+        targetId: `x${i}`,
+        details: { n: i },
+      });
   });
 });
 afterEach(() => {
@@ -28,14 +36,21 @@ describe('the audit hash chain', () => {
   });
 
   it('refuses updates and deletes through SQL', () => {
-    expect(() => store.db.prepare("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2").run()).toThrow(/append-only/);
-    expect(() => store.db.prepare('DELETE FROM audit_log WHERE seq = 2').run()).toThrow(/append-only/);
+    expect(() =>
+      store.db.prepare("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2").run(),
+    ).toThrow(/append-only/);
+    expect(() => store.db.prepare('DELETE FROM audit_log WHERE seq = 2').run()).toThrow(
+      /append-only/,
+    );
   });
 
   it('shows an edited row even when the triggers were dropped', () => {
     store.db.exec('DROP TRIGGER audit_log_no_update');
     store.db.prepare(`UPDATE audit_log SET details = '{"n":99}' WHERE seq = 3`).run();
-    expect(store.audit.verify().firstBreak).toEqual({ seq: 3, reason: 'row content does not match its hash' });
+    expect(store.audit.verify().firstBreak).toEqual({
+      seq: 3,
+      reason: 'row content does not match its hash',
+    });
   });
 
   it('shows a deleted row', () => {
@@ -47,6 +62,9 @@ describe('the audit hash chain', () => {
   it('shows a rewritten chain tail that does not link up', () => {
     store.db.exec('DROP TRIGGER audit_log_no_update');
     store.db.prepare(`UPDATE audit_log SET prev_hash = '${'f'.repeat(64)}' WHERE seq = 4`).run();
-    expect(store.audit.verify().firstBreak).toEqual({ seq: 4, reason: 'prev_hash does not match the previous row' });
+    expect(store.audit.verify().firstBreak).toEqual({
+      seq: 4,
+      reason: 'prev_hash does not match the previous row',
+    });
   });
 });

@@ -46,10 +46,15 @@ export interface ChainBreak {
 
 /** All SQL about the audit log. Appends must run inside the caller's IMMEDIATE transaction. */
 export function createAuditRepo(db: Db) {
-  const head = db.prepare<[], { seq: number; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
-  const insert = db.prepare(`INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, details, prev_hash, hash)
+  const head = db.prepare<[], { seq: number; hash: string }>(
+    'SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1',
+  );
+  const insert =
+    db.prepare(`INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, details, prev_hash, hash)
     VALUES (@seq, @at, @actor, @action, @target_type, @target_id, @details, @prev_hash, @hash)`);
-  const page = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?');
+  const page = db.prepare<[number, number], AuditRow>(
+    'SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?',
+  );
 
   return {
     head(): { seq: number; hash: string } {
@@ -82,11 +87,28 @@ export function createAuditRepo(db: Db) {
       let prev = GENESIS_HASH;
       let expectSeq = 1;
       let rows = 0;
-      for (const r of db.prepare('SELECT * FROM audit_log ORDER BY seq').iterate() as IterableIterator<AuditRow>) {
+      for (const r of db
+        .prepare('SELECT * FROM audit_log ORDER BY seq')
+        .iterate() as IterableIterator<AuditRow>) {
         rows++;
-        if (r.seq !== expectSeq) return { rows, head: prev, firstBreak: { seq: expectSeq, reason: `row ${expectSeq} is missing` } };
-        if (r.prev_hash !== prev) return { rows, head: prev, firstBreak: { seq: r.seq, reason: 'prev_hash does not match the previous row' } };
-        if (auditHash(prev, r) !== r.hash) return { rows, head: prev, firstBreak: { seq: r.seq, reason: 'row content does not match its hash' } };
+        if (r.seq !== expectSeq)
+          return {
+            rows,
+            head: prev,
+            firstBreak: { seq: expectSeq, reason: `row ${expectSeq} is missing` },
+          };
+        if (r.prev_hash !== prev)
+          return {
+            rows,
+            head: prev,
+            firstBreak: { seq: r.seq, reason: 'prev_hash does not match the previous row' },
+          };
+        if (auditHash(prev, r) !== r.hash)
+          return {
+            rows,
+            head: prev,
+            firstBreak: { seq: r.seq, reason: 'row content does not match its hash' },
+          };
         prev = r.hash;
         expectSeq++;
       }

@@ -13,7 +13,11 @@ let dir: string;
 let store: Store;
 let locker: Database.Database;
 const file = () => join(dir, 'license.db');
-const keys = () => store.db.prepare("SELECT key FROM server_state WHERE key LIKE 'busy-test-%' ORDER BY key").pluck().all();
+const keys = () =>
+  store.db
+    .prepare("SELECT key FROM server_state WHERE key LIKE 'busy-test-%' ORDER BY key")
+    .pluck()
+    .all();
 
 beforeEach(() => {
   dir = tempDir();
@@ -82,10 +86,12 @@ describe('the serving connection and a lock held elsewhere', () => {
 
   it('txAsync() past its deadline throws SQLITE_BUSY and writes nothing; restores the busy timeout', async () => {
     locker.exec('BEGIN IMMEDIATE');
-    const err = await store.txAsync(() => store.state.set('busy-test-c', '1'), { deadlineMs: 200 }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await store
+      .txAsync(() => store.state.set('busy-test-c', '1'), { deadlineMs: 200 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect((err as { code?: string }).code).toBe('SQLITE_BUSY');
     expect(storageFailure(err)).toMatchObject({ code: 'busy', status: 503 });
     locker.exec('ROLLBACK');

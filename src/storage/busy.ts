@@ -40,7 +40,11 @@ export function withoutBusyWait<T>(db: Db, attempt: () => T): T {
  * it to `busy` 503). The first try uses the connection's own short busy timeout, later ones none.
  * `attempt` must change nothing when it throws busy (a BEGIN IMMEDIATE that did not start).
  */
-export async function retryWhileBusy<T>(db: Db, attempt: () => T, deadlineMs: number = BUSY_RETRY_DEADLINE_MS): Promise<T> {
+export async function retryWhileBusy<T>(
+  db: Db,
+  attempt: () => T,
+  deadlineMs: number = BUSY_RETRY_DEADLINE_MS,
+): Promise<T> {
   const start = Date.now();
   try {
     return attempt();

@@ -89,9 +89,14 @@ function walFileBytes(): number {
 
 function checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): { busy: boolean; log: number; done: number } {
   const t0 = performance.now();
-  const row = db!.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number };
+  const row = db!.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as {
+    busy: number;
+    log: number;
+    checkpointed: number;
+  };
   const r = { busy: row.busy !== 0, log: row.log, done: row.checkpointed };
-  if (mode === 'TRUNCATE') send({ type: 'checkpoint', mode, ms: performance.now() - t0, walFrames: r.log, busy: r.busy });
+  if (mode === 'TRUNCATE')
+    send({ type: 'checkpoint', mode, ms: performance.now() - t0, walFrames: r.log, busy: r.busy });
   return r;
 }
 
@@ -116,12 +121,20 @@ function round(): void {
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     // Another connection mid-recovery or mid-checkpoint: next round (this thread never waits).
-    if (typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))) return;
+    if (
+      typeof code === 'string' &&
+      (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+    )
+      return;
     // Reported once per run of failures; the serving side keeps the episode and its log line.
     if (!failing) {
       failing = true;
       const e = err as { code?: unknown; message?: unknown };
-      send({ type: 'error', code: typeof e.code === 'string' ? e.code : undefined, message: String(e.message ?? err) });
+      send({
+        type: 'error',
+        code: typeof e.code === 'string' ? e.code : undefined,
+        message: String(e.message ?? err),
+      });
     }
   }
 }

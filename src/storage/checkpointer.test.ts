@@ -16,7 +16,16 @@ let file: string;
 let db: Db;
 let cp: Checkpointer | undefined;
 let lines: Array<Record<string, unknown>>;
-const log = createLogger({ level: 'debug', write: (t) => lines.push(...t.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)) });
+const log = createLogger({
+  level: 'debug',
+  write: (t) =>
+    lines.push(
+      ...t
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    ),
+});
 const walSize = () => (existsSync(`${file}-wal`) ? statSync(`${file}-wal`).size : 0);
 
 async function until(what: string, fn: () => boolean, ms = 10_000): Promise<void> {
@@ -42,39 +51,51 @@ afterEach(async () => {
 });
 
 describe('the checkpoint thread', () => {
-  it('takes checkpoints off the serving connection and keeps the WAL bounded under steady writes', { timeout: 60_000 }, async () => {
-    cp = startCheckpointer({ db, file, addonFile: undefined, log, intervalMs: 20, restartBytes: 256 << 10 });
-    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
-    expect(db.pragma('journal_size_limit', { simple: true })).toBe(16 << 20);
-    // At start the worker cuts the WAL to zero.
-    await until('the start truncation', () => cp!.stats().truncates >= 1);
-    expect(lines.some((l) => l.msg === 'WAL truncated')).toBe(true);
+  it(
+    'takes checkpoints off the serving connection and keeps the WAL bounded under steady writes',
+    { timeout: 60_000 },
+    async () => {
+      cp = startCheckpointer({
+        db,
+        file,
+        addonFile: undefined,
+        log,
+        intervalMs: 20,
+        restartBytes: 256 << 10,
+      });
+      expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+      expect(db.pragma('journal_size_limit', { simple: true })).toBe(16 << 20);
+      // At start the worker cuts the WAL to zero.
+      await until('the start truncation', () => cp!.stats().truncates >= 1);
+      expect(lines.some((l) => l.msg === 'WAL truncated')).toBe(true);
 
-    // ~12 MB written in 120 commits, a turn of the event loop apart (as the server commits).
-    const insert = db.prepare('INSERT OR REPLACE INTO t (k, v) VALUES (?, ?)');
-    const many = db.transaction((base: number) => {
-      for (let i = 0; i < 200; i++) insert.run(base + i, randomBytes(500));
-    });
-    let maxWal = 0;
-    for (let n = 0; n < 120; n++) {
-      many(n * 200);
-      maxWal = Math.max(maxWal, walSize());
-      await sleep(5);
-    }
-    expect(db.prepare('SELECT count(*) FROM t').pluck().get()).toBe(24_000);
-    const st = cp.stats();
-    expect(st.running).toBe(true);
-    // The WAL was started again from its beginning, many times: without that it would hold all ~12 MB.
-    expect(st.serving).toBeGreaterThan(3);
-    expect(maxWal).toBeLessThan(6 << 20);
-    expect(lines.filter((l) => l.level === 'error' || l.level === 'warn')).toEqual([]);
-  });
+      // ~12 MB written in 120 commits, a turn of the event loop apart (as the server commits).
+      const insert = db.prepare('INSERT OR REPLACE INTO t (k, v) VALUES (?, ?)');
+      const many = db.transaction((base: number) => {
+        for (let i = 0; i < 200; i++) insert.run(base + i, randomBytes(500));
+      });
+      let maxWal = 0;
+      for (let n = 0; n < 120; n++) {
+        many(n * 200);
+        maxWal = Math.max(maxWal, walSize());
+        await sleep(5);
+      }
+      expect(db.prepare('SELECT count(*) FROM t').pluck().get()).toBe(24_000);
+      const st = cp.stats();
+      expect(st.running).toBe(true);
+      // The WAL was started again from its beginning, many times: without that it would hold all ~12 MB.
+      expect(st.serving).toBeGreaterThan(3);
+      expect(maxWal).toBeLessThan(6 << 20);
+      expect(lines.filter((l) => l.level === 'error' || l.level === 'warn')).toEqual([]);
+    },
+  );
 
   it('copies and cuts the WAL to zero when asked, and stops cleanly', async () => {
     cp = startCheckpointer({ db, file, addonFile: undefined, log, intervalMs: 10_000 });
     await until('the start truncation', () => cp!.stats().truncates >= 1);
     db.transaction(() => {
-      for (let i = 0; i < 2000; i++) db.prepare('INSERT INTO t (k, v) VALUES (?, ?)').run(i, randomBytes(200));
+      for (let i = 0; i < 2000; i++)
+        db.prepare('INSERT INTO t (k, v) VALUES (?, ?)').run(i, randomBytes(200));
     })();
     expect(walSize()).toBeGreaterThan(100_000);
     cp.truncate();

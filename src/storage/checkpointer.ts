@@ -3,7 +3,11 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Db } from './db.ts';
 import type { Logger } from '../log.ts';
-import type { CheckpointCommand, CheckpointReport, CheckpointWorkerData } from './checkpoint-worker.ts';
+import type {
+  CheckpointCommand,
+  CheckpointReport,
+  CheckpointWorkerData,
+} from './checkpoint-worker.ts';
 
 // scripts/build.mjs defines it: checkpoint-worker.ts bundled to one script (better-sqlite3's JS
 // inlined). Undefined from the sources, where Node runs the .ts file itself.
@@ -103,7 +107,10 @@ export function startCheckpointer(opts: CheckpointerOptions): Checkpointer {
       try {
         passive.run();
       } catch (err) {
-        opts.onFailure?.({ code: (err as { code?: string }).code, message: String((err as Error).message) });
+        opts.onFailure?.({
+          code: (err as { code?: string }).code,
+          message: String((err as Error).message),
+        });
         return;
       }
       const ms = performance.now() - t0;
@@ -124,8 +131,15 @@ export function startCheckpointer(opts: CheckpointerOptions): Checkpointer {
     try {
       worker =
         typeof __BPLS_CHECKPOINT_WORKER__ === 'string'
-          ? new Worker(__BPLS_CHECKPOINT_WORKER__, { eval: true, workerData: data, resourceLimits: WORKER_LIMITS })
-          : new Worker(path.join(path.dirname(__filename), 'checkpoint-worker.ts'), { workerData: data, resourceLimits: WORKER_LIMITS });
+          ? new Worker(__BPLS_CHECKPOINT_WORKER__, {
+              eval: true,
+              workerData: data,
+              resourceLimits: WORKER_LIMITS,
+            })
+          : new Worker(path.join(path.dirname(__filename), 'checkpoint-worker.ts'), {
+              workerData: data,
+              resourceLimits: WORKER_LIMITS,
+            });
     } catch (err) {
       fallback(String(err));
       return false;

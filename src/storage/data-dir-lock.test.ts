@@ -25,18 +25,31 @@ describe('the data directory lock', () => {
     expect(refused).toBeInstanceOf(AppError);
     const e = refused as AppError;
     expect(e.code).toBe('conflict');
-    expect(e.message).toMatch(new RegExp(`^${dir} is served by another process \\(pid ${process.pid} on .+, serve since 2026-11-22T00:00:00\\.000Z\\)$`));
-    expect(e.details).toMatchObject({ data_dir: dir, pid: process.pid, role: 'serve', since: '2026-11-22T00:00:00.000Z' });
+    expect(e.message).toMatch(
+      new RegExp(
+        `^${dir} is served by another process \\(pid ${process.pid} on .+, serve since 2026-11-22T00:00:00\\.000Z\\)$`,
+      ),
+    );
+    expect(e.details).toMatchObject({
+      data_dir: dir,
+      pid: process.pid,
+      role: 'serve',
+      since: '2026-11-22T00:00:00.000Z',
+    });
     expect(e.hint).toMatch(/one server per data directory/);
     first.release();
     first.release(); // idempotent
     const second = lockDataDir(dir, { role: 'init' });
-    expect(() => lockDataDir(dir, { role: 'serve' })).toThrow(/is being re-initialised by another process \(pid \d+ .*init since/);
+    expect(() => lockDataDir(dir, { role: 'serve' })).toThrow(
+      /is being re-initialised by another process \(pid \d+ .*init since/,
+    );
     second.release();
   });
 
   it('a directory it cannot write to is a clear error', () => {
-    expect(() => lockDataDir(path.join(dir, 'missing'), { role: 'serve' })).toThrow(/cannot open the lock file/);
+    expect(() => lockDataDir(path.join(dir, 'missing'), { role: 'serve' })).toThrow(
+      /cannot open the lock file/,
+    );
   });
 
   it('a lock file that is not SQLite is a clear error saying what to do, and is left alone', () => {
@@ -49,7 +62,9 @@ describe('the data directory lock', () => {
     }
     expect(refused).toBeInstanceOf(AppError);
     expect((refused as AppError).code).toBe('conflict');
-    expect((refused as AppError).message).toMatch(/serve\.lock is not a lock file this server can use/);
+    expect((refused as AppError).message).toMatch(
+      /serve\.lock is not a lock file this server can use/,
+    );
     expect((refused as AppError).hint).toMatch(/delete serve\.lock/);
     expect(readFileSync(path.join(dir, LOCK_FILE), 'utf8')).toBe('junk '.repeat(200));
   });

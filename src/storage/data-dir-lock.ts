@@ -49,12 +49,18 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
   const file = join(dataDir, LOCK_FILE);
   const fresh = !existsSync(file);
   const options: Database.Options = { timeout: 0 };
-  if (opts.nativeBinding) (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
+  if (opts.nativeBinding)
+    (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
   let db: Database.Database;
   try {
     db = new Database(file, options);
   } catch (err) {
-    throw new AppError('forbidden', `cannot open the lock file ${file}: ${(err as Error).message}`, { data_dir: dataDir }, 'the data directory must be writable by the server');
+    throw new AppError(
+      'forbidden',
+      `cannot open the lock file ${file}: ${(err as Error).message}`,
+      { data_dir: dataDir },
+      'the data directory must be writable by the server',
+    );
   }
   try {
     if (fresh) chmodSync(file, 0o600);
@@ -62,15 +68,27 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
     // fcntl lock, not the file's contents.
     db.pragma('journal_mode = DELETE');
     db.pragma('synchronous = OFF');
-    const holder: Holder = { pid: process.pid, host: hostname(), since: new Date((opts.now ?? Date.now)()).toISOString(), role: opts.role };
+    const holder: Holder = {
+      pid: process.pid,
+      host: hostname(),
+      since: new Date((opts.now ?? Date.now)()).toISOString(),
+      role: opts.role,
+    };
     // First a short write transaction that records who we are: whoever gets it is alone in it.
     // Between its commit and the long one below another process may slip in; then one of the two
     // is refused at the second BEGIN and the record names the one that holds the lock.
     if (!tryBegin(db)) refuse(db, dataDir);
     try {
-      db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL, host TEXT NOT NULL, since TEXT NOT NULL, role TEXT NOT NULL)');
+      db.exec(
+        'CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL, host TEXT NOT NULL, since TEXT NOT NULL, role TEXT NOT NULL)',
+      );
       db.exec('DELETE FROM holder');
-      db.prepare('INSERT INTO holder (pid, host, since, role) VALUES (?, ?, ?, ?)').run(holder.pid, holder.host, holder.since, holder.role);
+      db.prepare('INSERT INTO holder (pid, host, since, role) VALUES (?, ?, ?, ?)').run(
+        holder.pid,
+        holder.host,
+        holder.since,
+        holder.role,
+      );
       db.exec('COMMIT');
     } catch (err) {
       // A full disk cannot take the record (its journal needs space); the lock itself writes
@@ -106,10 +124,25 @@ function explain(err: unknown, file: string, dataDir: string): unknown {
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message;
   if (code.startsWith('SQLITE_NOTADB') || code.startsWith('SQLITE_CORRUPT')) {
-    return new AppError('conflict', `${file} is not a lock file this server can use (${message})`, { data_dir: dataDir }, `make sure no server runs on ${dataDir}, delete ${LOCK_FILE} and start again`);
+    return new AppError(
+      'conflict',
+      `${file} is not a lock file this server can use (${message})`,
+      { data_dir: dataDir },
+      `make sure no server runs on ${dataDir}, delete ${LOCK_FILE} and start again`,
+    );
   }
-  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_IOERR')) {
-    return new AppError('forbidden', `cannot lock ${file}: ${message}`, { data_dir: dataDir }, 'the data directory and its lock file must be writable by the server, on a file system with POSIX locks');
+  if (
+    code.startsWith('SQLITE_READONLY') ||
+    code.startsWith('SQLITE_CANTOPEN') ||
+    code.startsWith('SQLITE_PERM') ||
+    code.startsWith('SQLITE_IOERR')
+  ) {
+    return new AppError(
+      'forbidden',
+      `cannot lock ${file}: ${message}`,
+      { data_dir: dataDir },
+      'the data directory and its lock file must be writable by the server, on a file system with POSIX locks',
+    );
   }
   return err;
 }
@@ -138,11 +171,18 @@ function refuse(db: Database.Database, dataDir: string): never {
   } catch {
     // The holder is between its two transactions, or made the file and has not written yet.
   }
-  const who = holder ? `another process (pid ${holder.pid} on ${holder.host}, ${holder.role} since ${holder.since})` : 'another process';
+  const who = holder
+    ? `another process (pid ${holder.pid} on ${holder.host}, ${holder.role} since ${holder.since})`
+    : 'another process';
   throw new AppError(
     'conflict',
     `${dataDir} is ${holder?.role === 'init' ? 'being re-initialised' : 'served'} by ${who}`,
-    { data_dir: dataDir, ...(holder ? { pid: holder.pid, host: holder.host, since: holder.since, role: holder.role } : {}) },
+    {
+      data_dir: dataDir,
+      ...(holder
+        ? { pid: holder.pid, host: holder.host, since: holder.since, role: holder.role }
+        : {}),
+    },
     'one server per data directory: stop the other one first (other CLI commands may run beside it)',
   );
 }

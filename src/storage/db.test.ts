@@ -54,7 +54,8 @@ describe('migration 6: lease counters in a table of their own', () => {
   it('carries every non-zero counter over and drops the old columns', () => {
     const file = join(dir, 'v5.db');
     const old = databaseAt(file, 5);
-    const insert = old.prepare(`INSERT INTO entitlements (id, tenant_id, product_id, policy_json, policy_type, max_seats, grace_days, starts_at, ends_at, status, source, created_at, updated_at, active_leases, seats_assigned)
+    const insert =
+      old.prepare(`INSERT INTO entitlements (id, tenant_id, product_id, policy_json, policy_type, max_seats, grace_days, starts_at, ends_at, status, source, created_at, updated_at, active_leases, seats_assigned)
       VALUES (?, 't', 'p', '{}', 'per_user', 10, 0, 0, 1, 'active', 'manual', 0, 0, ?, ?)`);
     insert.run('ent_a', 3, 2);
     insert.run('ent_b', 0, 0);
@@ -66,7 +67,10 @@ describe('migration 6: lease counters in a table of their own', () => {
       { entitlement_id: 'ent_a', active_leases: 3, seats_assigned: 2 },
       { entitlement_id: 'ent_c', active_leases: 0, seats_assigned: 7 },
     ]);
-    const columns = (db.prepare("SELECT name FROM pragma_table_info('entitlements')").pluck().all() as string[]);
+    const columns = db
+      .prepare("SELECT name FROM pragma_table_info('entitlements')")
+      .pluck()
+      .all() as string[];
     expect(columns).not.toContain('active_leases');
     expect(columns).not.toContain('seats_assigned');
     expect(db.prepare('SELECT count(*) FROM entitlements').pluck().get()).toBe(3);

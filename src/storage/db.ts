@@ -1,7 +1,13 @@
 import { closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { MIGRATIONS, registerMigrationFunctions, type MigrationNote } from './migrations.ts';
-import { checkDatabaseFile, checkSchema, damagedDatabase, integrityProblems, isCorruption } from './integrity.ts';
+import {
+  checkDatabaseFile,
+  checkSchema,
+  damagedDatabase,
+  integrityProblems,
+  isCorruption,
+} from './integrity.ts';
 
 export type Db = Database.Database;
 
@@ -52,7 +58,6 @@ export const CLI_BUSY_TIMEOUT_MS = 5000;
  */
 export const SERVER_BUSY_TIMEOUT_MS = 20;
 
-
 export type { MigrationNote } from './migrations.ts';
 
 // What the migrations run by this connection had to say (e.g. subjects merged by 0007), for the
@@ -64,14 +69,17 @@ export function migrationNotes(db: Db): readonly MigrationNote[] {
   return notesByDb.get(db) ?? [];
 }
 
-
 export class DatabaseVersionError extends Error {}
 
 /** Opens the database with the server's pragmas and applies pending migrations. */
 export function openDatabase(file: string, opts: OpenOptions = {}): Db {
-  const options: Database.Options = { timeout: CLI_BUSY_TIMEOUT_MS, fileMustExist: opts.mustExist ?? false };
+  const options: Database.Options = {
+    timeout: CLI_BUSY_TIMEOUT_MS,
+    fileMustExist: opts.mustExist ?? false,
+  };
   if (opts.readonly) options.readonly = true;
-  if (opts.nativeBinding) (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
+  if (opts.nativeBinding)
+    (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
   const { db, notes: openNotes } = openChecked(file, options, opts);
   if (openNotes.length > 0) notesByDb.set(db, openNotes);
   try {
@@ -99,10 +107,16 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
     } else checkVersion(db);
     if (opts.mustExist) checkSchema(db, file, opts.nativeBinding);
     // After the migrations, which may wait up to 5 s once at start: then the caller's own bound.
-    if (opts.busyTimeoutMs !== undefined) db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs))}`);
+    if (opts.busyTimeoutMs !== undefined)
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs))}`);
   } catch (err) {
     db.close();
-    if (isCorruption(err)) throw damagedDatabase(file, 'open', `is damaged: ${(err as Error).message}; refusing to start`);
+    if (isCorruption(err))
+      throw damagedDatabase(
+        file,
+        'open',
+        `is damaged: ${(err as Error).message}; refusing to start`,
+      );
     throw err;
   }
   return db;
@@ -114,9 +128,14 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
  * existing server's one is checked before any pragma (journal_mode = WAL would rewrite the header
  * of a file that is not ours).
  */
-function openChecked(file: string, options: Database.Options, opts: OpenOptions): { db: Db; notes: MigrationNote[] } {
+function openChecked(
+  file: string,
+  options: Database.Options,
+  opts: OpenOptions,
+): { db: Db; notes: MigrationNote[] } {
   const notes = opts.mustExist ? checkDatabaseFile(file) : [];
-  if (!opts.mustExist && !opts.readonly && file !== ':memory:' && file !== '' && !existsSync(file)) closeSync(openSync(file, 'wx', 0o600));
+  if (!opts.mustExist && !opts.readonly && file !== ':memory:' && file !== '' && !existsSync(file))
+    closeSync(openSync(file, 'wx', 0o600));
   let db: Db | undefined;
   try {
     db = new Database(file, options);
@@ -124,7 +143,12 @@ function openChecked(file: string, options: Database.Options, opts: OpenOptions)
     return { db, notes };
   } catch (err) {
     db?.close();
-    if (isCorruption(err)) throw damagedDatabase(file, 'open', `cannot be read: ${(err as Error).message}; refusing to start`);
+    if (isCorruption(err))
+      throw damagedDatabase(
+        file,
+        'open',
+        `cannot be read: ${(err as Error).message}; refusing to start`,
+      );
     throw err;
   }
 }
@@ -133,12 +157,21 @@ function openChecked(file: string, options: Database.Options, opts: OpenOptions)
 function checkExisting(db: Db, file: string, opts: OpenOptions): void {
   if (currentVersion(db) === 0) {
     // init writes the schema before it reports success; version 0 is a foreign or blank file.
-    throw damagedDatabase(file, 'schema', 'holds no license server schema (schema version 0): it is not this server\'s database; refusing to start');
+    throw damagedDatabase(
+      file,
+      'schema',
+      "holds no license server schema (schema version 0): it is not this server's database; refusing to start",
+    );
   }
   if (opts.quickCheck) {
     const problems = integrityProblems(db, 'quick_check');
     if (problems.length > 0) {
-      throw damagedDatabase(file, 'quick_check', `is damaged (PRAGMA quick_check: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? '; …' : ''}); refusing to start`, { problems });
+      throw damagedDatabase(
+        file,
+        'quick_check',
+        `is damaged (PRAGMA quick_check: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? '; …' : ''}); refusing to start`,
+        { problems },
+      );
     }
   }
 }

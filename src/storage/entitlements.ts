@@ -1,5 +1,12 @@
 import type { Db } from './db.ts';
-import type { Entitlement, EntitlementStatus, Policy, PolicyType, Source, StoredStatus } from '../domain/types.ts';
+import type {
+  Entitlement,
+  EntitlementStatus,
+  Policy,
+  PolicyType,
+  Source,
+  StoredStatus,
+} from '../domain/types.ts';
 import { DAY_MS } from '../domain/types.ts';
 
 interface Row {
@@ -93,14 +100,23 @@ export function createEntitlementRepo(db: Db) {
     VALUES (@id, @tenant_id, @product_id, @policy_json, @policy_type, @max_seats, @grace_days, @starts_at, @ends_at, @status, @source, @external_id, @rev, @created_at, @updated_at)
     ON CONFLICT (id) DO NOTHING`);
   const byId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE id = ?');
-  const byExternalId = db.prepare<[string], Row>('SELECT * FROM entitlements WHERE external_id = ?');
-  const candidatesForProduct = db.prepare<[string], Row>("SELECT * FROM entitlements WHERE product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
+  const byExternalId = db.prepare<[string], Row>(
+    'SELECT * FROM entitlements WHERE external_id = ?',
+  );
+  const candidatesForProduct = db.prepare<[string], Row>(
+    "SELECT * FROM entitlements WHERE product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100",
+  );
   const count = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM entitlements');
-  const totals = db.prepare<[], { entitlements: number; leases: number | null; seats: number | null }>(
+  const totals = db.prepare<
+    [],
+    { entitlements: number; leases: number | null; seats: number | null }
+  >(
     `SELECT (SELECT count(*) FROM entitlements) AS entitlements, sum(active_leases) AS leases, sum(seats_assigned) AS seats FROM entitlement_counters`,
   );
   // Lease candidates: the rule orders by the end of term first (use what runs out first), then age.
-  const candidates = db.prepare<[string, string], Row>("SELECT * FROM entitlements WHERE tenant_id = ? AND product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100");
+  const candidates = db.prepare<[string, string], Row>(
+    "SELECT * FROM entitlements WHERE tenant_id = ? AND product_id = ? AND status <> 'revoked' ORDER BY ends_at, seq LIMIT 100",
+  );
   const epoch = db.prepare<[], bigint | number>('SELECT value FROM entitlement_epoch').pluck();
   // The grant path asks for the same tenant and product again and again: keep the answer until any
   // connection changes any entitlement's terms (the epoch, see migration 0005).
@@ -128,7 +144,10 @@ export function createEntitlementRepo(db: Db) {
       return r && fromRow(r);
     },
     /** The tenant's entitlements for a product in grant-rule order; shared objects: do not mutate. */
-    candidates(tenantId: string, productId: string): ReadonlyArray<Readonly<Entitlement & { seq: number }>> {
+    candidates(
+      tenantId: string,
+      productId: string,
+    ): ReadonlyArray<Readonly<Entitlement & { seq: number }>> {
       const now = epoch.get();
       if (now !== cacheEpoch) {
         cache.clear();
@@ -137,7 +156,9 @@ export function createEntitlementRepo(db: Db) {
       const key = `${tenantId}\u0000${productId}`;
       let rows = cache.get(key);
       if (rows === undefined) {
-        rows = Object.freeze(candidates.all(tenantId, productId).map((r) => Object.freeze(fromRow(r))));
+        rows = Object.freeze(
+          candidates.all(tenantId, productId).map((r) => Object.freeze(fromRow(r))),
+        );
         if (cache.size >= CACHE_MAX) cache.clear();
         cache.set(key, rows);
       }
@@ -163,7 +184,11 @@ export function createEntitlementRepo(db: Db) {
     },
     list(f: EntitlementFilter): Array<Entitlement & { seq: number }> {
       const where = ['seq > @after'];
-      const params: Record<string, unknown> = { after: f.afterSeq ?? 0, limit: f.limit, now: f.now };
+      const params: Record<string, unknown> = {
+        after: f.afterSeq ?? 0,
+        limit: f.limit,
+        now: f.now,
+      };
       if (f.tenantId !== undefined) {
         where.push('tenant_id = @tenant');
         params.tenant = f.tenantId;

@@ -22,7 +22,17 @@ describe('storageFailure', () => {
   });
 
   it('maps read-only, permission and I/O failures to storage_unavailable 503', () => {
-    for (const code of ['SQLITE_READONLY', 'SQLITE_READONLY_DBMOVED', 'SQLITE_IOERR', 'SQLITE_IOERR_WRITE', 'SQLITE_IOERR_FSYNC', 'SQLITE_IOERR_SHMSIZE', 'SQLITE_CANTOPEN', 'EROFS', 'EIO']) {
+    for (const code of [
+      'SQLITE_READONLY',
+      'SQLITE_READONLY_DBMOVED',
+      'SQLITE_IOERR',
+      'SQLITE_IOERR_WRITE',
+      'SQLITE_IOERR_FSYNC',
+      'SQLITE_IOERR_SHMSIZE',
+      'SQLITE_CANTOPEN',
+      'EROFS',
+      'EIO',
+    ]) {
       const e = codeOf(code);
       expect(e?.code, code).toBe('storage_unavailable');
       expect(e?.status).toBe(503);
@@ -31,8 +41,10 @@ describe('storageFailure', () => {
   });
 
   it('maps a lock to busy, and leaves bugs and bad data alone', () => {
-    for (const code of ['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED']) expect(codeOf(code)?.code, code).toBe('busy');
-    for (const code of ['SQLITE_CORRUPT', 'SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_ERROR', 'ENOENT']) expect(codeOf(code), code).toBeUndefined();
+    for (const code of ['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED'])
+      expect(codeOf(code)?.code, code).toBe('busy');
+    for (const code of ['SQLITE_CORRUPT', 'SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_ERROR', 'ENOENT'])
+      expect(codeOf(code), code).toBeUndefined();
     expect(storageFailure(new TypeError('x is undefined'))).toBeUndefined();
     expect(storageFailure(undefined)).toBeUndefined();
   });

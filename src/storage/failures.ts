@@ -12,13 +12,31 @@ export function storageFailure(err: unknown): AppError | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return undefined;
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-    return new AppError('busy', 'the database is busy (another process holds its write lock); try again shortly', { retry_after_seconds: 1 });
+    return new AppError(
+      'busy',
+      'the database is busy (another process holds its write lock); try again shortly',
+      { retry_after_seconds: 1 },
+    );
   }
   if (code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT') {
-    return new AppError('storage_full', 'the disk holding the data directory is full; nothing was changed', { retry_after_seconds: 30 });
+    return new AppError(
+      'storage_full',
+      'the disk holding the data directory is full; nothing was changed',
+      { retry_after_seconds: 30 },
+    );
   }
-  if (code.startsWith('SQLITE_READONLY') || code === 'EROFS' || code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CANTOPEN' || code === 'EIO') {
-    return new AppError('storage_unavailable', 'the database cannot be written just now (read-only file system, permissions or an I/O error); nothing was changed', { retry_after_seconds: 30 });
+  if (
+    code.startsWith('SQLITE_READONLY') ||
+    code === 'EROFS' ||
+    code.startsWith('SQLITE_IOERR') ||
+    code === 'SQLITE_CANTOPEN' ||
+    code === 'EIO'
+  ) {
+    return new AppError(
+      'storage_unavailable',
+      'the database cannot be written just now (read-only file system, permissions or an I/O error); nothing was changed',
+      { retry_after_seconds: 30 },
+    );
   }
   return undefined;
 }

@@ -111,7 +111,9 @@ describe('group commit', () => {
 
   describe('another process holding the write lock', () => {
     /** Largest gap between ticks of a 5 ms interval while `work` runs: how long the event loop was held. */
-    async function loopGap<T>(work: Promise<T>): Promise<{ value: PromiseSettledResult<T>; maxGapMs: number }> {
+    async function loopGap<T>(
+      work: Promise<T>,
+    ): Promise<{ value: PromiseSettledResult<T>; maxGapMs: number }> {
       let last = performance.now();
       let maxGapMs = 0;
       const tick = setInterval(() => {
@@ -148,7 +150,9 @@ describe('group commit', () => {
       const locker = new Database(join(dir, 'license.db'));
       locker.exec('BEGIN IMMEDIATE');
       const t0 = performance.now();
-      const { value, maxGapMs } = await loopGap(Promise.allSettled([short(() => insert('a')), short(() => insert('b'))]));
+      const { value, maxGapMs } = await loopGap(
+        Promise.allSettled([short(() => insert('a')), short(() => insert('b'))]),
+      );
       const waited = performance.now() - t0;
       locker.exec('ROLLBACK');
       locker.close();
@@ -156,7 +160,11 @@ describe('group commit', () => {
       expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
       const reason = (results[0] as PromiseRejectedResult).reason as { code: string };
       expect(reason.code).toBe('SQLITE_BUSY');
-      expect(storageFailure(reason)).toMatchObject({ code: 'busy', status: 503, retryAfterSeconds: 1 });
+      expect(storageFailure(reason)).toMatchObject({
+        code: 'busy',
+        status: 503,
+        retryAfterSeconds: 1,
+      });
       expect(waited).toBeGreaterThanOrEqual(300);
       expect(maxGapMs).toBeLessThan(200);
       expect(rows()).toEqual([]);
@@ -175,9 +183,15 @@ describe('group commit', () => {
           () => ({ ok: true, ms: performance.now() - t0 }),
           () => ({ ok: false, ms: performance.now() - t0 }),
         );
-      const early = waited(short(() => insert('early')), performance.now());
+      const early = waited(
+        short(() => insert('early')),
+        performance.now(),
+      );
       await new Promise((r) => setTimeout(r, 200));
-      const late = waited(short(() => insert('late')), performance.now());
+      const late = waited(
+        short(() => insert('late')),
+        performance.now(),
+      );
       const [a, b] = await Promise.all([early, late]);
       locker.exec('ROLLBACK');
       locker.close();

@@ -28,7 +28,10 @@ type Outcome = { ok: true; value: unknown } | { ok: false; value: unknown };
  * `busyDeadlineMs` is rejected with the busy error (answered `503 busy` with Retry-After). The fast
  * path pays nothing for this: one comparison per batch.
  */
-export function createGroupCommit(db: Db, opts: { maxBatch?: number; onRollback?: () => void; busyDeadlineMs?: number } = {}) {
+export function createGroupCommit(
+  db: Db,
+  opts: { maxBatch?: number; onRollback?: () => void; busyDeadlineMs?: number } = {},
+) {
   const maxBatch = opts.maxBatch ?? 512;
   const rolledBack = opts.onRollback ?? (() => {});
   const busyDeadlineMs = opts.busyDeadlineMs ?? BUSY_RETRY_DEADLINE_MS;
@@ -162,7 +165,12 @@ export function createGroupCommit(db: Db, opts: { maxBatch?: number; onRollback?
       const refused = queue.splice(0, cut);
       marks = marks.slice(drop);
       for (let i = 0; i < marks.length; i += 2) marks[i] = Math.max(0, marks[i]! - cut);
-      const err = Object.assign(new Error('database is locked (another process held the write lock past the wait deadline)'), { code: 'SQLITE_BUSY' });
+      const err = Object.assign(
+        new Error(
+          'database is locked (another process held the write lock past the wait deadline)',
+        ),
+        { code: 'SQLITE_BUSY' },
+      );
       for (const item of refused) item.reject(err);
     }
     if (queue.length === 0) {

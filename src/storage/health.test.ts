@@ -17,14 +17,23 @@ let health: StorageHealth;
 let lines: Array<Record<string, unknown>>;
 let now: number;
 const sqliteError = (code: string, message: string) => Object.assign(new Error(message), { code });
-const probeRow = () => db.prepare("SELECT value FROM server_state WHERE key = 'storage_probe'").pluck().get();
+const probeRow = () =>
+  db.prepare("SELECT value FROM server_state WHERE key = 'storage_probe'").pluck().get();
 
 beforeEach(() => {
   lines = [];
   now = 1_700_000_000_000;
   dir = tempDir();
   db = openDatabase(join(dir, 'license.db'));
-  const log = createLogger({ write: (t) => lines.push(...t.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)) });
+  const log = createLogger({
+    write: (t) =>
+      lines.push(
+        ...t
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as Record<string, unknown>),
+      ),
+  });
   // A long timer interval: the probes here are the ones check() makes.
   health = createStorageHealth({ db, dir, log, now: () => now, probeIntervalMs: 60_000 });
 });
@@ -37,11 +46,21 @@ afterEach(() => {
 describe('storage episodes', () => {
   it('a full disk starts one episode, logged once; a committing probe ends it, logged once', () => {
     expect(health.check()).toBe('ok');
-    expect(health.failed(sqliteError('SQLITE_FULL', 'database or disk is full'))?.code).toBe('storage_full');
-    for (let i = 0; i < 50; i++) health.failed(sqliteError('SQLITE_FULL', 'database or disk is full'));
+    expect(health.failed(sqliteError('SQLITE_FULL', 'database or disk is full'))?.code).toBe(
+      'storage_full',
+    );
+    for (let i = 0; i < 50; i++)
+      health.failed(sqliteError('SQLITE_FULL', 'database or disk is full'));
     expect(health.condition()).toBe('storage_full');
     expect(health.failedWrites()).toBe(51);
-    expect(lines).toEqual([expect.objectContaining({ level: 'warn', code: 'storage_full', cause: 'SQLITE_FULL', error: 'database or disk is full' })]);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        code: 'storage_full',
+        cause: 'SQLITE_FULL',
+        error: 'database or disk is full',
+      }),
+    ]);
     expect(probeRow()).toBeUndefined();
 
     // Asked within 250 ms of the start: no probe yet.
@@ -52,7 +71,13 @@ describe('storage episodes', () => {
     // The probe committed a row: a write that reached the disk, not one rolled back.
     expect(probeRow()).toBe(String(now));
     expect(lines).toHaveLength(2);
-    expect(lines[1]).toMatchObject({ level: 'info', msg: 'storage writable again', code: 'storage_full', seconds: 1.5, refused_writes: 51 });
+    expect(lines[1]).toMatchObject({
+      level: 'info',
+      msg: 'storage writable again',
+      code: 'storage_full',
+      seconds: 1.5,
+      refused_writes: 51,
+    });
     expect(db.inTransaction).toBe(false);
   });
 
@@ -64,17 +89,25 @@ describe('storage episodes', () => {
     expect(health.condition()).toBe('ok');
     expect(lines).toEqual([]);
 
-    expect(health.failed(sqliteError('SQLITE_READONLY', 'attempt to write a readonly database'))?.code).toBe('storage_unavailable');
+    expect(
+      health.failed(sqliteError('SQLITE_READONLY', 'attempt to write a readonly database'))?.code,
+    ).toBe('storage_unavailable');
     expect(health.condition()).toBe('storage_unavailable');
     // Already mapped by a service: counts the same.
     expect(health.failed(new AppError('storage_unavailable', 'cannot write'))).toBeDefined();
     // A full disk seen later is the more precise diagnosis.
     // An I/O error with room on the disk stays storage_unavailable (the e2e test fills a disk).
-    expect(health.failed(sqliteError('SQLITE_IOERR_WRITE', 'disk I/O error'))?.code).toBe('storage_unavailable');
+    expect(health.failed(sqliteError('SQLITE_IOERR_WRITE', 'disk I/O error'))?.code).toBe(
+      'storage_unavailable',
+    );
     expect(health.failed(Object.assign(new Error('no space'), { code: 'ENOSPC' }))).toBeDefined();
     expect(health.condition()).toBe('storage_full');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: 'warn', code: 'storage_unavailable', cause: 'SQLITE_READONLY' });
+    expect(lines[0]).toMatchObject({
+      level: 'warn',
+      code: 'storage_unavailable',
+      cause: 'SQLITE_READONLY',
+    });
   });
 
   it("the probe never waits on another process's lock: busy is inconclusive, the episode goes on", () => {
@@ -95,7 +128,10 @@ describe('storage episodes', () => {
     }
     now += 1500;
     expect(health.check()).toBe('ok');
-    expect(lines.map((l) => l.msg)).toEqual([expect.stringContaining('storage not writable'), 'storage writable again']);
+    expect(lines.map((l) => l.msg)).toEqual([
+      expect.stringContaining('storage not writable'),
+      'storage writable again',
+    ]);
   });
 
   it('checkSpace() starts an episode only when the disk is nearly full', () => {

@@ -71,8 +71,10 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
     let e = err instanceof AppError ? err : storageFailure(err);
     if (!e || (e.code !== 'storage_full' && e.code !== 'storage_unavailable')) return undefined;
     // Only on a failure: one statfs.
-    if (e.code === 'storage_unavailable' && !(err instanceof AppError) && !enoughSpace()) e = storageFailure({ code: 'SQLITE_FULL' })!;
-    const code: Exclude<StorageCondition, 'ok'> = e.code === 'storage_full' ? 'storage_full' : 'storage_unavailable';
+    if (e.code === 'storage_unavailable' && !(err instanceof AppError) && !enoughSpace())
+      e = storageFailure({ code: 'SQLITE_FULL' })!;
+    const code: Exclude<StorageCondition, 'ok'> =
+      e.code === 'storage_full' ? 'storage_full' : 'storage_unavailable';
     refused++;
     refusedInEpisode++;
     if (condition === 'ok') {
@@ -97,7 +99,14 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
 
   function checkSpace(): void {
     if (condition === 'ok' && !enoughSpace()) {
-      failed(Object.assign(new Error(`the disk holding ${opts.dir} has less than ${FREE_BYTES_TO_RECOVER} bytes free`), { code: 'ENOSPC' }));
+      failed(
+        Object.assign(
+          new Error(
+            `the disk holding ${opts.dir} has less than ${FREE_BYTES_TO_RECOVER} bytes free`,
+          ),
+          { code: 'ENOSPC' },
+        ),
+      );
     }
   }
 
@@ -121,7 +130,9 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
       busyTimeout = db.pragma('busy_timeout', { simple: true }) as number;
       db.pragma('busy_timeout = 0');
       db.exec('BEGIN IMMEDIATE');
-      db.prepare("INSERT INTO server_state (key, value) VALUES ('storage_probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(lastProbe));
+      db.prepare(
+        "INSERT INTO server_state (key, value) VALUES ('storage_probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ).run(String(lastProbe));
       db.exec('COMMIT');
       ok = true;
     } catch (err) {
@@ -148,7 +159,11 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
     condition = 'ok';
     if (timer) clearInterval(timer);
     timer = undefined;
-    log.info('storage writable again', { code: was, seconds: Math.round((now() - startedAt) / 100) / 10, refused_writes: refusedInEpisode });
+    log.info('storage writable again', {
+      code: was,
+      seconds: Math.round((now() - startedAt) / 100) / 10,
+      refused_writes: refusedInEpisode,
+    });
     opts.onRecovered?.();
   }
 

@@ -24,7 +24,9 @@ describe('the start-up checks do not refuse a database a crash left with its WAL
     const db = openDatabase(file);
     open.push(db);
     db.pragma('wal_autocheckpoint = 0');
-    db.exec("INSERT INTO server_state (key, value) VALUES ('server_id', 'srv_AAAAAAAAAAAAAAAAAAAAAA')");
+    db.exec(
+      "INSERT INTO server_state (key, value) VALUES ('server_id', 'srv_AAAAAAAAAAAAAAAAAAAAAA')",
+    );
     const insert = db.prepare('INSERT INTO server_state (key, value) VALUES (?, ?)');
     db.transaction(() => {
       for (let i = 0; i < 5000; i++) insert.run(`k${i}`, 'x'.repeat(200));
@@ -33,9 +35,14 @@ describe('the start-up checks do not refuse a database a crash left with its WAL
     const crashed = tempDir();
     copyFileSync(file, join(crashed, 'license.db'));
     copyFileSync(`${file}-wal`, join(crashed, 'license.db-wal'));
-    expect(statSync(join(crashed, 'license.db-wal')).size).toBeGreaterThan(statSync(join(crashed, 'license.db')).size);
+    expect(statSync(join(crashed, 'license.db-wal')).size).toBeGreaterThan(
+      statSync(join(crashed, 'license.db')).size,
+    );
     expect(() => checkDatabaseFile(join(crashed, 'license.db'))).not.toThrow();
-    const recovered = openDatabase(join(crashed, 'license.db'), { mustExist: true, quickCheck: true });
+    const recovered = openDatabase(join(crashed, 'license.db'), {
+      mustExist: true,
+      quickCheck: true,
+    });
     open.push(recovered);
     expect(recovered.prepare('SELECT count(*) FROM server_state').pluck().get()).toBe(5001);
     expect(integrityProblems(recovered, 'integrity_check')).toEqual([]);
@@ -49,7 +56,9 @@ describe('the start-up checks do not refuse a database a crash left with its WAL
     // The schema in the database file, the newest commit only in the WAL.
     db.pragma('wal_checkpoint(TRUNCATE)');
     db.pragma('wal_autocheckpoint = 0');
-    db.exec("INSERT INTO server_state (key, value) VALUES ('server_id', 'srv_AAAAAAAAAAAAAAAAAAAAAA')");
+    db.exec(
+      "INSERT INTO server_state (key, value) VALUES ('server_id', 'srv_AAAAAAAAAAAAAAAAAAAAAA')",
+    );
     const crashed = tempDir();
     copyFileSync(file, join(crashed, 'license.db'));
     copyFileSync(`${file}-wal`, join(crashed, 'license.db-wal'));

@@ -3,7 +3,17 @@
  * SQLite opens it, the schema after migrations, and SQLite's own quick_check / integrity_check.
  * DESIGN "Process, files and resources": the server refuses to start rather than serve wrongly.
  */
-import { chmodSync, closeSync, copyFileSync, existsSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.ts';
 import { assertRegularFile } from '../data-dir.ts';
@@ -25,8 +35,18 @@ export const RESTORE_DB_HINT =
   'stop the server and restore license.db from the latest good backup (bp-license-server backup); keep the damaged file for inspection; init --force would start a new, empty server';
 
 /** The refusal for a damaged database file. `check` names the check that failed. */
-export function damagedDatabase(file: string, check: string, message: string, details: Record<string, unknown> = {}): AppError {
-  return new AppError('conflict', `${file} ${message}`, { file, check, ...details }, RESTORE_DB_HINT);
+export function damagedDatabase(
+  file: string,
+  check: string,
+  message: string,
+  details: Record<string, unknown> = {},
+): AppError {
+  return new AppError(
+    'conflict',
+    `${file} ${message}`,
+    { file, check, ...details },
+    RESTORE_DB_HINT,
+  );
 }
 
 /**
@@ -37,40 +57,70 @@ export function damagedDatabase(file: string, check: string, message: string, de
  * @throws AppError `conflict` with details.check = `missing` | `empty` | `header` | `truncated`
  */
 export function checkDatabaseFile(file: string): MigrationNote[] {
-  if (existsSync(file)) assertRegularFile(file, undefined, (m) => damagedDatabase(file, 'not_a_file', `${m.slice(file.length + 1)}; refusing to start`));
+  if (existsSync(file))
+    assertRegularFile(file, undefined, (m) =>
+      damagedDatabase(file, 'not_a_file', `${m.slice(file.length + 1)}; refusing to start`),
+    );
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw damagedDatabase(file, 'missing', 'is missing; refusing to start (a new empty database is made only by init)');
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw damagedDatabase(
+        file,
+        'missing',
+        'is missing; refusing to start (a new empty database is made only by init)',
+      );
     throw err;
   }
   try {
     const size = fstatSync(fd).size;
     if (size === 0) {
-      throw damagedDatabase(file, 'empty', 'is empty (0 bytes): every entitlement, seat, lease and token of this server is in it, so it is not re-created; refusing to start');
+      throw damagedDatabase(
+        file,
+        'empty',
+        'is empty (0 bytes): every entitlement, seat, lease and token of this server is in it, so it is not re-created; refusing to start',
+      );
     }
     const head = Buffer.alloc(100);
     const n = readSync(fd, head, 0, 100, 0);
     if (n < 100 || head.toString('latin1', 0, 16) !== MAGIC) {
-      throw damagedDatabase(file, 'header', 'is not an SQLite database (its header is wrong or cut short); refusing to start');
+      throw damagedDatabase(
+        file,
+        'header',
+        'is not an SQLite database (its header is wrong or cut short); refusing to start',
+      );
     }
     const raw = head.readUInt16BE(16);
     const pageSize = raw === 1 ? 65536 : raw;
     if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
-      throw damagedDatabase(file, 'header', `has an invalid page size (${raw}) in its header; refusing to start`);
+      throw damagedDatabase(
+        file,
+        'header',
+        `has an invalid page size (${raw}) in its header; refusing to start`,
+      );
     }
     // A WAL left by a crash may be part-way through a checkpoint, which writes pages (and the
     // header) into the file before it is whole again: the WAL recovery finishes it; no length check.
     if (hasWal(file)) return keepPartialWal(file, pageSize);
     if (size % pageSize !== 0) {
-      throw damagedDatabase(file, 'truncated', `is ${size} bytes, not a whole number of ${pageSize}-byte pages: it was cut short or overwritten; refusing to start`, { bytes: size, page_size: pageSize });
+      throw damagedDatabase(
+        file,
+        'truncated',
+        `is ${size} bytes, not a whole number of ${pageSize}-byte pages: it was cut short or overwritten; refusing to start`,
+        { bytes: size, page_size: pageSize },
+      );
     }
     // The header's page count is valid when its change counter matches "version-valid-for".
     const pages = head.readUInt32BE(28);
     const valid = head.readUInt32BE(24) === head.readUInt32BE(92);
     if (valid && pages > 0 && size < pages * pageSize) {
-      throw damagedDatabase(file, 'truncated', `is ${size} bytes but its header records ${pages} pages of ${pageSize} bytes: it was cut short; refusing to start`, { bytes: size, expected_bytes: pages * pageSize });
+      throw damagedDatabase(
+        file,
+        'truncated',
+        `is ${size} bytes but its header records ${pages} pages of ${pageSize} bytes: it was cut short; refusing to start`,
+        { bytes: size, expected_bytes: pages * pageSize },
+      );
     }
   } finally {
     closeSync(fd);
@@ -100,7 +150,9 @@ function keepPartialWal(file: string, pageSize: number): MigrationNote[] {
     rmSync(copy, { force: true });
     kept = null;
   }
-  const where = kept ? `A copy was kept as ${kept}` : 'No copy could be kept (no room or no permission)';
+  const where = kept
+    ? `A copy was kept as ${kept}`
+    : 'No copy could be kept (no room or no permission)';
   return [
     {
       migration: 'startup',
@@ -137,16 +189,24 @@ export function databaseBytes(file: string): number {
  * at most `maxErrors`; an empty list means "ok". A page so damaged that SQLite refuses to read it
  * is reported as a problem, not thrown.
  */
-export function integrityProblems(db: Db, kind: 'quick_check' | 'integrity_check', maxErrors = 20): string[] {
+export function integrityProblems(
+  db: Db,
+  kind: 'quick_check' | 'integrity_check',
+  maxErrors = 20,
+): string[] {
   try {
     const rows = db.pragma(`${kind}(${maxErrors})`) as Array<Record<string, string>>;
     const lines = rows.map((r) => Object.values(r)[0] ?? '');
     if (lines.length === 1 && lines[0] === 'ok') return [];
     // One problem a line; SQLite prefixes the first with "*** in database main ***" and a newline.
-    return lines.flatMap((l) => l.split('\n')).map((l) => l.trim()).filter((l) => l !== '' && !/^\*\*\* in database \w+ \*\*\*$/.test(l));
+    return lines
+      .flatMap((l) => l.split('\n'))
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !/^\*\*\* in database \w+ \*\*\*$/.test(l));
   } catch (err) {
     const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB')) return [(err as Error).message];
+    if (typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB'))
+      return [(err as Error).message];
     throw err;
   }
 }
@@ -154,7 +214,9 @@ export function integrityProblems(db: Db, kind: 'quick_check' | 'integrity_check
 /** Is this a SQLite error that means the file is damaged (not busy, not read-only)? */
 export function isCorruption(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB');
+  return (
+    typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB')
+  );
 }
 
 let expected: Map<string, string> | undefined;
@@ -181,9 +243,21 @@ function expectedSchema(nativeBinding: object | undefined): Map<string, string> 
 
 function schemaOf(db: Db): Map<string, string> {
   const out = new Map<string, string>();
-  const objects = db.prepare("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'").all() as Array<{ type: string; name: string }>;
+  const objects = db
+    .prepare(
+      "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'",
+    )
+    .all() as Array<{ type: string; name: string }>;
   for (const o of objects) {
-    const cols = o.type === 'table' ? (db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(o.name) as string[]).join(',') : '';
+    const cols =
+      o.type === 'table'
+        ? (
+            db
+              .prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid')
+              .pluck()
+              .all(o.name) as string[]
+          ).join(',')
+        : '';
     out.set(`${o.type} ${o.name}`, cols);
   }
   return out;
@@ -205,7 +279,12 @@ export function checkSchema(db: Db, file: string, nativeBinding: object | undefi
     else if (got !== cols) wrong.push(`${name} has columns (${got}), expected (${cols})`);
   }
   if (wrong.length > 0) {
-    throw damagedDatabase(file, 'schema', `does not have the license server's schema (${wrong.slice(0, 5).join('; ')}${wrong.length > 5 ? '; …' : ''}); refusing to start`, { problems: wrong });
+    throw damagedDatabase(
+      file,
+      'schema',
+      `does not have the license server's schema (${wrong.slice(0, 5).join('; ')}${wrong.length > 5 ? '; …' : ''}); refusing to start`,
+      { problems: wrong },
+    );
   }
 }
 

@@ -77,14 +77,19 @@ export interface LeaseFilter {
 
 /** All SQL about leases, their counters and their events. */
 export function createLeaseRepo(db: Db) {
-  const insert = db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, subject_key, features, granted_at, renewed_at, expires_at, state)
+  const insert =
+    db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, subject_key, features, granted_at, renewed_at, expires_at, state)
     VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @features, @granted_at, @renewed_at, @expires_at, 'active')`);
   const byId = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE id = ?');
   const activeBySubject = db.prepare<[string, string, string], LeaseRow>(
     "SELECT * FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ? AND state = 'active'",
   );
-  const refresh = db.prepare<[number, number, string, string]>('UPDATE leases SET renewed_at = ?, expires_at = ?, features = ? WHERE id = ?');
-  const end = db.prepare<[LeaseState, number, string]>("UPDATE leases SET state = ?, ended_at = ? WHERE id = ? AND state = 'active'");
+  const refresh = db.prepare<[number, number, string, string]>(
+    'UPDATE leases SET renewed_at = ?, expires_at = ?, features = ? WHERE id = ?',
+  );
+  const end = db.prepare<[LeaseState, number, string]>(
+    "UPDATE leases SET state = ?, ended_at = ? WHERE id = ? AND state = 'active'",
+  );
   const bumpActive = db.prepare<[string, number], { active_leases: number }>(
     `INSERT INTO entitlement_counters (entitlement_id, active_leases) VALUES (?, ?)
      ON CONFLICT (entitlement_id) DO UPDATE SET active_leases = active_leases + excluded.active_leases RETURNING active_leases`,
@@ -99,12 +104,17 @@ export function createLeaseRepo(db: Db) {
   const expiredOf = db.prepare<[string, number, number], LeaseRow>(
     "SELECT * FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
   );
-  const expiredAll = db.prepare<[number, number], LeaseRow>("SELECT * FROM leases WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?");
-  const liveCount = db.prepare<[string, number], { n: number }>("SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at > ?");
+  const expiredAll = db.prepare<[number, number], LeaseRow>(
+    "SELECT * FROM leases WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+  );
+  const liveCount = db.prepare<[string, number], { n: number }>(
+    "SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at > ?",
+  );
   const lastOfSubject = db.prepare<[string, string, string], { seq: number }>(
     'SELECT seq FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ? ORDER BY seq DESC LIMIT 1',
   );
-  const insertEvent = db.prepare(`INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after, reason)
+  const insertEvent =
+    db.prepare(`INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after, reason)
     VALUES (@at, @kind, @entitlement_id, @lease_id, @subject_type, @subject_id, @active_after, @reason)`);
 
   const repo = {
@@ -150,14 +160,22 @@ export function createLeaseRepo(db: Db) {
     },
     /** Active rows whose time has passed, oldest first: what a reclaim or a sweep marks expired. */
     expired(entitlementId: string | null, now: number, limit: number): Lease[] {
-      return (entitlementId === null ? expiredAll.all(now, limit) : expiredOf.all(entitlementId, now, limit)).map(fromRow);
+      return (
+        entitlementId === null
+          ? expiredAll.all(now, limit)
+          : expiredOf.all(entitlementId, now, limit)
+      ).map(fromRow);
     },
     /** Leases in force now (an index range, for status pages; grants use the counter). */
     liveCount(entitlementId: string, now: number): number {
       return liveCount.get(entitlementId, now)!.n;
     },
     /** Of these entitlements, the one the subject leased on last (in any state), if any. */
-    lastEntitlementOf(entitlementIds: readonly string[], subjectType: string, subjectKey: string): string | undefined {
+    lastEntitlementOf(
+      entitlementIds: readonly string[],
+      subjectType: string,
+      subjectKey: string,
+    ): string | undefined {
       let best: { id: string; seq: number } | undefined;
       for (const id of entitlementIds) {
         const r = lastOfSubject.get(id, subjectType, subjectKey);
@@ -191,7 +209,9 @@ export function createLeaseRepo(db: Db) {
       add('l.subject_type = @stype', 'stype', f.subjectType);
       add('l.subject_key = @sid', 'sid', f.subjectKey);
       const rows = db
-        .prepare(`SELECT l.*, e.tenant_id, e.product_id FROM leases l JOIN entitlements e ON e.id = l.entitlement_id WHERE ${where.join(' AND ')} ORDER BY l.seq LIMIT @limit`)
+        .prepare(
+          `SELECT l.*, e.tenant_id, e.product_id FROM leases l JOIN entitlements e ON e.id = l.entitlement_id WHERE ${where.join(' AND ')} ORDER BY l.seq LIMIT @limit`,
+        )
         .all(params) as Array<LeaseRow & { tenant_id: string; product_id: string }>;
       return rows.map((r) => ({ ...fromRow(r), tenantId: r.tenant_id, productId: r.product_id }));
     },
@@ -235,15 +255,28 @@ const seatFromRow = (r: SeatRow): Seat => ({
 
 /** All SQL about named seats. */
 export function createSeatRepo(db: Db) {
-  const insert = db.prepare(`INSERT INTO seats (id, entitlement_id, subject_type, subject_id, subject_key, assigned_at, assigned_by)
+  const insert =
+    db.prepare(`INSERT INTO seats (id, entitlement_id, subject_type, subject_id, subject_key, assigned_at, assigned_by)
     VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @assigned_at, @assigned_by)`);
-  const bySubject = db.prepare<[string, string, string], SeatRow>('SELECT * FROM seats WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ?');
+  const bySubject = db.prepare<[string, string, string], SeatRow>(
+    'SELECT * FROM seats WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ?',
+  );
   const byId = db.prepare<[string], SeatRow>('SELECT * FROM seats WHERE id = ?');
   const remove = db.prepare<[string]>('DELETE FROM seats WHERE id = ?');
-  const page = db.prepare<[string, string, number], SeatRow>('SELECT * FROM seats WHERE entitlement_id = ? AND id > ? ORDER BY id LIMIT ?');
+  const page = db.prepare<[string, string, number], SeatRow>(
+    'SELECT * FROM seats WHERE entitlement_id = ? AND id > ? ORDER BY id LIMIT ?',
+  );
   return {
     insert(s: Seat): void {
-      insert.run({ id: s.id, entitlement_id: s.entitlementId, subject_type: s.subjectType, subject_id: s.subjectId, subject_key: s.subjectKey, assigned_at: s.assignedAt, assigned_by: s.assignedBy });
+      insert.run({
+        id: s.id,
+        entitlement_id: s.entitlementId,
+        subject_type: s.subjectType,
+        subject_id: s.subjectId,
+        subject_key: s.subjectKey,
+        assigned_at: s.assignedAt,
+        assigned_by: s.assignedBy,
+      });
     },
     /** The subject's seat on the entitlement, by canonical key. */
     find(entitlementId: string, subjectType: string, subjectKey: string): Seat | undefined {

@@ -40,5 +40,7 @@ export const MIGRATIONS: ReadonlyArray<Migration> = [
  * keys (src/subjects.ts) through this one. Deterministic, so SQLite may use it in indexes.
  */
 export function registerMigrationFunctions(db: Db): void {
-  db.function('bp_subject_key', { deterministic: true }, (id: unknown) => (typeof id === 'string' ? subjectKey(id) : id));
+  db.function('bp_subject_key', { deterministic: true }, (id: unknown) =>
+    typeof id === 'string' ? subjectKey(id) : id,
+  );
 }

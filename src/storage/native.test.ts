@@ -11,7 +11,9 @@ describe('loadSqliteBinding', () => {
     // And better-sqlite3 does find it.
     const { default: Database } = await import('better-sqlite3');
     const db = new Database(':memory:');
-    expect(db.prepare('select sqlite_version() as v').get()).toMatchObject({ v: expect.stringMatching(/^3\./) });
+    expect(db.prepare('select sqlite_version() as v').get()).toMatchObject({
+      v: expect.stringMatching(/^3\./),
+    });
     db.close();
   });
 
@@ -35,12 +37,16 @@ describe('defaultNativeCacheDir', () => {
 
   test('a relative or empty XDG_CACHE_HOME is ignored, as the XDG spec says', () => {
     const expected = path.join(home, '.cache', 'bp-license-server');
-    expect(defaultNativeCacheDir({ XDG_CACHE_HOME: 'rel/cache', HOME: home }, '/data')).toBe(expected);
+    expect(defaultNativeCacheDir({ XDG_CACHE_HOME: 'rel/cache', HOME: home }, '/data')).toBe(
+      expected,
+    );
     expect(defaultNativeCacheDir({ XDG_CACHE_HOME: '', HOME: home }, '/data')).toBe(expected);
   });
 
   test('else ~/.cache', () => {
-    expect(defaultNativeCacheDir({ HOME: home }, '/data')).toBe(path.join(home, '.cache', 'bp-license-server'));
+    expect(defaultNativeCacheDir({ HOME: home }, '/data')).toBe(
+      path.join(home, '.cache', 'bp-license-server'),
+    );
   });
 
   test('an unusable home ("/", "", relative, missing) sends it to the data folder', () => {

@@ -175,7 +175,10 @@ function hasContent(file: string, sha256: string): boolean {
 }
 
 function writeAtomically(dir: string, file: string, data: Buffer): void {
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = path.join(
+    dir,
+    `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
   let fd: number | undefined;
   try {
     fd = fs.openSync(tmp, 'wx', 0o700);
@@ -231,7 +234,11 @@ function loadFromInstalledPackage(): object {
   // The same order as better-sqlite3's lib/binding.js: a local compile wins over the prebuilds.
   const candidates = [
     path.join(pkgDir, 'build', 'Release', 'better_sqlite3.node'),
-    path.join(pkgDir, 'prebuilds', `${isMusl() ? 'linuxmusl' : process.platform}-${process.arch}.node`),
+    path.join(
+      pkgDir,
+      'prebuilds',
+      `${isMusl() ? 'linuxmusl' : process.platform}-${process.arch}.node`,
+    ),
   ];
   const file = candidates.find((f) => fs.existsSync(f)) ?? candidates[candidates.length - 1]!;
   const exports = req(file) as object;

@@ -2,32 +2,59 @@ import type { Db } from './db.ts';
 
 /** Small key/value server state (server id, time high-water mark, settings) and the clock events. */
 export function createStateRepo(db: Db) {
-  const get = db.prepare<[string], { value: string }>('SELECT value FROM server_state WHERE key = ?');
+  const get = db.prepare<[string], { value: string }>(
+    'SELECT value FROM server_state WHERE key = ?',
+  );
   const set = db.prepare<[string, string]>(
     'INSERT INTO server_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
   );
   const del = db.prepare<[string]>('DELETE FROM server_state WHERE key = ?');
-  const insertClockEvent = db.prepare('INSERT INTO clock_events (at, kind, hwm, details) VALUES (?, ?, ?, ?)');
-  const clockEvents = db.prepare<[number, number], { seq: number; at: number; kind: string; hwm: number; details: string }>(
-    'SELECT * FROM clock_events WHERE at >= ? ORDER BY seq LIMIT ?',
+  const insertClockEvent = db.prepare(
+    'INSERT INTO clock_events (at, kind, hwm, details) VALUES (?, ?, ?, ?)',
   );
-  const lastOfKind = db.prepare<[string], { seq: number | null }>('SELECT max(seq) AS seq FROM clock_events WHERE kind = ?');
-  const bundleManaged = db.prepare("SELECT EXISTS (SELECT 1 FROM entitlements WHERE source = 'bundle' AND status = 'active')").pluck();
+  const clockEvents = db.prepare<
+    [number, number],
+    { seq: number; at: number; kind: string; hwm: number; details: string }
+  >('SELECT * FROM clock_events WHERE at >= ? ORDER BY seq LIMIT ?');
+  const lastOfKind = db.prepare<[string], { seq: number | null }>(
+    'SELECT max(seq) AS seq FROM clock_events WHERE kind = ?',
+  );
+  const bundleManaged = db
+    .prepare(
+      "SELECT EXISTS (SELECT 1 FROM entitlements WHERE source = 'bundle' AND status = 'active')",
+    )
+    .pluck();
   return {
     /** The seq of the newest clock event of a kind (0 when none). */
     lastClockEventSeq(kind: 'suspect' | 'recovered' | 'vouched'): number {
       return lastOfKind.get(kind)?.seq ?? 0;
     },
     /** Appends a clock event; returns its seq. `at` and `hwm` are whole ms (the columns are STRICT INTEGER). */
-    clockEvent(at: number, kind: 'suspect' | 'recovered' | 'vouched', hwm: number, details: Record<string, unknown>): number {
-      return Number(insertClockEvent.run(Math.floor(at), kind, Math.floor(hwm), JSON.stringify(details)).lastInsertRowid);
+    clockEvent(
+      at: number,
+      kind: 'suspect' | 'recovered' | 'vouched',
+      hwm: number,
+      details: Record<string, unknown>,
+    ): number {
+      return Number(
+        insertClockEvent.run(Math.floor(at), kind, Math.floor(hwm), JSON.stringify(details))
+          .lastInsertRowid,
+      );
     },
     /** Is any active entitlement managed by a vendor bundle (the only kind a suspect clock refuses)? */
     hasBundleEntitlements(): boolean {
       return bundleManaged.get() === 1;
     },
     clockEvents(sinceMs: number, limit = 10_000) {
-      return clockEvents.all(sinceMs, limit).map((r) => ({ seq: r.seq, at: r.at, kind: r.kind, hwm: r.hwm, details: JSON.parse(r.details) as Record<string, unknown> }));
+      return clockEvents
+        .all(sinceMs, limit)
+        .map((r) => ({
+          seq: r.seq,
+          at: r.at,
+          kind: r.kind,
+          hwm: r.hwm,
+          details: JSON.parse(r.details) as Record<string, unknown>,
+        }));
     },
     get(key: string): string | undefined {
       return get.get(key)?.value;

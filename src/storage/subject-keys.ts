@@ -73,21 +73,50 @@ export function reportSubjectMerges(db: Db, env: { now: () => number }): Migrati
   for (const r of merged) {
     let g = seatGroups.at(-1);
     if (!g || g.kept.seat_id !== r.merged_into) {
-      g = { entitlement_id: r.entitlement_id, subject_type: r.subject_type, kept: { seat_id: r.merged_into, subject_id: r.kept_subject_id, assigned_at: toIso(r.kept_assigned_at) }, merged: [] };
+      g = {
+        entitlement_id: r.entitlement_id,
+        subject_type: r.subject_type,
+        kept: {
+          seat_id: r.merged_into,
+          subject_id: r.kept_subject_id,
+          assigned_at: toIso(r.kept_assigned_at),
+        },
+        merged: [],
+      };
       seatGroups.push(g);
     }
-    g.merged.push({ seat_id: r.id, subject_id: r.subject_id, assigned_at: toIso(r.assigned_at), assigned_by: r.assigned_by });
+    g.merged.push({
+      seat_id: r.id,
+      subject_id: r.subject_id,
+      assigned_at: toIso(r.assigned_at),
+      assigned_by: r.assigned_by,
+    });
   }
   const leaseGroups: LeaseCollisionGroup[] = [];
   let lastKey = '';
   for (const r of leaseRows) {
     const key = `${r.entitlement_id}\n${r.subject_type}\n${r.subject_key}`;
-    if (key !== lastKey) leaseGroups.push({ entitlement_id: r.entitlement_id, subject_type: r.subject_type, leases: [] });
+    if (key !== lastKey)
+      leaseGroups.push({
+        entitlement_id: r.entitlement_id,
+        subject_type: r.subject_type,
+        leases: [],
+      });
     lastKey = key;
-    leaseGroups.at(-1)!.leases.push({ subject_id: r.subject_id, granted_at: toIso(r.granted_at), expires_at: toIso(r.expires_at) });
+    leaseGroups
+      .at(-1)!
+      .leases.push({
+        subject_id: r.subject_id,
+        granted_at: toIso(r.granted_at),
+        expires_at: toIso(r.expires_at),
+      });
   }
 
-  const counts = { seats_merged: merged.length, subjects_with_merged_seats: seatGroups.length, subjects_with_several_leases: leaseGroups.length };
+  const counts = {
+    seats_merged: merged.length,
+    subjects_with_merged_seats: seatGroups.length,
+    subjects_with_several_leases: leaseGroups.length,
+  };
   const audit = createAuditRepo(db);
   audit.append({
     at: now,
@@ -107,12 +136,17 @@ export function reportSubjectMerges(db: Db, env: { now: () => number }): Migrati
 
   const parts: string[] = [];
   if (merged.length > 0) {
-    parts.push(`${merged.length} seat${merged.length === 1 ? '' : 's'} of ${seatGroups.length} subject${seatGroups.length === 1 ? '' : 's'} merged into the oldest seat of the subject (moved to table seats_merged, nothing deleted)`);
+    parts.push(
+      `${merged.length} seat${merged.length === 1 ? '' : 's'} of ${seatGroups.length} subject${seatGroups.length === 1 ? '' : 's'} merged into the oldest seat of the subject (moved to table seats_merged, nothing deleted)`,
+    );
   }
   if (leaseGroups.length > 0) {
-    parts.push(`${leaseGroups.length} subject${leaseGroups.length === 1 ? ' holds' : 's hold'} several running leases on one entitlement (left to run; later grants share one)`);
+    parts.push(
+      `${leaseGroups.length} subject${leaseGroups.length === 1 ? ' holds' : 's hold'} several running leases on one entitlement (left to run; later grants share one)`,
+    );
   }
-  const describe = (g: SeatMergeGroup) => `${g.entitlement_id} ${g.subject_type}:${g.kept.subject_id} kept ${g.kept.seat_id}, merged ${g.merged.map((m) => `${m.seat_id} (${m.subject_id})`).join(', ')}`;
+  const describe = (g: SeatMergeGroup) =>
+    `${g.entitlement_id} ${g.subject_type}:${g.kept.subject_id} kept ${g.kept.seat_id}, merged ${g.merged.map((m) => `${m.seat_id} (${m.subject_id})`).join(', ')}`;
   return [
     {
       migration: '0007_subject_keys',
@@ -121,7 +155,12 @@ export function reportSubjectMerges(db: Db, env: { now: () => number }): Migrati
         ...counts,
         audit_seq: auditSeq,
         seats: seatGroups.slice(0, NOTE_GROUPS).map(describe),
-        leases: leaseGroups.slice(0, NOTE_GROUPS).map((g) => `${g.entitlement_id} ${g.subject_type}: ${g.leases.map((l) => l.subject_id).join(', ')}`),
+        leases: leaseGroups
+          .slice(0, NOTE_GROUPS)
+          .map(
+            (g) =>
+              `${g.entitlement_id} ${g.subject_type}: ${g.leases.map((l) => l.subject_id).join(', ')}`,
+          ),
       },
     },
   ];

@@ -60,17 +60,33 @@ export interface ManualEntitlementRow {
  * IMMEDIATE transaction.
  */
 export function createSyncRepo(db: Db) {
-  const lastImport = db.prepare<[], SyncImportRow>('SELECT * FROM sync_imports ORDER BY seq DESC LIMIT 1');
-  const insertImport = db.prepare(`INSERT INTO sync_imports (seq, manifest_sha256, iss, kid, iat, exp, ack, records, imported_at, actor)
+  const lastImport = db.prepare<[], SyncImportRow>(
+    'SELECT * FROM sync_imports ORDER BY seq DESC LIMIT 1',
+  );
+  const insertImport =
+    db.prepare(`INSERT INTO sync_imports (seq, manifest_sha256, iss, kid, iat, exp, ack, records, imported_at, actor)
     VALUES (@seq, @manifest_sha256, @iss, @kid, @iat, @exp, @ack, @records, @imported_at, @actor)`);
-  const lastExport = db.prepare<[], SyncExportRow>('SELECT * FROM sync_exports ORDER BY seq DESC LIMIT 1');
-  const insertExport = db.prepare(`INSERT INTO sync_exports (seq, manifest_sha256, created_at, period_start, audit_seq, audit_hash, event_seq, clock_seq, records, file)
+  const lastExport = db.prepare<[], SyncExportRow>(
+    'SELECT * FROM sync_exports ORDER BY seq DESC LIMIT 1',
+  );
+  const insertExport =
+    db.prepare(`INSERT INTO sync_exports (seq, manifest_sha256, created_at, period_start, audit_seq, audit_hash, event_seq, clock_seq, records, file)
     VALUES (@seq, @manifest_sha256, @created_at, @period_start, @audit_seq, @audit_hash, @event_seq, @clock_seq, @records, @file)`);
-  const isRevoked = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM sync_revocations WHERE entitlement_id = ?');
-  const revoke = db.prepare<[string, number, number]>('INSERT OR IGNORE INTO sync_revocations (entitlement_id, seq, revoked_at) VALUES (?, ?, ?)');
-  const revocationCount = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM sync_revocations');
-  const bundleCounts = db.prepare<[], { status: string; n: number }>("SELECT status, count(*) AS n FROM entitlements WHERE source = 'bundle' GROUP BY status");
-  const eventHead = db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM lease_events');
+  const isRevoked = db.prepare<[string], { one: number }>(
+    'SELECT 1 AS one FROM sync_revocations WHERE entitlement_id = ?',
+  );
+  const revoke = db.prepare<[string, number, number]>(
+    'INSERT OR IGNORE INTO sync_revocations (entitlement_id, seq, revoked_at) VALUES (?, ?, ?)',
+  );
+  const revocationCount = db.prepare<[], { n: number }>(
+    'SELECT count(*) AS n FROM sync_revocations',
+  );
+  const bundleCounts = db.prepare<[], { status: string; n: number }>(
+    "SELECT status, count(*) AS n FROM entitlements WHERE source = 'bundle' GROUP BY status",
+  );
+  const eventHead = db.prepare<[], { seq: number | null }>(
+    'SELECT max(seq) AS seq FROM lease_events',
+  );
   const usage = db.prepare<{ from: number; to: number }, UsageRow>(`
     WITH agg AS (
       SELECT entitlement_id,
@@ -92,21 +108,32 @@ export function createSyncRepo(db: Db) {
            coalesce(agg.subjects, 0) AS unique_subjects
     FROM entitlements e LEFT JOIN agg ON agg.entitlement_id = e.id
     ORDER BY e.seq`);
-  const seats = db.prepare<[], SeatRow>('SELECT * FROM seats ORDER BY entitlement_id, subject_type, subject_id');
+  const seats = db.prepare<[], SeatRow>(
+    'SELECT * FROM seats ORDER BY entitlement_id, subject_type, subject_id',
+  );
   const manual = db.prepare<[], ManualEntitlementRow>(
     "SELECT id, tenant_id, product_id, policy_json, starts_at, ends_at, status, external_id, created_at, updated_at FROM entitlements WHERE source = 'manual' ORDER BY seq",
   );
-  const auditRange = db.prepare<[number, number], AuditRow>('SELECT * FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq');
+  const auditRange = db.prepare<[number, number], AuditRow>(
+    'SELECT * FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq',
+  );
   const auditAt = db.prepare<[number], AuditRow>('SELECT * FROM audit_log WHERE seq = ?');
 
   // The ids an import has seen, in a TEMP table so a million-record snapshot costs disk pages, not
   // heap. TEMP tables belong to the connection, not the schema. Created here, outside any
   // transaction, and again (IF NOT EXISTS) by each import: a CREATE inside a transaction that
   // rolls back is undone with it.
-  const createSeen = 'CREATE TEMP TABLE IF NOT EXISTS sync_seen (id TEXT PRIMARY KEY) WITHOUT ROWID';
+  const createSeen =
+    'CREATE TEMP TABLE IF NOT EXISTS sync_seen (id TEXT PRIMARY KEY) WITHOUT ROWID';
   if (!db.readonly) db.exec(createSeen);
   let seen:
-    | { clear: () => void; mark: (id: string) => boolean; suspendUnseen: (now: number) => string[]; suspendSome: (now: number, limit: number) => number; unseen: () => IterableIterator<string> }
+    | {
+        clear: () => void;
+        mark: (id: string) => boolean;
+        suspendUnseen: (now: number) => string[];
+        suspendSome: (now: number, limit: number) => number;
+        unseen: () => IterableIterator<string>;
+      }
     | undefined;
   function seenTable() {
     db.exec(createSeen);
@@ -118,7 +145,11 @@ export function createSyncRepo(db: Db) {
        WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen)
        RETURNING id`,
     );
-    const unseen = db.prepare<[], string>("SELECT id FROM entitlements WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen) ORDER BY seq").pluck();
+    const unseen = db
+      .prepare<[], string>(
+        "SELECT id FROM entitlements WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen) ORDER BY seq",
+      )
+      .pluck();
     const suspendSome = db.prepare<[number, number]>(
       `UPDATE entitlements SET status = 'suspended', updated_at = ?
        WHERE id IN (SELECT id FROM entitlements WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen) LIMIT ?)`,

@@ -21,7 +21,12 @@ export interface StorageUpkeep {
  */
 export function startStorageUpkeep(opts: { db: Db; file: string; log: Logger }): StorageUpkeep {
   let checkpointer: Checkpointer | undefined;
-  const health = createStorageHealth({ db: opts.db, dir: path.dirname(opts.file), log: opts.log, onRecovered: () => checkpointer?.truncate() });
+  const health = createStorageHealth({
+    db: opts.db,
+    dir: path.dirname(opts.file),
+    log: opts.log,
+    onRecovered: () => checkpointer?.truncate(),
+  });
   health.checkSpace();
   checkpointer = startCheckpointer({
     db: opts.db,
@@ -29,7 +34,8 @@ export function startStorageUpkeep(opts: { db: Db; file: string; log: Logger }):
     addonFile: sqliteAddonFile(),
     log: opts.log,
     onFailure: (err) => {
-      if (!health.failed(err)) opts.log.warn('WAL checkpoint failed; will retry', { error: err.message.slice(0, 300) });
+      if (!health.failed(err))
+        opts.log.warn('WAL checkpoint failed; will retry', { error: err.message.slice(0, 300) });
     },
   });
   return {

@@ -32,7 +32,16 @@ interface DayRow {
  * however its id was spelt.
  */
 export function createUsageRepo(db: Db) {
-  const window = db.prepare<[string, number, number], { grants: number | null; renewals: number | null; releases: number | null; denials: number | null; peak: number | null }>(
+  const window = db.prepare<
+    [string, number, number],
+    {
+      grants: number | null;
+      renewals: number | null;
+      releases: number | null;
+      denials: number | null;
+      peak: number | null;
+    }
+  >(
     `SELECT sum(kind = 'grant') AS grants, sum(kind = 'renew') AS renewals, sum(kind = 'release') AS releases,
             sum(kind = 'deny') AS denials, max(active_after) AS peak
        FROM lease_events WHERE entitlement_id = ? AND at >= ? AND at < ?`,

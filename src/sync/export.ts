@@ -68,14 +68,22 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
       const eventTo = deps.repo.eventHead();
       const created = Date.parse(info.created_at);
       const periodStart = last?.created_at ?? (Number.isFinite(created) ? created : 0);
-      const clockEvents = ((deps.timeGuard?.events?.(0) ?? []) as ClockEventLike[]).filter((e) => (e.seq ?? 0) > (last?.clock_seq ?? 0));
+      const clockEvents = ((deps.timeGuard?.events?.(0) ?? []) as ClockEventLike[]).filter(
+        (e) => (e.seq ?? 0) > (last?.clock_seq ?? 0),
+      );
 
       const fd = openSync(payloadFile, 'wx', 0o600);
       let payload: Manifest['payload'];
       try {
         const w = new PayloadWriter(fd);
         // The first export enrols the server: the vendor learns its key from it.
-        if (!last) w.write({ op: 'enrolment', server_id: info.server_id, public_key: info.public_key, kid: info.kid });
+        if (!last)
+          w.write({
+            op: 'enrolment',
+            server_id: info.server_id,
+            public_key: info.public_key,
+            kid: info.kid,
+          });
         for (const u of deps.repo.usage(last?.event_seq ?? 0, eventTo)) {
           w.write({
             op: 'usage',
@@ -89,7 +97,15 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
           });
         }
         for (const s of deps.repo.seats()) {
-          w.write({ op: 'seat', seat_id: s.id, entitlement_id: s.entitlement_id, subject_type: s.subject_type, subject_id: s.subject_id, assigned_at: toIso(s.assigned_at), assigned_by: s.assigned_by });
+          w.write({
+            op: 'seat',
+            seat_id: s.id,
+            entitlement_id: s.entitlement_id,
+            subject_type: s.subject_type,
+            subject_id: s.subject_id,
+            assigned_at: toIso(s.assigned_at),
+            assigned_by: s.assigned_by,
+          });
         }
         for (const e of deps.repo.manualEntitlements()) {
           w.write({
@@ -107,10 +123,18 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
           });
         }
         // Audit rows exactly as stored, so the vendor can recompute every hash of the chain.
-        for (const a of deps.repo.auditRows(last?.audit_seq ?? 0, head.seq)) w.write({ op: 'audit', ...a });
+        for (const a of deps.repo.auditRows(last?.audit_seq ?? 0, head.seq))
+          w.write({ op: 'audit', ...a });
         w.write({ op: 'audit_head', seq: head.seq, hash: head.hash });
         for (const c of clockEvents) {
-          w.write({ op: 'clock_event', seq: c.seq ?? null, at: typeof c.at === 'number' ? toIso(c.at) : null, kind: c.kind ?? null, hwm: typeof c.hwm === 'number' ? toIso(c.hwm) : null, details: c.details ?? {} });
+          w.write({
+            op: 'clock_event',
+            seq: c.seq ?? null,
+            at: typeof c.at === 'number' ? toIso(c.at) : null,
+            kind: c.kind ?? null,
+            hwm: typeof c.hwm === 'number' ? toIso(c.hwm) : null,
+            details: c.details ?? {},
+          });
         }
         payload = w.finish();
       } finally {
@@ -142,7 +166,10 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
         closeSync(out);
       }
       const hash = manifestHash(token);
-      const lastClock = clockEvents.reduce((mx, c) => Math.max(mx, c.seq ?? 0), last?.clock_seq ?? 0);
+      const lastClock = clockEvents.reduce(
+        (mx, c) => Math.max(mx, c.seq ?? 0),
+        last?.clock_seq ?? 0,
+      );
       deps.repo.recordExport({
         seq,
         manifest_sha256: hash,
@@ -161,10 +188,25 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
         action: 'sync.export',
         targetType: 'sync_bundle',
         targetId: String(seq),
-        details: { seq, manifest_sha256: hash, records: payload.records, audit_seq: head.seq, period_start: toIso(periodStart), period_end: toIso(now) },
+        details: {
+          seq,
+          manifest_sha256: hash,
+          records: payload.records,
+          audit_seq: head.seq,
+          period_start: toIso(periodStart),
+          period_end: toIso(now),
+        },
       });
       const bytes = Buffer.byteLength(`BPSYNC/1\n${token}\n`) + payload.len;
-      return { file, seq, manifest_sha256: hash, records: payload.records, bytes, period_start: toIso(periodStart), period_end: toIso(now) };
+      return {
+        file,
+        seq,
+        manifest_sha256: hash,
+        records: payload.records,
+        bytes,
+        period_start: toIso(periodStart),
+        period_end: toIso(now),
+      };
     });
     // Committed: from here on the part file is the export, kept even if the rename fails; and the
     // answer is success, since the export exists (a failure here would be an error after a
@@ -174,7 +216,11 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
     try {
       renameSync(part, r.file);
     } catch (err) {
-      return { ...r, file: part, warning: `export ${r.seq} is committed but could not be renamed from ${part} to ${r.file} (${(err as NodeJS.ErrnoException).code ?? String(err)}); rename it by hand` };
+      return {
+        ...r,
+        file: part,
+        warning: `export ${r.seq} is committed but could not be renamed from ${part} to ${r.file} (${(err as NodeJS.ErrnoException).code ?? String(err)}); rename it by hand`,
+      };
     }
     return r;
   } finally {

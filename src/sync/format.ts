@@ -3,7 +3,15 @@
  * memory. Everything here works on raw bytes: a bundle is never decoded as a whole.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  writeSync,
+} from 'node:fs';
 import { AppError } from '../errors.ts';
 
 export const MAGIC = 'BPSYNC/1\n';
@@ -23,15 +31,32 @@ export const LIMITS = {
 } as const;
 
 /** The reasons a bundle is refused: `details.rule` of `bundle_rejected`. */
-export type SyncRule = 'bad_signature' | 'unknown_key' | 'wrong_server' | 'replay' | 'rollback' | 'fork' | 'expired' | 'clock_unsynced' | 'malformed' | 'too_large';
+export type SyncRule =
+  | 'bad_signature'
+  | 'unknown_key'
+  | 'wrong_server'
+  | 'replay'
+  | 'rollback'
+  | 'fork'
+  | 'expired'
+  | 'clock_unsynced'
+  | 'malformed'
+  | 'too_large';
 
 /** A refusal: `bundle_rejected` (422) naming its rule. */
-export function rejected(rule: SyncRule, message: string, details: Record<string, unknown> = {}, hint?: string): AppError {
+export function rejected(
+  rule: SyncRule,
+  message: string,
+  details: Record<string, unknown> = {},
+  hint?: string,
+): AppError {
   return new AppError('bundle_rejected', message, { rule, ...details }, hint);
 }
 
 export function ruleOf(err: unknown): SyncRule | undefined {
-  return err instanceof AppError && err.code === 'bundle_rejected' ? (err.details.rule as SyncRule) : undefined;
+  return err instanceof AppError && err.code === 'bundle_rejected'
+    ? (err.details.rule as SyncRule)
+    : undefined;
 }
 
 export function sha256Hex(data: string | Uint8Array): string {
@@ -61,7 +86,11 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 export function readHeader(fd: number): BundleHeader {
   const fileSize = fstatSync(fd).size;
   if (fileSize > LIMITS.fileBytes) {
-    throw rejected('too_large', `the bundle is ${fileSize} bytes, over the ${LIMITS.fileBytes} byte limit`, { size: fileSize, limit: LIMITS.fileBytes });
+    throw rejected(
+      'too_large',
+      `the bundle is ${fileSize} bytes, over the ${LIMITS.fileBytes} byte limit`,
+      { size: fileSize, limit: LIMITS.fileBytes },
+    );
   }
   if (fileSize === 0) throw rejected('malformed', 'the bundle file is empty');
   const want = Math.min(fileSize, MAGIC_BYTES.length + LIMITS.manifestBytes + 1);
@@ -74,35 +103,59 @@ export function readHeader(fd: number): BundleHeader {
   }
   const bytes = head.subarray(0, got);
   if (!bytes.subarray(0, MAGIC_BYTES.length).equals(MAGIC_BYTES)) {
-    throw rejected('malformed', `the file does not start with "BPSYNC/1\\n": ${describeStart(bytes)}`);
+    throw rejected(
+      'malformed',
+      `the file does not start with "BPSYNC/1\\n": ${describeStart(bytes)}`,
+    );
   }
   const lf = bytes.indexOf(LF, MAGIC_BYTES.length);
   if (lf < 0) {
     if (got - MAGIC_BYTES.length > LIMITS.manifestBytes) {
-      throw rejected('too_large', `the manifest line is over the ${LIMITS.manifestBytes} byte limit`, { limit: LIMITS.manifestBytes });
+      throw rejected(
+        'too_large',
+        `the manifest line is over the ${LIMITS.manifestBytes} byte limit`,
+        { limit: LIMITS.manifestBytes },
+      );
     }
-    throw rejected('malformed', 'the manifest line has no line feed after it (the file is truncated)');
+    throw rejected(
+      'malformed',
+      'the manifest line has no line feed after it (the file is truncated)',
+    );
   }
   const line = bytes.subarray(MAGIC_BYTES.length, lf);
   if (line.length === 0) throw rejected('malformed', 'the manifest line is empty');
   // A token is printable ASCII; a CR here means the file was converted to CRLF line ends.
   for (let i = 0; i < line.length; i++) {
     const c = line[i]!;
-    if (c === 0x0d) throw rejected('malformed', 'the manifest line ends with CR: the file has CRLF line ends (BPSYNC/1 uses LF only; copy it in binary mode)');
-    if (c < 0x21 || c > 0x7e) throw rejected('malformed', `the manifest line holds a byte (0x${c.toString(16).padStart(2, '0')}) that no PASETO token contains, at offset ${MAGIC_BYTES.length + i}`);
+    if (c === 0x0d)
+      throw rejected(
+        'malformed',
+        'the manifest line ends with CR: the file has CRLF line ends (BPSYNC/1 uses LF only; copy it in binary mode)',
+      );
+    if (c < 0x21 || c > 0x7e)
+      throw rejected(
+        'malformed',
+        `the manifest line holds a byte (0x${c.toString(16).padStart(2, '0')}) that no PASETO token contains, at offset ${MAGIC_BYTES.length + i}`,
+      );
   }
   return { manifest: line.toString('ascii'), payloadOffset: lf + 1, fileSize };
 }
 
 function describeStart(bytes: Buffer): string {
-  if (bytes.subarray(0, 3).equals(BOM)) return 'it starts with a UTF-8 byte order mark (BPSYNC/1 files have none; save without BOM)';
-  if (bytes.subarray(0, 10).equals(Buffer.from('BPSYNC/1\r\n'))) return 'it has CRLF line ends (BPSYNC/1 uses LF only; copy it in binary mode)';
-  if (bytes.subarray(0, 7).equals(Buffer.from('BPSYNC/'))) return 'it is another version of the format';
+  if (bytes.subarray(0, 3).equals(BOM))
+    return 'it starts with a UTF-8 byte order mark (BPSYNC/1 files have none; save without BOM)';
+  if (bytes.subarray(0, 10).equals(Buffer.from('BPSYNC/1\r\n')))
+    return 'it has CRLF line ends (BPSYNC/1 uses LF only; copy it in binary mode)';
+  if (bytes.subarray(0, 7).equals(Buffer.from('BPSYNC/')))
+    return 'it is another version of the format';
   return 'it is not a BPSYNC/1 bundle';
 }
 
 /** Counts and hashes bytes [start, end of file) with a stream: the first, cheap pass over a payload. */
-export function hashFileRegion(file: string, start: number): Promise<{ bytes: number; sha256: string }> {
+export function hashFileRegion(
+  file: string,
+  start: number,
+): Promise<{ bytes: number; sha256: string }> {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     let bytes = 0;
@@ -165,10 +218,20 @@ export class LineReader {
         this.chunkPos = this.chunkLen;
       }
       if (this.pos >= this.end) {
-        if (this.carryLen > 0) throw rejected('malformed', `record ${this.lineNo + 1} does not end with a line feed (every payload line ends with LF)`);
+        if (this.carryLen > 0)
+          throw rejected(
+            'malformed',
+            `record ${this.lineNo + 1} does not end with a line feed (every payload line ends with LF)`,
+          );
         return null;
       }
-      const n = readSync(this.fd, this.chunk, 0, Math.min(this.chunk.length, this.end - this.pos), this.pos);
+      const n = readSync(
+        this.fd,
+        this.chunk,
+        0,
+        Math.min(this.chunk.length, this.end - this.pos),
+        this.pos,
+      );
       if (n === 0) throw rejected('malformed', 'the file became shorter while it was read');
       this.hash.update(this.chunk.subarray(0, n));
       this.pos += n;
@@ -179,7 +242,11 @@ export class LineReader {
 
   private checkLength(n: number): void {
     if (n > this.maxLine) {
-      throw rejected('too_large', `record ${this.lineNo + 1} is over the ${this.maxLine} byte limit for one line`, { limit: this.maxLine });
+      throw rejected(
+        'too_large',
+        `record ${this.lineNo + 1} is over the ${this.maxLine} byte limit for one line`,
+        { limit: this.maxLine },
+      );
     }
   }
 }
@@ -204,7 +271,11 @@ export class PayloadWriter {
   /** Appends one record as a JSON line. */
   write(record: Record<string, unknown>): void {
     const line = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
-    if (line.length - 1 > LIMITS.lineBytes) throw new AppError('internal', `a ${String(record.op)} record is over the ${LIMITS.lineBytes} byte line limit`);
+    if (line.length - 1 > LIMITS.lineBytes)
+      throw new AppError(
+        'internal',
+        `a ${String(record.op)} record is over the ${LIMITS.lineBytes} byte line limit`,
+      );
     this.hash.update(line);
     this.bytes += line.length;
     this.records++;

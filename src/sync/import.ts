@@ -12,7 +12,14 @@ import { toIso } from '../clock.ts';
 import type { Entitlement } from '../domain/types.ts';
 import { graceDays } from '../domain/types.ts';
 import type { VerifyKey } from '../tokens/keys.ts';
-import { LineReader, hashFileRegion, manifestHash, readHeader, rejected, ruleOf } from './format.ts';
+import {
+  LineReader,
+  hashFileRegion,
+  manifestHash,
+  readHeader,
+  rejected,
+  ruleOf,
+} from './format.ts';
 import { IMPORT_TYP, parseManifest, verifyManifest, type Manifest } from './manifest.ts';
 import { parseImportRecord, parseLine, parseSetting, type EntitlementRecord } from './records.ts';
 import { parseVendorKeys, pinnedVendorKeys, setVendorKeys } from './trust.ts';
@@ -84,7 +91,11 @@ interface Verified {
 }
 
 /** Imports one bundle file. Refusals throw bundle_rejected and, unless a dry run, are audited. */
-export async function importBundle(deps: SyncDeps, file: string, opts: ImportOptions): Promise<ImportResult> {
+export async function importBundle(
+  deps: SyncDeps,
+  file: string,
+  opts: ImportOptions,
+): Promise<ImportResult> {
   const now = deps.clock.now();
   let seq: number | undefined;
   try {
@@ -107,7 +118,8 @@ export async function importBundle(deps: SyncDeps, file: string, opts: ImportOpt
     }
   } catch (err) {
     const rule = ruleOf(err);
-    if (rule !== undefined && !opts.dryRun) auditRejection(deps, err as AppError, opts, now, seq, file);
+    if (rule !== undefined && !opts.dryRun)
+      auditRejection(deps, err as AppError, opts, now, seq, file);
     throw err;
   }
 }
@@ -122,19 +134,37 @@ function verifyHeader(deps: SyncDeps, fd: number): Verified {
   } catch (err) {
     // The token's form is checked before its key, even when there is no key to find.
     if (keys.length === 0 && ruleOf(err) === 'unknown_key') {
-      throw rejected('unknown_key', 'no vendor key is pinned on this server, so no bundle can be trusted', {}, 'pin the vendor key: bp-license-server init --vendor-key k4.public.…');
+      throw rejected(
+        'unknown_key',
+        'no vendor key is pinned on this server, so no bundle can be trusted',
+        {},
+        'pin the vendor key: bp-license-server init --vendor-key k4.public.…',
+      );
     }
     throw err;
   }
   const { claims, kid } = verified;
   if (claims.typ !== IMPORT_TYP) {
-    throw rejected('malformed', `the manifest typ is ${JSON.stringify(claims.typ)?.slice(0, 40)}, not "${IMPORT_TYP}"`);
+    throw rejected(
+      'malformed',
+      `the manifest typ is ${JSON.stringify(claims.typ)?.slice(0, 40)}, not "${IMPORT_TYP}"`,
+    );
   }
   const manifest = parseManifest(claims);
   if (manifest.server_id !== deps.info.server_id || manifest.aud !== deps.info.server_id) {
-    throw rejected('wrong_server', `the bundle is meant for server ${manifest.server_id}, not this one (${deps.info.server_id})`, { bundle_server_id: manifest.server_id, server_id: deps.info.server_id });
+    throw rejected(
+      'wrong_server',
+      `the bundle is meant for server ${manifest.server_id}, not this one (${deps.info.server_id})`,
+      { bundle_server_id: manifest.server_id, server_id: deps.info.server_id },
+    );
   }
-  return { manifest, hash: manifestHash(header.manifest), kid, payloadOffset: header.payloadOffset, fileSize: header.fileSize };
+  return {
+    manifest,
+    hash: manifestHash(header.manifest),
+    kid,
+    payloadOffset: header.payloadOffset,
+    fileSize: header.fileSize,
+  };
 }
 
 /** seq against the last import: higher is new; equal with the same manifest is this bundle again. */
@@ -143,16 +173,33 @@ function orderOf(deps: SyncDeps, v: Verified): 'new' | 'same' {
   const m = v.manifest;
   if (!last) return 'new';
   const details = { seq: m.seq, last_seq: last.seq };
-  if (m.seq < last.seq) throw rejected('replay', `bundle seq ${m.seq} is older than the last imported bundle (seq ${last.seq}); importing it would undo newer changes`, details);
+  if (m.seq < last.seq)
+    throw rejected(
+      'replay',
+      `bundle seq ${m.seq} is older than the last imported bundle (seq ${last.seq}); importing it would undo newer changes`,
+      details,
+    );
   if (m.seq === last.seq) {
     if (v.hash === last.manifest_sha256) return 'same';
-    throw rejected('fork', `a different bundle with seq ${m.seq} was imported already (manifest ${last.manifest_sha256.slice(0, 16)}…); two bundles may never share a seq`, details);
+    throw rejected(
+      'fork',
+      `a different bundle with seq ${m.seq} was imported already (manifest ${last.manifest_sha256.slice(0, 16)}…); two bundles may never share a seq`,
+      details,
+    );
   }
   if (m.seq === last.seq + 1 && m.prev !== last.manifest_sha256) {
-    throw rejected('fork', `bundle seq ${m.seq} does not follow the bundle imported as seq ${last.seq}: its prev is not that bundle's manifest hash`, { ...details, prev: m.prev, expected_prev: last.manifest_sha256 });
+    throw rejected(
+      'fork',
+      `bundle seq ${m.seq} does not follow the bundle imported as seq ${last.seq}: its prev is not that bundle's manifest hash`,
+      { ...details, prev: m.prev, expected_prev: last.manifest_sha256 },
+    );
   }
   if (m.iat < last.iat) {
-    throw rejected('rollback', `bundle seq ${m.seq} was signed at ${toIso(m.iat)}, before the last imported bundle (seq ${last.seq}, signed ${toIso(last.iat)}): an old snapshot signed again`, details);
+    throw rejected(
+      'rollback',
+      `bundle seq ${m.seq} was signed at ${toIso(m.iat)}, before the last imported bundle (seq ${last.seq}, signed ${toIso(last.iat)}): an old snapshot signed again`,
+      details,
+    );
   }
   return 'new';
 }
@@ -167,7 +214,12 @@ function checkTime(m: Manifest, now: number): void {
     );
   }
   if (m.exp <= now) {
-    throw rejected('expired', `the bundle expired at ${toIso(m.exp)} (now ${toIso(now)})`, { exp: toIso(m.exp), now: toIso(now) }, 'ask the vendor for a fresh bundle');
+    throw rejected(
+      'expired',
+      `the bundle expired at ${toIso(m.exp)} (now ${toIso(now)})`,
+      { exp: toIso(m.exp), now: toIso(now) },
+      'ask the vendor for a fresh bundle',
+    );
   }
 }
 
@@ -176,15 +228,35 @@ async function checkPayload(file: string, v: Verified): Promise<void> {
   const want = v.manifest.payload;
   const have = v.fileSize - v.payloadOffset;
   if (have !== want.len) {
-    throw rejected('malformed', `the payload is ${have} bytes, the manifest says ${want.len} (the file is truncated, extended or altered)`, { payload_bytes: have, manifest_len: want.len });
+    throw rejected(
+      'malformed',
+      `the payload is ${have} bytes, the manifest says ${want.len} (the file is truncated, extended or altered)`,
+      { payload_bytes: have, manifest_len: want.len },
+    );
   }
   const h = await hashFileRegion(file, v.payloadOffset);
   if (h.bytes !== want.len) throw rejected('malformed', 'the file changed while it was read');
-  if (h.sha256 !== want.sha256) throw rejected('malformed', 'the payload does not match the sha256 in the manifest (the file was altered)');
+  if (h.sha256 !== want.sha256)
+    throw rejected(
+      'malformed',
+      'the payload does not match the sha256 in the manifest (the file was altered)',
+    );
 }
 
 function unchangedResult(v: Verified): ImportResult {
-  return { status: 'unchanged', seq: v.manifest.seq, manifest_sha256: v.hash, added: 0, changed: 0, revoked: 0, unchanged: 0, suspended: 0, ignored: 0, settings: [], seats_cut: [] };
+  return {
+    status: 'unchanged',
+    seq: v.manifest.seq,
+    manifest_sha256: v.hash,
+    added: 0,
+    changed: 0,
+    revoked: 0,
+    unchanged: 0,
+    suspended: 0,
+    ignored: 0,
+    settings: [],
+    seats_cut: [],
+  };
 }
 
 const NAMED = new Set(['per_user', 'per_machine']);
@@ -243,10 +315,15 @@ const W_REVOKE = 3;
 const W_SETTING = 4;
 
 /** A setting to write, parsed by prepare (few per bundle, kept whole). */
-type SettingOp = { k: 'vendor_keys'; keys: ReturnType<typeof parseVendorKeys> } | { k: 'state'; key: string; value: string };
+type SettingOp =
+  | { k: 'vendor_keys'; keys: ReturnType<typeof parseVendorKeys> }
+  | { k: 'state'; key: string; value: string };
 
 /** One write of an import, in file order, parsed again from the file just before it is applied. */
-type Write = { k: typeof W_INSERT | typeof W_UPDATE; rec: EntitlementRecord } | { k: typeof W_REVOKE; id: string } | { k: typeof W_SETTING; op: SettingOp };
+type Write =
+  | { k: typeof W_INSERT | typeof W_UPDATE; rec: EntitlementRecord }
+  | { k: typeof W_REVOKE; id: string }
+  | { k: typeof W_SETTING; op: SettingOp };
 
 /** Everything an import will write, worked out without the write lock. */
 interface Plan {
@@ -261,7 +338,14 @@ interface Plan {
   /** How many records the apply writes. */
   writeCount: number;
   settings: Map<number, SettingOp>;
-  counts: { added: number; changed: number; revoked: number; unchanged: number; suspended: number; ignored: number };
+  counts: {
+    added: number;
+    changed: number;
+    revoked: number;
+    unchanged: number;
+    suspended: number;
+    ignored: number;
+  };
   diff: ImportDiff;
   seatsCut: SeatCut[];
 }
@@ -276,11 +360,25 @@ class StalePlan extends Error {}
  * lock is waited for on timers. Another writer changing entitlements or importing between prepare
  * and apply makes the plan stale: it is made again.
  */
-async function prepareAndApply(deps: SyncDeps, file: string, fd: number, v: Verified, now: number, opts: ImportOptions): Promise<ImportResult> {
+async function prepareAndApply(
+  deps: SyncDeps,
+  file: string,
+  fd: number,
+  v: Verified,
+  now: number,
+  opts: ImportOptions,
+): Promise<ImportResult> {
   for (let attempt = 1; ; attempt++) {
     const plan = await prepare(deps, fd, v, now);
     const m = v.manifest;
-    const result: ImportResult = { status: opts.dryRun ? 'dry_run' : 'applied', seq: m.seq, manifest_sha256: v.hash, ...plan.counts, settings: plan.diff.settings.map((s) => s.key), seats_cut: plan.seatsCut };
+    const result: ImportResult = {
+      status: opts.dryRun ? 'dry_run' : 'applied',
+      seq: m.seq,
+      manifest_sha256: v.hash,
+      ...plan.counts,
+      settings: plan.diff.settings.map((s) => s.key),
+      seats_cut: plan.seatsCut,
+    };
     if (opts.dryRun) return { ...result, dry_run: true, diff: plan.diff };
     try {
       if (plan.writeCount + plan.counts.suspended <= (opts.applyInOneMax ?? APPLY_IN_ONE_MAX)) {
@@ -299,7 +397,11 @@ async function prepareAndApply(deps: SyncDeps, file: string, fd: number, v: Veri
     } catch (err) {
       if (!(err instanceof StalePlan)) throw err;
       if (attempt >= MAX_PREPARES) {
-        throw new AppError('busy', 'entitlements kept changing while the bundle was being prepared; nothing was changed', { retry_after_seconds: 1 });
+        throw new AppError(
+          'busy',
+          'entitlements kept changing while the bundle was being prepared; nothing was changed',
+          { retry_after_seconds: 1 },
+        );
       }
       // Another process may have started applying a bundle in steps meanwhile: finish it first.
       await resumePending(deps, undefined);
@@ -316,9 +418,25 @@ function claim(deps: SyncDeps, plan: Plan, v: Verified, now: number, opts: Impor
   const { store, repo } = deps;
   const m = v.manifest;
   if (orderOf(deps, v) === 'same') return false;
-  if (store.entitlements.epoch() !== plan.epoch || (repo.lastImport()?.manifest_sha256 ?? null) !== plan.lastImport) throw new StalePlan('stale');
-  if (store.state.get(APPLYING_KEY) !== undefined) throw new StalePlan('another bundle is being applied');
-  repo.recordImport({ seq: m.seq, manifest_sha256: v.hash, iss: m.iss, kid: v.kid, iat: m.iat, exp: m.exp, ack: m.ack, records: m.payload.records, imported_at: now, actor: opts.actor });
+  if (
+    store.entitlements.epoch() !== plan.epoch ||
+    (repo.lastImport()?.manifest_sha256 ?? null) !== plan.lastImport
+  )
+    throw new StalePlan('stale');
+  if (store.state.get(APPLYING_KEY) !== undefined)
+    throw new StalePlan('another bundle is being applied');
+  repo.recordImport({
+    seq: m.seq,
+    manifest_sha256: v.hash,
+    iss: m.iss,
+    kid: v.kid,
+    iat: m.iat,
+    exp: m.exp,
+    ack: m.ack,
+    records: m.payload.records,
+    imported_at: now,
+    actor: opts.actor,
+  });
   return true;
 }
 
@@ -349,7 +467,11 @@ function walker(fd: number, v: Verified, plan: Plan): { next(): Write | null; in
 }
 
 /** An entitlement as a bundle record makes it, over the stored one if any. */
-function entitlementOf(rec: EntitlementRecord, existing: Entitlement | undefined, now: number): Entitlement {
+function entitlementOf(
+  rec: EntitlementRecord,
+  existing: Entitlement | undefined,
+  now: number,
+): Entitlement {
   return {
     id: rec.entitlement_id,
     tenantId: rec.tenant_id,
@@ -384,7 +506,11 @@ function applyWrite(deps: SyncDeps, w: Write, seq: number, now: number): void {
       repo.revoke(w.id, seq, now);
       // Read here, under the lock: an entitlement this bundle added a moment ago is revoked too.
       const existing = store.entitlements.get(w.id);
-      if (existing && existing.status !== 'revoked') store.entitlements.update({ ...existing, status: 'revoked', updatedAt: now }, graceDays(existing.policy));
+      if (existing && existing.status !== 'revoked')
+        store.entitlements.update(
+          { ...existing, status: 'revoked', updatedAt: now },
+          graceDays(existing.policy),
+        );
       return;
     }
     case W_SETTING:
@@ -395,7 +521,14 @@ function applyWrite(deps: SyncDeps, w: Write, seq: number, now: number): void {
 }
 
 /** The audit row (and the time vouch) that ends an import, in its last transaction. */
-function finish(deps: SyncDeps, v: Verified, now: number, opts: { actor: string; name?: string | undefined }, plan: Plan, resumed: boolean): void {
+function finish(
+  deps: SyncDeps,
+  v: Verified,
+  now: number,
+  opts: { actor: string; name?: string | undefined },
+  plan: Plan,
+  resumed: boolean,
+): void {
   const m = v.manifest;
   const { diff, counts, seatsCut } = plan;
   const cap = <T>(list: T[]) => list.slice(0, AUDIT_LIST_LIMIT);
@@ -414,7 +547,13 @@ function finish(deps: SyncDeps, v: Verified, now: number, opts: { actor: string;
       ...counts,
       settings: diff.settings,
       seats_cut: cap(seatsCut),
-      ids: { added: cap(diff.added), changed: cap(diff.changed.map((c) => c.entitlement_id)), revoked: cap(diff.revoked), suspended: cap(diff.suspended), ignored: cap(diff.ignored) },
+      ids: {
+        added: cap(diff.added),
+        changed: cap(diff.changed.map((c) => c.entitlement_id)),
+        revoked: cap(diff.revoked),
+        suspended: cap(diff.suspended),
+        ignored: cap(diff.ignored),
+      },
       // Finished after an interruption: the counts are what the finishing pass still wrote.
       ...(resumed ? { resumed: true } : {}),
     },
@@ -436,7 +575,15 @@ function applyingDir(deps: SyncDeps): string {
  * removes the marker. Readers see the bundle arrive over these steps; a crash leaves the marker,
  * and whoever finds it finishes the apply from the copy (resumePending).
  */
-async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verified, now: number, opts: ImportOptions, result: ImportResult): Promise<ImportResult> {
+async function applyInSteps(
+  deps: SyncDeps,
+  file: string,
+  plan: Plan,
+  v: Verified,
+  now: number,
+  opts: ImportOptions,
+  result: ImportResult,
+): Promise<ImportResult> {
   const dir = applyingDir(deps);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const copyName = `${v.manifest.seq}-${v.hash.slice(0, 16)}-${randomBytes(4).toString('hex')}.bpsync`;
@@ -446,7 +593,15 @@ async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verifie
     // The copy is checked as the steps read it (and again, whole, before a finisher uses it).
     await copyFile(file, copy);
     await chmod(copy, 0o600);
-    const marker: ApplyingMarker = { manifest: v.manifest, hash: v.hash, kid: v.kid, file: copyName, actor: opts.actor, ...(opts.name !== undefined ? { name: opts.name } : {}), now };
+    const marker: ApplyingMarker = {
+      manifest: v.manifest,
+      hash: v.hash,
+      kid: v.kid,
+      file: copyName,
+      actor: opts.actor,
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      now,
+    };
     const raw = JSON.stringify(marker);
     claimed = await deps.store.txAsync(() => {
       if (!claim(deps, plan, v, now, opts)) return false;
@@ -468,10 +623,22 @@ async function applyInSteps(deps: SyncDeps, file: string, plan: Plan, v: Verifie
 }
 
 /** The steps of a claimed stepwise apply: writes, suspensions, then the audit row and the marker's removal. */
-async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, raw: string, marker: ApplyingMarker, resumed: boolean, stepOps = Infinity): Promise<void> {
+async function stepThrough(
+  deps: SyncDeps,
+  fd: number,
+  plan: Plan,
+  v: Verified,
+  raw: string,
+  marker: ApplyingMarker,
+  resumed: boolean,
+  stepOps = Infinity,
+): Promise<void> {
   const { store, repo } = deps;
   const ours = () => store.state.get(APPLYING_KEY) === raw;
-  const stepMs = (store.db.pragma('busy_timeout', { simple: true }) as number) <= SERVER_BUSY_TIMEOUT_MS ? STEP_MS_IN_SERVER : STEP_MS;
+  const stepMs =
+    (store.db.pragma('busy_timeout', { simple: true }) as number) <= SERVER_BUSY_TIMEOUT_MS
+      ? STEP_MS_IN_SERVER
+      : STEP_MS;
   let gone = false;
   const step = async (work: () => boolean): Promise<boolean> => {
     const t0 = performance.now();
@@ -491,7 +658,9 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
     );
     // Let the others in: our own server's group commit (timers) and other processes polling for
     // the lock. A step that ran long (a loaded machine) is followed by a longer pause.
-    await new Promise((r) => setTimeout(r, Math.max(STEP_PAUSE_MS, Math.round((performance.now() - t0) / 4))));
+    await new Promise((r) =>
+      setTimeout(r, Math.max(STEP_PAUSE_MS, Math.round((performance.now() - t0) / 4))),
+    );
     return more && !gone;
   };
   // The records are parsed outside the lock, a batch ahead; a step writes them for stepMs.
@@ -522,9 +691,16 @@ async function stepThrough(deps: SyncDeps, fd: number, plan: Plan, v: Verified, 
   if (!gone && !walk.intact()) {
     // Our own copy changed under us: stop before the audit row; a finisher checks the copy whole
     // and refuses a damaged one (then the bundle must be given again).
-    throw new AppError('conflict', `the copy of bundle seq ${marker.manifest.seq} in ${APPLYING_DIR}/ changed while it was applied; import that bundle again to finish it`, { seq: marker.manifest.seq });
+    throw new AppError(
+      'conflict',
+      `the copy of bundle seq ${marker.manifest.seq} in ${APPLYING_DIR}/ changed while it was applied; import that bundle again to finish it`,
+      { seq: marker.manifest.seq },
+    );
   }
-  while (!gone && (await step(() => repo.suspendUnseenSome(marker.now, SUSPEND_STEP) === SUSPEND_STEP)));
+  while (
+    !gone &&
+    (await step(() => repo.suspendUnseenSome(marker.now, SUSPEND_STEP) === SUSPEND_STEP))
+  );
   if (gone) return;
   await store.txAsync(
     () => {
@@ -554,7 +730,10 @@ const SUSPEND_STEP = 1000;
  * when `given` is that bundle, else undefined (also when nothing was pending). Throws `conflict`
  * when neither the copy nor `given` is that bundle.
  */
-export async function resumePending(deps: SyncDeps, given: { file: string; fd: number } | undefined): Promise<ImportResult | undefined> {
+export async function resumePending(
+  deps: SyncDeps,
+  given: { file: string; fd: number } | undefined,
+): Promise<ImportResult | undefined> {
   const raw = deps.store.state.get(APPLYING_KEY);
   if (raw === undefined) return undefined;
   const marker = JSON.parse(raw) as ApplyingMarker;
@@ -562,7 +741,12 @@ export async function resumePending(deps: SyncDeps, given: { file: string; fd: n
   let source = join(applyingDir(deps), marker.file);
   if (!existsSync(source) && givenHash === marker.hash) source = given!.file;
   const lost = () =>
-    new AppError('conflict', `bundle seq ${marker.manifest.seq} was being applied in steps and its copy ${source} is gone or damaged; import that bundle again to finish it`, { seq: marker.manifest.seq, manifest_sha256: marker.hash }, 'run: bp-license-server sync import <the bundle of that seq>');
+    new AppError(
+      'conflict',
+      `bundle seq ${marker.manifest.seq} was being applied in steps and its copy ${source} is gone or damaged; import that bundle again to finish it`,
+      { seq: marker.manifest.seq, manifest_sha256: marker.hash },
+      'run: bp-license-server sync import <the bundle of that seq>',
+    );
   let fd: number;
   try {
     fd = openSync(source, 'r');
@@ -572,12 +756,25 @@ export async function resumePending(deps: SyncDeps, given: { file: string; fd: n
   try {
     if (manifestHashOf(fd) !== marker.hash) throw lost();
     const header = readHeader(fd);
-    const v: Verified = { manifest: marker.manifest, hash: marker.hash, kid: marker.kid, payloadOffset: header.payloadOffset, fileSize: header.fileSize };
+    const v: Verified = {
+      manifest: marker.manifest,
+      hash: marker.hash,
+      kid: marker.kid,
+      payloadOffset: header.payloadOffset,
+      fileSize: header.fileSize,
+    };
     await checkPayload(source, v);
     const plan = await prepare(deps, fd, v, marker.now);
     await stepThrough(deps, fd, plan, v, raw, marker, true);
     if (givenHash !== marker.hash) return undefined;
-    return { status: 'applied', seq: v.manifest.seq, manifest_sha256: v.hash, ...plan.counts, settings: plan.diff.settings.map((s) => s.key), seats_cut: plan.seatsCut };
+    return {
+      status: 'applied',
+      seq: v.manifest.seq,
+      manifest_sha256: v.hash,
+      ...plan.counts,
+      settings: plan.diff.settings.map((s) => s.key),
+      seats_cut: plan.seatsCut,
+    };
   } finally {
     closeSync(fd);
   }
@@ -593,7 +790,9 @@ function manifestHashOf(fd: number): string | undefined {
 }
 
 /** The stepwise apply in progress (or interrupted), if any, for `sync status`. */
-export function applyingNow(deps: SyncDeps): { seq: number; manifest_sha256: string; since: string } | null {
+export function applyingNow(
+  deps: SyncDeps,
+): { seq: number; manifest_sha256: string; since: string } | null {
   const raw = deps.store.state.get(APPLYING_KEY);
   if (raw === undefined) return null;
   const m = JSON.parse(raw) as ApplyingMarker;
@@ -612,7 +811,15 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
     writeCount: 0,
     settings: new Map(),
     counts: { added: 0, changed: 0, revoked: 0, unchanged: 0, suspended: 0, ignored: 0 },
-    diff: { added: [], changed: [], revoked: [], suspended: [], ignored: [], settings: [], truncated: false },
+    diff: {
+      added: [],
+      changed: [],
+      revoked: [],
+      suspended: [],
+      ignored: [],
+      settings: [],
+      truncated: false,
+    },
     seatsCut: [],
   };
   const { counts, diff, seatsCut } = plan;
@@ -629,11 +836,19 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
   const revokedHere = new Set<string>();
 
   const manualConflict = (id: string, n: number) =>
-    rejected('malformed', `record ${n}: ${id} is a manual entitlement on this server; a bundle may not take it over (the vendor must use another id)`, { record: n, entitlement_id: id });
+    rejected(
+      'malformed',
+      `record ${n}: ${id} is a manual entitlement on this server; a bundle may not take it over (the vendor must use another id)`,
+      { record: n, entitlement_id: id },
+    );
 
   function planEntitlement(rec: EntitlementRecord, n: number): void {
     const id = rec.entitlement_id;
-    if (!repo.markSeen(id)) throw rejected('malformed', `record ${n}: ${id} is listed twice`, { record: n, entitlement_id: id });
+    if (!repo.markSeen(id))
+      throw rejected('malformed', `record ${n}: ${id} is listed twice`, {
+        record: n,
+        entitlement_id: id,
+      });
     const existing = store.entitlements.get(id);
     if (existing?.source === 'manual') throw manualConflict(id, n);
     if (existing?.status === 'revoked' || revokedHere.has(id) || repo.isRevoked(id)) {
@@ -649,17 +864,29 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       return;
     }
     if (existing.tenantId !== next.tenantId || existing.productId !== next.productId) {
-      throw rejected('malformed', `record ${n}: ${id} belongs to tenant ${existing.tenantId} and product ${existing.productId}; a bundle may not move it (use a new id)`, { record: n, entitlement_id: id });
+      throw rejected(
+        'malformed',
+        `record ${n}: ${id} belongs to tenant ${existing.tenantId} and product ${existing.productId}; a bundle may not move it (use a new id)`,
+        { record: n, entitlement_id: id },
+      );
     }
     if (existing.rev !== null && rec.rev < existing.rev) {
-      throw rejected('rollback', `record ${n}: ${id} has rev ${rec.rev}, older than the rev ${existing.rev} this server holds`, { record: n, entitlement_id: id, rev: rec.rev, held_rev: existing.rev });
+      throw rejected(
+        'rollback',
+        `record ${n}: ${id} has rev ${rec.rev}, older than the rev ${existing.rev} this server holds`,
+        { record: n, entitlement_id: id, rev: rec.rev, held_rev: existing.rev },
+      );
     }
     const fields: string[] = [];
     if (JSON.stringify(existing.policy) !== JSON.stringify(next.policy)) fields.push('policy_json');
     if (existing.startsAt !== next.startsAt) fields.push('starts_at');
     if (existing.endsAt !== next.endsAt) fields.push('ends_at');
     if (fields.length > 0 && existing.rev === rec.rev) {
-      throw rejected('malformed', `record ${n}: ${id} rev ${rec.rev} differs from the rev ${rec.rev} this server holds; the vendor must raise rev with every change`, { record: n, entitlement_id: id, fields });
+      throw rejected(
+        'malformed',
+        `record ${n}: ${id} rev ${rec.rev} differs from the rev ${rec.rev} this server holds; the vendor must raise rev with every change`,
+        { record: n, entitlement_id: id, fields },
+      );
     }
     if (existing.rev !== rec.rev) fields.push('rev');
     if (existing.status !== 'active') fields.push('status');
@@ -672,7 +899,9 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
     note(diff.changed, { entitlement_id: id, fields });
     const max = next.policy.max_seats;
     if (max !== undefined) {
-      const inUse = NAMED.has(next.policy.type) ? store.leases.counters(id).seatsAssigned : store.leases.liveCount(id, now);
+      const inUse = NAMED.has(next.policy.type)
+        ? store.leases.counters(id).seatsAssigned
+        : store.leases.liveCount(id, now);
       if (inUse > max) note(seatsCut, { entitlement_id: id, max_seats: max, in_use: inUse });
     }
   }
@@ -692,22 +921,34 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
   }
 
   function planSetting(rawKey: string, rawValue: unknown, n: number): void {
-    if (settingsSeen.has(rawKey)) throw rejected('malformed', `record ${n}: setting ${rawKey} is given twice`, { record: n });
+    if (settingsSeen.has(rawKey))
+      throw rejected('malformed', `record ${n}: setting ${rawKey} is given twice`, { record: n });
     settingsSeen.add(rawKey);
     const { key, value } = parseSetting(rawKey, rawValue, `record ${n}`);
     let from: unknown;
     let to: unknown;
     if (key === 'vendor_keys') {
-      const keys = parseVendorKeys(value as string[], (msg) => rejected('malformed', `record ${n}: ${msg}`, { record: n }));
+      const keys = parseVendorKeys(value as string[], (msg) =>
+        rejected('malformed', `record ${n}: ${msg}`, { record: n }),
+      );
       const current = pinnedVendorKeys(store);
       from = current.map((k) => k.publicPaserk);
       to = keys.map((k) => k.publicPaserk);
-      if (JSON.stringify([...(from as string[])].sort()) === JSON.stringify([...(to as string[])].sort())) return;
+      if (
+        JSON.stringify([...(from as string[])].sort()) ===
+        JSON.stringify([...(to as string[])].sort())
+      )
+        return;
       plan.settings.set(n, { k: 'vendor_keys', keys });
       plan_(n, W_SETTING);
     } else {
       const stored = store.state.get(key);
-      from = stored === undefined ? null : key === 'allow_manual_provisioning' ? stored === 'true' : Number(stored);
+      from =
+        stored === undefined
+          ? null
+          : key === 'allow_manual_provisioning'
+            ? stored === 'true'
+            : Number(stored);
       to = value;
       if (from === to) return;
       plan.settings.set(n, { k: 'state', key, value: String(value) });
@@ -729,7 +970,11 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
   try {
     for (let line = reader.next(); line !== null; line = reader.next()) {
       n++;
-      if (n > m.payload.records) throw rejected('malformed', `the payload holds more records than the ${m.payload.records} the manifest says`);
+      if (n > m.payload.records)
+        throw rejected(
+          'malformed',
+          `the payload holds more records than the ${m.payload.records} the manifest says`,
+        );
       const rec = parseImportRecord(parseLine(line, n), n);
       if (rec.op === 'entitlement') planEntitlement(rec, n);
       else if (rec.op === 'revoke') planRevoke(rec.entitlement_id, n);
@@ -741,9 +986,14 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
         sliceStart = performance.now();
       }
     }
-    if (n !== m.payload.records) throw rejected('malformed', `the payload holds ${n} records, the manifest says ${m.payload.records}`);
+    if (n !== m.payload.records)
+      throw rejected(
+        'malformed',
+        `the payload holds ${n} records, the manifest says ${m.payload.records}`,
+      );
     // The file is read twice; a change between the reads must not slip through.
-    if (reader.hash.digest('hex') !== m.payload.sha256) throw rejected('malformed', 'the file changed while it was read');
+    if (reader.hash.digest('hex') !== m.payload.sha256)
+      throw rejected('malformed', 'the file changed while it was read');
     // A snapshot: bundle entitlements it no longer lists will be suspended (never deleted: leases
     // and history refer to them), and come back when a later bundle lists them again.
     for (const id of repo.unseen()) {
@@ -757,7 +1007,14 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
 }
 
 /** A refusal gets its own small transaction, after the failed one rolled back. */
-export function auditRejection(deps: SyncDeps, err: AppError, opts: ImportOptions, now: number, seq: number | undefined, file: string): void {
+export function auditRejection(
+  deps: SyncDeps,
+  err: AppError,
+  opts: ImportOptions,
+  now: number,
+  seq: number | undefined,
+  file: string,
+): void {
   try {
     deps.store.tx(() =>
       deps.store.audit.append({
@@ -766,7 +1023,12 @@ export function auditRejection(deps: SyncDeps, err: AppError, opts: ImportOption
         action: 'sync.import_rejected',
         targetType: 'sync_bundle',
         targetId: seq === undefined ? null : String(seq),
-        details: { rule: err.details.rule, message: err.message, file: opts.name ?? basename(file), ...(seq !== undefined ? { seq } : {}) },
+        details: {
+          rule: err.details.rule,
+          message: err.message,
+          file: opts.name ?? basename(file),
+          ...(seq !== undefined ? { seq } : {}),
+        },
       }),
     );
   } catch {

@@ -36,14 +36,19 @@ export interface Manifest {
   ack: number | null;
 }
 
-const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 digest in lowercase hex (64 characters)');
+const sha256Hex = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, 'must be a sha256 digest in lowercase hex (64 characters)');
 const time = z
   .string()
   .max(64)
   .transform((s, ctx) => {
     const ms = parseRfc3339(s);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'must be an RFC 3339 time such as 2024-01-15T11:30:00Z' });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be an RFC 3339 time such as 2024-01-15T11:30:00Z',
+      });
       return z.NEVER;
     }
     return ms;
@@ -68,9 +73,20 @@ const manifestSchema = z
     ack: z.int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
   })
   .superRefine((m, ctx) => {
-    if (m.exp <= m.iat) ctx.addIssue({ code: 'custom', path: ['exp'], message: 'must be after iat' });
-    if (m.seq === 1 && m.prev != null) ctx.addIssue({ code: 'custom', path: ['prev'], message: 'the first bundle (seq 1) has no previous one: prev must be null or absent' });
-    if (m.seq > 1 && m.prev == null) ctx.addIssue({ code: 'custom', path: ['prev'], message: `seq ${m.seq} needs prev, the sha256 of the previous bundle's manifest` });
+    if (m.exp <= m.iat)
+      ctx.addIssue({ code: 'custom', path: ['exp'], message: 'must be after iat' });
+    if (m.seq === 1 && m.prev != null)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['prev'],
+        message: 'the first bundle (seq 1) has no previous one: prev must be null or absent',
+      });
+    if (m.seq > 1 && m.prev == null)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['prev'],
+        message: `seq ${m.seq} needs prev, the sha256 of the previous bundle's manifest`,
+      });
   });
 
 /** Checks claims already verified by signature; throws bundle_rejected `malformed` naming the field. */
@@ -78,7 +94,11 @@ export function parseManifest(claims: Record<string, unknown>): Manifest {
   const r = manifestSchema.safeParse(claims);
   if (!r.success) {
     const i = r.error.issues[0]!;
-    throw rejected('malformed', `manifest claim ${formatPath(i.path)}: ${i.message}`, { issues: r.error.issues.slice(0, 20).map((x) => ({ path: formatPath(x.path), message: x.message })) });
+    throw rejected('malformed', `manifest claim ${formatPath(i.path)}: ${i.message}`, {
+      issues: r.error.issues
+        .slice(0, 20)
+        .map((x) => ({ path: formatPath(x.path), message: x.message })),
+    });
   }
   const m = r.data;
   return { ...m, prev: m.prev ?? null, ack: m.ack ?? null };
@@ -102,7 +122,9 @@ export function manifestClaims(m: Manifest): Record<string, unknown> {
 
 /** Signs a manifest for a direction and server (the implicit assertion binds both). */
 export function signManifest(key: SigningKey, m: Manifest, direction: Direction): string {
-  return signClaims(key, manifestClaims(m), { implicit: implicitAssertion(direction, m.server_id) });
+  return signClaims(key, manifestClaims(m), {
+    implicit: implicitAssertion(direction, m.server_id),
+  });
 }
 
 /** Reads a token's claims WITHOUT verifying them: only to explain a failed verification. */
@@ -111,8 +133,12 @@ export function peekClaims(token: string): Record<string, unknown> | undefined {
     const body = token.split('.')[2];
     if (body === undefined) return undefined;
     const bytes = decodeBase64Url(body);
-    const value = parseStrictJson(bytes.subarray(0, Math.max(0, bytes.length - 64)).toString('utf8'));
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    const value = parseStrictJson(
+      bytes.subarray(0, Math.max(0, bytes.length - 64)).toString('utf8'),
+    );
+    return value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }
@@ -126,7 +152,12 @@ export function peekClaims(token: string): Record<string, unknown> | undefined {
  *
  * @throws AppError bundle_rejected (`malformed`, `unknown_key`, `bad_signature`, `wrong_server`)
  */
-export function verifyManifest(keys: readonly VerifyKey[], token: string, direction: Direction, serverId: string): { claims: Record<string, unknown>; kid: string } {
+export function verifyManifest(
+  keys: readonly VerifyKey[],
+  token: string,
+  direction: Direction,
+  serverId: string,
+): { claims: Record<string, unknown>; kid: string } {
   try {
     const v = verifyClaims(keys, token, { implicit: implicitAssertion(direction, serverId) });
     return { claims: v.claims, kid: v.key.kid };
@@ -136,19 +167,32 @@ export function verifyManifest(keys: readonly VerifyKey[], token: string, direct
       case 'unknown_key':
         throw rejected(
           'unknown_key',
-          direction === 'import' ? 'the bundle is signed by a vendor key this server has not pinned' : 'the export is signed by another key than the server key given',
+          direction === 'import'
+            ? 'the bundle is signed by a vendor key this server has not pinned'
+            : 'the export is signed by another key than the server key given',
           {},
-          direction === 'import' ? 'pin the vendor key with init --vendor-key, or ask the vendor for a bundle signed with a pinned key' : undefined,
+          direction === 'import'
+            ? 'pin the vendor key with init --vendor-key, or ask the vendor for a bundle signed with a pinned key'
+            : undefined,
         );
       case 'bad_signature':
         throw explainBadSignature(keys, token, direction, serverId);
       default:
-        throw rejected('malformed', `the manifest is not a valid PASETO v4.public token: ${err.message}`, { token_error: err.code });
+        throw rejected(
+          'malformed',
+          `the manifest is not a valid PASETO v4.public token: ${err.message}`,
+          { token_error: err.code },
+        );
     }
   }
 }
 
-function explainBadSignature(keys: readonly VerifyKey[], token: string, direction: Direction, serverId: string) {
+function explainBadSignature(
+  keys: readonly VerifyKey[],
+  token: string,
+  direction: Direction,
+  serverId: string,
+) {
   const peek = peekClaims(token);
   const verifies = (dir: Direction, sid: string) => {
     try {
@@ -159,12 +203,27 @@ function explainBadSignature(keys: readonly VerifyKey[], token: string, directio
     }
   };
   const claimedServer = typeof peek?.server_id === 'string' ? peek.server_id : undefined;
-  if (claimedServer !== undefined && claimedServer !== serverId && claimedServer.length <= 200 && verifies(direction, claimedServer)) {
-    return rejected('wrong_server', `the bundle was signed for server ${claimedServer}, not this one (${serverId})`, { bundle_server_id: claimedServer, server_id: serverId });
+  if (
+    claimedServer !== undefined &&
+    claimedServer !== serverId &&
+    claimedServer.length <= 200 &&
+    verifies(direction, claimedServer)
+  ) {
+    return rejected(
+      'wrong_server',
+      `the bundle was signed for server ${claimedServer}, not this one (${serverId})`,
+      { bundle_server_id: claimedServer, server_id: serverId },
+    );
   }
   const other: Direction = direction === 'import' ? 'export' : 'import';
   if (verifies(other, claimedServer ?? serverId)) {
-    return rejected('malformed', `this is ${other === 'export' ? 'an export bundle (server to vendor)' : 'an import bundle (vendor to server)'}, not ${direction === 'import' ? 'an import' : 'an export'}`);
+    return rejected(
+      'malformed',
+      `this is ${other === 'export' ? 'an export bundle (server to vendor)' : 'an import bundle (vendor to server)'}, not ${direction === 'import' ? 'an import' : 'an export'}`,
+    );
   }
-  return rejected('bad_signature', 'the manifest signature does not verify: the bundle was altered or not signed by the key its footer names');
+  return rejected(
+    'bad_signature',
+    'the manifest signature does not verify: the bundle was altered or not signed by the key its footer names',
+  );
 }

@@ -44,10 +44,22 @@ export function parseSyncUrl(raw: string): string {
   try {
     u = new URL(raw);
   } catch {
-    throw new AppError('invalid_request', `--sync-url is not a URL: ${JSON.stringify(raw).slice(0, 100)}`, { usage: true });
+    throw new AppError(
+      'invalid_request',
+      `--sync-url is not a URL: ${JSON.stringify(raw).slice(0, 100)}`,
+      { usage: true },
+    );
   }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new AppError('invalid_request', '--sync-url must be an http:// or https:// URL', { usage: true });
-  if (u.username || u.password || u.search || u.hash) throw new AppError('invalid_request', '--sync-url must not carry credentials, a query or a fragment', { usage: true });
+  if (u.protocol !== 'https:' && u.protocol !== 'http:')
+    throw new AppError('invalid_request', '--sync-url must be an http:// or https:// URL', {
+      usage: true,
+    });
+  if (u.username || u.password || u.search || u.hash)
+    throw new AppError(
+      'invalid_request',
+      '--sync-url must not carry credentials, a query or a fragment',
+      { usage: true },
+    );
   return u.href.replace(/\/+$/, '');
 }
 
@@ -64,7 +76,9 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
 
   async function pull(): Promise<void> {
     const after = o.service.status().last_import?.seq ?? 0;
-    const res = await doFetch(`${base}/bundles?after=${after}`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await doFetch(`${base}/bundles?after=${after}`, {
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     if (res.status === 204) {
       await res.body?.cancel();
       return;
@@ -76,10 +90,23 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
     }
     const length = res.headers.get('content-length');
     try {
-      const r = await o.service.importStream(res.body, length !== null && /^\d{1,15}$/.test(length) ? Number(length) : undefined, { actor: 'sync-url' });
-      o.log.info('sync pull: bundle imported', { seq: r.seq, status: r.status, added: r.added, changed: r.changed, revoked: r.revoked, unchanged: r.unchanged, suspended: r.suspended });
+      const r = await o.service.importStream(
+        res.body,
+        length !== null && /^\d{1,15}$/.test(length) ? Number(length) : undefined,
+        { actor: 'sync-url' },
+      );
+      o.log.info('sync pull: bundle imported', {
+        seq: r.seq,
+        status: r.status,
+        added: r.added,
+        changed: r.changed,
+        revoked: r.revoked,
+        unchanged: r.unchanged,
+        suspended: r.suspended,
+      });
     } catch (err) {
-      if (isAppError(err) && err.code === 'bundle_rejected') o.log.warn('sync pull: bundle rejected', { rule: err.details.rule, message: err.message });
+      if (isAppError(err) && err.code === 'bundle_rejected')
+        o.log.warn('sync pull: bundle rejected', { rule: err.details.rule, message: err.message });
       else throw err;
     }
   }
@@ -99,13 +126,19 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
       const seq = EXPORT_NAME.exec(name)![1]!;
       const res = await doFetch(`${base}/exports`, {
         method: 'POST',
-        headers: { 'content-type': 'application/octet-stream', 'x-bpsync-seq': String(Number(seq)) },
+        headers: {
+          'content-type': 'application/octet-stream',
+          'x-bpsync-seq': String(Number(seq)),
+        },
         body,
         signal: AbortSignal.timeout(timeoutMs),
       });
       await res.body?.cancel();
       if (res.status < 200 || res.status > 299) {
-        o.log.warn('sync push: the vendor did not take the export; it stays in the outbox', { file: name, status: res.status });
+        o.log.warn('sync push: the vendor did not take the export; it stays in the outbox', {
+          file: name,
+          status: res.status,
+        });
         return;
       }
       renameSync(file, join(sent, name));
@@ -122,7 +155,10 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
       try {
         await step();
       } catch (err) {
-        const e = err instanceof AppError ? { code: err.code, message: err.message } : { error: String((err as Error)?.cause ?? err) };
+        const e =
+          err instanceof AppError
+            ? { code: err.code, message: err.message }
+            : { error: String((err as Error)?.cause ?? err) };
         o.log.warn(`sync ${what} failed; will try again at the next run`, e);
       }
     }

@@ -10,7 +10,12 @@ import { TokenError } from '../tokens/errors.ts';
 import { rejected } from './format.ts';
 
 /** Bundle-managed entitlement ids are chosen by the vendor: `ent_` then 1–100 of [A-Za-z0-9_-]. */
-export const entitlementId = z.string().regex(/^ent_[A-Za-z0-9_-]{1,100}$/, 'must be an entitlement id: ent_ then 1 to 100 letters, digits, _ or -');
+export const entitlementId = z
+  .string()
+  .regex(
+    /^ent_[A-Za-z0-9_-]{1,100}$/,
+    'must be an entitlement id: ent_ then 1 to 100 letters, digits, _ or -',
+  );
 
 const entitlementFields = {
   entitlement_id: entitlementId,
@@ -23,31 +28,57 @@ const entitlementFields = {
 };
 const termOrder = { path: ['ends_at'], message: 'ends_at must be after starts_at' };
 
-export const entitlementRecordSchema = z.strictObject({ op: z.literal('entitlement'), ...entitlementFields }).refine((e) => e.ends_at > e.starts_at, termOrder);
-export const revokeRecordSchema = z.strictObject({ op: z.literal('revoke'), entitlement_id: entitlementId });
-export const settingRecordSchema = z.strictObject({ op: z.literal('setting'), key: z.string().max(100), value: z.unknown() });
+export const entitlementRecordSchema = z
+  .strictObject({ op: z.literal('entitlement'), ...entitlementFields })
+  .refine((e) => e.ends_at > e.starts_at, termOrder);
+export const revokeRecordSchema = z.strictObject({
+  op: z.literal('revoke'),
+  entitlement_id: entitlementId,
+});
+export const settingRecordSchema = z.strictObject({
+  op: z.literal('setting'),
+  key: z.string().max(100),
+  value: z.unknown(),
+});
 
 export type EntitlementRecord = z.output<typeof entitlementRecordSchema>;
-export type ImportRecord = EntitlementRecord | z.output<typeof revokeRecordSchema> | z.output<typeof settingRecordSchema>;
+export type ImportRecord =
+  EntitlementRecord | z.output<typeof revokeRecordSchema> | z.output<typeof settingRecordSchema>;
 
-const IMPORT_SCHEMAS = { entitlement: entitlementRecordSchema, revoke: revokeRecordSchema, setting: settingRecordSchema } as const;
+const IMPORT_SCHEMAS = {
+  entitlement: entitlementRecordSchema,
+  revoke: revokeRecordSchema,
+  setting: settingRecordSchema,
+} as const;
 
 /** Settings a bundle may carry, and their value schemas. Unknown keys are refused. */
 export const SETTING_SCHEMAS = {
   allow_manual_provisioning: z.boolean({ message: 'must be true or false' }),
-  vendor_keys: z.array(z.string().max(200)).min(1, 'must list at least one key').max(16, 'at most 16 keys'),
-  default_lease_ttl_seconds: z.int().min(10).max(30 * 86_400),
+  vendor_keys: z
+    .array(z.string().max(200))
+    .min(1, 'must list at least one key')
+    .max(16, 'at most 16 keys'),
+  default_lease_ttl_seconds: z
+    .int()
+    .min(10)
+    .max(30 * 86_400),
 } as const;
 export type SettingKey = keyof typeof SETTING_SCHEMAS;
 
 /** Parses one payload line as a strict JSON object (no duplicate keys, no unsafe integers). */
 export function parseLine(line: Buffer, lineNo: number): Record<string, unknown> {
-  if (!isUtf8(line)) throw rejected('malformed', `record ${lineNo} is not valid UTF-8`, { record: lineNo });
+  if (!isUtf8(line))
+    throw rejected('malformed', `record ${lineNo} is not valid UTF-8`, { record: lineNo });
   let value: unknown;
   try {
     value = parseStrictJson(line.toString('utf8'));
   } catch (err) {
-    if (err instanceof TokenError) throw rejected('malformed', `record ${lineNo} is not valid JSON: ${err.message.replace(/^invalid JSON /, '')}`, { record: lineNo });
+    if (err instanceof TokenError)
+      throw rejected(
+        'malformed',
+        `record ${lineNo} is not valid JSON: ${err.message.replace(/^invalid JSON /, '')}`,
+        { record: lineNo },
+      );
     throw err;
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -60,32 +91,51 @@ export function parseLine(line: Buffer, lineNo: number): Record<string, unknown>
 export function parseImportRecord(value: Record<string, unknown>, lineNo: number): ImportRecord {
   const op = value.op;
   if (typeof op !== 'string' || !(op in IMPORT_SCHEMAS)) {
-    throw rejected('malformed', `record ${lineNo}: op must be entitlement, revoke or setting, got ${JSON.stringify(op)?.slice(0, 40) ?? 'nothing'}`, { record: lineNo });
+    throw rejected(
+      'malformed',
+      `record ${lineNo}: op must be entitlement, revoke or setting, got ${JSON.stringify(op)?.slice(0, 40) ?? 'nothing'}`,
+      { record: lineNo },
+    );
   }
   const r = IMPORT_SCHEMAS[op as keyof typeof IMPORT_SCHEMAS].safeParse(value);
   if (!r.success) {
     const i = r.error.issues[0]!;
-    throw rejected('malformed', `record ${lineNo} (${op}): ${formatPath(i.path)}: ${i.message}`, { record: lineNo, path: formatPath(i.path) });
+    throw rejected('malformed', `record ${lineNo} (${op}): ${formatPath(i.path)}: ${i.message}`, {
+      record: lineNo,
+      path: formatPath(i.path),
+    });
   }
   return r.data as ImportRecord;
 }
 
 /** Validates a setting's value; unknown keys are refused. */
-export function parseSetting(key: string, value: unknown, where: string): { key: SettingKey; value: unknown } {
+export function parseSetting(
+  key: string,
+  value: unknown,
+  where: string,
+): { key: SettingKey; value: unknown } {
   if (!(key in SETTING_SCHEMAS)) {
-    throw rejected('malformed', `${where}: unknown setting ${JSON.stringify(key).slice(0, 60)} (known: ${Object.keys(SETTING_SCHEMAS).join(', ')})`);
+    throw rejected(
+      'malformed',
+      `${where}: unknown setting ${JSON.stringify(key).slice(0, 60)} (known: ${Object.keys(SETTING_SCHEMAS).join(', ')})`,
+    );
   }
   const r = SETTING_SCHEMAS[key as SettingKey].safeParse(value);
   if (!r.success) {
     const i = r.error.issues[0]!;
-    throw rejected('malformed', `${where}: setting ${key}${i.path.length ? `.${formatPath(i.path)}` : ''}: ${i.message}`);
+    throw rejected(
+      'malformed',
+      `${where}: setting ${key}${i.path.length ? `.${formatPath(i.path)}` : ''}: ${i.message}`,
+    );
   }
   return { key: key as SettingKey, value: r.data };
 }
 
 /** The input of `vendor sign --in`: what the vendor wants this server to hold. */
 export const signInputSchema = z.strictObject({
-  entitlements: z.array(z.strictObject(entitlementFields).refine((e) => e.ends_at > e.starts_at, termOrder)).max(1_000_000),
+  entitlements: z
+    .array(z.strictObject(entitlementFields).refine((e) => e.ends_at > e.starts_at, termOrder))
+    .max(1_000_000),
   revoked: z.array(entitlementId).max(1_000_000).optional(),
   settings: z.record(z.string(), z.unknown()).optional(),
 });
@@ -106,7 +156,24 @@ export const auditRecordSchema = z.strictObject({
   prev_hash: hex64,
   hash: hex64,
 });
-export const auditHeadRecordSchema = z.strictObject({ op: z.literal('audit_head'), seq: z.int().min(0).max(Number.MAX_SAFE_INTEGER), hash: hex64 });
-export const enrolmentRecordSchema = z.strictObject({ op: z.literal('enrolment'), server_id: identifier, public_key: z.string().max(200), kid: z.string().max(200) });
+export const auditHeadRecordSchema = z.strictObject({
+  op: z.literal('audit_head'),
+  seq: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+  hash: hex64,
+});
+export const enrolmentRecordSchema = z.strictObject({
+  op: z.literal('enrolment'),
+  server_id: identifier,
+  public_key: z.string().max(200),
+  kid: z.string().max(200),
+});
 
-export const EXPORT_OPS = ['enrolment', 'usage', 'seat', 'manual_entitlement', 'audit', 'audit_head', 'clock_event'] as const;
+export const EXPORT_OPS = [
+  'enrolment',
+  'usage',
+  'seat',
+  'manual_entitlement',
+  'audit',
+  'audit_head',
+  'clock_event',
+] as const;

@@ -13,7 +13,14 @@ import { createSyncRepo, type SyncRepo } from '../storage/sync.ts';
 import type { ChainBreak } from '../storage/audit.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { ruleOf } from './format.ts';
-import { applyingNow, auditRejection, importBundle, resumePending, type ImportOptions, type ImportResult } from './import.ts';
+import {
+  applyingNow,
+  auditRejection,
+  importBundle,
+  resumePending,
+  type ImportOptions,
+  type ImportResult,
+} from './import.ts';
 import { exportBundle, type ExportOptions, type ExportResult } from './export.ts';
 import { pinnedVendorKeys } from './trust.ts';
 import { receiveToFile } from './upload.ts';
@@ -72,17 +79,31 @@ export function createSyncService(opts: SyncServiceDeps) {
      * Imports a bundle sent as a request body: streamed to a temporary file with the size cap
      * enforced while writing, then imported like a file. The audit log names it by its sha256.
      */
-    async importStream(body: ReadableStream<Uint8Array> | null, declaredLength: number | undefined, o: Omit<ImportOptions, 'name'>): Promise<ImportResult> {
+    async importStream(
+      body: ReadableStream<Uint8Array> | null,
+      declaredLength: number | undefined,
+      o: Omit<ImportOptions, 'name'>,
+    ): Promise<ImportResult> {
       const dir = mkdtempSync(join(tmpdir(), 'bpls-upload-'));
       try {
         let received;
         try {
           received = await receiveToFile(body, declaredLength, join(dir, 'bundle.bpsync'));
         } catch (err) {
-          if (ruleOf(err) !== undefined && !o.dryRun) auditRejection(deps, err as AppError, { ...o, name: 'upload' }, deps.clock.now(), undefined, 'upload');
+          if (ruleOf(err) !== undefined && !o.dryRun)
+            auditRejection(
+              deps,
+              err as AppError,
+              { ...o, name: 'upload' },
+              deps.clock.now(),
+              undefined,
+              'upload',
+            );
           throw err;
         }
-        return await inTurn(() => importBundle(deps, received.file, { ...o, name: `upload:sha256:${received.sha256}` }));
+        return await inTurn(() =>
+          importBundle(deps, received.file, { ...o, name: `upload:sha256:${received.sha256}` }),
+        );
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -114,14 +135,35 @@ export function createSyncService(opts: SyncServiceDeps) {
         server_id: info.server_id,
         public_key: info.public_key,
         kid: info.kid,
-        vendor_keys: pinnedVendorKeys(store).map((k) => ({ kid: k.kid, public_key: k.publicPaserk })),
+        vendor_keys: pinnedVendorKeys(store).map((k) => ({
+          kid: k.kid,
+          public_key: k.publicPaserk,
+        })),
         allow_manual_provisioning: manual !== 'false',
         default_lease_ttl_seconds: ttl === undefined ? null : Number(ttl),
         last_import: li
-          ? { seq: li.seq, manifest_sha256: li.manifest_sha256, iss: li.iss, kid: li.kid, iat: toIso(li.iat), exp: toIso(li.exp), records: li.records, imported_at: toIso(li.imported_at), acked_export_seq: li.ack }
+          ? {
+              seq: li.seq,
+              manifest_sha256: li.manifest_sha256,
+              iss: li.iss,
+              kid: li.kid,
+              iat: toIso(li.iat),
+              exp: toIso(li.exp),
+              records: li.records,
+              imported_at: toIso(li.imported_at),
+              acked_export_seq: li.ack,
+            }
           : null,
         last_export: le
-          ? { seq: le.seq, manifest_sha256: le.manifest_sha256, created_at: toIso(le.created_at), period_start: toIso(le.period_start), audit_seq: le.audit_seq, records: le.records, file: le.file }
+          ? {
+              seq: le.seq,
+              manifest_sha256: le.manifest_sha256,
+              created_at: toIso(le.created_at),
+              period_start: toIso(le.period_start),
+              audit_seq: le.audit_seq,
+              records: le.records,
+              file: le.file,
+            }
           : null,
         bundle_entitlements: repo.bundleCounts(),
         // A big bundle applied in steps and not finished yet (an interrupted one is finished by
@@ -143,7 +185,10 @@ export function createSyncService(opts: SyncServiceDeps) {
       if (firstBreak === null && le && le.audit_seq > 0) {
         const row = repo.auditRow(le.audit_seq);
         if (!row || row.hash !== le.audit_hash) {
-          firstBreak = { seq: le.audit_seq, reason: `the audit head carried by export ${le.seq} (row ${le.audit_seq}) is no longer in the chain` };
+          firstBreak = {
+            seq: le.audit_seq,
+            reason: `the audit head carried by export ${le.seq} (row ${le.audit_seq}) is no longer in the chain`,
+          };
         }
       }
       return { ok: firstBreak === null, rows: r.rows, head, first_break: firstBreak };

@@ -14,10 +14,14 @@ const VENDOR_KEYS = 'vendor_keys';
  *
  * @param fail - builds the error for a bad key (invalid_request at init, bundle_rejected in a bundle)
  */
-export function parseVendorKeys(keys: readonly string[], fail: (message: string) => AppError): VerifyKey[] {
+export function parseVendorKeys(
+  keys: readonly string[],
+  fail: (message: string) => AppError,
+): VerifyKey[] {
   const out: VerifyKey[] = [];
   for (const [i, k] of keys.entries()) {
-    if (typeof k !== 'string' || !k.startsWith('k4.public.')) throw fail(`vendor key ${i + 1} is not a k4.public PASERK (k4.public.…)`);
+    if (typeof k !== 'string' || !k.startsWith('k4.public.'))
+      throw fail(`vendor key ${i + 1} is not a k4.public PASERK (k4.public.…)`);
     let key: VerifyKey;
     try {
       key = verifyKeyFromPaserk(k);
@@ -49,9 +53,15 @@ export function setVendorKeys(store: Store, keys: readonly VerifyKey[]): void {
  * another set is refused, because after the first pinning only a signed bundle may change it.
  * Runs inside the caller's transaction and audits the pinning.
  */
-export function pinAtInit(store: Store, keys: readonly VerifyKey[], actor: string, now: number): 'pinned' | 'unchanged' {
+export function pinAtInit(
+  store: Store,
+  keys: readonly VerifyKey[],
+  actor: string,
+  now: number,
+): 'pinned' | 'unchanged' {
   const current = pinnedVendorKeys(store);
-  const same = current.length === keys.length && keys.every((k) => current.some((c) => c.kid === k.kid));
+  const same =
+    current.length === keys.length && keys.every((k) => current.some((c) => c.kid === k.kid));
   if (same) return 'unchanged';
   if (current.length > 0) {
     throw new AppError(
@@ -62,6 +72,13 @@ export function pinAtInit(store: Store, keys: readonly VerifyKey[], actor: strin
     );
   }
   setVendorKeys(store, keys);
-  store.audit.append({ at: now, actor, action: 'sync.vendor_keys_pinned', targetType: 'server', targetId: null, details: { kids: keys.map((k) => k.kid), public_keys: keys.map((k) => k.publicPaserk) } });
+  store.audit.append({
+    at: now,
+    actor,
+    action: 'sync.vendor_keys_pinned',
+    targetType: 'server',
+    targetId: null,
+    details: { kids: keys.map((k) => k.kid), public_keys: keys.map((k) => k.publicPaserk) },
+  });
   return 'pinned';
 }

@@ -2,37 +2,91 @@
  * The vendor's side of BPSYNC/1 (what the cloud does), so the whole loop runs and is tested on
  * one machine: make a vendor key, sign import bundles, verify a server's exports.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { auditHash } from '../storage/audit.ts';
 import { formatPath } from '../schemas.ts';
-import { generateSigningKey, signingKeyFromPaserk, verifyKeyFromPaserk, type SigningKey } from '../tokens/keys.ts';
+import {
+  generateSigningKey,
+  signingKeyFromPaserk,
+  verifyKeyFromPaserk,
+  type SigningKey,
+} from '../tokens/keys.ts';
 import { TokenError } from '../tokens/errors.ts';
 import { parseStrictJson } from '../tokens/strict-json.ts';
 import { parseRfc3339, formatRfc3339 } from '../tokens/claims.ts';
-import { LineReader, PayloadWriter, assembleBundle, hashFileRegion, manifestHash, readHeader, rejected } from './format.ts';
-import { EXPORT_TYP, IMPORT_TYP, parseManifest, peekClaims, signManifest, verifyManifest, type Manifest } from './manifest.ts';
-import { EXPORT_OPS, auditHeadRecordSchema, auditRecordSchema, enrolmentRecordSchema, parseLine, parseSetting, signInputSchema } from './records.ts';
+import {
+  LineReader,
+  PayloadWriter,
+  assembleBundle,
+  hashFileRegion,
+  manifestHash,
+  readHeader,
+  rejected,
+} from './format.ts';
+import {
+  EXPORT_TYP,
+  IMPORT_TYP,
+  parseManifest,
+  peekClaims,
+  signManifest,
+  verifyManifest,
+  type Manifest,
+} from './manifest.ts';
+import {
+  EXPORT_OPS,
+  auditHeadRecordSchema,
+  auditRecordSchema,
+  enrolmentRecordSchema,
+  parseLine,
+  parseSetting,
+  signInputSchema,
+} from './records.ts';
 import { parseVendorKeys } from './trust.ts';
 
 export const DEFAULT_VENDOR_ISS = 'bp-vendor';
 
 /** `vendor keygen`: D/vendor.secret (k4.secret, 0600) and D/vendor.public (k4.public). Never overwrites. */
-export function vendorKeygen(outDir: string): { public_key: string; kid: string; secret_key_file: string; public_key_file: string } {
+export function vendorKeygen(outDir: string): {
+  public_key: string;
+  kid: string;
+  secret_key_file: string;
+  public_key_file: string;
+} {
   const dir = resolve(outDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const secretFile = join(dir, 'vendor.secret');
   const publicFile = join(dir, 'vendor.public');
   for (const f of [secretFile, publicFile]) {
-    if (existsSync(f)) throw new AppError('conflict', `${f} exists already; refusing to overwrite a vendor key`, {}, 'choose another --out folder');
+    if (existsSync(f))
+      throw new AppError(
+        'conflict',
+        `${f} exists already; refusing to overwrite a vendor key`,
+        {},
+        'choose another --out folder',
+      );
   }
   const key = generateSigningKey();
   writeFileSync(secretFile, `${key.secretPaserk()}\n`, { mode: 0o600, flag: 'wx' });
   writeFileSync(publicFile, `${key.publicPaserk}\n`, { mode: 0o644, flag: 'wx' });
-  return { public_key: key.publicPaserk, kid: key.kid, secret_key_file: secretFile, public_key_file: publicFile };
+  return {
+    public_key: key.publicPaserk,
+    kid: key.kid,
+    secret_key_file: secretFile,
+    public_key_file: publicFile,
+  };
 }
 
 /** Reads a k4.secret file (as written by vendor keygen). */
@@ -41,7 +95,11 @@ export function loadVendorKey(file: string): SigningKey {
   try {
     return signingKeyFromPaserk(text);
   } catch (err) {
-    if (err instanceof TokenError) throw new AppError('invalid_request', `${file} does not hold a k4.secret key: ${err.message}`);
+    if (err instanceof TokenError)
+      throw new AppError(
+        'invalid_request',
+        `${file} does not hold a k4.secret key: ${err.message}`,
+      );
     throw err;
   }
 }
@@ -62,7 +120,12 @@ export interface SignParams {
  * Writes a signed import bundle from records (entitlement, revoke, setting objects, in order) to
  * `out`, atomically (temp file, fsync, rename). Generic on purpose: tests build large bundles with it.
  */
-export function writeImportBundle(key: SigningKey, p: SignParams, records: Iterable<Record<string, unknown>>, out: string): { file: string; seq: number; manifest_sha256: string; records: number; bytes: number } {
+export function writeImportBundle(
+  key: SigningKey,
+  p: SignParams,
+  records: Iterable<Record<string, unknown>>,
+  out: string,
+): { file: string; seq: number; manifest_sha256: string; records: number; bytes: number } {
   const file = resolve(out);
   mkdirSync(dirname(file), { recursive: true });
   const tag = randomBytes(4).toString('hex');
@@ -78,7 +141,18 @@ export function writeImportBundle(key: SigningKey, p: SignParams, records: Itera
     } finally {
       closeSync(fd);
     }
-    const manifest: Manifest = { typ: IMPORT_TYP, iss: p.iss ?? DEFAULT_VENDOR_ISS, aud: p.serverId, server_id: p.serverId, seq: p.seq, prev: p.prev, iat: p.iatMs, exp: p.expMs, payload, ack: p.ack };
+    const manifest: Manifest = {
+      typ: IMPORT_TYP,
+      iss: p.iss ?? DEFAULT_VENDOR_ISS,
+      aud: p.serverId,
+      server_id: p.serverId,
+      seq: p.seq,
+      prev: p.prev,
+      iat: p.iatMs,
+      exp: p.expMs,
+      payload,
+      ack: p.ack,
+    };
     const token = signManifest(key, manifest, 'import');
     const outFd = openSync(part, 'wx', 0o644);
     try {
@@ -87,7 +161,13 @@ export function writeImportBundle(key: SigningKey, p: SignParams, records: Itera
       closeSync(outFd);
     }
     renameSync(part, file);
-    return { file, seq: p.seq, manifest_sha256: manifestHash(token), records: payload.records, bytes: Buffer.byteLength(`BPSYNC/1\n${token}\n`) + payload.len };
+    return {
+      file,
+      seq: p.seq,
+      manifest_sha256: manifestHash(token),
+      records: payload.records,
+      bytes: Buffer.byteLength(`BPSYNC/1\n${token}\n`) + payload.len,
+    };
   } finally {
     rmSync(payloadFile, { force: true });
     rmSync(part, { force: true });
@@ -120,46 +200,88 @@ export interface SignOptions {
 }
 
 /** `vendor sign`: content.json → a signed BPSYNC/1 import bundle. */
-export function vendorSign(o: SignOptions): { file: string; seq: number; manifest_sha256: string; records: number; bytes: number; iat: string; exp: string } {
+export function vendorSign(o: SignOptions): {
+  file: string;
+  seq: number;
+  manifest_sha256: string;
+  records: number;
+  bytes: number;
+  iat: string;
+  exp: string;
+} {
   const key = loadVendorKey(o.keyFile);
   let raw: unknown;
   try {
     raw = parseStrictJson(readFileSync(o.inFile, 'utf8'));
   } catch (err) {
-    if (err instanceof TokenError) throw new AppError('invalid_request', `${o.inFile} is not valid JSON: ${err.message.replace(/^invalid JSON /, '')}`);
+    if (err instanceof TokenError)
+      throw new AppError(
+        'invalid_request',
+        `${o.inFile} is not valid JSON: ${err.message.replace(/^invalid JSON /, '')}`,
+      );
     throw err;
   }
   const parsed = signInputSchema.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.slice(0, 50).map((i) => ({ path: formatPath(i.path), message: i.message }));
-    throw new AppError('invalid_request', `invalid bundle content: ${issues[0]!.path}: ${issues[0]!.message}`, { issues });
+    const issues = parsed.error.issues
+      .slice(0, 50)
+      .map((i) => ({ path: formatPath(i.path), message: i.message }));
+    throw new AppError(
+      'invalid_request',
+      `invalid bundle content: ${issues[0]!.path}: ${issues[0]!.message}`,
+      { issues },
+    );
   }
-  const content = raw as { entitlements: Array<Record<string, unknown>>; revoked?: string[]; settings?: Record<string, unknown> };
+  const content = raw as {
+    entitlements: Array<Record<string, unknown>>;
+    revoked?: string[];
+    settings?: Record<string, unknown>;
+  };
   const settings = Object.entries(content.settings ?? {});
   try {
     for (const [k, v] of settings) {
       parseSetting(k, v, 'settings');
-      if (k === 'vendor_keys') parseVendorKeys(v as string[], (m) => rejected('malformed', `settings.vendor_keys: ${m}`));
+      if (k === 'vendor_keys')
+        parseVendorKeys(v as string[], (m) => rejected('malformed', `settings.vendor_keys: ${m}`));
     }
   } catch (err) {
-    if (err instanceof AppError) throw new AppError('invalid_request', err.message.replace(/^settings: /, 'invalid bundle content: settings: '));
+    if (err instanceof AppError)
+      throw new AppError(
+        'invalid_request',
+        err.message.replace(/^settings: /, 'invalid bundle content: settings: '),
+      );
     throw err;
   }
   const ids = new Set<string>();
   for (const e of content.entitlements) {
     const id = e.entitlement_id as string;
-    if (ids.has(id)) throw new AppError('invalid_request', `invalid bundle content: entitlement ${id} is listed twice`);
+    if (ids.has(id))
+      throw new AppError(
+        'invalid_request',
+        `invalid bundle content: entitlement ${id} is listed twice`,
+      );
     ids.add(id);
   }
 
   let prev: string | null = null;
-  if (o.prev !== undefined) prev = /^[0-9a-f]{64}$/.test(o.prev) ? o.prev : bundleManifestHash(o.prev);
-  if (o.seq === 1 && prev !== null) throw new AppError('invalid_request', 'seq 1 is the first bundle: it has no --prev');
-  if (o.seq > 1 && prev === null) throw new AppError('invalid_request', `seq ${o.seq} needs --prev: the previous bundle file (or its manifest sha256)`, { usage: true });
+  if (o.prev !== undefined)
+    prev = /^[0-9a-f]{64}$/.test(o.prev) ? o.prev : bundleManifestHash(o.prev);
+  if (o.seq === 1 && prev !== null)
+    throw new AppError('invalid_request', 'seq 1 is the first bundle: it has no --prev');
+  if (o.seq > 1 && prev === null)
+    throw new AppError(
+      'invalid_request',
+      `seq ${o.seq} needs --prev: the previous bundle file (or its manifest sha256)`,
+      { usage: true },
+    );
   let iatMs = o.now;
   if (o.iat !== undefined) {
     const t = parseRfc3339(o.iat);
-    if (t === undefined) throw new AppError('invalid_request', `--iat must be an RFC 3339 time such as 2024-01-15T11:30:00Z, got ${JSON.stringify(o.iat)}`);
+    if (t === undefined)
+      throw new AppError(
+        'invalid_request',
+        `--iat must be an RFC 3339 time such as 2024-01-15T11:30:00Z, got ${JSON.stringify(o.iat)}`,
+      );
     iatMs = t;
   }
   // Whole seconds, as the token carries them: what is signed is what the server reads back.
@@ -171,7 +293,12 @@ export function vendorSign(o: SignOptions): { file: string; seq: number; manifes
     for (const id of content.revoked ?? []) yield { op: 'revoke', entitlement_id: id };
     for (const [k, v] of settings) yield { op: 'setting', key: k, value: v };
   }
-  const r = writeImportBundle(key, { serverId: o.serverId, seq: o.seq, prev, iatMs, expMs, ack: o.ack ?? null, iss: o.iss }, records(), o.out);
+  const r = writeImportBundle(
+    key,
+    { serverId: o.serverId, seq: o.seq, prev, iatMs, expMs, ack: o.ack ?? null, iss: o.iss },
+    records(),
+    o.out,
+  );
   return { ...r, iat: formatRfc3339(iatMs), exp: formatRfc3339(expMs) };
 }
 
@@ -187,7 +314,13 @@ export interface ExportSummary {
   records: number;
   ops: Record<string, number>;
   enrolment: boolean;
-  audit: { rows: number; first_seq: number | null; last_seq: number | null; head_seq: number; head_hash: string };
+  audit: {
+    rows: number;
+    first_seq: number | null;
+    last_seq: number | null;
+    head_seq: number;
+    head_hash: string;
+  };
   usage: { entitlements: number; grants: number; denials: number; peak_concurrent_max: number };
 }
 
@@ -198,12 +331,20 @@ export interface ExportSummary {
  *
  * @throws AppError bundle_rejected naming the rule; invalid_request for a bad --server-key
  */
-export async function verifyExport(file: string, serverKey: string, opts: { prev?: string | undefined } = {}): Promise<ExportSummary> {
+export async function verifyExport(
+  file: string,
+  serverKey: string,
+  opts: { prev?: string | undefined } = {},
+): Promise<ExportSummary> {
   let key;
   try {
     key = verifyKeyFromPaserk(serverKey.trim());
   } catch (err) {
-    if (err instanceof TokenError) throw new AppError('invalid_request', `--server-key is not a usable k4.public key: ${err.message}`);
+    if (err instanceof TokenError)
+      throw new AppError(
+        'invalid_request',
+        `--server-key is not a usable k4.public key: ${err.message}`,
+      );
     throw err;
   }
   let prevHead: { seq: number; hash: string; manifest: string } | undefined;
@@ -217,17 +358,36 @@ export async function verifyExport(file: string, serverKey: string, opts: { prev
     const peek = peekClaims(header.manifest);
     const serverId = typeof peek?.server_id === 'string' ? peek.server_id : '';
     const { claims } = verifyManifest([key], header.manifest, 'export', serverId);
-    if (claims.typ !== EXPORT_TYP) throw rejected('malformed', `the manifest typ is ${JSON.stringify(claims.typ)?.slice(0, 40)}, not "${EXPORT_TYP}"`);
+    if (claims.typ !== EXPORT_TYP)
+      throw rejected(
+        'malformed',
+        `the manifest typ is ${JSON.stringify(claims.typ)?.slice(0, 40)}, not "${EXPORT_TYP}"`,
+      );
     const m = parseManifest(claims);
-    if (m.iss !== m.server_id) throw rejected('malformed', `the export's iss (${m.iss}) is not its server_id (${m.server_id})`);
+    if (m.iss !== m.server_id)
+      throw rejected(
+        'malformed',
+        `the export's iss (${m.iss}) is not its server_id (${m.server_id})`,
+      );
     const hash = manifestHash(header.manifest);
     if (prevHead && m.prev !== prevHead.manifest) {
-      throw rejected('fork', `export seq ${m.seq} does not follow the previous export given: its prev is not that export's manifest hash`);
+      throw rejected(
+        'fork',
+        `export seq ${m.seq} does not follow the previous export given: its prev is not that export's manifest hash`,
+      );
     }
     const have = header.fileSize - header.payloadOffset;
-    if (have !== m.payload.len) throw rejected('malformed', `the payload is ${have} bytes, the manifest says ${m.payload.len}`);
+    if (have !== m.payload.len)
+      throw rejected(
+        'malformed',
+        `the payload is ${have} bytes, the manifest says ${m.payload.len}`,
+      );
     const h = await hashFileRegion(file, header.payloadOffset);
-    if (h.sha256 !== m.payload.sha256 || h.bytes !== m.payload.len) throw rejected('malformed', 'the payload does not match the sha256 in the manifest (the file was altered)');
+    if (h.sha256 !== m.payload.sha256 || h.bytes !== m.payload.len)
+      throw rejected(
+        'malformed',
+        'the payload does not match the sha256 in the manifest (the file was altered)',
+      );
 
     const ops: Record<string, number> = {};
     let enrolment = false;
@@ -242,43 +402,88 @@ export async function verifyExport(file: string, serverKey: string, opts: { prev
       n++;
       const rec = parseLine(line, n);
       const op = rec.op;
-      if (typeof op !== 'string' || !(EXPORT_OPS as readonly string[]).includes(op)) throw rejected('malformed', `record ${n}: unknown op ${JSON.stringify(op)?.slice(0, 40)}`);
+      if (typeof op !== 'string' || !(EXPORT_OPS as readonly string[]).includes(op))
+        throw rejected('malformed', `record ${n}: unknown op ${JSON.stringify(op)?.slice(0, 40)}`);
       ops[op] = (ops[op] ?? 0) + 1;
       const check = <S extends z.ZodType>(schema: S): z.output<S> => {
         const r = schema.safeParse(rec);
-        if (!r.success) throw rejected('malformed', `record ${n} (${op}): ${formatPath(r.error.issues[0]!.path)}: ${r.error.issues[0]!.message}`);
+        if (!r.success)
+          throw rejected(
+            'malformed',
+            `record ${n} (${op}): ${formatPath(r.error.issues[0]!.path)}: ${r.error.issues[0]!.message}`,
+          );
         return r.data;
       };
-      if (head !== undefined && op === 'audit') throw rejected('malformed', `record ${n}: an audit row after the audit_head`);
+      if (head !== undefined && op === 'audit')
+        throw rejected('malformed', `record ${n}: an audit row after the audit_head`);
       if (op === 'enrolment') {
         const e = check(enrolmentRecordSchema);
-        if (e.server_id !== m.server_id || e.public_key !== key.publicPaserk) throw rejected('malformed', `record ${n}: the enrolment names another server or key than the one that signed the export`);
+        if (e.server_id !== m.server_id || e.public_key !== key.publicPaserk)
+          throw rejected(
+            'malformed',
+            `record ${n}: the enrolment names another server or key than the one that signed the export`,
+          );
         enrolment = true;
       } else if (op === 'audit') {
         const a = check(auditRecordSchema);
-        const expectPrev = lastAudit?.hash ?? (prevHead && prevHead.seq === a.seq - 1 ? prevHead.hash : undefined);
-        if (lastAudit && a.seq !== lastAudit.seq + 1) throw rejected('malformed', `audit row ${a.seq} follows row ${lastAudit.seq}: rows are missing`, { audit_seq: a.seq });
-        if (!lastAudit && prevHead && a.seq !== prevHead.seq + 1) throw rejected('malformed', `the first audit row is ${a.seq}, but the previous export ended at row ${prevHead.seq}: rows are missing`, { audit_seq: a.seq });
-        if (expectPrev !== undefined && a.prev_hash !== expectPrev) throw rejected('malformed', `audit row ${a.seq} does not chain to the row before it`, { audit_seq: a.seq });
-        if (auditHash(a.prev_hash, a) !== a.hash) throw rejected('malformed', `audit row ${a.seq} does not match its hash (the row was edited)`, { audit_seq: a.seq });
+        const expectPrev =
+          lastAudit?.hash ?? (prevHead && prevHead.seq === a.seq - 1 ? prevHead.hash : undefined);
+        if (lastAudit && a.seq !== lastAudit.seq + 1)
+          throw rejected(
+            'malformed',
+            `audit row ${a.seq} follows row ${lastAudit.seq}: rows are missing`,
+            { audit_seq: a.seq },
+          );
+        if (!lastAudit && prevHead && a.seq !== prevHead.seq + 1)
+          throw rejected(
+            'malformed',
+            `the first audit row is ${a.seq}, but the previous export ended at row ${prevHead.seq}: rows are missing`,
+            { audit_seq: a.seq },
+          );
+        if (expectPrev !== undefined && a.prev_hash !== expectPrev)
+          throw rejected('malformed', `audit row ${a.seq} does not chain to the row before it`, {
+            audit_seq: a.seq,
+          });
+        if (auditHash(a.prev_hash, a) !== a.hash)
+          throw rejected(
+            'malformed',
+            `audit row ${a.seq} does not match its hash (the row was edited)`,
+            { audit_seq: a.seq },
+          );
         firstAuditSeq ??= a.seq;
         lastAudit = { seq: a.seq, hash: a.hash };
         auditRows++;
       } else if (op === 'audit_head') {
         if (head !== undefined) throw rejected('malformed', `record ${n}: a second audit_head`);
         head = check(auditHeadRecordSchema);
-        if (lastAudit && (head.seq !== lastAudit.seq || head.hash !== lastAudit.hash)) throw rejected('malformed', `the audit_head (row ${head.seq}) is not the last audit row of the export (row ${lastAudit.seq})`);
-        if (!lastAudit && prevHead && (head.seq !== prevHead.seq || head.hash !== prevHead.hash)) throw rejected('malformed', 'the export carries no audit rows, but its audit_head differs from the previous export\'s');
+        if (lastAudit && (head.seq !== lastAudit.seq || head.hash !== lastAudit.hash))
+          throw rejected(
+            'malformed',
+            `the audit_head (row ${head.seq}) is not the last audit row of the export (row ${lastAudit.seq})`,
+          );
+        if (!lastAudit && prevHead && (head.seq !== prevHead.seq || head.hash !== prevHead.hash))
+          throw rejected(
+            'malformed',
+            "the export carries no audit rows, but its audit_head differs from the previous export's",
+          );
       } else if (op === 'usage') {
         usage.entitlements++;
         usage.grants += Number(rec.grants) || 0;
         usage.denials += Number(rec.denials) || 0;
-        usage.peak_concurrent_max = Math.max(usage.peak_concurrent_max, Number(rec.peak_concurrent) || 0);
+        usage.peak_concurrent_max = Math.max(
+          usage.peak_concurrent_max,
+          Number(rec.peak_concurrent) || 0,
+        );
       }
     }
-    if (n !== m.payload.records) throw rejected('malformed', `the payload holds ${n} records, the manifest says ${m.payload.records}`);
+    if (n !== m.payload.records)
+      throw rejected(
+        'malformed',
+        `the payload holds ${n} records, the manifest says ${m.payload.records}`,
+      );
     if (head === undefined) throw rejected('malformed', 'the export carries no audit_head');
-    if (m.seq === 1 && !enrolment) throw rejected('malformed', 'the first export (seq 1) carries no enrolment record');
+    if (m.seq === 1 && !enrolment)
+      throw rejected('malformed', 'the first export (seq 1) carries no enrolment record');
     return {
       ok: true,
       file: resolve(file),
@@ -291,7 +496,13 @@ export async function verifyExport(file: string, serverKey: string, opts: { prev
       records: n,
       ops,
       enrolment,
-      audit: { rows: auditRows, first_seq: firstAuditSeq, last_seq: lastAudit?.seq ?? null, head_seq: head.seq, head_hash: head.hash },
+      audit: {
+        rows: auditRows,
+        first_seq: firstAuditSeq,
+        last_seq: lastAudit?.seq ?? null,
+        head_seq: head.seq,
+        head_hash: head.hash,
+      },
       usage,
     };
   } finally {

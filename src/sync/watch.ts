@@ -16,7 +16,17 @@
  */
 import { constants, mkdirSync } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
-import { copyFile, lstat, mkdir, open, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
@@ -99,7 +109,10 @@ const EXT = '.bpsync';
  * (then a counter) before `.bpsync`; too long, a prefix of it plus a hash of the whole name;
  * `short` (the file system refused even that: ENAMETOOLONG), the hash alone.
  */
-export function movedName(name: string, o: { stamp?: string; n?: number; short?: boolean } = {}): string {
+export function movedName(
+  name: string,
+  o: { stamp?: string; n?: number; short?: boolean } = {},
+): string {
   const base = name.endsWith(EXT) ? name.slice(0, -EXT.length) : name;
   const hash = createHash('sha256').update(name).digest('hex');
   const tail = `${o.stamp ? `.${o.stamp}` : ''}${o.n ? `-${o.n}` : ''}${EXT}`;
@@ -135,7 +148,8 @@ function utf8Prefix(s: string, bytes: number): string {
  */
 export function looksIncomplete(head: Buffer, size: number, lastByte?: number): string | undefined {
   if (size === 0) return 'the file is empty';
-  const zeros = 'the file holds zeros where its bytes are still to come (its size was set before they were written?)';
+  const zeros =
+    'the file holds zeros where its bytes are still to come (its size was set before they were written?)';
   // Zeros from i to the end of the file (as far as head and the last byte show).
   const zerosFrom = (i: number): boolean => {
     for (let k = i; k < head.length; k++) if (head[k] !== 0) return false;
@@ -149,10 +163,15 @@ export function looksIncomplete(head: Buffer, size: number, lastByte?: number): 
   const lf = head.indexOf(0x0a, magic.length);
   const lineEnd = lf < 0 ? head.length : lf;
   for (let i = magic.length; i < lineEnd; i++) {
-    if (head[i]! < 0x21 || head[i]! > 0x7e) return head[i] === 0 && zerosFrom(i) ? zeros : undefined;
+    if (head[i]! < 0x21 || head[i]! > 0x7e)
+      return head[i] === 0 && zerosFrom(i) ? zeros : undefined;
   }
-  if (lf < 0) return head.length - magic.length > LIMITS.manifestBytes ? undefined : 'the file ends inside the manifest line';
-  const payload = peekClaims(head.subarray(magic.length, lf).toString('ascii'))?.payload as { len?: unknown } | undefined;
+  if (lf < 0)
+    return head.length - magic.length > LIMITS.manifestBytes
+      ? undefined
+      : 'the file ends inside the manifest line';
+  const payload = peekClaims(head.subarray(magic.length, lf).toString('ascii'))?.payload as
+    { len?: unknown } | undefined;
   const len = payload?.len;
   if (typeof len !== 'number' || !Number.isSafeInteger(len) || len < 0) return undefined;
   const have = size - (lf + 1);
@@ -161,7 +180,8 @@ export function looksIncomplete(head: Buffer, size: number, lastByte?: number): 
   return undefined;
 }
 
-const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
+const errno = (err: unknown): string | undefined =>
+  (err as NodeJS.ErrnoException | undefined)?.code;
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 const STAT_BATCH = 64;
 
@@ -177,7 +197,11 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     ensureSyncFolders(o.dir);
   } catch (err) {
     // Reported by the first poll (inbox) or the first move (processed/, rejected/); the server runs on.
-    o.log.error('cannot create the sync folders', { dir: o.dir, code: errno(err), error: errText(err) });
+    o.log.error('cannot create the sync folders', {
+      dir: o.dir,
+      code: errno(err),
+      error: errText(err),
+    });
   }
   const seen = new Map<string, Seen>();
   /** The last problem logged per inbox name, so each is logged once, not once per poll. */
@@ -191,7 +215,13 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
   let timer: NodeJS.Timeout | undefined;
 
   /** Logs a problem with one file unless the same problem was logged for it already. */
-  function problem(name: string, sig: string, level: 'warn' | 'error' | 'info', msg: string, fields: Record<string, unknown> = {}): void {
+  function problem(
+    name: string,
+    sig: string,
+    level: 'warn' | 'error' | 'info',
+    msg: string,
+    fields: Record<string, unknown> = {},
+  ): void {
     if (problems.get(name) === sig) return;
     problems.set(name, sig);
     o.log[level](msg, { file: name, ...fields });
@@ -209,8 +239,15 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     let short = false;
     let madeDir = false;
     const stamp = stampNow();
-    for (let attempt = 0; attempt < 50; ) {
-      const target = join(dir, movedName(name, { short, stamp: attempt > 0 ? stamp : undefined, n: attempt > 1 ? attempt : undefined }));
+    for (let attempt = 0; attempt < 50;) {
+      const target = join(
+        dir,
+        movedName(name, {
+          short,
+          stamp: attempt > 0 ? stamp : undefined,
+          n: attempt > 1 ? attempt : undefined,
+        }),
+      );
       try {
         // Never overwrite an earlier record: rename would replace it silently.
         await lstat(target);
@@ -232,7 +269,14 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
         if (code === 'EXDEV') return copyAcross(src, target);
         if (code === 'ENAMETOOLONG' && !short) short = true;
         else if (code === 'EEXIST' || code === 'ENOTEMPTY' || code === 'EISDIR') attempt++;
-        else if (code === 'ENOENT' && !madeDir && (await lstat(src).then(() => true, () => false))) {
+        else if (
+          code === 'ENOENT' &&
+          !madeDir &&
+          (await lstat(src).then(
+            () => true,
+            () => false,
+          ))
+        ) {
           // processed/ or rejected/ removed under us: they are ours to make again.
           madeDir = true;
           await mkdir(dir, { recursive: true });
@@ -266,19 +310,32 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
   }
 
   /** The report beside a refused bundle, written aside and renamed so a reader never sees half of it. */
-  async function writeReport(name: string, target: string, report: Record<string, unknown>): Promise<void> {
+  async function writeReport(
+    name: string,
+    target: string,
+    report: Record<string, unknown>,
+  ): Promise<void> {
     const tmp = `${target}.error.json.tmp`;
     try {
       await writeFile(tmp, `${JSON.stringify(report, null, 2)}\n`);
       await rename(tmp, `${target}.error.json`);
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
-      o.log.error('cannot write the report beside a rejected sync bundle', { file: name, moved_to: target, code: errno(err), error: errText(err) });
+      o.log.error('cannot write the report beside a rejected sync bundle', {
+        file: name,
+        moved_to: target,
+        code: errno(err),
+        error: errText(err),
+      });
     }
   }
 
   /** Moves a file whose fate is known; on failure remembers it (never imported again) and logs once. */
-  async function finish(name: string, entry: Seen, outcome: Omit<Outcome, 'nextMoveAt'>): Promise<void> {
+  async function finish(
+    name: string,
+    entry: Seen,
+    outcome: Omit<Outcome, 'nextMoveAt'>,
+  ): Promise<void> {
     let target: string;
     try {
       target = await moveOut(name, outcome.folder);
@@ -288,17 +345,30 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
         // Taken away by someone else after it was read: the import stands.
         seen.delete(name);
         problems.delete(name);
-        if (outcome.done) o.log.info('sync bundle imported', { file: name, ...outcome.done, moved_to: null });
-        else o.log.warn('sync bundle rejected', { file: name, rule: outcome.report?.rule, message: outcome.report?.message, moved_to: null });
+        if (outcome.done)
+          o.log.info('sync bundle imported', { file: name, ...outcome.done, moved_to: null });
+        else
+          o.log.warn('sync bundle rejected', {
+            file: name,
+            rule: outcome.report?.rule,
+            message: outcome.report?.message,
+            moved_to: null,
+          });
         return;
       }
       entry.outcome = { ...outcome, nextMoveAt: o.now() + retryMs };
-      problem(name, `move:${outcome.folder}:${code ?? errText(err)}`, 'error', `sync bundle could not be moved to ${outcome.folder}/; it stays in the inbox and will not be imported again`, {
-        ...(outcome.done ?? { rule: outcome.report?.rule }),
-        code,
-        error: errText(err),
-        retry_in_s: retryMs / 1000,
-      });
+      problem(
+        name,
+        `move:${outcome.folder}:${code ?? errText(err)}`,
+        'error',
+        `sync bundle could not be moved to ${outcome.folder}/; it stays in the inbox and will not be imported again`,
+        {
+          ...(outcome.done ?? { rule: outcome.report?.rule }),
+          code,
+          error: errText(err),
+          retry_in_s: retryMs / 1000,
+        },
+      );
       return;
     }
     seen.delete(name);
@@ -308,15 +378,30 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
       o.log.info('sync bundle imported', { file: name, ...outcome.done, moved_to: movedTo });
     } else {
       await writeReport(name, target, outcome.report ?? {});
-      o.log.warn('sync bundle rejected', { file: name, rule: outcome.report?.rule, message: outcome.report?.message, moved_to: movedTo });
+      o.log.warn('sync bundle rejected', {
+        file: name,
+        rule: outcome.report?.rule,
+        message: outcome.report?.message,
+        moved_to: movedTo,
+      });
     }
   }
 
   /** Opens without following links or blocking on a FIFO, and reads the head: is it a whole bundle yet? */
-  async function inspect(name: string): Promise<{ kind: 'gone' | 'odd' | 'ok'; size?: number; mtimeMs?: number; incomplete?: string }> {
+  async function inspect(
+    name: string,
+  ): Promise<{
+    kind: 'gone' | 'odd' | 'ok';
+    size?: number;
+    mtimeMs?: number;
+    incomplete?: string;
+  }> {
     let fh;
     try {
-      fh = await open(join(inbox, name), constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+      fh = await open(
+        join(inbox, name),
+        constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW,
+      );
     } catch (err) {
       const code = errno(err);
       if (code === 'ENOENT') return { kind: 'gone' };
@@ -331,7 +416,16 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
       const { bytesRead } = await fh.read(head, 0, want, 0);
       const last = Buffer.alloc(1);
       const tail = st.size > 0 ? (await fh.read(last, 0, 1, st.size - 1)).bytesRead : 0;
-      return { kind: 'ok', size: st.size, mtimeMs: st.mtimeMs, incomplete: looksIncomplete(head.subarray(0, bytesRead), st.size, tail === 1 ? last[0] : undefined) };
+      return {
+        kind: 'ok',
+        size: st.size,
+        mtimeMs: st.mtimeMs,
+        incomplete: looksIncomplete(
+          head.subarray(0, bytesRead),
+          st.size,
+          tail === 1 ? last[0] : undefined,
+        ),
+      };
     } finally {
       await fh.close().catch(() => {});
     }
@@ -351,7 +445,13 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     try {
       look = await inspect(name);
     } catch (err) {
-      problem(name, `open:${errno(err) ?? errText(err)}`, 'error', 'sync bundle cannot be read; left in the inbox', { code: errno(err), error: errText(err) });
+      problem(
+        name,
+        `open:${errno(err) ?? errText(err)}`,
+        'error',
+        'sync bundle cannot be read; left in the inbox',
+        { code: errno(err), error: errText(err) },
+      );
       entry.retryAt = o.now() + retryMs;
       return;
     }
@@ -372,28 +472,62 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     if (look.incomplete !== undefined) {
       if (o.now() - entry.since < quietMs) {
         entry.incomplete = true;
-        problem(name, 'incomplete', 'info', 'sync bundle is incomplete; waiting for the rest of it', { reason: look.incomplete, size: look.size, rejected_if_unchanged_for_s: quietMs / 1000 });
+        problem(
+          name,
+          'incomplete',
+          'info',
+          'sync bundle is incomplete; waiting for the rest of it',
+          { reason: look.incomplete, size: look.size, rejected_if_unchanged_for_s: quietMs / 1000 },
+        );
         return;
       }
-      o.log.warn('sync bundle stayed incomplete; importing it to refuse it as truncated', { file: name, reason: look.incomplete, unchanged_for_s: Math.round((o.now() - entry.since) / 1000) });
+      o.log.warn('sync bundle stayed incomplete; importing it to refuse it as truncated', {
+        file: name,
+        reason: look.incomplete,
+        unchanged_for_s: Math.round((o.now() - entry.since) / 1000),
+      });
     }
     let r: ImportResult;
     try {
       r = await o.importFile(join(inbox, name), name);
     } catch (err) {
       if (isAppError(err) && err.code === 'bundle_rejected') {
-        const report = { code: err.code, message: err.message, rule: err.details.rule ?? null, at: new Date(o.now()).toISOString(), file: name, details: err.details };
+        const report = {
+          code: err.code,
+          message: err.message,
+          rule: err.details.rule ?? null,
+          at: new Date(o.now()).toISOString(),
+          file: name,
+          details: err.details,
+        };
         await finish(name, entry, { folder: 'rejected', report });
       } else if (errno(err) === 'ENOENT') {
         seen.delete(name);
       } else {
         entry.retryAt = o.now() + retryMs;
-        const e = err instanceof AppError ? { code: err.code, message: err.message } : { code: errno(err), error: errText(err) };
-        problem(name, `import:${JSON.stringify(e)}`, 'error', 'sync bundle could not be imported; will try again', { retry_in_s: retryMs / 1000, ...e });
+        const e =
+          err instanceof AppError
+            ? { code: err.code, message: err.message }
+            : { code: errno(err), error: errText(err) };
+        problem(
+          name,
+          `import:${JSON.stringify(e)}`,
+          'error',
+          'sync bundle could not be imported; will try again',
+          { retry_in_s: retryMs / 1000, ...e },
+        );
       }
       return;
     }
-    const done = { seq: r.seq, status: r.status, added: r.added, changed: r.changed, revoked: r.revoked, unchanged: r.unchanged, suspended: r.suspended };
+    const done = {
+      seq: r.seq,
+      status: r.status,
+      added: r.added,
+      changed: r.changed,
+      revoked: r.revoked,
+      unchanged: r.unchanged,
+      suspended: r.suspended,
+    };
     await finish(name, entry, { folder: 'processed', done });
   }
 
@@ -402,13 +536,22 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     const now = o.now();
     for (let i = 0; i < names.length && !stopped; i += STAT_BATCH) {
       const batch = names.slice(i, i + STAT_BATCH);
-      const stats = await Promise.all(batch.map((n) => lstat(join(inbox, n)).catch((err: unknown) => err as Error)));
+      const stats = await Promise.all(
+        batch.map((n) => lstat(join(inbox, n)).catch((err: unknown) => err as Error)),
+      );
       for (let j = 0; j < batch.length; j++) {
         const name = batch[j]!;
         const st = stats[j]!;
         if (st instanceof Error) {
           seen.delete(name);
-          if (errno(st) !== 'ENOENT') problem(name, `stat:${errno(st) ?? errText(st)}`, 'error', 'sync inbox entry cannot be examined; left alone', { code: errno(st), error: errText(st) });
+          if (errno(st) !== 'ENOENT')
+            problem(
+              name,
+              `stat:${errno(st) ?? errText(st)}`,
+              'error',
+              'sync inbox entry cannot be examined; left alone',
+              { code: errno(st), error: errText(st) },
+            );
           continue;
         }
         if (!st.isFile()) {
@@ -434,7 +577,11 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
       const sig = errno(err) ?? errText(err);
       if (inboxProblem !== sig) {
         inboxProblem = sig;
-        o.log.error('cannot read the sync inbox; will keep trying', { dir: inbox, code: errno(err), error: errText(err) });
+        o.log.error('cannot read the sync inbox; will keep trying', {
+          dir: inbox,
+          code: errno(err),
+          error: errText(err),
+        });
       }
       return;
     }
@@ -479,7 +626,10 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
       const hex = b.toString('hex');
       if (!undecodable.has(hex) && b.toString('latin1').endsWith('.bpsync')) {
         undecodable.add(hex);
-        o.log.warn('a file in the sync inbox has a name that is not UTF-8; rename it to import it', { file_hex: hex.slice(0, 512) });
+        o.log.warn(
+          'a file in the sync inbox has a name that is not UTF-8; rename it to import it',
+          { file_hex: hex.slice(0, 512) },
+        );
       }
     }
     return out;
@@ -489,7 +639,10 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     running ??= pollOnce()
       .catch((err: unknown) => {
         // Whatever was missed, the loop goes on: nothing here may end the server.
-        o.log.error('sync inbox poll failed; will try again', { code: errno(err), error: errText(err) });
+        o.log.error('sync inbox poll failed; will try again', {
+          code: errno(err),
+          error: errText(err),
+        });
       })
       .finally(() => {
         running = undefined;

@@ -38,7 +38,12 @@ describe('base64url', () => {
   });
 
   it('rejects a length that leaves one dangling character', () => {
-    expectTokenError(() => decodeBase64Url('abcde', 'token footer'), 'malformed', 'token footer', 'length 5');
+    expectTokenError(
+      () => decodeBase64Url('abcde', 'token footer'),
+      'malformed',
+      'token footer',
+      'length 5',
+    );
   });
 
   it('rejects non-zero unused bits in the last character (non-canonical encodings)', () => {

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { expectTokenError } from '../../test/token-assert.ts';
 import { encodeBase64Url } from './base64url.ts';
-import { checkTimeClaims, formatRfc3339, parseRfc3339, signClaims, signClaimsAsync, verifyClaims } from './claims.ts';
+import {
+  checkTimeClaims,
+  formatRfc3339,
+  parseRfc3339,
+  signClaims,
+  signClaimsAsync,
+  verifyClaims,
+} from './claims.ts';
 import { generateSigningKey, verifyKeyFromPaserk } from './keys.ts';
 import type { VerifyKey } from './keys.ts';
 import { signV4Public } from './paseto.ts';
@@ -41,7 +48,11 @@ describe('signClaims / verifyClaims', () => {
   });
 
   it('refuses a footer kid that names another key', () => {
-    expectTokenError(() => signClaims(key, claims, { footer: { kid: otherKey.kid } }), 'bad_footer', 'does not match');
+    expectTokenError(
+      () => signClaims(key, claims, { footer: { kid: otherKey.kid } }),
+      'bad_footer',
+      'does not match',
+    );
   });
 
   it('refuses claims that are not an object', () => {
@@ -49,19 +60,29 @@ describe('signClaims / verifyClaims', () => {
   });
 
   it('signs off-thread to the same token', async () => {
-    await expect(signClaimsAsync(key, claims, { implicit: 'ctx' })).resolves.toBe(signClaims(key, claims, { implicit: 'ctx' }));
+    await expect(signClaimsAsync(key, claims, { implicit: 'ctx' })).resolves.toBe(
+      signClaims(key, claims, { implicit: 'ctx' }),
+    );
   });
 
   it('binds the implicit assertion: wrong or missing fails', () => {
     const token = signClaims(key, claims, { implicit: '{"tenant_id":"t1"}' });
     expect(verifyClaims(keys, token, { implicit: '{"tenant_id":"t1"}' }).claims).toEqual(claims);
-    expectTokenError(() => verifyClaims(keys, token, { implicit: '{"tenant_id":"t2"}' }), 'bad_signature');
+    expectTokenError(
+      () => verifyClaims(keys, token, { implicit: '{"tenant_id":"t2"}' }),
+      'bad_signature',
+    );
     expectTokenError(() => verifyClaims(keys, token), 'bad_signature', 'implicit assertion');
   });
 
   it('reports an unknown kid', () => {
     const token = signClaims(generateSigningKey(), claims);
-    expectTokenError(() => verifyClaims(keys, token), 'unknown_key', 'no verification key with kid "k4.pid.', 'out of date');
+    expectTokenError(
+      () => verifyClaims(keys, token),
+      'unknown_key',
+      'no verification key with kid "k4.pid.',
+      'out of date',
+    );
   });
 
   it('does not fall back to another key when the kid names one that did not sign', () => {
@@ -104,13 +125,22 @@ describe('signClaims / verifyClaims', () => {
   });
 
   it('rejects a kid that carries key material instead of naming a key', () => {
-    const token = signV4Public(key.secretKey, utf8('{}'), utf8(JSON.stringify({ kid: key.publicPaserk })));
+    const token = signV4Public(
+      key.secretKey,
+      utf8('{}'),
+      utf8(JSON.stringify({ kid: key.publicPaserk })),
+    );
     expectTokenError(() => verifyClaims(keys, token), 'bad_footer', 'contains key material');
   });
 
   it('rejects duplicate keys in the claims, even when validly signed by our own key', () => {
     const token = signV4Public(key.secretKey, utf8('{"aud":"prod_a","aud":"prod_b"}'), footerFor());
-    expectTokenError(() => verifyClaims(keys, token), 'bad_claims', 'token claims', 'duplicate object key "aud"');
+    expectTokenError(
+      () => verifyClaims(keys, token),
+      'bad_claims',
+      'token claims',
+      'duplicate object key "aud"',
+    );
   });
 
   it('rejects an unsafe integer in the claims', () => {
@@ -124,14 +154,27 @@ describe('signClaims / verifyClaims', () => {
   });
 
   it('rejects claims that are not a JSON object', () => {
-    for (const [body, fragment] of [['[1]', 'an array'], ['null', 'got null'], ['7', 'got number']] as const) {
+    for (const [body, fragment] of [
+      ['[1]', 'an array'],
+      ['null', 'got null'],
+      ['7', 'got number'],
+    ] as const) {
       const token = signV4Public(key.secretKey, utf8(body), footerFor());
-      expectTokenError(() => verifyClaims(keys, token), 'bad_claims', 'must be a JSON object', fragment);
+      expectTokenError(
+        () => verifyClaims(keys, token),
+        'bad_claims',
+        'must be a JSON object',
+        fragment,
+      );
     }
   });
 
   it('rejects claims that are not valid UTF-8', () => {
-    const token = signV4Public(key.secretKey, Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]), footerFor());
+    const token = signV4Public(
+      key.secretKey,
+      Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]),
+      footerFor(),
+    );
     expectTokenError(() => verifyClaims(keys, token), 'bad_claims', 'not valid UTF-8');
   });
 });
@@ -143,7 +186,9 @@ describe('RFC 3339 times', () => {
     expect(parseRfc3339('2024-01-15T13:30:00+02:00')).toBe(Date.UTC(2024, 0, 15, 11, 30));
     expect(parseRfc3339('2024-01-15T06:00:00-05:30')).toBe(Date.UTC(2024, 0, 15, 11, 30));
     expect(parseRfc3339('2024-01-15t11:30:00.57z')).toBe(Date.UTC(2024, 0, 15, 11, 30, 0, 570));
-    expect(parseRfc3339('2024-02-29T00:00:00.123456789Z')).toBe(Date.UTC(2024, 1, 29, 0, 0, 0, 123));
+    expect(parseRfc3339('2024-02-29T00:00:00.123456789Z')).toBe(
+      Date.UTC(2024, 1, 29, 0, 0, 0, 123),
+    );
   });
 
   it('refuses forms and dates that Date.parse would accept or roll over', () => {
@@ -185,7 +230,12 @@ describe('checkTimeClaims', () => {
 
   it('treats the exp instant itself as expired', () => {
     expect(() => checkTimeClaims({ exp }, at(exp) - 1)).not.toThrow();
-    expectTokenError(() => checkTimeClaims({ exp }, at(exp)), 'expired', 'expired at 2024-01-15T12:30:00Z', 'request a new one');
+    expectTokenError(
+      () => checkTimeClaims({ exp }, at(exp)),
+      'expired',
+      'expired at 2024-01-15T12:30:00Z',
+      'request a new one',
+    );
   });
 
   it('rejects before nbf', () => {
@@ -198,9 +248,16 @@ describe('checkTimeClaims', () => {
   });
 
   it('applies leeway to both ends', () => {
-    expect(() => checkTimeClaims({ nbf: iat, exp }, at(iat) - 30_000, { leewaySeconds: 60 })).not.toThrow();
-    expect(() => checkTimeClaims({ nbf: iat, exp }, at(exp) + 30_000, { leewaySeconds: 60 })).not.toThrow();
-    expectTokenError(() => checkTimeClaims({ exp }, at(exp) + 60_000, { leewaySeconds: 60 }), 'expired');
+    expect(() =>
+      checkTimeClaims({ nbf: iat, exp }, at(iat) - 30_000, { leewaySeconds: 60 }),
+    ).not.toThrow();
+    expect(() =>
+      checkTimeClaims({ nbf: iat, exp }, at(exp) + 30_000, { leewaySeconds: 60 }),
+    ).not.toThrow();
+    expectTokenError(
+      () => checkTimeClaims({ exp }, at(exp) + 60_000, { leewaySeconds: 60 }),
+      'expired',
+    );
     expect(() => checkTimeClaims({ exp }, 0, { leewaySeconds: -1 })).toThrow(RangeError);
   });
 
@@ -209,8 +266,18 @@ describe('checkTimeClaims', () => {
   });
 
   it('rejects time claims that are not RFC 3339 strings', () => {
-    expectTokenError(() => checkTimeClaims({ exp: 1705321800 }, 0), 'bad_claims', '"exp" must be an RFC 3339', 'got number');
-    expectTokenError(() => checkTimeClaims({ exp: '2024-01-15' }, 0), 'bad_claims', '"exp"', '"2024-01-15"');
+    expectTokenError(
+      () => checkTimeClaims({ exp: 1705321800 }, 0),
+      'bad_claims',
+      '"exp" must be an RFC 3339',
+      'got number',
+    );
+    expectTokenError(
+      () => checkTimeClaims({ exp: '2024-01-15' }, 0),
+      'bad_claims',
+      '"exp"',
+      '"2024-01-15"',
+    );
     expectTokenError(() => checkTimeClaims({ exp, nbf: 'soon' }, 0), 'bad_claims', '"nbf"');
     expectTokenError(() => checkTimeClaims({ exp, iat: null }, 0), 'bad_claims', '"iat"');
   });

@@ -1,7 +1,12 @@
 import { isUtf8 } from 'node:buffer';
 import { TokenError, preview } from './errors.ts';
 import type { SigningKey, VerifyKey } from './keys.ts';
-import { decodeFooterUnverified, signV4Public, signV4PublicAsync, verifyV4Public } from './paseto.ts';
+import {
+  decodeFooterUnverified,
+  signV4Public,
+  signV4PublicAsync,
+  verifyV4Public,
+} from './paseto.ts';
 import { parseStrictJson } from './strict-json.ts';
 
 /** Options for {@link signClaims}. */
@@ -25,15 +30,23 @@ export type KeySource = readonly VerifyKey[] | ((kid: string) => VerifyKey | und
 const EMPTY = new Uint8Array(0);
 
 // A footer kid must name a key, never carry one (PASERK: key material in a footer is an error).
-const KEY_MATERIAL_KID = /^k\d+\.(local|public|secret|seal|local-wrap|secret-wrap|local-pw|secret-pw)\./;
+const KEY_MATERIAL_KID =
+  /^k\d+\.(local|public|secret|seal|local-wrap|secret-wrap|local-pw|secret-pw)\./;
 
-function encodeMessage(key: SigningKey, claims: Record<string, unknown>, opts: SignClaimsOptions): [Buffer, Buffer, Uint8Array] {
+function encodeMessage(
+  key: SigningKey,
+  claims: Record<string, unknown>,
+  opts: SignClaimsOptions,
+): [Buffer, Buffer, Uint8Array] {
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
     throw new TokenError('bad_claims', 'claims must be a JSON object');
   }
   const footerFields = opts.footer ?? {};
   if (footerFields.kid !== undefined && footerFields.kid !== key.kid) {
-    throw new TokenError('bad_footer', `footer kid ${preview(String(footerFields.kid))} does not match the signing key's kid ${key.kid}`);
+    throw new TokenError(
+      'bad_footer',
+      `footer kid ${preview(String(footerFields.kid))} does not match the signing key's kid ${key.kid}`,
+    );
   }
   const message = Buffer.from(JSON.stringify(claims), 'utf8');
   const footer = Buffer.from(JSON.stringify({ ...footerFields, kid: key.kid }), 'utf8');
@@ -46,7 +59,11 @@ function encodeMessage(key: SigningKey, claims: Record<string, unknown>, opts: S
  *
  * @throws TokenError `bad_claims` (not an object), `bad_footer` (a footer kid that is not this key's)
  */
-export function signClaims(key: SigningKey, claims: Record<string, unknown>, opts: SignClaimsOptions = {}): string {
+export function signClaims(
+  key: SigningKey,
+  claims: Record<string, unknown>,
+  opts: SignClaimsOptions = {},
+): string {
   const [message, footer, implicit] = encodeMessage(key, claims, opts);
   return signV4Public(key.secretKey, message, footer, implicit);
 }
@@ -69,11 +86,15 @@ function parseJsonObject(bytes: Buffer, what: 'claims' | 'footer'): Record<strin
   try {
     value = parseStrictJson(bytes.toString('utf8'));
   } catch (err) {
-    if (err instanceof TokenError) throw new TokenError(code, `token ${what}: ${err.message}`, { cause: err });
+    if (err instanceof TokenError)
+      throw new TokenError(code, `token ${what}: ${err.message}`, { cause: err });
     throw err;
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new TokenError(code, `token ${what} must be a JSON object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+    throw new TokenError(
+      code,
+      `token ${what} must be a JSON object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`,
+    );
   }
   return value as Record<string, unknown>;
 }
@@ -86,10 +107,17 @@ function parseJsonObject(bytes: Buffer, what: 'claims' | 'footer'): Record<strin
  *   object, no string kid, kid carrying key material), `unknown_key` (no key for the kid),
  *   `bad_signature`, `bad_claims` (claims not a strict JSON object)
  */
-export function verifyClaims(keys: KeySource, token: string, opts: { implicit?: string } = {}): VerifiedClaims {
+export function verifyClaims(
+  keys: KeySource,
+  token: string,
+  opts: { implicit?: string } = {},
+): VerifiedClaims {
   const footerBytes = decodeFooterUnverified(token);
   if (footerBytes.length === 0) {
-    throw new TokenError('bad_footer', 'token has no footer; expected a JSON footer {"kid":"k4.pid…"} naming the signing key');
+    throw new TokenError(
+      'bad_footer',
+      'token has no footer; expected a JSON footer {"kid":"k4.pid…"} naming the signing key',
+    );
   }
   // Parsed before the signature is checked only to pick the key; it is returned only after the
   // signature (which covers these exact bytes) verifies.
@@ -99,10 +127,17 @@ export function verifyClaims(keys: KeySource, token: string, opts: { implicit?: 
     throw new TokenError('bad_footer', 'token footer has no "kid" string naming the signing key');
   }
   if (KEY_MATERIAL_KID.test(kid)) {
-    throw new TokenError('bad_footer', 'token footer "kid" contains key material; it must be a key id such as k4.pid…');
+    throw new TokenError(
+      'bad_footer',
+      'token footer "kid" contains key material; it must be a key id such as k4.pid…',
+    );
   }
   const key = typeof keys === 'function' ? keys(kid) : keys.find((k) => k.kid === kid);
-  if (!key) throw new TokenError('unknown_key', `no verification key with kid ${preview(kid, 60)}; the key list may be out of date`);
+  if (!key)
+    throw new TokenError(
+      'unknown_key',
+      `no verification key with kid ${preview(kid, 60)}; the key list may be out of date`,
+    );
   const implicit = opts.implicit === undefined ? EMPTY : Buffer.from(opts.implicit, 'utf8');
   const { message } = verifyV4Public(key.publicKey, token, implicit);
   return { claims: parseJsonObject(message, 'claims'), footer, key };
@@ -112,7 +147,8 @@ export function verifyClaims(keys: KeySource, token: string, opts: { implicit?: 
 // Time claims.
 
 // RFC 3339 date-time (the PASETO registered claims' format). Lower-case t/z are allowed by the RFC.
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
 
 /**
  * Parses an RFC 3339 date-time into epoch milliseconds (fractions below 1 ms are dropped), or
@@ -122,10 +158,11 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?
 export function parseRfc3339(text: string): number | undefined {
   const m = RFC3339.exec(text);
   if (!m) return undefined;
-  const [year, month, day, hour, minute, second] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
-    number, number, number, number, number, number,
-  ];
-  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return undefined;
+  const [year, month, day, hour, minute, second] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(
+    Number,
+  ) as [number, number, number, number, number, number];
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59)
+    return undefined;
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
   if (day > daysInMonth) return undefined;
   let offsetMinutes = 0;
@@ -156,7 +193,10 @@ export interface TimeClaims {
   exp: number;
 }
 
-function readTime(claims: Record<string, unknown>, name: 'iat' | 'nbf' | 'exp'): number | undefined {
+function readTime(
+  claims: Record<string, unknown>,
+  name: 'iat' | 'nbf' | 'exp',
+): number | undefined {
   const value = claims[name];
   if (value === undefined) return undefined;
   const ms = typeof value === 'string' ? parseRfc3339(value) : undefined;
@@ -185,13 +225,21 @@ export function checkTimeClaims(
   opts: { leewaySeconds?: number } = {},
 ): TimeClaims {
   const leewayMs = (opts.leewaySeconds ?? 0) * 1000;
-  if (!(leewayMs >= 0)) throw new RangeError(`leewaySeconds must be a non-negative number, got ${opts.leewaySeconds}`);
+  if (!(leewayMs >= 0))
+    throw new RangeError(`leewaySeconds must be a non-negative number, got ${opts.leewaySeconds}`);
   const iat = readTime(claims, 'iat');
   const nbf = readTime(claims, 'nbf');
   const exp = readTime(claims, 'exp');
-  if (exp === undefined) throw new TokenError('bad_claims', 'token has no "exp" claim; tokens without an expiry are refused');
+  if (exp === undefined)
+    throw new TokenError(
+      'bad_claims',
+      'token has no "exp" claim; tokens without an expiry are refused',
+    );
   if (nowMs >= exp + leewayMs) {
-    throw new TokenError('expired', `token expired at ${formatRfc3339(exp)} (now ${formatRfc3339(nowMs)}); request a new one`);
+    throw new TokenError(
+      'expired',
+      `token expired at ${formatRfc3339(exp)} (now ${formatRfc3339(nowMs)}); request a new one`,
+    );
   }
   if (nbf !== undefined && nowMs < nbf - leewayMs) {
     throw new TokenError(

@@ -46,6 +46,8 @@ describe('signing keys', () => {
   it('refuses a public PASERK where a secret one is expected, and the reverse', () => {
     const key = generateSigningKey();
     expect(() => signingKeyFromPaserk(key.publicPaserk)).toThrow(TokenError);
-    expect(() => verifyKeyFromPaserk(key.secretPaserk())).toThrow(/expected a k4\.public PASERK, got a k4\.secret PASERK/);
+    expect(() => verifyKeyFromPaserk(key.secretPaserk())).toThrow(
+      /expected a k4\.public PASERK, got a k4\.secret PASERK/,
+    );
   });
 });

@@ -61,7 +61,11 @@ export function generateSigningKey(): SigningKey {
 export function signingKeyFromPaserk(secretPaserk: string): SigningKey {
   const raw = parsePaserkSecret(secretPaserk);
   const seed = raw.subarray(0, 32);
-  return buildSigningKey(ed25519PrivateKeyFromSeed(seed), Buffer.from(seed), Buffer.from(raw.subarray(32)));
+  return buildSigningKey(
+    ed25519PrivateKeyFromSeed(seed),
+    Buffer.from(seed),
+    Buffer.from(raw.subarray(32)),
+  );
 }
 
 /**

@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { expectTokenError } from '../../test/token-assert.ts';
 import { verifyClaims } from './claims.ts';
 import { generateSigningKey, verifyKeyFromPaserk } from './keys.ts';
-import { LEASE_TOKEN_TYPE, buildLeaseClaims, issueLeaseToken, issueLeaseTokenAsync, readLeaseClaims } from './lease-token.ts';
+import {
+  LEASE_TOKEN_TYPE,
+  buildLeaseClaims,
+  issueLeaseToken,
+  issueLeaseTokenAsync,
+  readLeaseClaims,
+} from './lease-token.ts';
 import type { LeaseClaimsInput } from './lease-token.ts';
 import { decodeFooterUnverified, verifyV4Public } from './paseto.ts';
 
@@ -53,17 +59,42 @@ describe('lease claims', () => {
   });
 
   it('refuses inputs that would make an ambiguous or useless token', () => {
-    expectTokenError(() => buildLeaseClaims({ ...input, subjectType: 'user:admin' }), 'bad_claims', 'must not contain ":"');
-    expectTokenError(() => buildLeaseClaims({ ...input, subjectId: '' }), 'bad_claims', 'subjectId', 'empty string');
-    expectTokenError(() => buildLeaseClaims({ ...input, productId: undefined as never }), 'bad_claims', 'productId');
-    expectTokenError(() => buildLeaseClaims({ ...input, features: ['ok', 3 as never] }), 'bad_claims', 'features');
-    expectTokenError(() => buildLeaseClaims({ ...input, grace: 'yes' as never }), 'bad_claims', 'grace');
+    expectTokenError(
+      () => buildLeaseClaims({ ...input, subjectType: 'user:admin' }),
+      'bad_claims',
+      'must not contain ":"',
+    );
+    expectTokenError(
+      () => buildLeaseClaims({ ...input, subjectId: '' }),
+      'bad_claims',
+      'subjectId',
+      'empty string',
+    );
+    expectTokenError(
+      () => buildLeaseClaims({ ...input, productId: undefined as never }),
+      'bad_claims',
+      'productId',
+    );
+    expectTokenError(
+      () => buildLeaseClaims({ ...input, features: ['ok', 3 as never] }),
+      'bad_claims',
+      'features',
+    );
+    expectTokenError(
+      () => buildLeaseClaims({ ...input, grace: 'yes' as never }),
+      'bad_claims',
+      'grace',
+    );
     expectTokenError(
       () => buildLeaseClaims({ ...input, expiresAtMs: input.issuedAtMs + 500 }),
       'bad_claims',
       'at least one second after issue',
     );
-    expectTokenError(() => buildLeaseClaims({ ...input, expiresAtMs: Number.NaN }), 'bad_claims', 'cannot format');
+    expectTokenError(
+      () => buildLeaseClaims({ ...input, expiresAtMs: Number.NaN }),
+      'bad_claims',
+      'cannot format',
+    );
   });
 });
 
@@ -104,7 +135,9 @@ describe('lease tokens', () => {
   });
 
   it('rejects invalid input off-thread as a rejected promise', async () => {
-    await expect(issueLeaseTokenAsync(key, { ...input, subjectType: 'a:b' })).rejects.toMatchObject({ code: 'bad_claims' });
+    await expect(issueLeaseTokenAsync(key, { ...input, subjectType: 'a:b' })).rejects.toMatchObject(
+      { code: 'bad_claims' },
+    );
   });
 
   it('stays under 1 KiB for a typical lease', () => {
@@ -116,18 +149,47 @@ describe('readLeaseClaims', () => {
   const good = buildLeaseClaims(input) as Record<string, unknown>;
 
   it('refuses tokens of another type', () => {
-    expectTokenError(() => readLeaseClaims({ ...good, typ: 'bp.session/1' }), 'wrong_type', '"bp.session/1"', 'expected "bp.lease/1"');
+    expectTokenError(
+      () => readLeaseClaims({ ...good, typ: 'bp.session/1' }),
+      'wrong_type',
+      '"bp.session/1"',
+      'expected "bp.lease/1"',
+    );
     expectTokenError(() => readLeaseClaims({ ...good, typ: undefined }), 'wrong_type', 'missing');
   });
 
   it('refuses malformed claims, naming the claim', () => {
-    expectTokenError(() => readLeaseClaims({ ...good, sub: 'user_123' }), 'bad_claims', '"sub"', 'subject_type:subject_id');
+    expectTokenError(
+      () => readLeaseClaims({ ...good, sub: 'user_123' }),
+      'bad_claims',
+      '"sub"',
+      'subject_type:subject_id',
+    );
     expectTokenError(() => readLeaseClaims({ ...good, sub: ':x' }), 'bad_claims', '"sub"');
-    expectTokenError(() => readLeaseClaims({ ...good, aud: 5 }), 'bad_claims', '"aud"', 'got number');
-    expectTokenError(() => readLeaseClaims({ ...good, tenant_id: undefined }), 'bad_claims', '"tenant_id"', 'got nothing');
-    expectTokenError(() => readLeaseClaims({ ...good, features: 'export.pdf' }), 'bad_claims', '"features"');
+    expectTokenError(
+      () => readLeaseClaims({ ...good, aud: 5 }),
+      'bad_claims',
+      '"aud"',
+      'got number',
+    );
+    expectTokenError(
+      () => readLeaseClaims({ ...good, tenant_id: undefined }),
+      'bad_claims',
+      '"tenant_id"',
+      'got nothing',
+    );
+    expectTokenError(
+      () => readLeaseClaims({ ...good, features: 'export.pdf' }),
+      'bad_claims',
+      '"features"',
+    );
     expectTokenError(() => readLeaseClaims({ ...good, grace: false }), 'bad_claims', '"grace"');
-    expectTokenError(() => readLeaseClaims({ ...good, exp: '2024-01-15' }), 'bad_claims', '"exp"', 'RFC 3339');
+    expectTokenError(
+      () => readLeaseClaims({ ...good, exp: '2024-01-15' }),
+      'bad_claims',
+      '"exp"',
+      'RFC 3339',
+    );
   });
 
   it('keeps a subject id that itself contains ":"', () => {

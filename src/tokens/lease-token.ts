@@ -66,7 +66,10 @@ export interface LeaseClaims {
 
 function requireText(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0) {
-    throw new TokenError('bad_claims', `lease ${field} must be a non-empty string, got ${typeof value === 'string' ? 'an empty string' : typeof value}`);
+    throw new TokenError(
+      'bad_claims',
+      `lease ${field} must be a non-empty string, got ${typeof value === 'string' ? 'an empty string' : typeof value}`,
+    );
   }
   return value;
 }
@@ -81,16 +84,26 @@ function requireText(value: unknown, field: string): string {
 export function buildLeaseClaims(input: LeaseClaimsInput): LeaseTokenClaims {
   const subjectType = requireText(input.subjectType, 'subjectType');
   if (subjectType.includes(':')) {
-    throw new TokenError('bad_claims', `lease subjectType ${preview(subjectType)} must not contain ":" (sub is "type:id")`);
+    throw new TokenError(
+      'bad_claims',
+      `lease subjectType ${preview(subjectType)} must not contain ":" (sub is "type:id")`,
+    );
   }
-  if (!Array.isArray(input.features) || !input.features.every((f) => typeof f === 'string' && f.length > 0)) {
+  if (
+    !Array.isArray(input.features) ||
+    !input.features.every((f) => typeof f === 'string' && f.length > 0)
+  ) {
     throw new TokenError('bad_claims', 'lease features must be an array of non-empty strings');
   }
-  if (typeof input.grace !== 'boolean') throw new TokenError('bad_claims', 'lease grace must be a boolean');
+  if (typeof input.grace !== 'boolean')
+    throw new TokenError('bad_claims', 'lease grace must be a boolean');
   const iat = formatRfc3339(input.issuedAtMs);
   const exp = formatRfc3339(input.expiresAtMs);
   if (Math.floor(input.expiresAtMs / 1000) <= Math.floor(input.issuedAtMs / 1000)) {
-    throw new TokenError('bad_claims', `lease expiry ${exp} must be at least one second after issue ${iat}`);
+    throw new TokenError(
+      'bad_claims',
+      `lease expiry ${exp} must be at least one second after issue ${iat}`,
+    );
   }
   const claims: LeaseTokenClaims = {
     typ: LEASE_TOKEN_TYPE,
@@ -130,7 +143,10 @@ export function issueLeaseTokenAsync(key: SigningKey, input: LeaseClaimsInput): 
 function readString(claims: Record<string, unknown>, name: string): string {
   const value = claims[name];
   if (typeof value !== 'string' || value.length === 0) {
-    throw new TokenError('bad_claims', `lease token claim "${name}" must be a non-empty string, got ${value === undefined ? 'nothing' : typeof value}`);
+    throw new TokenError(
+      'bad_claims',
+      `lease token claim "${name}" must be a non-empty string, got ${value === undefined ? 'nothing' : typeof value}`,
+    );
   }
   return value;
 }
@@ -139,7 +155,10 @@ function readDate(claims: Record<string, unknown>, name: 'iat' | 'nbf' | 'exp'):
   const text = readString(claims, name);
   const ms = parseRfc3339(text);
   if (ms === undefined) {
-    throw new TokenError('bad_claims', `lease token claim "${name}" is not an RFC 3339 date-time: ${preview(text)}`);
+    throw new TokenError(
+      'bad_claims',
+      `lease token claim "${name}" is not an RFC 3339 date-time: ${preview(text)}`,
+    );
   }
   return new Date(ms);
 }
@@ -161,7 +180,10 @@ export function readLeaseClaims(claims: Record<string, unknown>): LeaseClaims {
   const sub = readString(claims, 'sub');
   const colon = sub.indexOf(':');
   if (colon <= 0 || colon === sub.length - 1) {
-    throw new TokenError('bad_claims', `lease token claim "sub" must be "subject_type:subject_id", got ${preview(sub)}`);
+    throw new TokenError(
+      'bad_claims',
+      `lease token claim "sub" must be "subject_type:subject_id", got ${preview(sub)}`,
+    );
   }
   const features = claims.features;
   if (!Array.isArray(features) || !features.every((f): f is string => typeof f === 'string')) {
@@ -169,7 +191,10 @@ export function readLeaseClaims(claims: Record<string, unknown>): LeaseClaims {
   }
   const grace = claims.grace;
   if (grace !== undefined && grace !== true) {
-    throw new TokenError('bad_claims', 'lease token claim "grace" must be true when present (it is omitted outside grace)');
+    throw new TokenError(
+      'bad_claims',
+      'lease token claim "grace" must be true when present (it is omitted outside grace)',
+    );
   }
   return {
     typ: LEASE_TOKEN_TYPE,

@@ -52,10 +52,13 @@ describe('k4.public vectors', () => {
     'k4.public-2': 'not a point on the curve',
     'k4.public-3': 'not a point on the curve',
   };
-  it.each(ok)('$name is refused by parsePaserkPublic because its key is not a usable Ed25519 point', (v) => {
-    expect(refusal[v.name], `no expectation recorded for ${v.name}`).toBeDefined();
-    expectTokenError(() => parsePaserkPublic(v.paserk!), 'bad_key', refusal[v.name]!);
-  });
+  it.each(ok)(
+    '$name is refused by parsePaserkPublic because its key is not a usable Ed25519 point',
+    (v) => {
+      expect(refusal[v.name], `no expectation recorded for ${v.name}`).toBeDefined();
+      expectTokenError(() => parsePaserkPublic(v.paserk!), 'bad_key', refusal[v.name]!);
+    },
+  );
 
   it('parses back a real key exactly (the v4.json vector key)', () => {
     const key = '1eb9dbbbbc047c03fd70604e0071f0987e16b28b757225c11f00415d0e20b1a2';
@@ -116,32 +119,62 @@ describe('PASERK parsing is strict', () => {
   });
 
   it('rejects other versions and types, naming what it got', () => {
-    expectTokenError(() => parsePaserkPublic(paserk.replace('k4.', 'k3.')), 'bad_key', 'expected a k4.public PASERK', 'got a k3.public PASERK');
+    expectTokenError(
+      () => parsePaserkPublic(paserk.replace('k4.', 'k3.')),
+      'bad_key',
+      'expected a k4.public PASERK',
+      'got a k3.public PASERK',
+    );
     expectTokenError(() => parsePaserkPublic(secret), 'bad_key', 'got a k4.secret PASERK');
-    expectTokenError(() => parsePaserkSecret(paserk), 'bad_key', 'expected a k4.secret PASERK', 'got a k4.public PASERK');
+    expectTokenError(
+      () => parsePaserkSecret(paserk),
+      'bad_key',
+      'expected a k4.secret PASERK',
+      'got a k4.public PASERK',
+    );
     expectTokenError(() => paserkPid(secret), 'bad_key', 'expected a k4.public PASERK');
     expectTokenError(() => paserkSid(paserk), 'bad_key', 'expected a k4.secret PASERK');
-    expectTokenError(() => parsePaserkPublic('-----BEGIN PUBLIC KEY-----'), 'bad_key', 'expected a k4.public PASERK');
+    expectTokenError(
+      () => parsePaserkPublic('-----BEGIN PUBLIC KEY-----'),
+      'bad_key',
+      'expected a k4.public PASERK',
+    );
     expectTokenError(() => parsePaserkPublic(undefined as never), 'bad_key', 'must be a string');
   });
 
   it('rejects the wrong length', () => {
-    expectTokenError(() => parsePaserkPublic(`k4.public.${encodeBase64Url(raw.subarray(0, 31))}`), 'bad_key', 'must hold 32 bytes, got 31');
-    expectTokenError(() => parsePaserkPublic(`k4.public.${encodeBase64Url(Buffer.concat([raw, raw]))}`), 'bad_key', 'got 64');
+    expectTokenError(
+      () => parsePaserkPublic(`k4.public.${encodeBase64Url(raw.subarray(0, 31))}`),
+      'bad_key',
+      'must hold 32 bytes, got 31',
+    );
+    expectTokenError(
+      () => parsePaserkPublic(`k4.public.${encodeBase64Url(Buffer.concat([raw, raw]))}`),
+      'bad_key',
+      'got 64',
+    );
   });
 
   it('rejects padded or non-canonical base64url', () => {
     expectTokenError(() => parsePaserkPublic(`${paserk}=`), 'bad_key', 'padding');
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
     const last = alphabet.indexOf(paserk.at(-1)!);
-    expectTokenError(() => parsePaserkPublic(paserk.slice(0, -1) + alphabet[last ^ 1]), 'bad_key', 'not canonical');
+    expectTokenError(
+      () => parsePaserkPublic(paserk.slice(0, -1) + alphabet[last ^ 1]),
+      'bad_key',
+      'not canonical',
+    );
   });
 
   it('rejects a secret key whose public half does not belong to its seed', () => {
     const otherRaw = ed25519RawPublicKey(generateKeyPairSync('ed25519').privateKey);
     const spliced = Buffer.concat([ed25519RawSeed(privateKey), otherRaw]);
     expectTokenError(() => toPaserkSecret(spliced), 'bad_key', 'inconsistent');
-    expectTokenError(() => parsePaserkSecret(`k4.secret.${encodeBase64Url(spliced)}`), 'bad_key', 'inconsistent');
+    expectTokenError(
+      () => parsePaserkSecret(`k4.secret.${encodeBase64Url(spliced)}`),
+      'bad_key',
+      'inconsistent',
+    );
   });
 
   it('builds KeyObjects that match node:crypto key generation', () => {
@@ -149,7 +182,11 @@ describe('PASERK parsing is strict', () => {
     const rebuilt = ed25519PrivateKeyFromSeed(seed);
     expect(ed25519RawPublicKey(rebuilt).equals(raw)).toBe(true);
     expect(ed25519PublicKeyFromRaw(raw).equals(createPublicKey(privateKey))).toBe(true);
-    expectTokenError(() => ed25519PrivateKeyFromSeed(seed.subarray(1)), 'bad_key', '32 bytes, got 31');
+    expectTokenError(
+      () => ed25519PrivateKeyFromSeed(seed.subarray(1)),
+      'bad_key',
+      '32 bytes, got 31',
+    );
   });
 });
 
@@ -254,22 +291,41 @@ describe('small-order public keys', () => {
       const y = P + BigInt(k);
       const bytes = Buffer.alloc(32);
       for (let i = 0; i < 32; i++) bytes[i] = Number((y >> BigInt(8 * i)) & 0xffn);
-      expectTokenError(() => assertUsableEd25519PublicKey(bytes), 'bad_key', 'not canonically encoded');
+      expectTokenError(
+        () => assertUsableEd25519PublicKey(bytes),
+        'bad_key',
+        'not canonically encoded',
+      );
     }
   });
 
   it('refuses an encoding that is not a point on the curve', () => {
     let y = 2n;
-    while (decodePoint(Buffer.from(y.toString(16).padStart(64, '0'), 'hex').reverse()) !== undefined) y++;
+    while (
+      decodePoint(Buffer.from(y.toString(16).padStart(64, '0'), 'hex').reverse()) !== undefined
+    )
+      y++;
     const bytes = Buffer.from(y.toString(16).padStart(64, '0'), 'hex').reverse();
-    expectTokenError(() => parsePaserkPublic(toPaserkPublic(bytes)), 'bad_key', 'not a point on the curve');
+    expectTokenError(
+      () => parsePaserkPublic(toPaserkPublic(bytes)),
+      'bad_key',
+      'not a point on the curve',
+    );
   });
 
   it('accepts ordinary keys, including the official vector key', () => {
     for (let i = 0; i < 20; i++) {
-      expect(() => assertUsableEd25519PublicKey(ed25519RawPublicKey(generateKeyPairSync('ed25519').privateKey))).not.toThrow();
+      expect(() =>
+        assertUsableEd25519PublicKey(
+          ed25519RawPublicKey(generateKeyPairSync('ed25519').privateKey),
+        ),
+      ).not.toThrow();
     }
-    expect(() => assertUsableEd25519PublicKey(hex('1eb9dbbbbc047c03fd70604e0071f0987e16b28b757225c11f00415d0e20b1a2'))).not.toThrow();
+    expect(() =>
+      assertUsableEd25519PublicKey(
+        hex('1eb9dbbbbc047c03fd70604e0071f0987e16b28b757225c11f00415d0e20b1a2'),
+      ),
+    ).not.toThrow();
   });
 
   it('a forged token for the identity key cannot be verified through our API, because the key cannot be loaded', () => {

@@ -70,7 +70,10 @@ export function assertUsableEd25519PublicKey(raw: Uint8Array): void {
   const signBit = y >> 255n;
   y &= (1n << 255n) - 1n;
   if (y >= P) {
-    throw new TokenError('bad_key', 'Ed25519 public key is not canonically encoded (y >= 2^255-19); no real key looks like this');
+    throw new TokenError(
+      'bad_key',
+      'Ed25519 public key is not canonically encoded (y >= 2^255-19); no real key looks like this',
+    );
   }
   if (SMALL_ORDER_Y.has(y)) {
     throw new TokenError(
@@ -83,7 +86,8 @@ export function assertUsableEd25519PublicKey(raw: Uint8Array): void {
   const x2 = mod((y2 - 1n) * modPow(D * y2 + 1n, P - 2n));
   if (x2 === 0n) {
     // Only y = ±1 give x = 0 and both are small-order, so this is unreachable; kept as a guard.
-    if (signBit === 1n) throw new TokenError('bad_key', 'Ed25519 public key encodes x = 0 with the sign bit set');
+    if (signBit === 1n)
+      throw new TokenError('bad_key', 'Ed25519 public key encodes x = 0 with the sign bit set');
   } else if (modPow(x2, (P - 1n) / 2n) !== 1n) {
     throw new TokenError('bad_key', 'Ed25519 public key is not a point on the curve');
   }
@@ -100,7 +104,11 @@ export function assertUsableEd25519PublicKey(raw: Uint8Array): void {
  */
 export function ed25519PublicKeyFromRaw(raw32: Uint8Array): KeyObject {
   assertUsableEd25519PublicKey(raw32);
-  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw32]), format: 'der', type: 'spki' });
+  return createPublicKey({
+    key: Buffer.concat([SPKI_ED25519_PREFIX, raw32]),
+    format: 'der',
+    type: 'spki',
+  });
 }
 
 /**
@@ -109,15 +117,23 @@ export function ed25519PublicKeyFromRaw(raw32: Uint8Array): KeyObject {
  * @throws TokenError `bad_key`
  */
 export function ed25519PrivateKeyFromSeed(seed32: Uint8Array): KeyObject {
-  if (seed32.byteLength !== 32) throw new TokenError('bad_key', `Ed25519 seed must be 32 bytes, got ${seed32.byteLength}`);
-  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed32]), format: 'der', type: 'pkcs8' });
+  if (seed32.byteLength !== 32)
+    throw new TokenError('bad_key', `Ed25519 seed must be 32 bytes, got ${seed32.byteLength}`);
+  return createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519_PREFIX, seed32]),
+    format: 'der',
+    type: 'pkcs8',
+  });
 }
 
 /** Raw 32-byte public key of an Ed25519 KeyObject (public or private). */
 export function ed25519RawPublicKey(key: KeyObject): Buffer {
   const pub = key.type === 'private' ? createPublicKey(key) : key;
   if (pub.asymmetricKeyType !== 'ed25519') {
-    throw new TokenError('bad_key', `expected an Ed25519 key, got ${pub.asymmetricKeyType ?? 'a symmetric key'}`);
+    throw new TokenError(
+      'bad_key',
+      `expected an Ed25519 key, got ${pub.asymmetricKeyType ?? 'a symmetric key'}`,
+    );
   }
   return pub.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
 }
@@ -138,7 +154,8 @@ function publicKeyFromSeed(seed32: Uint8Array): Buffer {
 // PASERK serialisation.
 
 function decodePaserkBody(s: string, prefix: string, bytes: number): Buffer {
-  if (typeof s !== 'string') throw new TokenError('bad_key', `PASERK must be a string, got ${typeof s}`);
+  if (typeof s !== 'string')
+    throw new TokenError('bad_key', `PASERK must be a string, got ${typeof s}`);
   if (!s.startsWith(prefix)) {
     const m = /^(k\d+)\.([a-z-]+)\./.exec(s);
     const found = m ? `a ${m[1]}.${m[2]} PASERK` : preview(s, 16);
@@ -151,7 +168,10 @@ function decodePaserkBody(s: string, prefix: string, bytes: number): Buffer {
     throw new TokenError('bad_key', (err as Error).message, { cause: err });
   }
   if (raw.length !== bytes) {
-    throw new TokenError('bad_key', `${prefix.slice(0, -1)} PASERK must hold ${bytes} bytes, got ${raw.length}`);
+    throw new TokenError(
+      'bad_key',
+      `${prefix.slice(0, -1)} PASERK must hold ${bytes} bytes, got ${raw.length}`,
+    );
   }
   return raw;
 }
@@ -167,7 +187,10 @@ function decodePaserkBody(s: string, prefix: string, bytes: number): Buffer {
  */
 export function toPaserkPublic(raw32: Uint8Array): string {
   if (raw32.byteLength !== 32) {
-    throw new TokenError('bad_key', `k4.public PASERK needs a 32-byte Ed25519 public key, got ${raw32.byteLength} bytes`);
+    throw new TokenError(
+      'bad_key',
+      `k4.public PASERK needs a 32-byte Ed25519 public key, got ${raw32.byteLength} bytes`,
+    );
   }
   return PUBLIC_PREFIX + encodeBase64Url(raw32);
 }
@@ -202,7 +225,10 @@ function assertConsistentSecret(raw64: Uint8Array): void {
  */
 export function toPaserkSecret(raw64: Uint8Array): string {
   if (raw64.byteLength !== 64) {
-    throw new TokenError('bad_key', `k4.secret PASERK needs a 64-byte Ed25519 secret key (seed || public key), got ${raw64.byteLength} bytes`);
+    throw new TokenError(
+      'bad_key',
+      `k4.secret PASERK needs a 64-byte Ed25519 secret key (seed || public key), got ${raw64.byteLength} bytes`,
+    );
   }
   assertConsistentSecret(raw64);
   return SECRET_PREFIX + encodeBase64Url(raw64);

@@ -27,7 +27,9 @@ interface V4Vector {
 }
 
 const vectors = (
-  JSON.parse(readFileSync(new URL('../../test/fixtures/paseto/v4.json', import.meta.url), 'utf8')) as {
+  JSON.parse(
+    readFileSync(new URL('../../test/fixtures/paseto/v4.json', import.meta.url), 'utf8'),
+  ) as {
     tests: V4Vector[];
   }
 ).tests;
@@ -39,7 +41,9 @@ const localCases = vectors.filter((v) => v.name.startsWith('4-E-'));
 // The 4-F cases carry no public key of their own; the vector key pair is the one they target.
 const vectorKeys = signingCases[0]!;
 const vectorPublicKey = ed25519PublicKeyFromRaw(Buffer.from(vectorKeys['public-key']!, 'hex'));
-const vectorSecretKey = ed25519PrivateKeyFromSeed(Buffer.from(vectorKeys['secret-key-seed']!, 'hex'));
+const vectorSecretKey = ed25519PrivateKeyFromSeed(
+  Buffer.from(vectorKeys['secret-key-seed']!, 'hex'),
+);
 
 const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
 
@@ -57,16 +61,21 @@ describe('official v4 vectors', () => {
     expect(footer.toString('utf8')).toBe(v.footer);
   });
 
-  it.each(signingCases)('$name is reproduced exactly by signing (Ed25519 is deterministic)', (v) => {
-    const secretKey = ed25519PrivateKeyFromSeed(Buffer.from(v['secret-key-seed']!, 'hex'));
-    expect(signV4Public(secretKey, utf8(v.payload!), utf8(v.footer), utf8(v['implicit-assertion']))).toBe(v.token);
-  });
+  it.each(signingCases)(
+    '$name is reproduced exactly by signing (Ed25519 is deterministic)',
+    (v) => {
+      const secretKey = ed25519PrivateKeyFromSeed(Buffer.from(v['secret-key-seed']!, 'hex'));
+      expect(
+        signV4Public(secretKey, utf8(v.payload!), utf8(v.footer), utf8(v['implicit-assertion'])),
+      ).toBe(v.token);
+    },
+  );
 
   it.each(signingCases)('$name is reproduced exactly by off-thread signing', async (v) => {
     const secretKey = ed25519PrivateKeyFromSeed(Buffer.from(v['secret-key-seed']!, 'hex'));
-    await expect(signV4PublicAsync(secretKey, utf8(v.payload!), utf8(v.footer), utf8(v['implicit-assertion']))).resolves.toBe(
-      v.token,
-    );
+    await expect(
+      signV4PublicAsync(secretKey, utf8(v.payload!), utf8(v.footer), utf8(v['implicit-assertion'])),
+    ).resolves.toBe(v.token);
   });
 
   it.each(signingCases)('$name secret key in the vector is seed || public key', (v) => {
@@ -85,19 +94,25 @@ describe('official v4 vectors', () => {
     expect(v['expect-fail']).toBe(true);
     const code = expectedFailure[v.name];
     expect(code, `no expectation recorded for ${v.name}`).toBeDefined();
-    expectTokenError(() => verifyV4Public(vectorPublicKey, v.token, utf8(v['implicit-assertion'])), code!);
+    expectTokenError(
+      () => verifyV4Public(vectorPublicKey, v.token, utf8(v['implicit-assertion'])),
+      code!,
+    );
     // Also without the implicit assertion, in case it was what made it fail.
     expectTokenError(() => verifyV4Public(vectorPublicKey, v.token), code!);
   });
 
-  it.each(localCases)('$name (v4.local) is refused by the public verifier as the wrong purpose', (v) => {
-    expectTokenError(
-      () => verifyV4Public(vectorPublicKey, v.token, utf8(v['implicit-assertion'])),
-      'wrong_purpose',
-      'v4.local',
-      'only v4.public',
-    );
-  });
+  it.each(localCases)(
+    '$name (v4.local) is refused by the public verifier as the wrong purpose',
+    (v) => {
+      expectTokenError(
+        () => verifyV4Public(vectorPublicKey, v.token, utf8(v['implicit-assertion'])),
+        'wrong_purpose',
+        'v4.local',
+        'only v4.public',
+      );
+    },
+  );
 });
 
 describe('PAE', () => {
@@ -111,7 +126,9 @@ describe('PAE', () => {
   });
 
   it('encodes ["test"] with its length prefix', () => {
-    expect(pae([utf8('test')]).toString('hex')).toBe('0100000000000000' + '0400000000000000' + utf8('test').toString('hex'));
+    expect(pae([utf8('test')]).toString('hex')).toBe(
+      '0100000000000000' + '0400000000000000' + utf8('test').toString('hex'),
+    );
   });
 
   it('does not let piece boundaries move (["ab","c"] differs from ["a","bc"])', () => {
@@ -153,14 +170,22 @@ describe('v4.public sign and verify', () => {
 
   it('rejects a public key for signing and a private key for verifying', async () => {
     expectTokenError(() => signV4Public(publicKey, message), 'bad_key', 'Ed25519 private key');
-    expectTokenError(() => verifyV4Public(privateKey as never, token), 'bad_key', 'Ed25519 public key');
+    expectTokenError(
+      () => verifyV4Public(privateKey as never, token),
+      'bad_key',
+      'Ed25519 public key',
+    );
     await expect(signV4PublicAsync(publicKey, message)).rejects.toMatchObject({ code: 'bad_key' });
     const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
     expectTokenError(() => verifyV4Public(rsa.publicKey, token), 'bad_key', 'rsa');
   });
 
   it('rejects a token signed by another key', () => {
-    expectTokenError(() => verifyV4Public(other.publicKey, token), 'bad_signature', 'does not verify');
+    expectTokenError(
+      () => verifyV4Public(other.publicKey, token),
+      'bad_signature',
+      'does not verify',
+    );
   });
 
   it('rejects a tampered payload byte', () => {
@@ -176,7 +201,10 @@ describe('v4.public sign and verify', () => {
   it('rejects a tampered signature byte', () => {
     const body = decodeBase64Url(payloadPart);
     body[body.length - 1]! ^= 0x80;
-    expectTokenError(() => verifyV4Public(publicKey, `v4.public.${encodeBase64Url(body)}.${footerPart}`), 'bad_signature');
+    expectTokenError(
+      () => verifyV4Public(publicKey, `v4.public.${encodeBase64Url(body)}.${footerPart}`),
+      'bad_signature',
+    );
   });
 
   it('rejects a tampered footer', () => {
@@ -190,16 +218,32 @@ describe('v4.public sign and verify', () => {
 
   it('rejects a wrong implicit assertion and a missing one', () => {
     const bound = signV4Public(privateKey, message, footer, utf8('{"tenant":"a"}'));
-    expect(verifyV4Public(publicKey, bound, utf8('{"tenant":"a"}')).message.equals(message)).toBe(true);
-    expectTokenError(() => verifyV4Public(publicKey, bound, utf8('{"tenant":"b"}')), 'bad_signature', 'implicit assertion');
+    expect(verifyV4Public(publicKey, bound, utf8('{"tenant":"a"}')).message.equals(message)).toBe(
+      true,
+    );
+    expectTokenError(
+      () => verifyV4Public(publicKey, bound, utf8('{"tenant":"b"}')),
+      'bad_signature',
+      'implicit assertion',
+    );
     expectTokenError(() => verifyV4Public(publicKey, bound), 'bad_signature', 'implicit assertion');
     // And one that is supplied when the token was signed without any.
     expectTokenError(() => verifyV4Public(publicKey, token, utf8('x')), 'bad_signature');
   });
 
   it('rejects "=" padding in the payload and in the footer', () => {
-    expectTokenError(() => verifyV4Public(publicKey, `v4.public.${payloadPart}=.${footerPart}`), 'malformed', 'token payload', 'padding');
-    expectTokenError(() => verifyV4Public(publicKey, `v4.public.${payloadPart}.${footerPart}=`), 'malformed', 'token footer', 'padding');
+    expectTokenError(
+      () => verifyV4Public(publicKey, `v4.public.${payloadPart}=.${footerPart}`),
+      'malformed',
+      'token payload',
+      'padding',
+    );
+    expectTokenError(
+      () => verifyV4Public(publicKey, `v4.public.${payloadPart}.${footerPart}=`),
+      'malformed',
+      'token footer',
+      'padding',
+    );
   });
 
   it('rejects a non-canonical last payload character', () => {
@@ -208,29 +252,61 @@ describe('v4.public sign and verify', () => {
     const last = alphabet.indexOf(payloadPart.at(-1)!);
     const altered = payloadPart.slice(0, -1) + alphabet[last | 1];
     // A lenient decoder reads the same bytes, which is exactly why this must be refused.
-    expect(Buffer.from(altered, 'base64url').equals(Buffer.from(payloadPart, 'base64url'))).toBe(true);
-    expectTokenError(() => verifyV4Public(publicKey, `v4.public.${altered}.${footerPart}`), 'malformed', 'not canonical');
+    expect(Buffer.from(altered, 'base64url').equals(Buffer.from(payloadPart, 'base64url'))).toBe(
+      true,
+    );
+    expectTokenError(
+      () => verifyV4Public(publicKey, `v4.public.${altered}.${footerPart}`),
+      'malformed',
+      'not canonical',
+    );
   });
 
   it('rejects "+" and "/" from the standard base64 alphabet', () => {
     const plus = `v4.public.+${payloadPart.slice(1)}.${footerPart}`;
     const slash = `v4.public.${payloadPart}./${footerPart.slice(1)}`;
-    expectTokenError(() => verifyV4Public(publicKey, plus), 'malformed', '"+"', 'base64url uses "-" and "_"');
+    expectTokenError(
+      () => verifyV4Public(publicKey, plus),
+      'malformed',
+      '"+"',
+      'base64url uses "-" and "_"',
+    );
     expectTokenError(() => verifyV4Public(publicKey, slash), 'malformed', '"/"');
   });
 
   it('rejects an empty footer segment (a trailing dot after the payload)', () => {
-    expectTokenError(() => verifyV4Public(publicKey, `${bareToken}.`), 'malformed', 'empty footer segment');
+    expectTokenError(
+      () => verifyV4Public(publicKey, `${bareToken}.`),
+      'malformed',
+      'empty footer segment',
+    );
   });
 
   it('rejects a trailing dot after the footer and any extra segment', () => {
-    expectTokenError(() => verifyV4Public(publicKey, `${token}.`), 'malformed', 'too many "." segments');
-    expectTokenError(() => verifyV4Public(publicKey, `${token}.AAAA`), 'malformed', 'too many "." segments');
+    expectTokenError(
+      () => verifyV4Public(publicKey, `${token}.`),
+      'malformed',
+      'too many "." segments',
+    );
+    expectTokenError(
+      () => verifyV4Public(publicKey, `${token}.AAAA`),
+      'malformed',
+      'too many "." segments',
+    );
   });
 
   it('rejects a payload shorter than a signature', () => {
-    expectTokenError(() => verifyV4Public(publicKey, 'v4.public.'), 'malformed', '0 bytes', '64-byte signature');
-    expectTokenError(() => verifyV4Public(publicKey, `v4.public.${encodeBase64Url(Buffer.alloc(63))}`), 'malformed', '63 bytes');
+    expectTokenError(
+      () => verifyV4Public(publicKey, 'v4.public.'),
+      'malformed',
+      '0 bytes',
+      '64-byte signature',
+    );
+    expectTokenError(
+      () => verifyV4Public(publicKey, `v4.public.${encodeBase64Url(Buffer.alloc(63))}`),
+      'malformed',
+      '63 bytes',
+    );
   });
 
   it('accepts an empty message (the body is just the signature)', () => {
@@ -239,21 +315,45 @@ describe('v4.public sign and verify', () => {
   });
 
   it('rejects other versions and purposes by header', () => {
-    expectTokenError(() => verifyV4Public(publicKey, token.replace('v4.public.', 'v4.local.')), 'wrong_purpose', 'v4.local');
-    expectTokenError(() => verifyV4Public(publicKey, token.replace('v4.public.', 'v2.public.')), 'wrong_purpose', 'v2.public');
-    expectTokenError(() => verifyV4Public(publicKey, token.replace('v4.public.', 'v4.secret.')), 'wrong_purpose', 'does not exist');
+    expectTokenError(
+      () => verifyV4Public(publicKey, token.replace('v4.public.', 'v4.local.')),
+      'wrong_purpose',
+      'v4.local',
+    );
+    expectTokenError(
+      () => verifyV4Public(publicKey, token.replace('v4.public.', 'v2.public.')),
+      'wrong_purpose',
+      'v2.public',
+    );
+    expectTokenError(
+      () => verifyV4Public(publicKey, token.replace('v4.public.', 'v4.secret.')),
+      'wrong_purpose',
+      'does not exist',
+    );
   });
 
   it('rejects text that is not a PASETO token at all', () => {
-    expectTokenError(() => verifyV4Public(publicKey, 'eyJhbGciOiJFZERTQSJ9.e30.sig'), 'malformed', 'does not start with "v4.public."');
+    expectTokenError(
+      () => verifyV4Public(publicKey, 'eyJhbGciOiJFZERTQSJ9.e30.sig'),
+      'malformed',
+      'does not start with "v4.public."',
+    );
     expectTokenError(() => verifyV4Public(publicKey, 'V4.PUBLIC.' + payloadPart), 'malformed');
     expectTokenError(() => verifyV4Public(publicKey, ''), 'malformed');
     expectTokenError(() => verifyV4Public(publicKey, 42 as never), 'malformed', 'must be a string');
   });
 
   it('rejects an oversized token before looking at anything else', () => {
-    expectTokenError(() => verifyV4Public(publicKey, 'v4.local.' + 'A'.repeat(MAX_TOKEN_LENGTH)), 'malformed', 'over the 65536 limit');
-    expectTokenError(() => decodeFooterUnverified('x'.repeat(MAX_TOKEN_LENGTH + 1)), 'malformed', 'over the 65536 limit');
+    expectTokenError(
+      () => verifyV4Public(publicKey, 'v4.local.' + 'A'.repeat(MAX_TOKEN_LENGTH)),
+      'malformed',
+      'over the 65536 limit',
+    );
+    expectTokenError(
+      () => decodeFooterUnverified('x'.repeat(MAX_TOKEN_LENGTH + 1)),
+      'malformed',
+      'over the 65536 limit',
+    );
   });
 
   it('accepts a token right at the size limit', () => {
@@ -269,8 +369,16 @@ describe('v4.public sign and verify', () => {
     expect(decodeFooterUnverified(bareToken).length).toBe(0);
     // Only the structure and the footer are checked here; the payload is verify's job.
     expect(decodeFooterUnverified(`v4.public.!!.${footerPart}`).equals(footer)).toBe(true);
-    expectTokenError(() => decodeFooterUnverified(`v4.public.${payloadPart}.${footerPart}=`), 'malformed', 'token footer');
-    expectTokenError(() => decodeFooterUnverified(`${bareToken}.`), 'malformed', 'empty footer segment');
+    expectTokenError(
+      () => decodeFooterUnverified(`v4.public.${payloadPart}.${footerPart}=`),
+      'malformed',
+      'token footer',
+    );
+    expectTokenError(
+      () => decodeFooterUnverified(`${bareToken}.`),
+      'malformed',
+      'empty footer segment',
+    );
     expectTokenError(() => decodeFooterUnverified('v4.local.abc.def'), 'wrong_purpose');
   });
 

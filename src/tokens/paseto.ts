@@ -114,9 +114,13 @@ interface TokenSegments {
 
 /** Checks the size, header and segment structure of a token, without decoding anything. */
 function splitToken(token: string): TokenSegments {
-  if (typeof token !== 'string') throw new TokenError('malformed', `token must be a string, got ${typeof token}`);
+  if (typeof token !== 'string')
+    throw new TokenError('malformed', `token must be a string, got ${typeof token}`);
   if (token.length > MAX_TOKEN_LENGTH) {
-    throw new TokenError('malformed', `token is ${token.length} characters, over the ${MAX_TOKEN_LENGTH} limit`);
+    throw new TokenError(
+      'malformed',
+      `token is ${token.length} characters, over the ${MAX_TOKEN_LENGTH} limit`,
+    );
   }
   if (!token.startsWith(HEADER)) {
     const m = /^(v\d+)\.([a-z]+)\./.exec(token);
@@ -127,18 +131,30 @@ function splitToken(token: string): TokenSegments {
           : m[2] === 'local'
             ? 'a local token is encrypted with a shared key and cannot be verified with a public key'
             : `purpose "${m[2]}" does not exist in PASETO`;
-      throw new TokenError('wrong_purpose', `token is ${m[1]}.${m[2]}; only v4.public tokens are accepted (${why})`);
+      throw new TokenError(
+        'wrong_purpose',
+        `token is ${m[1]}.${m[2]}; only v4.public tokens are accepted (${why})`,
+      );
     }
-    throw new TokenError('malformed', `token does not start with "${HEADER}" (it starts ${preview(token, 12)})`);
+    throw new TokenError(
+      'malformed',
+      `token does not start with "${HEADER}" (it starts ${preview(token, 12)})`,
+    );
   }
   const dot = token.indexOf('.', HEADER.length);
   if (dot < 0) return { bodyText: token.slice(HEADER.length), footerText: undefined };
   const footerText = token.slice(dot + 1);
   if (footerText.includes('.')) {
-    throw new TokenError('malformed', 'token has too many "." segments; expected v4.public.<payload> or v4.public.<payload>.<footer>');
+    throw new TokenError(
+      'malformed',
+      'token has too many "." segments; expected v4.public.<payload> or v4.public.<payload>.<footer>',
+    );
   }
   if (footerText.length === 0) {
-    throw new TokenError('malformed', 'token ends with an empty footer segment (trailing "."); a token without a footer has no final "."');
+    throw new TokenError(
+      'malformed',
+      'token ends with an empty footer segment (trailing "."); a token without a footer has no final "."',
+    );
   }
   return { bodyText: token.slice(HEADER.length, dot), footerText };
 }

@@ -129,8 +129,13 @@ describe('parseStrictJson rejects', () => {
   });
 
   it(`nesting deeper than ${MAX_JSON_DEPTH} levels, with a TokenError rather than a stack overflow`, () => {
-    expect(parseStrictJson('['.repeat(MAX_JSON_DEPTH) + ']'.repeat(MAX_JSON_DEPTH))).toBeInstanceOf(Array);
-    expectBadClaims('['.repeat(MAX_JSON_DEPTH + 1) + ']'.repeat(MAX_JSON_DEPTH + 1), 'nesting is deeper');
+    expect(parseStrictJson('['.repeat(MAX_JSON_DEPTH) + ']'.repeat(MAX_JSON_DEPTH))).toBeInstanceOf(
+      Array,
+    );
+    expectBadClaims(
+      '['.repeat(MAX_JSON_DEPTH + 1) + ']'.repeat(MAX_JSON_DEPTH + 1),
+      'nesting is deeper',
+    );
     expectBadClaims('{"a":'.repeat(100_000), 'nesting is deeper');
   });
 });
@@ -202,7 +207,9 @@ describe('canonicalJson', () => {
   });
 
   it('rejects values that are not plain JSON, naming the path', () => {
-    expect(() => canonicalJson({ at: new Date(0) })).toThrow(/\$\.at is a Date, not a plain object/);
+    expect(() => canonicalJson({ at: new Date(0) })).toThrow(
+      /\$\.at is a Date, not a plain object/,
+    );
     expect(() => canonicalJson({ m: new Map() })).toThrow(/\$\.m is a Map/);
     expect(() => canonicalJson({ n: Number.NaN })).toThrow(/\$\.n is NaN/);
     expect(() => canonicalJson([1, Infinity])).toThrow(/\$\[1\] is Infinity/);

@@ -105,7 +105,9 @@ class StrictParser {
       default:
         if (c === MINUS || (c >= ZERO && c <= NINE)) return this.parseNumber();
         if (this.pos >= this.len) this.fail('unexpected end of input, expected a value');
-        return this.fail(`unexpected character ${JSON.stringify(this.src[this.pos])}, expected a value`);
+        return this.fail(
+          `unexpected character ${JSON.stringify(this.src[this.pos])}, expected a value`,
+        );
     }
   }
 
@@ -148,7 +150,11 @@ class StrictParser {
         this.pos++;
         return obj;
       }
-      this.fail(this.pos >= this.len ? 'unexpected end of input inside an object' : 'expected "," or "}" in an object');
+      this.fail(
+        this.pos >= this.len
+          ? 'unexpected end of input inside an object'
+          : 'expected "," or "}" in an object',
+      );
     }
   }
 
@@ -174,7 +180,11 @@ class StrictParser {
         this.pos++;
         return arr;
       }
-      this.fail(this.pos >= this.len ? 'unexpected end of input inside an array' : 'expected "," or "]" in an array');
+      this.fail(
+        this.pos >= this.len
+          ? 'unexpected end of input inside an array'
+          : 'expected "," or "]" in an array',
+      );
     }
   }
 
@@ -203,7 +213,8 @@ class StrictParser {
       if (c < SPACE) this.fail('unescaped control character in a string', pos);
       if (c >= 0xd800 && c <= 0xdfff) {
         const next = src.charCodeAt(pos + 1);
-        if (c >= 0xdc00 || !(next >= 0xdc00 && next <= 0xdfff)) this.fail('lone UTF-16 surrogate in a string', pos);
+        if (c >= 0xdc00 || !(next >= 0xdc00 && next <= 0xdfff))
+          this.fail('lone UTF-16 surrogate in a string', pos);
         pos += 2;
         continue;
       }
@@ -245,13 +256,15 @@ class StrictParser {
         return pos + 2;
       case LOWER_U: {
         const unit = this.readHex4(pos + 2);
-        if (unit >= 0xdc00 && unit <= 0xdfff) this.fail('lone low surrogate escape in a string', pos);
+        if (unit >= 0xdc00 && unit <= 0xdfff)
+          this.fail('lone low surrogate escape in a string', pos);
         if (unit >= 0xd800 && unit <= 0xdbff) {
           if (src.charCodeAt(pos + 6) !== BACKSLASH || src.charCodeAt(pos + 7) !== LOWER_U) {
             this.fail('high surrogate escape not followed by a low surrogate escape', pos);
           }
           const low = this.readHex4(pos + 8);
-          if (low < 0xdc00 || low > 0xdfff) this.fail('high surrogate escape not followed by a low surrogate escape', pos);
+          if (low < 0xdc00 || low > 0xdfff)
+            this.fail('high surrogate escape not followed by a low surrogate escape', pos);
           this.escaped = String.fromCharCode(unit, low);
           return pos + 12;
         }
@@ -321,18 +334,28 @@ class StrictParser {
     const value = Number(text);
     if (simple) {
       if (!Number.isSafeInteger(value)) {
-        this.fail(`integer ${preview(text)} is outside the safe range ±(2^53-1); send large ids as strings`, start);
+        this.fail(
+          `integer ${preview(text)} is outside the safe range ±(2^53-1); send large ids as strings`,
+          start,
+        );
       }
       return value;
     }
-    if (!Number.isFinite(value)) this.fail(`number ${preview(text)} is too large for a double`, start);
+    if (!Number.isFinite(value))
+      this.fail(`number ${preview(text)} is too large for a double`, start);
     const literalIsInteger = this.isIntegerLiteral(intStart, intEnd, fracEnd, exponent);
     if (literalIsInteger) {
       if (!Number.isSafeInteger(value)) {
-        this.fail(`integer ${preview(text)} is outside the safe range ±(2^53-1); send large ids as strings`, start);
+        this.fail(
+          `integer ${preview(text)} is outside the safe range ±(2^53-1); send large ids as strings`,
+          start,
+        );
       }
     } else if (Number.isInteger(value)) {
-      this.fail(`number ${preview(text)} loses precision as a double (it reads back as ${value})`, start);
+      this.fail(
+        `number ${preview(text)} loses precision as a double (it reads back as ${value})`,
+        start,
+      );
     }
     return value;
   }
@@ -341,7 +364,12 @@ class StrictParser {
    * Whether a number literal with a fraction or exponent denotes an integer, decided on the digits
    * (not on the double, which is what is being checked).
    */
-  private isIntegerLiteral(intStart: number, intEnd: number, fracEnd: number, exponent: number): boolean {
+  private isIntegerLiteral(
+    intStart: number,
+    intEnd: number,
+    fracEnd: number,
+    exponent: number,
+  ): boolean {
     const src = this.src;
     const fracStart = intEnd + 1; // after '.'; past fracEnd when there is no fraction
     // Last non-zero digit, scanning the fraction first, then the integer part.
@@ -377,27 +405,37 @@ function emitCanonical(value: unknown, path: string, ancestors: Set<object>): st
     case 'boolean':
       return value ? 'true' : 'false';
     case 'number':
-      if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: ${path} is ${value}, which has no JSON form`);
+      if (!Number.isFinite(value))
+        throw new TypeError(`canonicalJson: ${path} is ${value}, which has no JSON form`);
       return JSON.stringify(value);
     case 'object': {
       if (value === null) return 'null';
-      if (ancestors.has(value)) throw new TypeError(`canonicalJson: ${path} refers back to an enclosing value (a cycle)`);
+      if (ancestors.has(value))
+        throw new TypeError(`canonicalJson: ${path} refers back to an enclosing value (a cycle)`);
       ancestors.add(value);
       let out: string;
       if (Array.isArray(value)) {
         const parts: string[] = [];
         for (let i = 0; i < value.length; i++) {
-          if (!(i in value)) throw new TypeError(`canonicalJson: ${path}[${i}] is a hole in a sparse array`);
+          if (!(i in value))
+            throw new TypeError(`canonicalJson: ${path}[${i}] is a hole in a sparse array`);
           const item: unknown = value[i];
-          if (item === undefined) throw new TypeError(`canonicalJson: ${path}[${i}] is undefined, which has no JSON form`);
+          if (item === undefined)
+            throw new TypeError(
+              `canonicalJson: ${path}[${i}] is undefined, which has no JSON form`,
+            );
           parts.push(emitCanonical(item, `${path}[${i}]`, ancestors));
         }
         out = `[${parts.join(',')}]`;
       } else {
         const proto: unknown = Object.getPrototypeOf(value);
         if (proto !== Object.prototype && proto !== null) {
-          const name = (value as { constructor?: { name?: string } }).constructor?.name ?? 'an object with a custom prototype';
-          throw new TypeError(`canonicalJson: ${path} is a ${name}, not a plain object; convert it to a JSON value first`);
+          const name =
+            (value as { constructor?: { name?: string } }).constructor?.name ??
+            'an object with a custom prototype';
+          throw new TypeError(
+            `canonicalJson: ${path} is a ${name}, not a plain object; convert it to a JSON value first`,
+          );
         }
         const obj = value as Record<string, unknown>;
         const parts: string[] = [];

@@ -1,14 +1,23 @@
 // The single executable, alone in an empty folder, under an empty environment: no node_modules, no
 // PATH, no HOME. It must initialise, serve, answer the admin API and stop cleanly on SIGTERM.
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { killStrays, ROOT, runProcess, startServe } from '../spawn.ts';
 import { verifyLeaseToken } from '../../clients/typescript/src/index.ts';
 
-const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+  version: string;
+};
 const EXE: [string, string[]] = ['./bp-license-server', []];
 let dir: string;
 const inDir = () => ({ cwd: dir, env: {} });
@@ -44,13 +53,19 @@ describe('single executable, alone, with an empty environment', () => {
     const token = created.admin_token as string;
 
     const started = performance.now();
-    const server = await startServe(EXE, ['--data-dir', './data', '--host', '127.0.0.1', '--port', '0'], inDir());
+    const server = await startServe(
+      EXE,
+      ['--data-dir', './data', '--host', '127.0.0.1', '--port', '0'],
+      inDir(),
+    );
     expect(server.firstLine).toMatch(/^listening on http:\/\/127\.0\.0\.1:\d+$/);
     const health = await fetch(`${server.base}/healthz`);
     const firstAnswerMs = performance.now() - started;
     expect(health.status).toBe(200);
     await health.arrayBuffer();
-    console.log(`single executable: "listening" after ${Math.round(server.listeningMs)} ms, first /healthz answer after ${Math.round(firstAnswerMs)} ms`);
+    console.log(
+      `single executable: "listening" after ${Math.round(server.listeningMs)} ms, first /healthz answer after ${Math.round(firstAnswerMs)} ms`,
+    );
 
     const auth = { authorization: `Bearer ${token}` };
     const post = await fetch(`${server.base}/v1/entitlements`, {
@@ -78,12 +93,19 @@ describe('single executable, alone, with an empty environment', () => {
     const leased = await fetch(`${server.base}/v1/license/lease`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ product_id: 'your-product-id', tenant_id: 'local-tenant-id', subject_type: 'user', subject_id: 'user_123' }),
+      body: JSON.stringify({
+        product_id: 'your-product-id',
+        tenant_id: 'local-tenant-id',
+        subject_type: 'user',
+        subject_id: 'user_123',
+      }),
     });
     expect(leased.status).toBe(201);
     const lease = (await leased.json()) as { lease_id: string; token: string };
     const keys = await (await fetch(`${server.base}/v1/license/keys`)).json();
-    expect(verifyLeaseToken(lease.token, keys as never, { productId: 'your-product-id' })).toMatchObject({ jti: lease.lease_id, sub: 'user:user_123', entitlementId });
+    expect(
+      verifyLeaseToken(lease.token, keys as never, { productId: 'your-product-id' }),
+    ).toMatchObject({ jti: lease.lease_id, sub: 'user:user_123', entitlementId });
 
     const end = await server.stop();
     expect(end, `stderr: ${server.stderr()}`).toEqual({ code: 0, signal: null });
@@ -92,7 +114,12 @@ describe('single executable, alone, with an empty environment', () => {
 
   test('unpacks its SQLite engine once, and replaces a cached copy that was altered', async () => {
     const cache = path.join(dir, 'engine-cache');
-    const list = () => runProcess(EXE, ['--data-dir', './data', '--native-cache-dir', cache, 'tokens', 'list', '--json'], inDir());
+    const list = () =>
+      runProcess(
+        EXE,
+        ['--data-dir', './data', '--native-cache-dir', cache, 'tokens', 'list', '--json'],
+        inDir(),
+      );
     const first = await list();
     expect(first.code, first.stderr).toBe(0);
     const files = readdirSync(cache).filter((f) => f.endsWith('.node'));
@@ -100,9 +127,14 @@ describe('single executable, alone, with an empty environment', () => {
     const file = path.join(cache, files[0]!);
     const original = readFileSync(file);
     // The file is named by the engine's hash, which the build recorded.
-    expect(files[0]).toBe(`better_sqlite3-${createHash('sha256').update(original).digest('hex').slice(0, 16)}.node`);
+    expect(files[0]).toBe(
+      `better_sqlite3-${createHash('sha256').update(original).digest('hex').slice(0, 16)}.node`,
+    );
 
-    writeFileSync(file, Buffer.concat([original.subarray(0, 1000), Buffer.from('tampered'), original.subarray(1008)]));
+    writeFileSync(
+      file,
+      Buffer.concat([original.subarray(0, 1000), Buffer.from('tampered'), original.subarray(1008)]),
+    );
     const again = await list();
     expect(again.code, again.stderr).toBe(0);
     expect(readFileSync(file).equals(original)).toBe(true);
@@ -120,16 +152,27 @@ describe('single executable, alone, with an empty environment', () => {
       inDir(),
     );
     expect(created.code, created.stderr).toBe(0);
-    const server = await startServe(EXE, ['--data-dir', './ckpt-data', '--host', '127.0.0.1', '--port', '0', '--log-level', 'debug'], inDir());
+    const server = await startServe(
+      EXE,
+      ['--data-dir', './ckpt-data', '--host', '127.0.0.1', '--port', '0', '--log-level', 'debug'],
+      inDir(),
+    );
     // An idle server runs no checkpoint thread; grants grow the WAL past 1 MiB and start it. Its
     // first round cuts the WAL: only a thread that loaded the SQLite engine can say so.
-    expect(await (await fetch(`${server.base}/metrics`)).text()).toMatch(/^bpls_wal_checkpoint_thread 0$/m);
+    expect(await (await fetch(`${server.base}/metrics`)).text()).toMatch(
+      /^bpls_wal_checkpoint_thread 0$/m,
+    );
     const end = performance.now() + 20_000;
     for (let i = 0; !server.stderr().includes('"WAL truncated"') && performance.now() < end; i++) {
       const r = await fetch(`${server.base}/v1/license/lease`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ product_id: 'p', tenant_id: 't', subject_type: 'user', subject_id: `u${i}` }),
+        body: JSON.stringify({
+          product_id: 'p',
+          tenant_id: 't',
+          subject_type: 'user',
+          subject_id: `u${i}`,
+        }),
       });
       expect(r.status).toBe(201);
       await r.arrayBuffer();

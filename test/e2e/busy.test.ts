@@ -12,7 +12,8 @@ import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../sp
 import { writeBigSnapshot } from '../big-bundle.ts';
 
 const YEAR_MS = 365 * 24 * 3600 * 1000;
-const rfc3339 = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+const rfc3339 = (ms: number) =>
+  new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 /** Records in the big bundle (BPLS_BUSY_TEST_RECORDS=400000 for a one-off measurement). */
 const N = Number(process.env.BPLS_BUSY_TEST_RECORDS ?? 100_000);
 
@@ -23,17 +24,22 @@ let entitlementId: string;
 let bigBundle: string;
 const servers: ServeHandle[] = [];
 
-const cli = (args: string[], timeoutMs = 120_000) => runProcess(CLI, args, { cwd: root, timeoutMs });
+const cli = (args: string[], timeoutMs = 120_000) =>
+  runProcess(CLI, args, { cwd: root, timeoutMs });
 
 function copyDataDir(name: string): string {
   const dir = path.join(root, name);
   mkdirSync(dir);
-  for (const f of ['license.db', 'server.key', 'server.json']) copyFileSync(path.join(template, f), path.join(dir, f));
+  for (const f of ['license.db', 'server.key', 'server.json'])
+    copyFileSync(path.join(template, f), path.join(dir, f));
   return dir;
 }
 
 async function serve(dataDir: string, extra: string[] = ['--no-sync-dir']): Promise<ServeHandle> {
-  const s = await startServe(CLI, ['--data-dir', dataDir, '--port', '0', ...extra], { cwd: root, timeoutMs: 60_000 });
+  const s = await startServe(CLI, ['--data-dir', dataDir, '--port', '0', ...extra], {
+    cwd: root,
+    timeoutMs: 60_000,
+  });
   servers.push(s);
   return s;
 }
@@ -56,16 +62,39 @@ async function timed(url: string, init: RequestInit = {}): Promise<Answer> {
   } catch {
     code = undefined;
   }
-  return { status: res.status, ms, ...(code !== undefined ? { code } : {}), retryAfter: res.headers.get('retry-after') };
+  return {
+    status: res.status,
+    ms,
+    ...(code !== undefined ? { code } : {}),
+    retryAfter: res.headers.get('retry-after'),
+  };
 }
 
 const grant = (base: string, subject: string) =>
-  timed(`${base}/v1/license/lease`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ tenant_id: 't', product_id: 'p', subject_type: 'user', subject_id: subject }) });
-const admin = (base: string, p: string, init: RequestInit = {}) => timed(`${base}${p}`, { ...init, headers: { Authorization: `Bearer ${adminToken}`, 'Content-Type': 'application/json', ...(init.headers ?? {}) } });
+  timed(`${base}/v1/license/lease`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      tenant_id: 't',
+      product_id: 'p',
+      subject_type: 'user',
+      subject_id: subject,
+    }),
+  });
+const admin = (base: string, p: string, init: RequestInit = {}) =>
+  timed(`${base}${p}`, {
+    ...init,
+    headers: {
+      Authorization: `Bearer ${adminToken}`,
+      'Content-Type': 'application/json',
+      ...(init.headers ?? {}),
+    },
+  });
 
 function stats(ms: number[]): string {
   const s = [...ms].sort((a, b) => a - b);
-  const at = (q: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]!.toFixed(0) : 'n/a');
+  const at = (q: number) =>
+    s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]!.toFixed(0) : 'n/a';
   return `n=${s.length} p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${at(1)} ms`;
 }
 
@@ -96,7 +125,9 @@ async function clientWhile(base: string, during: Promise<unknown>, tag: string) 
 function activeLeases(dataDir: string): number {
   const db = new Database(path.join(dataDir, 'license.db'), { readonly: true });
   try {
-    return (db.prepare("SELECT count(*) AS n FROM leases WHERE state = 'active'").get() as { n: number }).n;
+    return (
+      db.prepare("SELECT count(*) AS n FROM leases WHERE state = 'active'").get() as { n: number }
+    ).n;
   } finally {
     db.close();
   }
@@ -105,8 +136,17 @@ function activeLeases(dataDir: string): number {
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-busy-'));
   template = path.join(root, 'template');
-  const vendor = JSON.parse((await cli(['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'])).stdout);
-  const init = await cli(['init', '--data-dir', template, '--vendor-key', vendor.public_key, '--json']);
+  const vendor = JSON.parse(
+    (await cli(['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'])).stdout,
+  );
+  const init = await cli([
+    'init',
+    '--data-dir',
+    template,
+    '--vendor-key',
+    vendor.public_key,
+    '--json',
+  ]);
   expect(init.code, init.stderr).toBe(0);
   const { server_id: serverId } = JSON.parse(init.stdout);
   adminToken = JSON.parse(init.stdout).admin_token;
@@ -117,7 +157,13 @@ beforeAll(async () => {
   );
   expect(created.code, created.stderr + created.stdout).toBe(0);
   entitlementId = JSON.parse(created.stdout).entitlement_id;
-  bigBundle = writeBigSnapshot(vendor.secret_key_file, serverId, N, path.join(root, 'big.bpsync'), 7);
+  bigBundle = writeBigSnapshot(
+    vendor.secret_key_file,
+    serverId,
+    N,
+    path.join(root, 'big.bpsync'),
+    7,
+  );
 }, 180_000);
 
 afterAll(async () => {
@@ -155,7 +201,18 @@ describe('another process holds the write lock for 4 s', () => {
       health.push(await timed(`${s.base}/healthz`));
       reads.push(await admin(s.base, `/v1/entitlements/${entitlementId}`));
       if (writes.length < 3 && at > 500) {
-        writes.push(await admin(s.base, '/v1/entitlements', { method: 'POST', body: JSON.stringify({ tenant_id: 't2', product_id: 'p2', policy_json: { type: 'concurrent', max_seats: 1 }, starts_at: '2024-01-01T00:00:00Z', ends_at: '2099-01-01T00:00:00Z' }) }));
+        writes.push(
+          await admin(s.base, '/v1/entitlements', {
+            method: 'POST',
+            body: JSON.stringify({
+              tenant_id: 't2',
+              product_id: 'p2',
+              policy_json: { type: 'concurrent', max_seats: 1 },
+              starts_at: '2024-01-01T00:00:00Z',
+              ends_at: '2099-01-01T00:00:00Z',
+            }),
+          }),
+        );
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -174,7 +231,8 @@ describe('another process holds the write lock for 4 s', () => {
     expect(Math.max(...reads.map((a) => a.ms))).toBeLessThan(1000);
     // Admin writes: busy, with Retry-After, nothing created.
     expect(writes.length).toBeGreaterThan(0);
-    for (const w of writes) expect(w, JSON.stringify(w)).toMatchObject({ status: 503, code: 'busy', retryAfter: '1' });
+    for (const w of writes)
+      expect(w, JSON.stringify(w)).toMatchObject({ status: 503, code: 'busy', retryAfter: '1' });
     // Grants: the early ones waited out the 3 s deadline and were refused busy; later ones waited for the lock and got it.
     for (const a of answered) expect([201, 503], JSON.stringify(a)).toContain(a.status);
     const refused = answered.filter((a) => a.status === 503);
@@ -188,7 +246,9 @@ describe('another process holds the write lock for 4 s', () => {
     expect(activeLeases(dir)).toBe(answered.filter((a) => a.status === 201).length + 2);
     const db = new Database(path.join(dir, 'license.db'), { readonly: true });
     try {
-      expect(db.prepare("SELECT count(*) AS n FROM entitlements WHERE tenant_id = 't2'").get()).toEqual({ n: 0 });
+      expect(
+        db.prepare("SELECT count(*) AS n FROM entitlements WHERE tenant_id = 't2'").get(),
+      ).toEqual({ n: 0 });
     } finally {
       db.close();
     }
@@ -206,8 +266,13 @@ describe(`a ${N}-record bundle imported while a client leases`, () => {
     const seconds = (performance.now() - t0) / 1000;
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'applied', added: N });
-    process.stdout.write(`\n[busy] CLI import of ${N} records: ${seconds.toFixed(1)} s; grants ${stats(grants.map((a) => a.ms))}; healthz ${stats(health.map((a) => a.ms))}\n`);
-    expect(grants.filter((a) => a.status !== 201), JSON.stringify(grants.filter((a) => a.status !== 201).slice(0, 3))).toEqual([]);
+    process.stdout.write(
+      `\n[busy] CLI import of ${N} records: ${seconds.toFixed(1)} s; grants ${stats(grants.map((a) => a.ms))}; healthz ${stats(health.map((a) => a.ms))}\n`,
+    );
+    expect(
+      grants.filter((a) => a.status !== 201),
+      JSON.stringify(grants.filter((a) => a.status !== 201).slice(0, 3)),
+    ).toEqual([]);
     expect(health.every((a) => a.status === 200)).toBe(true);
     expect(grants.length).toBeGreaterThan(10);
     // The import used to freeze every answer for its whole apply (2.5-3 s per 100,000 records).
@@ -222,12 +287,20 @@ describe(`a ${N}-record bundle imported while a client leases`, () => {
     const s = await serve(dir, ['--sync-dir', syncDir, '--sync-poll-ms', '100']);
     const t0 = performance.now();
     copyFileSync(bigBundle, path.join(syncDir, 'inbox', 'big.bpsync.part'));
-    renameSync(path.join(syncDir, 'inbox', 'big.bpsync.part'), path.join(syncDir, 'inbox', 'big.bpsync'));
+    renameSync(
+      path.join(syncDir, 'inbox', 'big.bpsync.part'),
+      path.join(syncDir, 'inbox', 'big.bpsync'),
+    );
     const imported = (async () => {
       const deadline = Date.now() + 500_000;
       while (Date.now() < deadline) {
-        const res = await fetch(`${s.base}/v1/sync/status`, { headers: { Authorization: `Bearer ${adminToken}` } });
-        const body = (await res.json()) as { last_import: { seq: number } | null; applying: unknown };
+        const res = await fetch(`${s.base}/v1/sync/status`, {
+          headers: { Authorization: `Bearer ${adminToken}` },
+        });
+        const body = (await res.json()) as {
+          last_import: { seq: number } | null;
+          applying: unknown;
+        };
         if (res.status === 200 && body.last_import?.seq === 1 && body.applying === null) return;
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -236,15 +309,22 @@ describe(`a ${N}-record bundle imported while a client leases`, () => {
     const { grants, health } = await clientWhile(s.base, imported, 'inbox');
     await imported;
     const seconds = (performance.now() - t0) / 1000;
-    process.stdout.write(`\n[busy] inbox import of ${N} records: ${seconds.toFixed(1)} s; grants ${stats(grants.map((a) => a.ms))}; healthz ${stats(health.map((a) => a.ms))}\n`);
-    expect(grants.filter((a) => a.status !== 201), JSON.stringify(grants.filter((a) => a.status !== 201).slice(0, 3))).toEqual([]);
+    process.stdout.write(
+      `\n[busy] inbox import of ${N} records: ${seconds.toFixed(1)} s; grants ${stats(grants.map((a) => a.ms))}; healthz ${stats(health.map((a) => a.ms))}\n`,
+    );
+    expect(
+      grants.filter((a) => a.status !== 201),
+      JSON.stringify(grants.filter((a) => a.status !== 201).slice(0, 3)),
+    ).toEqual([]);
     expect(health.every((a) => a.status === 200)).toBe(true);
     expect(Math.max(...health.map((a) => a.ms))).toBeLessThan(1000);
     expect(Math.max(...grants.map((a) => a.ms))).toBeLessThan(1000);
     await s.stop();
     const db = new Database(path.join(dir, 'license.db'), { readonly: true });
     try {
-      expect(db.prepare("SELECT count(*) AS n FROM entitlements WHERE source = 'bundle'").get()).toEqual({ n: N });
+      expect(
+        db.prepare("SELECT count(*) AS n FROM entitlements WHERE source = 'bundle'").get(),
+      ).toEqual({ n: N });
     } finally {
       db.close();
     }

@@ -1,5 +1,14 @@
 // The real CLI (dist/cli.cjs under Node 24), spawned for real against a temp data directory.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createServer } from 'node:net';
@@ -11,7 +20,11 @@ let root: string;
 let dataDir: string;
 let adminToken: string;
 
-const cli = (args: string[], opts: { dir?: string; input?: string } = {}) => runProcess(CLI, [...args, '--data-dir', opts.dir ?? dataDir], { cwd: root, ...(opts.input ? { input: opts.input } : {}) });
+const cli = (args: string[], opts: { dir?: string; input?: string } = {}) =>
+  runProcess(CLI, [...args, '--data-dir', opts.dir ?? dataDir], {
+    cwd: root,
+    ...(opts.input ? { input: opts.input } : {}),
+  });
 const json = async (args: string[], dir?: string) => {
   const r = await cli([...args, '--json'], dir === undefined ? {} : { dir });
   expect(r.code, `${args.join(' ')}: ${r.stderr}${r.stdout}`).toBe(0);
@@ -33,13 +46,23 @@ describe('init', () => {
   it('two inits at once on a new directory make one server: the other refuses or finds it made, and no identity is printed that the directory does not keep', async () => {
     for (let round = 0; round < 4; round++) {
       const dir = path.join(root, `race-${round}`);
-      const [a, b] = await Promise.all([cli(['init', '--json'], { dir }), cli(['init', '--json'], { dir })]);
-      const kept = JSON.parse(readFileSync(path.join(dir, 'server.json'), 'utf8')) as { server_id: string };
+      const [a, b] = await Promise.all([
+        cli(['init', '--json'], { dir }),
+        cli(['init', '--json'], { dir }),
+      ]);
+      const kept = JSON.parse(readFileSync(path.join(dir, 'server.json'), 'utf8')) as {
+        server_id: string;
+      };
       const made = [a, b].filter((r) => r.code === 0 && JSON.parse(r.stdout).created === true);
       expect(made, `${a.stdout}${a.stderr}\n${b.stdout}${b.stderr}`).toHaveLength(1);
       expect(JSON.parse(made[0]!.stdout).server_id).toBe(kept.server_id);
       for (const r of [a, b].filter((x) => x !== made[0])) {
-        if (r.code === 0) expect(JSON.parse(r.stdout)).toMatchObject({ created: false, server_id: kept.server_id, admin_token: null });
+        if (r.code === 0)
+          expect(JSON.parse(r.stdout)).toMatchObject({
+            created: false,
+            server_id: kept.server_id,
+            admin_token: null,
+          });
         else expect(r.stderr).toMatch(/^error\[conflict\]/);
       }
       expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.json', 'server.key']);
@@ -48,7 +71,9 @@ describe('init', () => {
 
   it('creates the database, a 0600 server key and server.json, and prints the first admin token', async () => {
     expect(adminToken).toMatch(/^bpls_[A-Za-z0-9_-]{43}$/);
-    expect(readdirSync(dataDir).sort()).toEqual(expect.arrayContaining(['license.db', 'server.json', 'server.key']));
+    expect(readdirSync(dataDir).sort()).toEqual(
+      expect.arrayContaining(['license.db', 'server.json', 'server.key']),
+    );
     expect(statSync(path.join(dataDir, 'server.key')).mode & 0o777).toBe(0o600);
   });
 
@@ -87,17 +112,46 @@ describe('init', () => {
 describe('entitlements', () => {
   let id: string;
   it('create, show, list, update, suspend, resume, renew, revoke', async () => {
-    const created = await json(['entitlements', 'create', '--tenant', 'acme', '--product', 'cad', '--type', 'concurrent', '--max-seats', '10', '--features', 'a,b', '--starts', '2024-01-01T00:00:00Z', '--ends', '2099-01-01T00:00:00Z']);
+    const created = await json([
+      'entitlements',
+      'create',
+      '--tenant',
+      'acme',
+      '--product',
+      'cad',
+      '--type',
+      'concurrent',
+      '--max-seats',
+      '10',
+      '--features',
+      'a,b',
+      '--starts',
+      '2024-01-01T00:00:00Z',
+      '--ends',
+      '2099-01-01T00:00:00Z',
+    ]);
     id = created.entitlement_id;
-    expect(created).toMatchObject({ tenant_id: 'acme', product_id: 'cad', policy_json: { type: 'concurrent', max_seats: 10, features: ['a', 'b'] }, status: 'active', source: 'manual' });
+    expect(created).toMatchObject({
+      tenant_id: 'acme',
+      product_id: 'cad',
+      policy_json: { type: 'concurrent', max_seats: 10, features: ['a', 'b'] },
+      status: 'active',
+      source: 'manual',
+    });
     expect((await json(['entitlements', 'show', id])).entitlement_id).toBe(id);
     const list = await json(['entitlements', 'list', '--tenant', 'acme']);
     expect(list.data.map((e: any) => e.entitlement_id)).toEqual([id]);
     const updated = await json(['entitlements', 'update', id, '--max-seats', '20']);
-    expect(updated.policy_json).toEqual({ type: 'concurrent', max_seats: 20, features: ['a', 'b'] });
+    expect(updated.policy_json).toEqual({
+      type: 'concurrent',
+      max_seats: 20,
+      features: ['a', 'b'],
+    });
     expect((await json(['entitlements', 'suspend', id])).status).toBe('suspended');
     expect((await json(['entitlements', 'resume', id])).status).toBe('active');
-    expect((await json(['entitlements', 'renew', id, '--months', '12'])).ends_at).toBe('2100-01-01T00:00:00Z');
+    expect((await json(['entitlements', 'renew', id, '--months', '12'])).ends_at).toBe(
+      '2100-01-01T00:00:00Z',
+    );
     expect((await json(['entitlements', 'revoke', id])).status).toBe('revoked');
   });
 
@@ -108,10 +162,23 @@ describe('entitlements', () => {
   });
 
   it('answers a bad policy with error[invalid_request] on stderr and exit 1, or the envelope with --json', async () => {
-    const args = ['entitlements', 'create', '--tenant', 'acme', '--product', 'cad', '--type', 'galactic', '--ends', '2099-01-01T00:00:00Z'];
+    const args = [
+      'entitlements',
+      'create',
+      '--tenant',
+      'acme',
+      '--product',
+      'cad',
+      '--type',
+      'galactic',
+      '--ends',
+      '2099-01-01T00:00:00Z',
+    ];
     const r = await cli(args);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error\[invalid_request\]: invalid entitlement: policy_json.type: type must be one of/);
+    expect(r.stderr).toMatch(
+      /^error\[invalid_request\]: invalid entitlement: policy_json.type: type must be one of/,
+    );
     const j = await cli([...args, '--json']);
     expect(j.code).toBe(1);
     expect(JSON.parse(j.stdout).error).toMatchObject({ code: 'invalid_request' });
@@ -124,16 +191,35 @@ describe('entitlements', () => {
   });
 
   it('imports a file all or nothing, naming bad items by index', async () => {
-    const good = { tenant_id: 'bulk', product_id: 'cad', policy_json: { type: 'per_user', max_seats: 5 }, starts_at: '2024-01-01T00:00:00Z', ends_at: '2099-01-01T00:00:00Z' };
+    const good = {
+      tenant_id: 'bulk',
+      product_id: 'cad',
+      policy_json: { type: 'per_user', max_seats: 5 },
+      starts_at: '2024-01-01T00:00:00Z',
+      ends_at: '2099-01-01T00:00:00Z',
+    };
     const file = path.join(root, 'import.json');
-    writeFileSync(file, JSON.stringify({ entitlements: [good, { ...good, policy_json: { type: 'per_user' } }, good] }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        entitlements: [good, { ...good, policy_json: { type: 'per_user' } }, good],
+      }),
+    );
     const bad = await cli(['entitlements', 'import', file]);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain('error[invalid_request]: 1 of 3 entitlements are invalid; nothing was imported');
-    expect(bad.stderr).toContain('item 1 policy_json.max_seats: max_seats is required for per_user');
+    expect(bad.stderr).toContain(
+      'error[invalid_request]: 1 of 3 entitlements are invalid; nothing was imported',
+    );
+    expect(bad.stderr).toContain(
+      'item 1 policy_json.max_seats: max_seats is required for per_user',
+    );
     expect((await json(['entitlements', 'list', '--tenant', 'bulk'])).data).toHaveLength(0);
     writeFileSync(file, JSON.stringify({ entitlements: [good, good] }));
-    expect(await json(['entitlements', 'import', file])).toMatchObject({ created: 2, updated: 0, total: 2 });
+    expect(await json(['entitlements', 'import', file])).toMatchObject({
+      created: 2,
+      updated: 0,
+      total: 2,
+    });
     writeFileSync(file, '{not json');
     const broken = await cli(['entitlements', 'import', file]);
     expect(broken.code).not.toBe(0);
@@ -146,22 +232,50 @@ describe('entitlements', () => {
 
 describe('seats, check and usage', () => {
   it('assigns, lists and revokes seats, checks and reports usage, as JSON and CSV', async () => {
-    const e = await json(['entitlements', 'create', '--tenant', 'seats', '--product', 'cad', '--type', 'per_user', '--max-seats', '3', '--seat-assignment', 'manual', '--starts', '2024-01-01T00:00:00Z', '--ends', '2099-01-01T00:00:00Z']);
+    const e = await json([
+      'entitlements',
+      'create',
+      '--tenant',
+      'seats',
+      '--product',
+      'cad',
+      '--type',
+      'per_user',
+      '--max-seats',
+      '3',
+      '--seat-assignment',
+      'manual',
+      '--starts',
+      '2024-01-01T00:00:00Z',
+      '--ends',
+      '2099-01-01T00:00:00Z',
+    ]);
     const assigned = await json(['seats', 'assign', e.entitlement_id, 'alice', 'bob']);
     expect(assigned.assigned).toBe(2);
     const list = await json(['seats', 'list', e.entitlement_id]);
     expect(list.data.map((s: any) => s.subject_id).sort()).toEqual(['alice', 'bob']);
     const again = await cli(['seats', 'assign', e.entitlement_id, 'carol', 'alice']);
     expect(again.code).toBe(1);
-    expect(again.stderr).toContain('error[conflict]: 1 of 2 subjects cannot take a seat; no seat was assigned');
-    expect(await json(['entitlements', 'check', e.entitlement_id, '--subject', 'alice'])).toMatchObject({ can_lease: true, remaining_seats: 1 });
-    expect(await json(['entitlements', 'check', e.entitlement_id, '--subject', 'zoe'])).toMatchObject({ can_lease: false, reason: 'seat_not_assigned' });
+    expect(again.stderr).toContain(
+      'error[conflict]: 1 of 2 subjects cannot take a seat; no seat was assigned',
+    );
+    expect(
+      await json(['entitlements', 'check', e.entitlement_id, '--subject', 'alice']),
+    ).toMatchObject({ can_lease: true, remaining_seats: 1 });
+    expect(
+      await json(['entitlements', 'check', e.entitlement_id, '--subject', 'zoe']),
+    ).toMatchObject({ can_lease: false, reason: 'seat_not_assigned' });
     const revoked = await json(['seats', 'revoke', e.entitlement_id, list.data[0].seat_id]);
     expect(revoked.revoked).toBe(true);
-    expect(await json(['entitlements', 'usage', e.entitlement_id])).toMatchObject({ seats: { total: 3, assigned: 1, active_30d: 0 }, leases: { active: 0 } });
+    expect(await json(['entitlements', 'usage', e.entitlement_id])).toMatchObject({
+      seats: { total: 3, assigned: 1, active_30d: 0 },
+      leases: { active: 0 },
+    });
     const csv = await cli(['entitlements', 'usage', e.entitlement_id, '--csv']);
     expect(csv.code).toBe(0);
-    expect(csv.stdout.split('\r\n')[0]).toBe('date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,unique_subjects');
+    expect(csv.stdout.split('\r\n')[0]).toBe(
+      'date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,unique_subjects',
+    );
   });
 });
 
@@ -171,7 +285,10 @@ describe('tokens', () => {
     expect(t.token).toMatch(/^bpls_/);
     const list = await cli(['tokens', 'list', '--json']);
     expect(list.stdout).not.toContain(t.token);
-    expect(JSON.parse(list.stdout).data.find((x: any) => x.token_id === t.token_id)).toMatchObject({ role: 'reader', status: 'active' });
+    expect(JSON.parse(list.stdout).data.find((x: any) => x.token_id === t.token_id)).toMatchObject({
+      role: 'reader',
+      status: 'active',
+    });
     expect((await json(['tokens', 'revoke', t.token_id])).status).toBe('revoked');
     const again = await cli(['tokens', 'revoke', t.token_id]);
     expect(again.code).toBe(1);
@@ -182,7 +299,15 @@ describe('tokens', () => {
 describe('usage', () => {
   it('--version and --help on every command exit 0', async () => {
     expect((await cli(['--version'])).code).toBe(0);
-    for (const c of [[], ['init'], ['serve'], ['entitlements'], ['entitlements', 'create'], ['entitlements', 'import'], ['tokens', 'create']]) {
+    for (const c of [
+      [],
+      ['init'],
+      ['serve'],
+      ['entitlements'],
+      ['entitlements', 'create'],
+      ['entitlements', 'import'],
+      ['tokens', 'create'],
+    ]) {
       const r = await runProcess(CLI, [...c, '--help']);
       expect(r.code, c.join(' ')).toBe(0);
       expect(r.stdout).toContain('Usage:');
@@ -190,7 +315,12 @@ describe('usage', () => {
   });
 
   it('exits 2 on unknown commands, unknown options and missing arguments', async () => {
-    for (const args of [['frobnicate'], ['entitlements', 'list', '--bogus'], ['entitlements', 'show'], ['entitlements', 'create', '--tenant', 'x']]) {
+    for (const args of [
+      ['frobnicate'],
+      ['entitlements', 'list', '--bogus'],
+      ['entitlements', 'show'],
+      ['entitlements', 'create', '--tenant', 'x'],
+    ]) {
       const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/error/);
@@ -209,16 +339,29 @@ describe('serve', () => {
   it('prints exactly one line, answers, and drains on SIGTERM with exit 0', async () => {
     const s = await startServe(CLI, ['--data-dir', dataDir, '--port', '0']);
     expect(s.firstLine).toMatch(/^listening on http:\/\/127\.0\.0\.1:\d+$/);
-    const r = await fetch(`${s.base}/v1/entitlements`, { headers: { authorization: `Bearer ${adminToken}` } });
+    const r = await fetch(`${s.base}/v1/entitlements`, {
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
     expect(r.status).toBe(200);
     await r.arrayBuffer();
-    const huge = await fetch(`${s.base}/v1/entitlements`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: 'x'.repeat(2 << 20) });
+    const huge = await fetch(`${s.base}/v1/entitlements`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: 'x'.repeat(2 << 20),
+    });
     expect(huge.status).toBe(413);
     // The body is not read: the server closes the connection after answering.
     expect(huge.headers.get('connection')).toBe('close');
     expect(((await huge.json()) as any).error.code).toBe('payload_too_large');
-    const logLine = s.stderr().split('\n').find((l) => l.includes('"msg":"request"'));
-    expect(JSON.parse(logLine!)).toMatchObject({ method: 'GET', path: '/v1/entitlements', status: 200 });
+    const logLine = s
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('"msg":"request"'));
+    expect(JSON.parse(logLine!)).toMatchObject({
+      method: 'GET',
+      path: '/v1/entitlements',
+      status: 200,
+    });
     expect(s.stderr()).not.toContain(adminToken);
     expect(await s.stop()).toEqual({ code: 0, signal: null });
     expect(s.extraStdout).toEqual([]);
@@ -227,9 +370,36 @@ describe('serve', () => {
   it('shares the database with the CLI: a lease revoked from a shell is refused at its next renewal', async () => {
     const s = await startServe(CLI, ['--data-dir', dataDir, '--port', '0']);
     try {
-      const ent = await json(['entitlements', 'create', '--tenant', 'shell', '--product', 'cad', '--type', 'concurrent', '--max-seats', '2', '--starts', '2024-01-01T00:00:00Z', '--ends', '2099-01-01T00:00:00Z']);
-      const post = (path: string, body: unknown) => fetch(`${s.base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      const granted = (await (await post('/v1/license/lease', { tenant_id: 'shell', product_id: 'cad', subject_type: 'user', subject_id: 'alice' })).json()) as any;
+      const ent = await json([
+        'entitlements',
+        'create',
+        '--tenant',
+        'shell',
+        '--product',
+        'cad',
+        '--type',
+        'concurrent',
+        '--max-seats',
+        '2',
+        '--starts',
+        '2024-01-01T00:00:00Z',
+        '--ends',
+        '2099-01-01T00:00:00Z',
+      ]);
+      const post = (path: string, body: unknown) =>
+        fetch(`${s.base}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      const granted = (await (
+        await post('/v1/license/lease', {
+          tenant_id: 'shell',
+          product_id: 'cad',
+          subject_type: 'user',
+          subject_id: 'alice',
+        })
+      ).json()) as any;
       expect(granted.lease_id).toMatch(/^lease_/);
       const listed = await json(['leases', 'list', '--entitlement', ent.entitlement_id]);
       expect(listed.data.map((l: any) => l.lease_id)).toEqual([granted.lease_id]);

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
 
 const YEAR_MS = 365 * 24 * 3600 * 1000;
-const rfc3339 = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+const rfc3339 = (ms: number) =>
+  new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 
 const MAX_SEATS = 1000;
 const LOOPS = 16;
@@ -28,13 +29,20 @@ let entitlementId: string;
 const servers: ServeHandle[] = [];
 
 const serve = async () => {
-  const s = await startServe(CLI, ['--data-dir', dataDir, '--port', '0'], { cwd: root, timeoutMs: 60_000 });
+  const s = await startServe(CLI, ['--data-dir', dataDir, '--port', '0'], {
+    cwd: root,
+    timeoutMs: 60_000,
+  });
   servers.push(s);
   return s;
 };
 
 async function post(url: string, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, body: await res.json() };
 }
 
@@ -44,7 +52,11 @@ async function get(url: string): Promise<{ status: number; body: any }> {
 }
 
 /** Runs fn over items with `width` workers at once. */
-async function pool<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+async function pool<T>(
+  items: readonly T[],
+  width: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: width }, async () => {
@@ -53,12 +65,20 @@ async function pool<T>(items: readonly T[], width: number, fn: (item: T) => Prom
   );
 }
 
-const grantBody = (subjectId: string) => ({ product_id: 'p', tenant_id: 't', subject_type: 'user', subject_id: subjectId });
+const grantBody = (subjectId: string) => ({
+  product_id: 'p',
+  tenant_id: 't',
+  subject_type: 'user',
+  subject_id: subjectId,
+});
 
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-crash-'));
   dataDir = path.join(root, 'data');
-  const init = await runProcess(CLI, ['init', '--data-dir', dataDir, '--json'], { cwd: root, timeoutMs: 60_000 });
+  const init = await runProcess(CLI, ['init', '--data-dir', dataDir, '--json'], {
+    cwd: root,
+    timeoutMs: 60_000,
+  });
   expect(init.code, init.stderr).toBe(0);
   adminToken = JSON.parse(init.stdout).admin_token;
   const created = await runProcess(
@@ -136,7 +156,9 @@ describe('a SIGKILL during a storm of grants', () => {
     expect(new Set(acked).size, 'lease ids are distinct').toBe(acked.length);
     for (const id of acked) expect(id).toMatch(/^lease_/);
     expect(issued).toBeLessThanOrEqual(MAX_REQUESTS);
-    console.info(`crash test: ${acked.length} grants acknowledged, ${issued} sent, before the SIGKILL`);
+    console.info(
+      `crash test: ${acked.length} grants acknowledged, ${issued} sent, before the SIGKILL`,
+    );
 
     // ---- Restart on the same data directory.
     const second = await serve();
@@ -145,7 +167,8 @@ describe('a SIGKILL during a storm of grants', () => {
     const renewFailures: string[] = [];
     await pool(acked, LOOPS, async (id) => {
       const r = await post(`${second.base}/v1/license/lease/renew`, { lease_id: id });
-      if (r.status !== 200 || r.body.lease_id !== id) renewFailures.push(`${id}: ${r.status} ${JSON.stringify(r.body)}`);
+      if (r.status !== 200 || r.body.lease_id !== id)
+        renewFailures.push(`${id}: ${r.status} ${JSON.stringify(r.body)}`);
     });
     expect(renewFailures, 'acknowledged leases that did not survive the kill').toEqual([]);
 
@@ -169,8 +192,14 @@ describe('a SIGKILL during a storm of grants', () => {
         expect(page.status, JSON.stringify(page.body)).toBe(200);
         expect(page.body.data.length).toBeLessThanOrEqual(limit);
         for (const l of page.body.data) {
-          expect(seen.has(l.lease_id), `lease ${l.lease_id} listed twice (limit ${limit})`).toBe(false);
-          expect(l).toMatchObject({ entitlement_id: entitlementId, state: 'active', subject_type: 'user' });
+          expect(seen.has(l.lease_id), `lease ${l.lease_id} listed twice (limit ${limit})`).toBe(
+            false,
+          );
+          expect(l).toMatchObject({
+            entitlement_id: entitlementId,
+            state: 'active',
+            subject_type: 'user',
+          });
           seen.add(l.lease_id);
         }
         cursor = page.body.next_cursor;

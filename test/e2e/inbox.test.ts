@@ -1,7 +1,17 @@
 // The sync inbox under the real `serve`: nothing dropped in it, and no state of its folders, ends
 // the process (issue 10.1), and a bundle copied slowly is imported, not rejected (issue 11.8).
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -14,12 +24,17 @@ let n = 0;
 
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-inbox-e2e-'));
-  const r = await runProcess(CLI, ['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'], { cwd: root });
+  const r = await runProcess(
+    CLI,
+    ['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'],
+    { cwd: root },
+  );
   expect(r.code, r.stderr).toBe(0);
   vendor = JSON.parse(r.stdout);
 });
 afterEach(async () => {
-  if (server && server.child.exitCode === null && server.child.signalCode === null) await server.stop();
+  if (server && server.child.exitCode === null && server.child.signalCode === null)
+    await server.stop();
   server = undefined;
 });
 afterAll(() => {
@@ -31,28 +46,71 @@ afterAll(() => {
 async function fresh(): Promise<{ dataDir: string; syncDir: string; serverId: string }> {
   const dataDir = path.join(root, `data${++n}`);
   const syncDir = path.join(root, `sync${n}`);
-  const r = await runProcess(CLI, ['init', '--vendor-key', vendor.public_key, '--data-dir', dataDir, '--json'], { cwd: root });
+  const r = await runProcess(
+    CLI,
+    ['init', '--vendor-key', vendor.public_key, '--data-dir', dataDir, '--json'],
+    { cwd: root },
+  );
   expect(r.code, r.stderr).toBe(0);
-  for (const f of ['inbox', 'processed', 'rejected']) mkdirSync(path.join(syncDir, f), { recursive: true });
+  for (const f of ['inbox', 'processed', 'rejected'])
+    mkdirSync(path.join(syncDir, f), { recursive: true });
   return { dataDir, syncDir, serverId: JSON.parse(r.stdout).server_id };
 }
 
 async function signBundle(serverId: string, out: string): Promise<Buffer> {
   const content = path.join(root, `content${n}.json`);
-  const ents = ['ent_a', 'ent_b'].map((id) => ({ entitlement_id: id, tenant_id: 'acme', product_id: 'cad', policy_json: { type: 'concurrent', max_seats: 2 }, starts_at: '2024-01-01T00:00:00Z', ends_at: '2099-01-01T00:00:00Z', rev: 1 }));
+  const ents = ['ent_a', 'ent_b'].map((id) => ({
+    entitlement_id: id,
+    tenant_id: 'acme',
+    product_id: 'cad',
+    policy_json: { type: 'concurrent', max_seats: 2 },
+    starts_at: '2024-01-01T00:00:00Z',
+    ends_at: '2099-01-01T00:00:00Z',
+    rev: 1,
+  }));
   writeFileSync(content, JSON.stringify({ entitlements: ents }));
-  const r = await runProcess(CLI, ['vendor', 'sign', '--key', vendor.secret_key_file, '--server-id', serverId, '--seq', '1', '--in', content, '--out', out, '--json'], { cwd: root });
+  const r = await runProcess(
+    CLI,
+    [
+      'vendor',
+      'sign',
+      '--key',
+      vendor.secret_key_file,
+      '--server-id',
+      serverId,
+      '--seq',
+      '1',
+      '--in',
+      content,
+      '--out',
+      out,
+      '--json',
+    ],
+    { cwd: root },
+  );
   expect(r.code, r.stderr).toBe(0);
   return readFileSync(out);
 }
 
-const serveArgs = (d: { dataDir: string; syncDir: string }, more: string[] = []) => ['--data-dir', d.dataDir, '--port', '0', '--sync-dir', d.syncDir, '--sync-poll-ms', '100', ...more];
+const serveArgs = (d: { dataDir: string; syncDir: string }, more: string[] = []) => [
+  '--data-dir',
+  d.dataDir,
+  '--port',
+  '0',
+  '--sync-dir',
+  d.syncDir,
+  '--sync-poll-ms',
+  '100',
+  ...more,
+];
 
 async function waitFor(what: string, check: () => boolean, ms = 20_000): Promise<void> {
   const until = Date.now() + ms;
   while (!check()) {
-    if (server && (server.child.exitCode !== null || server.child.signalCode !== null)) throw new Error(`serve ended while waiting for ${what}\nstderr: ${server.stderr()}`);
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}\nstderr: ${server?.stderr()}`);
+    if (server && (server.child.exitCode !== null || server.child.signalCode !== null))
+      throw new Error(`serve ended while waiting for ${what}\nstderr: ${server.stderr()}`);
+    if (Date.now() > until)
+      throw new Error(`timed out waiting for ${what}\nstderr: ${server?.stderr()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -88,16 +146,26 @@ describe('serve with the sync inbox (issue 10.1)', () => {
     writeFileSync(path.join(d.syncDir, 'rejected', shorter), 'dropped before\n');
     writeFileSync(path.join(inbox, shorter), 'dropped again\n');
     server = await startServe(CLI, serveArgs(d), { cwd: root });
-    await waitFor('both files to leave the inbox', () => readdirSync(inbox).length === 0 && logLines(server!).filter((l) => l.msg === 'sync bundle rejected').length === 2);
+    await waitFor(
+      'both files to leave the inbox',
+      () =>
+        readdirSync(inbox).length === 0 &&
+        logLines(server!).filter((l) => l.msg === 'sync bundle rejected').length === 2,
+    );
     await answers(server);
     const rejected = ls(path.join(d.syncDir, 'rejected'));
     const bundles = rejected.filter((f) => f.endsWith('.bpsync'));
     expect(bundles).toHaveLength(3);
     for (const b of bundles) expect(Buffer.byteLength(b)).toBeLessThanOrEqual(240);
-    expect(readFileSync(path.join(d.syncDir, 'rejected', shorter), 'utf8')).toBe('dropped before\n'); // never overwritten
-    const reports = rejected.filter((f) => f.endsWith('.error.json')).map((f) => JSON.parse(readFileSync(path.join(d.syncDir, 'rejected', f), 'utf8')));
+    expect(readFileSync(path.join(d.syncDir, 'rejected', shorter), 'utf8')).toBe(
+      'dropped before\n',
+    ); // never overwritten
+    const reports = rejected
+      .filter((f) => f.endsWith('.error.json'))
+      .map((f) => JSON.parse(readFileSync(path.join(d.syncDir, 'rejected', f), 'utf8')));
     expect(reports.map((r) => r.file).sort()).toEqual([long, shorter].sort());
-    for (const r of reports) expect(r).toMatchObject({ code: 'bundle_rejected', rule: 'malformed' });
+    for (const r of reports)
+      expect(r).toMatchObject({ code: 'bundle_rejected', rule: 'malformed' });
     expect(logLines(server).filter((l) => l.level === 'error')).toEqual([]);
     // The long name again, then a restart with it in the inbox.
     writeFileSync(path.join(inbox, long), 'junk 2\n');
@@ -108,7 +176,9 @@ describe('serve with the sync inbox (issue 10.1)', () => {
     server = await startServe(CLI, serveArgs(d), { cwd: root });
     await waitFor('the third drop to leave the inbox', () => readdirSync(inbox).length === 0);
     await answers(server, 1000);
-    expect(ls(path.join(d.syncDir, 'rejected')).filter((f) => f.endsWith('.error.json'))).toHaveLength(4);
+    expect(
+      ls(path.join(d.syncDir, 'rejected')).filter((f) => f.endsWith('.error.json')),
+    ).toHaveLength(4);
     expect(await server.stop()).toEqual({ code: 0, signal: null });
   });
 
@@ -119,7 +189,14 @@ describe('serve with the sync inbox (issue 10.1)', () => {
     try {
       const probe = path.join(root, 'probe');
       mkdirSync(probe, { mode: 0o500 });
-      const out = execFileSync('setpriv', [...drop, 'sh', '-c', `touch '${probe}/x' 2>/dev/null && echo writable || echo denied`]).toString().trim();
+      const out = execFileSync('setpriv', [
+        ...drop,
+        'sh',
+        '-c',
+        `touch '${probe}/x' 2>/dev/null && echo writable || echo denied`,
+      ])
+        .toString()
+        .trim();
       if (out !== 'denied') throw new Error('mode bits are not enforced under setpriv');
     } catch (err) {
       console.log(`skipped: cannot run serve without CAP_DAC_OVERRIDE here: ${String(err)}`);
@@ -136,16 +213,27 @@ describe('serve with the sync inbox (issue 10.1)', () => {
       await answers(server, 1000);
       expect(ls(inbox)).toEqual(['junk.bpsync']);
       chmodSync(inbox, 0o333); // no listing
-      await waitFor('the inbox to be unreadable', () => logLines(server!).some((l) => l.msg === 'cannot read the sync inbox; will keep trying'));
+      await waitFor('the inbox to be unreadable', () =>
+        logLines(server!).some((l) => l.msg === 'cannot read the sync inbox; will keep trying'),
+      );
       await answers(server, 1000);
       const errors = logLines(server).filter((l) => l.level === 'error');
       expect(errors).toEqual([
-        expect.objectContaining({ msg: 'sync bundle could not be moved to rejected/; it stays in the inbox and will not be imported again', file: 'junk.bpsync', code: 'EACCES' }),
-        expect.objectContaining({ msg: 'cannot read the sync inbox; will keep trying', code: 'EACCES' }),
+        expect.objectContaining({
+          msg: 'sync bundle could not be moved to rejected/; it stays in the inbox and will not be imported again',
+          file: 'junk.bpsync',
+          code: 'EACCES',
+        }),
+        expect.objectContaining({
+          msg: 'cannot read the sync inbox; will keep trying',
+          code: 'EACCES',
+        }),
       ]);
       expect(logLines(server).filter((l) => l.msg === 'sync bundle rejected')).toEqual([]);
       chmodSync(inbox, 0o755);
-      await waitFor('the inbox to be readable again', () => logLines(server!).some((l) => l.msg === 'the sync inbox can be read again'));
+      await waitFor('the inbox to be readable again', () =>
+        logLines(server!).some((l) => l.msg === 'the sync inbox can be read again'),
+      );
       expect(await server.stop()).toEqual({ code: 0, signal: null });
     } finally {
       chmodSync(inbox, 0o755);
@@ -164,12 +252,23 @@ describe('serve and a bundle copied slowly (issue 11.8)', () => {
     await new Promise((r) => setTimeout(r, 1500)); // the stable window is 2 polls of 100 ms
     expect(ls(path.join(d.syncDir, 'rejected'))).toEqual([]);
     appendFileSync(target, bytes.subarray(Math.floor(bytes.length / 2)));
-    await waitFor('the bundle to be imported', () => existsSync(path.join(d.syncDir, 'processed', 'slow.bpsync')));
+    await waitFor('the bundle to be imported', () =>
+      existsSync(path.join(d.syncDir, 'processed', 'slow.bpsync')),
+    );
     expect(ls(path.join(d.syncDir, 'rejected'))).toEqual([]);
     const lines = logLines(server);
-    expect(lines.filter((l) => l.msg === 'sync bundle is incomplete; waiting for the rest of it')).toEqual([expect.objectContaining({ file: 'slow.bpsync' })]);
-    expect(lines.find((l) => l.msg === 'sync bundle imported')).toMatchObject({ file: 'slow.bpsync', seq: 1, status: 'applied', added: 2 });
-    const status = await runProcess(CLI, ['sync', 'status', '--data-dir', d.dataDir, '--json'], { cwd: root });
+    expect(
+      lines.filter((l) => l.msg === 'sync bundle is incomplete; waiting for the rest of it'),
+    ).toEqual([expect.objectContaining({ file: 'slow.bpsync' })]);
+    expect(lines.find((l) => l.msg === 'sync bundle imported')).toMatchObject({
+      file: 'slow.bpsync',
+      seq: 1,
+      status: 'applied',
+      added: 2,
+    });
+    const status = await runProcess(CLI, ['sync', 'status', '--data-dir', d.dataDir, '--json'], {
+      cwd: root,
+    });
     expect(JSON.parse(status.stdout)).toMatchObject({ last_import: { seq: 1 } });
     expect(await server.stop()).toEqual({ code: 0, signal: null });
   });
@@ -177,14 +276,26 @@ describe('serve and a bundle copied slowly (issue 11.8)', () => {
   it('a copy that never finishes is rejected as truncated once it has been unchanged for --sync-incomplete-wait', async () => {
     const d = await fresh();
     const bytes = await signBundle(d.serverId, path.join(root, `b${n}.bpsync`));
-    writeFileSync(path.join(d.syncDir, 'inbox', 'cut.bpsync'), bytes.subarray(0, bytes.length - 20));
+    writeFileSync(
+      path.join(d.syncDir, 'inbox', 'cut.bpsync'),
+      bytes.subarray(0, bytes.length - 20),
+    );
     server = await startServe(CLI, serveArgs(d, ['--sync-incomplete-wait', '2']), { cwd: root });
     await new Promise((r) => setTimeout(r, 1000));
     expect(ls(path.join(d.syncDir, 'inbox'))).toEqual(['cut.bpsync']);
-    await waitFor('the cut bundle to be rejected', () => existsSync(path.join(d.syncDir, 'rejected', 'cut.bpsync.error.json')));
-    const report = JSON.parse(readFileSync(path.join(d.syncDir, 'rejected', 'cut.bpsync.error.json'), 'utf8'));
-    expect(report).toMatchObject({ rule: 'malformed', message: expect.stringMatching(/truncated/) });
-    const status = await runProcess(CLI, ['sync', 'status', '--data-dir', d.dataDir, '--json'], { cwd: root });
+    await waitFor('the cut bundle to be rejected', () =>
+      existsSync(path.join(d.syncDir, 'rejected', 'cut.bpsync.error.json')),
+    );
+    const report = JSON.parse(
+      readFileSync(path.join(d.syncDir, 'rejected', 'cut.bpsync.error.json'), 'utf8'),
+    );
+    expect(report).toMatchObject({
+      rule: 'malformed',
+      message: expect.stringMatching(/truncated/),
+    });
+    const status = await runProcess(CLI, ['sync', 'status', '--data-dir', d.dataDir, '--json'], {
+      cwd: root,
+    });
     expect(JSON.parse(status.stdout)).toMatchObject({ last_import: null });
     expect(await server.stop()).toEqual({ code: 0, signal: null });
   });

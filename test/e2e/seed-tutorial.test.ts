@@ -15,7 +15,8 @@ import { verifyLeaseToken } from '../../clients/typescript/src/index.ts';
 
 const YEAR_MS = 365 * 24 * 3600 * 1000;
 /** RFC 3339 UTC to the second, the API's time format. */
-const rfc3339 = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+const rfc3339 = (ms: number) =>
+  new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 const RFC3339_SECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 const STARTS_AT = rfc3339(Date.now() - YEAR_MS);
 const ENDS_AT = rfc3339(Date.now() + YEAR_MS);
@@ -32,7 +33,11 @@ async function call(method: string, url: string, opts: { token?: string; body?: 
   const headers: Record<string, string> = {};
   if (opts.token !== undefined) headers.Authorization = `Bearer ${opts.token}`;
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(url, { method, headers, ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}) });
+  const res = await fetch(url, {
+    method,
+    headers,
+    ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
+  });
   const text = await res.text();
   let body: any;
   try {
@@ -48,16 +53,23 @@ const v4 = new PublicProtocol(ImportPublicKeyFactory, VerifyFactory);
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-seed-'));
   dataDir = path.join(root, 'data');
-  const init = await runProcess(CLI, ['init', '--data-dir', dataDir, '--json'], { cwd: root, timeoutMs: 60_000 });
+  const init = await runProcess(CLI, ['init', '--data-dir', dataDir, '--json'], {
+    cwd: root,
+    timeoutMs: 60_000,
+  });
   expect(init.code, init.stderr).toBe(0);
   adminToken = JSON.parse(init.stdout).admin_token;
   expect(adminToken).toMatch(/^bpls_/);
-  server = await startServe(CLI, ['--data-dir', dataDir, '--port', '0'], { cwd: root, timeoutMs: 60_000 });
+  server = await startServe(CLI, ['--data-dir', dataDir, '--port', '0'], {
+    cwd: root,
+    timeoutMs: 60_000,
+  });
   base = server.base;
 });
 
 afterAll(async () => {
-  if (server && server.child.exitCode === null && server.child.signalCode === null) await server.stop();
+  if (server && server.child.exitCode === null && server.child.signalCode === null)
+    await server.stop();
   killStrays();
   rmSync(root, { recursive: true, force: true });
 });
@@ -78,11 +90,20 @@ describe('the seed tutorial against the real server', () => {
     ends_at: ENDS_AT,
   });
   // Step 2's body, verbatim.
-  const step2Body = { policy_json: { type: 'concurrent', max_seats: 20, features: ['feature-a', 'feature-b', 'feature-c'] } };
+  const step2Body = {
+    policy_json: {
+      type: 'concurrent',
+      max_seats: 20,
+      features: ['feature-a', 'feature-b', 'feature-c'],
+    },
+  };
 
   it('step 1: POST /v1/entitlements creates the entitlement (201) with the fields the tutorial shows', async () => {
     const before = Date.now();
-    const r = await call('POST', `${base}/v1/entitlements`, { token: adminToken, body: step1Body('customer-tenant-id') });
+    const r = await call('POST', `${base}/v1/entitlements`, {
+      token: adminToken,
+      body: step1Body('customer-tenant-id'),
+    });
     const after = Date.now();
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(r.body).toMatchObject({
@@ -104,7 +125,10 @@ describe('the seed tutorial against the real server', () => {
     // entitlement for "customer-tenant-id" (the seed is inconsistent). Leases are matched by tenant,
     // so for step 3 to work verbatim an entitlement for "your-tenant-id" must exist too: the same
     // step 1 body with that tenant.
-    const mine = await call('POST', `${base}/v1/entitlements`, { token: adminToken, body: step1Body('your-tenant-id') });
+    const mine = await call('POST', `${base}/v1/entitlements`, {
+      token: adminToken,
+      body: step1Body('your-tenant-id'),
+    });
     expect(mine.status, JSON.stringify(mine.body)).toBe(201);
     expect(mine.body.tenant_id).toBe('your-tenant-id');
     yourTenantEntitlementId = mine.body.entitlement_id;
@@ -112,16 +136,34 @@ describe('the seed tutorial against the real server', () => {
   });
 
   it('step 2: PUT /v1/entitlements/{id} replaces the policy (200)', async () => {
-    const r = await call('PUT', `${base}/v1/entitlements/${entitlementId}`, { token: adminToken, body: step2Body });
+    const r = await call('PUT', `${base}/v1/entitlements/${entitlementId}`, {
+      token: adminToken,
+      body: step2Body,
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
-    expect(r.body).toMatchObject({ entitlement_id: entitlementId, tenant_id: 'customer-tenant-id', policy_json: step2Body.policy_json, starts_at: STARTS_AT, ends_at: ENDS_AT });
+    expect(r.body).toMatchObject({
+      entitlement_id: entitlementId,
+      tenant_id: 'customer-tenant-id',
+      policy_json: step2Body.policy_json,
+      starts_at: STARTS_AT,
+      ends_at: ENDS_AT,
+    });
     expect(r.body.updated_at).toMatch(RFC3339_SECONDS);
-    const shown = await call('GET', `${base}/v1/entitlements/${entitlementId}`, { token: adminToken });
+    const shown = await call('GET', `${base}/v1/entitlements/${entitlementId}`, {
+      token: adminToken,
+    });
     expect(shown.status).toBe(200);
-    expect(shown.body.policy_json).toEqual({ type: 'concurrent', max_seats: 20, features: ['feature-a', 'feature-b', 'feature-c'] });
+    expect(shown.body.policy_json).toEqual({
+      type: 'concurrent',
+      max_seats: 20,
+      features: ['feature-a', 'feature-b', 'feature-c'],
+    });
 
     // The same step 2 on the your-tenant-id entitlement, so step 3's lease carries the step 2 policy.
-    const mine = await call('PUT', `${base}/v1/entitlements/${yourTenantEntitlementId}`, { token: adminToken, body: step2Body });
+    const mine = await call('PUT', `${base}/v1/entitlements/${yourTenantEntitlementId}`, {
+      token: adminToken,
+      body: step2Body,
+    });
     expect(mine.status, JSON.stringify(mine.body)).toBe(200);
     expect(mine.body.policy_json).toEqual(step2Body.policy_json);
   });
@@ -129,7 +171,12 @@ describe('the seed tutorial against the real server', () => {
   it('step 3: POST /v1/license/lease without Authorization grants a lease (201) whose token verifies', async () => {
     const before = Date.now();
     const r = await call('POST', `${base}/v1/license/lease`, {
-      body: { product_id: 'your-product-id', tenant_id: 'your-tenant-id', subject_type: 'user', subject_id: 'user_123' },
+      body: {
+        product_id: 'your-product-id',
+        tenant_id: 'your-tenant-id',
+        subject_type: 'user',
+        subject_id: 'user_123',
+      },
     });
     const after = Date.now();
     expect(r.status, JSON.stringify(r.body)).toBe(201);
@@ -148,13 +195,21 @@ describe('the seed tutorial against the real server', () => {
     const keys = await call('GET', `${base}/v1/license/keys`);
     expect(keys.status).toBe(200);
     expect(keys.body.keys).toHaveLength(1);
-    expect(keys.body.keys[0]).toEqual({ kid: expect.stringMatching(/^k4\.pid\./), public_key: expect.stringMatching(/^k4\.public\./), status: 'active' });
+    expect(keys.body.keys[0]).toEqual({
+      kid: expect.stringMatching(/^k4\.pid\./),
+      public_key: expect.stringMatching(/^k4\.public\./),
+      status: 'active',
+    });
     keysBody = keys.body;
     const { kid, public_key } = keysBody.keys[0]!;
 
     // An independent PASETO v4 implementation: panva's `paseto`.
     const publicKey = await v4.ImportPublicKey(public_key as `k4.public.${string}`);
-    const { claims, footer } = await v4.Verify(publicKey, lease.token, { audience: 'your-product-id', subject: 'user:user_123', tokenIdentifier: lease.lease_id });
+    const { claims, footer } = await v4.Verify(publicKey, lease.token, {
+      audience: 'your-product-id',
+      subject: 'user:user_123',
+      tokenIdentifier: lease.lease_id,
+    });
     expect(JSON.parse(new TextDecoder().decode(footer))).toEqual({ kid });
     expect(claims).toMatchObject({
       typ: 'bp.lease/1',
@@ -171,10 +226,15 @@ describe('the seed tutorial against the real server', () => {
     expect(Date.parse(claims.exp!)).toBe(exp);
     expect(claims.grace).toBeUndefined();
     // A token for another product is refused by the independent verifier too.
-    await expect(v4.Verify(publicKey, lease.token, { audience: 'another-product' })).rejects.toThrow();
+    await expect(
+      v4.Verify(publicKey, lease.token, { audience: 'another-product' }),
+    ).rejects.toThrow();
 
     // Our own client SDK, given the keys body as is.
-    const sdk = verifyLeaseToken(lease.token, keysBody, { productId: 'your-product-id', tenantId: 'your-tenant-id' });
+    const sdk = verifyLeaseToken(lease.token, keysBody, {
+      productId: 'your-product-id',
+      tenantId: 'your-tenant-id',
+    });
     expect(sdk).toMatchObject({
       typ: 'bp.lease/1',
       sub: 'user:user_123',
@@ -195,7 +255,9 @@ describe('the seed tutorial against the real server', () => {
     // Tokens carry whole seconds and Ed25519 is deterministic: a renewal within the same second
     // would sign identical claims. Step into the next second so the new token must differ.
     await sleep(1100);
-    const r = await call('POST', `${base}/v1/license/lease/renew`, { body: { lease_id: lease.lease_id } });
+    const r = await call('POST', `${base}/v1/license/lease/renew`, {
+      body: { lease_id: lease.lease_id },
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(Object.keys(r.body).sort()).toEqual(['expires_at', 'features', 'lease_id', 'token']);
     expect(r.body.lease_id).toBe(lease.lease_id);
@@ -203,15 +265,26 @@ describe('the seed tutorial against the real server', () => {
     expect(r.body.token).not.toBe(lease.token);
     expect(Date.parse(r.body.expires_at)).toBeGreaterThanOrEqual(Date.parse(lease.expires_at));
     expect(r.body.features).toEqual(['feature-a', 'feature-b', 'feature-c']);
-    const publicKey = await v4.ImportPublicKey(keysBody.keys[0]!.public_key as `k4.public.${string}`);
-    const { claims } = await v4.Verify(publicKey, r.body.token, { audience: 'your-product-id', tokenIdentifier: lease.lease_id });
+    const publicKey = await v4.ImportPublicKey(
+      keysBody.keys[0]!.public_key as `k4.public.${string}`,
+    );
+    const { claims } = await v4.Verify(publicKey, r.body.token, {
+      audience: 'your-product-id',
+      tokenIdentifier: lease.lease_id,
+    });
     expect(claims.exp).toBe(r.body.expires_at);
-    expect(verifyLeaseToken(r.body.token, keysBody, { productId: 'your-product-id' }).jti).toBe(lease.lease_id);
+    expect(verifyLeaseToken(r.body.token, keysBody, { productId: 'your-product-id' }).jti).toBe(
+      lease.lease_id,
+    );
     lease = r.body;
   });
 
   it('step 6: GET /v1/license/status shows the entitlement, the current lease and the use (200)', async () => {
-    const r = await call('GET', `${base}/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=user_123`, { token: adminToken });
+    const r = await call(
+      'GET',
+      `${base}/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=user_123`,
+      { token: adminToken },
+    );
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body).toMatchObject({
       entitlement_id: yourTenantEntitlementId,
@@ -221,39 +294,80 @@ describe('the seed tutorial against the real server', () => {
       usage: { concurrent_seats_used: 1, max_seats: 20 },
     });
     // It is an admin read: no token, no answer.
-    expect((await call('GET', `${base}/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=user_123`)).status).toBe(401);
+    expect(
+      (
+        await call(
+          'GET',
+          `${base}/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=user_123`,
+        )
+      ).status,
+    ).toBe(401);
   });
 
   it('step 5: release frees the seat (200); the released lease cannot be renewed (410); release is idempotent', async () => {
-    const r = await call('POST', `${base}/v1/license/lease/release`, { body: { lease_id: lease.lease_id } });
+    const r = await call('POST', `${base}/v1/license/lease/release`, {
+      body: { lease_id: lease.lease_id },
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body).toMatchObject({ lease_id: lease.lease_id, state: 'released' });
 
-    const renew = await call('POST', `${base}/v1/license/lease/renew`, { body: { lease_id: lease.lease_id } });
+    const renew = await call('POST', `${base}/v1/license/lease/renew`, {
+      body: { lease_id: lease.lease_id },
+    });
     expect(renew.status, JSON.stringify(renew.body)).toBe(410);
     expect(renew.body.error).toMatchObject({ code: 'lease_released', message: expect.any(String) });
 
-    const again = await call('POST', `${base}/v1/license/lease/release`, { body: { lease_id: lease.lease_id } });
+    const again = await call('POST', `${base}/v1/license/lease/release`, {
+      body: { lease_id: lease.lease_id },
+    });
     expect(again.status, JSON.stringify(again.body)).toBe(200);
     expect(again.body).toMatchObject({ lease_id: lease.lease_id, state: 'released' });
 
     // The tutorial's status query (no tenant) and the same scoped to the tenant that leased.
     for (const q of ['', '&tenant_id=your-tenant-id']) {
-      const s = await call('GET', `${base}/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=user_123${q}`, { token: adminToken });
+      const s = await call(
+        'GET',
+        `${base}/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=user_123${q}`,
+        { token: adminToken },
+      );
       expect(s.status, JSON.stringify(s.body)).toBe(200);
       expect(s.body.current_lease, q).toBeNull();
       expect(s.body.usage.concurrent_seats_used, q).toBe(0);
     }
-    const scoped = await call('GET', `${base}/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=user_123&tenant_id=your-tenant-id`, { token: adminToken });
-    expect(scoped.body).toMatchObject({ entitlement_id: yourTenantEntitlementId, status: 'active', usage: { concurrent_seats_used: 0, max_seats: 20 } });
+    const scoped = await call(
+      'GET',
+      `${base}/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=user_123&tenant_id=your-tenant-id`,
+      { token: adminToken },
+    );
+    expect(scoped.body).toMatchObject({
+      entitlement_id: yourTenantEntitlementId,
+      status: 'active',
+      usage: { concurrent_seats_used: 0, max_seats: 20 },
+    });
   });
 
   it('local server: the manual entitlement provisioning request (201)', async () => {
-    const body = { tenant_id: 'local-tenant-id', product_id: 'your-product-id', policy_json: { type: 'concurrent', max_seats: 10 }, starts_at: STARTS_AT, ends_at: ENDS_AT };
+    const body = {
+      tenant_id: 'local-tenant-id',
+      product_id: 'your-product-id',
+      policy_json: { type: 'concurrent', max_seats: 10 },
+      starts_at: STARTS_AT,
+      ends_at: ENDS_AT,
+    };
     // The tutorial writes http://localhost:8080; here the port is the one the server picked.
-    const r = await call('POST', `${base.replace('127.0.0.1', 'localhost')}/v1/entitlements`, { token: adminToken, body });
+    const r = await call('POST', `${base.replace('127.0.0.1', 'localhost')}/v1/entitlements`, {
+      token: adminToken,
+      body,
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
-    expect(r.body).toMatchObject({ tenant_id: 'local-tenant-id', product_id: 'your-product-id', policy_json: { type: 'concurrent', max_seats: 10 }, starts_at: STARTS_AT, ends_at: ENDS_AT, status: 'active' });
+    expect(r.body).toMatchObject({
+      tenant_id: 'local-tenant-id',
+      product_id: 'your-product-id',
+      policy_json: { type: 'concurrent', max_seats: 10 },
+      starts_at: STARTS_AT,
+      ends_at: ENDS_AT,
+      status: 'active',
+    });
     expect(r.body.entitlement_id).toMatch(/^ent_/);
   });
 
@@ -261,8 +375,20 @@ describe('the seed tutorial against the real server', () => {
     // The tutorial elides policy_json and the dates ("{...}", "..."); these are filled in.
     const body = {
       entitlements: [
-        { tenant_id: 'customer-1', product_id: 'product-a', policy_json: { type: 'concurrent', max_seats: 10, features: ['feature-a'] }, starts_at: STARTS_AT, ends_at: ENDS_AT },
-        { tenant_id: 'customer-2', product_id: 'product-a', policy_json: { type: 'per_user', max_seats: 50, features: ['feature-a', 'feature-b'] }, starts_at: STARTS_AT, ends_at: ENDS_AT },
+        {
+          tenant_id: 'customer-1',
+          product_id: 'product-a',
+          policy_json: { type: 'concurrent', max_seats: 10, features: ['feature-a'] },
+          starts_at: STARTS_AT,
+          ends_at: ENDS_AT,
+        },
+        {
+          tenant_id: 'customer-2',
+          product_id: 'product-a',
+          policy_json: { type: 'per_user', max_seats: 50, features: ['feature-a', 'feature-b'] },
+          starts_at: STARTS_AT,
+          ends_at: ENDS_AT,
+        },
       ],
     };
     const r = await call('POST', `${base}/v1/entitlements/import`, { token: adminToken, body });
@@ -270,10 +396,16 @@ describe('the seed tutorial against the real server', () => {
     expect(r.body).toMatchObject({ created: 2, updated: 0, total: 2 });
     expect(r.body.items).toHaveLength(2);
     for (const tenant of ['customer-1', 'customer-2']) {
-      const list = await call('GET', `${base}/v1/entitlements?tenant_id=${tenant}`, { token: adminToken });
+      const list = await call('GET', `${base}/v1/entitlements?tenant_id=${tenant}`, {
+        token: adminToken,
+      });
       expect(list.status).toBe(200);
       expect(list.body.data).toHaveLength(1);
-      expect(list.body.data[0]).toMatchObject({ tenant_id: tenant, product_id: 'product-a', status: 'active' });
+      expect(list.body.data[0]).toMatchObject({
+        tenant_id: tenant,
+        product_id: 'product-a',
+        status: 'active',
+      });
     }
   });
 

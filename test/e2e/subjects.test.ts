@@ -27,8 +27,12 @@ describe('upgrading a database with duplicate subjects', () => {
   it('the first command migrates and notes the merge on stderr; later ones say nothing; one subject keeps one seat', async () => {
     const first = await cli(['seats', 'list', 'ent_u', '--json']);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stderr).toMatch(/^note: subject ids that differ only in case or Unicode form are now one subject: 4 seats of 3 subjects merged .*; audit row 2 lists them\n$/);
-    const listed = JSON.parse(first.stdout) as { data: Array<{ seat_id: string; subject_id: string }> };
+    expect(first.stderr).toMatch(
+      /^note: subject ids that differ only in case or Unicode form are now one subject: 4 seats of 3 subjects merged .*; audit row 2 lists them\n$/,
+    );
+    const listed = JSON.parse(first.stdout) as {
+      data: Array<{ seat_id: string; subject_id: string }>;
+    };
     expect(listed.data.map((s) => s.seat_id).sort()).toEqual(['seat_u2', 'seat_u5', 'seat_u6']);
 
     const second = await cli(['seats', 'list', 'ent_u']);
@@ -37,6 +41,11 @@ describe('upgrading a database with duplicate subjects', () => {
 
     const dup = await cli(['seats', 'assign', 'ent_u', 'ALICE', '--json']);
     expect(dup.code).toBe(1);
-    expect(JSON.parse(dup.stdout).error).toMatchObject({ code: 'conflict', details: { errors: [{ index: 0, subject: 'user:ALICE', message: 'holds a seat already as Alice' }] } });
+    expect(JSON.parse(dup.stdout).error).toMatchObject({
+      code: 'conflict',
+      details: {
+        errors: [{ index: 0, subject: 'user:ALICE', message: 'holds a seat already as Alice' }],
+      },
+    });
   });
 });

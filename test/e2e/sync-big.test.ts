@@ -25,18 +25,35 @@ const cli = (args: string[]) => runProcess(CLI, args, { cwd: root, timeoutMs: 60
 function copyDataDir(name: string): string {
   const dir = path.join(root, name);
   mkdirSync(dir);
-  for (const f of ['license.db', 'server.key', 'server.json']) copyFileSync(path.join(template, f), path.join(dir, f));
+  for (const f of ['license.db', 'server.key', 'server.json'])
+    copyFileSync(path.join(template, f), path.join(dir, f));
   return dir;
 }
 
-function bundleCount(dataDir: string): { entitlements: number; imports: number; integrity: string; applying: boolean; audited: number } {
+function bundleCount(dataDir: string): {
+  entitlements: number;
+  imports: number;
+  integrity: string;
+  applying: boolean;
+  audited: number;
+} {
   const store = openStore(path.join(dataDir, 'license.db'), { mustExist: true });
   try {
-    const n = (store.db.prepare("SELECT count(*) AS n FROM entitlements WHERE source = 'bundle'").get() as { n: number }).n;
-    const imports = (store.db.prepare('SELECT count(*) AS n FROM sync_imports').get() as { n: number }).n;
+    const n = (
+      store.db.prepare("SELECT count(*) AS n FROM entitlements WHERE source = 'bundle'").get() as {
+        n: number;
+      }
+    ).n;
+    const imports = (
+      store.db.prepare('SELECT count(*) AS n FROM sync_imports').get() as { n: number }
+    ).n;
     const integrity = store.db.pragma('integrity_check', { simple: true }) as string;
     const applying = store.state.get('sync_import_applying') !== undefined;
-    const audited = (store.db.prepare("SELECT count(*) AS n FROM audit_log WHERE action = 'sync.import'").get() as { n: number }).n;
+    const audited = (
+      store.db
+        .prepare("SELECT count(*) AS n FROM audit_log WHERE action = 'sync.import'")
+        .get() as { n: number }
+    ).n;
     return { entitlements: n, imports, integrity, applying, audited };
   } finally {
     store.close();
@@ -54,18 +71,40 @@ function expectOldNewOrResumable(c: ReturnType<typeof bundleCount>, what: string
     { entitlements: 0, imports: 0, applying: false, audited: 0 },
     { entitlements: N, imports: 1, applying: false, audited: 1 },
   ];
-  if (c.applying) expect({ imports: c.imports, audited: c.audited }, what).toEqual({ imports: 1, audited: 0 });
-  else expect(settled, what).toContainEqual({ entitlements: c.entitlements, imports: c.imports, applying: c.applying, audited: c.audited });
+  if (c.applying)
+    expect({ imports: c.imports, audited: c.audited }, what).toEqual({ imports: 1, audited: 0 });
+  else
+    expect(settled, what).toContainEqual({
+      entitlements: c.entitlements,
+      imports: c.imports,
+      applying: c.applying,
+      audited: c.audited,
+    });
 }
 
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-sync-big-'));
   template = path.join(root, 'template');
-  const vendor = JSON.parse((await cli(['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'])).stdout);
-  const init = await cli(['init', '--data-dir', template, '--vendor-key', vendor.public_key, '--json']);
+  const vendor = JSON.parse(
+    (await cli(['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'])).stdout,
+  );
+  const init = await cli([
+    'init',
+    '--data-dir',
+    template,
+    '--vendor-key',
+    vendor.public_key,
+    '--json',
+  ]);
   expect(init.code, init.stderr).toBe(0);
   ({ server_id: serverId, public_key: publicKey } = JSON.parse(init.stdout));
-  bigBundle = writeBigSnapshot(vendor.secret_key_file, serverId, N, path.join(root, 'big.bpsync'), 6);
+  bigBundle = writeBigSnapshot(
+    vendor.secret_key_file,
+    serverId,
+    N,
+    path.join(root, 'big.bpsync'),
+    6,
+  );
 }, 120_000);
 afterAll(() => {
   killStrays();
@@ -78,20 +117,36 @@ describe('a 100,000-record bundle', () => {
     const haveTime = existsSync(TIME);
     const t0 = performance.now();
     const r = haveTime
-      ? await runProcess([TIME, ['-v', CLI[0], ...CLI[1]]], ['sync', 'import', bigBundle, '--data-dir', dir, '--json'], { cwd: root, timeoutMs: 60_000 })
+      ? await runProcess(
+          [TIME, ['-v', CLI[0], ...CLI[1]]],
+          ['sync', 'import', bigBundle, '--data-dir', dir, '--json'],
+          { cwd: root, timeoutMs: 60_000 },
+        )
       : await cli(['sync', 'import', bigBundle, '--data-dir', dir, '--json']);
     const seconds = (performance.now() - t0) / 1000;
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'applied', seq: 1, added: N });
-    const rssKb = haveTime ? Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1]) : NaN;
+    const rssKb = haveTime
+      ? Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1])
+      : NaN;
     const t1 = performance.now();
-    const exported = await cli(['sync', 'export', '--data-dir', dir, '--out', path.join(root, 'outbox'), '--json']);
+    const exported = await cli([
+      'sync',
+      'export',
+      '--data-dir',
+      dir,
+      '--out',
+      path.join(root, 'outbox'),
+      '--json',
+    ]);
     const exportSeconds = (performance.now() - t1) / 1000;
     expect(exported.code, exported.stderr).toBe(0);
     const file = JSON.parse(exported.stdout).file as string;
     const summary = await verifyExport(file, publicKey);
     expect(summary.usage.entitlements).toBe(N);
-    process.stdout.write(`\n[sync-big] import of ${N} records: ${seconds.toFixed(2)} s wall, peak RSS ${haveTime ? `${(rssKb / 1024).toFixed(0)} MB` : 'n/a (no /usr/bin/time)'}; export of ${N} entitlements: ${exportSeconds.toFixed(2)} s, ${(statSync(file).size / 1e6).toFixed(1)} MB\n`);
+    process.stdout.write(
+      `\n[sync-big] import of ${N} records: ${seconds.toFixed(2)} s wall, peak RSS ${haveTime ? `${(rssKb / 1024).toFixed(0)} MB` : 'n/a (no /usr/bin/time)'}; export of ${N} entitlements: ${exportSeconds.toFixed(2)} s, ${(statSync(file).size / 1e6).toFixed(1)} MB\n`,
+    );
     expect(seconds).toBeLessThan(10);
     if (haveTime) expect(rssKb / 1024).toBeLessThan(300);
     expect(exportSeconds).toBeLessThan(10);
@@ -100,8 +155,13 @@ describe('a 100,000-record bundle', () => {
   it('killed with SIGKILL in the middle of its apply leaves the bundle accepted with its marker; run again, it finishes all of it', async () => {
     const dir = copyDataDir('killed');
     const wal = path.join(dir, 'license.db-wal');
-    const child = spawn(CLI[0], [...CLI[1], 'sync', 'import', bigBundle, '--data-dir', dir], { cwd: root, stdio: 'ignore' });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const child = spawn(CLI[0], [...CLI[1], 'sync', 'import', bigBundle, '--data-dir', dir], {
+      cwd: root,
+      stdio: 'ignore',
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
     // The apply's steps grow the WAL: once it holds megabytes, the import is mid-apply. Kill it there.
     let walAtKill = 0;
     for (;;) {
@@ -122,14 +182,26 @@ describe('a 100,000-record bundle', () => {
     expect(mid.entitlements).toBeLessThan(N);
     const again = await cli(['sync', 'import', bigBundle, '--data-dir', dir, '--json']);
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ status: 'applied', added: N - mid.entitlements });
-    expect(bundleCount(dir)).toEqual({ entitlements: N, imports: 1, integrity: 'ok', applying: false, audited: 1 });
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      status: 'applied',
+      added: N - mid.entitlements,
+    });
+    expect(bundleCount(dir)).toEqual({
+      entitlements: N,
+      imports: 1,
+      integrity: 'ok',
+      applying: false,
+      audited: 1,
+    });
   }, 60_000);
 
   it('killed with SIGKILL at other moments leaves the old state, the new, or an accepted apply that `serve` finishes at start', async () => {
     for (const afterMs of [300, 1200, 2400, 3600]) {
       const dir = copyDataDir(`killed-at-${afterMs}`);
-      const child = spawn(CLI[0], [...CLI[1], 'sync', 'import', bigBundle, '--data-dir', dir], { cwd: root, stdio: 'ignore' });
+      const child = spawn(CLI[0], [...CLI[1], 'sync', 'import', bigBundle, '--data-dir', dir], {
+        cwd: root,
+        stdio: 'ignore',
+      });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       const timer = setTimeout(() => child.kill('SIGKILL'), afterMs);
       await exited;
@@ -138,16 +210,26 @@ describe('a 100,000-record bundle', () => {
       expectOldNewOrResumable(c, `killed after ${afterMs} ms`);
       if (!c.applying) continue;
       // `serve` finishes it at start, in steps, while it serves.
-      const s = await startServe(CLI, ['--data-dir', dir, '--port', '0', '--no-sync-dir'], { cwd: root, timeoutMs: 60_000 });
+      const s = await startServe(CLI, ['--data-dir', dir, '--port', '0', '--no-sync-dir'], {
+        cwd: root,
+        timeoutMs: 60_000,
+      });
       try {
         const health = await fetch(`${s.base}/healthz`);
         expect(health.status).toBe(200);
         const deadline = Date.now() + 45_000;
-        while (bundleCount(dir).applying && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+        while (bundleCount(dir).applying && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 200));
       } finally {
         await s.stop();
       }
-      expect(bundleCount(dir), `killed after ${afterMs} ms, then serve`).toEqual({ entitlements: N, imports: 1, integrity: 'ok', applying: false, audited: 1 });
+      expect(bundleCount(dir), `killed after ${afterMs} ms, then serve`).toEqual({
+        entitlements: N,
+        imports: 1,
+        integrity: 'ok',
+        applying: false,
+        audited: 1,
+      });
     }
   }, 180_000);
 });

@@ -7,7 +7,16 @@ import { createHarness, seedEntitlement, type Harness } from '../helpers.ts';
 import { ROUTES, roleAllows, type RouteKey, type RouteRule } from '../../src/http/permissions.ts';
 import type { Role } from '../../src/domain/types.ts';
 
-const PUBLIC = new Set(['GET /admin', 'GET /healthz', 'GET /readyz', 'GET /metrics', 'POST /v1/license/lease', 'POST /v1/license/lease/renew', 'POST /v1/license/lease/release', 'GET /v1/license/keys']);
+const PUBLIC = new Set([
+  'GET /admin',
+  'GET /healthz',
+  'GET /readyz',
+  'GET /metrics',
+  'POST /v1/license/lease',
+  'POST /v1/license/lease/renew',
+  'POST /v1/license/lease/release',
+  'GET /v1/license/keys',
+]);
 
 interface World {
   h: Harness;
@@ -20,12 +29,37 @@ interface World {
 async function world(): Promise<World> {
   const h = createHarness();
   const create = async (tenant: string) =>
-    (await h.req('POST', '/v1/entitlements', { ...seedEntitlement, tenant_id: tenant, policy_json: { type: 'per_user', max_seats: 5 }, ends_at: '2030-01-01T00:00:00Z' })).body.entitlement_id as string;
+    (
+      await h.req('POST', '/v1/entitlements', {
+        ...seedEntitlement,
+        tenant_id: tenant,
+        policy_json: { type: 'per_user', max_seats: 5 },
+        ends_at: '2030-01-01T00:00:00Z',
+      })
+    ).body.entitlement_id as string;
   const entA = await create('tenant-a');
   await create('tenant-b');
-  const seatA = (await h.req('POST', `/v1/entitlements/${entA}/seats`, { subject_type: 'user', subject_id: 'u1' })).body.seat_id as string;
-  const leaseA = (await h.req('POST', '/v1/license/lease', { tenant_id: 'tenant-a', product_id: 'your-product-id', subject_type: 'user', subject_id: 'u2' }, null)).body.lease_id as string;
-  const spareToken = h.services.apiTokens.create({ name: 'spare', role: 'reader' }, 'test').record.id;
+  const seatA = (
+    await h.req('POST', `/v1/entitlements/${entA}/seats`, {
+      subject_type: 'user',
+      subject_id: 'u1',
+    })
+  ).body.seat_id as string;
+  const leaseA = (
+    await h.req(
+      'POST',
+      '/v1/license/lease',
+      {
+        tenant_id: 'tenant-a',
+        product_id: 'your-product-id',
+        subject_type: 'user',
+        subject_id: 'u2',
+      },
+      null,
+    )
+  ).body.lease_id as string;
+  const spareToken = h.services.apiTokens.create({ name: 'spare', role: 'reader' }, 'test').record
+    .id;
   return { h, entA, seatA, leaseA, spareToken };
 }
 
@@ -50,20 +84,32 @@ afterEach(() => w?.h.close());
 describe('the permission table', () => {
   it('has a row for every admin route the app registers, and no row without a route', async () => {
     w = await world();
-    const registered = new Set(w.h.app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path}`));
-    for (const key of registered) if (!PUBLIC.has(key)) expect(Object.keys(ROUTES), key).toContain(key);
+    const registered = new Set(
+      w.h.app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path}`),
+    );
+    for (const key of registered)
+      if (!PUBLIC.has(key)) expect(Object.keys(ROUTES), key).toContain(key);
     for (const key of Object.keys(ROUTES)) expect([...registered], key).toContain(key);
   });
 
   describe.each(principals)('a %s token', (_name, role, tenant) => {
     it('gets exactly what the table allows on every route', async () => {
       w = await world();
-      const token = w.h.services.apiTokens.create({ name: 'probe', role, tenantId: tenant ?? undefined }, 'test').token;
+      const token = w.h.services.apiTokens.create(
+        { name: 'probe', role, tenantId: tenant ?? undefined },
+        'test',
+      ).token;
       for (const [key, rule] of Object.entries(ROUTES) as Array<[RouteKey, RouteRule]>) {
         const method = key.slice(0, key.indexOf(' '));
         const path = pathFor(key, w);
-        const res = await w.h.app.request(path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: method === 'GET' ? undefined : '{}' });
-        const body = (await res.clone().text()).startsWith('{') ? ((await res.json()) as any) : undefined;
+        const res = await w.h.app.request(path, {
+          method,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: method === 'GET' ? undefined : '{}',
+        });
+        const body = (await res.clone().text()).startsWith('{')
+          ? ((await res.json()) as any)
+          : undefined;
         const what = `${role}${tenant ? `@${tenant}` : ''} ${key} → ${res.status} ${JSON.stringify(body?.error ?? '')}`;
         if (!roleAllows(role, rule.permission) || (rule.global && tenant !== null)) {
           expect(res.status, what).toBe(403);
@@ -75,7 +121,8 @@ describe('the permission table', () => {
         } else {
           expect([401, 403, 404], what).not.toContain(res.status);
           if (tenant !== null && Array.isArray(body?.data)) {
-            for (const row of body.data) if ('tenant_id' in row) expect(row.tenant_id, what).toBe(tenant);
+            for (const row of body.data)
+              if ('tenant_id' in row) expect(row.tenant_id, what).toBe(tenant);
           }
         }
       }
@@ -87,19 +134,54 @@ describe('tenant-scoped tokens', () => {
   it('let a tenant admin manage its own seats and leases and nothing else', async () => {
     w = await world();
     const { h, entA } = w;
-    const tA = h.services.apiTokens.create({ name: 'a', role: 'tenant_admin', tenantId: 'tenant-a' }, 'test').token;
-    const tB = h.services.apiTokens.create({ name: 'b', role: 'tenant_admin', tenantId: 'tenant-b' }, 'test').token;
-    expect((await h.req('POST', `/v1/entitlements/${entA}/seats`, { subject_type: 'user', subject_id: 'u7' }, tA)).status).toBe(201);
-    const foreign = await h.req('POST', `/v1/entitlements/${entA}/seats`, { subject_type: 'user', subject_id: 'u8' }, tB);
+    const tA = h.services.apiTokens.create(
+      { name: 'a', role: 'tenant_admin', tenantId: 'tenant-a' },
+      'test',
+    ).token;
+    const tB = h.services.apiTokens.create(
+      { name: 'b', role: 'tenant_admin', tenantId: 'tenant-b' },
+      'test',
+    ).token;
+    expect(
+      (
+        await h.req(
+          'POST',
+          `/v1/entitlements/${entA}/seats`,
+          { subject_type: 'user', subject_id: 'u7' },
+          tA,
+        )
+      ).status,
+    ).toBe(201);
+    const foreign = await h.req(
+      'POST',
+      `/v1/entitlements/${entA}/seats`,
+      { subject_type: 'user', subject_id: 'u8' },
+      tB,
+    );
     expect(foreign.status).toBe(404);
     expect(foreign.body.error.message).toBe(`no entitlement ${entA}`);
     const missing = await h.req('GET', '/v1/entitlements/ent_doesnotexist', undefined, tB);
     expect(missing.body.error.message).toBe('no entitlement ent_doesnotexist');
-    expect((await h.req('GET', '/v1/entitlements', undefined, tB)).body.data.map((e: any) => e.tenant_id)).toEqual(['tenant-b']);
-    expect((await h.req('GET', '/v1/entitlements?tenant_id=tenant-a', undefined, tB)).body.data).toEqual([]);
+    expect(
+      (await h.req('GET', '/v1/entitlements', undefined, tB)).body.data.map(
+        (e: any) => e.tenant_id,
+      ),
+    ).toEqual(['tenant-b']);
+    expect(
+      (await h.req('GET', '/v1/entitlements?tenant_id=tenant-a', undefined, tB)).body.data,
+    ).toEqual([]);
     expect((await h.req('GET', '/v1/leases', undefined, tB)).body.data).toEqual([]);
     expect((await h.req('GET', '/v1/leases', undefined, tA)).body.data).toHaveLength(1);
-    expect((await h.req('PUT', `/v1/entitlements/${entA}`, { policy_json: { type: 'per_user', max_seats: 500 } }, tA)).status).toBe(403);
+    expect(
+      (
+        await h.req(
+          'PUT',
+          `/v1/entitlements/${entA}`,
+          { policy_json: { type: 'per_user', max_seats: 500 } },
+          tA,
+        )
+      ).status,
+    ).toBe(403);
     expect(h.store.entitlements.get(entA)?.policy.max_seats).toBe(5);
   });
 
@@ -108,9 +190,17 @@ describe('tenant-scoped tokens', () => {
     const bad1 = await w.h.req('POST', '/v1/tokens', { name: 'x', role: 'tenant_admin' });
     expect(bad1.status).toBe(400);
     expect(bad1.body.error.message).toContain('a tenant_admin token needs tenant_id');
-    const bad2 = await w.h.req('POST', '/v1/tokens', { name: 'x', role: 'admin', tenant_id: 'tenant-a' });
+    const bad2 = await w.h.req('POST', '/v1/tokens', {
+      name: 'x',
+      role: 'admin',
+      tenant_id: 'tenant-a',
+    });
     expect(bad2.body.error.message).toContain('an admin token spans every tenant');
-    const ok = await w.h.req('POST', '/v1/tokens', { name: 'x', role: 'tenant_admin', tenant_id: 'tenant-a' });
+    const ok = await w.h.req('POST', '/v1/tokens', {
+      name: 'x',
+      role: 'tenant_admin',
+      tenant_id: 'tenant-a',
+    });
     expect(ok.status).toBe(201);
     expect(ok.body).toMatchObject({ role: 'tenant_admin', tenant_id: 'tenant-a' });
   });

@@ -42,7 +42,11 @@ export function parseAnswers(raw: string): Omit<RawAnswer, 'ended'>[] {
  * it closes the connection (or `waitMs` passes). Our side stays open, unless `halfClose` ends it
  * after the last part (as `nc -N` does).
  */
-export function rawExchange(base: string, parts: (string | Buffer)[], opts: { gapMs?: number; waitMs?: number; halfClose?: boolean } = {}): Promise<{ answers: Omit<RawAnswer, 'ended'>[]; raw: string; ended: RawAnswer['ended'] }> {
+export function rawExchange(
+  base: string,
+  parts: (string | Buffer)[],
+  opts: { gapMs?: number; waitMs?: number; halfClose?: boolean } = {},
+): Promise<{ answers: Omit<RawAnswer, 'ended'>[]; raw: string; ended: RawAnswer['ended'] }> {
   const url = new URL(base);
   return new Promise((resolve) => {
     const socket: Socket = connect(Number(url.port), url.hostname);

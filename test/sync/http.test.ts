@@ -9,10 +9,19 @@ import { LIMITS } from '../../src/sync/format.ts';
 let w: World;
 afterEach(() => w?.h.close());
 
-async function upload(body: string | Uint8Array | ReadableStream<Uint8Array>, query = '', token: string | null = w.h.admin) {
+async function upload(
+  body: string | Uint8Array | ReadableStream<Uint8Array>,
+  query = '',
+  token: string | null = w.h.admin,
+) {
   const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
   if (token) headers.authorization = `Bearer ${token}`;
-  const res = await w.h.app.request(`/v1/sync/import${query}`, { method: 'POST', headers, body: body as RequestInit['body'], ...({ duplex: 'half' } as object) });
+  const res = await w.h.app.request(`/v1/sync/import${query}`, {
+    method: 'POST',
+    headers,
+    body: body as RequestInit['body'],
+    ...({ duplex: 'half' } as object),
+  });
   return { status: res.status, body: (await res.json()) as any };
 }
 
@@ -33,18 +42,32 @@ describe('POST /v1/sync/import', () => {
   it('dry_run=true answers the diff and changes nothing', async () => {
     w = createWorld();
     const before = w.h.snapshot();
-    const r = await upload(readFileSync(w.sign(1, { entitlements: [ent('ent_a')] })), '?dry_run=true');
-    expect(r.body).toMatchObject({ status: 'dry_run', dry_run: true, added: 1, diff: { added: ['ent_a'] } });
+    const r = await upload(
+      readFileSync(w.sign(1, { entitlements: [ent('ent_a')] })),
+      '?dry_run=true',
+    );
+    expect(r.body).toMatchObject({
+      status: 'dry_run',
+      dry_run: true,
+      added: 1,
+      diff: { added: ['ent_a'] },
+    });
     expect(w.h.snapshot()).toEqual(before);
   });
 
   it('answers a refusal with 422 bundle_rejected naming the rule, audited, nothing else changed', async () => {
     w = createWorld();
     const before = w.h.snapshot();
-    const bytes = readFileSync(w.sign(1, { entitlements: [ent('ent_a')] }, { serverId: 'srv_other' }));
+    const bytes = readFileSync(
+      w.sign(1, { entitlements: [ent('ent_a')] }, { serverId: 'srv_other' }),
+    );
     const r = await upload(bytes);
     expect(r.status).toBe(422);
-    expect(r.body.error).toMatchObject({ code: 'bundle_rejected', details: { rule: 'wrong_server' }, request_id: expect.stringMatching(/^req_/) });
+    expect(r.body.error).toMatchObject({
+      code: 'bundle_rejected',
+      details: { rule: 'wrong_server' },
+      request_id: expect.stringMatching(/^req_/),
+    });
     const after = w.h.snapshot();
     expect((after.audit_log as any[]).at(-1).action).toBe('sync.import_rejected');
     expect({ ...after, audit_log: null }).toEqual({ ...before, audit_log: null });
@@ -94,14 +117,23 @@ describe('POST /v1/sync/export and GET /v1/sync/status', () => {
   it('answers the signed export, which the vendor verifies', async () => {
     w = createWorld();
     await w.importFile(w.sign(1, { entitlements: [ent('ent_a')] }));
-    const res = await w.h.app.request('/v1/sync/export', { method: 'POST', headers: { authorization: `Bearer ${w.h.admin}` } });
+    const res = await w.h.app.request('/v1/sync/export', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${w.h.admin}` },
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/octet-stream');
     expect(res.headers.get('x-bpsync-seq')).toBe('1');
-    expect(res.headers.get('content-disposition')).toBe(`attachment; filename="${w.h.info.server_id}-export-000001.bpsync"`);
+    expect(res.headers.get('content-disposition')).toBe(
+      `attachment; filename="${w.h.info.server_id}-export-000001.bpsync"`,
+    );
     const file = join(w.h.dir, 'got.bpsync');
     writeFileSync(file, Buffer.from(await res.arrayBuffer()));
-    expect(await verifyExport(file, w.h.info.public_key)).toMatchObject({ ok: true, seq: 1, enrolment: true });
+    expect(await verifyExport(file, w.h.info.public_key)).toMatchObject({
+      ok: true,
+      seq: 1,
+      enrolment: true,
+    });
     const status = await w.h.req('GET', '/v1/sync/status');
     expect(status.body).toMatchObject({
       server_id: w.h.info.server_id,
@@ -122,7 +154,12 @@ describe('GET /v1/audit', () => {
     const seen: number[] = [];
     let cursor: string | null = null;
     do {
-      const r = await w.h.req('GET', `/v1/audit?limit=2${cursor ? `&cursor=${cursor}` : ''}`, undefined, w.h.reader);
+      const r = await w.h.req(
+        'GET',
+        `/v1/audit?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+        undefined,
+        w.h.reader,
+      );
       expect(r.status).toBe(200);
       expect(r.body.data.length).toBeLessThanOrEqual(2);
       seen.push(...r.body.data.map((x: any) => x.seq));
@@ -131,7 +168,12 @@ describe('GET /v1/audit', () => {
     expect(seen).toEqual(all.map((a) => a.seq));
     const one = (await w.h.req('GET', '/v1/audit?limit=500')).body;
     expect(one.head).toEqual(w.h.store.audit.head());
-    expect(one.data.at(-1)).toMatchObject({ action: 'sync.import', details: { seq: 1, added: 1 }, hash: all.at(-1)!.hash });
-    for (const q of ['limit=0', 'limit=501', 'cursor=abc', 'bogus=1']) expect((await w.h.req('GET', `/v1/audit?${q}`)).status, q).toBe(400);
+    expect(one.data.at(-1)).toMatchObject({
+      action: 'sync.import',
+      details: { seq: 1, added: 1 },
+      hash: all.at(-1)!.hash,
+    });
+    for (const q of ['limit=0', 'limit=501', 'cursor=abc', 'bogus=1'])
+      expect((await w.h.req('GET', `/v1/audit?${q}`)).status, q).toBe(400);
   });
 });

@@ -28,14 +28,36 @@ const copiesLeft = (w: World) => {
   const dir = join(w.h.dir, 'sync-applying');
   return existsSync(dir) ? readdirSync(dir) : [];
 };
-const settingsOf = (w: World) => ({ ttl: w.h.store.state.get('default_lease_ttl_seconds'), manual: w.h.store.state.get('allow_manual_provisioning') });
+const settingsOf = (w: World) => ({
+  ttl: w.h.store.state.get('default_lease_ttl_seconds'),
+  manual: w.h.store.state.get('allow_manual_provisioning'),
+});
 
 // Three snapshots: adds, a change with a higher rev, a revocation of a listed entitlement, ids
 // never seen revoked, unlisted ones suspended and listed again, settings.
 const SEQUENCE: Content[] = [
-  { entitlements: [ent('ent_a'), ent('ent_b'), ent('ent_c'), ent('ent_d')], revoked: ['ent_x'], settings: { default_lease_ttl_seconds: 600 } },
-  { entitlements: [ent('ent_a', { rev: 2, policy_json: { type: 'concurrent', max_seats: 9 } }), ent('ent_b'), ent('ent_e')], revoked: ['ent_b', 'ent_y'], settings: { allow_manual_provisioning: false } },
-  { entitlements: [ent('ent_a', { rev: 2, policy_json: { type: 'concurrent', max_seats: 9 } }), ent('ent_b'), ent('ent_c')], settings: { default_lease_ttl_seconds: 900, allow_manual_provisioning: true } },
+  {
+    entitlements: [ent('ent_a'), ent('ent_b'), ent('ent_c'), ent('ent_d')],
+    revoked: ['ent_x'],
+    settings: { default_lease_ttl_seconds: 600 },
+  },
+  {
+    entitlements: [
+      ent('ent_a', { rev: 2, policy_json: { type: 'concurrent', max_seats: 9 } }),
+      ent('ent_b'),
+      ent('ent_e'),
+    ],
+    revoked: ['ent_b', 'ent_y'],
+    settings: { allow_manual_provisioning: false },
+  },
+  {
+    entitlements: [
+      ent('ent_a', { rev: 2, policy_json: { type: 'concurrent', max_seats: 9 } }),
+      ent('ent_b'),
+      ent('ent_c'),
+    ],
+    settings: { default_lease_ttl_seconds: 900, allow_manual_provisioning: true },
+  },
 ];
 
 describe('a bundle applied in steps', () => {
@@ -45,15 +67,30 @@ describe('a bundle applied in steps', () => {
     for (const [i, content] of SEQUENCE.entries()) {
       const r1 = await one.importFile(one.sign(i + 1, content));
       const r2 = await steps.importFile(steps.sign(i + 1, content), STEPS);
-      expect({ ...r2, manifest_sha256: null }, `bundle ${i + 1}`).toEqual({ ...r1, manifest_sha256: null });
+      expect({ ...r2, manifest_sha256: null }, `bundle ${i + 1}`).toEqual({
+        ...r1,
+        manifest_sha256: null,
+      });
       expect(steps.bundleState(), `bundle ${i + 1}`).toEqual(one.bundleState());
       expect(settingsOf(steps)).toEqual(settingsOf(one));
-      expect(steps.h.services.sync.status()).toMatchObject({ last_import: { seq: i + 1 }, applying: null, permanent_revocations: one.h.services.sync.status().permanent_revocations });
-      expect(importAudits(steps).map((a) => ({ ...a, manifest_sha256: null, kid: null, file: null }))).toEqual(importAudits(one).map((a) => ({ ...a, manifest_sha256: null, kid: null, file: null })));
+      expect(steps.h.services.sync.status()).toMatchObject({
+        last_import: { seq: i + 1 },
+        applying: null,
+        permanent_revocations: one.h.services.sync.status().permanent_revocations,
+      });
+      expect(
+        importAudits(steps).map((a) => ({ ...a, manifest_sha256: null, kid: null, file: null })),
+      ).toEqual(
+        importAudits(one).map((a) => ({ ...a, manifest_sha256: null, kid: null, file: null })),
+      );
       expect(copiesLeft(steps)).toEqual([]);
     }
     // Sanity: the sequence did what it says (so equality above is not two empty states).
-    expect(Object.fromEntries(Object.entries(one.bundleState()).map(([id, e]) => [id, (e as { status: string }).status]))).toEqual({
+    expect(
+      Object.fromEntries(
+        Object.entries(one.bundleState()).map(([id, e]) => [id, (e as { status: string }).status]),
+      ),
+    ).toEqual({
       ent_a: 'active',
       ent_b: 'revoked',
       ent_c: 'active',
@@ -65,7 +102,10 @@ describe('a bundle applied in steps', () => {
   it('a refused bundle changes nothing and leaves no copy, as in one transaction', async () => {
     const w = world();
     await w.importFile(w.sign(1, { entitlements: [ent('ent_a', { rev: 3 })] }));
-    await w.expectRefused(w.sign(2, { entitlements: [ent('ent_b'), ent('ent_a', { rev: 2 })] }), 'rollback');
+    await w.expectRefused(
+      w.sign(2, { entitlements: [ent('ent_b'), ent('ent_a', { rev: 2 })] }),
+      'rollback',
+    );
     expect(copiesLeft(w)).toEqual([]);
   });
 });
@@ -74,8 +114,18 @@ describe('an apply interrupted half-way', () => {
   /** Imports seq 2 in steps with a write failing half-way (a stand-in for a crash or a failing disk). */
   async function interrupted(w: World): Promise<string> {
     await w.importFile(w.sign(1, { entitlements: [ent('ent_a'), ent('ent_b')] }));
-    const file = w.sign(2, { entitlements: [ent('ent_a', { rev: 2, policy_json: { type: 'concurrent', max_seats: 9 } }), ent('ent_c'), ent('ent_d'), ent('ent_e'), ent('ent_f')] });
-    w.h.store.db.exec("CREATE TEMP TRIGGER boom BEFORE INSERT ON main.entitlements WHEN NEW.id = 'ent_e' BEGIN SELECT RAISE(ABORT, 'the disk failed'); END");
+    const file = w.sign(2, {
+      entitlements: [
+        ent('ent_a', { rev: 2, policy_json: { type: 'concurrent', max_seats: 9 } }),
+        ent('ent_c'),
+        ent('ent_d'),
+        ent('ent_e'),
+        ent('ent_f'),
+      ],
+    });
+    w.h.store.db.exec(
+      "CREATE TEMP TRIGGER boom BEFORE INSERT ON main.entitlements WHEN NEW.id = 'ent_e' BEGIN SELECT RAISE(ABORT, 'the disk failed'); END",
+    );
     const err = await w.importFile(file, STEPS).then(
       () => undefined,
       (e: unknown) => e,
@@ -83,7 +133,10 @@ describe('an apply interrupted half-way', () => {
     w.h.store.db.exec('DROP TRIGGER temp.boom');
     expect(String(err)).toMatch(/the disk failed/);
     // Accepted (seq recorded, marker left), the first steps in, the rest not yet, no audit row yet.
-    expect(w.h.services.sync.status()).toMatchObject({ last_import: { seq: 2 }, applying: { seq: 2 } });
+    expect(w.h.services.sync.status()).toMatchObject({
+      last_import: { seq: 2 },
+      applying: { seq: 2 },
+    });
     const state = w.bundleState();
     expect(state.ent_a).toMatchObject({ rev: 2 });
     expect(state.ent_c).toMatchObject({ status: 'active' });
@@ -97,7 +150,11 @@ describe('an apply interrupted half-way', () => {
 
   function expectFinished(w: World): void {
     const state = w.bundleState();
-    expect(Object.fromEntries(Object.entries(state).map(([id, e]) => [id, (e as { status: string }).status]))).toEqual({
+    expect(
+      Object.fromEntries(
+        Object.entries(state).map(([id, e]) => [id, (e as { status: string }).status]),
+      ),
+    ).toEqual({
       ent_a: 'active',
       ent_b: 'suspended',
       ent_c: 'active',
@@ -105,7 +162,10 @@ describe('an apply interrupted half-way', () => {
       ent_e: 'active',
       ent_f: 'active',
     });
-    expect(state.ent_a).toMatchObject({ rev: 2, policy_json: JSON.stringify({ type: 'concurrent', max_seats: 9 }) });
+    expect(state.ent_a).toMatchObject({
+      rev: 2,
+      policy_json: JSON.stringify({ type: 'concurrent', max_seats: 9 }),
+    });
     expect(w.h.services.sync.status()).toMatchObject({ last_import: { seq: 2 }, applying: null });
     const audits = importAudits(w);
     expect(audits.map((a) => a.seq)).toEqual([1, 2]);
@@ -118,7 +178,12 @@ describe('an apply interrupted half-way', () => {
   it('is finished by importing the same bundle again, which answers "applied"', async () => {
     const w = world();
     const file = await interrupted(w);
-    expect(await w.importFile(file)).toMatchObject({ status: "applied", seq: 2, added: 3, suspended: 1 });
+    expect(await w.importFile(file)).toMatchObject({
+      status: 'applied',
+      seq: 2,
+      added: 3,
+      suspended: 1,
+    });
     expectFinished(w);
     // And now it is the bundle imported last.
     expect(await w.importFile(file)).toMatchObject({ status: 'unchanged' });
@@ -130,13 +195,23 @@ describe('an apply interrupted half-way', () => {
     expect(await w.h.services.sync.finishInterruptedImport()).toBe(true);
     expectFinished(w);
     expect(await w.h.services.sync.finishInterruptedImport()).toBe(false);
-    expect(await w.importFile(w.sign(3, { entitlements: [ent('ent_a', { rev: 2, policy_json: { type: 'concurrent', max_seats: 9 } })] }))).toMatchObject({ status: 'applied', seq: 3, suspended: 4 });
+    expect(
+      await w.importFile(
+        w.sign(3, {
+          entitlements: [
+            ent('ent_a', { rev: 2, policy_json: { type: 'concurrent', max_seats: 9 } }),
+          ],
+        }),
+      ),
+    ).toMatchObject({ status: 'applied', seq: 3, suspended: 4 });
   });
 
   it('is finished first when another bundle arrives', async () => {
     const w = world();
     await interrupted(w);
-    expect(await w.importFile(w.sign(3, { entitlements: [ent('ent_a', { rev: 3 })] }))).toMatchObject({ status: 'applied', seq: 3, changed: 1, suspended: 4 });
+    expect(
+      await w.importFile(w.sign(3, { entitlements: [ent('ent_a', { rev: 3 })] })),
+    ).toMatchObject({ status: 'applied', seq: 3, changed: 1, suspended: 4 });
     expect(importAudits(w).map((a) => [a.seq, a.resumed ?? false])).toEqual([
       [1, false],
       [2, true],

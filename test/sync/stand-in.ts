@@ -20,14 +20,22 @@ export async function standIn() {
         const seq = Math.max(...[...bundles.keys()].filter((s) => s > after), -1);
         if (seq < 0) return void res.writeHead(204).end();
         const body = bundles.get(seq)!;
-        return void res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body);
+        return void res
+          .writeHead(200, {
+            'content-type': 'application/octet-stream',
+            'content-length': body.length,
+          })
+          .end(body);
       }
       if (m[2] === 'exports' && req.method === 'POST') {
         if (failPushes > 0) {
           failPushes--;
           return void res.writeHead(503).end();
         }
-        exports.push({ seq: req.headers['x-bpsync-seq'] as string | undefined, body: Buffer.concat(chunks) });
+        exports.push({
+          seq: req.headers['x-bpsync-seq'] as string | undefined,
+          body: Buffer.concat(chunks),
+        });
         return void res.writeHead(201).end();
       }
       res.writeHead(405).end();

@@ -56,7 +56,10 @@ export type World = ReturnType<typeof createWorld>;
 export function createWorld(opts: { pin?: boolean; now?: string } = {}) {
   const h = createHarness({ now: opts.now ?? WORLD_NOW });
   const vendor = generateSigningKey();
-  if (opts.pin !== false) h.store.tx(() => pinAtInit(h.store, [verifyKeyFromPaserk(vendor.publicPaserk)], 'test', h.clock.now()));
+  if (opts.pin !== false)
+    h.store.tx(() =>
+      pinAtInit(h.store, [verifyKeyFromPaserk(vendor.publicPaserk)], 'test', h.clock.now()),
+    );
   const bundles = join(h.dir, 'bundles');
   mkdirSync(bundles, { recursive: true });
   const hashes = new Map<number, string>();
@@ -64,8 +67,16 @@ export function createWorld(opts: { pin?: boolean; now?: string } = {}) {
 
   function params(seq: number, o: SignOpts) {
     const iatMs = o.iatMs ?? h.clock.now() - 60_000 + seq * 1000;
-    const prev = o.prev !== undefined ? o.prev : seq === 1 ? null : (hashes.get(seq - 1) ?? 'f'.repeat(64));
-    return { serverId: o.serverId ?? h.info.server_id, seq, prev, iatMs, expMs: o.expMs ?? iatMs + 30 * 86_400_000, ack: o.ack ?? null };
+    const prev =
+      o.prev !== undefined ? o.prev : seq === 1 ? null : (hashes.get(seq - 1) ?? 'f'.repeat(64));
+    return {
+      serverId: o.serverId ?? h.info.server_id,
+      seq,
+      prev,
+      iatMs,
+      expMs: o.expMs ?? iatMs + 30 * 86_400_000,
+      ack: o.ack ?? null,
+    };
   }
 
   /** Signs a bundle from content, as `vendor sign` would; remembers its hash for the next seq's prev. */
@@ -80,7 +91,11 @@ export function createWorld(opts: { pin?: boolean; now?: string } = {}) {
    * Writes a bundle from raw payload bytes with a signed manifest whose payload fields may lie
    * (len, sha256, records), to test what the signature alone cannot catch.
    */
-  function signRaw(seq: number, payload: Buffer, over: Partial<Manifest['payload']> & SignOpts = {}): string {
+  function signRaw(
+    seq: number,
+    payload: Buffer,
+    over: Partial<Manifest['payload']> & SignOpts = {},
+  ): string {
     const p = params(seq, over);
     const m: Manifest = {
       typ: IMPORT_TYP,
@@ -91,7 +106,16 @@ export function createWorld(opts: { pin?: boolean; now?: string } = {}) {
       prev: p.prev,
       iat: p.iatMs,
       exp: p.expMs,
-      payload: { len: over.len ?? payload.length, sha256: over.sha256 ?? sha256Hex(payload), records: over.records ?? payload.toString('utf8').split('\n').filter((l) => l !== '').length },
+      payload: {
+        len: over.len ?? payload.length,
+        sha256: over.sha256 ?? sha256Hex(payload),
+        records:
+          over.records ??
+          payload
+            .toString('utf8')
+            .split('\n')
+            .filter((l) => l !== '').length,
+      },
       ack: p.ack,
     };
     const token = signManifest(over.key ?? vendor, m, 'import');
@@ -106,7 +130,11 @@ export function createWorld(opts: { pin?: boolean; now?: string } = {}) {
 
   /** Bundle entitlements as the state a snapshot defines: id → what matters. */
   function bundleState(): Record<string, unknown> {
-    const rows = h.store.db.prepare("SELECT id, tenant_id, product_id, policy_json, starts_at, ends_at, status, rev FROM entitlements WHERE source = 'bundle' ORDER BY id").all() as Array<Record<string, unknown>>;
+    const rows = h.store.db
+      .prepare(
+        "SELECT id, tenant_id, product_id, policy_json, starts_at, ends_at, status, rev FROM entitlements WHERE source = 'bundle' ORDER BY id",
+      )
+      .all() as Array<Record<string, unknown>>;
     return Object.fromEntries(rows.map((r) => [r.id, r]));
   }
 
@@ -114,7 +142,11 @@ export function createWorld(opts: { pin?: boolean; now?: string } = {}) {
    * Expects a refusal with this rule, and that it changed nothing but one appended audit row
    * (`sync.import_rejected`, naming the rule).
    */
-  async function expectRefused(file: string, rule: string | string[], message?: RegExp): Promise<AppError> {
+  async function expectRefused(
+    file: string,
+    rule: string | string[],
+    message?: RegExp,
+  ): Promise<AppError> {
     const before = h.snapshot();
     const err = await importFile(file).then(
       () => undefined,

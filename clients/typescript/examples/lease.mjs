@@ -8,7 +8,9 @@
 // BPLS_USER (user_123). In an application, import from '@bigpicture/license-client'.
 import { LicenseClient, LicenseError, Subject } from '../dist/index.js';
 
-const client = new LicenseClient({ urls: (process.env.BPLS_URL ?? 'http://127.0.0.1:8080').split(',') });
+const client = new LicenseClient({
+  urls: (process.env.BPLS_URL ?? 'http://127.0.0.1:8080').split(','),
+});
 
 let lease;
 try {
@@ -25,7 +27,9 @@ try {
   throw err;
 }
 
-console.log(`leased ${lease.id} until ${lease.expiresAt.toISOString()}, features: ${lease.features.join(', ') || '(none)'}`);
+console.log(
+  `leased ${lease.id} until ${lease.expiresAt.toISOString()}, features: ${lease.features.join(', ') || '(none)'}`,
+);
 lease.on('renewed', (l) => console.log(`renewed until ${l.expiresAt.toISOString()}`));
 lease.on('error', (err) => console.error(`renewal failed, retrying: ${err.code}`));
 lease.on('revoked', () => {

@@ -117,14 +117,18 @@ export class LicenseClient {
   readonly #keys = new Map<string, readonly PublishedKey[]>();
 
   constructor(opts: LicenseClientOptions) {
-    const urls = (typeof opts.urls === 'string' ? [opts.urls] : [...opts.urls]).map((u) => u.replace(/\/+$/, ''));
+    const urls = (typeof opts.urls === 'string' ? [opts.urls] : [...opts.urls]).map((u) =>
+      u.replace(/\/+$/, ''),
+    );
     if (urls.length === 0) throw new TypeError('LicenseClient: give at least one server URL');
     for (const u of urls) {
       const parsed = URL.canParse(u) ? new URL(u) : undefined;
-      if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) throw new TypeError(`LicenseClient: ${u} is not an http(s) URL`);
+      if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:'))
+        throw new TypeError(`LicenseClient: ${u} is not an http(s) URL`);
     }
     const renewAt = opts.renewAt ?? 0.5;
-    if (!(renewAt > 0 && renewAt < 1)) throw new TypeError('LicenseClient: renewAt must be between 0 and 1');
+    if (!(renewAt > 0 && renewAt < 1))
+      throw new TypeError('LicenseClient: renewAt must be between 0 and 1');
     this.urls = urls;
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
     this.#releaseOnExit = opts.releaseOnExit ?? true;
@@ -143,7 +147,12 @@ export class LicenseClient {
    *   `token_rejected`
    */
   async requestLease(req: LeaseRequest): Promise<Lease> {
-    const body: Record<string, unknown> = { product_id: req.product, tenant_id: req.tenant, subject_type: req.subject.type, subject_id: req.subject.id };
+    const body: Record<string, unknown> = {
+      product_id: req.product,
+      tenant_id: req.tenant,
+      subject_type: req.subject.type,
+      subject_id: req.subject.id,
+    };
     if (req.features !== undefined) body.features = [...req.features];
     if (req.entitlementId !== undefined) body.entitlement_id = req.entitlementId;
     const a = await this.call('POST', '/v1/license/lease', body, req.signal);
@@ -164,12 +173,24 @@ export class LicenseClient {
 
   /** Releases every lease this client holds (best effort; each frees its seat at expiry anyway). */
   async close(): Promise<void> {
-    await Promise.all([...held].filter((l) => l.client === this).map((l) => l.release().catch(() => {})));
+    await Promise.all(
+      [...held].filter((l) => l.client === this).map((l) => l.release().catch(() => {})),
+    );
   }
 
   /** @internal Verifies a token with the answering server's keys; fetches them again once for a new kid. */
-  async verify(issued: IssuedLease, url: string, product: string, tenant: string): Promise<LeaseClaims> {
-    const check = (keys: readonly PublishedKey[]) => verifyLeaseToken(issued.token, keys, { productId: product, tenantId: tenant, leewaySeconds: this.#leewaySeconds });
+  async verify(
+    issued: IssuedLease,
+    url: string,
+    product: string,
+    tenant: string,
+  ): Promise<LeaseClaims> {
+    const check = (keys: readonly PublishedKey[]) =>
+      verifyLeaseToken(issued.token, keys, {
+        productId: product,
+        tenantId: tenant,
+        leewaySeconds: this.#leewaySeconds,
+      });
     let claims: LeaseClaims;
     try {
       let keys = this.#keys.get(url);
@@ -184,12 +205,20 @@ export class LicenseClient {
       }
     } catch (err) {
       if (err instanceof TokenError) {
-        throw new LicenseError('token_rejected', `the lease token from ${url} failed offline verification: ${err.message}`, { url, details: { token_error: err.code }, cause: err });
+        throw new LicenseError(
+          'token_rejected',
+          `the lease token from ${url} failed offline verification: ${err.message}`,
+          { url, details: { token_error: err.code }, cause: err },
+        );
       }
       throw err;
     }
     if (claims.jti !== issued.lease_id) {
-      throw new LicenseError('token_rejected', `the lease token from ${url} is for lease ${claims.jti}, not ${issued.lease_id}`, { url, details: { token_error: 'bad_claims' } });
+      throw new LicenseError(
+        'token_rejected',
+        `the lease token from ${url} is for lease ${claims.jti}, not ${issued.lease_id}`,
+        { url, details: { token_error: 'bad_claims' } },
+      );
     }
     return claims;
   }
@@ -212,7 +241,12 @@ export class LicenseClient {
    * @internal One call with failover: each URL once, starting with the one that answered last.
    * A 4xx is the server's word and final; unreachable, time-out and 5xx move on to the next URL.
    */
-  async call(method: 'GET' | 'POST', path: string, body: unknown, signal: AbortSignal | undefined): Promise<Answer> {
+  async call(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+  ): Promise<Answer> {
     const attempts: Array<{ url: string; error: string }> = [];
     let lastServerError: LicenseError | undefined;
     for (let i = 0; i < this.urls.length; i++) {
@@ -237,10 +271,20 @@ export class LicenseClient {
     }
     if (lastServerError) throw lastServerError;
     const timedOut = attempts.length > 0 && attempts.every((t) => t.error.startsWith('timeout'));
-    throw new LicenseError(timedOut ? 'timeout' : 'unreachable', `no license server answered ${method} ${path}: ${attempts.map((t) => `${t.url}: ${t.error}`).join('; ')}`, { details: { attempts } });
+    throw new LicenseError(
+      timedOut ? 'timeout' : 'unreachable',
+      `no license server answered ${method} ${path}: ${attempts.map((t) => `${t.url}: ${t.error}`).join('; ')}`,
+      { details: { attempts } },
+    );
   }
 
-  async #once(url: string, method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Answer | LicenseError> {
+  async #once(
+    url: string,
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+  ): Promise<Answer | LicenseError> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     let res: Response;
@@ -254,46 +298,87 @@ export class LicenseClient {
       });
       text = await res.text();
     } catch (err) {
-      if (signal?.aborted) return new LicenseError('aborted', `${method} ${path} was aborted`, { url, cause: err });
-      if (timeout.aborted) return new LicenseError('timeout', `timeout after ${this.#timeoutMs} ms`, { url, cause: err });
+      if (signal?.aborted)
+        return new LicenseError('aborted', `${method} ${path} was aborted`, { url, cause: err });
+      if (timeout.aborted)
+        return new LicenseError('timeout', `timeout after ${this.#timeoutMs} ms`, {
+          url,
+          cause: err,
+        });
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      return new LicenseError('unreachable', cause?.code ?? cause?.message ?? (err as Error).message, { url, cause: err });
+      return new LicenseError(
+        'unreachable',
+        cause?.code ?? cause?.message ?? (err as Error).message,
+        { url, cause: err },
+      );
     }
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
-      return new LicenseError('bad_response', `${url}${path} answered ${res.status} with something that is not JSON`, { url, status: res.status });
+      return new LicenseError(
+        'bad_response',
+        `${url}${path} answered ${res.status} with something that is not JSON`,
+        { url, status: res.status },
+      );
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      return new LicenseError('bad_response', `${url}${path} answered ${res.status} with JSON that is not an object`, { url, status: res.status });
+      return new LicenseError(
+        'bad_response',
+        `${url}${path} answered ${res.status} with JSON that is not an object`,
+        { url, status: res.status },
+      );
     }
     return { status: res.status, body: parsed as Record<string, unknown>, url };
   }
 }
 
 function envelopeError(a: Answer): LicenseError {
-  const e = (a.body as { error?: { code?: unknown; message?: unknown; details?: unknown; request_id?: unknown } }).error;
-  if (!e || typeof e.code !== 'string') return new LicenseError('bad_response', `${a.url} answered ${a.status} without an error envelope`, { url: a.url, status: a.status });
+  const e = (
+    a.body as {
+      error?: { code?: unknown; message?: unknown; details?: unknown; request_id?: unknown };
+    }
+  ).error;
+  if (!e || typeof e.code !== 'string')
+    return new LicenseError(
+      'bad_response',
+      `${a.url} answered ${a.status} without an error envelope`,
+      { url: a.url, status: a.status },
+    );
   return new LicenseError(e.code, typeof e.message === 'string' ? e.message : e.code, {
     status: a.status,
     url: a.url,
-    details: e.details && typeof e.details === 'object' ? (e.details as Record<string, unknown>) : {},
+    details:
+      e.details && typeof e.details === 'object' ? (e.details as Record<string, unknown>) : {},
     ...(typeof e.request_id === 'string' ? { requestId: e.request_id } : {}),
   });
 }
 
 function readIssued(a: Answer): IssuedLease {
   const b = a.body;
-  if (typeof b.lease_id !== 'string' || typeof b.token !== 'string' || typeof b.expires_at !== 'string' || !Array.isArray(b.features)) {
-    throw new LicenseError('bad_response', `${a.url} answered ${a.status} without lease_id, token, expires_at and features`, { url: a.url, status: a.status });
+  if (
+    typeof b.lease_id !== 'string' ||
+    typeof b.token !== 'string' ||
+    typeof b.expires_at !== 'string' ||
+    !Array.isArray(b.features)
+  ) {
+    throw new LicenseError(
+      'bad_response',
+      `${a.url} answered ${a.status} without lease_id, token, expires_at and features`,
+      { url: a.url, status: a.status },
+    );
   }
   return b as unknown as IssuedLease;
 }
 
 function readKeys(a: Answer): PublishedKey[] {
   const keys = (a.body as { keys?: unknown }).keys;
-  if (!Array.isArray(keys)) throw new LicenseError('bad_response', `${a.url} answered /v1/license/keys without a keys array`, { url: a.url, status: a.status });
+  if (!Array.isArray(keys))
+    throw new LicenseError(
+      'bad_response',
+      `${a.url} answered /v1/license/keys without a keys array`,
+      { url: a.url, status: a.status },
+    );
   return keys as PublishedKey[];
 }
 
@@ -355,16 +440,36 @@ export class Lease extends EventEmitter<LeaseEvents> {
    *   `lost`), or the failure of this attempt (retried in the background with backoff)
    */
   renew(): Promise<Lease> {
-    if (this.state !== 'active') return Promise.reject(new LicenseError(this.state === 'released' ? 'lease_released' : this.state === 'revoked' ? 'lease_released' : 'lease_expired', `lease ${this.id} is ${this.state}`));
+    if (this.state !== 'active')
+      return Promise.reject(
+        new LicenseError(
+          this.state === 'released'
+            ? 'lease_released'
+            : this.state === 'revoked'
+              ? 'lease_released'
+              : 'lease_expired',
+          `lease ${this.id} is ${this.state}`,
+        ),
+      );
     this.#renewing ??= this.#renew().finally(() => (this.#renewing = undefined));
     return this.#renewing;
   }
 
   async #renew(): Promise<Lease> {
     try {
-      const a = await this.client.call('POST', '/v1/license/lease/renew', { lease_id: this.id }, undefined);
+      const a = await this.client.call(
+        'POST',
+        '/v1/license/lease/renew',
+        { lease_id: this.id },
+        undefined,
+      );
       const issued = readIssued(a);
-      const claims = await this.client.verify(issued, a.url, this.request.product, this.request.tenant);
+      const claims = await this.client.verify(
+        issued,
+        a.url,
+        this.request.product,
+        this.request.tenant,
+      );
       if (this.state !== 'active') return this;
       this.token = issued.token;
       this.claims = claims;
@@ -374,7 +479,10 @@ export class Lease extends EventEmitter<LeaseEvents> {
       this.emit('renewed', this);
       return this;
     } catch (err) {
-      const e = err instanceof LicenseError ? err : new LicenseError('bad_response', (err as Error).message, { cause: err });
+      const e =
+        err instanceof LicenseError
+          ? err
+          : new LicenseError('bad_response', (err as Error).message, { cause: err });
       if (this.state !== 'active') throw e;
       if (e.status === 410) {
         this.#end(e.code === 'lease_expired' ? 'lost' : 'revoked');
@@ -418,7 +526,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
     const left = this.claims.exp.getTime() - Date.now();
     if (left <= 0) return this.#lose();
     // 1 s, 2 s, 4 s … up to 30 s, jittered, and never past the token's expiry.
-    const backoff = Math.min(30_000, 1000 * 2 ** Math.min(this.#failures - 1, 5)) * (0.8 + Math.random() * 0.4);
+    const backoff =
+      Math.min(30_000, 1000 * 2 ** Math.min(this.#failures - 1, 5)) * (0.8 + Math.random() * 0.4);
     this.#arm(Math.min(backoff, left));
   }
 
@@ -437,7 +546,13 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   #lose(): void {
     this.#end('lost');
-    this.emit('lost', new LicenseError('lease_expired', `lease ${this.id} expired at ${this.claims.exp.toISOString()} without a successful renewal`));
+    this.emit(
+      'lost',
+      new LicenseError(
+        'lease_expired',
+        `lease ${this.id} expired at ${this.claims.exp.toISOString()} without a successful renewal`,
+      ),
+    );
   }
 
   #end(state: LeaseState): void {

@@ -21,7 +21,17 @@ export class LicenseError extends Error {
   /** The server URL that gave this answer, when one did. */
   readonly url: string | undefined;
 
-  constructor(code: string, message: string, opts: { status?: number; details?: Record<string, unknown>; requestId?: string; url?: string; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    opts: {
+      status?: number;
+      details?: Record<string, unknown>;
+      requestId?: string;
+      url?: string;
+      cause?: unknown;
+    } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'LicenseError';
     this.code = code;
@@ -33,6 +43,11 @@ export class LicenseError extends Error {
 
   /** True when trying again (later, or at another URL) may succeed: network trouble, 5xx, 429. */
   get retryable(): boolean {
-    return this.code === 'unreachable' || this.code === 'timeout' || this.code === 'bad_response' || (this.status !== undefined && (this.status >= 500 || this.status === 429));
+    return (
+      this.code === 'unreachable' ||
+      this.code === 'timeout' ||
+      this.code === 'bad_response' ||
+      (this.status !== undefined && (this.status >= 500 || this.status === 429))
+    );
   }
 }

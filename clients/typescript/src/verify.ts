@@ -47,7 +47,10 @@ function remember<V>(cache: Map<string, V>, key: string, make: () => V): V {
 function listOf(keys: PublishedKeys): readonly PublishedKey[] {
   const list = Array.isArray(keys) ? keys : (keys as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(list)) {
-    throw new TokenError('bad_key', 'key list must be the body of GET /v1/license/keys ({"keys":[…]}) or its "keys" array');
+    throw new TokenError(
+      'bad_key',
+      'key list must be the body of GET /v1/license/keys ({"keys":[…]}) or its "keys" array',
+    );
   }
   return list as readonly PublishedKey[];
 }
@@ -65,7 +68,8 @@ function keyFor(list: readonly PublishedKey[], kid: string): VerifyKey {
       continue;
     }
     const consistent = entry.kid === undefined || entry.kid === pid;
-    if (pid === kid && consistent) return remember(keyCache, entry.public_key, () => verifyKeyFromPaserk(entry.public_key));
+    if (pid === kid && consistent)
+      return remember(keyCache, entry.public_key, () => verifyKeyFromPaserk(entry.public_key));
     if (!consistent && (entry.kid === kid || pid === kid)) liar = entry;
   }
   if (liar) {
@@ -91,17 +95,32 @@ function keyFor(list: readonly PublishedKey[], kid: string): VerifyKey {
  * @throws TokenError — `malformed`, `wrong_purpose`, `bad_footer`, `unknown_key`, `bad_key`,
  *   `bad_signature`, `wrong_type`, `bad_claims`, `wrong_audience`, `not_yet_valid`, `expired`
  */
-export function verifyLeaseToken(token: string, keys: PublishedKeys, opts: VerifyLeaseOptions = {}): LeaseClaims {
+export function verifyLeaseToken(
+  token: string,
+  keys: PublishedKeys,
+  opts: VerifyLeaseOptions = {},
+): LeaseClaims {
   const list = listOf(keys);
   const { claims } = verifyClaims((kid) => keyFor(list, kid), token);
   const lease = readLeaseClaims(claims);
   if (opts.productId !== undefined && lease.aud !== opts.productId) {
-    throw new TokenError('wrong_audience', `lease token is for product ${preview(lease.aud)}, not ${preview(opts.productId)}`);
+    throw new TokenError(
+      'wrong_audience',
+      `lease token is for product ${preview(lease.aud)}, not ${preview(opts.productId)}`,
+    );
   }
   if (opts.tenantId !== undefined && lease.tenantId !== opts.tenantId) {
-    throw new TokenError('wrong_audience', `lease token is for tenant ${preview(lease.tenantId)}, not ${preview(opts.tenantId)}`);
+    throw new TokenError(
+      'wrong_audience',
+      `lease token is for tenant ${preview(lease.tenantId)}, not ${preview(opts.tenantId)}`,
+    );
   }
-  const now = opts.now === undefined ? Date.now() : typeof opts.now === 'number' ? opts.now : opts.now.getTime();
+  const now =
+    opts.now === undefined
+      ? Date.now()
+      : typeof opts.now === 'number'
+        ? opts.now
+        : opts.now.getTime();
   if (!Number.isFinite(now)) throw new RangeError('verifyLeaseToken: opts.now is not a valid time');
   checkTimeClaims(claims, now, { leewaySeconds: opts.leewaySeconds });
   return lease;

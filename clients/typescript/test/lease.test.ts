@@ -14,7 +14,9 @@ import type * as Sdk from '../src/index.ts';
 const EXE: [string, string[]] = [path.join(ROOT, 'dist', 'bp-license-server'), []];
 const SDK_DIST = path.join(ROOT, 'clients', 'typescript', 'dist', 'index.js');
 const EXAMPLE = path.join(ROOT, 'clients', 'typescript', 'examples', 'lease.mjs');
-const { LicenseClient, LicenseError, Subject, TokenError, verifyLeaseToken } = (await import(SDK_DIST)) as typeof Sdk;
+const { LicenseClient, LicenseError, Subject, TokenError, verifyLeaseToken } = (await import(
+  SDK_DIST
+)) as typeof Sdk;
 
 let dir: string;
 let token: string;
@@ -23,17 +25,29 @@ let server: ServeHandle;
 const base = () => `http://127.0.0.1:${port}`;
 const TERM = { starts_at: '2020-01-01T00:00:00Z', ends_at: '2099-12-31T23:59:59Z' };
 
-async function admin(method: string, p: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+async function admin(
+  method: string,
+  p: string,
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${base()}${p}`, {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
 async function entitlement(tenant: string, policy: Record<string, unknown>): Promise<string> {
-  const r = await admin('POST', '/v1/entitlements', { tenant_id: tenant, product_id: 'cad', policy_json: policy, ...TERM });
+  const r = await admin('POST', '/v1/entitlements', {
+    tenant_id: tenant,
+    product_id: 'cad',
+    policy_json: policy,
+    ...TERM,
+  });
   expect(r.status).toBe(201);
   return r.body.entitlement_id as string;
 }
@@ -52,7 +66,12 @@ function freePort(): Promise<number> {
   });
 }
 
-const serveHere = () => startServe(EXE, ['--data-dir', path.join(dir, 'data'), '--host', '127.0.0.1', '--port', String(port)], { env: { PATH: process.env.PATH ?? '' } });
+const serveHere = () =>
+  startServe(
+    EXE,
+    ['--data-dir', path.join(dir, 'data'), '--host', '127.0.0.1', '--port', String(port)],
+    { env: { PATH: process.env.PATH ?? '' } },
+  );
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
@@ -62,7 +81,12 @@ beforeAll(async () => {
   token = (JSON.parse(init.stdout) as { admin_token: string }).admin_token;
   port = await freePort();
   server = await serveHere();
-  await entitlement('acme', { type: 'concurrent', max_seats: 20, lease_ttl_seconds: 5, features: ['modeling', 'render'] });
+  await entitlement('acme', {
+    type: 'concurrent',
+    max_seats: 20,
+    lease_ttl_seconds: 5,
+    features: ['modeling', 'render'],
+  });
   await entitlement('solo', { type: 'concurrent', max_seats: 1, lease_ttl_seconds: 600 });
 });
 
@@ -75,10 +99,22 @@ afterAll(async () => {
 describe('TypeScript SDK against the executable', () => {
   test('requests a lease whose token verifies offline with the published keys', async () => {
     const client = new LicenseClient({ urls: base(), releaseOnExit: false });
-    const lease = await client.requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('alice'), features: ['render'] });
+    const lease = await client.requestLease({
+      product: 'cad',
+      tenant: 'acme',
+      subject: Subject.user('alice'),
+      features: ['render'],
+    });
     expect(lease.state).toBe('active');
     expect(lease.valid).toBe(true);
-    expect(lease.claims).toMatchObject({ aud: 'cad', tenantId: 'acme', jti: lease.id, subjectType: 'user', subjectId: 'alice', features: ['render'] });
+    expect(lease.claims).toMatchObject({
+      aud: 'cad',
+      tenantId: 'acme',
+      jti: lease.id,
+      subjectType: 'user',
+      subjectId: 'alice',
+      features: ['render'],
+    });
     expect(lease.expiresAt.getTime() - Date.now()).toBeLessThanOrEqual(5000);
     expect(await activeLeaseIds()).toContain(lease.id);
 
@@ -92,19 +128,36 @@ describe('TypeScript SDK against the executable', () => {
 
   test("refusals carry the server's code, status, details and request id", async () => {
     const client = new LicenseClient({ urls: base(), releaseOnExit: false });
-    const first = await client.requestLease({ product: 'cad', tenant: 'solo', subject: Subject.user('u1') });
-    const err = await client.requestLease({ product: 'cad', tenant: 'solo', subject: Subject.user('u2') }).catch((e: unknown) => e);
+    const first = await client.requestLease({
+      product: 'cad',
+      tenant: 'solo',
+      subject: Subject.user('u1'),
+    });
+    const err = await client
+      .requestLease({ product: 'cad', tenant: 'solo', subject: Subject.user('u2') })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LicenseError);
-    expect(err).toMatchObject({ code: 'seats_exhausted', status: 409, url: base(), retryable: false });
+    expect(err).toMatchObject({
+      code: 'seats_exhausted',
+      status: 409,
+      url: base(),
+      retryable: false,
+    });
     expect((err as Sdk.LicenseError).requestId).toMatch(/^req_/);
-    const missing = await client.requestLease({ product: 'nothing', tenant: 'solo', subject: Subject.user('u2') }).catch((e: unknown) => e);
+    const missing = await client
+      .requestLease({ product: 'nothing', tenant: 'solo', subject: Subject.user('u2') })
+      .catch((e: unknown) => e);
     expect(missing).toMatchObject({ code: 'not_found', status: 404 });
     await first.release();
   });
 
   test('keeps a 5 s lease alive for 20 s under one lease id', async () => {
     const client = new LicenseClient({ urls: base(), releaseOnExit: false });
-    const lease = await client.requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('keeper') });
+    const lease = await client.requestLease({
+      product: 'cad',
+      tenant: 'acme',
+      subject: Subject.user('keeper'),
+    });
     let renewed = 0;
     lease.on('renewed', () => renewed++);
     const firstExp = lease.expiresAt.getTime();
@@ -121,27 +174,47 @@ describe('TypeScript SDK against the executable', () => {
   test('fails over when the first URL is down', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const client = new LicenseClient({ urls: [dead, base()], releaseOnExit: false });
-    const lease = await client.requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('failover') });
+    const lease = await client.requestLease({
+      product: 'cad',
+      tenant: 'acme',
+      subject: Subject.user('failover'),
+    });
     expect(lease.valid).toBe(true);
     await lease.renew();
     expect(lease.state).toBe('active');
     await lease.release();
 
-    const nobody = new LicenseClient({ urls: [dead, `http://127.0.0.1:${await freePort()}`], releaseOnExit: false });
-    const err = await nobody.requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('x') }).catch((e: unknown) => e);
+    const nobody = new LicenseClient({
+      urls: [dead, `http://127.0.0.1:${await freePort()}`],
+      releaseOnExit: false,
+    });
+    const err = await nobody
+      .requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('x') })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'unreachable', retryable: true });
     expect((err as Sdk.LicenseError).details.attempts).toHaveLength(2);
   });
 
   test('an aborted request is "aborted"', async () => {
     const client = new LicenseClient({ urls: base(), releaseOnExit: false });
-    const err = await client.requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('x'), signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    const err = await client
+      .requestLease({
+        product: 'cad',
+        tenant: 'acme',
+        subject: Subject.user('x'),
+        signal: AbortSignal.abort(),
+      })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'aborted' });
   });
 
   test('a revoked lease is seen as revoked', async () => {
     const client = new LicenseClient({ urls: base(), releaseOnExit: false });
-    const lease = await client.requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('revokee') });
+    const lease = await client.requestLease({
+      product: 'cad',
+      tenant: 'acme',
+      subject: Subject.user('revokee'),
+    });
     const revoked = new Promise<Sdk.LicenseError>((resolve) => lease.once('revoked', resolve));
     expect((await admin('POST', `/v1/leases/${lease.id}/revoke`)).status).toBe(200);
     await expect(lease.renew()).rejects.toMatchObject({ code: 'lease_released', status: 410 });
@@ -152,7 +225,11 @@ describe('TypeScript SDK against the executable', () => {
 
   test('renews across a server restart', async () => {
     const client = new LicenseClient({ urls: base(), releaseOnExit: false });
-    const lease = await client.requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('restart') });
+    const lease = await client.requestLease({
+      product: 'cad',
+      tenant: 'acme',
+      subject: Subject.user('restart'),
+    });
     const errors: string[] = [];
     lease.on('error', (e) => errors.push(e.code));
     expect((await server.stop()).code).toBe(0);
@@ -168,7 +245,11 @@ describe('TypeScript SDK against the executable', () => {
 
   test('with the server gone the lease stays usable until exp, then is lost', async () => {
     const client = new LicenseClient({ urls: base(), releaseOnExit: false });
-    const lease = await client.requestLease({ product: 'cad', tenant: 'acme', subject: Subject.user('orphan') });
+    const lease = await client.requestLease({
+      product: 'cad',
+      tenant: 'acme',
+      subject: Subject.user('orphan'),
+    });
     const exp = lease.expiresAt.getTime();
     const lost = new Promise<number>((resolve) => lease.once('lost', () => resolve(Date.now())));
     server.child.kill('SIGKILL');
@@ -186,14 +267,22 @@ describe('TypeScript SDK against the executable', () => {
     // Node 20 is the oldest the SDK supports; the machine's own node is 20 on Debian 12.
     const node = existsSync('/usr/bin/node') ? '/usr/bin/node' : process.execPath;
     const child = spawn(node, [EXAMPLE], {
-      env: { PATH: process.env.PATH ?? '', BPLS_URL: `http://127.0.0.1:${await freePort()},${base()}`, BPLS_PRODUCT: 'cad', BPLS_TENANT: 'acme', BPLS_USER: 'exiting' },
+      env: {
+        PATH: process.env.PATH ?? '',
+        BPLS_URL: `http://127.0.0.1:${await freePort()},${base()}`,
+        BPLS_PRODUCT: 'cad',
+        BPLS_TENANT: 'acme',
+        BPLS_USER: 'exiting',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
     for (let i = 0; i < 100 && !/leased /.test(out); i++) await sleep(100);
     const id = /leased (\S+)/.exec(out)?.[1];
     expect(id, `${out}\n${err}`).toMatch(/^lease_/);

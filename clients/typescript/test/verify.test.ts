@@ -37,7 +37,11 @@ const during = new Date('2024-01-15T12:00:00Z');
 
 describe('verifyLeaseToken', () => {
   it('returns typed claims for a valid token', () => {
-    const lease = verifyLeaseToken(token, body, { now: during, productId: 'prod_desktop', tenantId: 'ten_1' });
+    const lease = verifyLeaseToken(token, body, {
+      now: during,
+      productId: 'prod_desktop',
+      tenantId: 'ten_1',
+    });
     expect(lease).toStrictEqual({
       typ: 'bp.lease/1',
       iss: 'srv_1',
@@ -62,7 +66,9 @@ describe('verifyLeaseToken', () => {
   });
 
   it('accepts entries without a kid (it is computed from public_key)', () => {
-    expect(verifyLeaseToken(token, [{ public_key: server.publicPaserk }], { now: during }).jti).toBe('lease_9');
+    expect(
+      verifyLeaseToken(token, [{ public_key: server.publicPaserk }], { now: during }).jti,
+    ).toBe('lease_9');
   });
 
   it('verifies tokens from a retired key that is still listed', () => {
@@ -110,26 +116,46 @@ describe('verifyLeaseToken', () => {
   });
 
   it('rejects a token for another tenant', () => {
-    expectTokenError(() => verifyLeaseToken(token, body, { now: during, tenantId: 'ten_2' }), 'wrong_audience', 'tenant "ten_1", not "ten_2"');
+    expectTokenError(
+      () => verifyLeaseToken(token, body, { now: during, tenantId: 'ten_2' }),
+      'wrong_audience',
+      'tenant "ten_1", not "ten_2"',
+    );
   });
 
   it('rejects a token signed by a key that is not in the list', () => {
     const foreign = issueLeaseToken(attacker, input);
-    expectTokenError(() => verifyLeaseToken(foreign, body, { now: during }), 'unknown_key', 'not in the key list (2 keys)', '/v1/license/keys');
+    expectTokenError(
+      () => verifyLeaseToken(foreign, body, { now: during }),
+      'unknown_key',
+      'not in the key list (2 keys)',
+      '/v1/license/keys',
+    );
   });
 
   it('rejects a key list entry whose kid lies about its key', () => {
     // The attacker lists their own key under the server's kid and signs with it.
-    const lying: PublishedKeys = { keys: [{ kid: server.kid, public_key: attacker.publicPaserk, status: 'active' }] };
+    const lying: PublishedKeys = {
+      keys: [{ kid: server.kid, public_key: attacker.publicPaserk, status: 'active' }],
+    };
     const forged = signV4Public(
       attacker.secretKey,
       Buffer.from(JSON.stringify({ typ: 'bp.lease/1' })),
       Buffer.from(JSON.stringify({ kid: server.kid })),
     );
-    expectTokenError(() => verifyLeaseToken(forged, lying, { now: during }), 'unknown_key', 'does not match its public_key', 'tampered');
+    expectTokenError(
+      () => verifyLeaseToken(forged, lying, { now: during }),
+      'unknown_key',
+      'does not match its public_key',
+      'tampered',
+    );
     // Nor does it help to claim the attacker's kid for the server's key.
     const swapped: PublishedKeys = [{ kid: attacker.kid, public_key: server.publicPaserk }];
-    expectTokenError(() => verifyLeaseToken(token, swapped, { now: during }), 'unknown_key', 'does not match its public_key');
+    expectTokenError(
+      () => verifyLeaseToken(token, swapped, { now: during }),
+      'unknown_key',
+      'does not match its public_key',
+    );
   });
 
   it('uses an honest entry even when a lying one is also listed', () => {
@@ -161,26 +187,48 @@ describe('verifyLeaseToken', () => {
       Buffer.from(JSON.stringify({ typ: 'bp.session/1', exp: '2024-01-15T12:30:00Z' })),
       Buffer.from(JSON.stringify({ kid: server.kid })),
     );
-    expectTokenError(() => verifyLeaseToken(other, body, { now: during }), 'wrong_type', 'not a lease token');
+    expectTokenError(
+      () => verifyLeaseToken(other, body, { now: during }),
+      'wrong_type',
+      'not a lease token',
+    );
   });
 
   it('rejects a forged token for the identity key: the key cannot be loaded', () => {
     const identity = Buffer.alloc(32);
     identity[0] = 1;
     const identityPaserk = toPaserkPublic(identity);
-    const basePoint = Buffer.from('5866666666666666666666666666666666666666666666666666666666666666', 'hex');
+    const basePoint = Buffer.from(
+      '5866666666666666666666666666666666666666666666666666666666666666',
+      'hex',
+    );
     const one = Buffer.alloc(32);
     one[0] = 1;
-    const claims = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(token.split('.')[2]!, 'base64url').subarray(0, -64).toString()), features: ['everything'] }));
+    const claims = Buffer.from(
+      JSON.stringify({
+        ...JSON.parse(Buffer.from(token.split('.')[2]!, 'base64url').subarray(0, -64).toString()),
+        features: ['everything'],
+      }),
+    );
     const forged = `v4.public.${encodeBase64Url(Buffer.concat([claims, basePoint, one]))}.${encodeBase64Url(
       Buffer.from(JSON.stringify({ kid: paserkPid(identityPaserk) })),
     )}`;
-    const poisoned: PublishedKeys = { keys: [...body.keys, { kid: paserkPid(identityPaserk), public_key: identityPaserk }] };
-    expectTokenError(() => verifyLeaseToken(forged, poisoned, { now: during }), 'bad_key', 'small-order');
+    const poisoned: PublishedKeys = {
+      keys: [...body.keys, { kid: paserkPid(identityPaserk), public_key: identityPaserk }],
+    };
+    expectTokenError(
+      () => verifyLeaseToken(forged, poisoned, { now: during }),
+      'bad_key',
+      'small-order',
+    );
   });
 
   it('rejects a key list that is not the keys body or its array', () => {
-    expectTokenError(() => verifyLeaseToken(token, { nope: [] } as never, { now: during }), 'bad_key', 'GET /v1/license/keys');
+    expectTokenError(
+      () => verifyLeaseToken(token, { nope: [] } as never, { now: during }),
+      'bad_key',
+      'GET /v1/license/keys',
+    );
     expectTokenError(() => verifyLeaseToken(token, null as never, { now: during }), 'bad_key');
   });
 
@@ -194,9 +242,20 @@ describe('verifyLeaseToken', () => {
   });
 
   it('rejects malformed tokens with the token error codes', () => {
-    expectTokenError(() => verifyLeaseToken(`${token}.`, body, { now: during }), 'malformed', 'too many');
-    expectTokenError(() => verifyLeaseToken(token.replace('v4.public.', 'v4.local.'), body, { now: during }), 'wrong_purpose');
-    expectTokenError(() => verifyLeaseToken(token.split('.').slice(0, 3).join('.'), body, { now: during }), 'bad_footer', 'no footer');
+    expectTokenError(
+      () => verifyLeaseToken(`${token}.`, body, { now: during }),
+      'malformed',
+      'too many',
+    );
+    expectTokenError(
+      () => verifyLeaseToken(token.replace('v4.public.', 'v4.local.'), body, { now: during }),
+      'wrong_purpose',
+    );
+    expectTokenError(
+      () => verifyLeaseToken(token.split('.').slice(0, 3).join('.'), body, { now: during }),
+      'bad_footer',
+      'no footer',
+    );
   });
 
   it('rejects an invalid now', () => {

@@ -14,7 +14,9 @@ export function registerAudit(program: Command, kit: CommandKit): void {
 
   audit
     .command('verify')
-    .description('check the whole database (PRAGMA integrity_check), then walk the audit hash chain from the first row; exit 1 if the database is damaged or the chain is broken')
+    .description(
+      'check the whole database (PRAGMA integrity_check), then walk the audit hash chain from the first row; exit 1 if the database is damaged or the chain is broken',
+    )
     .action(async (_o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const problems = integrityProblems(ctx.store.db, 'integrity_check');
@@ -22,19 +24,44 @@ export function registerAudit(program: Command, kit: CommandKit): void {
           // The chain cannot be trusted (or even read) from a damaged file: report the damage alone.
           kit.setExitCode(1);
           const file = dataPaths(ctx.dataDir).db;
-          kit.io.stderr(`error[conflict]: ${file} is damaged (PRAGMA integrity_check: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? '; …' : ''})\n`);
+          kit.io.stderr(
+            `error[conflict]: ${file} is damaged (PRAGMA integrity_check: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? '; …' : ''})\n`,
+          );
           kit.io.stderr(`hint: ${RESTORE_DB_HINT}\n`);
-          const r = { ok: false, integrity_check: { ok: false, problems }, rows: null, head: null, first_break: null };
-          emit(kit.io, g.json, r, () => `database DAMAGED: ${problems.length} problem(s) found by integrity_check; the audit chain was not walked`);
+          const r = {
+            ok: false,
+            integrity_check: { ok: false, problems },
+            rows: null,
+            head: null,
+            first_break: null,
+          };
+          emit(
+            kit.io,
+            g.json,
+            r,
+            () =>
+              `database DAMAGED: ${problems.length} problem(s) found by integrity_check; the audit chain was not walked`,
+          );
           return;
         }
-        const r = { ...syncServiceOf(ctx).verifyAudit(), integrity_check: { ok: true, problems: [] as string[] } };
+        const r = {
+          ...syncServiceOf(ctx).verifyAudit(),
+          integrity_check: { ok: true, problems: [] as string[] },
+        };
         if (!r.ok) {
           kit.setExitCode(1);
-          kit.io.stderr(`error[conflict]: the audit chain is broken at row ${r.first_break!.seq}: ${r.first_break!.reason}\n`);
-          kit.io.stderr('hint: the database was edited outside this program; restore it from a backup and compare\n');
+          kit.io.stderr(
+            `error[conflict]: the audit chain is broken at row ${r.first_break!.seq}: ${r.first_break!.reason}\n`,
+          );
+          kit.io.stderr(
+            'hint: the database was edited outside this program; restore it from a backup and compare\n',
+          );
         }
-        emit(kit.io, g.json, r, () => (r.ok ? `database intact (integrity_check ok); audit chain intact: ${r.rows} rows, head ${r.head.seq} ${r.head.hash}` : `audit chain BROKEN at row ${r.first_break!.seq} (${r.rows} rows read)`));
+        emit(kit.io, g.json, r, () =>
+          r.ok
+            ? `database intact (integrity_check ok); audit chain intact: ${r.rows} rows, head ${r.head.seq} ${r.head.hash}`
+            : `audit chain BROKEN at row ${r.first_break!.seq} (${r.rows} rows read)`,
+        );
       });
     });
 }

@@ -39,18 +39,34 @@ function parseJsonOption(text: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new AppError('invalid_request', `${what} is not valid JSON: ${(err as Error).message}`, { usage: true });
+    throw new AppError('invalid_request', `${what} is not valid JSON: ${(err as Error).message}`, {
+      usage: true,
+    });
   }
 }
 
 /** The policy from --policy JSON and/or the individual flags (flags win). */
-function policyFrom(flags: PolicyFlags, base: Record<string, unknown> = {}): Record<string, unknown> | undefined {
-  const given = flags.policy !== undefined || flags.type !== undefined || flags.maxSeats !== undefined || flags.features !== undefined || flags.leaseTtl !== undefined || flags.graceDays !== undefined || flags.seatAssignment !== undefined;
+function policyFrom(
+  flags: PolicyFlags,
+  base: Record<string, unknown> = {},
+): Record<string, unknown> | undefined {
+  const given =
+    flags.policy !== undefined ||
+    flags.type !== undefined ||
+    flags.maxSeats !== undefined ||
+    flags.features !== undefined ||
+    flags.leaseTtl !== undefined ||
+    flags.graceDays !== undefined ||
+    flags.seatAssignment !== undefined;
   if (!given) return undefined;
-  const p: Record<string, unknown> = flags.policy !== undefined ? (parseJsonOption(flags.policy, '--policy') as Record<string, unknown>) : { ...base };
+  const p: Record<string, unknown> =
+    flags.policy !== undefined
+      ? (parseJsonOption(flags.policy, '--policy') as Record<string, unknown>)
+      : { ...base };
   if (flags.type !== undefined) p.type = flags.type;
   if (flags.maxSeats !== undefined) p.max_seats = num(flags.maxSeats);
-  if (flags.features !== undefined) p.features = flags.features === '' ? [] : flags.features.split(',').map((f) => f.trim());
+  if (flags.features !== undefined)
+    p.features = flags.features === '' ? [] : flags.features.split(',').map((f) => f.trim());
   if (flags.leaseTtl !== undefined) p.lease_ttl_seconds = num(flags.leaseTtl);
   if (flags.graceDays !== undefined) p.grace_days = num(flags.graceDays);
   if (flags.seatAssignment !== undefined) p.seat_assignment = flags.seatAssignment;
@@ -59,7 +75,10 @@ function policyFrom(flags: PolicyFlags, base: Record<string, unknown> = {}): Rec
 
 function policyOptions(cmd: Command): Command {
   return cmd
-    .option('--type <type>', 'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited)')
+    .option(
+      '--type <type>',
+      'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited)',
+    )
     .option('--max-seats <n>', 'seat limit (not for feature_based)')
     .option('--features <list>', 'comma-separated features the lease grants')
     .option('--lease-ttl <seconds>', 'lease lifetime (default 3600)')
@@ -70,7 +89,10 @@ function policyOptions(cmd: Command): Command {
 
 /** entitlements create|list|show|update|suspend|resume|revoke|renew|import */
 export function registerEntitlements(program: Command, kit: CommandKit): void {
-  const ent = program.command('entitlements').alias('ent').description('manage entitlements (customer contracts)');
+  const ent = program
+    .command('entitlements')
+    .alias('ent')
+    .description('manage entitlements (customer contracts)');
   const human = (v: ReturnType<typeof entitlementView>) =>
     [
       `${v.entitlement_id}  ${v.status}`,
@@ -90,24 +112,38 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       .option('--starts <time>', 'RFC 3339 start (default now)')
       .requiredOption('--ends <time>', 'RFC 3339 end')
       .option('--external-id <id>', 'id in another system, for idempotent imports'),
-  ).action(async (opts: PolicyFlags & { tenant: string; product: string; starts?: string; ends: string; externalId?: string }, cmd: Command) => {
-    await kit.withContext(cmd, (ctx, g) => {
-      const input = parseWith(
-        entitlementCreateSchema,
-        {
-          tenant_id: opts.tenant,
-          product_id: opts.product,
-          policy_json: policyFrom(opts) ?? {},
-          starts_at: opts.starts ?? toIso(ctx.clock.now()),
-          ends_at: opts.ends,
-          ...(opts.externalId !== undefined ? { external_id: opts.externalId } : {}),
-        },
-        'entitlement',
-      );
-      const v = entitlementView(ctx.services.entitlements.create(input, cliActor()), ctx.clock.now());
-      emit(kit.io, g.json, v, () => `created ${human(v)}`);
-    });
-  });
+  ).action(
+    async (
+      opts: PolicyFlags & {
+        tenant: string;
+        product: string;
+        starts?: string;
+        ends: string;
+        externalId?: string;
+      },
+      cmd: Command,
+    ) => {
+      await kit.withContext(cmd, (ctx, g) => {
+        const input = parseWith(
+          entitlementCreateSchema,
+          {
+            tenant_id: opts.tenant,
+            product_id: opts.product,
+            policy_json: policyFrom(opts) ?? {},
+            starts_at: opts.starts ?? toIso(ctx.clock.now()),
+            ends_at: opts.ends,
+            ...(opts.externalId !== undefined ? { external_id: opts.externalId } : {}),
+          },
+          'entitlement',
+        );
+        const v = entitlementView(
+          ctx.services.entitlements.create(input, cliActor()),
+          ctx.clock.now(),
+        );
+        emit(kit.io, g.json, v, () => `created ${human(v)}`);
+      });
+    },
+  );
 
   ent
     .command('list')
@@ -117,17 +153,55 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .option('--status <status>', 'active, pending, grace, expired, suspended or revoked')
     .option('--limit <n>', 'page size (1-500, default 50)')
     .option('--cursor <cursor>', 'continue after this cursor (next_cursor of the previous page)')
-    .action(async (opts: { tenant?: string; product?: string; status?: string; limit?: string; cursor?: string }, cmd: Command) => {
-      await kit.withContext(cmd, (ctx, g) => {
-        const q = parseWith(listQuerySchema, { tenant_id: opts.tenant, product_id: opts.product, status: opts.status, limit: opts.limit, cursor: opts.cursor }, 'options');
-        const r = ctx.services.entitlements.list({ tenantId: q.tenant_id, productId: q.product_id, status: q.status, cursor: q.cursor, limit: q.limit });
-        const data = r.items.map((e) => entitlementView(e, ctx.clock.now()));
-        emit(kit.io, g.json, { data, next_cursor: r.nextCursor }, () => {
-          const rows = data.map((v) => ({ id: v.entitlement_id, tenant: v.tenant_id, product: v.product_id, type: v.policy_json.type, seats: v.policy_json.max_seats ?? '∞', status: v.status, ends: v.ends_at }));
-          return table(rows, ['id', 'tenant', 'product', 'type', 'seats', 'status', 'ends']) + (r.nextCursor ? `\nmore: --cursor ${r.nextCursor}` : '');
+    .action(
+      async (
+        opts: {
+          tenant?: string;
+          product?: string;
+          status?: string;
+          limit?: string;
+          cursor?: string;
+        },
+        cmd: Command,
+      ) => {
+        await kit.withContext(cmd, (ctx, g) => {
+          const q = parseWith(
+            listQuerySchema,
+            {
+              tenant_id: opts.tenant,
+              product_id: opts.product,
+              status: opts.status,
+              limit: opts.limit,
+              cursor: opts.cursor,
+            },
+            'options',
+          );
+          const r = ctx.services.entitlements.list({
+            tenantId: q.tenant_id,
+            productId: q.product_id,
+            status: q.status,
+            cursor: q.cursor,
+            limit: q.limit,
+          });
+          const data = r.items.map((e) => entitlementView(e, ctx.clock.now()));
+          emit(kit.io, g.json, { data, next_cursor: r.nextCursor }, () => {
+            const rows = data.map((v) => ({
+              id: v.entitlement_id,
+              tenant: v.tenant_id,
+              product: v.product_id,
+              type: v.policy_json.type,
+              seats: v.policy_json.max_seats ?? '∞',
+              status: v.status,
+              ends: v.ends_at,
+            }));
+            return (
+              table(rows, ['id', 'tenant', 'product', 'type', 'seats', 'status', 'ends']) +
+              (r.nextCursor ? `\nmore: --cursor ${r.nextCursor}` : '')
+            );
+          });
         });
-      });
-    });
+      },
+    );
 
   ent
     .command('show <id>')
@@ -142,28 +216,39 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
   policyOptions(
     ent
       .command('update <id>')
-      .description('change the fields given; policy flags merge into the current policy, --policy replaces it')
+      .description(
+        'change the fields given; policy flags merge into the current policy, --policy replaces it',
+      )
       .option('--starts <time>', 'new RFC 3339 start')
       .option('--ends <time>', 'new RFC 3339 end')
       .option('--external-id <id>', 'new external id'),
-  ).action(async (id: string, opts: PolicyFlags & { starts?: string; ends?: string; externalId?: string }, cmd: Command) => {
-    await kit.withContext(cmd, (ctx, g) => {
-      const current = ctx.services.entitlements.get(id);
-      const policy = policyFrom(opts, current.policy as unknown as Record<string, unknown>);
-      const patch = parseWith(
-        entitlementUpdateSchema,
-        {
-          ...(policy ? { policy_json: policy } : {}),
-          ...(opts.starts !== undefined ? { starts_at: opts.starts } : {}),
-          ...(opts.ends !== undefined ? { ends_at: opts.ends } : {}),
-          ...(opts.externalId !== undefined ? { external_id: opts.externalId } : {}),
-        },
-        'update',
-      );
-      const v = entitlementView(ctx.services.entitlements.update(id, patch, cliActor()), ctx.clock.now());
-      emit(kit.io, g.json, v, () => `updated ${human(v)}`);
-    });
-  });
+  ).action(
+    async (
+      id: string,
+      opts: PolicyFlags & { starts?: string; ends?: string; externalId?: string },
+      cmd: Command,
+    ) => {
+      await kit.withContext(cmd, (ctx, g) => {
+        const current = ctx.services.entitlements.get(id);
+        const policy = policyFrom(opts, current.policy as unknown as Record<string, unknown>);
+        const patch = parseWith(
+          entitlementUpdateSchema,
+          {
+            ...(policy ? { policy_json: policy } : {}),
+            ...(opts.starts !== undefined ? { starts_at: opts.starts } : {}),
+            ...(opts.ends !== undefined ? { ends_at: opts.ends } : {}),
+            ...(opts.externalId !== undefined ? { external_id: opts.externalId } : {}),
+          },
+          'update',
+        );
+        const v = entitlementView(
+          ctx.services.entitlements.update(id, patch, cliActor()),
+          ctx.clock.now(),
+        );
+        emit(kit.io, g.json, v, () => `updated ${human(v)}`);
+      });
+    },
+  );
 
   for (const [action, text] of [
     ['suspend', 'suspend: no new leases or renewals until resumed'],
@@ -175,7 +260,10 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       .description(text)
       .action(async (id: string, _opts: unknown, cmd: Command) => {
         await kit.withContext(cmd, (ctx, g) => {
-          const v = entitlementView(ctx.services.entitlements[action](id, cliActor()), ctx.clock.now());
+          const v = entitlementView(
+            ctx.services.entitlements[action](id, cliActor()),
+            ctx.clock.now(),
+          );
           emit(kit.io, g.json, v, () => `${action}: ${v.entitlement_id} is now ${v.status}`);
         });
       });
@@ -187,26 +275,44 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .requiredOption('--months <n>', 'period in months (1-120)')
     .action(async (id: string, opts: { months: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const { period_months } = parseWith(renewSchema, { period_months: num(opts.months) }, 'options');
-        const v = entitlementView(ctx.services.entitlements.renew(id, period_months, cliActor()), ctx.clock.now());
+        const { period_months } = parseWith(
+          renewSchema,
+          { period_months: num(opts.months) },
+          'options',
+        );
+        const v = entitlementView(
+          ctx.services.entitlements.renew(id, period_months, cliActor()),
+          ctx.clock.now(),
+        );
         emit(kit.io, g.json, v, () => `renewed ${v.entitlement_id}: ends ${v.ends_at}`);
       });
     });
 
   ent
     .command('usage <id>')
-    .description('30-day usage (seats, leases, activity); --csv prints daily rows for compliance reports')
+    .description(
+      '30-day usage (seats, leases, activity); --csv prints daily rows for compliance reports',
+    )
     .option('--csv', 'daily usage as CSV')
     .option('--days <n>', 'days of CSV rows (1-3660, default 30)')
     .action(async (id: string, o: { csv?: boolean; days?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
         if (o.csv) {
-          const { days } = parseWith(usageCsvQuerySchema, o.days === undefined ? {} : { days: o.days }, 'options');
+          const { days } = parseWith(
+            usageCsvQuerySchema,
+            o.days === undefined ? {} : { days: o.days },
+            'options',
+          );
           kit.io.stdout(usageCsv(e, ctx.services.usage.daily(e, days ?? 30)));
           return;
         }
-        const r = { entitlement_id: e.id, tenant_id: e.tenantId, product_id: e.productId, ...ctx.services.usage.report(e) };
+        const r = {
+          entitlement_id: e.id,
+          tenant_id: e.tenantId,
+          product_id: e.productId,
+          ...ctx.services.usage.report(e),
+        };
         emit(kit.io, g.json, r, () =>
           [
             `${e.id} (${e.policy.type})`,
@@ -226,15 +332,34 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .action(async (id: string, o: { subject?: string; subjectType?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
-        const subject = o.subject === undefined ? undefined : { subjectType: o.subjectType ?? (e.policy.type === 'per_machine' ? 'machine' : 'user'), subjectId: o.subject };
-        const r = { entitlement_id: e.id, status: entitlementView(e, ctx.clock.now()).status, ...ctx.services.leases.check(e, subject) };
-        emit(kit.io, g.json, r, () => `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})`);
+        const subject =
+          o.subject === undefined
+            ? undefined
+            : {
+                subjectType:
+                  o.subjectType ?? (e.policy.type === 'per_machine' ? 'machine' : 'user'),
+                subjectId: o.subject,
+              };
+        const r = {
+          entitlement_id: e.id,
+          status: entitlementView(e, ctx.clock.now()).status,
+          ...ctx.services.leases.check(e, subject),
+        };
+        emit(
+          kit.io,
+          g.json,
+          r,
+          () =>
+            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})`,
+        );
       });
     });
 
   ent
     .command('import <file>')
-    .description('bulk import {"entitlements": [...]} (or a JSON array): all valid or nothing; upsert by external_id')
+    .description(
+      'bulk import {"entitlements": [...]} (or a JSON array): all valid or nothing; upsert by external_id',
+    )
     .action(async (file: string, _opts: unknown, cmd: Command) => {
       await kit.withContext(cmd, async (ctx, g) => {
         const path = resolve(kit.io.cwd, file);
@@ -242,15 +367,29 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           if (kit.io.isTTY && !g.json) kit.io.stderr(`${s}\n`);
         };
         const size = statSync(path).size;
-        if (size > IMPORT_FILE_LIMIT) throw new AppError('payload_too_large', `${file} is ${size} bytes; the import limit is ${IMPORT_FILE_LIMIT}`);
+        if (size > IMPORT_FILE_LIMIT)
+          throw new AppError(
+            'payload_too_large',
+            `${file} is ${size} bytes; the import limit is ${IMPORT_FILE_LIMIT}`,
+          );
         progress(`reading ${file} (${(size / 1048576).toFixed(1)} MiB)…`);
         const parsed = parseJsonOption(readFileSync(path, 'utf8'), file);
-        const envelope = parseWith(importEnvelopeSchema, Array.isArray(parsed) ? { entitlements: parsed } : parsed, 'import file');
+        const envelope = parseWith(
+          importEnvelopeSchema,
+          Array.isArray(parsed) ? { entitlements: parsed } : parsed,
+          'import file',
+        );
         progress(`validating ${envelope.entitlements.length} entitlements…`);
         const items = parseImportItems(envelope.entitlements);
         progress('writing (one transaction)…');
         const r = await ctx.services.entitlements.importMany(items, cliActor());
-        emit(kit.io, g.json, r, () => `imported ${r.total} entitlements: ${r.created} created, ${r.updated} updated, ${r.unchanged} unchanged`);
+        emit(
+          kit.io,
+          g.json,
+          r,
+          () =>
+            `imported ${r.total} entitlements: ${r.created} created, ${r.updated} updated, ${r.unchanged} unchanged`,
+        );
       });
     });
 }

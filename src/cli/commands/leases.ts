@@ -18,23 +18,61 @@ export function registerLeases(program: Command, kit: CommandKit): void {
     .option('--subject <id>', 'only this subject')
     .option('--limit <n>', 'page size (1-500, default 50)')
     .option('--cursor <cursor>', 'continue after this cursor')
-    .action(async (o: { entitlement?: string; tenant?: string; product?: string; subjectType?: string; subject?: string; limit?: string; cursor?: string }, cmd: Command) => {
-      await kit.withContext(cmd, (ctx, g) => {
-        const q = parseWith(
-          leaseListQuerySchema,
-          { entitlement_id: o.entitlement, tenant_id: o.tenant, product_id: o.product, subject_type: o.subjectType, subject_id: o.subject, limit: o.limit, cursor: o.cursor },
-          'options',
-        );
-        const r = ctx.services.leases.list({ entitlementId: q.entitlement_id, tenantId: q.tenant_id, productId: q.product_id, subjectType: q.subject_type, subjectId: q.subject_id, cursor: q.cursor, limit: q.limit });
-        const data = r.items.map(leaseView);
-        emit(kit.io, g.json, { data, next_cursor: r.nextCursor }, () =>
-          table(
-            data.map((l) => ({ id: l.lease_id, entitlement: l.entitlement_id, subject: `${l.subject_type}:${l.subject_id}`, expires: l.expires_at })),
-            ['id', 'entitlement', 'subject', 'expires'],
-          ) + (r.nextCursor ? `\nmore: --cursor ${r.nextCursor}` : ''),
-        );
-      });
-    });
+    .action(
+      async (
+        o: {
+          entitlement?: string;
+          tenant?: string;
+          product?: string;
+          subjectType?: string;
+          subject?: string;
+          limit?: string;
+          cursor?: string;
+        },
+        cmd: Command,
+      ) => {
+        await kit.withContext(cmd, (ctx, g) => {
+          const q = parseWith(
+            leaseListQuerySchema,
+            {
+              entitlement_id: o.entitlement,
+              tenant_id: o.tenant,
+              product_id: o.product,
+              subject_type: o.subjectType,
+              subject_id: o.subject,
+              limit: o.limit,
+              cursor: o.cursor,
+            },
+            'options',
+          );
+          const r = ctx.services.leases.list({
+            entitlementId: q.entitlement_id,
+            tenantId: q.tenant_id,
+            productId: q.product_id,
+            subjectType: q.subject_type,
+            subjectId: q.subject_id,
+            cursor: q.cursor,
+            limit: q.limit,
+          });
+          const data = r.items.map(leaseView);
+          emit(
+            kit.io,
+            g.json,
+            { data, next_cursor: r.nextCursor },
+            () =>
+              table(
+                data.map((l) => ({
+                  id: l.lease_id,
+                  entitlement: l.entitlement_id,
+                  subject: `${l.subject_type}:${l.subject_id}`,
+                  expires: l.expires_at,
+                })),
+                ['id', 'entitlement', 'subject', 'expires'],
+              ) + (r.nextCursor ? `\nmore: --cursor ${r.nextCursor}` : ''),
+          );
+        });
+      },
+    );
 
   leases
     .command('revoke <id>')
@@ -42,7 +80,12 @@ export function registerLeases(program: Command, kit: CommandKit): void {
     .action(async (id: string, _o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const v = leaseView(ctx.services.leases.revoke(id, cliActor()));
-        emit(kit.io, g.json, v, () => `revoked ${v.lease_id} (${v.subject_type}:${v.subject_id} on ${v.entitlement_id})`);
+        emit(
+          kit.io,
+          g.json,
+          v,
+          () => `revoked ${v.lease_id} (${v.subject_type}:${v.subject_id} on ${v.entitlement_id})`,
+        );
       });
     });
 
@@ -53,8 +96,16 @@ export function registerLeases(program: Command, kit: CommandKit): void {
     .description('print the public key and key id clients verify lease tokens with')
     .action(async (_o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const keys = { keys: [{ kid: ctx.info.kid, public_key: ctx.info.public_key, status: 'active' }] };
-        emit(kit.io, g.json, keys, () => `kid:        ${ctx.info.kid}\npublic_key: ${ctx.info.public_key}\nstatus:     active`);
+        const keys = {
+          keys: [{ kid: ctx.info.kid, public_key: ctx.info.public_key, status: 'active' }],
+        };
+        emit(
+          kit.io,
+          g.json,
+          keys,
+          () =>
+            `kid:        ${ctx.info.kid}\npublic_key: ${ctx.info.public_key}\nstatus:     active`,
+        );
       });
     });
 }

@@ -1,12 +1,19 @@
 import type { Command } from 'commander';
-import { parseWith, seatListQuerySchema, subjectIdentifier, subjectTypeSchema } from '../../schemas.ts';
+import {
+  parseWith,
+  seatListQuerySchema,
+  subjectIdentifier,
+  subjectTypeSchema,
+} from '../../schemas.ts';
 import { seatView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 
 /** seats list|assign|revoke */
 export function registerSeats(program: Command, kit: CommandKit): void {
-  const seats = program.command('seats').description('named seats of per_user and per_machine entitlements');
+  const seats = program
+    .command('seats')
+    .description('named seats of per_user and per_machine entitlements');
 
   seats
     .command('list <entitlement>')
@@ -18,9 +25,20 @@ export function registerSeats(program: Command, kit: CommandKit): void {
         const q = parseWith(seatListQuerySchema, { limit: o.limit, cursor: o.cursor }, 'options');
         const r = ctx.services.seats.list(entitlement, q.cursor, q.limit);
         const data = r.items.map(seatView);
-        emit(kit.io, g.json, { data, next_cursor: r.nextCursor }, () =>
-          table(data.map((s) => ({ seat: s.seat_id, subject: `${s.subject_type}:${s.subject_id}`, assigned: s.assigned_at, by: s.assigned_by })), ['seat', 'subject', 'assigned', 'by']) +
-          (r.nextCursor ? `\nmore: --cursor ${r.nextCursor}` : ''),
+        emit(
+          kit.io,
+          g.json,
+          { data, next_cursor: r.nextCursor },
+          () =>
+            table(
+              data.map((s) => ({
+                seat: s.seat_id,
+                subject: `${s.subject_type}:${s.subject_id}`,
+                assigned: s.assigned_at,
+                by: s.assigned_by,
+              })),
+              ['seat', 'subject', 'assigned', 'by'],
+            ) + (r.nextCursor ? `\nmore: --cursor ${r.nextCursor}` : ''),
         );
       });
     });
@@ -29,14 +47,29 @@ export function registerSeats(program: Command, kit: CommandKit): void {
     .command('assign <entitlement> <subjects...>')
     .description('assign seats to one or more subjects, all or nothing')
     .option('--subject-type <type>', 'user or machine (default: what the entitlement takes)')
-    .action(async (entitlement: string, subjects: string[], o: { subjectType?: string }, cmd: Command) => {
-      await kit.withContext(cmd, (ctx, g) => {
-        const type = o.subjectType === undefined ? ctx.services.seats.subjectTypeOf(entitlement) : parseWith(subjectTypeSchema, o.subjectType, '--subject-type');
-        const list = subjects.map((s) => ({ subjectType: type, subjectId: parseWith(subjectIdentifier, s, 'subject') }));
-        const out = ctx.services.seats.assign(entitlement, list, cliActor()).map(seatView);
-        emit(kit.io, g.json, { data: out, assigned: out.length }, () => out.map((s) => `assigned ${s.seat_id} to ${s.subject_type}:${s.subject_id}`).join('\n'));
-      });
-    });
+    .action(
+      async (
+        entitlement: string,
+        subjects: string[],
+        o: { subjectType?: string },
+        cmd: Command,
+      ) => {
+        await kit.withContext(cmd, (ctx, g) => {
+          const type =
+            o.subjectType === undefined
+              ? ctx.services.seats.subjectTypeOf(entitlement)
+              : parseWith(subjectTypeSchema, o.subjectType, '--subject-type');
+          const list = subjects.map((s) => ({
+            subjectType: type,
+            subjectId: parseWith(subjectIdentifier, s, 'subject'),
+          }));
+          const out = ctx.services.seats.assign(entitlement, list, cliActor()).map(seatView);
+          emit(kit.io, g.json, { data: out, assigned: out.length }, () =>
+            out.map((s) => `assigned ${s.seat_id} to ${s.subject_type}:${s.subject_id}`).join('\n'),
+          );
+        });
+      },
+    );
 
   seats
     .command('revoke <entitlement> <seat>')
@@ -45,7 +78,13 @@ export function registerSeats(program: Command, kit: CommandKit): void {
       await kit.withContext(cmd, (ctx, g) => {
         const r = ctx.services.seats.revoke(entitlement, seat, cliActor());
         const v = { ...seatView(r.seat), revoked: true, ended_lease_id: r.endedLease };
-        emit(kit.io, g.json, v, () => `revoked ${v.seat_id} (${v.subject_type}:${v.subject_id})${r.endedLease ? `; ended lease ${r.endedLease}` : ''}`);
+        emit(
+          kit.io,
+          g.json,
+          v,
+          () =>
+            `revoked ${v.seat_id} (${v.subject_type}:${v.subject_id})${r.endedLease ? `; ended lease ${r.endedLease}` : ''}`,
+        );
       });
     });
 }

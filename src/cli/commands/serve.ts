@@ -2,7 +2,13 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { resolveServe } from '../../config.ts';
 import { startServer } from '../../server.ts';
-import { createLogger, openLogFile, type CountingLogger, type LogFile, type LogLevel } from '../../log.ts';
+import {
+  createLogger,
+  openLogFile,
+  type CountingLogger,
+  type LogFile,
+  type LogLevel,
+} from '../../log.ts';
 import { AppError } from '../../errors.ts';
 import { assertWritable, initState } from '../../data-dir.ts';
 import { lockDataDir, type DataDirLock } from '../../storage/data-dir-lock.ts';
@@ -35,15 +41,26 @@ export function registerServe(program: Command, kit: CommandKit): void {
   };
   program
     .command('serve')
-    .description('serve the HTTP API; prints exactly one line "listening on http://HOST:PORT"; SIGTERM drains and exits 0')
+    .description(
+      'serve the HTTP API; prints exactly one line "listening on http://HOST:PORT"; SIGTERM drains and exits 0',
+    )
     .option('--host <host>', 'address to listen on (env BPLS_HOST)', undefined)
     .option('--port <port>', 'port; 0 picks a free one (env BPLS_PORT, default 8080)')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--log-level <level>', 'debug, info, warn or error (env BPLS_LOG_LEVEL)')
-    .option('--log-file <file>', 'append the log to FILE (created 0600) instead of stderr; SIGHUP reopens it (env BPLS_LOG_FILE)')
-    .option('--sweep-interval <seconds>', 'how often expired leases are marked for reports (env BPLS_SWEEP_INTERVAL, default 30)')
-    .option('--lease-ttl <seconds>', 'lease lifetime when the policy sets none (env BPLS_LEASE_TTL, default 3600)')
+    .option(
+      '--log-file <file>',
+      'append the log to FILE (created 0600) instead of stderr; SIGHUP reopens it (env BPLS_LOG_FILE)',
+    )
+    .option(
+      '--sweep-interval <seconds>',
+      'how often expired leases are marked for reports (env BPLS_SWEEP_INTERVAL, default 30)',
+    )
+    .option(
+      '--lease-ttl <seconds>',
+      'lease lifetime when the policy sets none (env BPLS_LEASE_TTL, default 3600)',
+    )
     .hook('preAction', (_serve, actionCmd) => {
       const opts = actionCmd.opts() as ServeOpts;
       const g = kit.globals(actionCmd);
@@ -52,7 +69,10 @@ export function registerServe(program: Command, kit: CommandKit): void {
       // A read-only file system is refused as such (storage_unavailable), before the lock file is tried.
       if (initState(g.dataDir) !== 'none') {
         assertWritable(g.dataDir);
-        lock = lockDataDir(g.dataDir, { role: 'serve', nativeBinding: loadSqliteBinding(g.nativeCacheDir) });
+        lock = lockDataDir(g.dataDir, {
+          role: 'serve',
+          nativeBinding: loadSqliteBinding(g.nativeCacheDir),
+        });
       }
       const logPath = opts.logFile ?? kit.io.env.BPLS_LOG_FILE;
       if (logPath !== undefined && logPath !== '') {
@@ -60,11 +80,19 @@ export function registerServe(program: Command, kit: CommandKit): void {
           logFile = openLogFile(resolve(kit.io.cwd, logPath));
         } catch (err) {
           release();
-          throw new AppError('invalid_request', `cannot open the log file ${logPath}: ${(err as Error).message}`, { usage: true });
+          throw new AppError(
+            'invalid_request',
+            `cannot open the log file ${logPath}: ${(err as Error).message}`,
+            { usage: true },
+          );
         }
       }
       const file = logFile;
-      const serveLog = createLogger({ level: s.logLevel as LogLevel, write: file ? (t) => file.write(t) : kit.io.stderr, buffered: true });
+      const serveLog = createLogger({
+        level: s.logLevel as LogLevel,
+        write: file ? (t) => file.write(t) : kit.io.stderr,
+        buffered: true,
+      });
       kit.serveLog = serveLog;
       // The first SIGTERM/SIGINT drains; any later one must not cut the drain short. SIGHUP
       // reopens the log file (logrotate); SIGUSR1/SIGUSR2 do nothing (no inspector). Caught from
@@ -72,7 +100,8 @@ export function registerServe(program: Command, kit: CommandKit): void {
       let stopping: string | undefined;
       kit.io.onSignal?.((signal) => {
         if (signal === 'SIGTERM' || signal === 'SIGINT' || signal === 'SIGQUIT') {
-          if (stopping) serveLog.warn('signal ignored: already draining', { signal, draining_since: stopping });
+          if (stopping)
+            serveLog.warn('signal ignored: already draining', { signal, draining_since: stopping });
           stopping = signal;
         } else if (signal === 'SIGHUP') {
           if (!logFile) return serveLog.info('signal ignored: no --log-file to reopen', { signal });
@@ -80,7 +109,11 @@ export function registerServe(program: Command, kit: CommandKit): void {
             logFile.reopen();
             serveLog.info('log file reopened', { signal, path: logFile.path });
           } catch (err) {
-            serveLog.error('cannot reopen the log file; still writing to the one open', { signal, path: logFile.path, error: String(err) });
+            serveLog.error('cannot reopen the log file; still writing to the one open', {
+              signal,
+              path: logFile.path,
+              error: String(err),
+            });
           }
         } else {
           serveLog.info('signal ignored', { signal });
@@ -90,7 +123,9 @@ export function registerServe(program: Command, kit: CommandKit): void {
     .action(async (opts: ServeOpts, cmd: Command) => {
       const g = kit.globals(cmd);
       const s = resolveServe(opts, kit.io.env);
-      const log: CountingLogger = kit.serveLog ?? createLogger({ level: s.logLevel as LogLevel, write: kit.io.stderr, buffered: true });
+      const log: CountingLogger =
+        kit.serveLog ??
+        createLogger({ level: s.logLevel as LogLevel, write: kit.io.stderr, buffered: true });
       // Whatever way the process ends, the queued request lines go out first.
       process.once('exit', log.flush);
       let server;
@@ -116,7 +151,13 @@ export function registerServe(program: Command, kit: CommandKit): void {
         throw err;
       }
       kit.io.stdout(`listening on ${server.url}\n`);
-      log.info('server started', { url: server.url, server_id: server.ctx.info.server_id, data_dir: g.dataDir, durability: g.durability, ...(logFile ? { log_file: logFile.path } : {}) });
+      log.info('server started', {
+        url: server.url,
+        server_id: server.ctx.info.server_id,
+        data_dir: g.dataDir,
+        durability: g.durability,
+        ...(logFile ? { log_file: logFile.path } : {}),
+      });
       const signal = await (kit.io.stopSignal ?? new Promise<string>(() => {}));
       log.info('draining', { signal });
       await server.close();

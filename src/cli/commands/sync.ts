@@ -25,49 +25,79 @@ export function syncServiceOf(ctx: Context): SyncService {
 
 /** People's summary of an import. */
 export function describeImport(r: ImportResult): string {
-  if (r.status === 'unchanged') return `bundle seq ${r.seq} is the one imported last: nothing to do`;
+  if (r.status === 'unchanged')
+    return `bundle seq ${r.seq} is the one imported last: nothing to do`;
   const counts = `${r.added} added, ${r.changed} changed, ${r.revoked} revoked, ${r.suspended} suspended, ${r.unchanged} unchanged${r.ignored ? `, ${r.ignored} ignored (revoked for good)` : ''}`;
-  const lines = [r.status === 'dry_run' ? `dry run of bundle seq ${r.seq} (nothing was changed): ${counts}` : `imported bundle seq ${r.seq}: ${counts}`];
+  const lines = [
+    r.status === 'dry_run'
+      ? `dry run of bundle seq ${r.seq} (nothing was changed): ${counts}`
+      : `imported bundle seq ${r.seq}: ${counts}`,
+  ];
   if (r.diff) {
     for (const id of r.diff.added) lines.push(`  + ${id}`);
     for (const c of r.diff.changed) lines.push(`  ~ ${c.entitlement_id} (${c.fields.join(', ')})`);
     for (const id of r.diff.revoked) lines.push(`  x ${id} revoked`);
     for (const id of r.diff.suspended) lines.push(`  - ${id} suspended (not in this bundle)`);
     for (const id of r.diff.ignored) lines.push(`  ! ${id} ignored: revoked for good`);
-    for (const s of r.diff.settings) lines.push(`  setting ${s.key}: ${JSON.stringify(s.from)} -> ${JSON.stringify(s.to)}`);
+    for (const s of r.diff.settings)
+      lines.push(`  setting ${s.key}: ${JSON.stringify(s.from)} -> ${JSON.stringify(s.to)}`);
     if (r.diff.truncated) lines.push('  (lists cut at 1000 entries; the counts are exact)');
   } else if (r.settings.length) {
     lines.push(`  settings changed: ${r.settings.join(', ')}`);
   }
-  for (const c of r.seats_cut) lines.push(`  seats cut: ${c.entitlement_id} now allows ${c.max_seats}, ${c.in_use} in use (running leases continue; no new seat until under the limit)`);
+  for (const c of r.seats_cut)
+    lines.push(
+      `  seats cut: ${c.entitlement_id} now allows ${c.max_seats}, ${c.in_use} in use (running leases continue; no new seat until under the limit)`,
+    );
   return lines.join('\n');
 }
 
 /** sync import|export|status, and the folder watch of `serve --sync-dir`. */
 export function registerSync(program: Command, kit: CommandKit): void {
-  const sync = program.command('sync').description('BPSYNC/1 bundles: import vendor bundles, export usage for the vendor');
+  const sync = program
+    .command('sync')
+    .description('BPSYNC/1 bundles: import vendor bundles, export usage for the vendor');
 
   sync
     .command('import <file>')
-    .description('import a vendor bundle (*.bpsync): every check, then all of it (a big one in short steps; an interrupted one is finished by the next import or serve) or nothing')
+    .description(
+      'import a vendor bundle (*.bpsync): every check, then all of it (a big one in short steps; an interrupted one is finished by the next import or serve) or nothing',
+    )
     .option('--dry-run', 'check the bundle and print what would change; change nothing')
     .action(async (file: string, opts: { dryRun?: boolean }, cmd: Command) => {
       await kit.withContext(cmd, async (ctx, g) => {
         const path = resolve(kit.io.cwd, file);
-        const r = await syncServiceOf(ctx).importFile(path, { dryRun: opts.dryRun === true, actor: cliActor(), name: basename(path) });
+        const r = await syncServiceOf(ctx).importFile(path, {
+          dryRun: opts.dryRun === true,
+          actor: cliActor(),
+          name: basename(path),
+        });
         emit(kit.io, g.json, r, () => describeImport(r));
       });
     });
 
   sync
     .command('export')
-    .description('write the next signed usage export for the vendor (default: sync-bundles/outbox/)')
-    .option('--out <dir>', 'folder to write it to (default: <sync dir>/outbox, the sync dir being BPLS_SYNC_DIR or ./sync-bundles)')
+    .description(
+      'write the next signed usage export for the vendor (default: sync-bundles/outbox/)',
+    )
+    .option(
+      '--out <dir>',
+      'folder to write it to (default: <sync dir>/outbox, the sync dir being BPLS_SYNC_DIR or ./sync-bundles)',
+    )
     .action(async (opts: { out?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const outDir = opts.out !== undefined ? resolve(kit.io.cwd, opts.out) : join(syncDirOf(kit.io, undefined), 'outbox');
+        const outDir =
+          opts.out !== undefined
+            ? resolve(kit.io.cwd, opts.out)
+            : join(syncDirOf(kit.io, undefined), 'outbox');
         const r = syncServiceOf(ctx).exportTo({ outDir, actor: cliActor() });
-        emit(kit.io, g.json, r, () => `wrote export seq ${r.seq}: ${r.file} (${r.records} records, ${r.bytes} bytes)`);
+        emit(
+          kit.io,
+          g.json,
+          r,
+          () => `wrote export seq ${r.seq}: ${r.file} (${r.records} records, ${r.bytes} bytes)`,
+        );
       });
     });
 
@@ -85,7 +115,11 @@ export function registerSync(program: Command, kit: CommandKit): void {
             `last import:      ${s.last_import ? `seq ${s.last_import.seq}, signed ${s.last_import.iat}, imported ${s.last_import.imported_at}` : 'none'}`,
             `last export:      ${s.last_export ? `seq ${s.last_export.seq}, made ${s.last_export.created_at}` : 'none'}`,
             `bundle entitlements: ${s.bundle_entitlements.active} active, ${s.bundle_entitlements.suspended} suspended, ${s.bundle_entitlements.revoked} revoked`,
-            ...(s.applying ? [`applying:         bundle seq ${s.applying.seq} since ${s.applying.since} (in steps; an interrupted one is finished by the next import or by serve)`] : []),
+            ...(s.applying
+              ? [
+                  `applying:         bundle seq ${s.applying.seq} since ${s.applying.since} (in steps; an interrupted one is finished by the next import or by serve)`,
+                ]
+              : []),
           ].join('\n'),
         );
       });
@@ -103,34 +137,78 @@ function attachFolderSync(program: Command, kit: CommandKit): void {
   const serve = program.commands.find((c) => c.name() === 'serve');
   if (!serve) return;
   serve
-    .option('--sync-dir <dir>', 'watch DIR/inbox for vendor bundles and import them (env BPLS_SYNC_DIR; default ./sync-bundles when that folder exists)')
+    .option(
+      '--sync-dir <dir>',
+      'watch DIR/inbox for vendor bundles and import them (env BPLS_SYNC_DIR; default ./sync-bundles when that folder exists)',
+    )
     .option('--no-sync-dir', 'do not watch any sync folder')
-    .option('--sync-poll-ms <ms>', 'how often the sync inbox is polled, in milliseconds (default 1000)')
-    .option('--sync-incomplete-wait <seconds>', 'how long a bundle that is still incomplete (a copy in progress) must stay unchanged in the inbox before it is rejected as truncated (default 600)')
-    .option('--sync-url <url>', "outbound sync: pull bundles from and push exports to the vendor's URL on a schedule (env BPLS_SYNC_URL; off by default)")
+    .option(
+      '--sync-poll-ms <ms>',
+      'how often the sync inbox is polled, in milliseconds (default 1000)',
+    )
+    .option(
+      '--sync-incomplete-wait <seconds>',
+      'how long a bundle that is still incomplete (a copy in progress) must stay unchanged in the inbox before it is rejected as truncated (default 600)',
+    )
+    .option(
+      '--sync-url <url>',
+      "outbound sync: pull bundles from and push exports to the vendor's URL on a schedule (env BPLS_SYNC_URL; off by default)",
+    )
     .option('--sync-interval <seconds>', 'seconds between outbound sync runs (default 3600)')
     .hook('preAction', (_serve, actionCmd) => {
-      const o = actionCmd.opts() as { syncDir?: string | false; syncPollMs?: string; syncIncompleteWait?: string; syncUrl?: string; syncInterval?: string };
+      const o = actionCmd.opts() as {
+        syncDir?: string | false;
+        syncPollMs?: string;
+        syncIncompleteWait?: string;
+        syncUrl?: string;
+        syncInterval?: string;
+      };
       const sync = resolveSync(o, kit.io.env, kit.io.cwd);
       const watch = !sync.off && (sync.named || existsSync(sync.dir));
       if (!watch && sync.url === undefined) return;
       const url = sync.url === undefined ? undefined : parseSyncUrl(sync.url);
       const pollMs = whole(o.syncPollMs, 1000, 10, 3_600_000, '--sync-poll-ms', 'milliseconds');
-      const quietS = whole(o.syncIncompleteWait, 600, 1, 604_800, '--sync-incomplete-wait', 'seconds');
+      const quietS = whole(
+        o.syncIncompleteWait,
+        600,
+        1,
+        604_800,
+        '--sync-incomplete-wait',
+        'seconds',
+      );
       const intervalS = whole(o.syncInterval, 3600, 1, 86_400, '--sync-interval', 'seconds');
       const dir = sync.dir;
       const g = kit.globals(actionCmd);
       const level = resolveServe(actionCmd.opts(), kit.io.env).logLevel as LogLevel;
       // The inbox is imported inside the serving process: its connection, like the server's, never
       // sleeps long on another process's lock (imports wait for it on timers, see Store.txAsync).
-      const ctx = openContext({ dataDir: g.dataDir, nativeCacheDir: g.nativeCacheDir, durability: g.durability, busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS });
+      const ctx = openContext({
+        dataDir: g.dataDir,
+        nativeCacheDir: g.nativeCacheDir,
+        durability: g.durability,
+        busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
+      });
       const service = syncServiceOf(ctx);
       const log = kit.serveLog ?? createLogger({ level, write: kit.io.stderr });
       const watcher = watch
-        ? startFolderSync({ dir, log, now: () => ctx.clock.now(), intervalMs: pollMs, quietMs: quietS * 1000, importFile: (file, name) => service.importFile(file, { actor: 'sync-dir', name }) })
+        ? startFolderSync({
+            dir,
+            log,
+            now: () => ctx.clock.now(),
+            intervalMs: pollMs,
+            quietMs: quietS * 1000,
+            importFile: (file, name) => service.importFile(file, { actor: 'sync-dir', name }),
+          })
         : undefined;
       const outbound = url
-        ? startOutboundSync({ url, serverId: ctx.info.server_id, service, log, outbox: join(dir, 'outbox'), intervalMs: intervalS * 1000 })
+        ? startOutboundSync({
+            url,
+            serverId: ctx.info.server_id,
+            service,
+            log,
+            outbox: join(dir, 'outbox'),
+            intervalMs: intervalS * 1000,
+          })
         : undefined;
       void kit.io.stopSignal?.then(async () => {
         await watcher?.stop();
@@ -140,9 +218,21 @@ function attachFolderSync(program: Command, kit: CommandKit): void {
     });
 }
 
-function whole(raw: string | undefined, dflt: number, min: number, max: number, flag: string, unit: string): number {
+function whole(
+  raw: string | undefined,
+  dflt: number,
+  min: number,
+  max: number,
+  flag: string,
+  unit: string,
+): number {
   if (raw === undefined) return dflt;
   const n = /^\d{1,10}$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isInteger(n) || n < min || n > max) throw new AppError('invalid_request', `${flag} must be a whole number of ${unit}, ${min} to ${max}`, { usage: true });
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new AppError(
+      'invalid_request',
+      `${flag} must be a whole number of ${unit}, ${min} to ${max}`,
+      { usage: true },
+    );
   return n;
 }

@@ -15,23 +15,48 @@ export function registerTokens(program: Command, kit: CommandKit): void {
     .option('--role <role>', 'admin, tenant_admin or reader', 'admin')
     .option('--tenant <id>', 'limit the token to one tenant (required for tenant_admin)')
     .option('--expires-in-days <days>', 'expire after this many days')
-    .action(async (opts: { name: string; role: string; tenant?: string; expiresInDays?: string }, cmd: Command) => {
-      await kit.withContext(cmd, (ctx, g) => {
-        const input = parseWith(
-          tokenCreateSchema,
-          {
-            name: opts.name,
-            role: opts.role,
-            ...(opts.tenant !== undefined ? { tenant_id: opts.tenant } : {}),
-            ...(opts.expiresInDays !== undefined ? { expires_in_days: /^\d+$/.test(opts.expiresInDays) ? Number(opts.expiresInDays) : opts.expiresInDays } : {}),
-          },
-          'options',
-        );
-        const { token, record } = ctx.services.apiTokens.create({ name: input.name, role: input.role, tenantId: input.tenant_id, expiresInDays: input.expires_in_days }, cliActor());
-        const v = { ...apiTokenView(record, ctx.clock.now()), token };
-        emit(kit.io, g.json, v, () => `created ${v.token_id} (${v.role})\ntoken: ${token}\nThe token is shown this once.`);
-      });
-    });
+    .action(
+      async (
+        opts: { name: string; role: string; tenant?: string; expiresInDays?: string },
+        cmd: Command,
+      ) => {
+        await kit.withContext(cmd, (ctx, g) => {
+          const input = parseWith(
+            tokenCreateSchema,
+            {
+              name: opts.name,
+              role: opts.role,
+              ...(opts.tenant !== undefined ? { tenant_id: opts.tenant } : {}),
+              ...(opts.expiresInDays !== undefined
+                ? {
+                    expires_in_days: /^\d+$/.test(opts.expiresInDays)
+                      ? Number(opts.expiresInDays)
+                      : opts.expiresInDays,
+                  }
+                : {}),
+            },
+            'options',
+          );
+          const { token, record } = ctx.services.apiTokens.create(
+            {
+              name: input.name,
+              role: input.role,
+              tenantId: input.tenant_id,
+              expiresInDays: input.expires_in_days,
+            },
+            cliActor(),
+          );
+          const v = { ...apiTokenView(record, ctx.clock.now()), token };
+          emit(
+            kit.io,
+            g.json,
+            v,
+            () =>
+              `created ${v.token_id} (${v.role})\ntoken: ${token}\nThe token is shown this once.`,
+          );
+        });
+      },
+    );
 
   tokens
     .command('list')
@@ -41,7 +66,15 @@ export function registerTokens(program: Command, kit: CommandKit): void {
         const data = ctx.services.apiTokens.list().map((t) => apiTokenView(t, ctx.clock.now()));
         emit(kit.io, g.json, { data, next_cursor: null }, () =>
           table(
-            data.map((t) => ({ id: t.token_id, name: t.name, role: t.role, tenant: t.tenant_id, status: t.status, prefix: t.prefix, last_used: t.last_used_at })),
+            data.map((t) => ({
+              id: t.token_id,
+              name: t.name,
+              role: t.role,
+              tenant: t.tenant_id,
+              status: t.status,
+              prefix: t.prefix,
+              last_used: t.last_used_at,
+            })),
             ['id', 'name', 'role', 'tenant', 'status', 'prefix', 'last_used'],
           ),
         );

@@ -6,7 +6,10 @@ import { parseWith } from '../../schemas.ts';
 import type { AuditRow } from '../../storage/audit.ts';
 
 const auditQuery = z.strictObject({
-  cursor: z.string().regex(/^\d{1,15}$/, 'cursor is the next_cursor of the previous page').optional(),
+  cursor: z
+    .string()
+    .regex(/^\d{1,15}$/, 'cursor is the next_cursor of the previous page')
+    .optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });
 
@@ -33,6 +36,10 @@ export function registerAuditRoutes(app: Hono<AppEnv>, { store, auth }: RouteDep
     const rows = store.audit.page(q.cursor === undefined ? 0 : Number(q.cursor), limit + 1);
     const more = rows.length > limit;
     const page = more ? rows.slice(0, limit) : rows;
-    return c.json({ data: page.map(auditRowView), next_cursor: more ? String(page.at(-1)!.seq) : null, head: store.audit.head() });
+    return c.json({
+      data: page.map(auditRowView),
+      next_cursor: more ? String(page.at(-1)!.seq) : null,
+      head: store.audit.head(),
+    });
   });
 }

@@ -26,7 +26,10 @@ describe('the seed tutorial, step 1: create an entitlement', () => {
     const row = h.store.entitlements.get(r.body.entitlement_id);
     expect(row?.tenantId).toBe('customer-tenant-id');
     expect(h.store.audit.head().seq).toBe(before + 1);
-    expect(h.store.audit.page(before, 1)[0]).toMatchObject({ action: 'entitlement.create', target_id: r.body.entitlement_id });
+    expect(h.store.audit.page(before, 1)[0]).toMatchObject({
+      action: 'entitlement.create',
+      target_id: r.body.entitlement_id,
+    });
     expect(h.store.audit.verify().firstBreak).toBeNull();
   });
 
@@ -45,9 +48,18 @@ describe('the seed tutorial, step 1: create an entitlement', () => {
   it('stores the marketplace license words in normal form', async () => {
     const cases = [
       [{ type: 'individual' }, { type: 'per_user', max_seats: 1 }],
-      [{ type: 'seat_based', max_seats: 10 }, { type: 'per_user', max_seats: 10 }],
-      [{ type: 'team', max_seats: 120 }, { type: 'per_user', max_seats: 120 }],
-      [{ type: 'unlimited', features: ['x'] }, { type: 'feature_based', features: ['x'] }],
+      [
+        { type: 'seat_based', max_seats: 10 },
+        { type: 'per_user', max_seats: 10 },
+      ],
+      [
+        { type: 'team', max_seats: 120 },
+        { type: 'per_user', max_seats: 120 },
+      ],
+      [
+        { type: 'unlimited', features: ['x'] },
+        { type: 'feature_based', features: ['x'] },
+      ],
     ] as const;
     for (const [given, stored] of cases) {
       const r = await h.req('POST', '/v1/entitlements', { ...seedEntitlement, policy_json: given });
@@ -57,7 +69,10 @@ describe('the seed tutorial, step 1: create an entitlement', () => {
   });
 
   it('refuses a second entitlement with the same external_id', async () => {
-    expect((await h.req('POST', '/v1/entitlements', { ...seedEntitlement, external_id: 'crm-1' })).status).toBe(201);
+    expect(
+      (await h.req('POST', '/v1/entitlements', { ...seedEntitlement, external_id: 'crm-1' }))
+        .status,
+    ).toBe(201);
     const r = await h.req('POST', '/v1/entitlements', { ...seedEntitlement, external_id: 'crm-1' });
     expect(r.status).toBe(409);
     expect(r.body.error.code).toBe('conflict');
@@ -70,12 +85,20 @@ describe('the seed tutorial, step 2: update the policy', () => {
     const created = (await h.req('POST', '/v1/entitlements', seedEntitlement)).body;
     h.clock.advance(60_000);
     const r = await h.req('PUT', `/v1/entitlements/${created.entitlement_id}`, {
-      policy_json: { type: 'concurrent', max_seats: 20, features: ['feature-a', 'feature-b', 'feature-c'] },
+      policy_json: {
+        type: 'concurrent',
+        max_seats: 20,
+        features: ['feature-a', 'feature-b', 'feature-c'],
+      },
     });
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({
       entitlement_id: created.entitlement_id,
-      policy_json: { type: 'concurrent', max_seats: 20, features: ['feature-a', 'feature-b', 'feature-c'] },
+      policy_json: {
+        type: 'concurrent',
+        max_seats: 20,
+        features: ['feature-a', 'feature-b', 'feature-c'],
+      },
       starts_at: created.starts_at,
       ends_at: created.ends_at,
       created_at: created.created_at,
@@ -84,7 +107,10 @@ describe('the seed tutorial, step 2: update the policy', () => {
     expect(h.store.entitlements.get(created.entitlement_id)?.policy.max_seats).toBe(20);
     const last = h.store.audit.page(h.store.audit.head().seq - 1, 1)[0]!;
     expect(last.action).toBe('entitlement.update');
-    expect(JSON.parse(last.details)).toMatchObject({ before: { policy_json: { max_seats: 10 } }, after: { policy_json: { max_seats: 20 } } });
+    expect(JSON.parse(last.details)).toMatchObject({
+      before: { policy_json: { max_seats: 10 } },
+      after: { policy_json: { max_seats: 20 } },
+    });
   });
 
   it('PATCH updates the term, and a term that ends before it starts is refused unchanged', async () => {
@@ -106,7 +132,9 @@ describe('the seed tutorial, step 2: update the policy', () => {
   });
 
   it('answers not_found for an unknown id', async () => {
-    const r = await h.req('PUT', '/v1/entitlements/ent_nope', { policy_json: { type: 'concurrent', max_seats: 1 } });
+    const r = await h.req('PUT', '/v1/entitlements/ent_nope', {
+      policy_json: { type: 'concurrent', max_seats: 1 },
+    });
     expect(r.status).toBe(404);
     expect(r.body.error).toMatchObject({ code: 'not_found', message: 'no entitlement ent_nope' });
   });
@@ -114,8 +142,13 @@ describe('the seed tutorial, step 2: update the policy', () => {
 
 describe('listing', () => {
   it('filters by tenant, product and derived status, and pages with a cursor', async () => {
-    for (let i = 0; i < 5; i++) await h.req('POST', '/v1/entitlements', { ...seedEntitlement, tenant_id: `t${i % 2}` });
-    await h.req('POST', '/v1/entitlements', { ...seedEntitlement, product_id: 'other', starts_at: '2024-06-01T00:00:00Z' });
+    for (let i = 0; i < 5; i++)
+      await h.req('POST', '/v1/entitlements', { ...seedEntitlement, tenant_id: `t${i % 2}` });
+    await h.req('POST', '/v1/entitlements', {
+      ...seedEntitlement,
+      product_id: 'other',
+      starts_at: '2024-06-01T00:00:00Z',
+    });
     const t0 = await h.req('GET', '/v1/entitlements?tenant_id=t0');
     expect(t0.body.data).toHaveLength(3);
     expect(t0.body.next_cursor).toBeNull();
@@ -141,7 +174,9 @@ describe('lifecycle', () => {
   it('suspends, resumes, revokes (final) and renews', async () => {
     const id = (await h.req('POST', '/v1/entitlements', seedEntitlement)).body.entitlement_id;
     expect((await h.req('POST', `/v1/entitlements/${id}/suspend`)).body.status).toBe('suspended');
-    expect((await h.req('POST', `/v1/entitlements/${id}/suspend`)).body.error.code).toBe('conflict');
+    expect((await h.req('POST', `/v1/entitlements/${id}/suspend`)).body.error.code).toBe(
+      'conflict',
+    );
     expect((await h.req('POST', `/v1/entitlements/${id}/resume`)).body.status).toBe('active');
     const renewed = await h.req('POST', `/v1/entitlements/${id}/renew`, { period_months: 12 });
     expect(renewed.status).toBe(200);
@@ -152,12 +187,23 @@ describe('lifecycle', () => {
     expect(resume.body.error.message).toContain('revocation is final');
     expect(h.store.entitlements.get(id)?.status).toBe('revoked');
     const actions = h.store.audit.page(0, 100).map((r) => r.action);
-    expect(actions.slice(-5)).toEqual(['entitlement.create', 'entitlement.suspend', 'entitlement.resume', 'entitlement.renew', 'entitlement.revoke']);
+    expect(actions.slice(-5)).toEqual([
+      'entitlement.create',
+      'entitlement.suspend',
+      'entitlement.resume',
+      'entitlement.renew',
+      'entitlement.revoke',
+    ]);
     expect(h.store.audit.verify().firstBreak).toBeNull();
   });
 
   it('derives pending, active, grace and expired from the clock', async () => {
-    const id = (await h.req('POST', '/v1/entitlements', { ...seedEntitlement, policy_json: { type: 'concurrent', max_seats: 1, grace_days: 10 } })).body.entitlement_id;
+    const id = (
+      await h.req('POST', '/v1/entitlements', {
+        ...seedEntitlement,
+        policy_json: { type: 'concurrent', max_seats: 1, grace_days: 10 },
+      })
+    ).body.entitlement_id;
     const status = async () => (await h.req('GET', `/v1/entitlements/${id}`)).body.status;
     h.clock.set('2023-12-31T00:00:00Z');
     expect(await status()).toBe('pending');
@@ -180,7 +226,12 @@ describe('lifecycle', () => {
 
 describe('bulk import', () => {
   it('imports the seed format in one go', async () => {
-    const body = { entitlements: [{ ...seedEntitlement, tenant_id: 'customer-1' }, { ...seedEntitlement, tenant_id: 'customer-2' }] };
+    const body = {
+      entitlements: [
+        { ...seedEntitlement, tenant_id: 'customer-1' },
+        { ...seedEntitlement, tenant_id: 'customer-2' },
+      ],
+    };
     const r = await h.req('POST', '/v1/entitlements/import', body);
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ created: 2, updated: 0, total: 2 });
@@ -190,7 +241,12 @@ describe('bulk import', () => {
 
   it('applies nothing when one item is invalid, and names it by index', async () => {
     const before = h.snapshot();
-    const items = [seedEntitlement, { ...seedEntitlement, policy_json: { type: 'galactic' } }, seedEntitlement, { ...seedEntitlement, ends_at: '2020-01-01T00:00:00Z' }];
+    const items = [
+      seedEntitlement,
+      { ...seedEntitlement, policy_json: { type: 'galactic' } },
+      seedEntitlement,
+      { ...seedEntitlement, ends_at: '2020-01-01T00:00:00Z' },
+    ];
     const r = await h.req('POST', '/v1/entitlements/import', { entitlements: items });
     expect(r.status).toBe(400);
     expect(r.body.error.code).toBe('invalid_request');
@@ -201,30 +257,53 @@ describe('bulk import', () => {
   });
 
   it('upserts by external_id and refuses a repeated external_id in one batch', async () => {
-    await h.req('POST', '/v1/entitlements/import', { entitlements: [{ ...seedEntitlement, external_id: 'crm-1' }] });
+    await h.req('POST', '/v1/entitlements/import', {
+      entitlements: [{ ...seedEntitlement, external_id: 'crm-1' }],
+    });
     const id = h.store.entitlements.getByExternalId('crm-1')!.id;
     const again = await h.req('POST', '/v1/entitlements/import', {
-      entitlements: [{ ...seedEntitlement, external_id: 'crm-1', policy_json: { type: 'concurrent', max_seats: 99 } }, { ...seedEntitlement, external_id: 'crm-2' }],
+      entitlements: [
+        {
+          ...seedEntitlement,
+          external_id: 'crm-1',
+          policy_json: { type: 'concurrent', max_seats: 99 },
+        },
+        { ...seedEntitlement, external_id: 'crm-2' },
+      ],
     });
     expect(again.body).toMatchObject({ created: 1, updated: 1 });
     expect(again.body.items[0]).toEqual({ index: 0, entitlement_id: id, action: 'updated' });
     expect(h.store.entitlements.get(id)?.policy.max_seats).toBe(99);
     const before = h.snapshot();
-    const dup = await h.req('POST', '/v1/entitlements/import', { entitlements: [{ ...seedEntitlement, external_id: 'x' }, { ...seedEntitlement, external_id: 'x' }] });
+    const dup = await h.req('POST', '/v1/entitlements/import', {
+      entitlements: [
+        { ...seedEntitlement, external_id: 'x' },
+        { ...seedEntitlement, external_id: 'x' },
+      ],
+    });
     expect(dup.status).toBe(400);
     expect(dup.body.error.details.errors[0]).toMatchObject({ index: 1, code: 'conflict' });
     expect(h.snapshot()).toEqual(before);
   });
 
   it('writes only real changes: an upsert whose terms are the same is `unchanged`, its row untouched', async () => {
-    const first = await h.req('POST', '/v1/entitlements/import', { entitlements: [{ ...seedEntitlement, external_id: 'crm-1' }, { ...seedEntitlement, external_id: 'crm-2' }] });
+    const first = await h.req('POST', '/v1/entitlements/import', {
+      entitlements: [
+        { ...seedEntitlement, external_id: 'crm-1' },
+        { ...seedEntitlement, external_id: 'crm-2' },
+      ],
+    });
     expect(first.body).toMatchObject({ created: 2, updated: 0, unchanged: 0, total: 2 });
     const [one, two] = ['crm-1', 'crm-2'].map((x) => h.store.entitlements.getByExternalId(x)!);
     h.clock.advance(60_000);
     const again = await h.req('POST', '/v1/entitlements/import', {
       entitlements: [
         { ...seedEntitlement, external_id: 'crm-1' },
-        { ...seedEntitlement, external_id: 'crm-2', policy_json: { type: 'concurrent', max_seats: 99 } },
+        {
+          ...seedEntitlement,
+          external_id: 'crm-2',
+          policy_json: { type: 'concurrent', max_seats: 99 },
+        },
       ],
     });
     expect(again.status).toBe(200);
@@ -234,13 +313,27 @@ describe('bulk import', () => {
       { index: 1, entitlement_id: two!.id, action: 'updated' },
     ]);
     expect(h.store.entitlements.get(one!.id)).toEqual(one);
-    expect(h.store.entitlements.get(two!.id)).toMatchObject({ policy: { max_seats: 99 }, updatedAt: h.clock.now() });
-    const audit = h.store.audit.page(0, 1000).filter((r) => r.action === 'entitlement.import').at(-1)!;
-    expect(JSON.parse(audit.details)).toEqual({ count: 2, created: [], updated: [two!.id], unchanged: 1 });
+    expect(h.store.entitlements.get(two!.id)).toMatchObject({
+      policy: { max_seats: 99 },
+      updatedAt: h.clock.now(),
+    });
+    const audit = h.store.audit
+      .page(0, 1000)
+      .filter((r) => r.action === 'entitlement.import')
+      .at(-1)!;
+    expect(JSON.parse(audit.details)).toEqual({
+      count: 2,
+      created: [],
+      updated: [two!.id],
+      unchanged: 1,
+    });
   });
 
   it('takes a body above the 1 MiB limit of other routes', async () => {
-    const items = Array.from({ length: 5000 }, (_, i) => ({ ...seedEntitlement, external_id: `bulk-${i}` }));
+    const items = Array.from({ length: 5000 }, (_, i) => ({
+      ...seedEntitlement,
+      external_id: `bulk-${i}`,
+    }));
     const r = await h.req('POST', '/v1/entitlements/import', { entitlements: items });
     expect(r.status).toBe(200);
     expect(r.body.created).toBe(5000);

@@ -18,7 +18,10 @@ import { entitlementView } from '../../views.ts';
 import { usageCsv } from '../../domain/usage.ts';
 
 /** /v1/entitlements: create, list, show, update, lifecycle, bulk import, check, usage. */
-export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, auth }: RouteDeps): void {
+export function registerEntitlementRoutes(
+  app: Hono<AppEnv>,
+  { services, clock, auth }: RouteDeps,
+): void {
   const view = (e: Parameters<typeof entitlementView>[0]) => entitlementView(e, clock.now());
   const visible = (c: Context<AppEnv>) => visibleEntitlement(c, services.entitlements);
 
@@ -30,7 +33,13 @@ export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, 
 
   app.get('/v1/entitlements', auth('GET /v1/entitlements'), (c) => {
     const q = parseWith(listQuerySchema, c.req.query(), 'query');
-    const r = services.entitlements.list({ tenantId: scopedTenant(c, q.tenant_id), productId: q.product_id, status: q.status, cursor: q.cursor, limit: q.limit });
+    const r = services.entitlements.list({
+      tenantId: scopedTenant(c, q.tenant_id),
+      productId: q.product_id,
+      status: q.status,
+      cursor: q.cursor,
+      limit: q.limit,
+    });
     return c.json({ data: r.items.map(view), next_cursor: r.nextCursor });
   });
 
@@ -48,11 +57,15 @@ export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, 
 
   // The seed sends PUT with only the fields to change; PATCH is the same.
   for (const method of ['put', 'patch'] as const) {
-    app[method]('/v1/entitlements/:id', auth(`${method.toUpperCase() as 'PUT' | 'PATCH'} /v1/entitlements/:id`), async (c) => {
-      const e = visible(c);
-      const patch = parseWith(entitlementUpdateSchema, await readJson(c));
-      return c.json(view(services.entitlements.update(e.id, patch, c.get('principal').actor)));
-    });
+    app[method](
+      '/v1/entitlements/:id',
+      auth(`${method.toUpperCase() as 'PUT' | 'PATCH'} /v1/entitlements/:id`),
+      async (c) => {
+        const e = visible(c);
+        const patch = parseWith(entitlementUpdateSchema, await readJson(c));
+        return c.json(view(services.entitlements.update(e.id, patch, c.get('principal').actor)));
+      },
+    );
   }
 
   for (const action of ['suspend', 'resume', 'revoke'] as const) {
@@ -71,13 +84,28 @@ export function registerEntitlementRoutes(app: Hono<AppEnv>, { services, clock, 
   app.get('/v1/entitlements/:id/check', auth('GET /v1/entitlements/:id/check'), (c) => {
     const e = visible(c);
     const q = parseWith(checkQuerySchema, c.req.query(), 'query');
-    const subject = q.subject_id !== undefined ? { subjectType: q.subject_type ?? (e.policy.type === 'per_machine' ? 'machine' : 'user'), subjectId: q.subject_id } : undefined;
-    return c.json({ entitlement_id: e.id, status: view(e).status, ...services.leases.check(e, subject) });
+    const subject =
+      q.subject_id !== undefined
+        ? {
+            subjectType: q.subject_type ?? (e.policy.type === 'per_machine' ? 'machine' : 'user'),
+            subjectId: q.subject_id,
+          }
+        : undefined;
+    return c.json({
+      entitlement_id: e.id,
+      status: view(e).status,
+      ...services.leases.check(e, subject),
+    });
   });
 
   app.get('/v1/entitlements/:id/usage', auth('GET /v1/entitlements/:id/usage'), (c) => {
     const e = visible(c);
-    return c.json({ entitlement_id: e.id, tenant_id: e.tenantId, product_id: e.productId, ...services.usage.report(e) });
+    return c.json({
+      entitlement_id: e.id,
+      tenant_id: e.tenantId,
+      product_id: e.productId,
+      ...services.usage.report(e),
+    });
   });
 
   app.get('/v1/entitlements/:id/usage.csv', auth('GET /v1/entitlements/:id/usage.csv'), (c) => {

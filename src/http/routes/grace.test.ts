@@ -15,21 +15,42 @@ afterEach(() => h.close());
 // The seed entitlement ends 2024-12-31T23:59:59Z; with grace_days 30, grace runs to 2025-01-30T23:59:59Z.
 const IN_GRACE = '2025-01-10T00:00:00Z';
 const GRACE_ENDS = '2025-01-30T23:59:59.000Z';
-const subject = (id: string, type = 'user') => ({ product_id: 'your-product-id', tenant_id: 'customer-tenant-id', subject_type: type, subject_id: id });
-const lease = (id: string, type = 'user') => h.req('POST', '/v1/license/lease', subject(id, type), null);
+const subject = (id: string, type = 'user') => ({
+  product_id: 'your-product-id',
+  tenant_id: 'customer-tenant-id',
+  subject_type: type,
+  subject_id: id,
+});
+const lease = (id: string, type = 'user') =>
+  h.req('POST', '/v1/license/lease', subject(id, type), null);
 const renew = (id: string) => h.req('POST', '/v1/license/lease/renew', { lease_id: id }, null);
 async function entitlement(policy: Record<string, unknown>, extra: Record<string, unknown> = {}) {
-  const r = await h.req('POST', '/v1/entitlements', { ...seedEntitlement, policy_json: { grace_days: 30, ...policy }, ...extra });
+  const r = await h.req('POST', '/v1/entitlements', {
+    ...seedEntitlement,
+    policy_json: { grace_days: 30, ...policy },
+    ...extra,
+  });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
   return r.body.entitlement_id as string;
 }
-const seatIds = (e: string) => h.store.db.prepare('SELECT subject_id FROM seats WHERE entitlement_id = ? ORDER BY assigned_at, id').pluck().all(e);
-const tenantAdmin = () => h.services.apiTokens.create({ name: 'tenant admin', role: 'tenant_admin', tenantId: 'customer-tenant-id' }, 'test').token;
+const seatIds = (e: string) =>
+  h.store.db
+    .prepare('SELECT subject_id FROM seats WHERE entitlement_id = ? ORDER BY assigned_at, id')
+    .pluck()
+    .all(e);
+const tenantAdmin = () =>
+  h.services.apiTokens.create(
+    { name: 'tenant admin', role: 'tenant_admin', tenantId: 'customer-tenant-id' },
+    'test',
+  ).token;
 const keys = async () => (await h.req('GET', '/v1/license/keys', undefined, null)).body;
 
 function expectNewcomerRefused(r: { status: number; body: any }, status = 'grace') {
   expect(r.status, JSON.stringify(r.body)).toBe(403);
-  expect(r.body.error).toMatchObject({ code: 'entitlement_inactive', details: { reason: 'expired', status } });
+  expect(r.body.error).toMatchObject({
+    code: 'entitlement_inactive',
+    details: { reason: 'expired', status },
+  });
 }
 
 describe('per_user in grace: the example of issue 11', () => {
@@ -44,10 +65,28 @@ describe('per_user in grace: the example of issue 11', () => {
     expect(newcomer.body.error.details.grace_ends_at).toBe(GRACE_ENDS);
 
     const before = h.snapshot();
-    expectNewcomerRefused(await h.req('POST', `/v1/entitlements/${e}/seats`, { subject_type: 'user', subject_id: 'bob' }, token));
-    expectNewcomerRefused(await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' }, token));
-    expectNewcomerRefused(await h.req('POST', `/v1/entitlements/${e}/seats/bulk`, { subjects: [{ subject_type: 'user', subject_id: 'bob' }] }, token));
-    expectNewcomerRefused(await h.req('POST', `/v1/entitlements/${e}/seats/bulk`, { principal_ids: ['bob', 'carol'] }));
+    expectNewcomerRefused(
+      await h.req(
+        'POST',
+        `/v1/entitlements/${e}/seats`,
+        { subject_type: 'user', subject_id: 'bob' },
+        token,
+      ),
+    );
+    expectNewcomerRefused(
+      await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' }, token),
+    );
+    expectNewcomerRefused(
+      await h.req(
+        'POST',
+        `/v1/entitlements/${e}/seats/bulk`,
+        { subjects: [{ subject_type: 'user', subject_id: 'bob' }] },
+        token,
+      ),
+    );
+    expectNewcomerRefused(
+      await h.req('POST', `/v1/entitlements/${e}/seats/bulk`, { principal_ids: ['bob', 'carol'] }),
+    );
     expect(h.snapshot()).toEqual(before);
     expectNewcomerRefused(await lease('bob'));
     expect(seatIds(e)).toEqual(['alice']);
@@ -56,24 +95,46 @@ describe('per_user in grace: the example of issue 11', () => {
     const again = await lease('ALICE');
     expect(again.status, JSON.stringify(again.body)).toBe(201);
     expect(again.body.grace).toBe(true);
-    expect(verifyLeaseToken(again.body.token, await keys(), { now: h.clock.now() }).grace).toBe(true);
+    expect(verifyLeaseToken(again.body.token, await keys(), { now: h.clock.now() }).grace).toBe(
+      true,
+    );
     expect((await renew(again.body.lease_id)).body.grace).toBe(true);
     const check = async (q: string) => (await h.req('GET', `/v1/entitlements/${e}/check${q}`)).body;
-    expect(await check('?subject_id=Alice')).toMatchObject({ status: 'grace', can_lease: true, reason: null });
-    expect(await check('?subject_id=bob')).toMatchObject({ status: 'grace', can_lease: false, reason: 'expired' });
+    expect(await check('?subject_id=Alice')).toMatchObject({
+      status: 'grace',
+      can_lease: true,
+      reason: null,
+    });
+    expect(await check('?subject_id=bob')).toMatchObject({
+      status: 'grace',
+      can_lease: false,
+      reason: 'expired',
+    });
 
     // After grace: nobody, and no seats either.
     h.clock.set('2025-02-01T00:00:00Z');
-    expectNewcomerRefused(await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' }), 'expired');
-    expect((await lease('alice')).body.error).toMatchObject({ code: 'entitlement_inactive', details: { reason: 'expired' } });
+    expectNewcomerRefused(
+      await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' }),
+      'expired',
+    );
+    expect((await lease('alice')).body.error).toMatchObject({
+      code: 'entitlement_inactive',
+      details: { reason: 'expired' },
+    });
   });
 
   it('renewing the entitlement lets the admin assign the seat again', async () => {
     const e = await entitlement({ type: 'per_user', max_seats: 3 });
     h.clock.set(IN_GRACE);
-    expectNewcomerRefused(await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' }));
-    expect((await h.req('POST', `/v1/entitlements/${e}/renew`, { period_months: 12 })).status).toBe(200);
-    expect((await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' })).status).toBe(201);
+    expectNewcomerRefused(
+      await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' }),
+    );
+    expect((await h.req('POST', `/v1/entitlements/${e}/renew`, { period_months: 12 })).status).toBe(
+      200,
+    );
+    expect(
+      (await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' })).status,
+    ).toBe(201);
     const l = await lease('bob');
     expect(l.status).toBe(201);
     expect(l.body.grace).toBeUndefined();
@@ -82,10 +143,17 @@ describe('per_user in grace: the example of issue 11', () => {
 
 describe('a seat assigned after ends_at does not make a holder', () => {
   it('when the end of term moves before the seat (an admin update), its holder is a newcomer: no lease, no renewal', async () => {
-    const e = await entitlement({ type: 'per_user', max_seats: 3, seat_assignment: 'manual', lease_ttl_seconds: 30 * 86_400 }, { ends_at: '2025-06-30T00:00:00Z' });
-    expect((await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'alice' })).status).toBe(201);
+    const e = await entitlement(
+      { type: 'per_user', max_seats: 3, seat_assignment: 'manual', lease_ttl_seconds: 30 * 86_400 },
+      { ends_at: '2025-06-30T00:00:00Z' },
+    );
+    expect(
+      (await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'alice' })).status,
+    ).toBe(201);
     h.clock.set('2024-03-01T00:00:00Z');
-    expect((await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' })).status).toBe(201);
+    expect(
+      (await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'bob' })).status,
+    ).toBe(201);
     const bobLease = await lease('bob');
     expect(bobLease.status).toBe(201);
     // The term is cut to mid-February: alice's seat predates the end, bob's does not.
@@ -98,17 +166,33 @@ describe('a seat assigned after ends_at does not make a holder', () => {
     const a = await lease('alice');
     expect(a.status).toBe(201);
     expect(a.body.grace).toBe(true);
-    expect((await h.req('GET', `/v1/entitlements/${e}/check?subject_id=BOB`)).body).toMatchObject({ can_lease: false, reason: 'expired' });
+    expect((await h.req('GET', `/v1/entitlements/${e}/check?subject_id=BOB`)).body).toMatchObject({
+      can_lease: false,
+      reason: 'expired',
+    });
   });
 
   it('the same through the bulk import (upsert by external_id)', async () => {
-    const item = (ends: string) => ({ ...seedEntitlement, external_id: 'crm-42', policy_json: { type: 'per_user', max_seats: 5, grace_days: 30 }, ends_at: ends });
-    expect((await h.req('POST', '/v1/entitlements/import', { entitlements: [item('2025-06-30T00:00:00Z')] })).status).toBeLessThan(300);
+    const item = (ends: string) => ({
+      ...seedEntitlement,
+      external_id: 'crm-42',
+      policy_json: { type: 'per_user', max_seats: 5, grace_days: 30 },
+      ends_at: ends,
+    });
+    expect(
+      (
+        await h.req('POST', '/v1/entitlements/import', {
+          entitlements: [item('2025-06-30T00:00:00Z')],
+        })
+      ).status,
+    ).toBeLessThan(300);
     const e = h.store.entitlements.getByExternalId('crm-42')!.id;
     expect((await lease('alice')).status).toBe(201);
     h.clock.set('2024-03-01T00:00:00Z');
     expect((await lease('bob')).status).toBe(201);
-    const up = await h.req('POST', '/v1/entitlements/import', { entitlements: [item('2024-02-15T00:00:00Z')] });
+    const up = await h.req('POST', '/v1/entitlements/import', {
+      entitlements: [item('2024-02-15T00:00:00Z')],
+    });
     expect(up.status, JSON.stringify(up.body)).toBeLessThan(300);
     expect(h.store.entitlements.get(e)!.endsAt).toBe(Date.parse('2024-02-15T00:00:00Z'));
     h.clock.set('2024-03-02T00:00:00Z');
@@ -120,9 +204,13 @@ describe('a seat assigned after ends_at does not make a holder', () => {
 describe('per_machine and concurrent in grace', () => {
   it('per_machine: a machine seated before the end leases; seats are not assigned in grace', async () => {
     const e = await entitlement({ type: 'per_machine', max_seats: 2, seat_assignment: 'manual' });
-    expect((await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'ws-01' })).status).toBe(201);
+    expect(
+      (await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'ws-01' })).status,
+    ).toBe(201);
     h.clock.set(IN_GRACE);
-    expectNewcomerRefused(await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'ws-02' }));
+    expectNewcomerRefused(
+      await h.req('POST', `/v1/entitlements/${e}/seats`, { principal_id: 'ws-02' }),
+    );
     expectNewcomerRefused(await lease('ws-02', 'machine'));
     const l = await lease('WS-01', 'machine');
     expect(l.status).toBe(201);

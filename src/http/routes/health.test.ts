@@ -17,7 +17,17 @@ describe('health and metrics', () => {
 
   it('exposes request counts and lease totals in Prometheus text, with no tenant or subject names', async () => {
     await h.req('POST', '/v1/entitlements', { ...seedEntitlement, tenant_id: 'secret-customer' });
-    await h.req('POST', '/v1/license/lease', { product_id: 'your-product-id', tenant_id: 'secret-customer', subject_type: 'user', subject_id: 'alice' }, null);
+    await h.req(
+      'POST',
+      '/v1/license/lease',
+      {
+        product_id: 'your-product-id',
+        tenant_id: 'secret-customer',
+        subject_type: 'user',
+        subject_id: 'alice',
+      },
+      null,
+    );
     await h.req('GET', '/nope', undefined, null);
     const r = await h.req('GET', '/metrics', undefined, null);
     expect(r.status).toBe(200);
@@ -36,15 +46,43 @@ describe('health and metrics', () => {
 describe('readiness follows writability', () => {
   it('a write refused by SQLite (query_only: SQLITE_READONLY) answers 503 storage_unavailable, once in the log; /readyz and /metrics follow; a committing probe ends it', async () => {
     const lines: Array<Record<string, unknown>> = [];
-    const log = createLogger({ write: (t) => lines.push(...t.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)) });
-    const app = createApp({ services: h.services, store: h.store, clock: h.clock, info: h.info, log });
+    const log = createLogger({
+      write: (t) =>
+        lines.push(
+          ...t
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l) as Record<string, unknown>),
+        ),
+    });
+    const app = createApp({
+      services: h.services,
+      store: h.store,
+      clock: h.clock,
+      info: h.info,
+      log,
+    });
     const ask = async (method: string, path: string, body?: unknown) => {
-      const res = await app.request(path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${h.admin}` }, ...(body ? { body: JSON.stringify(body) } : {}) });
-      return { status: res.status, text: await res.text(), retryAfter: res.headers.get('retry-after') };
+      const res = await app.request(path, {
+        method,
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${h.admin}` },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      return {
+        status: res.status,
+        text: await res.text(),
+        retryAfter: res.headers.get('retry-after'),
+      };
     };
     const created = await ask('POST', '/v1/entitlements', seedEntitlement);
     expect(created.status, created.text).toBe(201);
-    const grant = (s: string) => ask('POST', '/v1/license/lease', { product_id: 'your-product-id', tenant_id: 'customer-tenant-id', subject_type: 'user', subject_id: s });
+    const grant = (s: string) =>
+      ask('POST', '/v1/license/lease', {
+        product_id: 'your-product-id',
+        tenant_id: 'customer-tenant-id',
+        subject_type: 'user',
+        subject_id: s,
+      });
     expect((await grant('alice')).status).toBe(201);
     const before = h.snapshot();
 
@@ -58,22 +96,39 @@ describe('readiness follows writability', () => {
     }
     expect(h.snapshot()).toEqual(before);
     expect((await ask('GET', '/v1/entitlements')).status).toBe(200);
-    expect(await ask('GET', '/readyz')).toMatchObject({ status: 503, text: '{"status":"storage_unavailable"}' });
+    expect(await ask('GET', '/readyz')).toMatchObject({
+      status: 503,
+      text: '{"status":"storage_unavailable"}',
+    });
     expect((await ask('GET', '/metrics')).text).toMatch(/^bpls_storage_writable 0$/m);
     // The probe is a real write: it fails as long as writes do.
     await new Promise((r) => setTimeout(r, 300));
     expect((await ask('GET', '/readyz')).status).toBe(503);
-    expect(h.store.db.prepare("SELECT count(*) FROM server_state WHERE key = 'storage_probe'").pluck().get()).toBe(0);
+    expect(
+      h.store.db
+        .prepare("SELECT count(*) FROM server_state WHERE key = 'storage_probe'")
+        .pluck()
+        .get(),
+    ).toBe(0);
 
     h.store.db.pragma('query_only = OFF');
     await new Promise((r) => setTimeout(r, 300));
     expect(await ask('GET', '/readyz')).toMatchObject({ status: 200, text: '{"status":"ready"}' });
-    expect(h.store.db.prepare("SELECT count(*) FROM server_state WHERE key = 'storage_probe'").pluck().get()).toBe(1);
+    expect(
+      h.store.db
+        .prepare("SELECT count(*) FROM server_state WHERE key = 'storage_probe'")
+        .pluck()
+        .get(),
+    ).toBe(1);
     expect((await ask('GET', '/metrics')).text).toMatch(/^bpls_storage_writable 1$/m);
     expect((await grant('erin')).status).toBe(201);
     const notes = lines.filter((l) => l.msg !== 'request');
     expect(notes).toEqual([
-      expect.objectContaining({ level: 'warn', code: 'storage_unavailable', cause: 'SQLITE_READONLY' }),
+      expect.objectContaining({
+        level: 'warn',
+        code: 'storage_unavailable',
+        cause: 'SQLITE_READONLY',
+      }),
       expect.objectContaining({ level: 'info', msg: 'storage writable again', refused_writes: 3 }),
     ]);
   });

@@ -9,7 +9,10 @@ import { toIso } from '../../clock.ts';
 import { mustSee, scopedTenant } from '../scope.ts';
 
 /** The client lease API (no token: the lease id is the proof of possession), status, keys, and the admin lease list. */
-export function registerLeaseRoutes(app: Hono<AppEnv>, { services, clock, info, auth }: RouteDeps): void {
+export function registerLeaseRoutes(
+  app: Hono<AppEnv>,
+  { services, clock, info, auth }: RouteDeps,
+): void {
   const api = createLeaseApi(services);
   for (const path of Object.keys(api) as LeaseRoutePath[]) {
     app.post(path, async (c) => {
@@ -20,18 +23,27 @@ export function registerLeaseRoutes(app: Hono<AppEnv>, { services, clock, info, 
 
   app.get('/v1/license/status', auth('GET /v1/license/status'), (c) => {
     const q = parseWith(statusQuerySchema, c.req.query(), 'query');
-    const s = services.leases.status({ productId: q.product_id, subjectType: q.subject_type, subjectId: q.subject_id, tenantId: scopedTenant(c, q.tenant_id) });
+    const s = services.leases.status({
+      productId: q.product_id,
+      subjectType: q.subject_type,
+      subjectId: q.subject_id,
+      tenantId: scopedTenant(c, q.tenant_id),
+    });
     const e = entitlementView(s.entitlement, clock.now());
     return c.json({
       entitlement_id: e.entitlement_id,
       tenant_id: e.tenant_id,
       status: e.status,
-      current_lease: s.lease ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt) } : null,
+      current_lease: s.lease
+        ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt) }
+        : null,
       features: e.policy_json.features ?? [],
       usage: {
         concurrent_seats_used: s.leasesInUse,
         max_seats: e.policy_json.max_seats ?? null,
-        ...(s.entitlement.policy.type === 'per_user' || s.entitlement.policy.type === 'per_machine' ? { seats_assigned: s.seatsAssigned, seat_held: s.seat !== undefined } : {}),
+        ...(s.entitlement.policy.type === 'per_user' || s.entitlement.policy.type === 'per_machine'
+          ? { seats_assigned: s.seatsAssigned, seat_held: s.seat !== undefined }
+          : {}),
       },
     });
   });

@@ -3,7 +3,13 @@ import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { readJson } from '../middleware.ts';
 import { visibleEntitlement } from '../scope.ts';
-import { identifier, parseWith, seatAssignSchema, seatBulkSchema, seatListQuerySchema } from '../../schemas.ts';
+import {
+  identifier,
+  parseWith,
+  seatAssignSchema,
+  seatBulkSchema,
+  seatListQuerySchema,
+} from '../../schemas.ts';
 import { seatView } from '../../views.ts';
 import type { SeatSubject } from '../../domain/seats.ts';
 
@@ -21,26 +27,40 @@ export function registerSeatRoutes(app: Hono<AppEnv>, { services, auth }: RouteD
   app.post('/v1/entitlements/:id/seats', auth('POST /v1/entitlements/:id/seats'), async (c) => {
     const e = visible(c);
     const b = parseWith(seatAssignSchema, await readJson(c));
-    const subject: SeatSubject = 'principal_id' in b ? { subjectType: services.seats.subjectTypeOf(e.id), subjectId: b.principal_id } : { subjectType: b.subject_type, subjectId: b.subject_id };
+    const subject: SeatSubject =
+      'principal_id' in b
+        ? { subjectType: services.seats.subjectTypeOf(e.id), subjectId: b.principal_id }
+        : { subjectType: b.subject_type, subjectId: b.subject_id };
     const [seat] = services.seats.assign(e.id, [subject], c.get('principal').actor);
     return c.json(seatView(seat!), 201);
   });
 
-  app.post('/v1/entitlements/:id/seats/bulk', auth('POST /v1/entitlements/:id/seats/bulk'), async (c) => {
-    const e = visible(c);
-    const b = parseWith(seatBulkSchema, await readJson(c));
-    const subjects: SeatSubject[] =
-      'principal_ids' in b
-        ? b.principal_ids.map((id) => ({ subjectType: services.seats.subjectTypeOf(e.id), subjectId: id }))
-        : b.subjects.map((s) => ({ subjectType: s.subject_type, subjectId: s.subject_id }));
-    const seats = services.seats.assign(e.id, subjects, c.get('principal').actor);
-    return c.json({ data: seats.map(seatView), assigned: seats.length }, 201);
-  });
+  app.post(
+    '/v1/entitlements/:id/seats/bulk',
+    auth('POST /v1/entitlements/:id/seats/bulk'),
+    async (c) => {
+      const e = visible(c);
+      const b = parseWith(seatBulkSchema, await readJson(c));
+      const subjects: SeatSubject[] =
+        'principal_ids' in b
+          ? b.principal_ids.map((id) => ({
+              subjectType: services.seats.subjectTypeOf(e.id),
+              subjectId: id,
+            }))
+          : b.subjects.map((s) => ({ subjectType: s.subject_type, subjectId: s.subject_id }));
+      const seats = services.seats.assign(e.id, subjects, c.get('principal').actor);
+      return c.json({ data: seats.map(seatView), assigned: seats.length }, 201);
+    },
+  );
 
-  app.delete('/v1/entitlements/:id/seats/:seat_id', auth('DELETE /v1/entitlements/:id/seats/:seat_id'), (c) => {
-    const e = visible(c);
-    const seatId = parseWith(identifier, c.req.param('seat_id'), 'seat id');
-    const r = services.seats.revoke(e.id, seatId, c.get('principal').actor);
-    return c.json({ ...seatView(r.seat), revoked: true, ended_lease_id: r.endedLease });
-  });
+  app.delete(
+    '/v1/entitlements/:id/seats/:seat_id',
+    auth('DELETE /v1/entitlements/:id/seats/:seat_id'),
+    (c) => {
+      const e = visible(c);
+      const seatId = parseWith(identifier, c.req.param('seat_id'), 'seat id');
+      const r = services.seats.revoke(e.id, seatId, c.get('principal').actor);
+      return c.json({ ...seatView(r.seat), revoked: true, ended_lease_id: r.endedLease });
+    },
+  );
 }

@@ -18,7 +18,10 @@ export function registerSyncRoutes(app: Hono<AppEnv>, { services, auth }: RouteD
     const q = parseWith(importQuery, c.req.query(), 'query');
     const length = c.req.header('content-length');
     const declared = length !== undefined && /^\d{1,15}$/.test(length) ? Number(length) : undefined;
-    const r = await services.sync.importStream(c.req.raw.body, declared, { dryRun: q.dry_run === 'true' || q.dry_run === '1', actor: c.get('principal').actor });
+    const r = await services.sync.importStream(c.req.raw.body, declared, {
+      dryRun: q.dry_run === 'true' || q.dry_run === '1',
+      actor: c.get('principal').actor,
+    });
     return c.json(r);
   });
 
@@ -26,7 +29,11 @@ export function registerSyncRoutes(app: Hono<AppEnv>, { services, auth }: RouteD
   app.post('/v1/sync/export', auth('POST /v1/sync/export'), (c) => {
     const dir = mkdtempSync(join(tmpdir(), 'bpls-export-'));
     try {
-      const r = services.sync.exportTo({ outDir: dir, actor: c.get('principal').actor, recordFile: false });
+      const r = services.sync.exportTo({
+        outDir: dir,
+        actor: c.get('principal').actor,
+        recordFile: false,
+      });
       // Opened before the folder is removed: the open descriptor keeps the data until it is sent.
       const fd = openSync(r.file, 'r');
       const stream = createReadStream('', { fd });
