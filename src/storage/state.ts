@@ -46,15 +46,13 @@ export function createStateRepo(db: Db) {
       return bundleManaged.get() === 1;
     },
     clockEvents(sinceMs: number, limit = 10_000) {
-      return clockEvents
-        .all(sinceMs, limit)
-        .map((r) => ({
-          seq: r.seq,
-          at: r.at,
-          kind: r.kind,
-          hwm: r.hwm,
-          details: JSON.parse(r.details) as Record<string, unknown>,
-        }));
+      return clockEvents.all(sinceMs, limit).map((r) => ({
+        seq: r.seq,
+        at: r.at,
+        kind: r.kind,
+        hwm: r.hwm,
+        details: JSON.parse(r.details) as Record<string, unknown>,
+      }));
     },
     get(key: string): string | undefined {
       return get.get(key)?.value;

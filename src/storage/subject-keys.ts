@@ -103,13 +103,11 @@ export function reportSubjectMerges(db: Db, env: { now: () => number }): Migrati
         leases: [],
       });
     lastKey = key;
-    leaseGroups
-      .at(-1)!
-      .leases.push({
-        subject_id: r.subject_id,
-        granted_at: toIso(r.granted_at),
-        expires_at: toIso(r.expires_at),
-      });
+    leaseGroups.at(-1)!.leases.push({
+      subject_id: r.subject_id,
+      granted_at: toIso(r.granted_at),
+      expires_at: toIso(r.expires_at),
+    });
   }
 
   const counts = {

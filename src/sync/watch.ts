@@ -388,9 +388,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
   }
 
   /** Opens without following links or blocking on a FIFO, and reads the head: is it a whole bundle yet? */
-  async function inspect(
-    name: string,
-  ): Promise<{
+  async function inspect(name: string): Promise<{
     kind: 'gone' | 'odd' | 'ok';
     size?: number;
     mtimeMs?: number;

@@ -601,9 +601,7 @@ describe('CLI output is complete before exit, or the exit code says it is not (f
     expect(imp.code, imp.stderr).toBe(0);
   }, 60_000);
 
-  function list(
-    reader: 'slow' | 'closes-early',
-  ): Promise<{
+  function list(reader: 'slow' | 'closes-early'): Promise<{
     code: number | null;
     signal: NodeJS.Signals | null;
     stdout: string;
