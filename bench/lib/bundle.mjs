@@ -11,6 +11,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mixedPolicy } from './shapes.mjs';
 
 export const BUNDLE_RECORDS = 100_000;
 
@@ -32,23 +33,11 @@ export function commandsOf(cmd) {
 export function bundleContent(count = BUNDLE_RECORDS) {
   const entitlements = new Array(count);
   for (let i = 0; i < count; i++) {
-    const type =
-      i % 4 === 0
-        ? 'per_user'
-        : i % 4 === 1
-          ? 'concurrent'
-          : i % 4 === 2
-            ? 'per_machine'
-            : 'feature_based';
-    const policy =
-      type === 'feature_based'
-        ? { type, features: ['core', 'export'] }
-        : { type, max_seats: 1 + (i % 50), features: ['core'] };
     entitlements[i] = {
       entitlement_id: `ent_bundle_${i}`,
       tenant_id: `bundle-tenant-${Math.floor(i / 10)}`,
       product_id: `bundle-product-${i % 7}`,
-      policy_json: policy,
+      policy_json: mixedPolicy(i),
       starts_at: '2020-01-01T00:00:00Z',
       ends_at: '2099-12-31T23:59:59Z',
       rev: 1,

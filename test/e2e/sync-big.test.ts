@@ -3,7 +3,7 @@
 // leaves a state the next import or `serve` at start finishes. (Its time and memory are `make
 // bench` figures.)
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import { CLI, killStrays, runProcess, startServe } from '../spawn.ts';
 import { verifyExport } from '../../src/sync/vendor.ts';
 import { writeBigSnapshot } from '../big-bundle.ts';
 import { openStore } from '../../src/storage/store.ts';
+import { copyDataDir as copyOf, initDataDir, vendorKeygen } from './world.ts';
 
 const N = 100_000;
 
@@ -22,13 +23,7 @@ let bigBundle: string;
 
 const cli = (args: string[]) => runProcess(CLI, args, { cwd: root, timeoutMs: 60_000 });
 
-function copyDataDir(name: string): string {
-  const dir = path.join(root, name);
-  mkdirSync(dir);
-  for (const f of ['license.db', 'server.key', 'server.json'])
-    copyFileSync(path.join(template, f), path.join(dir, f));
-  return dir;
-}
+const copyDataDir = (name: string) => copyOf(template, path.join(root, name));
 
 function bundleCount(dataDir: string): {
   entitlements: number;
@@ -85,19 +80,11 @@ function expectOldNewOrResumable(c: ReturnType<typeof bundleCount>, what: string
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-sync-big-'));
   template = path.join(root, 'template');
-  const vendor = JSON.parse(
-    (await cli(['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'])).stdout,
-  );
-  const init = await cli([
-    'init',
-    '--data-dir',
-    template,
+  const vendor = await vendorKeygen(root, path.join(root, 'vendor'));
+  ({ server_id: serverId, public_key: publicKey } = await initDataDir(root, template, [
     '--vendor-key',
     vendor.public_key,
-    '--json',
-  ]);
-  expect(init.code, init.stderr).toBe(0);
-  ({ server_id: serverId, public_key: publicKey } = JSON.parse(init.stdout));
+  ]));
   bigBundle = writeBigSnapshot(
     vendor.secret_key_file,
     serverId,
