@@ -1,4 +1,5 @@
-// make bench: the numbers of DESIGN.md "Numbers it must reach", measured in one run.
+// make bench: the project's performance figures and their targets (bench/README.md, Targets),
+// measured in one run.
 //
 //   node bench/run.mjs            full run (~15 s per HTTP run, a 60 s tail run; whole bench well under 5 minutes)
 //   BENCH_QUICK=1 node bench/run.mjs   short runs (~5 s each, a 10 s tail run; about one minute)

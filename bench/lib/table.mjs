@@ -8,7 +8,7 @@ const fmt = (v, digits = 0) =>
       : String(v);
 
 /**
- * Every target of the issue, as { name, value, op, limit, pass }. pass is null when the figure was
+ * Every target (bench/README.md, Targets), as { name, value, op, limit, pass }. pass is null when the figure was
  * not measured (e.g. the bundle import is not built yet): not a pass, not a fail.
  */
 export function evaluateTargets(r) {
