@@ -50,6 +50,28 @@ describe('parseStrictJson accepts what JSON.parse accepts and agrees with it', (
     expect(parseStrictJson(text)).toStrictEqual(JSON.parse(text));
   });
 
+  it('parses typical 500-byte lease claims like JSON.parse (its speed is a make bench figure)', () => {
+    const text = JSON.stringify({
+      typ: 'bp.lease/1',
+      iss: 'srv_01HZX3K9V6Q2N8M4T7R5W1Y0AB',
+      sub: 'user:user_01HZX3K9V6Q2N8M4T7R5W1Y0AB',
+      aud: 'prod_bigpicture_desktop',
+      jti: 'lease_01HZX3K9V6Q2N8M4T7R5W1Y0AB',
+      tenant_id: 'ten_01HZX3K9V6Q2N8M4T7R5W1Y0AB',
+      entitlement_id: 'ent_01HZX3K9V6Q2N8M4T7R5W1Y0AB',
+      policy: 'floating',
+      features: ['export.pdf', 'export.svg', 'collab.realtime', 'ai.assist', 'storage.unlimited'],
+      iat: '2024-01-15T11:30:00Z',
+      nbf: '2024-01-15T11:30:00Z',
+      exp: '2024-01-15T12:30:00Z',
+      seats: 25,
+      ratio: 0.75,
+      note: 'caf\u00e9 \u2713',
+    });
+    expect(text.length).toBeGreaterThan(400);
+    expect(parseStrictJson(text)).toStrictEqual(JSON.parse(text));
+  });
+
   it('creates ordinary own properties for keys that shadow Object.prototype', () => {
     const value = parseStrictJson('{"constructor":1}') as Record<string, unknown>;
     expect(Object.hasOwn(value, 'constructor')).toBe(true);
