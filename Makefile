@@ -31,11 +31,13 @@ test: guard
 	@command -v cargo >/dev/null || { echo "error: cargo is missing: the Rust SDK's tests need rustc/cargo and Debian's librust-*-dev crates (see .ci/run)"; exit 1; }
 	cd clients/rust && BPLS_EXE=$(CURDIR)/dist/bp-license-server cargo test --offline
 
-# The gates CI runs before the tests: types, formatting (prettier, 100 columns) and the house rules.
+# The gates CI runs before the tests: types, formatting (prettier, 100 columns), the house rules,
+# and no duplicate block beyond the accepted ones (jscpd, .jscpd.json; scripts/duplicates-accepted.json).
 check: guard
 	tsc --noEmit -p .
 	prettier --check --log-level warn .
 	node scripts/lint.mjs
+	node scripts/duplicates.mjs
 
 binary: guard
 	node scripts/build-binary.mjs

@@ -288,23 +288,30 @@ async function attack(name, fn, opts = {}) {
   console.log(`  ${name}: ${saw ?? ''}`);
 }
 
-/** Runs one heavy attack in a child process; resolves with what it printed. */
-function attacker(name, args) {
+/**
+ * Runs `cmd args` to its end (SIGKILLed after timeoutMs); resolves with its exit code and what it
+ * printed, stdout and stderr together.
+ */
+function runCollect(cmd, args, timeoutMs) {
   return new Promise((resolve) => {
-    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), 'attacker', name, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(c);
     let out = '';
     c.stdout.on('data', (d) => (out += d));
     c.stderr.on('data', (d) => (out += d));
-    const t = setTimeout(() => c.kill('SIGKILL'), 120_000);
-    c.on('close', () => {
+    const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.on('close', (code) => {
       clearTimeout(t);
       live.delete(c);
-      resolve(out);
+      resolve({ code, out });
     });
   });
+}
+
+/** Runs one heavy attack in a child process; resolves with what it printed. */
+async function attacker(name, args) {
+  const self = fileURLToPath(import.meta.url);
+  return (await runCollect(process.execPath, [self, 'attacker', name, ...args], 120_000)).out;
 }
 
 async function runAttacker(name, args) {
@@ -568,19 +575,8 @@ await attack(
 
 await attack(`CLI sync import of ${BIG_BUNDLE.toLocaleString('en-US')} records`, async () => {
   const t0 = performance.now();
-  const r = await new Promise((resolve) => {
-    const c = spawn(EXE, ['--data-dir', dataDir, '--json', 'sync', 'import', bundle], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    live.add(c);
-    let out = '';
-    c.stdout.on('data', (d) => (out += d));
-    c.stderr.on('data', (d) => (out += d));
-    c.on('close', (code) => {
-      live.delete(c);
-      resolve({ code, out });
-    });
-  });
+  const args = ['--data-dir', dataDir, '--json', 'sync', 'import', bundle];
+  const r = await runCollect(EXE, args, 300_000);
   return `exit ${r.code} in ${((performance.now() - t0) / 1000).toFixed(1)} s${r.code === 0 ? '' : `: ${r.out.slice(0, 200)}`}`;
 });
 

@@ -7,3 +7,4 @@ export { systemClock } from '../src/clock.ts';
 export { parseImportItems } from '../src/schemas.ts';
 export { newId } from '../src/ids.ts';
 export { subjectKey } from '../src/subjects.ts';
+export { parseStrictJson } from '../src/tokens/strict-json.ts';

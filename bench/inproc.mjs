@@ -4,7 +4,8 @@
 //   node bench/inproc.mjs ceiling '{"ms": 3000}'
 //     sign_per_s, sqlite_commit_per_s, and the project's own grant and renew (services.leases.*)
 //     with the server's durability (synchronous=FULL, WAL) in a temp dir on the same disk:
-//     sequential (one await at a time) and 64 in flight (group commit applies, as in the server).
+//     sequential (one await at a time) and 64 in flight (group commit applies, as in the server);
+//     and parseStrictJson of a real lease token's claims (strict_json_parse_us, per token).
 //   node bench/inproc.mjs populate '{"dataDir": "...", "entitlementId": "ent_...", "count": 100000}'
 //     writes `count` active leases on one entitlement of a server's data directory (the server may
 //     be running: SQLite's locking keeps both consistent), through the project's lease repository:
@@ -91,6 +92,27 @@ async function concurrent(fn, ms, k = CONCURRENCY) {
   return n / ((now() - t0) / 1000);
 }
 
+/**
+ * Microseconds per parseStrictJson of a real lease token's claims (what every verification
+ * parses): the claims are the token's payload less its 64-byte signature.
+ */
+function strictJsonFigure(token, ms) {
+  const payload = Buffer.from(token.split('.')[2], 'base64url');
+  const claims = payload.subarray(0, payload.length - 64).toString('utf8');
+  for (let i = 0; i < 20_000; i++) P.parseStrictJson(claims); // warm up the JIT
+  let n = 0;
+  const t0 = now();
+  const end = t0 + Math.min(ms, 2000);
+  while (now() < end) {
+    for (let i = 0; i < 1000; i++) P.parseStrictJson(claims);
+    n += 1000;
+  }
+  return {
+    strict_json_parse_us: ((now() - t0) * 1000) / n,
+    strict_json_claims_bytes: claims.length,
+  };
+}
+
 function openServices(dir) {
   const { info, key } = P.createIdentity(dir, Date.now());
   const store = P.openStore(P.dataPaths(dir).db, { durability: 'full' });
@@ -113,6 +135,7 @@ async function ceiling({ ms }) {
     await concurrent(grant, Math.min(500, ms / 4)); // warm
     out.grant_inproc_seq_per_s = await sequential(grant, ms);
     out.grant_inproc_64_per_s = await concurrent(grant, ms);
+    Object.assign(out, strictJsonFigure((await grant()).token, ms));
 
     // Renew: existing leases, round robin (the ones just granted).
     const ids = store.db

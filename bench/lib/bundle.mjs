@@ -4,12 +4,14 @@
 //   init --vendor-key <k4.public>      -> a fresh server that trusts it
 //   vendor sign --seq 1 --in content.json --out snapshot.bpsync   (not timed)
 //   sync import snapshot.bpsync        timed; peak RSS by /usr/bin/time (%M), else /proc polling
+//   sync export --out DIR              timed: the signed export of the 100,000 entitlements
 //
 // When the executable has no `vendor` and `sync` commands (the import not built yet), or a step
 // fails, the figures are null and the note says why: never a made-up number.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mixedPolicy } from './shapes.mjs';
 
 export const BUNDLE_RECORDS = 100_000;
 
@@ -31,23 +33,11 @@ export function commandsOf(cmd) {
 export function bundleContent(count = BUNDLE_RECORDS) {
   const entitlements = new Array(count);
   for (let i = 0; i < count; i++) {
-    const type =
-      i % 4 === 0
-        ? 'per_user'
-        : i % 4 === 1
-          ? 'concurrent'
-          : i % 4 === 2
-            ? 'per_machine'
-            : 'feature_based';
-    const policy =
-      type === 'feature_based'
-        ? { type, features: ['core', 'export'] }
-        : { type, max_seats: 1 + (i % 50), features: ['core'] };
     entitlements[i] = {
       entitlement_id: `ent_bundle_${i}`,
       tenant_id: `bundle-tenant-${Math.floor(i / 10)}`,
       product_id: `bundle-product-${i % 7}`,
-      policy_json: policy,
+      policy_json: mixedPolicy(i),
       starts_at: '2020-01-01T00:00:00Z',
       ends_at: '2099-12-31T23:59:59Z',
       rev: 1,
@@ -119,6 +109,7 @@ export async function measureBundleImport(cmd, workDir) {
     return {
       bundle_100k_s: null,
       bundle_peak_rss_mb: null,
+      bundle_export_100k_s: null,
       note: `bundle import not built yet: the executable has no ${missing.join(' or ')} command (it has: ${[...commands].join(', ')})`,
     };
   }
@@ -184,9 +175,22 @@ export async function measureBundleImport(cmd, workDir) {
     } catch {
       // keep null
     }
+    // The export of the 100,000 entitlements just imported (usage report, signed), timed alone.
+    const t1 = performance.now();
+    step('sync export', [
+      '--data-dir',
+      dataDir,
+      '--json',
+      'sync',
+      'export',
+      '--out',
+      join(dir, 'outbox'),
+    ]);
+    const exportS = (performance.now() - t1) / 1000;
     return {
       bundle_100k_s: r.seconds,
       bundle_peak_rss_mb: r.peakMb,
+      bundle_export_100k_s: exportS,
       note: `\`sync import\` of a ${BUNDLE_RECORDS.toLocaleString('en-US')}-record snapshot (${(statSync(bundle).size / 2 ** 20).toFixed(1)} MiB) into a fresh data dir, wall time of the whole process; peak RSS by ${r.how}`,
       bundle_records: signed.records ?? null,
       bundle_sign_s: signS,
@@ -201,6 +205,7 @@ export async function measureBundleImport(cmd, workDir) {
     return {
       bundle_100k_s: null,
       bundle_peak_rss_mb: null,
+      bundle_export_100k_s: null,
       note: `bundle import could not be measured: ${err.message}`,
     };
   }

@@ -1,4 +1,4 @@
-// SDK token verification per second (DESIGN: TypeScript >= 20,000/s, Rust >= 50,000/s, one core):
+// SDK token verification per second (targets: TypeScript >= 20,000/s, Rust >= 50,000/s, one core):
 // a real lease token from the server under test and its published keys, verified in a loop by
 // each SDK in a child process pinned to one core (taskset, when the machine has it).
 import { spawnSync } from 'node:child_process';

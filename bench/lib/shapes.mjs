@@ -46,27 +46,28 @@ export function grantRequest(n, tag, hot = false) {
   };
 }
 
+const POLICY_TYPES = ['per_user', 'concurrent', 'per_machine', 'feature_based'];
+
+/**
+ * The policy of the i-th entitlement of a big import (the bulk import and the bundle): the four
+ * types in turn, 1 to 50 seats.
+ */
+export function mixedPolicy(i) {
+  const type = POLICY_TYPES[i % 4];
+  return type === 'feature_based'
+    ? { type, features: ['core', 'export'] }
+    : { type, max_seats: 1 + (i % 50), features: ['core'] };
+}
+
 /** 100,000 entitlements for the bulk import figure: distinct tenants, a mix of policy types. */
 export function bulkImportItems(count = BULK_IMPORT_COUNT, tag = 'bulk') {
   const items = new Array(count);
   for (let i = 0; i < count; i++) {
-    const type =
-      i % 4 === 0
-        ? 'per_user'
-        : i % 4 === 1
-          ? 'concurrent'
-          : i % 4 === 2
-            ? 'per_machine'
-            : 'feature_based';
-    const policy =
-      type === 'feature_based'
-        ? { type, features: ['core', 'export'] }
-        : { type, max_seats: 1 + (i % 50), features: ['core'] };
     items[i] = {
       tenant_id: `${tag}-tenant-${Math.floor(i / 10)}`,
       product_id: `${tag}-product-${i % 7}`,
       external_id: `${tag}-${i}`,
-      policy_json: policy,
+      policy_json: mixedPolicy(i),
       ...TERM,
     };
   }

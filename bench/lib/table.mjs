@@ -8,7 +8,7 @@ const fmt = (v, digits = 0) =>
       : String(v);
 
 /**
- * Every target of the issue, as { name, value, op, limit, pass }. pass is null when the figure was
+ * Every target (bench/README.md, Targets), as { name, value, op, limit, pass }. pass is null when the figure was
  * not measured (e.g. the bundle import is not built yet): not a pass, not a fail.
  */
 export function evaluateTargets(r) {
@@ -40,6 +40,8 @@ export function evaluateTargets(r) {
   add('import.bulk_100k_s', r.import.bulk_100k_s, '<', 5);
   add('import.bundle_100k_s', r.import.bundle_100k_s, '<', 10);
   add('import.bundle_peak_rss_mb', r.import.bundle_peak_rss_mb, '<', 300);
+  add('import.bundle_export_100k_s', r.import.bundle_export_100k_s, '<', 10);
+  add('ceiling.strict_json_parse_us (per token)', r.ceiling.strict_json_parse_us, '<', 10);
   add('memory.rss_100k_leases_mb', r.memory.rss_100k_leases_mb, '<', 300);
   add('memory.idle_rss_mb', r.memory.idle_rss_mb, '<', 100);
   add('startup.first_answer_ms', r.startup?.first_answer_ms, '<', 1000);
@@ -66,6 +68,10 @@ export function printTable(r) {
   ceil('grant in process, 64 in flight/s', 'grant_inproc_64_per_s');
   ceil('renew in process, sequential/s', 'renew_inproc_seq_per_s');
   ceil('renew in process, 64 in flight/s', 'renew_inproc_64_per_s');
+  rows.push([
+    `ceiling: strict JSON parse of a token's claims (µs, ${fmt(c.strict_json_claims_bytes)} B)`,
+    `${fmt(c.strict_json_parse_us, 2)}  (before ${fmt(c.samples?.before_http?.strict_json_parse_us, 2)}, after ${fmt(c.samples?.after_http?.strict_json_parse_us, 2)})`,
+  ]);
   for (const k of ['grant', 'renew', 'grant_hot_entitlement']) {
     const h = r.http[k];
     if (!h) continue;
@@ -96,6 +102,10 @@ export function printTable(r) {
   rows.push([
     'import: bundle peak RSS (MB)',
     r.import.bundle_peak_rss_mb === null ? 'n/a' : fmt(r.import.bundle_peak_rss_mb, 1),
+  ]);
+  rows.push([
+    'import: bundle export of 100k entitlements (s)',
+    r.import.bundle_export_100k_s == null ? 'n/a' : fmt(r.import.bundle_export_100k_s, 2),
   ]);
   rows.push(['memory: idle RSS (MB)', fmt(r.memory.idle_rss_mb, 1)]);
   rows.push(['memory: RSS with 100k active leases (MB)', fmt(r.memory.rss_100k_leases_mb, 1)]);

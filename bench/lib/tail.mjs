@@ -1,4 +1,4 @@
-// The tail run: grants at 64 connections for a minute (DESIGN.md "Numbers it must reach": over a
+// The tail run: grants at 64 connections for a minute (the targets of bench/README.md: over a
 // 60 s run, WAL checkpoints included, p99.9 under 40 ms and no answer over 100 ms). Long enough for
 // the WAL to pass its restart bound many times, so the checkpoints' effect on latency shows.
 import { join } from 'node:path';

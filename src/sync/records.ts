@@ -5,8 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import { formatPath, identifier, policySchema, timestamp } from '../schemas.ts';
-import { parseStrictJson } from '../tokens/strict-json.ts';
-import { TokenError } from '../tokens/errors.ts';
+import { StrictJsonError, parseStrictJson } from '../tokens/strict-json.ts';
 import { rejected } from './format.ts';
 
 /** Bundle-managed entitlement ids are chosen by the vendor: `ent_` then 1–100 of [A-Za-z0-9_-]. */
@@ -73,12 +72,10 @@ export function parseLine(line: Buffer, lineNo: number): Record<string, unknown>
   try {
     value = parseStrictJson(line.toString('utf8'));
   } catch (err) {
-    if (err instanceof TokenError)
-      throw rejected(
-        'malformed',
-        `record ${lineNo} is not valid JSON: ${err.message.replace(/^invalid JSON /, '')}`,
-        { record: lineNo },
-      );
+    if (err instanceof StrictJsonError)
+      throw rejected('malformed', `record ${lineNo} is not valid JSON: ${err.where}`, {
+        record: lineNo,
+      });
     throw err;
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {

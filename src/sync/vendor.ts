@@ -25,7 +25,7 @@ import {
   type SigningKey,
 } from '../tokens/keys.ts';
 import { TokenError } from '../tokens/errors.ts';
-import { parseStrictJson } from '../tokens/strict-json.ts';
+import { StrictJsonError, parseStrictJson } from '../tokens/strict-json.ts';
 import { parseRfc3339, formatRfc3339 } from '../tokens/claims.ts';
 import {
   LineReader,
@@ -214,11 +214,8 @@ export function vendorSign(o: SignOptions): {
   try {
     raw = parseStrictJson(readFileSync(o.inFile, 'utf8'));
   } catch (err) {
-    if (err instanceof TokenError)
-      throw new AppError(
-        'invalid_request',
-        `${o.inFile} is not valid JSON: ${err.message.replace(/^invalid JSON /, '')}`,
-      );
+    if (err instanceof StrictJsonError)
+      throw new AppError('invalid_request', `${o.inFile} is not valid JSON: ${err.where}`);
     throw err;
   }
   const parsed = signInputSchema.safeParse(raw);

@@ -7,7 +7,7 @@ import {
   signV4PublicAsync,
   verifyV4Public,
 } from './paseto.ts';
-import { parseStrictJson } from './strict-json.ts';
+import { StrictJsonError, parseStrictJson } from './strict-json.ts';
 
 /** Options for {@link signClaims}. */
 export interface SignClaimsOptions {
@@ -86,7 +86,7 @@ function parseJsonObject(bytes: Buffer, what: 'claims' | 'footer'): Record<strin
   try {
     value = parseStrictJson(bytes.toString('utf8'));
   } catch (err) {
-    if (err instanceof TokenError)
+    if (err instanceof StrictJsonError)
       throw new TokenError(code, `token ${what}: ${err.message}`, { cause: err });
     throw err;
   }

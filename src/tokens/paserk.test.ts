@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { expectTokenError } from '../../test/token-assert.ts';
 import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
@@ -284,6 +284,41 @@ describe('small-order public keys', () => {
 
   it.each(NON_CANONICAL_SMALL_ORDER)('refuses %s (non-canonical)', (h) => {
     expectTokenError(() => parsePaserkPublic(toPaserkPublic(hex(h))), 'bad_key');
+  });
+
+  it('names the first fault of each non-canonical encoding: y >= p before small order', () => {
+    const [yIsP, yIsPSigned, yIsP1, yIsP1Signed, identityMinusZero, minusOneMinusZero] =
+      NON_CANONICAL_SMALL_ORDER.map((h) => hex(h));
+    for (const bytes of [yIsP!, yIsPSigned!, yIsP1!, yIsP1Signed!])
+      expectTokenError(
+        () => assertUsableEd25519PublicKey(bytes),
+        'bad_key',
+        'not canonically encoded',
+      );
+    for (const bytes of [identityMinusZero!, minusOneMinusZero!])
+      expectTokenError(() => assertUsableEd25519PublicKey(bytes), 'bad_key', 'small-order');
+  });
+
+  it('agrees with the independent RFC 8032 decoding on random and edge encodings', () => {
+    // The refusal holds exactly when the bytes are not a canonical point, or when the point
+    // times 8 is the identity (its order divides 8).
+    const samples = [...SMALL_ORDER_POINTS, ...NON_CANONICAL_SMALL_ORDER].map((h) => hex(h));
+    for (let i = 0; i < 160; i++) samples.push(randomBytes(32));
+    let accepted = 0;
+    for (const bytes of samples) {
+      let point = decodePoint(bytes);
+      if (point) for (let i = 0; i < 3; i++) point = addPoints(point, point);
+      const usable = point !== undefined && !(point[0] === 0n && point[1] === 1n);
+      let threw = false;
+      try {
+        assertUsableEd25519PublicKey(bytes);
+      } catch {
+        threw = true;
+      }
+      expect(threw, bytes.toString('hex')).toBe(!usable);
+      if (usable) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(40); // about half of random y values are on the curve
   });
 
   it('refuses every y >= p, small order or not', () => {

@@ -1,5 +1,7 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { bytesToNumberLE, equalBytes } from '@noble/curves/utils.js';
 import { blake2b } from '@noble/hashes/blake2.js';
 import { decodeBase64Url, encodeBase64Url } from './base64url.ts';
 import { TokenError, preview } from './errors.ts';
@@ -20,44 +22,23 @@ const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'he
 // the identity key, R = identity and S = 0 is a valid signature on every message, and OpenSSL (so
 // node:crypto) accepts it. Such keys can only come from an attacker or a broken tool, so they are
 // refused when loaded, as are encodings that are not canonical (y >= p) or not on the curve.
+// The curve arithmetic is @noble/curves' (audited); this function only orders the refusals so that
+// each bad key gets the message that names its real fault.
 
-const P = 2n ** 255n - 19n;
-const D = mod(-121665n * modPow(121666n, P - 2n));
-
-/**
- * y-coordinates of the eight points of order dividing 8. Order 1: y = 1 (identity). Order 2:
- * y = p−1. Order 4: y = 0 (x = ±√−1). Order 8: the two values below, each with x and −x.
- * Matching on y (with any sign bit) covers every small-order point, and the sign-bit-set
- * variants of x = 0 points as well.
- */
-const SMALL_ORDER_Y: ReadonlySet<bigint> = new Set([
-  0n,
-  1n,
-  P - 1n,
-  2707385501144840649318225287225658788936804267575313519463743609750303402022n,
-  P - 2707385501144840649318225287225658788936804267575313519463743609750303402022n,
-]);
-
-function mod(a: bigint): bigint {
-  const r = a % P;
-  return r < 0n ? r + P : r;
-}
-
-function modPow(base: bigint, exp: bigint): bigint {
-  let result = 1n;
-  let b = mod(base);
-  let e = exp;
-  while (e > 0n) {
-    if (e & 1n) result = (result * b) % P;
-    b = (b * b) % P;
-    e >>= 1n;
-  }
-  return result;
-}
+const { Point } = ed25519;
+const FIELD_P = Point.Fp.ORDER;
+const Y_MASK = (1n << 255n) - 1n;
 
 /**
  * Throws unless `raw` is a canonical encoding of an Ed25519 point that is on the curve and not of
- * small order. Exported for the key helpers and tests; parsePaserkPublic calls it.
+ * small order (RFC 8032 §5.1.3 decoding, plus the small-order refusal RFC 8032 leaves to the
+ * caller). Exported for the key helpers and tests; parsePaserkPublic calls it.
+ *
+ * Checked in this order, so each refusal names the first fault: the length; y >= p (not
+ * canonical); not a point on the curve; a point whose order divides 8 (the identity, the
+ * all-zero key and the six others), whatever the sign bit says; last, any other encoding that
+ * does not read back byte for byte (x = 0 with the sign bit set, which only the small-order
+ * y = ±1 can have, so this guard is not expected to fire).
  *
  * @throws TokenError `bad_key`
  */
@@ -65,31 +46,30 @@ export function assertUsableEd25519PublicKey(raw: Uint8Array): void {
   if (raw.byteLength !== 32) {
     throw new TokenError('bad_key', `Ed25519 public key must be 32 bytes, got ${raw.byteLength}`);
   }
-  let y = 0n;
-  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(raw[i] ?? 0);
-  const signBit = y >> 255n;
-  y &= (1n << 255n) - 1n;
-  if (y >= P) {
+  if ((bytesToNumberLE(raw) & Y_MASK) >= FIELD_P) {
     throw new TokenError(
       'bad_key',
       'Ed25519 public key is not canonically encoded (y >= 2^255-19); no real key looks like this',
     );
   }
-  if (SMALL_ORDER_Y.has(y)) {
+  let point: InstanceType<typeof Point>;
+  try {
+    // ZIP-215 decoding accepts x = 0 with the sign bit set, so those (small-order) encodings reach
+    // the small-order refusal below rather than being called "not on the curve".
+    point = Point.fromBytes(raw, true);
+  } catch (err) {
+    throw new TokenError('bad_key', 'Ed25519 public key is not a point on the curve', {
+      cause: err,
+    });
+  }
+  if (point.isSmallOrder()) {
     throw new TokenError(
       'bad_key',
       'Ed25519 public key is a small-order point (such as the identity or the all-zero key); signatures under it can be forged, so it is refused',
     );
   }
-  // x^2 = (y^2 - 1) / (d*y^2 + 1) must have a square root for the point to be on the curve.
-  const y2 = (y * y) % P;
-  const x2 = mod((y2 - 1n) * modPow(D * y2 + 1n, P - 2n));
-  if (x2 === 0n) {
-    // Only y = ±1 give x = 0 and both are small-order, so this is unreachable; kept as a guard.
-    if (signBit === 1n)
-      throw new TokenError('bad_key', 'Ed25519 public key encodes x = 0 with the sign bit set');
-  } else if (modPow(x2, (P - 1n) / 2n) !== 1n) {
-    throw new TokenError('bad_key', 'Ed25519 public key is not a point on the curve');
+  if (!equalBytes(point.toBytes(), raw)) {
+    throw new TokenError('bad_key', 'Ed25519 public key encodes x = 0 with the sign bit set');
   }
 }
 

@@ -1,8 +1,8 @@
-import { TokenError, preview } from './errors.ts';
+import { preview } from './errors.ts';
 
 /**
  * Nesting limit for parseStrictJson. Claims are flat in practice; the limit stops a 64 KiB token
- * of `[[[[…` from exhausting the stack (which would surface as a RangeError, not a TokenError).
+ * of `[[[[…` from exhausting the stack (which would surface as a RangeError, not a StrictJsonError).
  */
 export const MAX_JSON_DEPTH = 64;
 
@@ -36,6 +36,30 @@ const LBRACE = 0x7b;
 const RBRACE = 0x7d;
 
 /**
+ * Why parseStrictJson refused a text: `offset` is the UTF-16 index where the fault starts (a key,
+ * a number, the character that broke the grammar), `reason` says which rule it broke. The
+ * message is `invalid JSON at offset <offset>: <reason>`; callers that name their own subject (a
+ * token's claims, a bundle record, a file) build their message from {@link where} instead of
+ * editing this one.
+ */
+export class StrictJsonError extends Error {
+  readonly offset: number;
+  readonly reason: string;
+
+  constructor(offset: number, reason: string) {
+    super(`invalid JSON at offset ${offset}: ${reason}`);
+    this.name = 'StrictJsonError';
+    this.offset = offset;
+    this.reason = reason;
+  }
+
+  /** `at offset <offset>: <reason>`, to follow "<subject> is not valid JSON ". */
+  get where(): string {
+    return `at offset ${this.offset}: ${this.reason}`;
+  }
+}
+
+/**
  * Parses RFC 8259 JSON under the I-JSON rules (RFC 7493) that matter for signed claims.
  *
  * Rejects what `JSON.parse` silently accepts or silently changes:
@@ -48,7 +72,8 @@ const RBRACE = 0x7d;
  * - lone UTF-16 surrogates, raw or escaped, which cannot be re-encoded as UTF-8;
  * - nesting deeper than {@link MAX_JSON_DEPTH}.
  *
- * @throws TokenError `bad_claims` naming the offset and the rule broken
+ * @throws StrictJsonError naming the offset and the rule broken (never a RangeError or a
+ *   SyntaxError, whatever the input)
  */
 export function parseStrictJson(text: string): unknown {
   return new StrictParser(text).parseDocument();
@@ -72,7 +97,7 @@ class StrictParser {
   }
 
   private fail(reason: string, at = this.pos): never {
-    throw new TokenError('bad_claims', `invalid JSON at offset ${at}: ${reason}`);
+    throw new StrictJsonError(at, reason);
   }
 
   private skipWhitespace(): void {

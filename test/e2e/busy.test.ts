@@ -3,17 +3,20 @@
 // the inbox. The server must keep answering: reads and /healthz at once, writes `503 busy` with
 // Retry-After past the wait deadline (or done once the lock is free), never a 500, never frozen.
 // Latencies are printed (one-off figures); the assertions hold on a loaded machine too.
-import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
+import { CLI, runProcess, startServe, type ServeHandle } from '../spawn.ts';
 import { writeBigSnapshot } from '../big-bundle.ts';
-
-const YEAR_MS = 365 * 24 * 3600 * 1000;
-const rfc3339 = (ms: number) =>
-  new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+import {
+  copyDataDir as copyOf,
+  createConcurrent,
+  initDataDir,
+  stopAll,
+  vendorKeygen,
+} from './world.ts';
 /** Records in the big bundle (BPLS_BUSY_TEST_RECORDS=400000 for a one-off measurement). */
 const N = Number(process.env.BPLS_BUSY_TEST_RECORDS ?? 100_000);
 
@@ -27,13 +30,7 @@ const servers: ServeHandle[] = [];
 const cli = (args: string[], timeoutMs = 120_000) =>
   runProcess(CLI, args, { cwd: root, timeoutMs });
 
-function copyDataDir(name: string): string {
-  const dir = path.join(root, name);
-  mkdirSync(dir);
-  for (const f of ['license.db', 'server.key', 'server.json'])
-    copyFileSync(path.join(template, f), path.join(dir, f));
-  return dir;
-}
+const copyDataDir = (name: string) => copyOf(template, path.join(root, name));
 
 async function serve(dataDir: string, extra: string[] = ['--no-sync-dir']): Promise<ServeHandle> {
   const s = await startServe(CLI, ['--data-dir', dataDir, '--port', '0', ...extra], {
@@ -122,6 +119,28 @@ async function clientWhile(base: string, during: Promise<unknown>, tag: string) 
   return { grants, health };
 }
 
+/**
+ * Prints the import's figures once, then asserts the client was served throughout: every grant 201,
+ * every /healthz 200, none frozen. The import used to freeze every answer for its whole apply
+ * (2.5-3 s per 100,000 records); 1 s is far below that and far above a loaded machine's jitter,
+ * so the bound tells the two behaviours apart rather than timing the code.
+ */
+function expectKeptAnswering(
+  how: string,
+  seconds: number,
+  grants: readonly Answer[],
+  health: readonly Answer[],
+): void {
+  process.stdout.write(
+    `\n[busy] ${how} import of ${N} records: ${seconds.toFixed(1)} s; grants ${stats(grants.map((a) => a.ms))}; healthz ${stats(health.map((a) => a.ms))}\n`,
+  );
+  const refused = grants.filter((a) => a.status !== 201);
+  expect(refused, JSON.stringify(refused.slice(0, 3))).toEqual([]);
+  expect(health.every((a) => a.status === 200)).toBe(true);
+  expect(Math.max(...health.map((a) => a.ms))).toBeLessThan(1000);
+  expect(Math.max(...grants.map((a) => a.ms))).toBeLessThan(1000);
+}
+
 function activeLeases(dataDir: string): number {
   const db = new Database(path.join(dataDir, 'license.db'), { readonly: true });
   try {
@@ -136,27 +155,11 @@ function activeLeases(dataDir: string): number {
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-busy-'));
   template = path.join(root, 'template');
-  const vendor = JSON.parse(
-    (await cli(['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'])).stdout,
-  );
-  const init = await cli([
-    'init',
-    '--data-dir',
-    template,
-    '--vendor-key',
-    vendor.public_key,
-    '--json',
-  ]);
-  expect(init.code, init.stderr).toBe(0);
-  const { server_id: serverId } = JSON.parse(init.stdout);
-  adminToken = JSON.parse(init.stdout).admin_token;
-  const created = await cli(
-    // prettier-ignore
-    ['entitlements', 'create', '--tenant', 't', '--product', 'p', '--type', 'concurrent', '--max-seats', '1000000',
-      '--starts', rfc3339(Date.now() - YEAR_MS), '--ends', rfc3339(Date.now() + YEAR_MS), '--data-dir', template, '--json'],
-  );
-  expect(created.code, created.stderr + created.stdout).toBe(0);
-  entitlementId = JSON.parse(created.stdout).entitlement_id;
+  const vendor = await vendorKeygen(root, path.join(root, 'vendor'));
+  const init = await initDataDir(root, template, ['--vendor-key', vendor.public_key]);
+  const serverId = init.server_id;
+  adminToken = init.admin_token;
+  entitlementId = await createConcurrent(root, template, 1_000_000);
   bigBundle = writeBigSnapshot(
     vendor.secret_key_file,
     serverId,
@@ -167,10 +170,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const s of servers) {
-    if (s.child.exitCode === null && s.child.signalCode === null) await s.stop();
-  }
-  killStrays();
+  await stopAll(servers);
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -266,18 +266,8 @@ describe(`a ${N}-record bundle imported while a client leases`, () => {
     const seconds = (performance.now() - t0) / 1000;
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'applied', added: N });
-    process.stdout.write(
-      `\n[busy] CLI import of ${N} records: ${seconds.toFixed(1)} s; grants ${stats(grants.map((a) => a.ms))}; healthz ${stats(health.map((a) => a.ms))}\n`,
-    );
-    expect(
-      grants.filter((a) => a.status !== 201),
-      JSON.stringify(grants.filter((a) => a.status !== 201).slice(0, 3)),
-    ).toEqual([]);
-    expect(health.every((a) => a.status === 200)).toBe(true);
+    expectKeptAnswering('CLI', seconds, grants, health);
     expect(grants.length).toBeGreaterThan(10);
-    // The import used to freeze every answer for its whole apply (2.5-3 s per 100,000 records).
-    expect(Math.max(...health.map((a) => a.ms))).toBeLessThan(1000);
-    expect(Math.max(...grants.map((a) => a.ms))).toBeLessThan(1000);
     await s.stop();
   }, 600_000);
 
@@ -309,16 +299,7 @@ describe(`a ${N}-record bundle imported while a client leases`, () => {
     const { grants, health } = await clientWhile(s.base, imported, 'inbox');
     await imported;
     const seconds = (performance.now() - t0) / 1000;
-    process.stdout.write(
-      `\n[busy] inbox import of ${N} records: ${seconds.toFixed(1)} s; grants ${stats(grants.map((a) => a.ms))}; healthz ${stats(health.map((a) => a.ms))}\n`,
-    );
-    expect(
-      grants.filter((a) => a.status !== 201),
-      JSON.stringify(grants.filter((a) => a.status !== 201).slice(0, 3)),
-    ).toEqual([]);
-    expect(health.every((a) => a.status === 200)).toBe(true);
-    expect(Math.max(...health.map((a) => a.ms))).toBeLessThan(1000);
-    expect(Math.max(...grants.map((a) => a.ms))).toBeLessThan(1000);
+    expectKeptAnswering('inbox', seconds, grants, health);
     await s.stop();
     const db = new Database(path.join(dir, 'license.db'), { readonly: true });
     try {

@@ -6,11 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
-
-const YEAR_MS = 365 * 24 * 3600 * 1000;
-const rfc3339 = (ms: number) =>
-  new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+import { CLI, startServe, type ServeHandle } from '../spawn.ts';
+import { createConcurrent, initDataDir, pool, stopAll } from './world.ts';
 
 const MAX_SEATS = 1000;
 const LOOPS = 16;
@@ -51,20 +48,6 @@ async function get(url: string): Promise<{ status: number; body: any }> {
   return { status: res.status, body: await res.json() };
 }
 
-/** Runs fn over items with `width` workers at once. */
-async function pool<T>(
-  items: readonly T[],
-  width: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
-}
-
 const grantBody = (subjectId: string) => ({
   product_id: 'p',
   tenant_id: 't',
@@ -75,29 +58,12 @@ const grantBody = (subjectId: string) => ({
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-crash-'));
   dataDir = path.join(root, 'data');
-  const init = await runProcess(CLI, ['init', '--data-dir', dataDir, '--json'], {
-    cwd: root,
-    timeoutMs: 60_000,
-  });
-  expect(init.code, init.stderr).toBe(0);
-  adminToken = JSON.parse(init.stdout).admin_token;
-  const created = await runProcess(
-    CLI,
-    // prettier-ignore
-    ['entitlements', 'create', '--tenant', 't', '--product', 'p', '--type', 'concurrent', '--max-seats', String(MAX_SEATS),
-      '--starts', rfc3339(Date.now() - YEAR_MS), '--ends', rfc3339(Date.now() + YEAR_MS), '--data-dir', dataDir, '--json'],
-    { cwd: root, timeoutMs: 60_000 },
-  );
-  expect(created.code, created.stderr + created.stdout).toBe(0);
-  entitlementId = JSON.parse(created.stdout).entitlement_id;
-  expect(entitlementId).toMatch(/^ent_/);
+  adminToken = (await initDataDir(root, dataDir)).admin_token;
+  entitlementId = await createConcurrent(root, dataDir, MAX_SEATS);
 });
 
 afterAll(async () => {
-  for (const s of servers) {
-    if (s.child.exitCode === null && s.child.signalCode === null) await s.stop();
-  }
-  killStrays();
+  await stopAll(servers);
   rmSync(root, { recursive: true, force: true });
 });
 

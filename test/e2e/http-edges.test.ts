@@ -5,13 +5,10 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
+import { CLI, startServe, type ServeHandle } from '../spawn.ts';
 import { parseAnswers } from '../http/raw.ts';
 import { DEFAULT_BODY_BUDGET } from '../../src/http/limits.ts';
-
-const YEAR_MS = 365 * 24 * 3600 * 1000;
-const rfc3339 = (ms: number) =>
-  new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+import { createConcurrent, initDataDir, stopAll } from './world.ts';
 
 let root: string;
 let dataDir: string;
@@ -56,26 +53,12 @@ const grant = (subject: string) => {
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-edges-'));
   dataDir = path.join(root, 'data');
-  const init = await runProcess(CLI, ['init', '--data-dir', dataDir, '--json'], {
-    cwd: root,
-    timeoutMs: 60_000,
-  });
-  expect(init.code, init.stderr).toBe(0);
-  adminToken = JSON.parse(init.stdout).admin_token;
-  const created = await runProcess(
-    CLI,
-    // prettier-ignore
-    ['entitlements', 'create', '--tenant', 't', '--product', 'p', '--type', 'concurrent', '--max-seats', '10000',
-      '--starts', rfc3339(Date.now() - YEAR_MS), '--ends', rfc3339(Date.now() + YEAR_MS), '--data-dir', dataDir, '--json'],
-    { cwd: root, timeoutMs: 60_000 },
-  );
-  expect(created.code, created.stderr + created.stdout).toBe(0);
+  adminToken = (await initDataDir(root, dataDir)).admin_token;
+  await createConcurrent(root, dataDir, 10_000);
 });
 
 afterAll(async () => {
-  for (const s of servers)
-    if (s.child.exitCode === null && s.child.signalCode === null) await s.stop();
-  killStrays();
+  await stopAll(servers);
   if (root) rmSync(root, { recursive: true, force: true });
 });
 

@@ -98,12 +98,14 @@ async function lease(base: string, subject: string): Promise<number> {
   return r.status;
 }
 
-/** Runs `count` leases, `concurrency` at a time; returns their statuses and the slowest answer in ms. */
-async function leaseMany(
-  base: string,
+/**
+ * Runs `one(0)` … `one(count - 1)`, `concurrency` at a time; returns how many answered each status
+ * and the slowest answer in ms.
+ */
+async function runMany(
   count: number,
   concurrency: number,
-  prefix: string,
+  one: (i: number) => Promise<number>,
 ): Promise<{ statuses: Map<number, number>; maxMs: number }> {
   const statuses = new Map<number, number>();
   let next = 0;
@@ -113,38 +115,7 @@ async function leaseMany(
       while (next < count) {
         const i = next++;
         const t0 = performance.now();
-        const s = await lease(base, `${prefix}-${i}`);
-        maxMs = Math.max(maxMs, performance.now() - t0);
-        statuses.set(s, (statuses.get(s) ?? 0) + 1);
-      }
-    }),
-  );
-  return { statuses, maxMs };
-}
-
-/** `count` requests, 16 at a time, every 8th a lease and the others /healthz with a long request id (a long log line). */
-async function requestMany(
-  base: string,
-  count: number,
-  prefix: string,
-): Promise<{ statuses: Map<number, number>; maxMs: number }> {
-  const statuses = new Map<number, number>();
-  let next = 0;
-  let maxMs = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (next < count) {
-        const i = next++;
-        const t0 = performance.now();
-        let status: number;
-        if (i % 8 === 0) status = await lease(base, `${prefix}-${i}`);
-        else {
-          const r = await fetch(`${base}/healthz`, {
-            headers: { 'x-request-id': `${prefix}-${i}-`.padEnd(64, 'x') },
-          });
-          await r.arrayBuffer();
-          status = r.status;
-        }
+        const status = await one(i);
         maxMs = Math.max(maxMs, performance.now() - t0);
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }
@@ -152,6 +123,21 @@ async function requestMany(
   );
   return { statuses, maxMs };
 }
+
+/** Runs `count` leases, `concurrency` at a time; returns their statuses and the slowest answer in ms. */
+const leaseMany = (base: string, count: number, concurrency: number, prefix: string) =>
+  runMany(count, concurrency, (i) => lease(base, `${prefix}-${i}`));
+
+/** `count` requests, 16 at a time, every 8th a lease and the others /healthz with a long request id (a long log line). */
+const requestMany = (base: string, count: number, prefix: string) =>
+  runMany(count, 16, async (i) => {
+    if (i % 8 === 0) return lease(base, `${prefix}-${i}`);
+    const r = await fetch(`${base}/healthz`, {
+      headers: { 'x-request-id': `${prefix}-${i}-`.padEnd(64, 'x') },
+    });
+    await r.arrayBuffer();
+    return r.status;
+  });
 
 /** A named pipe whose read end is open (so writers do not block on open) but which nobody reads. */
 function fifo(name: string): { file: string; readFd: number; writeFd: number } {
@@ -323,6 +309,12 @@ describe('a closed or full stdout/stderr never ends or blocks the server (fault 
   }, 120_000);
 });
 
+/** Nothing in the server's log speaks of a debugger; SIGTERM then ends it with exit 0. */
+async function expectNoInspectorAndCleanStop(server: ServeHandle): Promise<void> {
+  expect(server.stderr()).not.toMatch(/debugger|inspector/i);
+  expect(await server.stop()).toEqual({ code: 0, signal: null });
+}
+
 describe('no debugging or code-injection channel in the executable (fault 4)', () => {
   test('SIGUSR1 does not open the inspector, and the server goes on serving', async () => {
     const d = await dataDir();
@@ -338,8 +330,7 @@ describe('no debugging or code-injection channel in the executable (fault 4)', (
       expect(alive(server)).toBe(true);
       expect(listeningPorts(server.child.pid!)).toEqual([port]);
       expect(await lease(server.base, 'after-usr1')).toBe(201);
-      expect(server.stderr()).not.toMatch(/debugger|inspector/i);
-      expect(await server.stop()).toEqual({ code: 0, signal: null });
+      await expectNoInspectorAndCleanStop(server);
     } finally {
       if (alive(server)) server.child.kill('SIGKILL');
     }
@@ -364,8 +355,7 @@ describe('no debugging or code-injection channel in the executable (fault 4)', (
       expect(listeningPorts(server.child.pid!)).toEqual([Number(new URL(server.base).port)]);
       expect(await lease(server.base, 'node-options')).toBe(201);
       expect(existsSync(marker)).toBe(false);
-      expect(server.stderr()).not.toMatch(/debugger|inspector/i);
-      expect(await server.stop()).toEqual({ code: 0, signal: null });
+      await expectNoInspectorAndCleanStop(server);
     } finally {
       if (alive(server)) server.child.kill('SIGKILL');
     }
@@ -402,6 +392,19 @@ describe('no debugging or code-injection channel in the executable (fault 4)', (
   );
 });
 
+/** Waits (15 s at most) for the server to exit by itself, asserts exit 0, returns its log lines. */
+async function exitedZeroLogLines(
+  server: ServeHandle,
+): Promise<Array<{ msg: string; signal?: string }>> {
+  const end = await Promise.race([server.exited, sleep(15_000).then(() => 'still running')]);
+  expect(end, server.stderr()).toEqual({ code: 0, signal: null });
+  return server
+    .stderr()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { msg: string; signal?: string });
+}
+
 describe('signals (fault 7): only SIGTERM/SIGINT stop the server, once, after the drain', () => {
   test('SIGHUP, SIGUSR1 and SIGUSR2 with 64 requests in flight kill nothing; a second SIGTERM or a SIGINT in the drain is ignored, and every request in flight is answered', async () => {
     const d = await dataDir();
@@ -427,14 +430,7 @@ describe('signals (fault 7): only SIGTERM/SIGINT stop the server, once, after th
       await sleep(300);
       expect(alive(server), server.stderr()).toBe(true);
       expect(await Promise.all(inFlight.map((r) => r.finish()))).toEqual(Array(64).fill(201));
-      const end = await Promise.race([server.exited, sleep(15_000).then(() => 'still running')]);
-      expect(end, server.stderr()).toEqual({ code: 0, signal: null });
-
-      const lines = server
-        .stderr()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as { msg: string; signal?: string });
+      const lines = await exitedZeroLogLines(server);
       const msgs = (msg: string) => lines.filter((l) => l.msg === msg).map((l) => l.signal);
       expect(msgs('draining')).toEqual(['SIGTERM']);
       expect(msgs('signal ignored: already draining')).toEqual(['SIGTERM', 'SIGINT']);
@@ -465,13 +461,7 @@ describe('signals (fault 7): only SIGTERM/SIGINT stop the server, once, after th
       expect(alive(server), server.stderr()).toBe(true);
       expect(await lease(server.base, 'after-stray-signals')).toBe(201);
       process.kill(pid, 'SIGQUIT');
-      const end = await Promise.race([server.exited, sleep(15_000).then(() => 'still running')]);
-      expect(end, server.stderr()).toEqual({ code: 0, signal: null });
-      const lines = server
-        .stderr()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as { msg: string; signal?: string });
+      const lines = await exitedZeroLogLines(server);
       // Pending signals are delivered in the kernel's order, not the order sent.
       expect(
         lines

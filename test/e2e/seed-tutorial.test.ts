@@ -10,13 +10,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PublicProtocol } from 'paseto';
 import { ImportPublicKeyFactory, VerifyFactory } from 'paseto/v4/public';
-import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
+import { CLI, killStrays, startServe, type ServeHandle } from '../spawn.ts';
+import { YEAR_MS, initDataDir, rfc3339 } from './world.ts';
 import { verifyLeaseToken } from '../../clients/typescript/src/index.ts';
 
-const YEAR_MS = 365 * 24 * 3600 * 1000;
-/** RFC 3339 UTC to the second, the API's time format. */
-const rfc3339 = (ms: number) =>
-  new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 const RFC3339_SECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 const STARTS_AT = rfc3339(Date.now() - YEAR_MS);
 const ENDS_AT = rfc3339(Date.now() + YEAR_MS);
@@ -53,12 +50,7 @@ const v4 = new PublicProtocol(ImportPublicKeyFactory, VerifyFactory);
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-seed-'));
   dataDir = path.join(root, 'data');
-  const init = await runProcess(CLI, ['init', '--data-dir', dataDir, '--json'], {
-    cwd: root,
-    timeoutMs: 60_000,
-  });
-  expect(init.code, init.stderr).toBe(0);
-  adminToken = JSON.parse(init.stdout).admin_token;
+  adminToken = (await initDataDir(root, dataDir)).admin_token;
   expect(adminToken).toMatch(/^bpls_/);
   server = await startServe(CLI, ['--data-dir', dataDir, '--port', '0'], {
     cwd: root,

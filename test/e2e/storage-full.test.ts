@@ -25,12 +25,10 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { CLI, runProcess, startServe, type ServeHandle } from '../spawn.ts';
+import { createConcurrent, initDataDir, stopAll } from './world.ts';
 
-const YEAR_MS = 365 * 24 * 3600 * 1000;
-const rfc3339 = (ms: number) =>
-  new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let root: string;
@@ -54,14 +52,26 @@ function mountTmpfs(dir: string, mb: number): string | undefined {
   }
 }
 
+/**
+ * A 16 MiB tmpfs at <root>/<name> and the data directory's path on it; where the machine cannot
+ * mount one, the test is skipped with the reason printed.
+ */
+function smallTmpfsOrSkip(ctx: TestContext, name: string): { mnt: string; dataDir: string } {
+  const mnt = path.join(root, name);
+  const why = mountTmpfs(mnt, 16);
+  if (why) {
+    console.log(`skipped: ${why}`);
+    ctx.skip();
+  }
+  return { mnt, dataDir: path.join(mnt, 'data') };
+}
+
 beforeAll(() => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-storage-'));
 });
 
 afterAll(async () => {
-  for (const s of servers)
-    if (s.child.exitCode === null && s.child.signalCode === null) await s.stop();
-  killStrays();
+  await stopAll(servers);
   for (const m of mounts) {
     try {
       sh('umount', [m]);
@@ -81,20 +91,9 @@ afterAll(async () => {
 
 /** init + one entitlement with room for every grant the test makes; returns the admin token. */
 async function prepare(dataDir: string): Promise<string> {
-  const init = await runProcess(CLI, ['init', '--data-dir', dataDir, '--json'], {
-    cwd: root,
-    timeoutMs: 60_000,
-  });
-  expect(init.code, init.stderr).toBe(0);
-  const created = await runProcess(
-    CLI,
-    // prettier-ignore
-    ['entitlements', 'create', '--tenant', 't', '--product', 'p', '--type', 'concurrent', '--max-seats', '1000000',
-      '--starts', rfc3339(Date.now() - YEAR_MS), '--ends', rfc3339(Date.now() + YEAR_MS), '--data-dir', dataDir, '--json'],
-    { cwd: root, timeoutMs: 60_000 },
-  );
-  expect(created.code, created.stderr + created.stdout).toBe(0);
-  return JSON.parse(init.stdout).admin_token as string;
+  const { admin_token: token } = await initDataDir(root, dataDir);
+  await createConcurrent(root, dataDir, 1_000_000);
+  return token;
 }
 
 async function serve(dataDir: string): Promise<ServeHandle> {
@@ -226,13 +225,7 @@ describe('a full disk (tmpfs)', () => {
     'answers 507 storage_full, keeps reading, turns /readyz 503, logs one line, and recovers',
     { timeout: 180_000 },
     async (ctx) => {
-      const mnt = path.join(root, 'tmpfs');
-      const why = mountTmpfs(mnt, 16);
-      if (why) {
-        console.log(`skipped: ${why}`);
-        ctx.skip();
-      }
-      const dataDir = path.join(mnt, 'data');
+      const { mnt, dataDir } = smallTmpfsOrSkip(ctx, 'tmpfs');
       const dbFile = path.join(dataDir, 'license.db');
       const token = await prepare(dataDir);
       const server = await serve(dataDir);
@@ -310,13 +303,7 @@ describe('a full disk (tmpfs)', () => {
     'restarts on a disk its WAL filled (a long reader held it), not ready, and recovers when space returns',
     { timeout: 180_000 },
     async (ctx) => {
-      const mnt = path.join(root, 'tmpfs2');
-      const why = mountTmpfs(mnt, 16);
-      if (why) {
-        console.log(`skipped: ${why}`);
-        ctx.skip();
-      }
-      const dataDir = path.join(mnt, 'data');
+      const { mnt, dataDir } = smallTmpfsOrSkip(ctx, 'tmpfs2');
       const dbFile = path.join(dataDir, 'license.db');
       await prepare(dataDir);
       const first = await serve(dataDir);
@@ -379,13 +366,7 @@ describe('stopping on a full disk', () => {
     'SIGTERM still drains and exits 0 (its last checkpoint fails quietly); the next start on free space serves',
     { timeout: 180_000 },
     async (ctx) => {
-      const mnt = path.join(root, 'tmpfs3');
-      const why = mountTmpfs(mnt, 16);
-      if (why) {
-        console.log(`skipped: ${why}`);
-        ctx.skip();
-      }
-      const dataDir = path.join(mnt, 'data');
+      const { mnt, dataDir } = smallTmpfsOrSkip(ctx, 'tmpfs3');
       await prepare(dataDir);
       const first = await serve(dataDir);
       const filler = fill(mnt);

@@ -1,8 +1,9 @@
-// A 100,000-record bundle through the real CLI: time and peak memory of the import, the export of
-// 100,000 entitlements, and SIGKILL in the middle of the import's stepwise apply (finished by the
-// next import or by `serve` at start).
+// A 100,000-record bundle through the real CLI: the import applies every record, the export
+// reports all 100,000 entitlements, and SIGKILL in the middle of the import's stepwise apply
+// leaves a state the next import or `serve` at start finishes. (Its time and memory are `make
+// bench` figures.)
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,9 +11,9 @@ import { CLI, killStrays, runProcess, startServe } from '../spawn.ts';
 import { verifyExport } from '../../src/sync/vendor.ts';
 import { writeBigSnapshot } from '../big-bundle.ts';
 import { openStore } from '../../src/storage/store.ts';
+import { copyDataDir as copyOf, initDataDir, vendorKeygen } from './world.ts';
 
 const N = 100_000;
-const TIME = '/usr/bin/time';
 
 let root: string;
 let template: string;
@@ -22,13 +23,7 @@ let bigBundle: string;
 
 const cli = (args: string[]) => runProcess(CLI, args, { cwd: root, timeoutMs: 60_000 });
 
-function copyDataDir(name: string): string {
-  const dir = path.join(root, name);
-  mkdirSync(dir);
-  for (const f of ['license.db', 'server.key', 'server.json'])
-    copyFileSync(path.join(template, f), path.join(dir, f));
-  return dir;
-}
+const copyDataDir = (name: string) => copyOf(template, path.join(root, name));
 
 function bundleCount(dataDir: string): {
   entitlements: number;
@@ -85,19 +80,11 @@ function expectOldNewOrResumable(c: ReturnType<typeof bundleCount>, what: string
 beforeAll(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'bpls-sync-big-'));
   template = path.join(root, 'template');
-  const vendor = JSON.parse(
-    (await cli(['vendor', 'keygen', '--out', path.join(root, 'vendor'), '--json'])).stdout,
-  );
-  const init = await cli([
-    'init',
-    '--data-dir',
-    template,
+  const vendor = await vendorKeygen(root, path.join(root, 'vendor'));
+  ({ server_id: serverId, public_key: publicKey } = await initDataDir(root, template, [
     '--vendor-key',
     vendor.public_key,
-    '--json',
-  ]);
-  expect(init.code, init.stderr).toBe(0);
-  ({ server_id: serverId, public_key: publicKey } = JSON.parse(init.stdout));
+  ]));
   bigBundle = writeBigSnapshot(
     vendor.secret_key_file,
     serverId,
@@ -112,24 +99,21 @@ afterAll(() => {
 });
 
 describe('a 100,000-record bundle', () => {
-  it('imports in under 10 s with peak RSS under 300 MB, then exports 100,000 entitlements', async () => {
+  // How fast and in how much memory is a figure of `make bench` (import.bundle_100k_s,
+  // bundle_peak_rss_mb, bundle_export_100k_s, with their targets), not an assertion here: on a
+  // shared CI machine a wall-clock limit tests the neighbours, not the code.
+  it('imports all 100,000 records, then exports all 100,000 entitlements in a signed report', async () => {
     const dir = copyDataDir('measured');
-    const haveTime = existsSync(TIME);
-    const t0 = performance.now();
-    const r = haveTime
-      ? await runProcess(
-          [TIME, ['-v', CLI[0], ...CLI[1]]],
-          ['sync', 'import', bigBundle, '--data-dir', dir, '--json'],
-          { cwd: root, timeoutMs: 60_000 },
-        )
-      : await cli(['sync', 'import', bigBundle, '--data-dir', dir, '--json']);
-    const seconds = (performance.now() - t0) / 1000;
+    const r = await cli(['sync', 'import', bigBundle, '--data-dir', dir, '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'applied', seq: 1, added: N });
-    const rssKb = haveTime
-      ? Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1])
-      : NaN;
-    const t1 = performance.now();
+    expect(bundleCount(dir)).toEqual({
+      entitlements: N,
+      imports: 1,
+      integrity: 'ok',
+      applying: false,
+      audited: 1,
+    });
     const exported = await cli([
       'sync',
       'export',
@@ -139,17 +123,10 @@ describe('a 100,000-record bundle', () => {
       path.join(root, 'outbox'),
       '--json',
     ]);
-    const exportSeconds = (performance.now() - t1) / 1000;
     expect(exported.code, exported.stderr).toBe(0);
     const file = JSON.parse(exported.stdout).file as string;
     const summary = await verifyExport(file, publicKey);
     expect(summary.usage.entitlements).toBe(N);
-    process.stdout.write(
-      `\n[sync-big] import of ${N} records: ${seconds.toFixed(2)} s wall, peak RSS ${haveTime ? `${(rssKb / 1024).toFixed(0)} MB` : 'n/a (no /usr/bin/time)'}; export of ${N} entitlements: ${exportSeconds.toFixed(2)} s, ${(statSync(file).size / 1e6).toFixed(1)} MB\n`,
-    );
-    expect(seconds).toBeLessThan(10);
-    if (haveTime) expect(rssKb / 1024).toBeLessThan(300);
-    expect(exportSeconds).toBeLessThan(10);
   }, 60_000);
 
   it('killed with SIGKILL in the middle of its apply leaves the bundle accepted with its marker; run again, it finishes all of it', async () => {
