@@ -1,5 +1,5 @@
 // Builds the single executable dist/bp-license-server with Node's Single Executable Applications
-// (see TOOLCHAIN.md, "The single executable: Node SEA, not pkg"):
+// (Node SEA, built in since Node 20; `pkg` is unmaintained and cannot carry Node 24), offline:
 //   1. esbuild bundles the CLI to dist/cli.cjs, and again, compact, to dist/sea-main.cjs
 //      (scripts/build.mjs);
 //   2. dist/sea-config.json -> `node --experimental-sea-config` -> dist/sea-prep.blob, with
