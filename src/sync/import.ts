@@ -11,6 +11,12 @@ import { AppError } from '../errors.ts';
 import { toIso } from '../clock.ts';
 import type { Entitlement } from '../domain/types.ts';
 import { graceDays } from '../domain/types.ts';
+import {
+  changeRefusal,
+  cutsSeats,
+  movesAccount,
+  revisionRefusal,
+} from '../domain/entitlement-rules.ts';
 import type { VerifyKey } from '../tokens/keys.ts';
 import {
   LineReader,
@@ -849,8 +855,10 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
         entitlement_id: id,
       });
     const existing = store.entitlements.get(id);
-    if (existing?.source === 'manual') throw manualConflict(id, n);
-    if (existing?.status === 'revoked' || revokedHere.has(id) || repo.isRevoked(id)) {
+    const refusal = changeRefusal(existing, 'bundle', revokedHere.has(id) || repo.isRevoked(id));
+    if (refusal === 'owned_by_customer') throw manualConflict(id, n);
+    // Revoked is final: the record is skipped, and the import goes on.
+    if (refusal === 'revoked_is_final') {
       counts.ignored++;
       note(diff.ignored, id);
       return;
@@ -862,25 +870,26 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       note(diff.added, id);
       return;
     }
-    if (existing.tenantId !== next.tenantId || existing.productId !== next.productId) {
+    if (movesAccount(existing, next)) {
       throw rejected(
         'malformed',
         `record ${n}: ${id} belongs to tenant ${existing.tenantId} and product ${existing.productId}; a bundle may not move it (use a new id)`,
         { record: n, entitlement_id: id },
       );
     }
-    if (existing.rev !== null && rec.rev < existing.rev) {
+    const fields: string[] = [];
+    if (JSON.stringify(existing.policy) !== JSON.stringify(next.policy)) fields.push('policy_json');
+    if (existing.startsAt !== next.startsAt) fields.push('starts_at');
+    if (existing.endsAt !== next.endsAt) fields.push('ends_at');
+    const revision = revisionRefusal(existing.rev, rec.rev, fields.length > 0);
+    if (revision === 'rollback') {
       throw rejected(
         'rollback',
         `record ${n}: ${id} has rev ${rec.rev}, older than the rev ${existing.rev} this server holds`,
         { record: n, entitlement_id: id, rev: rec.rev, held_rev: existing.rev },
       );
     }
-    const fields: string[] = [];
-    if (JSON.stringify(existing.policy) !== JSON.stringify(next.policy)) fields.push('policy_json');
-    if (existing.startsAt !== next.startsAt) fields.push('starts_at');
-    if (existing.endsAt !== next.endsAt) fields.push('ends_at');
-    if (fields.length > 0 && existing.rev === rec.rev) {
+    if (revision === 'same_rev') {
       throw rejected(
         'malformed',
         `record ${n}: ${id} rev ${rec.rev} differs from the rev ${rec.rev} this server holds; the vendor must raise rev with every change`,
@@ -901,13 +910,14 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       const inUse = NAMED.has(next.policy.type)
         ? store.leases.counters(id).seatsAssigned
         : store.leases.liveCount(id, now);
-      if (inUse > max) note(seatsCut, { entitlement_id: id, max_seats: max, in_use: inUse });
+      if (cutsSeats(next.policy, inUse))
+        note(seatsCut, { entitlement_id: id, max_seats: max, in_use: inUse });
     }
   }
 
   function planRevoke(id: string, n: number): void {
     const existing = store.entitlements.get(id);
-    if (existing?.source === 'manual') throw manualConflict(id, n);
+    if (changeRefusal(existing, 'bundle') === 'owned_by_customer') throw manualConflict(id, n);
     // Revoked earlier in this bundle: nothing more to do or count.
     if (revokedHere.has(id)) return;
     revokedHere.add(id);
