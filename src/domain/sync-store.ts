@@ -114,7 +114,10 @@ export interface SyncStore {
   markSeen(entitlementId: string): boolean;
   /** The active bundle entitlements the import has not listed (so far): what suspendUnseen would suspend. */
   unseen(): IterableIterator<string>;
-  /** Suspends the active bundle entitlements the import did not list, at `now` (ms); returns their ids. */
+  /**
+   * Suspends the active bundle entitlements the import did not list, at `now` (ms); returns their
+   * ids. Active ones only: the snapshot's move of entitlement-rules.ts (a revoked one stays so).
+   */
   suspendUnseen(now: number): string[];
   /** suspendUnseen, at most `limit` of them (a step of a stepwise apply); returns how many. */
   suspendUnseenSome(now: number, limit: number): number;
