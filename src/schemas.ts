@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { AppError } from './errors.ts';
 import type { Policy, PolicyType } from './domain/types.ts';
+import { termIsValid } from './domain/entitlement-rules.ts';
 
 /** Ids given by people and other systems: visible characters, no whitespace or control characters. */
 export const identifier = z
@@ -126,7 +127,7 @@ export const entitlementCreateSchema = z
     ends_at: timestamp,
     external_id: identifier.optional(),
   })
-  .refine((e) => e.ends_at > e.starts_at, {
+  .refine((e) => termIsValid(e.starts_at, e.ends_at), {
     path: ['ends_at'],
     message: 'ends_at must be after starts_at',
   });

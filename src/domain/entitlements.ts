@@ -6,6 +6,13 @@ import { decodeCursor, encodeCursor, SEQ_KEY } from './cursor.ts';
 import type { Store } from '../storage/store.ts';
 import type { Actor, Entitlement, EntitlementStatus, Policy } from './types.ts';
 import { deriveStatus, graceDays } from './types.ts';
+import {
+  assertManualChange,
+  changeRefusal,
+  movesAccount,
+  policyTypeLocked,
+  termIsValid,
+} from './entitlement-rules.ts';
 import type { EntitlementCreateInput, EntitlementUpdateInput } from '../schemas.ts';
 import { importError, type ImportItemError, MAX_IMPORT_ERRORS_SHOWN } from '../schemas.ts';
 
@@ -83,16 +90,6 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       throw new AppError(
         'forbidden',
         'manual provisioning is closed on this server by the vendor; entitlements arrive in signed bundles only',
-      );
-    }
-  }
-
-  function assertEditable(e: Entitlement): void {
-    if (e.source === 'bundle') {
-      throw new AppError(
-        'managed_by_bundle',
-        `${e.id} is managed by vendor bundles; only a newer bundle can change it`,
-        { entitlement_id: e.id },
       );
     }
   }
@@ -191,15 +188,18 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         seen.set(ext, index);
         const existing = store.entitlements.getByExternalId(ext);
         if (existing) {
-          if (existing.source === 'bundle')
+          const refusal = changeRefusal(existing, 'manual');
+          if (refusal === 'owned_by_bundle')
             fail(
               index,
               'managed_by_bundle',
               `${existing.id} (external_id ${ext}) is managed by vendor bundles`,
             );
-          else if (existing.status === 'revoked')
+          else if (refusal === 'revoked_is_final')
             fail(index, 'conflict', `${existing.id} (external_id ${ext}) is revoked`);
-          else if (existing.tenantId !== input.tenant_id || existing.productId !== input.product_id)
+          else if (
+            movesAccount(existing, { tenantId: input.tenant_id, productId: input.product_id })
+          )
             fail(
               index,
               'conflict',
@@ -283,12 +283,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     update(id: string, patch: EntitlementUpdateInput, actor: Actor): Entitlement {
       return store.tx(() => {
         const e = mustGet(id);
-        assertEditable(e);
-        if (e.status === 'revoked')
-          throw new AppError(
-            'conflict',
-            `${id} is revoked; a revoked entitlement cannot be changed`,
-          );
+        assertManualChange(e, 'update');
         const before: Record<string, unknown> = {};
         const after: Record<string, unknown> = {};
         const set = <K extends keyof Entitlement>(
@@ -304,10 +299,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         };
         if (patch.policy_json !== undefined) {
           const c = store.leases.counters(id);
-          if (
-            patch.policy_json.type !== e.policy.type &&
-            (c.activeLeases > 0 || c.seatsAssigned > 0)
-          ) {
+          if (policyTypeLocked(e.policy, patch.policy_json as Policy, c)) {
             throw new AppError(
               'conflict',
               `${id} has leases or seats under ${e.policy.type}; its policy type cannot change while they exist`,
@@ -332,7 +324,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
           }
           set('externalId', 'external_id', patch.external_id);
         }
-        if (e.endsAt <= e.startsAt) {
+        if (!termIsValid(e.startsAt, e.endsAt)) {
           throw new AppError('invalid_request', 'ends_at must be after starts_at', {
             issues: [{ path: 'ends_at', message: 'must be after starts_at' }],
           });
@@ -355,10 +347,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
 
     suspend(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.suspend', (e) => {
-        assertEditable(e);
-        if (e.status === 'revoked')
-          throw new AppError('conflict', `${id} is revoked; it cannot be suspended`);
-        if (e.status === 'suspended') throw new AppError('conflict', `${id} is suspended already`);
+        assertManualChange(e, 'suspend');
         e.status = 'suspended';
         return {};
       });
@@ -366,10 +355,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
 
     resume(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.resume', (e) => {
-        assertEditable(e);
-        if (e.status === 'revoked')
-          throw new AppError('conflict', `${id} is revoked; revocation is final`);
-        if (e.status === 'active') throw new AppError('conflict', `${id} is not suspended`);
+        assertManualChange(e, 'resume');
         e.status = 'active';
         return {};
       });
@@ -377,8 +363,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
 
     revoke(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.revoke', (e) => {
-        assertEditable(e);
-        if (e.status === 'revoked') throw new AppError('conflict', `${id} is revoked already`);
+        assertManualChange(e, 'revoke');
         e.status = 'revoked';
         return {};
       });
@@ -390,9 +375,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
      */
     renew(id: string, months: number, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.renew', (e, now) => {
-        assertEditable(e);
-        if (e.status === 'revoked')
-          throw new AppError('conflict', `${id} is revoked; it cannot be renewed`);
+        assertManualChange(e, 'renew');
         const lapsed = deriveStatus(e, now) === 'expired';
         const from = lapsed ? now : e.endsAt;
         const previous = e.endsAt;

@@ -6,6 +6,8 @@ import { createStateRepo } from './state.ts';
 import { createLeaseRepo, createSeatRepo } from './leases.ts';
 import { createGroupCommit } from './group-commit.ts';
 import { createUsageRepo } from './usage.ts';
+import { createSyncRepo } from './sync.ts';
+import type { SyncStore } from '../domain/sync-store.ts';
 import { retryWhileBusy } from './busy.ts';
 
 export interface TxAsyncOptions {
@@ -28,6 +30,8 @@ export interface Store {
   leases: ReturnType<typeof createLeaseRepo>;
   seats: ReturnType<typeof createSeatRepo>;
   usage: ReturnType<typeof createUsageRepo>;
+  /** BPSYNC/1's ledgers, revocations and import bookkeeping (made on first use). */
+  readonly sync: SyncStore;
   /**
    * Runs fn in one IMMEDIATE transaction (the write lock taken up front). Waits for another
    * process's lock only as long as the connection's busy timeout (short in the server: then the
@@ -66,6 +70,9 @@ export function createStore(db: Db): Store {
   const rolledBack = () => {
     for (const l of listeners) l();
   };
+  // Made on first use: most connections (CLI commands, the checkpointer) never sync, and it creates
+  // a TEMP table and prepares its statements.
+  let sync: SyncStore | undefined;
   return {
     db,
     entitlements: createEntitlementRepo(db),
@@ -75,6 +82,9 @@ export function createStore(db: Db): Store {
     leases: createLeaseRepo(db),
     seats: createSeatRepo(db),
     usage: createUsageRepo(db),
+    get sync() {
+      return (sync ??= createSyncRepo(db));
+    },
     tx: (fn) => {
       try {
         return immediate(db, fn);

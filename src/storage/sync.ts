@@ -1,72 +1,28 @@
-import type { Db } from './db.ts';
-import type { SeatRow } from './leases.ts';
-import type { AuditRow } from './audit.ts';
-
-/** An applied vendor bundle, as recorded. */
-export interface SyncImportRow {
-  seq: number;
-  manifest_sha256: string;
-  iss: string;
-  kid: string;
-  iat: number;
-  exp: number;
-  ack: number | null;
-  records: number;
-  imported_at: number;
-  actor: string;
-}
-
-/** An export made by this server, as recorded. */
-export interface SyncExportRow {
-  seq: number;
-  manifest_sha256: string;
-  created_at: number;
-  period_start: number;
-  audit_seq: number;
-  audit_hash: string;
-  event_seq: number;
-  clock_seq: number;
-  records: number;
-  file: string | null;
-}
-
-export interface UsageRow {
-  entitlement_id: string;
-  peak_in: number;
-  carried: number;
-  grants: number;
-  denials: number;
-  unique_subjects: number;
-}
-
-export type { SeatRow } from './leases.ts';
-
-export interface ManualEntitlementRow {
-  id: string;
-  tenant_id: string;
-  product_id: string;
-  policy_json: string;
-  starts_at: number;
-  ends_at: number;
-  status: string;
-  external_id: string | null;
-  created_at: number;
-  updated_at: number;
-}
+import { dirname, join } from 'node:path';
+import { SERVER_BUSY_TIMEOUT_MS, type Db } from './db.ts';
+import type {
+  SyncAuditRow,
+  SyncExportRecord,
+  SyncImportRecord,
+  SyncManualEntitlement,
+  SyncSeat,
+  SyncStore,
+  SyncUsage,
+} from '../domain/sync-store.ts';
 
 /**
  * All SQL about BPSYNC/1: the import and export ledgers, permanent revocations, the snapshot
- * bookkeeping of an import, and the reads an export makes. Writes run inside the caller's
- * IMMEDIATE transaction.
+ * bookkeeping of an import, and the reads an export makes: the SyncStore of the domain, for
+ * SQLite. Writes run inside the caller's IMMEDIATE transaction.
  */
-export function createSyncRepo(db: Db) {
-  const lastImport = db.prepare<[], SyncImportRow>(
+export function createSyncRepo(db: Db): SyncStore {
+  const lastImport = db.prepare<[], SyncImportRecord>(
     'SELECT * FROM sync_imports ORDER BY seq DESC LIMIT 1',
   );
   const insertImport =
     db.prepare(`INSERT INTO sync_imports (seq, manifest_sha256, iss, kid, iat, exp, ack, records, imported_at, actor)
     VALUES (@seq, @manifest_sha256, @iss, @kid, @iat, @exp, @ack, @records, @imported_at, @actor)`);
-  const lastExport = db.prepare<[], SyncExportRow>(
+  const lastExport = db.prepare<[], SyncExportRecord>(
     'SELECT * FROM sync_exports ORDER BY seq DESC LIMIT 1',
   );
   const insertExport =
@@ -87,7 +43,7 @@ export function createSyncRepo(db: Db) {
   const eventHead = db.prepare<[], { seq: number | null }>(
     'SELECT max(seq) AS seq FROM lease_events',
   );
-  const usage = db.prepare<{ from: number; to: number }, UsageRow>(`
+  const usage = db.prepare<{ from: number; to: number }, SyncUsage>(`
     WITH agg AS (
       SELECT entitlement_id,
              max(active_after) AS peak,
@@ -108,16 +64,16 @@ export function createSyncRepo(db: Db) {
            coalesce(agg.subjects, 0) AS unique_subjects
     FROM entitlements e LEFT JOIN agg ON agg.entitlement_id = e.id
     ORDER BY e.seq`);
-  const seats = db.prepare<[], SeatRow>(
-    'SELECT * FROM seats ORDER BY entitlement_id, subject_type, subject_id',
+  const seats = db.prepare<[], SyncSeat>(
+    'SELECT id, entitlement_id, subject_type, subject_id, assigned_at, assigned_by FROM seats ORDER BY entitlement_id, subject_type, subject_id',
   );
-  const manual = db.prepare<[], ManualEntitlementRow>(
+  const manual = db.prepare<[], SyncManualEntitlement>(
     "SELECT id, tenant_id, product_id, policy_json, starts_at, ends_at, status, external_id, created_at, updated_at FROM entitlements WHERE source = 'manual' ORDER BY seq",
   );
-  const auditRange = db.prepare<[number, number], AuditRow>(
+  const auditRange = db.prepare<[number, number], SyncAuditRow>(
     'SELECT * FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq',
   );
-  const auditAt = db.prepare<[number], AuditRow>('SELECT * FROM audit_log WHERE seq = ?');
+  const auditAt = db.prepare<[number], SyncAuditRow>('SELECT * FROM audit_log WHERE seq = ?');
 
   // The ids an import has seen, in a TEMP table so a million-record snapshot costs disk pages, not
   // heap. TEMP tables belong to the connection, not the schema. Created here, outside any
@@ -164,78 +120,42 @@ export function createSyncRepo(db: Db) {
     return seen;
   }
 
+  const begin = db.prepare('BEGIN DEFERRED');
+  const commit = db.prepare('COMMIT');
+
   return {
-    lastImport(): SyncImportRow | undefined {
-      return lastImport.get();
-    },
-    recordImport(row: SyncImportRow): void {
-      insertImport.run(row);
-    },
-    lastExport(): SyncExportRow | undefined {
-      return lastExport.get();
-    },
-    recordExport(row: SyncExportRow): void {
-      insertExport.run(row);
-    },
-    isRevoked(entitlementId: string): boolean {
-      return isRevoked.get(entitlementId) !== undefined;
-    },
-    /** Records a permanent revocation; false when the id was revoked already. */
-    revoke(entitlementId: string, seq: number, at: number): boolean {
-      return revoke.run(entitlementId, seq, at).changes === 1;
-    },
-    revocationCount(): number {
-      return revocationCount.get()!.n;
-    },
-    bundleCounts(): Record<'active' | 'suspended' | 'revoked', number> {
+    lastImport: () => lastImport.get(),
+    recordImport: (row) => void insertImport.run(row),
+    lastExport: () => lastExport.get(),
+    recordExport: (row) => void insertExport.run(row),
+    isRevoked: (entitlementId) => isRevoked.get(entitlementId) !== undefined,
+    revoke: (entitlementId, seq, at) => revoke.run(entitlementId, seq, at).changes === 1,
+    revocationCount: () => revocationCount.get()!.n,
+    bundleCounts() {
       const out = { active: 0, suspended: 0, revoked: 0 };
       for (const r of bundleCounts.all()) out[r.status as keyof typeof out] = r.n;
       return out;
     },
-    /**
-     * Starts the seen-set of an import. It lives in the connection's TEMP database, so it is written
-     * without the main database's write lock; one import at a time per connection (the sync service
-     * runs them in turn).
-     */
-    beginSnapshot(): void {
-      seenTable().clear();
+    // The seen-set lives in the connection's TEMP database, so it is written without the main
+    // database's write lock.
+    beginSnapshot: () => seenTable().clear(),
+    unseen: () => seen!.unseen(),
+    markSeen: (entitlementId) => seen!.mark(entitlementId),
+    suspendUnseenSome: (now, limit) => seen!.suspendSome(now, limit),
+    suspendUnseen: (now) => seen!.suspendUnseen(now),
+    beginRead: () => void begin.run(),
+    endRead() {
+      if (db.inTransaction) commit.run();
     },
-    /** The active bundle entitlements the import has not listed (so far): what suspendUnseen would suspend. */
-    unseen(): IterableIterator<string> {
-      return seen!.unseen();
-    },
-    /** Marks an id as listed by the import; false when it was listed already (a duplicate). */
-    markSeen(entitlementId: string): boolean {
-      return seen!.mark(entitlementId);
-    },
-    /** suspendUnseen, at most `limit` of them (a step of a stepwise apply); returns how many. */
-    suspendUnseenSome(now: number, limit: number): number {
-      return seen!.suspendSome(now, limit);
-    },
-    /** Suspends the active bundle entitlements the import did not list; returns their ids. */
-    suspendUnseen(now: number): string[] {
-      return seen!.suspendUnseen(now);
-    },
-    eventHead(): number {
-      return eventHead.get()?.seq ?? 0;
-    },
-    /** Usage per entitlement over lease events (fromSeq, toSeq]. */
-    usage(fromSeq: number, toSeq: number): IterableIterator<UsageRow> {
-      return usage.iterate({ from: fromSeq, to: toSeq });
-    },
-    seats(): IterableIterator<SeatRow> {
-      return seats.iterate();
-    },
-    manualEntitlements(): IterableIterator<ManualEntitlementRow> {
-      return manual.iterate();
-    },
-    auditRows(afterSeq: number, toSeq: number): IterableIterator<AuditRow> {
-      return auditRange.iterate(afterSeq, toSeq);
-    },
-    auditRow(seq: number): AuditRow | undefined {
-      return auditAt.get(seq);
-    },
+    // Asked when a stepwise apply starts, outside any retry (which turns the timeout off meanwhile).
+    waitsBriefly: () =>
+      (db.pragma('busy_timeout', { simple: true }) as number) <= SERVER_BUSY_TIMEOUT_MS,
+    workDir: (name) => join(dirname(db.name), name),
+    eventHead: () => eventHead.get()?.seq ?? 0,
+    usage: (fromSeq, toSeq) => usage.iterate({ from: fromSeq, to: toSeq }),
+    seats: () => seats.iterate(),
+    manualEntitlements: () => manual.iterate(),
+    auditRows: (afterSeq, toSeq) => auditRange.iterate(afterSeq, toSeq),
+    auditRow: (seq) => auditAt.get(seq),
   };
 }
-
-export type SyncRepo = ReturnType<typeof createSyncRepo>;

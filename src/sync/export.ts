@@ -62,10 +62,10 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
   let partFile: string | undefined;
   try {
     const r = store.tx(() => {
-      const last = deps.repo.lastExport();
+      const last = deps.store.sync.lastExport();
       const seq = (last?.seq ?? 0) + 1;
       const head = store.audit.head();
-      const eventTo = deps.repo.eventHead();
+      const eventTo = deps.store.sync.eventHead();
       const created = Date.parse(info.created_at);
       const periodStart = last?.created_at ?? (Number.isFinite(created) ? created : 0);
       const clockEvents = ((deps.timeGuard?.events?.(0) ?? []) as ClockEventLike[]).filter(
@@ -84,7 +84,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
             public_key: info.public_key,
             kid: info.kid,
           });
-        for (const u of deps.repo.usage(last?.event_seq ?? 0, eventTo)) {
+        for (const u of deps.store.sync.usage(last?.event_seq ?? 0, eventTo)) {
           w.write({
             op: 'usage',
             entitlement_id: u.entitlement_id,
@@ -96,7 +96,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
             unique_subjects: u.unique_subjects,
           });
         }
-        for (const s of deps.repo.seats()) {
+        for (const s of deps.store.sync.seats()) {
           w.write({
             op: 'seat',
             seat_id: s.id,
@@ -107,7 +107,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
             assigned_by: s.assigned_by,
           });
         }
-        for (const e of deps.repo.manualEntitlements()) {
+        for (const e of deps.store.sync.manualEntitlements()) {
           w.write({
             op: 'manual_entitlement',
             entitlement_id: e.id,
@@ -123,7 +123,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
           });
         }
         // Audit rows exactly as stored, so the vendor can recompute every hash of the chain.
-        for (const a of deps.repo.auditRows(last?.audit_seq ?? 0, head.seq))
+        for (const a of deps.store.sync.auditRows(last?.audit_seq ?? 0, head.seq))
           w.write({ op: 'audit', ...a });
         w.write({ op: 'audit_head', seq: head.seq, hash: head.hash });
         for (const c of clockEvents) {
@@ -151,7 +151,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
         iat: now,
         exp: now + EXPORT_VALIDITY_MS,
         payload,
-        ack: deps.repo.lastImport()?.seq ?? null,
+        ack: deps.store.sync.lastImport()?.seq ?? null,
       };
       // Signed inside the transaction on purpose: the ledger row must hold this manifest's hash.
       const token = signManifest(key, manifest, 'export');
@@ -170,7 +170,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
         (mx, c) => Math.max(mx, c.seq ?? 0),
         last?.clock_seq ?? 0,
       );
-      deps.repo.recordExport({
+      deps.store.sync.recordExport({
         seq,
         manifest_sha256: hash,
         created_at: now,

@@ -6,11 +6,17 @@
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { chmod, copyFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { AppError } from '../errors.ts';
 import { toIso } from '../clock.ts';
 import type { Entitlement } from '../domain/types.ts';
 import { graceDays } from '../domain/types.ts';
+import {
+  changeRefusal,
+  cutsSeats,
+  movesAccount,
+  revisionRefusal,
+} from '../domain/entitlement-rules.ts';
 import type { VerifyKey } from '../tokens/keys.ts';
 import {
   LineReader,
@@ -24,7 +30,6 @@ import { IMPORT_TYP, parseManifest, verifyManifest, type Manifest } from './mani
 import { parseImportRecord, parseLine, parseSetting, type EntitlementRecord } from './records.ts';
 import { parseVendorKeys, pinnedVendorKeys, setVendorKeys } from './trust.ts';
 import type { SyncDeps } from './service.ts';
-import { SERVER_BUSY_TIMEOUT_MS } from '../storage/db.ts';
 
 /** How far a bundle's `iat` may be ahead of our clock before the clock is called unsynced. */
 export const CLOCK_SKEW_MS = 5 * 60_000;
@@ -169,7 +174,7 @@ function verifyHeader(deps: SyncDeps, fd: number): Verified {
 
 /** seq against the last import: higher is new; equal with the same manifest is this bundle again. */
 function orderOf(deps: SyncDeps, v: Verified): 'new' | 'same' {
-  const last = deps.repo.lastImport();
+  const last = deps.store.sync.lastImport();
   const m = v.manifest;
   if (!last) return 'new';
   const details = { seq: m.seq, last_seq: last.seq };
@@ -388,7 +393,7 @@ async function prepareAndApply(
           for (let w = walk.next(); w !== null; w = walk.next()) applyWrite(deps, w, m.seq, now);
           // The file is read again here; a change since prepare must not slip through.
           if (!walk.intact()) throw rejected('malformed', 'the file changed while it was read');
-          deps.repo.suspendUnseen(now);
+          deps.store.sync.suspendUnseen(now);
           finish(deps, v, now, opts, plan, false);
           return result;
         });
@@ -415,7 +420,8 @@ async function prepareAndApply(
  * imported meanwhile (nothing to do).
  */
 function claim(deps: SyncDeps, plan: Plan, v: Verified, now: number, opts: ImportOptions): boolean {
-  const { store, repo } = deps;
+  const { store } = deps;
+  const repo = store.sync;
   const m = v.manifest;
   if (orderOf(deps, v) === 'same') return false;
   if (
@@ -490,7 +496,8 @@ function entitlementOf(
 
 /** Applies one planned write, under the lock. An insert skips an id present already (a step done twice by two finishers). */
 function applyWrite(deps: SyncDeps, w: Write, seq: number, now: number): void {
-  const { store, repo } = deps;
+  const { store } = deps;
+  const repo = store.sync;
   switch (w.k) {
     case W_INSERT: {
       const e = entitlementOf(w.rec, undefined, now);
@@ -563,7 +570,7 @@ function finish(
 }
 
 function applyingDir(deps: SyncDeps): string {
-  return join(dirname(deps.store.db.name), APPLYING_DIR);
+  return deps.store.sync.workDir(APPLYING_DIR);
 }
 
 /**
@@ -633,12 +640,10 @@ async function stepThrough(
   resumed: boolean,
   stepOps = Infinity,
 ): Promise<void> {
-  const { store, repo } = deps;
+  const { store } = deps;
+  const repo = store.sync;
   const ours = () => store.state.get(APPLYING_KEY) === raw;
-  const stepMs =
-    (store.db.pragma('busy_timeout', { simple: true }) as number) <= SERVER_BUSY_TIMEOUT_MS
-      ? STEP_MS_IN_SERVER
-      : STEP_MS;
+  const stepMs = repo.waitsBriefly() ? STEP_MS_IN_SERVER : STEP_MS;
   let gone = false;
   const step = async (work: () => boolean): Promise<boolean> => {
     const t0 = performance.now();
@@ -801,9 +806,9 @@ export function applyingNow(
 
 /** The second pass over the payload, without the write lock: every record checked, the writes listed. */
 async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Promise<Plan> {
-  const { store, repo } = deps;
+  const { store } = deps;
+  const repo = store.sync;
   const m = v.manifest;
-  const db = store.db;
   const plan: Plan = {
     epoch: store.entitlements.epoch(),
     lastImport: repo.lastImport()?.manifest_sha256 ?? null,
@@ -850,8 +855,10 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
         entitlement_id: id,
       });
     const existing = store.entitlements.get(id);
-    if (existing?.source === 'manual') throw manualConflict(id, n);
-    if (existing?.status === 'revoked' || revokedHere.has(id) || repo.isRevoked(id)) {
+    const refusal = changeRefusal(existing, 'bundle', revokedHere.has(id) || repo.isRevoked(id));
+    if (refusal === 'owned_by_customer') throw manualConflict(id, n);
+    // Revoked is final: the record is skipped, and the import goes on.
+    if (refusal === 'revoked_is_final') {
       counts.ignored++;
       note(diff.ignored, id);
       return;
@@ -863,25 +870,26 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       note(diff.added, id);
       return;
     }
-    if (existing.tenantId !== next.tenantId || existing.productId !== next.productId) {
+    if (movesAccount(existing, next)) {
       throw rejected(
         'malformed',
         `record ${n}: ${id} belongs to tenant ${existing.tenantId} and product ${existing.productId}; a bundle may not move it (use a new id)`,
         { record: n, entitlement_id: id },
       );
     }
-    if (existing.rev !== null && rec.rev < existing.rev) {
+    const fields: string[] = [];
+    if (JSON.stringify(existing.policy) !== JSON.stringify(next.policy)) fields.push('policy_json');
+    if (existing.startsAt !== next.startsAt) fields.push('starts_at');
+    if (existing.endsAt !== next.endsAt) fields.push('ends_at');
+    const revision = revisionRefusal(existing.rev, rec.rev, fields.length > 0);
+    if (revision === 'rollback') {
       throw rejected(
         'rollback',
         `record ${n}: ${id} has rev ${rec.rev}, older than the rev ${existing.rev} this server holds`,
         { record: n, entitlement_id: id, rev: rec.rev, held_rev: existing.rev },
       );
     }
-    const fields: string[] = [];
-    if (JSON.stringify(existing.policy) !== JSON.stringify(next.policy)) fields.push('policy_json');
-    if (existing.startsAt !== next.startsAt) fields.push('starts_at');
-    if (existing.endsAt !== next.endsAt) fields.push('ends_at');
-    if (fields.length > 0 && existing.rev === rec.rev) {
+    if (revision === 'same_rev') {
       throw rejected(
         'malformed',
         `record ${n}: ${id} rev ${rec.rev} differs from the rev ${rec.rev} this server holds; the vendor must raise rev with every change`,
@@ -902,13 +910,14 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       const inUse = NAMED.has(next.policy.type)
         ? store.leases.counters(id).seatsAssigned
         : store.leases.liveCount(id, now);
-      if (inUse > max) note(seatsCut, { entitlement_id: id, max_seats: max, in_use: inUse });
+      if (cutsSeats(next.policy, inUse))
+        note(seatsCut, { entitlement_id: id, max_seats: max, in_use: inUse });
     }
   }
 
   function planRevoke(id: string, n: number): void {
     const existing = store.entitlements.get(id);
-    if (existing?.source === 'manual') throw manualConflict(id, n);
+    if (changeRefusal(existing, 'bundle') === 'owned_by_customer') throw manualConflict(id, n);
     // Revoked earlier in this bundle: nothing more to do or count.
     if (revokedHere.has(id)) return;
     revokedHere.add(id);
@@ -960,13 +969,11 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
   // Reads and the seen-set (TEMP) writes of one slice share a deferred transaction: one snapshot,
   // no write lock on the database. The slice ends before the event loop is given back, so the
   // connection's other users (group commit, admin writes) never find a transaction open.
-  const begin = db.prepare('BEGIN DEFERRED');
-  const commit = db.prepare('COMMIT');
   repo.beginSnapshot();
   const reader = new LineReader(fd, v.payloadOffset, v.fileSize);
   let n = 0;
   let sliceStart = performance.now();
-  begin.run();
+  repo.beginRead();
   try {
     for (let line = reader.next(); line !== null; line = reader.next()) {
       n++;
@@ -980,9 +987,9 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       else if (rec.op === 'revoke') planRevoke(rec.entitlement_id, n);
       else planSetting(rec.key, rec.value, n);
       if (n % CLOCK_EVERY === 0 && performance.now() - sliceStart > PREPARE_SLICE_MS) {
-        commit.run();
+        repo.endRead();
         await new Promise((r) => setImmediate(r));
-        begin.run();
+        repo.beginRead();
         sliceStart = performance.now();
       }
     }
@@ -1001,7 +1008,7 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
       note(diff.suspended, id);
     }
   } finally {
-    if (db.inTransaction) commit.run();
+    repo.endRead();
   }
   return plan;
 }

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { formatPath, identifier, policySchema, timestamp } from '../schemas.ts';
 import { StrictJsonError, parseStrictJson } from '../tokens/strict-json.ts';
 import { rejected } from './format.ts';
+import { termIsValid } from '../domain/entitlement-rules.ts';
 
 /** Bundle-managed entitlement ids are chosen by the vendor: `ent_` then 1–100 of [A-Za-z0-9_-]. */
 export const entitlementId = z
@@ -29,7 +30,7 @@ const termOrder = { path: ['ends_at'], message: 'ends_at must be after starts_at
 
 export const entitlementRecordSchema = z
   .strictObject({ op: z.literal('entitlement'), ...entitlementFields })
-  .refine((e) => e.ends_at > e.starts_at, termOrder);
+  .refine((e) => termIsValid(e.starts_at, e.ends_at), termOrder);
 export const revokeRecordSchema = z.strictObject({
   op: z.literal('revoke'),
   entitlement_id: entitlementId,
@@ -131,7 +132,11 @@ export function parseSetting(
 /** The input of `vendor sign --in`: what the vendor wants this server to hold. */
 export const signInputSchema = z.strictObject({
   entitlements: z
-    .array(z.strictObject(entitlementFields).refine((e) => e.ends_at > e.starts_at, termOrder))
+    .array(
+      z
+        .strictObject(entitlementFields)
+        .refine((e) => termIsValid(e.starts_at, e.ends_at), termOrder),
+    )
     .max(1_000_000),
   revoked: z.array(entitlementId).max(1_000_000).optional(),
   settings: z.record(z.string(), z.unknown()).optional(),

@@ -9,7 +9,6 @@ import { toIso, type Clock } from '../clock.ts';
 import type { ServerInfo } from '../data-dir.ts';
 import type { AppError } from '../errors.ts';
 import type { Store } from '../storage/store.ts';
-import { createSyncRepo, type SyncRepo } from '../storage/sync.ts';
 import type { ChainBreak } from '../storage/audit.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { ruleOf } from './format.ts';
@@ -40,9 +39,8 @@ export interface SyncServiceDeps {
   timeGuard?: TimeGuardLike | undefined;
 }
 
-export interface SyncDeps extends SyncServiceDeps {
-  repo: SyncRepo;
-}
+/** What import and export work with: the service's dependencies (sync storage is `store.sync`). */
+export type SyncDeps = SyncServiceDeps;
 
 export interface AuditCheck {
   ok: boolean;
@@ -53,8 +51,10 @@ export interface AuditCheck {
 
 /** BPSYNC/1 for one server: import, export, status, audit checks. */
 export function createSyncService(opts: SyncServiceDeps) {
-  const deps: SyncDeps = { ...opts, repo: createSyncRepo(opts.store.db) };
-  const { store, repo, info } = deps;
+  const deps: SyncDeps = opts;
+  const { store, info } = deps;
+  // Made now, outside any transaction, rather than inside the first import's or export's.
+  const repo = store.sync;
   // One import at a time on this connection: an import prepares over many turns of the event loop
   // and keeps its seen-set in the connection's TEMP table. (Memory stays that of one bundle, too.)
   let importing: Promise<unknown> = Promise.resolve();
