@@ -30,6 +30,7 @@ import type { Clock } from './clock.ts';
 import { migrationNotes, SERVER_BUSY_TIMEOUT_MS, type Durability } from './storage/db.ts';
 import { startStorageUpkeep } from './storage/upkeep.ts';
 import { dataPaths } from './data-dir.ts';
+import { startPeriodic } from './periodic.ts';
 
 export interface ServeConfig {
   dataDir: string;
@@ -334,9 +335,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // Expired leases already free their seats at grant time; the sweep marks them for reports. Once
   // now (a server that was down marks what expired meanwhile before it serves), then every interval.
-  sweepNow();
-  const sweep = setInterval(sweepNow, (config.sweepIntervalSeconds ?? 30) * 1000);
-  sweep.unref();
+  const sweep = startPeriodic({
+    intervalMs: (config.sweepIntervalSeconds ?? 30) * 1000,
+    run: sweepNow,
+    onError: (err) => log.warn('lease sweep failed; will retry', { error: String(err) }),
+  });
+  void sweep.runNow();
   function sweepNow(): void {
     try {
       // An episode of the clock guard that no request saw start or end (at start: one a restart
@@ -382,7 +386,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     close() {
       closing ??= (async () => {
         draining = true;
-        clearInterval(sweep);
+        void sweep.stop();
         const drainMs = config.drainMs ?? 10_000;
         const started = performance.now();
         const force = setTimeout(() => server.closeAllConnections(), drainMs);
