@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, killStrays, runProcess, startServe } from '../spawn.ts';
 import { openStore } from '../../src/storage/store.ts';
+import { createAuditService } from '../../src/domain/audit.ts';
 
 let root: string;
 let dataDir: string;
@@ -439,7 +440,7 @@ describe('the audit chain', () => {
     expect(existsSync(path.join(dataDir, 'license.db'))).toBe(true);
     const store = openStore(path.join(dataDir, 'license.db'), { mustExist: true });
     try {
-      const v = store.audit.verify();
+      const v = createAuditService({ log: store.audit }).verify();
       expect(v.firstBreak).toBeNull();
       expect(v.rows).toBeGreaterThan(8);
     } finally {
