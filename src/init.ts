@@ -6,11 +6,12 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { systemClock, type Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import {
-  createIdentity,
   dataPaths,
   initState,
   moveAside,
+  newIdentity,
   tightenModes,
+  writeIdentity,
   type ServerInfo,
 } from './data-dir.ts';
 import { createServices, openContext } from './context.ts';
@@ -55,8 +56,8 @@ export interface InitResult {
  * openContext, so "already initialised" is never said of a damaged one) and left as it is, except
  * that vendor keys given for the first time are pinned. An empty or missing directory gets a new
  * server, under the data directory's lock (two inits at once make one server; none while a server
- * runs): server.key and server.json, license.db with the server id, the `server.init` audit row and
- * the pinned vendor keys in one transaction, then the first admin token.
+ * runs): license.db first (the server id, the `server.init` audit row and the pinned vendor keys in
+ * one transaction, then the first admin token), then server.key and server.json.
  *
  * @throws AppError `conflict` (a partly initialised directory without `force`; another init made
  *   the server meanwhile; a different vendor key set than the one pinned; the lock is held),
@@ -102,7 +103,10 @@ export function initServer(o: InitOptions): InitResult {
       state === 'none'
         ? []
         : moveAside(o.dataDir, new Date(now).toISOString().replace(/[:.]/g, '-'));
-    const { info, key } = createIdentity(o.dataDir, now);
+    // The database first, whole (server id, init row, vendor keys, first token), then the identity
+    // files, server.json last: until it is there another init sees a partly initialised directory
+    // (and refuses), never a whole server whose database is still being made.
+    const { info, key } = newIdentity(now);
     const store = openStore(dataPaths(o.dataDir).db, {
       durability: o.durability,
       nativeBinding: loadSqliteBinding(o.nativeCacheDir),
@@ -129,6 +133,7 @@ export function initServer(o: InitOptions): InitResult {
     } finally {
       store.close();
     }
+    writeIdentity(o.dataDir, { info, key });
     return { created: true, info, adminToken, vendorKids, movedAside };
   } finally {
     // A lock file init made is not left behind: the data directory holds its three files.

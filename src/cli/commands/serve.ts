@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { resolveServe, resolveSync, type Env } from '../../config.ts';
 import { startServer, type ServeSyncConfig } from '../../server.ts';
-import { parseIntegerOption } from '../../integer-option.ts';
+import { parseOptionalInteger } from '../../integer-option.ts';
 import { parseSyncUrl } from '../../sync/outbound.ts';
 import {
   createLogger,
@@ -46,22 +46,31 @@ export function serveSyncConfig(o: ServeOpts, env: Env, cwd: string): ServeSyncC
   const watch = !sync.off && (sync.named || existsSync(sync.dir));
   if (!watch && sync.url === undefined) return undefined;
   const url = sync.url === undefined ? undefined : parseSyncUrl(sync.url);
-  const whole = (
-    raw: string | undefined,
-    dflt: number,
-    name: string,
-    min: number,
-    max: number,
-    unit: string,
-  ) => (raw === undefined ? dflt : parseIntegerOption(raw, { name, min, max, unit }));
   return {
     dir: sync.dir,
     watch,
     ...(url !== undefined ? { url } : {}),
-    pollMs: whole(o.syncPollMs, 1000, '--sync-poll-ms', 10, 3_600_000, 'milliseconds'),
+    pollMs:
+      parseOptionalInteger(o.syncPollMs, {
+        name: '--sync-poll-ms',
+        min: 10,
+        max: 3_600_000,
+        unit: 'milliseconds',
+      }) ?? 1000,
     incompleteWaitMs:
-      whole(o.syncIncompleteWait, 600, '--sync-incomplete-wait', 1, 604_800, 'seconds') * 1000,
-    intervalMs: whole(o.syncInterval, 3600, '--sync-interval', 1, 86_400, 'seconds') * 1000,
+      (parseOptionalInteger(o.syncIncompleteWait, {
+        name: '--sync-incomplete-wait',
+        min: 1,
+        max: 604_800,
+        unit: 'seconds',
+      }) ?? 600) * 1000,
+    intervalMs:
+      (parseOptionalInteger(o.syncInterval, {
+        name: '--sync-interval',
+        min: 1,
+        max: 86_400,
+        unit: 'seconds',
+      }) ?? 3600) * 1000,
   };
 }
 
