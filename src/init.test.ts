@@ -146,6 +146,25 @@ describe('initServer', () => {
     expect(existsSync(join(dir, 'serve.lock'))).toBe(false);
   });
 
+  it('says another init is making a partly made directory, and leaves it as it was', () => {
+    const dir = newDir();
+    initServer(opts(dir).o);
+    rmSync(join(dir, 'server.json'));
+    const lock = lockDataDir(dir, { role: 'init' });
+    try {
+      const e = errorOf(() => initServer(opts(dir).o));
+      expect(e.code).toBe('conflict');
+      expect(e.message).toMatch(/is being re-initialised by another process/);
+      expect(readdirSync(dir).sort()).toEqual(['license.db', 'serve.lock', 'server.key']);
+    } finally {
+      lock.release({ discard: true });
+    }
+    expect(errorOf(() => initServer(opts(dir).o)).message).toBe(
+      `${dir} is only partly initialised; refusing to overwrite it`,
+    );
+    expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.key']);
+  });
+
   it('refuses force while a server holds the directory, and touches none of its files', () => {
     const dir = newDir();
     const old = initServer(opts(dir).o);

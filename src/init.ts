@@ -70,6 +70,16 @@ export function initServer(o: InitOptions): InitResult {
   const state = initState(o.dataDir);
   if (state === 'complete' && !o.force) return existing(o, clock, vendorKids);
   if (state === 'partial' && !o.force) {
+    // Another init may be making it right now: then its lock says so (conflict, naming it). A
+    // lock that cannot even be tried (a read-only folder) leaves the refusal below to speak.
+    try {
+      lockDataDir(o.dataDir, {
+        role: 'init',
+        nativeBinding: loadSqliteBinding(o.nativeCacheDir),
+      }).release({ discard: true });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'conflict') throw err;
+    }
     throw new AppError(
       'conflict',
       `${o.dataDir} is only partly initialised; refusing to overwrite it`,
