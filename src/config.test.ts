@@ -25,12 +25,18 @@ describe('serve options', () => {
     },
   );
 
-  it('refuses a lease TTL or sweep interval that is not decimal digits', () => {
+  it('refuses a lease TTL or sweep interval that is not decimal digits, naming the flag or the variable', () => {
     expect(() => resolveServe({ leaseTtl: '1e4' }, {})).toThrow(
-      /lease TTL \(seconds\) must be a whole number/,
+      '--lease-ttl must be a whole number of seconds, 10 to 2592000',
     );
     expect(() => resolveServe({ sweepInterval: '0x10' }, {})).toThrow(
-      /sweep interval \(seconds\) must be a whole number/,
+      '--sweep-interval must be a whole number of seconds, 1 to 86400',
+    );
+    expect(() => resolveServe({}, { BPLS_SWEEP_INTERVAL: '0' })).toThrow(
+      'BPLS_SWEEP_INTERVAL must be a whole number of seconds, 1 to 86400',
+    );
+    expect(() => resolveServe({}, { BPLS_PORT: '80a' })).toThrow(
+      'BPLS_PORT must be a whole number, 0 to 65535',
     );
   });
 });

@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { defaultNativeCacheDir } from './storage/native.ts';
 import { parseWith } from './schemas.ts';
+import { parseIntegerOption } from './integer-option.ts';
 import type { Durability } from './storage/db.ts';
 
 export type Env = Record<string, string | undefined>;
@@ -51,44 +52,60 @@ export interface ServeFlags {
   leaseTtl?: string | undefined;
 }
 
-/**
- * A whole number written in decimal digits only: `''`, `' 8080'`, `0x50` and `1e3` are refused
- * (Number() would take them as 0, 8080, 80 and 1000 and serve somewhere nobody asked for).
- */
-const wholeNumber = (what: string, min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d{1,10}$/, `${what} must be a whole number in decimal digits`)
-    .transform(Number)
-    .pipe(
-      z
-        .int()
-        .min(min, `${what} must be ${min} to ${max}`)
-        .max(max, `${what} must be ${min} to ${max}`),
-    );
-
 const serveSchema = z.object({
   host: z.string().min(1).max(255),
-  port: wholeNumber('port', 0, 65535),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']),
-  sweepIntervalSeconds: wholeNumber('sweep interval (seconds)', 1, 86_400),
-  defaultLeaseTtlSeconds: wholeNumber('lease TTL (seconds)', 10, 30 * 86_400),
 });
+
+/** A whole-number serve setting: the flag when given, else the environment variable, else the default. */
+function servedInteger(
+  flag: string | undefined,
+  env: Env,
+  spec: { flag: string; env: string; dflt: string; min: number; max: number; unit?: string },
+): number {
+  const fromFlag = flag !== undefined;
+  return parseIntegerOption(fromFlag ? flag : (env[spec.env] ?? spec.dflt), {
+    name: fromFlag || env[spec.env] === undefined ? spec.flag : spec.env,
+    min: spec.min,
+    max: spec.max,
+    ...(spec.unit ? { unit: spec.unit } : {}),
+  });
+}
 
 export function resolveServe(flags: ServeFlags, env: Env) {
   const parsed = parseWith(
     serveSchema,
     {
       host: flags.host ?? env.BPLS_HOST ?? '127.0.0.1',
-      port: flags.port ?? env.BPLS_PORT ?? '8080',
       logLevel: flags.logLevel ?? env.BPLS_LOG_LEVEL ?? 'info',
-      sweepIntervalSeconds: flags.sweepInterval ?? env.BPLS_SWEEP_INTERVAL ?? '30',
-      defaultLeaseTtlSeconds: flags.leaseTtl ?? env.BPLS_LEASE_TTL ?? '3600',
     },
     'serve options',
   );
   return {
     ...parsed,
+    port: servedInteger(flags.port, env, {
+      flag: '--port',
+      env: 'BPLS_PORT',
+      dflt: '8080',
+      min: 0,
+      max: 65535,
+    }),
+    sweepIntervalSeconds: servedInteger(flags.sweepInterval, env, {
+      flag: '--sweep-interval',
+      env: 'BPLS_SWEEP_INTERVAL',
+      dflt: '30',
+      min: 1,
+      max: 86_400,
+      unit: 'seconds',
+    }),
+    defaultLeaseTtlSeconds: servedInteger(flags.leaseTtl, env, {
+      flag: '--lease-ttl',
+      env: 'BPLS_LEASE_TTL',
+      dflt: '3600',
+      min: 10,
+      max: 30 * 86_400,
+      unit: 'seconds',
+    }),
     tlsCert: flags.tlsCert ?? env.BPLS_TLS_CERT,
     tlsKey: flags.tlsKey ?? env.BPLS_TLS_KEY,
   };

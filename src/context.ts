@@ -21,6 +21,7 @@ import { createTimeGuard } from './domain/time-guard.ts';
 import { createSyncService } from './sync/service.ts';
 import { createSeatService } from './domain/seats.ts';
 import { createUsageService } from './domain/usage.ts';
+import { createAuditService } from './domain/audit.ts';
 
 export interface ContextOptions {
   dataDir: string;
@@ -76,8 +77,10 @@ export function createServices(
   opts: ServiceOptions = {},
 ) {
   const timeGuard = createTimeGuard({ store, clock, monotonicMs: opts.monotonicMs });
+  const audit = createAuditService({ log: store.audit });
   return {
     timeGuard,
+    audit,
     entitlements: createEntitlementService({ store, clock }),
     seats: createSeatService({ store, clock }),
     usage: createUsageService({ store, clock }),
@@ -90,7 +93,7 @@ export function createServices(
       timeGuard,
       ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}),
     }),
-    sync: createSyncService({ store, clock, key, info, timeGuard }),
+    sync: createSyncService({ store, clock, key, info, timeGuard, audit }),
   };
 }
 

@@ -60,13 +60,14 @@ export function initState(dataDir: string): InitState {
   return present === 3 ? 'complete' : 'partial';
 }
 
-/** Creates the server identity: a fresh Ed25519 key (PASERK k4.secret, 0600) and server.json. */
-export function createIdentity(
-  dataDir: string,
-  now: number,
-): { info: ServerInfo; key: SigningKey } {
-  const p = dataPaths(dataDir);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+/** A server identity: its signing key and what server.json says of it. */
+export interface Identity {
+  info: ServerInfo;
+  key: SigningKey;
+}
+
+/** A new server identity in memory: a fresh Ed25519 key and a new server id. Writes nothing. */
+export function newIdentity(now: number): Identity {
   const key = generateSigningKey();
   const info: ServerInfo = {
     format: 1,
@@ -75,9 +76,26 @@ export function createIdentity(
     kid: key.kid,
     created_at: new Date(now).toISOString(),
   };
-  writeFileAtomic(p.key, `${key.secretPaserk()}\n`, 0o600);
-  writeFileAtomic(p.info, `${JSON.stringify(info, null, 2)}\n`, 0o600);
   return { info, key };
+}
+
+/**
+ * Writes server.key (PASERK k4.secret) and then server.json, each 0600 and atomically. server.json
+ * comes last: with it the directory holds all three files (initState `complete`), so init writes
+ * the identity after the database is made.
+ */
+export function writeIdentity(dataDir: string, id: Identity): void {
+  const p = dataPaths(dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileAtomic(p.key, `${id.key.secretPaserk()}\n`, 0o600);
+  writeFileAtomic(p.info, `${JSON.stringify(id.info, null, 2)}\n`, 0o600);
+}
+
+/** Creates the server identity: a fresh Ed25519 key (PASERK k4.secret, 0600) and server.json. */
+export function createIdentity(dataDir: string, now: number): Identity {
+  const id = newIdentity(now);
+  writeIdentity(dataDir, id);
+  return id;
 }
 
 /** Moves an earlier server's files aside (init --force): nothing is deleted. */

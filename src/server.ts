@@ -30,6 +30,10 @@ import type { Clock } from './clock.ts';
 import { migrationNotes, SERVER_BUSY_TIMEOUT_MS, type Durability } from './storage/db.ts';
 import { startStorageUpkeep } from './storage/upkeep.ts';
 import { dataPaths } from './data-dir.ts';
+import { startPeriodic } from './periodic.ts';
+import { startFolderSync } from './sync/watch.ts';
+import { startOutboundSync, type OutboundSync } from './sync/outbound.ts';
+import { join } from 'node:path';
 
 export interface ServeConfig {
   dataDir: string;
@@ -54,6 +58,24 @@ export interface ServeConfig {
   /** How often expired leases are marked and their events written. */
   sweepIntervalSeconds?: number;
   defaultLeaseTtlSeconds?: number;
+  /** The folder watch and outbound sync to run beside the HTTP server; none when undefined. */
+  sync?: ServeSyncConfig;
+}
+
+/** `serve --sync-dir/--sync-url` (checked by the serve command: cli/commands/serve.ts). */
+export interface ServeSyncConfig {
+  /** The sync folder: bundles come in at dir/inbox, exports wait in dir/outbox. */
+  dir: string;
+  /** Poll dir/inbox and import what arrives there. */
+  watch: boolean;
+  /** The vendor's base URL for outbound sync (checked: parseSyncUrl); off when undefined. */
+  url?: string;
+  /** How often the inbox is polled (default 1000). */
+  pollMs?: number;
+  /** How long a still-incomplete bundle must stay unchanged before it is refused as truncated (default 10 min). */
+  incompleteWaitMs?: number;
+  /** Between outbound sync runs (default 1 h). */
+  intervalMs?: number;
 }
 
 export interface RunningServer {
@@ -296,6 +318,18 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // meanwhile would hold a seat nobody was told about.
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
 
+  // The folder watch and outbound sync import on this connection and log through this logger;
+  // close() stops them (waiting for an import in progress) before the database closes.
+  let sync: { stop(): Promise<void> };
+  try {
+    sync = startSync(config.sync, ctx, log);
+  } catch (err) {
+    bodies.stop();
+    await upkeep.close();
+    ctx.close();
+    throw err;
+  }
+
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -305,6 +339,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       });
     });
   } catch (err) {
+    await sync.stop();
     await upkeep.close();
     ctx.close();
     bodies.stop();
@@ -334,9 +369,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // Expired leases already free their seats at grant time; the sweep marks them for reports. Once
   // now (a server that was down marks what expired meanwhile before it serves), then every interval.
-  sweepNow();
-  const sweep = setInterval(sweepNow, (config.sweepIntervalSeconds ?? 30) * 1000);
-  sweep.unref();
+  const sweep = startPeriodic({
+    intervalMs: (config.sweepIntervalSeconds ?? 30) * 1000,
+    run: sweepNow,
+    onError: (err) => log.warn('lease sweep failed; will retry', { error: String(err) }),
+  });
+  void sweep.runNow();
   function sweepNow(): void {
     try {
       // An episode of the clock guard that no request saw start or end (at start: one a restart
@@ -382,7 +420,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     close() {
       closing ??= (async () => {
         draining = true;
-        clearInterval(sweep);
+        void sweep.stop();
+        // In parallel with the drain: an inbox import in progress finishes first.
+        const syncStopped = sync.stop();
         const drainMs = config.drainMs ?? 10_000;
         const started = performance.now();
         const force = setTimeout(() => server.closeAllConnections(), drainMs);
@@ -437,10 +477,65 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
           await new Promise((r) => setImmediate(r));
           await ctx.store.batch(() => undefined).catch(() => {});
         }
+        // An inbox import still running when the drain time is up is left to the next start (a
+        // big one resumes from its durable marker), as a process that exits would leave it.
+        const left = Math.max(0, drainMs - (performance.now() - started));
+        let waited: NodeJS.Timeout | undefined;
+        const finished = await Promise.race([
+          syncStopped.then(() => true),
+          new Promise<boolean>((r) => (waited = setTimeout(() => r(false), left))),
+        ]);
+        clearTimeout(waited);
+        if (!finished)
+          log.warn('a sync import is still running at shutdown; it is left to the next start', {});
         await upkeep.close();
         ctx.close();
       })();
       return closing;
+    },
+  };
+}
+
+/**
+ * Starts the folder watch (sync/watch.ts) and the outbound sync (sync/outbound.ts) that `config`
+ * asks for, on the server's connection and logger; stop() ends both, each once its run in flight
+ * is done.
+ */
+function startSync(
+  config: ServeSyncConfig | undefined,
+  ctx: Context,
+  log: Logger,
+): { stop(): Promise<void> } {
+  const service = ctx.services.sync;
+  const watcher = config?.watch
+    ? startFolderSync({
+        dir: config.dir,
+        log,
+        now: () => ctx.clock.now(),
+        ...(config.pollMs !== undefined ? { intervalMs: config.pollMs } : {}),
+        ...(config.incompleteWaitMs !== undefined ? { quietMs: config.incompleteWaitMs } : {}),
+        importFile: (file, name) => service.importFile(file, { actor: 'sync-dir', name }),
+      })
+    : undefined;
+  let outbound: OutboundSync | undefined;
+  try {
+    outbound = config?.url
+      ? startOutboundSync({
+          url: config.url,
+          serverId: ctx.info.server_id,
+          service,
+          log,
+          outbox: join(config.dir, 'outbox'),
+          ...(config.intervalMs !== undefined ? { intervalMs: config.intervalMs } : {}),
+        })
+      : undefined;
+  } catch (err) {
+    void watcher?.stop();
+    throw err;
+  }
+  return {
+    async stop() {
+      await Promise.all([watcher?.stop(), outbound?.stop()]);
     },
   };
 }

@@ -9,6 +9,7 @@ import { registerServe } from './commands/serve.ts';
 import { registerEntitlements } from './commands/entitlements.ts';
 import { registerTokens } from './commands/tokens.ts';
 import { registerLeases } from './commands/leases.ts';
+import { registerKeys } from './commands/keys.ts';
 import { registerSeats } from './commands/seats.ts';
 import { registerSync } from './commands/sync.ts';
 import { registerVendor } from './commands/vendor.ts';
@@ -16,7 +17,6 @@ import { registerAudit } from './commands/audit.ts';
 import { registerBackup } from './commands/backup.ts';
 import { NativeLoadError } from '../storage/native.ts';
 import { storageFailure } from '../storage/failures.ts';
-import type { CountingLogger } from '../log.ts';
 import { migrationNotes } from '../storage/db.ts';
 
 /** What every command gets: the io, the resolved global options, and a way to open the data dir. */
@@ -27,8 +27,6 @@ export interface CommandKit {
   withContext<T>(cmd: Command, fn: (ctx: Context, g: GlobalConfig) => T | Promise<T>): Promise<T>;
   /** Set by a command that wants another exit code than 0 without throwing (e.g. audit verify). */
   setExitCode(code: number): void;
-  /** serve's logger (stderr or --log-file), set before anything serve starts: its parts log through it. */
-  serveLog?: CountingLogger | undefined;
 }
 
 /** Runs the CLI. Returns the exit code: 0 ok, 1 failed, 2 usage. Never calls process.exit. */
@@ -84,8 +82,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   registerEntitlements(program, kit);
   registerTokens(program, kit);
   registerLeases(program, kit);
+  registerKeys(program, kit);
   registerSeats(program, kit);
-  // After serve: sync adds --sync-dir to it.
   registerSync(program, kit);
   registerVendor(program, kit);
   registerAudit(program, kit);

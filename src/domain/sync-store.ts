@@ -73,19 +73,6 @@ export interface SyncManualEntitlement {
   updated_at: number;
 }
 
-/** An audit row exactly as stored, so that the vendor can recompute every hash of the chain. */
-export interface SyncAuditRow {
-  seq: number;
-  at: number;
-  actor: string;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  details: string;
-  prev_hash: string;
-  hash: string;
-}
-
 /**
  * The sync repository. Writes run inside the caller's transaction (`Store.tx`/`txAsync`), except
  * the seen-set of an import, which is the connection's own scratch space (see beginSnapshot).
@@ -144,7 +131,4 @@ export interface SyncStore {
   usage(fromSeq: number, toSeq: number): IterableIterator<SyncUsage>;
   seats(): IterableIterator<SyncSeat>;
   manualEntitlements(): IterableIterator<SyncManualEntitlement>;
-  /** Audit rows (afterSeq, toSeq], in order. */
-  auditRows(afterSeq: number, toSeq: number): IterableIterator<SyncAuditRow>;
-  auditRow(seq: number): SyncAuditRow | undefined;
 }

@@ -1,52 +1,17 @@
-import { createHash } from 'node:crypto';
 import type { Db } from './db.ts';
 import { canonicalJson } from '../tokens/strict-json.ts';
+import {
+  auditHash,
+  GENESIS_HASH,
+  type AuditEntry,
+  type AuditHead,
+  type AuditLog,
+  type AuditRow,
+} from '../domain/audit.ts';
 
-export interface AuditEntry {
-  at: number;
-  actor: string;
-  action: string;
-  targetType?: string | null;
-  targetId?: string | null;
-  details?: Record<string, unknown>;
-}
-
-export interface AuditRow {
-  seq: number;
-  at: number;
-  actor: string;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  details: string;
-  prev_hash: string;
-  hash: string;
-}
-
-export const GENESIS_HASH = '0'.repeat(64);
-
-/** hash = sha256(prev_hash ‖ "\n" ‖ canonical row). The row includes its seq, so rows cannot be reordered. */
-export function auditHash(prevHash: string, row: Omit<AuditRow, 'prev_hash' | 'hash'>): string {
-  const canonical = canonicalJson({
-    seq: row.seq,
-    at: row.at,
-    actor: row.actor,
-    action: row.action,
-    target_type: row.target_type,
-    target_id: row.target_id,
-    details: row.details,
-  });
-  return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
-}
-
-export interface ChainBreak {
-  seq: number;
-  reason: string;
-}
-
-/** All SQL about the audit log. Appends must run inside the caller's IMMEDIATE transaction. */
-export function createAuditRepo(db: Db) {
-  const head = db.prepare<[], { seq: number; hash: string }>(
+/** All SQL about the audit log: the AuditLog seam on SQLite. Appends must run inside the caller's IMMEDIATE transaction. */
+export function createAuditRepo(db: Db): AuditLog {
+  const head = db.prepare<[], AuditHead>(
     'SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1',
   );
   const insert =
@@ -55,14 +20,21 @@ export function createAuditRepo(db: Db) {
   const page = db.prepare<[number, number], AuditRow>(
     'SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?',
   );
+  const range = db.prepare<[number, number], AuditRow>(
+    'SELECT * FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq',
+  );
+  const row = db.prepare<[number], AuditRow>('SELECT * FROM audit_log WHERE seq = ?');
+  // The ledger of exports is sync's table; the head each export carried anchors the chain.
+  const exported = db.prepare<[], { exportSeq: number; seq: number; hash: string }>(
+    'SELECT seq AS exportSeq, audit_seq AS seq, audit_hash AS hash FROM sync_exports ORDER BY seq DESC LIMIT 1',
+  );
 
-  return {
-    head(): { seq: number; hash: string } {
+  const repo: AuditLog = {
+    head() {
       return head.get() ?? { seq: 0, hash: GENESIS_HASH };
     },
-    /** Appends entries to the chain; call inside a transaction so the head cannot move under us. */
     append(entries: AuditEntry | AuditEntry[]): void {
-      let { seq, hash } = this.head();
+      let { seq, hash } = repo.head();
       for (const e of Array.isArray(entries) ? entries : [entries]) {
         const row = {
           seq: seq + 1,
@@ -79,42 +51,20 @@ export function createAuditRepo(db: Db) {
         hash = h;
       }
     },
-    page(afterSeq: number, limit: number): AuditRow[] {
+    page(afterSeq, limit) {
       return page.all(afterSeq, limit);
     },
-    /** Walks the whole chain; returns the first break, or null when intact. */
-    verify(): { rows: number; head: string; firstBreak: ChainBreak | null } {
-      let prev = GENESIS_HASH;
-      let expectSeq = 1;
-      let rows = 0;
-      for (const r of db
-        .prepare('SELECT * FROM audit_log ORDER BY seq')
-        .iterate() as IterableIterator<AuditRow>) {
-        rows++;
-        if (r.seq !== expectSeq)
-          return {
-            rows,
-            head: prev,
-            firstBreak: { seq: expectSeq, reason: `row ${expectSeq} is missing` },
-          };
-        if (r.prev_hash !== prev)
-          return {
-            rows,
-            head: prev,
-            firstBreak: { seq: r.seq, reason: 'prev_hash does not match the previous row' },
-          };
-        if (auditHash(prev, r) !== r.hash)
-          return {
-            rows,
-            head: prev,
-            firstBreak: { seq: r.seq, reason: 'row content does not match its hash' },
-          };
-        prev = r.hash;
-        expectSeq++;
-      }
-      return { rows, head: prev, firstBreak: null };
+    range(afterSeq, toSeq) {
+      return range.iterate(afterSeq, toSeq);
+    },
+    row(seq) {
+      return row.get(seq);
+    },
+    exportedHead() {
+      return exported.get();
     },
   };
+  return repo;
 }
 
-export type AuditRepo = ReturnType<typeof createAuditRepo>;
+export type AuditRepo = AuditLog;

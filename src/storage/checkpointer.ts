@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Db } from './db.ts';
 import type { Logger } from '../log.ts';
+import { startPeriodic } from '../periodic.ts';
 import type {
   CheckpointCommand,
   CheckpointReport,
@@ -81,7 +82,7 @@ export function startCheckpointer(opts: CheckpointerOptions): Checkpointer {
     running = false;
     if (stopping || failed) return;
     failed = true;
-    clearInterval(watch);
+    void watch.stop();
     db.pragma(`wal_autocheckpoint = ${Math.floor(WAL_TRUNCATE_BYTES / pageSize)}`);
     log.error('WAL checkpoint thread stopped; checkpoints run in commits again', { error: why });
   };
@@ -145,7 +146,7 @@ export function startCheckpointer(opts: CheckpointerOptions): Checkpointer {
       return false;
     }
     running = true;
-    clearInterval(watch);
+    void watch.stop();
     // The worker never keeps the process alive.
     worker.unref();
     worker.on('message', onMessage);
@@ -158,10 +159,11 @@ export function startCheckpointer(opts: CheckpointerOptions): Checkpointer {
   // its WAL passes WORKER_START_BYTES (a stat a second, never per request), or at once when a WAL
   // is there at start (a crash, a full disk): its first round cuts it.
   db.pragma('wal_autocheckpoint = 0');
-  const watch = setInterval(() => {
-    if (fileSize(walFile) > WORKER_START_BYTES) ensureWorker();
-  }, WATCH_INTERVAL_MS);
-  watch.unref();
+  const watch = startPeriodic({
+    intervalMs: WATCH_INTERVAL_MS,
+    run: () => void (fileSize(walFile) > WORKER_START_BYTES && ensureWorker()),
+    onError: (err) => fallback(String(err)),
+  });
   if (fileSize(walFile) > 0) ensureWorker();
 
   return {
@@ -171,7 +173,7 @@ export function startCheckpointer(opts: CheckpointerOptions): Checkpointer {
     walBytes: () => fileSize(walFile),
     stats,
     close() {
-      clearInterval(watch);
+      void watch.stop();
       if (stopping) return Promise.resolve();
       stopping = true;
       const w = worker;

@@ -3,6 +3,7 @@ import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Db } from './db.ts';
 import { storageFailure } from './failures.ts';
+import { startPeriodic, type PeriodicTask } from '../periodic.ts';
 
 /** `ok`, or why writes fail now: the codes the clients get (storage/failures.ts). */
 export type StorageCondition = 'ok' | 'storage_full' | 'storage_unavailable';
@@ -65,7 +66,7 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
   let refusedInEpisode = 0;
   let refused = 0;
   let lastProbe = 0;
-  let timer: NodeJS.Timeout | undefined;
+  let probing: PeriodicTask | undefined;
 
   function failed(err: unknown): AppError | undefined {
     let e = err instanceof AppError ? err : storageFailure(err);
@@ -88,8 +89,8 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
         ...(typeof raw.code === 'string' ? { cause: raw.code } : {}),
         error: String(raw.message ?? err).slice(0, 300),
       });
-      timer = setInterval(probe, interval);
-      timer.unref();
+      // probe() catches everything itself.
+      probing = startPeriodic({ intervalMs: interval, run: probe, onError: () => {} });
     } else if (code === 'storage_full' && condition !== 'storage_full') {
       // A full disk is the more precise diagnosis (an I/O error may have been its first sign).
       condition = 'storage_full';
@@ -157,8 +158,8 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
   function recovered(): void {
     const was = condition;
     condition = 'ok';
-    if (timer) clearInterval(timer);
-    timer = undefined;
+    void probing?.stop();
+    probing = undefined;
     log.info('storage writable again', {
       code: was,
       seconds: Math.round((now() - startedAt) / 100) / 10,
@@ -177,8 +178,8 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
     condition: () => condition,
     failedWrites: () => refused,
     close() {
-      if (timer) clearInterval(timer);
-      timer = undefined;
+      void probing?.stop();
+      probing = undefined;
     },
   };
 }

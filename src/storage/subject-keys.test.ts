@@ -138,7 +138,7 @@ describe('migration 0007: subject keys on a version 6 database with duplicates',
     // The harness's own tokens come after: the migration ran when the database was opened.
     const audit = h.store.audit.page(0, 100).filter((r) => !r.action.startsWith('token.'));
     expect(audit.map((r) => r.action)).toEqual(['entitlement.create', 'subjects.merged']);
-    expect(h.store.audit.verify().firstBreak).toBeNull();
+    expect(h.services.audit.verify().firstBreak).toBeNull();
     const row = audit[1]!;
     expect(row).toMatchObject({
       seq: 2,

@@ -1,7 +1,6 @@
 import { dirname, join } from 'node:path';
 import { SERVER_BUSY_TIMEOUT_MS, type Db } from './db.ts';
 import type {
-  SyncAuditRow,
   SyncExportRecord,
   SyncImportRecord,
   SyncManualEntitlement,
@@ -70,10 +69,6 @@ export function createSyncRepo(db: Db): SyncStore {
   const manual = db.prepare<[], SyncManualEntitlement>(
     "SELECT id, tenant_id, product_id, policy_json, starts_at, ends_at, status, external_id, created_at, updated_at FROM entitlements WHERE source = 'manual' ORDER BY seq",
   );
-  const auditRange = db.prepare<[number, number], SyncAuditRow>(
-    'SELECT * FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq',
-  );
-  const auditAt = db.prepare<[number], SyncAuditRow>('SELECT * FROM audit_log WHERE seq = ?');
 
   // The ids an import has seen, in a TEMP table so a million-record snapshot costs disk pages, not
   // heap. TEMP tables belong to the connection, not the schema. Created here, outside any
@@ -155,7 +150,5 @@ export function createSyncRepo(db: Db): SyncStore {
     usage: (fromSeq, toSeq) => usage.iterate({ from: fromSeq, to: toSeq }),
     seats: () => seats.iterate(),
     manualEntitlements: () => manual.iterate(),
-    auditRows: (afterSeq, toSeq) => auditRange.iterate(afterSeq, toSeq),
-    auditRow: (seq) => auditAt.get(seq),
   };
 }

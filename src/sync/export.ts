@@ -64,7 +64,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
     const r = store.tx(() => {
       const last = deps.store.sync.lastExport();
       const seq = (last?.seq ?? 0) + 1;
-      const head = store.audit.head();
+      const head = deps.audit.head();
       const eventTo = deps.store.sync.eventHead();
       const created = Date.parse(info.created_at);
       const periodStart = last?.created_at ?? (Number.isFinite(created) ? created : 0);
@@ -123,7 +123,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
           });
         }
         // Audit rows exactly as stored, so the vendor can recompute every hash of the chain.
-        for (const a of deps.store.sync.auditRows(last?.audit_seq ?? 0, head.seq))
+        for (const a of deps.audit.rowsBetween(last?.audit_seq ?? 0, head.seq))
           w.write({ op: 'audit', ...a });
         w.write({ op: 'audit_head', seq: head.seq, hash: head.hash });
         for (const c of clockEvents) {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { AppError, isAppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { SyncService } from './service.ts';
+import { startPeriodic } from '../periodic.ts';
 
 export interface OutboundSyncOptions {
   /** The vendor's base URL (http or https). */
@@ -70,9 +71,6 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
   const base = `${o.url}/v1/servers/${encodeURIComponent(o.serverId)}`;
   const sent = join(o.outbox, 'sent');
   mkdirSync(sent, { recursive: true });
-  let running: Promise<void> | undefined;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
 
   async function pull(): Promise<void> {
     const after = o.service.status().last_import?.seq ?? 0;
@@ -146,12 +144,12 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
     }
   }
 
-  async function cycle(): Promise<void> {
+  async function cycle(stopping: AbortSignal): Promise<void> {
     for (const [what, step] of [
       ['pull', pull],
       ['push', push],
     ] as const) {
-      if (stopped) return;
+      if (stopping.aborted) return;
       try {
         await step();
       } catch (err) {
@@ -164,29 +162,13 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
     }
   }
 
-  function runOnce(): Promise<void> {
-    running ??= cycle().finally(() => {
-      running = undefined;
-    });
-    return running;
-  }
-
-  function schedule(ms: number): void {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      void runOnce().then(() => schedule(interval));
-    }, ms);
-    timer.unref();
-  }
-
-  schedule(o.firstRunMs ?? 1000);
+  // Each step reports its own failure; onError is for what escapes them (none expected).
+  const loop = startPeriodic({
+    intervalMs: interval,
+    firstRunMs: o.firstRunMs ?? 1000,
+    run: cycle,
+    onError: (err) => o.log.warn('sync run failed; will try again', { error: String(err) }),
+  });
   o.log.info('outbound sync on', { url: o.url, interval_s: interval / 1000 });
-  return {
-    runOnce,
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
-    },
-  };
+  return { runOnce: loop.runNow, stop: loop.stop };
 }

@@ -1,6 +1,6 @@
 /**
- * The sync service: BPSYNC/1 import and export, sync status, and the audit chain checks that
- * exports make meaningful. The faces (CLI, HTTP, folder watch, outbound sync) all call this.
+ * The sync service: BPSYNC/1 import and export and sync status (the audit chain checks are the
+ * audit service's: domain/audit.ts). The faces (CLI, HTTP, folder watch, outbound sync) all call this.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { toIso, type Clock } from '../clock.ts';
 import type { ServerInfo } from '../data-dir.ts';
 import type { AppError } from '../errors.ts';
 import type { Store } from '../storage/store.ts';
-import type { ChainBreak } from '../storage/audit.ts';
+import type { AuditService } from '../domain/audit.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { ruleOf } from './format.ts';
 import {
@@ -37,19 +37,14 @@ export interface SyncServiceDeps {
   key: SigningKey;
   info: ServerInfo;
   timeGuard?: TimeGuardLike | undefined;
+  /** The audit log as the faces read it (domain/audit.ts): exports carry its rows and head. */
+  audit: AuditService;
 }
 
 /** What import and export work with: the service's dependencies (sync storage is `store.sync`). */
 export type SyncDeps = SyncServiceDeps;
 
-export interface AuditCheck {
-  ok: boolean;
-  rows: number;
-  head: { seq: number; hash: string };
-  first_break: ChainBreak | null;
-}
-
-/** BPSYNC/1 for one server: import, export, status, audit checks. */
+/** BPSYNC/1 for one server: import, export, status. */
 export function createSyncService(opts: SyncServiceDeps) {
   const deps: SyncDeps = opts;
   const { store, info } = deps;
@@ -171,27 +166,6 @@ export function createSyncService(opts: SyncServiceDeps) {
         applying: applyingNow(deps),
         permanent_revocations: repo.revocationCount(),
       };
-    },
-
-    /**
-     * Walks the audit hash chain from the first row, and checks that the head the last export
-     * carried to the vendor is still in it (so removing the newest rows shows too).
-     */
-    verifyAudit(): AuditCheck {
-      const r = store.audit.verify();
-      const head = store.audit.head();
-      let firstBreak = r.firstBreak;
-      const le = repo.lastExport();
-      if (firstBreak === null && le && le.audit_seq > 0) {
-        const row = repo.auditRow(le.audit_seq);
-        if (!row || row.hash !== le.audit_hash) {
-          firstBreak = {
-            seq: le.audit_seq,
-            reason: `the audit head carried by export ${le.seq} (row ${le.audit_seq}) is no longer in the chain`,
-          };
-        }
-      }
-      return { ok: firstBreak === null, rows: r.rows, head, first_break: firstBreak };
     },
   };
 }

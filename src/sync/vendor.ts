@@ -16,7 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { AppError } from '../errors.ts';
-import { auditHash } from '../storage/audit.ts';
+import { auditHash } from '../domain/audit.ts';
 import { formatPath } from '../schemas.ts';
 import {
   generateSigningKey,

@@ -35,6 +35,7 @@ import type { Logger } from '../log.ts';
 import { LIMITS, MAGIC } from './format.ts';
 import type { ImportResult } from './import.ts';
 import { peekClaims } from './manifest.ts';
+import { startPeriodic } from '../periodic.ts';
 
 export const SYNC_FOLDERS = ['inbox', 'outbox', 'processed', 'rejected'] as const;
 
@@ -210,9 +211,8 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
   /** Names (hex) of inbox files whose names are not UTF-8, said once each. */
   const undecodable = new Set<string>();
   let cursor = 0;
-  let running: Promise<void> | undefined;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
+  /** Aborted by stop(): a poll in progress ends after the file in hand. */
+  let stopping: AbortSignal | undefined;
 
   /** Logs a problem with one file unless the same problem was logged for it already. */
   function problem(
@@ -532,7 +532,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
   /** Stats names (a batch at a time, in parallel) and updates what is known of each. */
   async function look(names: string[]): Promise<void> {
     const now = o.now();
-    for (let i = 0; i < names.length && !stopped; i += STAT_BATCH) {
+    for (let i = 0; i < names.length && !stopping?.aborted; i += STAT_BATCH) {
       const batch = names.slice(i, i + STAT_BATCH);
       const stats = await Promise.all(
         batch.map((n) => lstat(join(inbox, n)).catch((err: unknown) => err as Error)),
@@ -601,7 +601,7 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     cursor += slice.length;
     await look(slice);
     for (const name of slice) {
-      if (stopped) return;
+      if (stopping?.aborted) return;
       const entry = seen.get(name);
       if (!entry || entry.stable < stablePolls) continue;
       await take(name, entry);
@@ -633,37 +633,22 @@ export function startFolderSync(o: FolderSyncOptions): FolderSync {
     return out;
   }
 
-  function poll(): Promise<void> {
-    running ??= pollOnce()
-      .catch((err: unknown) => {
-        // Whatever was missed, the loop goes on: nothing here may end the server.
-        o.log.error('sync inbox poll failed; will try again', {
-          code: errno(err),
-          error: errText(err),
-        });
-      })
-      .finally(() => {
-        running = undefined;
-      });
-    return running;
-  }
-
-  function schedule(): void {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      void poll().finally(schedule);
-    }, interval);
-    timer.unref();
-  }
-
-  schedule();
+  // One poll at a time; whatever a poll missed, the loop goes on: nothing here may end the server.
+  const loop = startPeriodic({
+    intervalMs: interval,
+    run: (signal) => {
+      stopping = signal;
+      return pollOnce();
+    },
+    onError: (err) =>
+      o.log.error('sync inbox poll failed; will try again', {
+        code: errno(err),
+        error: errText(err),
+      }),
+  });
   o.log.info('watching sync folder', { inbox, interval_ms: interval });
   return {
-    poll,
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
-    },
+    poll: loop.runNow,
+    stop: loop.stop,
   };
 }

@@ -119,6 +119,6 @@ describe('any body on any route', () => {
       ),
       { numRuns: 600, seed: 20261122 },
     );
-    expect(h.store.audit.verify().firstBreak).toBeNull();
+    expect(h.services.audit.verify().firstBreak).toBeNull();
   });
 });

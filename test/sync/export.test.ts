@@ -234,8 +234,8 @@ describe('audit verify', () => {
   it('passes an intact chain', async () => {
     w = createWorld();
     await w.importFile(w.sign(1, { entitlements: [ent('ent_a')] }));
-    const r = w.h.services.sync.verifyAudit();
-    expect(r).toMatchObject({ ok: true, first_break: null });
+    const r = w.h.services.audit.verify();
+    expect(r).toMatchObject({ ok: true, firstBreak: null });
     expect(r.rows).toBeGreaterThan(3);
   });
 
@@ -249,20 +249,20 @@ describe('audit verify', () => {
       details: string;
     };
     db.prepare(`UPDATE audit_log SET details = '{"forged":true}' WHERE seq = 3`).run();
-    expect(w.h.services.sync.verifyAudit()).toMatchObject({
+    expect(w.h.services.audit.verify()).toMatchObject({
       ok: false,
-      first_break: { seq: 3, reason: 'row content does not match its hash' },
+      firstBreak: { seq: 3, reason: 'row content does not match its hash' },
     });
     db.prepare('UPDATE audit_log SET details = ? WHERE seq = 3').run(original.details);
-    expect(w.h.services.sync.verifyAudit().ok).toBe(true);
+    expect(w.h.services.audit.verify().ok).toBe(true);
 
     w.h.services.sync.exportTo({ outDir: join(w.h.dir, 'out'), actor: 'test' });
     const head = w.h.store.audit.head();
     // Removing the newest rows leaves a chain that is intact in itself, but the export carried its head.
     db.prepare('DELETE FROM audit_log WHERE seq >= ?').run(head.seq - 1);
-    expect(w.h.services.sync.verifyAudit()).toMatchObject({
+    expect(w.h.services.audit.verify()).toMatchObject({
       ok: false,
-      first_break: {
+      firstBreak: {
         reason: expect.stringMatching(
           /the audit head carried by export 1 .* is no longer in the chain/,
         ),
@@ -270,9 +270,9 @@ describe('audit verify', () => {
     });
 
     db.prepare('DELETE FROM audit_log WHERE seq = 2').run();
-    expect(w.h.services.sync.verifyAudit()).toMatchObject({
+    expect(w.h.services.audit.verify()).toMatchObject({
       ok: false,
-      first_break: { seq: 2, reason: 'row 2 is missing' },
+      firstBreak: { seq: 2, reason: 'row 2 is missing' },
     });
   });
 });

@@ -102,7 +102,7 @@ describe('revoked is final, whichever path revoked it', () => {
     expect(w.h.store.entitlements.get('ent_b')).toEqual(stored);
     const audit = w.h.store.audit.head();
     expect(audit.seq).toBeGreaterThan(0);
-    const last = w.h.store.sync.auditRow(audit.seq)!;
+    const last = w.h.store.audit.row(audit.seq)!;
     expect(last.action).toBe('sync.import');
     expect(JSON.parse(last.details)).toMatchObject({
       seq: 3,

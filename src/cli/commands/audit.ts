@@ -3,11 +3,10 @@ import { dataPaths } from '../../data-dir.ts';
 import { integrityProblems, RESTORE_DB_HINT } from '../../storage/integrity.ts';
 import { emit } from '../io.ts';
 import type { CommandKit } from '../main.ts';
-import { syncServiceOf } from './sync.ts';
 
 /**
- * audit verify: PRAGMA integrity_check on the whole database, then the audit hash chain; exit 1
- * when the database is damaged or at the first break of the chain.
+ * audit verify: PRAGMA integrity_check on the whole database, then the audit hash chain (the audit
+ * service: domain/audit.ts); exit 1 when the database is damaged or at the first break of the chain.
  */
 export function registerAudit(program: Command, kit: CommandKit): void {
   const audit = program.command('audit').description('the append-only, hash-chained audit log');
@@ -44,14 +43,18 @@ export function registerAudit(program: Command, kit: CommandKit): void {
           );
           return;
         }
+        const check = ctx.services.audit.verify();
         const r = {
-          ...syncServiceOf(ctx).verifyAudit(),
+          ok: check.ok,
+          rows: check.rows,
+          head: check.head,
+          first_break: check.firstBreak,
           integrity_check: { ok: true, problems: [] as string[] },
         };
-        if (!r.ok) {
+        if (!check.ok) {
           kit.setExitCode(1);
           kit.io.stderr(
-            `error[conflict]: the audit chain is broken at row ${r.first_break!.seq}: ${r.first_break!.reason}\n`,
+            `error[conflict]: the audit chain is broken at row ${check.firstBreak!.seq}: ${check.firstBreak!.reason}\n`,
           );
           kit.io.stderr(
             'hint: the database was edited outside this program; restore it from a backup and compare\n',
@@ -60,7 +63,7 @@ export function registerAudit(program: Command, kit: CommandKit): void {
         emit(kit.io, g.json, r, () =>
           r.ok
             ? `database intact (integrity_check ok); audit chain intact: ${r.rows} rows, head ${r.head.seq} ${r.head.hash}`
-            : `audit chain BROKEN at row ${r.first_break!.seq} (${r.rows} rows read)`,
+            : `audit chain BROKEN at row ${check.firstBreak!.seq} (${r.rows} rows read)`,
         );
       });
     });

@@ -84,7 +84,7 @@ export function registerBackup(program: Command, kit: CommandKit): void {
           if (made) rmSync(out, { recursive: true, force: true });
           throw err;
         }
-        const head = ctx.store.audit.head();
+        const head = ctx.services.audit.head();
         const r = {
           dir: out,
           files: [dst.db, dst.key, dst.info],

@@ -17,6 +17,7 @@ import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { toIso } from '../../clock.ts';
 import { usageCsv } from '../../domain/usage.ts';
+import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
 
 interface PolicyFlags {
   type?: string;
@@ -29,11 +30,6 @@ interface PolicyFlags {
 }
 
 const IMPORT_FILE_LIMIT = 256 << 20;
-
-/** A number when the text is one, else the text (so the schema reports the type error). */
-function num(s: string | undefined): unknown {
-  return s !== undefined && /^-?\d+(\.\d+)?$/.test(s) ? Number(s) : s;
-}
 
 function parseJsonOption(text: string, what: string): unknown {
   try {
@@ -64,11 +60,17 @@ function policyFrom(
       ? (parseJsonOption(flags.policy, '--policy') as Record<string, unknown>)
       : { ...base };
   if (flags.type !== undefined) p.type = flags.type;
-  if (flags.maxSeats !== undefined) p.max_seats = num(flags.maxSeats);
+  if (flags.maxSeats !== undefined)
+    p.max_seats = parseIntegerOption(flags.maxSeats, { name: '--max-seats' });
   if (flags.features !== undefined)
     p.features = flags.features === '' ? [] : flags.features.split(',').map((f) => f.trim());
-  if (flags.leaseTtl !== undefined) p.lease_ttl_seconds = num(flags.leaseTtl);
-  if (flags.graceDays !== undefined) p.grace_days = num(flags.graceDays);
+  if (flags.leaseTtl !== undefined)
+    p.lease_ttl_seconds = parseIntegerOption(flags.leaseTtl, {
+      name: '--lease-ttl',
+      unit: 'seconds',
+    });
+  if (flags.graceDays !== undefined)
+    p.grace_days = parseIntegerOption(flags.graceDays, { name: '--grace-days', unit: 'days' });
   if (flags.seatAssignment !== undefined) p.seat_assignment = flags.seatAssignment;
   return p;
 }
@@ -171,7 +173,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
               tenant_id: opts.tenant,
               product_id: opts.product,
               status: opts.status,
-              limit: opts.limit,
+              limit: parseOptionalInteger(opts.limit, { name: '--limit' }),
               cursor: opts.cursor,
             },
             'options',
@@ -277,7 +279,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       await kit.withContext(cmd, (ctx, g) => {
         const { period_months } = parseWith(
           renewSchema,
-          { period_months: num(opts.months) },
+          { period_months: parseIntegerOption(opts.months, { name: '--months' }) },
           'options',
         );
         const v = entitlementView(
@@ -301,7 +303,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         if (o.csv) {
           const { days } = parseWith(
             usageCsvQuerySchema,
-            o.days === undefined ? {} : { days: o.days },
+            o.days === undefined ? {} : { days: parseIntegerOption(o.days, { name: '--days' }) },
             'options',
           );
           kit.io.stdout(usageCsv(e, ctx.services.usage.daily(e, days ?? 30)));

@@ -3,8 +3,9 @@ import { leaseListQuerySchema, parseWith } from '../../schemas.ts';
 import { leaseView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
+import { parseOptionalInteger } from '../../integer-option.ts';
 
-/** leases list|revoke, keys show */
+/** leases list|revoke */
 export function registerLeases(program: Command, kit: CommandKit): void {
   const leases = program.command('leases').description('active leases');
 
@@ -40,7 +41,7 @@ export function registerLeases(program: Command, kit: CommandKit): void {
               product_id: o.product,
               subject_type: o.subjectType,
               subject_id: o.subject,
-              limit: o.limit,
+              limit: parseOptionalInteger(o.limit, { name: '--limit' }),
               cursor: o.cursor,
             },
             'options',
@@ -85,26 +86,6 @@ export function registerLeases(program: Command, kit: CommandKit): void {
           g.json,
           v,
           () => `revoked ${v.lease_id} (${v.subject_type}:${v.subject_id} on ${v.entitlement_id})`,
-        );
-      });
-    });
-
-  program
-    .command('keys')
-    .description('the server signing key')
-    .command('show')
-    .description('print the public key and key id clients verify lease tokens with')
-    .action(async (_o: unknown, cmd: Command) => {
-      await kit.withContext(cmd, (ctx, g) => {
-        const keys = {
-          keys: [{ kid: ctx.info.kid, public_key: ctx.info.public_key, status: 'active' }],
-        };
-        emit(
-          kit.io,
-          g.json,
-          keys,
-          () =>
-            `kid:        ${ctx.info.kid}\npublic_key: ${ctx.info.public_key}\nstatus:     active`,
         );
       });
     });

@@ -8,6 +8,7 @@ import {
 import { seatView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
+import { parseOptionalInteger } from '../../integer-option.ts';
 
 /** seats list|assign|revoke */
 export function registerSeats(program: Command, kit: CommandKit): void {
@@ -22,7 +23,11 @@ export function registerSeats(program: Command, kit: CommandKit): void {
     .option('--cursor <cursor>', 'continue after this cursor')
     .action(async (entitlement: string, o: { limit?: string; cursor?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const q = parseWith(seatListQuerySchema, { limit: o.limit, cursor: o.cursor }, 'options');
+        const q = parseWith(
+          seatListQuerySchema,
+          { limit: parseOptionalInteger(o.limit, { name: '--limit' }), cursor: o.cursor },
+          'options',
+        );
         const r = ctx.services.seats.list(entitlement, q.cursor, q.limit);
         const data = r.items.map(seatView);
         emit(

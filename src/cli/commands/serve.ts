@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { resolveServe } from '../../config.ts';
-import { startServer } from '../../server.ts';
+import { resolveServe, resolveSync, type Env } from '../../config.ts';
+import { startServer, type ServeSyncConfig } from '../../server.ts';
+import { parseOptionalInteger } from '../../integer-option.ts';
+import { parseSyncUrl } from '../../sync/outbound.ts';
 import {
   createLogger,
   openLogFile,
@@ -24,21 +27,60 @@ interface ServeOpts {
   logFile?: string;
   sweepInterval?: string;
   leaseTtl?: string;
+  syncDir?: string | false;
+  syncPollMs?: string;
+  syncIncompleteWait?: string;
+  syncUrl?: string;
+  syncInterval?: string;
 }
 
-/** serve: listen until SIGTERM/SIGINT, then drain and exit 0. */
-export function registerServe(program: Command, kit: CommandKit): void {
-  // Set up by the preAction hook, which runs before the hooks other commands add to serve (the
-  // sync folder watch): nothing of a second server starts before the lock says it is alone.
-  let lock: DataDirLock | undefined;
-  let logFile: LogFile | undefined;
-  const release = (discard = false) => {
-    lock?.release({ discard });
-    lock = undefined;
-    logFile?.close();
-    logFile = undefined;
-    kit.serveLog = undefined;
+/**
+ * The folder watch and outbound sync that `serve` runs, from its options (flags > BPLS_SYNC_DIR /
+ * BPLS_SYNC_URL > defaults): the folder is watched when named, or when ./sync-bundles exists;
+ * undefined when neither a folder nor a URL is to be served.
+ *
+ * @throws AppError `invalid_request` with details.usage (exit 2): a bad number or --sync-url
+ */
+export function serveSyncConfig(o: ServeOpts, env: Env, cwd: string): ServeSyncConfig | undefined {
+  const sync = resolveSync(o, env, cwd);
+  const watch = !sync.off && (sync.named || existsSync(sync.dir));
+  if (!watch && sync.url === undefined) return undefined;
+  const url = sync.url === undefined ? undefined : parseSyncUrl(sync.url);
+  return {
+    dir: sync.dir,
+    watch,
+    ...(url !== undefined ? { url } : {}),
+    pollMs:
+      parseOptionalInteger(o.syncPollMs, {
+        name: '--sync-poll-ms',
+        min: 10,
+        max: 3_600_000,
+        unit: 'milliseconds',
+      }) ?? 1000,
+    incompleteWaitMs:
+      (parseOptionalInteger(o.syncIncompleteWait, {
+        name: '--sync-incomplete-wait',
+        min: 1,
+        max: 604_800,
+        unit: 'seconds',
+      }) ?? 600) * 1000,
+    intervalMs:
+      (parseOptionalInteger(o.syncInterval, {
+        name: '--sync-interval',
+        min: 1,
+        max: 86_400,
+        unit: 'seconds',
+      }) ?? 3600) * 1000,
   };
+}
+
+/**
+ * serve: listen until SIGTERM/SIGINT, then drain and exit 0. The command checks its options, takes
+ * the data directory's lock, opens the log and catches the signals; startServer does the rest
+ * (the HTTP server, the sweep, the folder watch and the outbound sync, on one connection and one
+ * logger).
+ */
+export function registerServe(program: Command, kit: CommandKit): void {
   program
     .command('serve')
     .description(
@@ -61,12 +103,33 @@ export function registerServe(program: Command, kit: CommandKit): void {
       '--lease-ttl <seconds>',
       'lease lifetime when the policy sets none (env BPLS_LEASE_TTL, default 3600)',
     )
-    .hook('preAction', (_serve, actionCmd) => {
-      const opts = actionCmd.opts() as ServeOpts;
-      const g = kit.globals(actionCmd);
+    .option(
+      '--sync-dir <dir>',
+      'watch DIR/inbox for vendor bundles and import them (env BPLS_SYNC_DIR; default ./sync-bundles when that folder exists)',
+    )
+    .option('--no-sync-dir', 'do not watch any sync folder')
+    .option(
+      '--sync-poll-ms <ms>',
+      'how often the sync inbox is polled, in milliseconds (default 1000)',
+    )
+    .option(
+      '--sync-incomplete-wait <seconds>',
+      'how long a bundle that is still incomplete (a copy in progress) must stay unchanged in the inbox before it is rejected as truncated (default 600)',
+    )
+    .option(
+      '--sync-url <url>',
+      "outbound sync: pull bundles from and push exports to the vendor's URL on a schedule (env BPLS_SYNC_URL; off by default)",
+    )
+    .option('--sync-interval <seconds>', 'seconds between outbound sync runs (default 3600)')
+    .action(async (opts: ServeOpts, cmd: Command) => {
+      const g = kit.globals(cmd);
+      // Every option is checked before anything is opened or locked.
       const s = resolveServe(opts, kit.io.env);
+      const sync = serveSyncConfig(opts, kit.io.env, kit.io.cwd);
       // A directory that is not initialised is refused by startServer, with its own message.
-      // A read-only file system is refused as such (storage_unavailable), before the lock file is tried.
+      // A read-only file system is refused as such (storage_unavailable), before the lock file is
+      // tried. Nothing of a second server starts before the lock says it is alone.
+      let lock: DataDirLock | undefined;
       if (initState(g.dataDir) !== 'none') {
         assertWritable(g.dataDir);
         lock = lockDataDir(g.dataDir, {
@@ -74,6 +137,13 @@ export function registerServe(program: Command, kit: CommandKit): void {
           nativeBinding: loadSqliteBinding(g.nativeCacheDir),
         });
       }
+      let logFile: LogFile | undefined;
+      const release = (discard = false) => {
+        lock?.release({ discard });
+        lock = undefined;
+        logFile?.close();
+        logFile = undefined;
+      };
       const logPath = opts.logFile ?? kit.io.env.BPLS_LOG_FILE;
       if (logPath !== undefined && logPath !== '') {
         try {
@@ -88,46 +158,14 @@ export function registerServe(program: Command, kit: CommandKit): void {
         }
       }
       const file = logFile;
-      const serveLog = createLogger({
+      const log: CountingLogger = createLogger({
         level: s.logLevel as LogLevel,
         write: file ? (t) => file.write(t) : kit.io.stderr,
         buffered: true,
       });
-      kit.serveLog = serveLog;
-      // The first SIGTERM/SIGINT drains; any later one must not cut the drain short. SIGHUP
-      // reopens the log file (logrotate); SIGUSR1/SIGUSR2 do nothing (no inspector). Caught from
-      // here on: a SIGTERM while the server starts stops it as soon as it listens.
-      let stopping: string | undefined;
-      kit.io.onSignal?.((signal) => {
-        if (signal === 'SIGTERM' || signal === 'SIGINT' || signal === 'SIGQUIT') {
-          if (stopping)
-            serveLog.warn('signal ignored: already draining', { signal, draining_since: stopping });
-          stopping = signal;
-        } else if (signal === 'SIGHUP') {
-          if (!logFile) return serveLog.info('signal ignored: no --log-file to reopen', { signal });
-          try {
-            logFile.reopen();
-            serveLog.info('log file reopened', { signal, path: logFile.path });
-          } catch (err) {
-            serveLog.error('cannot reopen the log file; still writing to the one open', {
-              signal,
-              path: logFile.path,
-              error: String(err),
-            });
-          }
-        } else {
-          serveLog.info('signal ignored', { signal });
-        }
-      });
-    })
-    .action(async (opts: ServeOpts, cmd: Command) => {
-      const g = kit.globals(cmd);
-      const s = resolveServe(opts, kit.io.env);
-      const log: CountingLogger =
-        kit.serveLog ??
-        createLogger({ level: s.logLevel as LogLevel, write: kit.io.stderr, buffered: true });
       // Whatever way the process ends, the queued request lines go out first.
       process.once('exit', log.flush);
+      catchSignals(kit, log, () => logFile);
       let server;
       try {
         server = await startServer(
@@ -141,6 +179,7 @@ export function registerServe(program: Command, kit: CommandKit): void {
             tlsKey: s.tlsKey,
             sweepIntervalSeconds: s.sweepIntervalSeconds,
             defaultLeaseTtlSeconds: s.defaultLeaseTtlSeconds,
+            ...(sync ? { sync } : {}),
           },
           log,
         );
@@ -165,4 +204,40 @@ export function registerServe(program: Command, kit: CommandKit): void {
       log.flush();
       release();
     });
+}
+
+/**
+ * The first SIGTERM/SIGINT/SIGQUIT drains (kit.io.stopSignal resolves); any later one must not cut
+ * the drain short. SIGHUP reopens the log file (logrotate); SIGUSR1/SIGUSR2 and the rest do
+ * nothing (no inspector). Caught before the server starts: a SIGTERM while it starts stops it as
+ * soon as it listens.
+ */
+function catchSignals(
+  kit: CommandKit,
+  log: CountingLogger,
+  logFile: () => LogFile | undefined,
+): void {
+  let stopping: string | undefined;
+  kit.io.onSignal?.((signal) => {
+    if (signal === 'SIGTERM' || signal === 'SIGINT' || signal === 'SIGQUIT') {
+      if (stopping)
+        log.warn('signal ignored: already draining', { signal, draining_since: stopping });
+      stopping = signal;
+    } else if (signal === 'SIGHUP') {
+      const file = logFile();
+      if (!file) return log.info('signal ignored: no --log-file to reopen', { signal });
+      try {
+        file.reopen();
+        log.info('log file reopened', { signal, path: file.path });
+      } catch (err) {
+        log.error('cannot reopen the log file; still writing to the one open', {
+          signal,
+          path: file.path,
+          error: String(err),
+        });
+      }
+    } else {
+      log.info('signal ignored', { signal });
+    }
+  });
 }

@@ -1,15 +1,9 @@
-import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { resolveServe, resolveSync } from '../../config.ts';
-import { AppError } from '../../errors.ts';
-import { openContext, type Context } from '../../context.ts';
-import { createLogger, type LogLevel } from '../../log.ts';
-import { SERVER_BUSY_TIMEOUT_MS } from '../../storage/db.ts';
+import { resolveSync } from '../../config.ts';
+import type { Context } from '../../context.ts';
 import type { SyncService } from '../../sync/service.ts';
 import type { ImportResult } from '../../sync/import.ts';
-import { startFolderSync } from '../../sync/watch.ts';
-import { parseSyncUrl, startOutboundSync } from '../../sync/outbound.ts';
 import { cliActor, emit, type CliIo } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 
@@ -52,7 +46,7 @@ export function describeImport(r: ImportResult): string {
   return lines.join('\n');
 }
 
-/** sync import|export|status, and the folder watch of `serve --sync-dir`. */
+/** sync import|export|status (the folder watch and outbound sync are `serve`'s: server.ts). */
 export function registerSync(program: Command, kit: CommandKit): void {
   const sync = program
     .command('sync')
@@ -124,115 +118,4 @@ export function registerSync(program: Command, kit: CommandKit): void {
         );
       });
     });
-
-  attachFolderSync(program, kit);
-}
-
-/**
- * Adds `--sync-dir` and `--sync-url` to `serve`: before the server starts, the folder watch and
- * the outbound sync start on their own connection to the database, and stop when the server is
- * asked to stop.
- */
-function attachFolderSync(program: Command, kit: CommandKit): void {
-  const serve = program.commands.find((c) => c.name() === 'serve');
-  if (!serve) return;
-  serve
-    .option(
-      '--sync-dir <dir>',
-      'watch DIR/inbox for vendor bundles and import them (env BPLS_SYNC_DIR; default ./sync-bundles when that folder exists)',
-    )
-    .option('--no-sync-dir', 'do not watch any sync folder')
-    .option(
-      '--sync-poll-ms <ms>',
-      'how often the sync inbox is polled, in milliseconds (default 1000)',
-    )
-    .option(
-      '--sync-incomplete-wait <seconds>',
-      'how long a bundle that is still incomplete (a copy in progress) must stay unchanged in the inbox before it is rejected as truncated (default 600)',
-    )
-    .option(
-      '--sync-url <url>',
-      "outbound sync: pull bundles from and push exports to the vendor's URL on a schedule (env BPLS_SYNC_URL; off by default)",
-    )
-    .option('--sync-interval <seconds>', 'seconds between outbound sync runs (default 3600)')
-    .hook('preAction', (_serve, actionCmd) => {
-      const o = actionCmd.opts() as {
-        syncDir?: string | false;
-        syncPollMs?: string;
-        syncIncompleteWait?: string;
-        syncUrl?: string;
-        syncInterval?: string;
-      };
-      const sync = resolveSync(o, kit.io.env, kit.io.cwd);
-      const watch = !sync.off && (sync.named || existsSync(sync.dir));
-      if (!watch && sync.url === undefined) return;
-      const url = sync.url === undefined ? undefined : parseSyncUrl(sync.url);
-      const pollMs = whole(o.syncPollMs, 1000, 10, 3_600_000, '--sync-poll-ms', 'milliseconds');
-      const quietS = whole(
-        o.syncIncompleteWait,
-        600,
-        1,
-        604_800,
-        '--sync-incomplete-wait',
-        'seconds',
-      );
-      const intervalS = whole(o.syncInterval, 3600, 1, 86_400, '--sync-interval', 'seconds');
-      const dir = sync.dir;
-      const g = kit.globals(actionCmd);
-      const level = resolveServe(actionCmd.opts(), kit.io.env).logLevel as LogLevel;
-      // The inbox is imported inside the serving process: its connection, like the server's, never
-      // sleeps long on another process's lock (imports wait for it on timers, see Store.txAsync).
-      const ctx = openContext({
-        dataDir: g.dataDir,
-        nativeCacheDir: g.nativeCacheDir,
-        durability: g.durability,
-        busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
-      });
-      const service = syncServiceOf(ctx);
-      const log = kit.serveLog ?? createLogger({ level, write: kit.io.stderr });
-      const watcher = watch
-        ? startFolderSync({
-            dir,
-            log,
-            now: () => ctx.clock.now(),
-            intervalMs: pollMs,
-            quietMs: quietS * 1000,
-            importFile: (file, name) => service.importFile(file, { actor: 'sync-dir', name }),
-          })
-        : undefined;
-      const outbound = url
-        ? startOutboundSync({
-            url,
-            serverId: ctx.info.server_id,
-            service,
-            log,
-            outbox: join(dir, 'outbox'),
-            intervalMs: intervalS * 1000,
-          })
-        : undefined;
-      void kit.io.stopSignal?.then(async () => {
-        await watcher?.stop();
-        await outbound?.stop();
-        ctx.close();
-      });
-    });
-}
-
-function whole(
-  raw: string | undefined,
-  dflt: number,
-  min: number,
-  max: number,
-  flag: string,
-  unit: string,
-): number {
-  if (raw === undefined) return dflt;
-  const n = /^\d{1,10}$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new AppError(
-      'invalid_request',
-      `${flag} must be a whole number of ${unit}, ${min} to ${max}`,
-      { usage: true },
-    );
-  return n;
 }

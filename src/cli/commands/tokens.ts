@@ -3,6 +3,7 @@ import { parseWith, tokenCreateSchema } from '../../schemas.ts';
 import { apiTokenView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
+import { parseIntegerOption } from '../../integer-option.ts';
 
 /** tokens create|list|revoke */
 export function registerTokens(program: Command, kit: CommandKit): void {
@@ -29,9 +30,9 @@ export function registerTokens(program: Command, kit: CommandKit): void {
               ...(opts.tenant !== undefined ? { tenant_id: opts.tenant } : {}),
               ...(opts.expiresInDays !== undefined
                 ? {
-                    expires_in_days: /^\d+$/.test(opts.expiresInDays)
-                      ? Number(opts.expiresInDays)
-                      : opts.expiresInDays,
+                    expires_in_days: parseIntegerOption(opts.expiresInDays, {
+                      name: '--expires-in-days',
+                    }),
                   }
                 : {}),
             },

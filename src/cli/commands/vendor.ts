@@ -1,27 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { z } from 'zod';
-import { parseWith } from '../../schemas.ts';
+import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
 import { systemClock } from '../../clock.ts';
 import { vendorKeygen, vendorSign, verifyExport } from '../../sync/vendor.ts';
 import { emit } from '../io.ts';
 import type { CommandKit } from '../main.ts';
-
-const count = (what: string, min: number) =>
-  z
-    .string()
-    .regex(/^\d{1,15}$/, `${what} must be a whole number`)
-    .transform(Number)
-    .pipe(z.int().min(min, `${what} must be at least ${min}`).max(Number.MAX_SAFE_INTEGER));
-
-const signOptions = z.object({
-  seq: count('--seq', 1),
-  expDays: count('--exp-days', 1)
-    .pipe(z.int().max(3650, '--exp-days must be at most 3650'))
-    .optional(),
-  ack: count('--ack', 0).optional(),
-});
 
 /**
  * vendor keygen|sign|verify-export: the vendor cloud's side of BPSYNC/1, so the whole loop runs on
@@ -100,11 +84,16 @@ export function registerVendor(program: Command, kit: CommandKit): void {
         cmd: Command,
       ) => {
         const g = kit.globals(cmd);
-        const n = parseWith(
-          signOptions,
-          { seq: opts.seq, expDays: opts.expDays, ack: opts.ack },
-          'options',
-        );
+        const n = {
+          seq: parseIntegerOption(opts.seq, { name: '--seq', min: 1 }),
+          expDays: parseOptionalInteger(opts.expDays, {
+            name: '--exp-days',
+            min: 1,
+            max: 3650,
+            unit: 'days',
+          }),
+          ack: parseOptionalInteger(opts.ack, { name: '--ack' }),
+        };
         const r = vendorSign({
           keyFile: resolve(kit.io.cwd, opts.key),
           serverId: opts.serverId,

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { parseWith } from '../../schemas.ts';
-import type { AuditRow } from '../../storage/audit.ts';
+import type { AuditRow } from '../../domain/audit.ts';
 
 const auditQuery = z.strictObject({
   cursor: z
@@ -29,17 +29,14 @@ export function auditRowView(r: AuditRow) {
 }
 
 /** GET /v1/audit: the audit log in sequence order, paged (`cursor` = the last seq seen). */
-export function registerAuditRoutes(app: Hono<AppEnv>, { store, auth }: RouteDeps): void {
+export function registerAuditRoutes(app: Hono<AppEnv>, { services, auth }: RouteDeps): void {
   app.get('/v1/audit', auth('GET /v1/audit'), (c) => {
     const q = parseWith(auditQuery, c.req.query(), 'query');
-    const limit = q.limit ?? 50;
-    const rows = store.audit.page(q.cursor === undefined ? 0 : Number(q.cursor), limit + 1);
-    const more = rows.length > limit;
-    const page = more ? rows.slice(0, limit) : rows;
+    const page = services.audit.page(q.cursor === undefined ? 0 : Number(q.cursor), q.limit ?? 50);
     return c.json({
-      data: page.map(auditRowView),
-      next_cursor: more ? String(page.at(-1)!.seq) : null,
-      head: store.audit.head(),
+      data: page.rows.map(auditRowView),
+      next_cursor: page.nextCursor === null ? null : String(page.nextCursor),
+      head: page.head,
     });
   });
 }

@@ -30,7 +30,7 @@ describe('the seed tutorial, step 1: create an entitlement', () => {
       action: 'entitlement.create',
       target_id: r.body.entitlement_id,
     });
-    expect(h.store.audit.verify().firstBreak).toBeNull();
+    expect(h.services.audit.verify().firstBreak).toBeNull();
   });
 
   it('accepts the manual provisioning request of the local server section (no features)', async () => {
@@ -194,7 +194,7 @@ describe('lifecycle', () => {
       'entitlement.renew',
       'entitlement.revoke',
     ]);
-    expect(h.store.audit.verify().firstBreak).toBeNull();
+    expect(h.services.audit.verify().firstBreak).toBeNull();
   });
 
   it('derives pending, active, grace and expired from the clock', async () => {
@@ -337,6 +337,6 @@ describe('bulk import', () => {
     const r = await h.req('POST', '/v1/entitlements/import', { entitlements: items });
     expect(r.status).toBe(200);
     expect(r.body.created).toBe(5000);
-    expect(h.store.audit.verify()).toMatchObject({ firstBreak: null });
+    expect(h.services.audit.verify()).toMatchObject({ firstBreak: null });
   });
 });

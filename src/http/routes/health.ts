@@ -13,7 +13,7 @@ export function registerHealthRoutes(
   app.get('/readyz', (c) => {
     if (isDraining()) return c.json({ status: 'draining' }, 503);
     try {
-      store.audit.head();
+      services.audit.head();
     } catch (err) {
       // Storage that fails even to read (an I/O error) is an episode too, not a 500.
       const e = storage.health.failed(err);

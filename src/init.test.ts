@@ -1,0 +1,199 @@
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ManualClock } from './clock.ts';
+import { AppError } from './errors.ts';
+import { initServer, type InitOptions } from './init.ts';
+import { openContext } from './context.ts';
+import { dataPaths } from './data-dir.ts';
+import { lockDataDir } from './storage/data-dir-lock.ts';
+import { openStore } from './storage/store.ts';
+import { pinnedVendorKeys } from './sync/trust.ts';
+import { generateSigningKey, verifyKeyFromPaserk } from './tokens/keys.ts';
+import { tempDir } from '../test/helpers.ts';
+
+const root = tempDir('bpls-init-');
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const clock = new ManualClock('2026-03-01T12:00:00Z');
+let n = 0;
+
+function opts(dataDir: string, more: Partial<InitOptions> = {}) {
+  const notes: string[] = [];
+  const o: InitOptions = {
+    dataDir,
+    nativeCacheDir: join(root, 'cache'),
+    durability: 'full',
+    vendorKeys: [],
+    force: false,
+    actor: 'cli:tester',
+    onNote: (l) => notes.push(l),
+    clock,
+    ...more,
+  };
+  return { o, notes };
+}
+const newDir = () => join(root, `d${n++}`);
+const vendorKey = () => verifyKeyFromPaserk(generateSigningKey().publicPaserk);
+
+/** The audit rows of a data directory, oldest first. */
+function auditOf(dataDir: string) {
+  const store = openStore(dataPaths(dataDir).db, { mustExist: true });
+  try {
+    return store.audit.page(0, 100).map((r) => ({ action: r.action, actor: r.actor }));
+  } finally {
+    store.close();
+  }
+}
+
+function errorOf(fn: () => unknown): AppError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    return err as AppError;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('initServer', () => {
+  it('makes a server in a new directory: 0600 files, the server id and the init row in the database, one admin token that works', () => {
+    const dir = newDir();
+    const key = vendorKey();
+    const { o } = opts(dir, { vendorKeys: [key] });
+    const r = initServer(o);
+    expect(r).toMatchObject({ created: true, vendorKids: [key.kid], movedAside: [] });
+    expect(r.adminToken).toMatch(/^bpls_/);
+    expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.json', 'server.key']);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    for (const f of ['license.db', 'server.json', 'server.key'])
+      expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+    const info = JSON.parse(readFileSync(join(dir, 'server.json'), 'utf8'));
+    expect(r.info).toMatchObject({ server_id: info.server_id, kid: info.kid });
+
+    const ctx = openContext({ dataDir: dir, nativeCacheDir: o.nativeCacheDir });
+    try {
+      expect(ctx.store.state.get('server_id')).toBe(r.info.server_id);
+      expect(pinnedVendorKeys(ctx.store).map((k) => k.kid)).toEqual([key.kid]);
+      expect(ctx.services.apiTokens.authenticate(r.adminToken!)).toMatchObject({ role: 'admin' });
+      expect(ctx.services.audit.verify().ok).toBe(true);
+    } finally {
+      ctx.close();
+    }
+    expect(auditOf(dir).map((a) => a.action)).toEqual([
+      'server.init',
+      'sync.vendor_keys_pinned',
+      'token.create',
+    ]);
+    expect(auditOf(dir).every((a) => a.actor === 'cli:tester')).toBe(true);
+  });
+
+  it('finds a whole server and changes nothing: no new token, no new audit row', () => {
+    const dir = newDir();
+    const first = initServer(opts(dir).o);
+    const rows = auditOf(dir);
+    const again = initServer(opts(dir).o);
+    expect(again).toEqual({
+      created: false,
+      info: first.info,
+      adminToken: null,
+      vendorKids: [],
+      movedAside: [],
+    });
+    expect(auditOf(dir)).toEqual(rows);
+  });
+
+  it('pins vendor keys on a server made without them, once; another set is refused and nothing changes', () => {
+    const dir = newDir();
+    initServer(opts(dir).o);
+    const key = vendorKey();
+    expect(initServer(opts(dir, { vendorKeys: [key] }).o).pinned).toBe('pinned');
+    expect(initServer(opts(dir, { vendorKeys: [key] }).o).pinned).toBe('unchanged');
+    const rows = auditOf(dir);
+    const e = errorOf(() => initServer(opts(dir, { vendorKeys: [vendorKey()] }).o));
+    expect(e.code).toBe('conflict');
+    expect(e.message).toMatch(/^vendor keys are pinned already/);
+    expect(auditOf(dir)).toEqual(rows);
+  });
+
+  it('refuses a partly initialised directory without force, and leaves it as it was', () => {
+    const dir = newDir();
+    initServer(opts(dir).o);
+    rmSync(join(dir, 'server.key'));
+    const before = readdirSync(dir).sort();
+    const e = errorOf(() => initServer(opts(dir).o));
+    expect(e.code).toBe('conflict');
+    expect(e.message).toBe(`${dir} is only partly initialised; refusing to overwrite it`);
+    expect(readdirSync(dir).sort()).toEqual(before);
+  });
+
+  it('with force, keeps the old files aside and makes a new server', () => {
+    const dir = newDir();
+    const old = initServer(opts(dir).o);
+    const r = initServer(opts(dir, { force: true }).o);
+    expect(r.created).toBe(true);
+    expect(r.info.server_id).not.toBe(old.info.server_id);
+    expect(r.movedAside).toHaveLength(3);
+    for (const f of r.movedAside) expect(existsSync(f), f).toBe(true);
+    expect(auditOf(dir).map((a) => a.action)).toEqual(['server.init', 'token.create']);
+    expect(existsSync(join(dir, 'serve.lock'))).toBe(false);
+  });
+
+  it('says another init is making a partly made directory, and leaves it as it was', () => {
+    const dir = newDir();
+    initServer(opts(dir).o);
+    rmSync(join(dir, 'server.json'));
+    const lock = lockDataDir(dir, { role: 'init' });
+    try {
+      const e = errorOf(() => initServer(opts(dir).o));
+      expect(e.code).toBe('conflict');
+      expect(e.message).toMatch(/is being re-initialised by another process/);
+      expect(readdirSync(dir).sort()).toEqual(['license.db', 'serve.lock', 'server.key']);
+    } finally {
+      lock.release({ discard: true });
+    }
+    expect(errorOf(() => initServer(opts(dir).o)).message).toBe(
+      `${dir} is only partly initialised; refusing to overwrite it`,
+    );
+    expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.key']);
+  });
+
+  it('refuses force while a server holds the directory, and touches none of its files', () => {
+    const dir = newDir();
+    const old = initServer(opts(dir).o);
+    const lock = lockDataDir(dir, { role: 'serve' });
+    try {
+      const e = errorOf(() => initServer(opts(dir, { force: true }).o));
+      expect(e.code).toBe('conflict');
+      const info = JSON.parse(readFileSync(join(dir, 'server.json'), 'utf8'));
+      expect(info.server_id).toBe(old.info.server_id);
+      expect(readdirSync(dir).sort()).toEqual([
+        'license.db',
+        'serve.lock',
+        'server.json',
+        'server.key',
+      ]);
+    } finally {
+      lock.release({ discard: true });
+    }
+  });
+
+  it('says which modes it tightened in a folder made beforehand', () => {
+    const dir = newDir();
+    // A folder made by hand, as `mkdir` leaves it.
+    mkdirSync(dir);
+    chmodSync(dir, 0o755);
+    const { o, notes } = opts(dir);
+    expect(initServer(o).created).toBe(true);
+    expect(notes.length).toBeGreaterThan(0);
+    expect(notes.join('\n')).toContain(dir);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+  });
+});
