@@ -2,7 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId } from '../ids.ts';
-import type { Store } from '../storage/store.ts';
+import type { Store } from './store.ts';
 import type { Actor, ApiToken, Role } from './types.ts';
 import { DAY_MS } from './types.ts';
 

@@ -2,22 +2,35 @@ import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { toIso } from '../clock.ts';
 import { newId } from '../ids.ts';
-import { decodeCursor, encodeCursor, SEQ_KEY } from './cursor.ts';
-import type { Store } from '../storage/store.ts';
-import type { Actor, Entitlement, EntitlementStatus, Policy } from './types.ts';
+import { DEFAULT_PAGE_SIZE, decodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
+import type { Store, StoredEntitlement } from './store.ts';
+import type { Actor, Entitlement, EntitlementStatus, Page, Policy } from './types.ts';
 import { deriveStatus, graceDays } from './types.ts';
-import type { EntitlementCreateInput, EntitlementUpdateInput } from '../schemas.ts';
-import { importError, type ImportItemError, MAX_IMPORT_ERRORS_SHOWN } from '../schemas.ts';
 
 export interface EntitlementDeps {
   store: Store;
   clock: Clock;
 }
 
-export interface ListResult {
-  items: Entitlement[];
-  nextCursor: string | null;
+/** A new entitlement's terms, as a face parsed them (times in epoch ms). */
+export interface EntitlementInput {
+  tenantId: string;
+  productId: string;
+  policy: Policy;
+  startsAt: number;
+  endsAt: number;
+  externalId?: string | undefined;
 }
+
+/** The fields an update changes; the others are left out. `externalId: null` removes it. */
+export interface EntitlementPatch {
+  policy?: Policy | undefined;
+  startsAt?: number | undefined;
+  endsAt?: number | undefined;
+  externalId?: string | null | undefined;
+}
+
+export type ImportAction = 'created' | 'updated' | 'unchanged';
 
 export interface ImportResult {
   created: number;
@@ -25,11 +38,32 @@ export interface ImportResult {
   /** Items matching an entitlement by external_id whose terms were already the same: not written. */
   unchanged: number;
   total: number;
-  items: Array<{
-    index: number;
-    entitlement_id: string;
-    action: 'created' | 'updated' | 'unchanged';
-  }>;
+  items: Array<{ index: number; entitlementId: string; action: ImportAction }>;
+}
+
+/** How many bad items an import error lists (details.errors); details.error_count counts them all. */
+export const MAX_IMPORT_ERRORS_SHOWN = 100;
+
+/** One bad item of a bulk import, by its index in the request. */
+export interface ImportItemError {
+  index: number;
+  code: string;
+  message: string;
+  path?: string;
+}
+
+/** The refusal of a whole bulk import: `invalid_request` listing the bad items by index. */
+export function importError(
+  errorCount: number,
+  total: number,
+  errors: ImportItemError[],
+): AppError {
+  return new AppError(
+    'invalid_request',
+    `${errorCount} of ${total} entitlements are invalid; nothing was imported`,
+    { error_count: errorCount, errors },
+    'fix the items listed in details.errors (by index) and send the whole batch again',
+  );
 }
 
 /** A bulk import worked out without the lock (see planImport). */
@@ -37,7 +71,7 @@ interface ImportPlan {
   /** The entitlement epoch the plan was made against: the apply checks it did not move. */
   epoch: bigint | number;
   now: number;
-  steps: Array<{ index: number; e: Entitlement; action: 'created' | 'updated' | 'unchanged' }>;
+  steps: Array<{ index: number; e: Entitlement; action: ImportAction }>;
 }
 
 /** Thrown under the lock when entitlements changed since the plan was made: plan again. */
@@ -97,17 +131,17 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     }
   }
 
-  function build(input: EntitlementCreateInput, now: number): Entitlement {
+  function build(input: EntitlementInput, now: number): Entitlement {
     return {
       id: newId('ent'),
-      tenantId: input.tenant_id,
-      productId: input.product_id,
-      policy: input.policy_json,
-      startsAt: input.starts_at,
-      endsAt: input.ends_at,
+      tenantId: input.tenantId,
+      productId: input.productId,
+      policy: input.policy,
+      startsAt: input.startsAt,
+      endsAt: input.endsAt,
       status: 'active',
       source: 'manual',
-      externalId: input.external_id ?? null,
+      externalId: input.externalId ?? null,
       rev: null,
       createdAt: now,
       updatedAt: now,
@@ -161,7 +195,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
    * The bulk import's plan, made without the write lock: every item checked, each upsert matched,
    * unchanged ones found. Throws the import error listing the bad items.
    */
-  async function planImport(items: EntitlementCreateInput[]): Promise<ImportPlan> {
+  async function planImport(items: EntitlementInput[]): Promise<ImportPlan> {
     assertManualAllowed();
     const epoch = store.entitlements.epoch();
     const now = clock.now();
@@ -181,7 +215,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         sliceStart = performance.now();
       }
       const input = items[index]!;
-      const ext = input.external_id;
+      const ext = input.externalId;
       if (ext !== undefined) {
         const first = seen.get(ext);
         if (first !== undefined) {
@@ -199,7 +233,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
             );
           else if (existing.status === 'revoked')
             fail(index, 'conflict', `${existing.id} (external_id ${ext}) is revoked`);
-          else if (existing.tenantId !== input.tenant_id || existing.productId !== input.product_id)
+          else if (existing.tenantId !== input.tenantId || existing.productId !== input.productId)
             fail(
               index,
               'conflict',
@@ -207,16 +241,16 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
             );
           else {
             const same =
-              JSON.stringify(existing.policy) === JSON.stringify(input.policy_json) &&
-              existing.startsAt === input.starts_at &&
-              existing.endsAt === input.ends_at;
+              JSON.stringify(existing.policy) === JSON.stringify(input.policy) &&
+              existing.startsAt === input.startsAt &&
+              existing.endsAt === input.endsAt;
             const e: Entitlement = same
               ? existing
               : {
                   ...existing,
-                  policy: input.policy_json,
-                  startsAt: input.starts_at,
-                  endsAt: input.ends_at,
+                  policy: input.policy,
+                  startsAt: input.startsAt,
+                  endsAt: input.endsAt,
                   updatedAt: now,
                 };
             steps.push({ index, e, action: same ? 'unchanged' : 'updated' });
@@ -237,17 +271,17 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       return deriveStatus(e, clock.now());
     },
 
-    create(input: EntitlementCreateInput, actor: Actor): Entitlement {
+    create(input: EntitlementInput, actor: Actor): Entitlement {
       return store.tx(() => {
         assertManualAllowed();
         if (
-          input.external_id !== undefined &&
-          store.entitlements.getByExternalId(input.external_id)
+          input.externalId !== undefined &&
+          store.entitlements.getByExternalId(input.externalId)
         ) {
           throw new AppError(
             'conflict',
-            `an entitlement with external_id ${input.external_id} exists already`,
-            { external_id: input.external_id },
+            `an entitlement with external_id ${input.externalId} exists already`,
+            { external_id: input.externalId },
             'use the bulk import to upsert by external_id',
           );
         }
@@ -264,8 +298,8 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       status?: EntitlementStatus | undefined;
       cursor?: string | undefined;
       limit?: number | undefined;
-    }): ListResult {
-      const limit = filter.limit ?? 50;
+    }): Page<StoredEntitlement> {
+      const limit = filter.limit ?? DEFAULT_PAGE_SIZE;
       const rows = store.entitlements.list({
         tenantId: filter.tenantId,
         productId: filter.productId,
@@ -275,12 +309,10 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         limit: limit + 1,
         now: clock.now(),
       });
-      const more = rows.length > limit;
-      const items = more ? rows.slice(0, limit) : rows;
-      return { items, nextCursor: more ? encodeCursor('e', items.at(-1)!.seq) : null };
+      return pageOf(rows, limit, 'e', (e) => e.seq);
     },
 
-    update(id: string, patch: EntitlementUpdateInput, actor: Actor): Entitlement {
+    update(id: string, patch: EntitlementPatch, actor: Actor): Entitlement {
       return store.tx(() => {
         const e = mustGet(id);
         assertEditable(e);
@@ -302,12 +334,9 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
           after[field] = show(value);
           e[key] = value;
         };
-        if (patch.policy_json !== undefined) {
+        if (patch.policy !== undefined) {
           const c = store.leases.counters(id);
-          if (
-            patch.policy_json.type !== e.policy.type &&
-            (c.activeLeases > 0 || c.seatsAssigned > 0)
-          ) {
+          if (patch.policy.type !== e.policy.type && (c.activeLeases > 0 || c.seatsAssigned > 0)) {
             throw new AppError(
               'conflict',
               `${id} has leases or seats under ${e.policy.type}; its policy type cannot change while they exist`,
@@ -315,22 +344,22 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
               'revoke the seats and let the leases end, or create a new entitlement',
             );
           }
-          set('policy', 'policy_json', patch.policy_json as Policy);
+          set('policy', 'policy_json', patch.policy);
         }
-        if (patch.starts_at !== undefined) set('startsAt', 'starts_at', patch.starts_at, toIso);
-        if (patch.ends_at !== undefined) set('endsAt', 'ends_at', patch.ends_at, toIso);
-        if (patch.external_id !== undefined) {
+        if (patch.startsAt !== undefined) set('startsAt', 'starts_at', patch.startsAt, toIso);
+        if (patch.endsAt !== undefined) set('endsAt', 'ends_at', patch.endsAt, toIso);
+        if (patch.externalId !== undefined) {
           if (
-            patch.external_id !== null &&
-            patch.external_id !== e.externalId &&
-            store.entitlements.getByExternalId(patch.external_id)
+            patch.externalId !== null &&
+            patch.externalId !== e.externalId &&
+            store.entitlements.getByExternalId(patch.externalId)
           ) {
             throw new AppError(
               'conflict',
-              `an entitlement with external_id ${patch.external_id} exists already`,
+              `an entitlement with external_id ${patch.externalId} exists already`,
             );
           }
-          set('externalId', 'external_id', patch.external_id);
+          set('externalId', 'external_id', patch.externalId);
         }
         if (e.endsAt <= e.startsAt) {
           throw new AppError('invalid_request', 'ends_at must be after starts_at', {
@@ -409,7 +438,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
      * the creations and real changes, the lock waited for on timers (busy 503 past the deadline).
      * Another writer changing entitlements in between makes the plan stale: it is made again.
      */
-    async importMany(items: EntitlementCreateInput[], actor: Actor): Promise<ImportResult> {
+    async importMany(items: EntitlementInput[], actor: Actor): Promise<ImportResult> {
       for (let attempt = 1; ; attempt++) {
         const plan = await planImport(items);
         try {
@@ -449,7 +478,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
               total: plan.steps.length,
               items: plan.steps.map((p) => ({
                 index: p.index,
-                entitlement_id: p.e.id,
+                entitlementId: p.e.id,
                 action: p.action,
               })),
             };

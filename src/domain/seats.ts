@@ -1,19 +1,20 @@
 import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId } from '../ids.ts';
-import { decodeCursor, encodeCursor } from './cursor.ts';
-import type { Store } from '../storage/store.ts';
-import type { Seat } from '../storage/leases.ts';
-import type { Actor, Entitlement } from './types.ts';
-import { DAY_MS, graceDays } from './types.ts';
+import { decodeCursor, pageOf } from './cursor.ts';
+import type { Store } from './store.ts';
+import type { Actor, Entitlement, Page, Seat, SubjectType } from './types.ts';
+import { DAY_MS, graceDays, hasNamedSeats, policySubjectType } from './types.ts';
 import { subjectKey } from '../subjects.ts';
 
 export interface SeatSubject {
-  subjectType: 'user' | 'machine';
+  subjectType: SubjectType;
   subjectId: string;
 }
 
-const NAMED = new Set(['per_user', 'per_machine']);
+/** The default page size of a seat list. */
+const SEAT_PAGE_SIZE = 100;
+const SEAT_KEY = /^seat_[A-Za-z0-9_-]{22}$/;
 
 /** Named seats of per_user and per_machine entitlements: assigned, listed, revoked by admins. */
 export function createSeatService({ store, clock }: { store: Store; clock: Clock }) {
@@ -22,7 +23,7 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
   function seatedEntitlement(id: string): Entitlement {
     const e = store.entitlements.get(id);
     if (!e) throw new AppError('not_found', `no entitlement ${id}`);
-    if (!NAMED.has(e.policy.type)) {
+    if (!hasNamedSeats(e.policy.type)) {
       throw new AppError(
         'conflict',
         `${id} is ${e.policy.type}: only per_user and per_machine entitlements have named seats`,
@@ -31,9 +32,8 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
     return e;
   }
 
-  function expectedType(e: Entitlement): 'user' | 'machine' {
-    return e.policy.type === 'per_user' ? 'user' : 'machine';
-  }
+  // seatedEntitlement() checked the policy has named seats, so it leases to one subject type.
+  const expectedType = (e: Entitlement): SubjectType => policySubjectType(e.policy.type)!;
 
   /** The refusal of a seat after the end of term: in grace nobody new may lease (README "Grace"), after it nobody at all. */
   function ended(e: Entitlement, now: number): AppError {
@@ -56,8 +56,12 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
   }
 
   return {
-    /** The subject type an entitlement's seats take (for the marketplace's bare principal ids). */
-    subjectTypeOf(id: string): 'user' | 'machine' {
+    /**
+     * The subject type an entitlement's seats take (for the marketplace's bare principal ids).
+     *
+     * @throws AppError `not_found`; `conflict` when the entitlement has no named seats
+     */
+    subjectTypeOf(id: string): SubjectType {
       return expectedType(seatedEntitlement(id));
     },
 
@@ -66,6 +70,9 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
      * by canonical key), one already seated, a wrong subject type or too few free seats refuse the
      * whole request. From the end of term on nobody new takes a seat: during grace and after,
      * entitlement_inactive (reason `expired`, details.status `grace` or `expired`).
+     *
+     * @throws AppError `not_found`; `conflict` (no named seats, revoked, or details.errors lists
+     *   each subject that cannot take a seat); `entitlement_inactive` (ended); `seats_exhausted`
      */
     assign(entitlementId: string, subjects: SeatSubject[], actor: Actor): Seat[] {
       return store.tx(() => {
@@ -159,7 +166,12 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
       });
     },
 
-    /** Revokes a seat; a lease its holder is running ends now, so its next renewal is refused. */
+    /**
+     * Revokes a seat; a lease its holder is running ends now, so its next renewal is refused.
+     *
+     * @throws AppError `not_found` (no such entitlement, or no such seat on it); `conflict` when
+     *   the entitlement has no named seats
+     */
     revoke(
       entitlementId: string,
       seatId: string,
@@ -205,18 +217,16 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
       });
     },
 
-    list(
-      entitlementId: string,
-      cursor: string | undefined,
-      limit = 100,
-    ): { items: Seat[]; nextCursor: string | null } {
+    /**
+     * A page of the entitlement's seats, in id order.
+     *
+     * @throws AppError `not_found`; `conflict` (no named seats); `invalid_request` (a cursor this
+     *   list did not give out)
+     */
+    list(entitlementId: string, cursor: string | undefined, limit = SEAT_PAGE_SIZE): Page<Seat> {
       seatedEntitlement(entitlementId);
-      const after =
-        cursor === undefined ? '' : decodeCursor('s', cursor, /^seat_[A-Za-z0-9_-]{22}$/);
-      const rows = seats.page(entitlementId, after, limit + 1);
-      const more = rows.length > limit;
-      const items = more ? rows.slice(0, limit) : rows;
-      return { items, nextCursor: more ? encodeCursor('s', items.at(-1)!.id) : null };
+      const after = cursor === undefined ? '' : decodeCursor('s', cursor, SEAT_KEY);
+      return pageOf(seats.page(entitlementId, after, limit + 1), limit, 's', (s) => s.id);
     },
   };
 }

@@ -1,6 +1,6 @@
 import { AppError } from '../errors.ts';
 import { toIso, type Clock } from '../clock.ts';
-import type { Store } from '../storage/store.ts';
+import type { Store } from './store.ts';
 
 /** How far the clock may read below the high-water mark before it is suspect (DESIGN "Time": 1 h). */
 export const CLOCK_TOLERANCE_MS = 3_600_000;

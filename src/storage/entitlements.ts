@@ -1,13 +1,7 @@
 import type { Db } from './db.ts';
-import type {
-  Entitlement,
-  EntitlementStatus,
-  Policy,
-  PolicyType,
-  Source,
-  StoredStatus,
-} from '../domain/types.ts';
+import type { Entitlement, Policy, PolicyType, Source, StoredStatus } from '../domain/types.ts';
 import { DAY_MS } from '../domain/types.ts';
+import type { EntitlementFilter, StoredEntitlement } from '../domain/store.ts';
 
 interface Row {
   seq: number;
@@ -28,7 +22,7 @@ interface Row {
   updated_at: number;
 }
 
-function fromRow(r: Row): Entitlement & { seq: number } {
+function fromRow(r: Row): StoredEntitlement {
   return {
     seq: r.seq,
     id: r.id,
@@ -74,16 +68,10 @@ const DERIVED_STATUS = `CASE
   WHEN @now <= ends_at + grace_days * ${DAY_MS} THEN 'grace'
   ELSE 'expired' END`;
 
-export interface EntitlementFilter {
-  tenantId?: string | undefined;
-  productId?: string | undefined;
-  status?: EntitlementStatus | undefined;
-  afterSeq?: number | undefined;
-  limit: number;
-  now: number;
-}
-
-/** All SQL about entitlements. */
+/**
+ * All SQL about entitlements: the domain's EntitlementRepo, plus what sync and /metrics read
+ * (insertNew, count, totals).
+ */
 export function createEntitlementRepo(db: Db) {
   const insert = db.prepare(`INSERT INTO entitlements
     (id, tenant_id, product_id, policy_json, policy_type, max_seats, grace_days, starts_at, ends_at, status, source, external_id, rev, created_at, updated_at)
@@ -120,7 +108,7 @@ export function createEntitlementRepo(db: Db) {
   const epoch = db.prepare<[], bigint | number>('SELECT value FROM entitlement_epoch').pluck();
   // The grant path asks for the same tenant and product again and again: keep the answer until any
   // connection changes any entitlement's terms (the epoch, see migration 0005).
-  const cache = new Map<string, ReadonlyArray<Readonly<Entitlement & { seq: number }>>>();
+  const cache = new Map<string, ReadonlyArray<Readonly<StoredEntitlement>>>();
   let cacheEpoch: bigint | number | undefined;
   const CACHE_MAX = 10_000;
 
@@ -135,19 +123,16 @@ export function createEntitlementRepo(db: Db) {
     update(e: Entitlement, graceDays: number): void {
       update.run(toParams(e, graceDays));
     },
-    get(id: string): (Entitlement & { seq: number }) | undefined {
+    get(id: string): StoredEntitlement | undefined {
       const r = byId.get(id);
       return r && fromRow(r);
     },
-    getByExternalId(externalId: string): (Entitlement & { seq: number }) | undefined {
+    getByExternalId(externalId: string): StoredEntitlement | undefined {
       const r = byExternalId.get(externalId);
       return r && fromRow(r);
     },
     /** The tenant's entitlements for a product in grant-rule order; shared objects: do not mutate. */
-    candidates(
-      tenantId: string,
-      productId: string,
-    ): ReadonlyArray<Readonly<Entitlement & { seq: number }>> {
+    candidates(tenantId: string, productId: string): ReadonlyArray<Readonly<StoredEntitlement>> {
       const now = epoch.get();
       if (now !== cacheEpoch) {
         cache.clear();
@@ -164,7 +149,7 @@ export function createEntitlementRepo(db: Db) {
       }
       return rows;
     },
-    candidatesForProduct(productId: string): Array<Entitlement & { seq: number }> {
+    candidatesForProduct(productId: string): Array<StoredEntitlement> {
       return candidatesForProduct.all(productId).map(fromRow);
     },
     count(): number {
@@ -182,7 +167,7 @@ export function createEntitlementRepo(db: Db) {
       const t = totals.get()!;
       return { entitlements: t.entitlements, leases: t.leases ?? 0, seats: t.seats ?? 0 };
     },
-    list(f: EntitlementFilter): Array<Entitlement & { seq: number }> {
+    list(f: EntitlementFilter): Array<StoredEntitlement> {
       const where = ['seq > @after'];
       const params: Record<string, unknown> = {
         after: f.afterSeq ?? 0,
@@ -206,5 +191,3 @@ export function createEntitlementRepo(db: Db) {
     },
   };
 }
-
-export type EntitlementRepo = ReturnType<typeof createEntitlementRepo>;

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { leaseListQuerySchema, parseWith } from '../../schemas.ts';
-import { leaseView } from '../../views.ts';
+import { keysView, leaseView, pageView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 
@@ -54,14 +54,14 @@ export function registerLeases(program: Command, kit: CommandKit): void {
             cursor: q.cursor,
             limit: q.limit,
           });
-          const data = r.items.map(leaseView);
+          const page = pageView(r, leaseView);
           emit(
             kit.io,
             g.json,
-            { data, next_cursor: r.nextCursor },
+            page,
             () =>
               table(
-                data.map((l) => ({
+                page.data.map((l) => ({
                   id: l.lease_id,
                   entitlement: l.entitlement_id,
                   subject: `${l.subject_type}:${l.subject_id}`,
@@ -96,9 +96,7 @@ export function registerLeases(program: Command, kit: CommandKit): void {
     .description('print the public key and key id clients verify lease tokens with')
     .action(async (_o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const keys = {
-          keys: [{ kid: ctx.info.kid, public_key: ctx.info.public_key, status: 'active' }],
-        };
+        const keys = keysView(ctx.info);
         emit(
           kit.io,
           g.json,
