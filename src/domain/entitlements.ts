@@ -104,7 +104,12 @@ export function addMonths(ms: number, months: number): number {
   return target.getTime();
 }
 
-/** Entitlements: the customer's contracts, and their lifecycle. */
+/**
+ * Entitlements: the customer's contracts, and their lifecycle. Every write also commits its audit
+ * row. Besides the codes each function lists, a write may fail in the store (busy, full or
+ * read-only disk: raw store errors, which the faces answer `busy`, `storage_full`,
+ * `storage_unavailable`).
+ */
 export function createEntitlementService({ store, clock }: EntitlementDeps) {
   function mustGet(id: string): Entitlement {
     const e = store.entitlements.get(id);
@@ -265,12 +270,24 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
   }
 
   return {
+    /**
+     * One entitlement by id.
+     *
+     * @throws AppError `not_found`
+     */
     get: mustGet,
 
+    /** Its status now (deriveStatus in types.ts). Throws nothing. */
     status(e: Entitlement): EntitlementStatus {
       return deriveStatus(e, clock.now());
     },
 
+    /**
+     * Provisions an entitlement by hand (source `manual`, status `active`).
+     *
+     * @throws AppError `forbidden` (the vendor closed manual provisioning); `conflict` (the
+     *   external_id is taken)
+     */
     create(input: EntitlementInput, actor: Actor): Entitlement {
       return store.tx(() => {
         assertManualAllowed();
@@ -292,6 +309,11 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
+    /**
+     * A page of entitlements in creation order, filtered; `status` is the derived one.
+     *
+     * @throws AppError `invalid_request` (a cursor this list did not give out)
+     */
     list(filter: {
       tenantId?: string | undefined;
       productId?: string | undefined;
@@ -312,6 +334,14 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       return pageOf(rows, limit, 'e', (e) => e.seq);
     },
 
+    /**
+     * Changes the fields the patch gives; one audit row with what was before and after. A patch
+     * that changes nothing writes nothing.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked, the policy type
+     *   changing under leases or seats, or the external_id taken); `invalid_request` (ends_at not
+     *   after starts_at)
+     */
     update(id: string, patch: EntitlementPatch, actor: Actor): Entitlement {
       return store.tx(() => {
         const e = mustGet(id);
@@ -382,6 +412,11 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
+    /**
+     * No new leases or renewals until resumed.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked, or suspended already)
+     */
     suspend(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.suspend', (e) => {
         assertEditable(e);
@@ -393,6 +428,11 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
+    /**
+     * Ends a suspension.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked: final; or not suspended)
+     */
     resume(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.resume', (e) => {
         assertEditable(e);
@@ -404,6 +444,11 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
+    /**
+     * Revokes for good: revocation is final.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked already)
+     */
     revoke(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.revoke', (e) => {
         assertEditable(e);
@@ -416,6 +461,8 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     /**
      * Extends the term by whole months: from the current end while the term or its grace runs (a
      * continuous contract), from now once it has fully lapsed.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked)
      */
     renew(id: string, months: number, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.renew', (e, now) => {
@@ -437,6 +484,10 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
      * without it, giving the event loop back every few ms); then one IMMEDIATE transaction writes
      * the creations and real changes, the lock waited for on timers (busy 503 past the deadline).
      * Another writer changing entitlements in between makes the plan stale: it is made again.
+     *
+     * @throws AppError `forbidden` (manual provisioning closed); `invalid_request` listing each bad
+     *   item by index (importError: conflict, managed_by_bundle, revoked, another tenant); `busy`
+     *   (entitlements kept changing, or the lock was not had in time)
      */
     async importMany(items: EntitlementInput[], actor: Actor): Promise<ImportResult> {
       for (let attempt = 1; ; attempt++) {

@@ -83,7 +83,11 @@ export interface IssuedLease {
 // A vendor bundle setting (sync): the default lease lifetime on this server.
 const VENDOR_TTL_KEY = 'default_lease_ttl_seconds';
 
-/** Leases: grant, renew, release, revoke, status, and the sweep that marks expired ones. */
+/**
+ * Leases: grant, renew, release, revoke, status, and the sweep that marks expired ones. The rules
+ * are lease-rules.ts; this is their orchestration: read, decide, write. Besides the codes each
+ * function lists, a write may fail in the store (busy, full or read-only disk).
+ */
 export function createLeaseService({
   store,
   clock,
@@ -342,6 +346,11 @@ export function createLeaseService({
      * Grants (or refreshes) a lease. The check and the grant run in one IMMEDIATE transaction
      * shared with concurrent grants (group commit); the token is signed after the commit, off the
      * main thread.
+     *
+     * @throws AppError the most actionable refusal of the candidate entitlements: `not_found`,
+     *   `invalid_request` (subject type), `entitlement_inactive`, `seat_not_assigned`,
+     *   `seats_exhausted`, `feature_not_entitled` (each recorded as a `deny` event), or
+     *   `clock_suspect` (a bundle-managed entitlement while the clock is behind)
      */
     async grant(request: LeaseRequest): Promise<IssuedLease> {
       // The subject's canonical key, once per request: one short normalize + fold (src/subjects.ts).
@@ -382,6 +391,13 @@ export function createLeaseService({
       };
     },
 
+    /**
+     * Renews a lease in force: the same lease, a new expiry and token; the features the
+     * entitlement still grants.
+     *
+     * @throws AppError `not_found`; `lease_released` (released or revoked); `lease_expired`;
+     *   `entitlement_inactive`; `clock_suspect`
+     */
     async renew(id: string): Promise<IssuedLease> {
       const r = await store.batch(() => {
         const now = clock.now();
@@ -403,7 +419,11 @@ export function createLeaseService({
       };
     },
 
-    /** Releases a lease: frees its seat. Idempotent: releasing again answers the lease as it is. */
+    /**
+     * Releases a lease: frees its seat. Idempotent: releasing again answers the lease as it is.
+     *
+     * @throws AppError `not_found`
+     */
     release(id: string): Promise<Lease> {
       return store.batch(() => {
         const now = clock.now();
@@ -415,7 +435,11 @@ export function createLeaseService({
       });
     },
 
-    /** An admin ends a lease at once; its next renewal is refused. */
+    /**
+     * An admin ends a lease at once; its next renewal is refused. Audited.
+     *
+     * @throws AppError `not_found`; `conflict` (not active)
+     */
     revoke(id: string, actor: Actor): Lease {
       return store.tx(() => {
         const now = clock.now();
@@ -435,13 +459,19 @@ export function createLeaseService({
       });
     },
 
+    /**
+     * One lease by id, in any state.
+     *
+     * @throws AppError `not_found`
+     */
     get: mustGetLease,
 
     /**
      * Could a lease be granted now? With a subject (any spelling of it), answers for that subject (in
      * grace only one that held on at the end of term; manual seats need an assignment); without
      * one, for a newcomer. A subject without a type is the type the policy leases to (`user` when
-     * it takes either). The rules: leaseCheck (lease-rules.ts).
+     * it takes either). The rules: leaseCheck (lease-rules.ts). Throws nothing: a refusal is its
+     * `reason`.
      */
     check(
       e: Entitlement,
@@ -466,7 +496,7 @@ export function createLeaseService({
       );
     },
 
-    /** Use right now: leases in force (not merely unswept), named seats, the limit (null: none). */
+    /** Use right now: leases in force (not merely unswept), named seats, the limit. Throws nothing. */
     usageNow(e: Entitlement): UsageNow {
       return {
         activeLeases: leases.liveCount(e.id, clock.now()),
@@ -485,6 +515,11 @@ export function createLeaseService({
       }
     },
 
+    /**
+     * A page of leases in force, in grant order, filtered (a subject by any spelling of its id).
+     *
+     * @throws AppError `invalid_request` (a cursor this list did not give out)
+     */
     list(filter: {
       entitlementId?: string | undefined;
       tenantId?: string | undefined;
@@ -512,6 +547,9 @@ export function createLeaseService({
      * What the seed's status call shows for a subject: the entitlement it leases on now, else holds
      * a seat on, else leased on last; else, when only one tenant has the product, that tenant's
      * first by the grant rule. Several tenants and no tie to the subject: tenant_id is required.
+     *
+     * @throws AppError `not_found` (no entitlement for the product); `invalid_request` (several
+     *   tenants and no tenant_id)
      */
     status(q: {
       productId: string;
