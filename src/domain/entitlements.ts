@@ -5,7 +5,7 @@ import { newId } from '../ids.ts';
 import { DEFAULT_PAGE_SIZE, decodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store, StoredEntitlement } from './store.ts';
 import type { Actor, Entitlement, EntitlementStatus, Page, Policy } from './types.ts';
-import { deriveStatus, graceDays } from './types.ts';
+import { deriveStatus, graceDays, statusBounds } from './types.ts';
 
 export interface EntitlementDeps {
   store: Store;
@@ -325,11 +325,10 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       const rows = store.entitlements.list({
         tenantId: filter.tenantId,
         productId: filter.productId,
-        status: filter.status,
+        status: filter.status === undefined ? undefined : statusBounds(filter.status, clock.now()),
         afterSeq:
           filter.cursor === undefined ? 0 : Number(decodeCursor('e', filter.cursor, SEQ_KEY)),
         limit: limit + 1,
-        now: clock.now(),
       });
       return pageOf(rows, limit, 'e', (e) => e.seq);
     },

@@ -13,12 +13,12 @@ import type {
   DayStats,
   Entitlement,
   EntitlementCounters,
-  EntitlementStatus,
   Lease,
   LeaseEvent,
   LeaseState,
   ListedLease,
   Seat,
+  StatusBounds,
   WindowStats,
 } from './types.ts';
 
@@ -31,11 +31,10 @@ export type StoredApiToken = ApiToken & { hash: Buffer };
 export interface EntitlementFilter {
   tenantId?: string | undefined;
   productId?: string | undefined;
-  /** The derived status (deriveStatus at `now`), not the stored one. */
-  status?: EntitlementStatus | undefined;
+  /** A derived status, as bounds on the stored fields (statusBounds in types.ts). */
+  status?: StatusBounds | undefined;
   afterSeq?: number | undefined;
   limit: number;
-  now: number;
 }
 
 export interface LeaseFilter {

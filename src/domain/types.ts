@@ -77,6 +77,49 @@ export function deriveStatus(
   return 'expired';
 }
 
+/** A bound on one stored time (ms): each given comparison holds. */
+export interface TimeBound {
+  gt?: number;
+  gte?: number;
+  lt?: number;
+  lte?: number;
+}
+
+/**
+ * deriveStatus turned into bounds on what is stored, so a store can filter a list by a derived
+ * status without knowing the rule: at `now`, an entitlement has the status exactly when its
+ * stored status is `stored` and each bound given holds. `graceEnd` is endsAt + graceDays(policy)
+ * days (stores keep graceDays beside each entitlement for it).
+ */
+export interface StatusBounds {
+  stored: StoredStatus;
+  startsAt?: TimeBound;
+  endsAt?: TimeBound;
+  graceEnd?: TimeBound;
+}
+
+/** The bounds of a derived status at `now` (ms); see StatusBounds. */
+export function statusBounds(status: EntitlementStatus, now: number): StatusBounds {
+  switch (status) {
+    case 'suspended':
+    case 'revoked':
+      return { stored: status };
+    case 'pending':
+      return { stored: 'active', startsAt: { gt: now } };
+    case 'active':
+      return { stored: 'active', startsAt: { lte: now }, endsAt: { gte: now } };
+    case 'grace':
+      return {
+        stored: 'active',
+        startsAt: { lte: now },
+        endsAt: { lt: now },
+        graceEnd: { gte: now },
+      };
+    case 'expired':
+      return { stored: 'active', startsAt: { lte: now }, graceEnd: { lt: now } };
+  }
+}
+
 export function graceDays(policy: Policy): number {
   return policy.grace_days ?? DEFAULT_GRACE_DAYS;
 }

@@ -1,5 +1,12 @@
 import type { Db } from './db.ts';
-import type { Entitlement, Policy, PolicyType, Source, StoredStatus } from '../domain/types.ts';
+import type {
+  Entitlement,
+  Policy,
+  PolicyType,
+  Source,
+  StatusBounds,
+  StoredStatus,
+} from '../domain/types.ts';
 import { DAY_MS } from '../domain/types.ts';
 import type { EntitlementFilter, StoredEntitlement } from '../domain/store.ts';
 
@@ -60,13 +67,29 @@ function toParams(e: Entitlement, graceDays: number) {
   };
 }
 
-// Derived status in SQL, the same rule as deriveStatus() in the domain.
-const DERIVED_STATUS = `CASE
-  WHEN status <> 'active' THEN status
-  WHEN @now < starts_at THEN 'pending'
-  WHEN @now <= ends_at THEN 'active'
-  WHEN @now <= ends_at + grace_days * ${DAY_MS} THEN 'grace'
-  ELSE 'expired' END`;
+// The stored expressions a derived status is bounded on (StatusBounds in the domain).
+const BOUNDED = {
+  startsAt: 'starts_at',
+  endsAt: 'ends_at',
+  graceEnd: `ends_at + grace_days * ${DAY_MS}`,
+} as const;
+const OPS = { gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+
+/** SQL conditions (and their parameters) for bounds the domain made from a derived status. */
+function statusWhere(b: StatusBounds, where: string[], params: Record<string, unknown>): void {
+  where.push('status = @stored');
+  params.stored = b.stored;
+  for (const field of Object.keys(BOUNDED) as Array<keyof typeof BOUNDED>) {
+    const bound = b[field];
+    if (bound === undefined) continue;
+    for (const op of Object.keys(OPS) as Array<keyof typeof OPS>) {
+      const v = bound[op];
+      if (v === undefined) continue;
+      where.push(`${BOUNDED[field]} ${OPS[op]} @${field}_${op}`);
+      params[`${field}_${op}`] = v;
+    }
+  }
+}
 
 /**
  * All SQL about entitlements: the domain's EntitlementRepo, plus what sync and /metrics read
@@ -169,11 +192,7 @@ export function createEntitlementRepo(db: Db) {
     },
     list(f: EntitlementFilter): Array<StoredEntitlement> {
       const where = ['seq > @after'];
-      const params: Record<string, unknown> = {
-        after: f.afterSeq ?? 0,
-        limit: f.limit,
-        now: f.now,
-      };
+      const params: Record<string, unknown> = { after: f.afterSeq ?? 0, limit: f.limit };
       if (f.tenantId !== undefined) {
         where.push('tenant_id = @tenant');
         params.tenant = f.tenantId;
@@ -182,10 +201,7 @@ export function createEntitlementRepo(db: Db) {
         where.push('product_id = @product');
         params.product = f.productId;
       }
-      if (f.status !== undefined) {
-        where.push(`(${DERIVED_STATUS}) = @status`);
-        params.status = f.status;
-      }
+      if (f.status !== undefined) statusWhere(f.status, where, params);
       const sql = `SELECT * FROM entitlements WHERE ${where.join(' AND ')} ORDER BY seq LIMIT @limit`;
       return (db.prepare(sql).all(params) as Row[]).map(fromRow);
     },
