@@ -28,16 +28,11 @@ export const DEFAULT_PAGE_SIZE = 50;
 
 /**
  * Keyset paging, the one home of its slicing: the caller reads `limit + 1` rows after the cursor's
- * key; a row beyond `limit` means there is a next page, whose cursor is made from the last row
- * shown (`keyOf`, tagged with `tag`, see encodeCursor).
+ * key; a row beyond `limit` means there is a next page, whose cursor `cursorOf` makes from the
+ * last row shown (usually encodeCursor with the list's tag).
  */
-export function pageOf<T>(
-  rows: T[],
-  limit: number,
-  tag: string,
-  keyOf: (last: T) => string | number,
-): Page<T> {
+export function pageOf<T>(rows: T[], limit: number, cursorOf: (last: T) => string): Page<T> {
   if (rows.length <= limit) return { items: rows, nextCursor: null };
   const items = rows.slice(0, limit);
-  return { items, nextCursor: encodeCursor(tag, keyOf(items[limit - 1]!)) };
+  return { items, nextCursor: cursorOf(items[limit - 1]!) };
 }

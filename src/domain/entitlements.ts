@@ -2,7 +2,7 @@ import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { toIso } from '../clock.ts';
 import { newId } from '../ids.ts';
-import { DEFAULT_PAGE_SIZE, decodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
+import { DEFAULT_PAGE_SIZE, decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store, StoredEntitlement } from './store.ts';
 import type { Actor, Entitlement, EntitlementStatus, Page, Policy } from './types.ts';
 import { deriveStatus, graceDays, statusBounds } from './types.ts';
@@ -330,7 +330,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
           filter.cursor === undefined ? 0 : Number(decodeCursor('e', filter.cursor, SEQ_KEY)),
         limit: limit + 1,
       });
-      return pageOf(rows, limit, 'e', (e) => e.seq);
+      return pageOf(rows, limit, (e) => encodeCursor('e', e.seq));
     },
 
     /**

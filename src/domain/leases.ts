@@ -1,7 +1,7 @@
 import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId, newSequentialId } from '../ids.ts';
-import { DEFAULT_PAGE_SIZE, decodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
+import { DEFAULT_PAGE_SIZE, decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store } from './store.ts';
 import type { Actor, Entitlement, Lease, ListedLease, Page, Seat, SubjectType } from './types.ts';
 import { hasNamedSeats, policySubjectType } from './types.ts';
@@ -540,7 +540,7 @@ export function createLeaseService({
         limit: limit + 1,
         now: clock.now(),
       });
-      return pageOf(rows, limit, 'l', (l) => l.seq);
+      return pageOf(rows, limit, (l) => encodeCursor('l', l.seq));
     },
 
     /**

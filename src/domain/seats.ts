@@ -1,7 +1,7 @@
 import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId } from '../ids.ts';
-import { decodeCursor, pageOf } from './cursor.ts';
+import { decodeCursor, encodeCursor, pageOf } from './cursor.ts';
 import type { Store } from './store.ts';
 import type { Actor, Entitlement, Page, Seat, SubjectType } from './types.ts';
 import {
@@ -156,7 +156,9 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
     list(entitlementId: string, cursor: string | undefined, limit = SEAT_PAGE_SIZE): Page<Seat> {
       seated(entitlementId);
       const after = cursor === undefined ? '' : decodeCursor('s', cursor, SEAT_KEY);
-      return pageOf(seats.page(entitlementId, after, limit + 1), limit, 's', (s) => s.id);
+      return pageOf(seats.page(entitlementId, after, limit + 1), limit, (s) =>
+        encodeCursor('s', s.id),
+      );
     },
   };
 }

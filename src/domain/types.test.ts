@@ -15,7 +15,7 @@ import {
   type StoredStatus,
   type TimeBound,
 } from './types.ts';
-import { decodeCursor, pageOf } from './cursor.ts';
+import { decodeCursor, encodeCursor, pageOf } from './cursor.ts';
 import { AppError } from '../errors.ts';
 
 const STATUSES: EntitlementStatus[] = [
@@ -107,11 +107,11 @@ describe('named seats and subject types', () => {
 describe('keyset paging', () => {
   it('gives a cursor to the last row shown only when a row beyond the limit was read', () => {
     const rows = [{ seq: 3 }, { seq: 7 }, { seq: 9 }];
-    expect(pageOf(rows.slice(0, 2), 2, 'x', (r) => r.seq)).toEqual({
+    expect(pageOf(rows.slice(0, 2), 2, (r) => encodeCursor('x', r.seq))).toEqual({
       items: rows.slice(0, 2),
       nextCursor: null,
     });
-    const page = pageOf(rows, 2, 'x', (r) => r.seq);
+    const page = pageOf(rows, 2, (r) => encodeCursor('x', r.seq));
     expect(page.items).toEqual(rows.slice(0, 2));
     expect(decodeCursor('x', page.nextCursor!, /^\d+$/)).toBe('7');
     // Another list's cursor is refused, not misread.

@@ -4,6 +4,8 @@ import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { parseWith } from '../../schemas.ts';
 import type { AuditRow } from '../../storage/audit.ts';
+import { pageOf } from '../../domain/cursor.ts';
+import { pageView } from '../../views.ts';
 
 const auditQuery = z.strictObject({
   cursor: z
@@ -34,12 +36,8 @@ export function registerAuditRoutes(app: Hono<AppEnv>, { store, auth }: RouteDep
     const q = parseWith(auditQuery, c.req.query(), 'query');
     const limit = q.limit ?? 50;
     const rows = store.audit.page(q.cursor === undefined ? 0 : Number(q.cursor), limit + 1);
-    const more = rows.length > limit;
-    const page = more ? rows.slice(0, limit) : rows;
-    return c.json({
-      data: page.map(auditRowView),
-      next_cursor: more ? String(page.at(-1)!.seq) : null,
-      head: store.audit.head(),
-    });
+    // This list's cursor is the bare seq (documented as such), not an opaque one.
+    const page = pageOf(rows, limit, (r) => String(r.seq));
+    return c.json({ ...pageView(page, auditRowView), head: store.audit.head() });
   });
 }
