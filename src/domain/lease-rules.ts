@@ -157,15 +157,14 @@ export function leaseExpiry(e: Entitlement, now: number, ttlSeconds: number): nu
 }
 
 /**
- * May a subject without a seat take one on a named-seat entitlement?
+ * May a subject without a seat take one itself, at its first lease?
  *
  * @throws AppError `seat_not_assigned` when seats are assigned by an admin (seat_assignment
- *   `manual`); `seats_exhausted` when all max_seats are assigned
+ *   `manual`)
  */
-export function checkSeatFree(
+export function checkSeatSelfService(
   e: Entitlement,
   subject: { subjectType: string; subjectId: string },
-  seatsAssigned: number,
 ): void {
   if (e.policy.seat_assignment === 'manual') {
     throw new AppError(
@@ -174,6 +173,14 @@ export function checkSeatFree(
       { entitlement_id: e.id },
     );
   }
+}
+
+/**
+ * Is a named seat left with `seatsAssigned` taken?
+ *
+ * @throws AppError `seats_exhausted` when all max_seats are assigned
+ */
+export function checkSeatLeft(e: Entitlement, seatsAssigned: number): void {
   const max = e.policy.max_seats!;
   if (seatsAssigned >= max) {
     throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are assigned`, {

@@ -6,7 +6,8 @@ import type { Store } from './store.ts';
 import type { Actor, Entitlement, Lease, ListedLease, Page, Seat, SubjectType } from './types.ts';
 import { hasNamedSeats, policySubjectType } from './types.ts';
 import {
-  checkSeatFree,
+  checkSeatLeft,
+  checkSeatSelfService,
   checkSubjectType,
   concurrentFull,
   grantedFeatures,
@@ -168,7 +169,8 @@ export function createLeaseService({
     }
 
     if (named && !seat) {
-      checkSeatFree(e, req, leases.counters(e.id).seatsAssigned);
+      checkSeatSelfService(e, req);
+      checkSeatLeft(e, leases.counters(e.id).seatsAssigned);
       seats.insert({
         id: newId('seat'),
         entitlementId: e.id,
