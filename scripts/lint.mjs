@@ -64,6 +64,14 @@ const rules = [
     bad: /\bstore\.db\b|from 'better-sqlite3'|require\('better-sqlite3'\)/,
   },
   {
+    // The domain owns its types and the store seam (src/domain/store.ts); storage implements
+    // them, the faces parse (schemas.ts) and answer (http/): the arrows point into the domain.
+    // Its tests may open a real store.
+    name: 'the domain imports nothing from src/storage/, src/schemas.ts or src/http/',
+    applies: (f) => f.startsWith('src/domain/') && !f.endsWith('.test.ts'),
+    bad: /(from|import\() *'\.\.\/(storage\/|schemas\.ts|http\/)/,
+  },
+  {
     name: 'no console.log in src (use the logger or the CLI io)',
     applies: (f) => f.startsWith('src/') && !f.endsWith('.test.ts'),
     bad: /console\.log\(/,

@@ -6,6 +6,14 @@ import { z } from 'zod';
 import { AppError } from './errors.ts';
 import type { Policy, PolicyType } from './domain/types.ts';
 import { termIsValid } from './domain/entitlement-rules.ts';
+import { hasNamedSeats } from './domain/types.ts';
+import {
+  importError,
+  MAX_IMPORT_ERRORS_SHOWN,
+  type EntitlementInput,
+  type EntitlementPatch,
+  type ImportItemError,
+} from './domain/entitlements.ts';
 
 /** Ids given by people and other systems: visible characters, no whitespace or control characters. */
 export const identifier = z
@@ -90,7 +98,7 @@ export const policySchema = z
     } else if (type !== 'feature_based' && p.type !== 'individual' && p.max_seats === undefined) {
       issue('max_seats', `max_seats is required for ${p.type}`);
     }
-    if (p.seat_assignment !== undefined && type !== 'per_user' && type !== 'per_machine') {
+    if (p.seat_assignment !== undefined && !hasNamedSeats(type)) {
       issue('seat_assignment', 'seat_assignment applies to per_user and per_machine only');
     }
   })
@@ -130,9 +138,15 @@ export const entitlementCreateSchema = z
   .refine((e) => termIsValid(e.starts_at, e.ends_at), {
     path: ['ends_at'],
     message: 'ends_at must be after starts_at',
-  });
-
-export type EntitlementCreateInput = z.output<typeof entitlementCreateSchema>;
+  })
+  .transform((e): EntitlementInput => ({
+    tenantId: e.tenant_id,
+    productId: e.product_id,
+    policy: e.policy_json,
+    startsAt: e.starts_at,
+    endsAt: e.ends_at,
+    externalId: e.external_id,
+  }));
 
 export const entitlementUpdateSchema = z
   .strictObject({
@@ -149,9 +163,13 @@ export const entitlementUpdateSchema = z
   })
   .refine((u) => Object.values(u).some((v) => v !== undefined), {
     message: 'give at least one field to change',
-  });
-
-export type EntitlementUpdateInput = z.output<typeof entitlementUpdateSchema>;
+  })
+  .transform((u): EntitlementPatch => ({
+    policy: u.policy_json,
+    startsAt: u.starts_at,
+    endsAt: u.ends_at,
+    externalId: u.external_id,
+  }));
 
 export const renewSchema = z.strictObject({
   period_months: z.int().min(1).max(120),
@@ -164,18 +182,9 @@ export const importEnvelopeSchema = z.strictObject({
     .max(200_000),
 });
 
-export const MAX_IMPORT_ERRORS_SHOWN = 100;
-
-export interface ImportItemError {
-  index: number;
-  code: string;
-  message: string;
-  path?: string;
-}
-
 /** Parses every item of a bulk import; all valid or an invalid_request listing each bad item by index. */
-export function parseImportItems(items: unknown[]): EntitlementCreateInput[] {
-  const out: EntitlementCreateInput[] = [];
+export function parseImportItems(items: unknown[]): EntitlementInput[] {
+  const out: EntitlementInput[] = [];
   const errors: ImportItemError[] = [];
   let errorCount = 0;
   for (let i = 0; i < items.length; i++) {
@@ -196,19 +205,6 @@ export function parseImportItems(items: unknown[]): EntitlementCreateInput[] {
   }
   if (errorCount > 0) throw importError(errorCount, items.length, errors);
   return out;
-}
-
-export function importError(
-  errorCount: number,
-  total: number,
-  errors: ImportItemError[],
-): AppError {
-  return new AppError(
-    'invalid_request',
-    `${errorCount} of ${total} entitlements are invalid; nothing was imported`,
-    { error_count: errorCount, errors },
-    'fix the items listed in details.errors (by index) and send the whole batch again',
-  );
 }
 
 export const listQuerySchema = z.strictObject({

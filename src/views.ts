@@ -1,11 +1,25 @@
-/** The JSON shapes the API and the CLI's --json print. One place, so both faces agree. */
+/**
+ * The wire shapes: every JSON object the API answers and the CLI's --json prints (snake_case,
+ * RFC 3339 times), and the usage CSV, made from domain objects here and nowhere else, so both
+ * faces show the same thing. Services return domain objects; a route or command picks the view.
+ */
 import { toIso } from './clock.ts';
-import type { ApiToken, Entitlement } from './domain/types.ts';
-import { deriveStatus } from './domain/types.ts';
-import type { Lease, Seat } from './storage/leases.ts';
+import type { ServerInfo } from './data-dir.ts';
+import type { ApiToken, DayStats, Entitlement, Lease, Page, Seat } from './domain/types.ts';
+import { deriveStatus, hasNamedSeats } from './domain/types.ts';
+import type { ImportResult } from './domain/entitlements.ts';
+import type { IssuedLease, SubjectStatus, UsageNow } from './domain/leases.ts';
+import type { LeaseCheck } from './domain/lease-rules.ts';
+import type { UsageReport } from './domain/usage.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : toIso(ms));
 
+/** A list page: `{data: [...], next_cursor}` (null on the last page). */
+export function pageView<T, V>(page: Page<T>, view: (item: T) => V) {
+  return { data: page.items.map(view), next_cursor: page.nextCursor };
+}
+
+/** An entitlement, its status derived at `now` (ms). */
 export function entitlementView(e: Entitlement, now: number) {
   return {
     entitlement_id: e.id,
@@ -22,6 +36,104 @@ export function entitlementView(e: Entitlement, now: number) {
   };
 }
 
+/** One entitlement shown on its own: with its use right now. */
+export function entitlementDetailView(e: Entitlement, now: number, usage: UsageNow) {
+  return {
+    ...entitlementView(e, now),
+    usage: {
+      active_leases: usage.activeLeases,
+      seats_assigned: usage.seatsAssigned,
+      max_seats: usage.maxSeats,
+    },
+  };
+}
+
+/** Could a lease be had now (GET /v1/entitlements/{id}/check, `entitlements check`). */
+export function leaseCheckView(e: Entitlement, now: number, c: LeaseCheck) {
+  return {
+    entitlement_id: e.id,
+    status: deriveStatus(e, now),
+    can_lease: c.canLease,
+    remaining_seats: c.remainingSeats,
+    reason: c.reason,
+  };
+}
+
+/** The 30-day usage report (GET /v1/entitlements/{id}/usage, `entitlements usage`). */
+export function usageView(e: Entitlement, r: UsageReport) {
+  return {
+    entitlement_id: e.id,
+    tenant_id: e.tenantId,
+    product_id: e.productId,
+    seats: { total: r.seats.total, assigned: r.seats.assigned, active_30d: r.seats.active30d },
+    leases: { active: r.leases.active, peak_30d: r.leases.peak30d },
+    activity: {
+      grants_30d: r.activity.grants30d,
+      denials_30d: r.activity.denials30d,
+      unique_users_30d: r.activity.uniqueUsers30d,
+    },
+  };
+}
+
+const CSV_HEADER = [
+  'date',
+  'entitlement_id',
+  'tenant_id',
+  'product_id',
+  'grants',
+  'renewals',
+  'releases',
+  'denials',
+  'peak_concurrent',
+  'unique_subjects',
+];
+
+/** CSV (RFC 4180) of daily usage; ids are quoted when they hold a comma, quote or line break. */
+export function usageCsv(e: Entitlement, rows: DayStats[]): string {
+  const cell = (v: string | number) => {
+    const s = String(v);
+    // A leading = + - @ would be a formula in a spreadsheet: prefix it so it stays text.
+    const safe = /^[=+\-@]/.test(s) ? `'${s}` : s;
+    return /[",\r\n]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+  };
+  const lines = [CSV_HEADER.join(',')];
+  for (const r of rows) {
+    lines.push(
+      [
+        new Date(r.day).toISOString().slice(0, 10),
+        e.id,
+        e.tenantId,
+        e.productId,
+        r.grants,
+        r.renewals,
+        r.releases,
+        r.denials,
+        r.peak,
+        r.uniqueSubjects,
+      ]
+        .map(cell)
+        .join(','),
+    );
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+/** What a bulk import did, item by item. */
+export function importResultView(r: ImportResult) {
+  return {
+    created: r.created,
+    updated: r.updated,
+    unchanged: r.unchanged,
+    total: r.total,
+    items: r.items.map((i) => ({
+      index: i.index,
+      entitlement_id: i.entitlementId,
+      action: i.action,
+    })),
+  };
+}
+
+/** An API token (never its secret), its status derived at `now` (ms). */
 export function apiTokenView(t: ApiToken, now: number) {
   const status =
     t.revokedAt !== null
@@ -43,6 +155,12 @@ export function apiTokenView(t: ApiToken, now: number) {
   };
 }
 
+/** A token just made: the one answer that carries its secret. */
+export function createdApiTokenView(t: { token: string; record: ApiToken }, now: number) {
+  return { ...apiTokenView(t.record, now), token: t.token };
+}
+
+/** A lease; tenant_id and product_id when the list joined them in. */
 export function leaseView(l: Lease & { tenantId?: string; productId?: string }) {
   return {
     lease_id: l.id,
@@ -61,13 +179,32 @@ export function leaseView(l: Lease & { tenantId?: string; productId?: string }) 
 }
 
 /** The answer to a grant or renewal, as the seed shows it. */
-export function issuedLeaseView(r: { lease: Lease; token: string; grace: boolean }) {
+export function issuedLeaseView(r: Pick<IssuedLease, 'lease' | 'token' | 'grace'>) {
   return {
     lease_id: r.lease.id,
     token: r.token,
     expires_at: toIso(r.lease.expiresAt),
     features: r.lease.features,
     ...(r.grace ? { grace: true } : {}),
+  };
+}
+
+/** What the license status call shows for a subject (GET /v1/license/status). */
+export function subjectStatusView(s: SubjectStatus, now: number) {
+  const e = s.entitlement;
+  return {
+    entitlement_id: e.id,
+    tenant_id: e.tenantId,
+    status: deriveStatus(e, now),
+    current_lease: s.lease ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt) } : null,
+    features: e.policy.features ?? [],
+    usage: {
+      concurrent_seats_used: s.leasesInUse,
+      max_seats: e.policy.max_seats ?? null,
+      ...(hasNamedSeats(e.policy.type)
+        ? { seats_assigned: s.seatsAssigned, seat_held: s.seat !== undefined }
+        : {}),
+    },
   };
 }
 
@@ -80,4 +217,19 @@ export function seatView(s: Seat) {
     assigned_at: toIso(s.assignedAt),
     assigned_by: s.assignedBy,
   };
+}
+
+/** Seats assigned in one call (the bulk route, `seats assign`). */
+export function seatsAssignedView(seats: Seat[]) {
+  return { data: seats.map(seatView), assigned: seats.length };
+}
+
+/** A revoked seat, and the lease of its holder that ended with it (or null). */
+export function seatRevokedView(r: { seat: Seat; endedLease: string | null }) {
+  return { ...seatView(r.seat), revoked: true, ended_lease_id: r.endedLease };
+}
+
+/** The server's signing key, as clients fetch it to verify lease tokens. */
+export function keysView(info: Pick<ServerInfo, 'kid' | 'public_key'>) {
+  return { keys: [{ kid: info.kid, public_key: info.public_key, status: 'active' }] };
 }

@@ -2,7 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId } from '../ids.ts';
-import type { Store } from '../storage/store.ts';
+import type { Store } from './store.ts';
 import type { Actor, ApiToken, Role } from './types.ts';
 import { DAY_MS } from './types.ts';
 
@@ -31,6 +31,10 @@ export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
   const hash = (token: string) => createHmac('sha256', hashKey).update(token).digest();
 
   return {
+    /**
+     * Makes a token: the secret is returned here once; only its keyed hash is stored. Audited.
+     * Throws nothing of its own (the store's failures only).
+     */
     create(
       input: {
         name: string;
@@ -72,10 +76,16 @@ export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
       return { token: secret, record };
     },
 
+    /** Every token, oldest first, without hashes. Throws nothing. */
     list(): ApiToken[] {
       return store.apiTokens.list().map(({ hash: _h, ...t }) => t);
     },
 
+    /**
+     * Revokes a token at once. Audited.
+     *
+     * @throws AppError `not_found`; `conflict` (revoked already)
+     */
     revoke(id: string, actor: Actor): ApiToken {
       return store.tx(() => {
         const t = store.apiTokens.get(id);
@@ -96,7 +106,12 @@ export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
       });
     },
 
-    /** Checks a presented bearer token. Every failure is the same `unauthorized`, so nothing leaks. */
+    /**
+     * Checks a presented bearer token; stamps its last use (at most once a minute, best effort).
+     *
+     * @throws AppError `unauthorized`, the same for every failure (malformed, unknown, expired,
+     *   revoked), so nothing leaks
+     */
     authenticate(presented: string): Principal {
       const denied = () =>
         new AppError(

@@ -5,6 +5,7 @@
  * `audit verify`, backups and sync exports. Rows are appended by each domain service inside its
  * own transaction (AuditLog.append), never here.
  */
+import { pageOf } from './cursor.ts';
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../tokens/strict-json.ts';
 
@@ -78,10 +79,10 @@ export interface AuditLog {
   exportedHead(): (AuditHead & { exportSeq: number }) | undefined;
 }
 
-/** A page of the log: `nextCursor` is the seq to continue after, null on the last page. */
+/** A page of the log: `nextCursor` is the seq to continue after (decimal), null on the last page. */
 export interface AuditPage {
   rows: AuditRow[];
-  nextCursor: number | null;
+  nextCursor: string | null;
   head: AuditHead;
 }
 
@@ -109,10 +110,9 @@ export function createAuditService({ log }: { log: AuditLog }) {
      * (the caller bounds it: 1 to 500 over HTTP).
      */
     page(afterSeq: number, limit: number): AuditPage {
-      const rows = log.page(afterSeq, limit + 1);
-      const more = rows.length > limit;
-      const shown = more ? rows.slice(0, limit) : rows;
-      return { rows: shown, nextCursor: more ? shown.at(-1)!.seq : null, head: log.head() };
+      // This list's cursor is the bare seq (documented as such), not an opaque one.
+      const page = pageOf(log.page(afterSeq, limit + 1), limit, (r) => String(r.seq));
+      return { rows: page.items, nextCursor: page.nextCursor, head: log.head() };
     },
 
     /** The rows a sync export carries: afterSeq < seq <= toSeq, in order. */

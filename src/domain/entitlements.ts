@@ -2,10 +2,10 @@ import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { toIso } from '../clock.ts';
 import { newId } from '../ids.ts';
-import { decodeCursor, encodeCursor, SEQ_KEY } from './cursor.ts';
-import type { Store } from '../storage/store.ts';
-import type { Actor, Entitlement, EntitlementStatus, Policy } from './types.ts';
-import { deriveStatus, graceDays } from './types.ts';
+import { DEFAULT_PAGE_SIZE, decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
+import type { Store, StoredEntitlement } from './store.ts';
+import type { Actor, Entitlement, EntitlementStatus, Page, Policy } from './types.ts';
+import { deriveStatus, graceDays, statusBounds } from './types.ts';
 import {
   assertManualChange,
   changeRefusal,
@@ -13,18 +13,31 @@ import {
   policyTypeLocked,
   termIsValid,
 } from './entitlement-rules.ts';
-import type { EntitlementCreateInput, EntitlementUpdateInput } from '../schemas.ts';
-import { importError, type ImportItemError, MAX_IMPORT_ERRORS_SHOWN } from '../schemas.ts';
 
 export interface EntitlementDeps {
   store: Store;
   clock: Clock;
 }
 
-export interface ListResult {
-  items: Entitlement[];
-  nextCursor: string | null;
+/** A new entitlement's terms, as a face parsed them (times in epoch ms). */
+export interface EntitlementInput {
+  tenantId: string;
+  productId: string;
+  policy: Policy;
+  startsAt: number;
+  endsAt: number;
+  externalId?: string | undefined;
 }
+
+/** The fields an update changes; the others are left out. `externalId: null` removes it. */
+export interface EntitlementPatch {
+  policy?: Policy | undefined;
+  startsAt?: number | undefined;
+  endsAt?: number | undefined;
+  externalId?: string | null | undefined;
+}
+
+export type ImportAction = 'created' | 'updated' | 'unchanged';
 
 export interface ImportResult {
   created: number;
@@ -32,11 +45,32 @@ export interface ImportResult {
   /** Items matching an entitlement by external_id whose terms were already the same: not written. */
   unchanged: number;
   total: number;
-  items: Array<{
-    index: number;
-    entitlement_id: string;
-    action: 'created' | 'updated' | 'unchanged';
-  }>;
+  items: Array<{ index: number; entitlementId: string; action: ImportAction }>;
+}
+
+/** How many bad items an import error lists (details.errors); details.error_count counts them all. */
+export const MAX_IMPORT_ERRORS_SHOWN = 100;
+
+/** One bad item of a bulk import, by its index in the request. */
+export interface ImportItemError {
+  index: number;
+  code: string;
+  message: string;
+  path?: string;
+}
+
+/** The refusal of a whole bulk import: `invalid_request` listing the bad items by index. */
+export function importError(
+  errorCount: number,
+  total: number,
+  errors: ImportItemError[],
+): AppError {
+  return new AppError(
+    'invalid_request',
+    `${errorCount} of ${total} entitlements are invalid; nothing was imported`,
+    { error_count: errorCount, errors },
+    'fix the items listed in details.errors (by index) and send the whole batch again',
+  );
 }
 
 /** A bulk import worked out without the lock (see planImport). */
@@ -44,7 +78,7 @@ interface ImportPlan {
   /** The entitlement epoch the plan was made against: the apply checks it did not move. */
   epoch: bigint | number;
   now: number;
-  steps: Array<{ index: number; e: Entitlement; action: 'created' | 'updated' | 'unchanged' }>;
+  steps: Array<{ index: number; e: Entitlement; action: ImportAction }>;
 }
 
 /** Thrown under the lock when entitlements changed since the plan was made: plan again. */
@@ -77,7 +111,12 @@ export function addMonths(ms: number, months: number): number {
   return target.getTime();
 }
 
-/** Entitlements: the customer's contracts, and their lifecycle. */
+/**
+ * Entitlements: the customer's contracts, and their lifecycle. Every write also commits its audit
+ * row. Besides the codes each function lists, a write may fail in the store (busy, full or
+ * read-only disk: raw store errors, which the faces answer `busy`, `storage_full`,
+ * `storage_unavailable`).
+ */
 export function createEntitlementService({ store, clock }: EntitlementDeps) {
   function mustGet(id: string): Entitlement {
     const e = store.entitlements.get(id);
@@ -94,17 +133,17 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     }
   }
 
-  function build(input: EntitlementCreateInput, now: number): Entitlement {
+  function build(input: EntitlementInput, now: number): Entitlement {
     return {
       id: newId('ent'),
-      tenantId: input.tenant_id,
-      productId: input.product_id,
-      policy: input.policy_json,
-      startsAt: input.starts_at,
-      endsAt: input.ends_at,
+      tenantId: input.tenantId,
+      productId: input.productId,
+      policy: input.policy,
+      startsAt: input.startsAt,
+      endsAt: input.endsAt,
       status: 'active',
       source: 'manual',
-      externalId: input.external_id ?? null,
+      externalId: input.externalId ?? null,
       rev: null,
       createdAt: now,
       updatedAt: now,
@@ -158,7 +197,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
    * The bulk import's plan, made without the write lock: every item checked, each upsert matched,
    * unchanged ones found. Throws the import error listing the bad items.
    */
-  async function planImport(items: EntitlementCreateInput[]): Promise<ImportPlan> {
+  async function planImport(items: EntitlementInput[]): Promise<ImportPlan> {
     assertManualAllowed();
     const epoch = store.entitlements.epoch();
     const now = clock.now();
@@ -178,7 +217,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         sliceStart = performance.now();
       }
       const input = items[index]!;
-      const ext = input.external_id;
+      const ext = input.externalId;
       if (ext !== undefined) {
         const first = seen.get(ext);
         if (first !== undefined) {
@@ -197,9 +236,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
             );
           else if (refusal === 'revoked_is_final')
             fail(index, 'conflict', `${existing.id} (external_id ${ext}) is revoked`);
-          else if (
-            movesAccount(existing, { tenantId: input.tenant_id, productId: input.product_id })
-          )
+          else if (movesAccount(existing, { tenantId: input.tenantId, productId: input.productId }))
             fail(
               index,
               'conflict',
@@ -207,16 +244,16 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
             );
           else {
             const same =
-              JSON.stringify(existing.policy) === JSON.stringify(input.policy_json) &&
-              existing.startsAt === input.starts_at &&
-              existing.endsAt === input.ends_at;
+              JSON.stringify(existing.policy) === JSON.stringify(input.policy) &&
+              existing.startsAt === input.startsAt &&
+              existing.endsAt === input.endsAt;
             const e: Entitlement = same
               ? existing
               : {
                   ...existing,
-                  policy: input.policy_json,
-                  startsAt: input.starts_at,
-                  endsAt: input.ends_at,
+                  policy: input.policy,
+                  startsAt: input.startsAt,
+                  endsAt: input.endsAt,
                   updatedAt: now,
                 };
             steps.push({ index, e, action: same ? 'unchanged' : 'updated' });
@@ -231,23 +268,35 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
   }
 
   return {
+    /**
+     * One entitlement by id.
+     *
+     * @throws AppError `not_found`
+     */
     get: mustGet,
 
+    /** Its status now (deriveStatus in types.ts). Throws nothing. */
     status(e: Entitlement): EntitlementStatus {
       return deriveStatus(e, clock.now());
     },
 
-    create(input: EntitlementCreateInput, actor: Actor): Entitlement {
+    /**
+     * Provisions an entitlement by hand (source `manual`, status `active`).
+     *
+     * @throws AppError `forbidden` (the vendor closed manual provisioning); `conflict` (the
+     *   external_id is taken)
+     */
+    create(input: EntitlementInput, actor: Actor): Entitlement {
       return store.tx(() => {
         assertManualAllowed();
         if (
-          input.external_id !== undefined &&
-          store.entitlements.getByExternalId(input.external_id)
+          input.externalId !== undefined &&
+          store.entitlements.getByExternalId(input.externalId)
         ) {
           throw new AppError(
             'conflict',
-            `an entitlement with external_id ${input.external_id} exists already`,
-            { external_id: input.external_id },
+            `an entitlement with external_id ${input.externalId} exists already`,
+            { external_id: input.externalId },
             'use the bulk import to upsert by external_id',
           );
         }
@@ -258,29 +307,39 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
+    /**
+     * A page of entitlements in creation order, filtered; `status` is the derived one.
+     *
+     * @throws AppError `invalid_request` (a cursor this list did not give out)
+     */
     list(filter: {
       tenantId?: string | undefined;
       productId?: string | undefined;
       status?: EntitlementStatus | undefined;
       cursor?: string | undefined;
       limit?: number | undefined;
-    }): ListResult {
-      const limit = filter.limit ?? 50;
+    }): Page<StoredEntitlement> {
+      const limit = filter.limit ?? DEFAULT_PAGE_SIZE;
       const rows = store.entitlements.list({
         tenantId: filter.tenantId,
         productId: filter.productId,
-        status: filter.status,
+        status: filter.status === undefined ? undefined : statusBounds(filter.status, clock.now()),
         afterSeq:
           filter.cursor === undefined ? 0 : Number(decodeCursor('e', filter.cursor, SEQ_KEY)),
         limit: limit + 1,
-        now: clock.now(),
       });
-      const more = rows.length > limit;
-      const items = more ? rows.slice(0, limit) : rows;
-      return { items, nextCursor: more ? encodeCursor('e', items.at(-1)!.seq) : null };
+      return pageOf(rows, limit, (e) => encodeCursor('e', e.seq));
     },
 
-    update(id: string, patch: EntitlementUpdateInput, actor: Actor): Entitlement {
+    /**
+     * Changes the fields the patch gives; one audit row with what was before and after. A patch
+     * that changes nothing writes nothing.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked, the policy type
+     *   changing under leases or seats, or the external_id taken); `invalid_request` (ends_at not
+     *   after starts_at)
+     */
+    update(id: string, patch: EntitlementPatch, actor: Actor): Entitlement {
       return store.tx(() => {
         const e = mustGet(id);
         assertManualChange(e, 'update');
@@ -297,9 +356,9 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
           after[field] = show(value);
           e[key] = value;
         };
-        if (patch.policy_json !== undefined) {
+        if (patch.policy !== undefined) {
           const c = store.leases.counters(id);
-          if (policyTypeLocked(e.policy, patch.policy_json as Policy, c)) {
+          if (policyTypeLocked(e.policy, patch.policy, c)) {
             throw new AppError(
               'conflict',
               `${id} has leases or seats under ${e.policy.type}; its policy type cannot change while they exist`,
@@ -307,22 +366,22 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
               'revoke the seats and let the leases end, or create a new entitlement',
             );
           }
-          set('policy', 'policy_json', patch.policy_json as Policy);
+          set('policy', 'policy_json', patch.policy);
         }
-        if (patch.starts_at !== undefined) set('startsAt', 'starts_at', patch.starts_at, toIso);
-        if (patch.ends_at !== undefined) set('endsAt', 'ends_at', patch.ends_at, toIso);
-        if (patch.external_id !== undefined) {
+        if (patch.startsAt !== undefined) set('startsAt', 'starts_at', patch.startsAt, toIso);
+        if (patch.endsAt !== undefined) set('endsAt', 'ends_at', patch.endsAt, toIso);
+        if (patch.externalId !== undefined) {
           if (
-            patch.external_id !== null &&
-            patch.external_id !== e.externalId &&
-            store.entitlements.getByExternalId(patch.external_id)
+            patch.externalId !== null &&
+            patch.externalId !== e.externalId &&
+            store.entitlements.getByExternalId(patch.externalId)
           ) {
             throw new AppError(
               'conflict',
-              `an entitlement with external_id ${patch.external_id} exists already`,
+              `an entitlement with external_id ${patch.externalId} exists already`,
             );
           }
-          set('externalId', 'external_id', patch.external_id);
+          set('externalId', 'external_id', patch.externalId);
         }
         if (!termIsValid(e.startsAt, e.endsAt)) {
           throw new AppError('invalid_request', 'ends_at must be after starts_at', {
@@ -345,6 +404,11 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
+    /**
+     * No new leases or renewals until resumed.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked, or suspended already)
+     */
     suspend(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.suspend', (e) => {
         assertManualChange(e, 'suspend');
@@ -353,6 +417,11 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
+    /**
+     * Ends a suspension.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked: final; or not suspended)
+     */
     resume(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.resume', (e) => {
         assertManualChange(e, 'resume');
@@ -361,6 +430,11 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       });
     },
 
+    /**
+     * Revokes for good: revocation is final.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked already)
+     */
     revoke(id: string, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.revoke', (e) => {
         assertManualChange(e, 'revoke');
@@ -372,6 +446,8 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     /**
      * Extends the term by whole months: from the current end while the term or its grace runs (a
      * continuous contract), from now once it has fully lapsed.
+     *
+     * @throws AppError `not_found`; `managed_by_bundle`; `conflict` (revoked)
      */
     renew(id: string, months: number, actor: Actor): Entitlement {
       return transition(id, actor, 'entitlement.renew', (e, now) => {
@@ -391,8 +467,12 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
      * without it, giving the event loop back every few ms); then one IMMEDIATE transaction writes
      * the creations and real changes, the lock waited for on timers (busy 503 past the deadline).
      * Another writer changing entitlements in between makes the plan stale: it is made again.
+     *
+     * @throws AppError `forbidden` (manual provisioning closed); `invalid_request` listing each bad
+     *   item by index (importError: conflict, managed_by_bundle, revoked, another tenant); `busy`
+     *   (entitlements kept changing, or the lock was not had in time)
      */
-    async importMany(items: EntitlementCreateInput[], actor: Actor): Promise<ImportResult> {
+    async importMany(items: EntitlementInput[], actor: Actor): Promise<ImportResult> {
       for (let attempt = 1; ; attempt++) {
         const plan = await planImport(items);
         try {
@@ -432,7 +512,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
               total: plan.steps.length,
               items: plan.steps.map((p) => ({
                 index: p.index,
-                entitlement_id: p.e.id,
+                entitlementId: p.e.id,
                 action: p.action,
               })),
             };

@@ -1,18 +1,34 @@
-import { AppError, type ErrorCode } from '../errors.ts';
+import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId, newSequentialId } from '../ids.ts';
-import { decodeCursor, encodeCursor, SEQ_KEY } from './cursor.ts';
-import type { Store } from '../storage/store.ts';
-import type { Lease, Seat } from '../storage/leases.ts';
-import type { Actor, Entitlement } from './types.ts';
-import { DAY_MS, graceDays } from './types.ts';
+import { DEFAULT_PAGE_SIZE, decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
+import type { Store } from './store.ts';
+import type { Actor, Entitlement, Lease, ListedLease, Page, Seat, SubjectType } from './types.ts';
+import { hasNamedSeats, policySubjectType } from './types.ts';
+import {
+  checkSeatLeft,
+  checkSeatSelfService,
+  checkSubjectType,
+  concurrentFull,
+  grantedFeatures,
+  heldAtEnd,
+  inGrace,
+  isDenial,
+  leaseCheck,
+  leaseExpiry,
+  moreActionable,
+  newcomerInGrace,
+  renewedFeatures,
+  seatsInUse,
+  triesNextCandidate,
+  type LeaseCheck,
+} from './lease-rules.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { issueLeaseTokenAsync } from '../tokens/lease-token.ts';
 import type { TimeGuard } from './time-guard.ts';
 import { subjectKey } from '../subjects.ts';
 
-export const SUBJECT_TYPES = ['user', 'machine'] as const;
-export type SubjectType = (typeof SUBJECT_TYPES)[number];
+export { SUBJECT_TYPES, type SubjectType } from './types.ts';
 
 export const DEFAULT_LEASE_TTL_SECONDS = 3600;
 // Reclaiming expired leases at a full entitlement walks at most this many per grant (amortised O(1)).
@@ -40,6 +56,24 @@ export interface LeaseDeps {
   defaultTtlSeconds?: number;
 }
 
+/** An entitlement's use right now (see usageNow). */
+export interface UsageNow {
+  activeLeases: number;
+  seatsAssigned: number;
+  maxSeats: number | null;
+}
+
+/** What the status call shows for a subject (see status). */
+export interface SubjectStatus {
+  entitlement: Entitlement;
+  /** The subject's lease in force on it, if any. */
+  lease: Lease | undefined;
+  /** Its seat on it (named-seat policies only), if any. */
+  seat: Seat | undefined;
+  leasesInUse: number;
+  seatsAssigned: number;
+}
+
 export interface IssuedLease {
   lease: Lease;
   entitlement: Entitlement;
@@ -47,33 +81,14 @@ export interface IssuedLease {
   token: string;
 }
 
-/** Refusals a client can get for a grant; each is also written as a `deny` event for usage reports. */
-const DENIALS = new Set<ErrorCode>([
-  'seats_exhausted',
-  'seat_not_assigned',
-  'feature_not_entitled',
-  'entitlement_inactive',
-  'not_found',
-  'invalid_request',
-]);
-// When several entitlements could serve and all refuse, the most actionable reason wins.
-// clock_suspect (a bundle-managed entitlement while the clock is behind) is no denial in usage
-// reports, but it ranks first: it is the reason the vendor's entitlement did not serve.
-const DENIAL_PRIORITY: ErrorCode[] = [
-  'clock_suspect',
-  'seats_exhausted',
-  'seat_not_assigned',
-  'feature_not_entitled',
-  'invalid_request',
-  'entitlement_inactive',
-  'not_found',
-];
-
-const NAMED = new Set(['per_user', 'per_machine']);
 // A vendor bundle setting (sync): the default lease lifetime on this server.
 const VENDOR_TTL_KEY = 'default_lease_ttl_seconds';
 
-/** Leases: grant, renew, release, revoke, status, and the sweep that marks expired ones. */
+/**
+ * Leases: grant, renew, release, revoke, status, and the sweep that marks expired ones. The rules
+ * are lease-rules.ts; this is their orchestration: read, decide, write. Besides the codes each
+ * function lists, a write may fail in the store (busy, full or read-only disk).
+ */
 export function createLeaseService({
   store,
   clock,
@@ -84,91 +99,15 @@ export function createLeaseService({
 }: LeaseDeps) {
   const { leases, seats, entitlements } = store;
 
-  /**
-   * Is the entitlement usable now? Throws entitlement_inactive when it is not; returns true inside
-   * the grace window, where only subjects that held on at the end of term may lease (see
-   * `heldAtEnd`, checked by the caller: it needs the subject's seat or lease).
-   */
-  function usable(e: Entitlement, now: number): boolean {
-    const inactive = (reason: string, message: string) =>
-      new AppError('entitlement_inactive', message, { reason, entitlement_id: e.id });
-    if (e.status === 'revoked') throw inactive('revoked', `${e.id} is revoked`);
-    if (e.status === 'suspended') throw inactive('suspended', `${e.id} is suspended`);
-    if (now < e.startsAt)
-      throw inactive('pending', `${e.id} starts at ${new Date(e.startsAt).toISOString()}`);
-    if (now <= e.endsAt) return false;
-    if (now <= e.endsAt + graceDays(e.policy) * DAY_MS) return true;
-    throw inactive('expired', `${e.id} expired at ${new Date(e.endsAt).toISOString()}`);
-  }
-
-  /**
-   * The grace rule (README "Grace"): nobody new gets a lease after ends_at, by any route. A subject
-   * may lease or renew in grace only if it held on at the end of term: for per_user / per_machine a
-   * seat assigned at or before ends_at (a seat assigned later, by an admin, a bulk call or before a
-   * bundle moved ends_at earlier, does not count); for concurrent / feature_based an active lease
-   * granted at or before ends_at (refreshing it keeps it the same lease).
-   */
-  function heldAtEnd(e: Entitlement, lease: Lease | undefined, seat: Seat | undefined): boolean {
-    return NAMED.has(e.policy.type)
-      ? seat !== undefined && seat.assignedAt <= e.endsAt
-      : lease !== undefined && lease.grantedAt <= e.endsAt;
-  }
-
-  function newcomerInGrace(e: Entitlement): AppError {
-    const graceEnds = new Date(e.endsAt + graceDays(e.policy) * DAY_MS).toISOString();
-    return new AppError(
-      'entitlement_inactive',
-      `${e.id} ended at ${new Date(e.endsAt).toISOString()}; during its grace period (until ${graceEnds}) only subjects that held a seat or lease at the end of term may lease`,
-      { reason: 'expired', status: 'grace', entitlement_id: e.id, grace_ends_at: graceEnds },
-    );
-  }
-
-  function checkSubjectType(e: Entitlement, subjectType: string): void {
-    const want =
-      e.policy.type === 'per_user' ? 'user' : e.policy.type === 'per_machine' ? 'machine' : null;
-    if (want !== null && subjectType !== want) {
-      throw new AppError(
-        'invalid_request',
-        `${e.id} is ${e.policy.type}: it leases to subject_type "${want}", not "${subjectType}"`,
-        { entitlement_id: e.id },
-      );
-    }
-  }
-
-  function resolveFeatures(e: Entitlement, requested: string[] | undefined): string[] {
-    const entitled = e.policy.features ?? [];
-    if (requested === undefined) return [...entitled];
-    const missing = requested.filter((f) => !entitled.includes(f));
-    if (missing.length > 0) {
-      throw new AppError('feature_not_entitled', `${e.id} does not include ${missing.join(', ')}`, {
-        entitlement_id: e.id,
-        features: missing,
-        entitled,
-      });
-    }
-    return [...new Set(requested)];
-  }
-
   /** The lease lifetime when the policy sets none: the vendor's bundle setting, else the server's. */
   function fallbackTtlSeconds(): number {
     const vendor = Number(store.state.get(VENDOR_TTL_KEY));
     return Number.isInteger(vendor) && vendor > 0 ? vendor : defaultTtlSeconds;
   }
 
-  function leaseExpiry(e: Entitlement, now: number): number {
-    const ttl = (e.policy.lease_ttl_seconds ?? fallbackTtlSeconds()) * 1000;
-    // Never past the term plus grace: only holders reach grace, and they may renew until it ends.
-    const expiresAt = Math.min(now + ttl, e.endsAt + graceDays(e.policy) * DAY_MS);
-    // A token lives whole seconds and must end at least one second after issue (buildLeaseClaims);
-    // refused here, before the commit, so the signing after it cannot fail with a seat taken.
-    if (Math.floor(expiresAt / 1000) <= Math.floor(now / 1000)) {
-      throw new AppError(
-        'entitlement_inactive',
-        `${e.id} ends at ${new Date(expiresAt).toISOString()}, less than a second from now: too late for a lease`,
-        { reason: 'expired', entitlement_id: e.id },
-      );
-    }
-    return expiresAt;
+  /** When a lease granted or renewed now ends (see leaseExpiry in lease-rules.ts). */
+  function expiryOf(e: Entitlement, now: number): number {
+    return leaseExpiry(e, now, e.policy.lease_ttl_seconds ?? fallbackTtlSeconds());
   }
 
   function endLease(l: Lease, state: 'released' | 'revoked' | 'expired', now: number): boolean {
@@ -208,12 +147,12 @@ export function createLeaseService({
       endLease(current, 'expired', now);
       current = undefined;
     }
-    const named = NAMED.has(e.policy.type);
+    const named = hasNamedSeats(e.policy.type);
     const seat = named ? seats.find(e.id, req.subjectType, req.subjectKey) : undefined;
-    const grace = usable(e, now);
+    const grace = inGrace(e, now);
     if (grace && !heldAtEnd(e, current, seat)) throw newcomerInGrace(e);
-    const features = resolveFeatures(e, req.features);
-    const expiresAt = leaseExpiry(e, now);
+    const features = grantedFeatures(e, req.features);
+    const expiresAt = expiryOf(e, now);
 
     if (current) {
       // The same subject asking again: the same lease, refreshed, never a second seat.
@@ -229,21 +168,9 @@ export function createLeaseService({
       return { lease: { ...current, renewedAt: now, expiresAt, features }, grace };
     }
 
-    const max = e.policy.max_seats;
     if (named && !seat) {
-      if (e.policy.seat_assignment === 'manual') {
-        throw new AppError(
-          'seat_not_assigned',
-          `${req.subjectType} ${req.subjectId} holds no seat on ${e.id}, and its seats are assigned by an admin`,
-          { entitlement_id: e.id },
-        );
-      }
-      if (leases.counters(e.id).seatsAssigned >= max!) {
-        throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are assigned`, {
-          entitlement_id: e.id,
-          max_seats: max,
-        });
-      }
+      checkSeatSelfService(e, req);
+      checkSeatLeft(e, leases.counters(e.id).seatsAssigned);
       seats.insert({
         id: newId('seat'),
         entitlementId: e.id,
@@ -258,13 +185,8 @@ export function createLeaseService({
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
       // so an expired lease frees its seat at once.
       let active = leases.counters(e.id).activeLeases;
-      if (active >= max!) active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
-      if (active >= max!) {
-        throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are in use`, {
-          entitlement_id: e.id,
-          max_seats: max,
-        });
-      }
+      if (concurrentFull(e, active)) active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
+      if (concurrentFull(e, active)) throw seatsInUse(e);
     }
 
     const lease: Lease = {
@@ -321,7 +243,7 @@ export function createLeaseService({
     const score = (e: Entitlement) =>
       leases.activeFor(e.id, req.subjectType, req.subjectKey)
         ? 0
-        : NAMED.has(e.policy.type) && seats.find(e.id, req.subjectType, req.subjectKey)
+        : hasNamedSeats(e.policy.type) && seats.find(e.id, req.subjectType, req.subjectKey)
           ? 1
           : 2;
     return all
@@ -346,10 +268,8 @@ export function createLeaseService({
         const r = grantOn(e, req, now);
         return { ...r, entitlement: e };
       } catch (err) {
-        if (!(err instanceof AppError) || !(DENIALS.has(err.code) || err.code === 'clock_suspect'))
-          throw err;
-        if (!best || DENIAL_PRIORITY.indexOf(err.code) < DENIAL_PRIORITY.indexOf(best.code))
-          best = err;
+        if (!triesNextCandidate(err)) throw err;
+        best = moreActionable(best, err);
       }
     }
     throw best!;
@@ -398,21 +318,19 @@ export function createLeaseService({
     }
     const e = entitlements.get(l.entitlementId)!;
     if (clockBehind && e.source === 'bundle') throw timeGuard.refusal(e.id, now);
-    const grace = usable(e, now);
+    const grace = inGrace(e, now);
     // In grace only: the one extra lookup (the seat) is never paid on the normal path.
     if (
       grace &&
       !heldAtEnd(
         e,
         l,
-        NAMED.has(e.policy.type) ? seats.find(e.id, l.subjectType, l.subjectKey) : undefined,
+        hasNamedSeats(e.policy.type) ? seats.find(e.id, l.subjectType, l.subjectKey) : undefined,
       )
     )
       throw newcomerInGrace(e);
-    // A renewal keeps the features the entitlement still grants (an admin may have removed some).
-    const entitled = e.policy.features ?? [];
-    const features = l.features.filter((f) => entitled.includes(f));
-    const expiresAt = leaseExpiry(e, now);
+    const features = renewedFeatures(e, l);
+    const expiresAt = expiryOf(e, now);
     leases.refresh(l.id, now, expiresAt, features);
     leases.event({
       at: now,
@@ -430,6 +348,11 @@ export function createLeaseService({
      * Grants (or refreshes) a lease. The check and the grant run in one IMMEDIATE transaction
      * shared with concurrent grants (group commit); the token is signed after the commit, off the
      * main thread.
+     *
+     * @throws AppError the most actionable refusal of the candidate entitlements: `not_found`,
+     *   `invalid_request` (subject type), `entitlement_inactive`, `seat_not_assigned`,
+     *   `seats_exhausted`, `feature_not_entitled` (each recorded as a `deny` event), or
+     *   `clock_suspect` (a bundle-managed entitlement while the clock is behind)
      */
     async grant(request: LeaseRequest): Promise<IssuedLease> {
       // The subject's canonical key, once per request: one short normalize + fold (src/subjects.ts).
@@ -444,7 +367,7 @@ export function createLeaseService({
         } catch (err) {
           if (err instanceof AppError && err.code === 'clock_suspect')
             return { ok: false as const, error: err };
-          if (err instanceof AppError && DENIALS.has(err.code)) {
+          if (isDenial(err)) {
             const entId =
               typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;
             leases.event({
@@ -470,6 +393,13 @@ export function createLeaseService({
       };
     },
 
+    /**
+     * Renews a lease in force: the same lease, a new expiry and token; the features the
+     * entitlement still grants.
+     *
+     * @throws AppError `not_found`; `lease_released` (released or revoked); `lease_expired`;
+     *   `entitlement_inactive`; `clock_suspect`
+     */
     async renew(id: string): Promise<IssuedLease> {
       const r = await store.batch(() => {
         const now = clock.now();
@@ -491,7 +421,11 @@ export function createLeaseService({
       };
     },
 
-    /** Releases a lease: frees its seat. Idempotent: releasing again answers the lease as it is. */
+    /**
+     * Releases a lease: frees its seat. Idempotent: releasing again answers the lease as it is.
+     *
+     * @throws AppError `not_found`
+     */
     release(id: string): Promise<Lease> {
       return store.batch(() => {
         const now = clock.now();
@@ -503,7 +437,11 @@ export function createLeaseService({
       });
     },
 
-    /** An admin ends a lease at once; its next renewal is refused. */
+    /**
+     * An admin ends a lease at once; its next renewal is refused. Audited.
+     *
+     * @throws AppError `not_found`; `conflict` (not active)
+     */
     revoke(id: string, actor: Actor): Lease {
       return store.tx(() => {
         const now = clock.now();
@@ -523,47 +461,49 @@ export function createLeaseService({
       });
     },
 
+    /**
+     * One lease by id, in any state.
+     *
+     * @throws AppError `not_found`
+     */
     get: mustGetLease,
 
     /**
      * Could a lease be granted now? With a subject (any spelling of it), answers for that subject (in
      * grace only one that held on at the end of term; manual seats need an assignment); without
-     * one, for a newcomer.
+     * one, for a newcomer. A subject without a type is the type the policy leases to (`user` when
+     * it takes either). The rules: leaseCheck (lease-rules.ts). Throws nothing: a refusal is its
+     * `reason`.
      */
-    check(e: Entitlement, subject?: { subjectType: string; subjectId: string }) {
+    check(
+      e: Entitlement,
+      subject?: { subjectType?: SubjectType | undefined; subjectId: string },
+    ): LeaseCheck {
       const now = clock.now();
-      const named = NAMED.has(e.policy.type);
-      const counters = leases.counters(e.id);
-      const live = leases.liveCount(e.id, now);
+      const named = hasNamedSeats(e.policy.type);
+      const type = subject?.subjectType ?? policySubjectType(e.policy.type) ?? 'user';
       const key = subject ? subjectKey(subject.subjectId) : '';
-      const found = subject ? leases.activeFor(e.id, subject.subjectType, key) : undefined;
+      const found = subject ? leases.activeFor(e.id, type, key) : undefined;
       const lease = found !== undefined && found.expiresAt > now ? found : undefined;
-      const seat = subject && named ? seats.find(e.id, subject.subjectType, key) : undefined;
-      const holder = lease !== undefined || seat !== undefined;
-      const max = e.policy.max_seats;
-      const remaining =
-        max === undefined ? null : Math.max(0, max - (named ? counters.seatsAssigned : live));
-      let reason: string | null = null;
-      try {
-        if (usable(e, now) && !heldAtEnd(e, lease, seat)) throw newcomerInGrace(e);
-      } catch (err) {
-        reason = err instanceof AppError ? String(err.details.reason ?? err.code) : 'internal';
-      }
-      if (reason === null && e.source === 'bundle' && timeGuard.status().suspect)
-        reason = 'clock_suspect';
-      if (reason === null && !holder) {
-        if (named && e.policy.seat_assignment === 'manual') reason = 'seat_not_assigned';
-        else if (remaining === 0) reason = 'seats_exhausted';
-      }
-      return { can_lease: reason === null, remaining_seats: remaining, reason };
+      const seat = subject && named ? seats.find(e.id, type, key) : undefined;
+      return leaseCheck(
+        e,
+        now,
+        { lease, seat },
+        {
+          seatsAssigned: leases.counters(e.id).seatsAssigned,
+          leasesInForce: leases.liveCount(e.id, now),
+        },
+        e.source === 'bundle' && timeGuard.status().suspect,
+      );
     },
 
-    /** Use right now: leases in force (not merely unswept), named seats, the limit. */
-    usageNow(e: Entitlement) {
+    /** Use right now: leases in force (not merely unswept), named seats, the limit. Throws nothing. */
+    usageNow(e: Entitlement): UsageNow {
       return {
-        active_leases: leases.liveCount(e.id, clock.now()),
-        seats_assigned: leases.counters(e.id).seatsAssigned,
-        max_seats: e.policy.max_seats ?? null,
+        activeLeases: leases.liveCount(e.id, clock.now()),
+        seatsAssigned: leases.counters(e.id).seatsAssigned,
+        maxSeats: e.policy.max_seats ?? null,
       };
     },
 
@@ -577,6 +517,11 @@ export function createLeaseService({
       }
     },
 
+    /**
+     * A page of leases in force, in grant order, filtered (a subject by any spelling of its id).
+     *
+     * @throws AppError `invalid_request` (a cursor this list did not give out)
+     */
     list(filter: {
       entitlementId?: string | undefined;
       tenantId?: string | undefined;
@@ -585,8 +530,8 @@ export function createLeaseService({
       subjectId?: string | undefined;
       cursor?: string | undefined;
       limit?: number | undefined;
-    }) {
-      const limit = filter.limit ?? 50;
+    }): Page<ListedLease> {
+      const limit = filter.limit ?? DEFAULT_PAGE_SIZE;
       const afterSeq =
         filter.cursor === undefined ? 0 : Number(decodeCursor('l', filter.cursor, SEQ_KEY));
       const { subjectId, ...rest } = filter;
@@ -597,22 +542,23 @@ export function createLeaseService({
         limit: limit + 1,
         now: clock.now(),
       });
-      const more = rows.length > limit;
-      const items = more ? rows.slice(0, limit) : rows;
-      return { items, nextCursor: more ? encodeCursor('l', items.at(-1)!.seq) : null };
+      return pageOf(rows, limit, (l) => encodeCursor('l', l.seq));
     },
 
     /**
      * What the seed's status call shows for a subject: the entitlement it leases on now, else holds
      * a seat on, else leased on last; else, when only one tenant has the product, that tenant's
      * first by the grant rule. Several tenants and no tie to the subject: tenant_id is required.
+     *
+     * @throws AppError `not_found` (no entitlement for the product); `invalid_request` (several
+     *   tenants and no tenant_id)
      */
     status(q: {
       productId: string;
       subjectType: string;
       subjectId: string;
       tenantId?: string | undefined;
-    }) {
+    }): SubjectStatus {
       const now = clock.now();
       // Any spelling of the subject finds its lease and seat.
       const key = subjectKey(q.subjectId);
@@ -635,7 +581,9 @@ export function createLeaseService({
           break;
         }
       }
-      chosen ??= all.find((e) => NAMED.has(e.policy.type) && seats.find(e.id, q.subjectType, key));
+      chosen ??= all.find(
+        (e) => hasNamedSeats(e.policy.type) && seats.find(e.id, q.subjectType, key),
+      );
       if (!chosen) {
         const last = leases.lastEntitlementOf(
           all.map((e) => e.id),
@@ -663,7 +611,9 @@ export function createLeaseService({
       return {
         entitlement: chosen,
         lease,
-        seat: NAMED.has(chosen.policy.type) ? seats.find(chosen.id, q.subjectType, key) : undefined,
+        seat: hasNamedSeats(chosen.policy.type)
+          ? seats.find(chosen.id, q.subjectType, key)
+          : undefined,
         leasesInUse: leases.liveCount(chosen.id, now),
         seatsAssigned: counters.seatsAssigned,
       };

@@ -1,64 +1,49 @@
 import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import { newId } from '../ids.ts';
-import { decodeCursor, encodeCursor } from './cursor.ts';
-import type { Store } from '../storage/store.ts';
-import type { Seat } from '../storage/leases.ts';
-import type { Actor, Entitlement } from './types.ts';
-import { DAY_MS, graceDays } from './types.ts';
+import { decodeCursor, encodeCursor, pageOf } from './cursor.ts';
+import type { Store } from './store.ts';
+import type { Actor, Entitlement, Page, Seat, SubjectType } from './types.ts';
+import {
+  checkSeatRequest,
+  checkSeatsFree,
+  checkTakesSeats,
+  seatSubjectType,
+} from './seat-rules.ts';
 import { subjectKey } from '../subjects.ts';
 
 export interface SeatSubject {
-  subjectType: 'user' | 'machine';
+  subjectType: SubjectType;
   subjectId: string;
 }
 
-const NAMED = new Set(['per_user', 'per_machine']);
+/** The default page size of a seat list. */
+const SEAT_PAGE_SIZE = 100;
+const SEAT_KEY = /^seat_[A-Za-z0-9_-]{22}$/;
 
-/** Named seats of per_user and per_machine entitlements: assigned, listed, revoked by admins. */
+/**
+ * Named seats of per_user and per_machine entitlements: assigned, listed, revoked by admins. The
+ * rules are seat-rules.ts; this reads, asks them, and writes. Besides the codes each function
+ * lists, a write may fail in the store (busy, full or read-only disk).
+ */
 export function createSeatService({ store, clock }: { store: Store; clock: Clock }) {
   const { seats, leases } = store;
 
-  function seatedEntitlement(id: string): Entitlement {
+  /** The entitlement, with the subject type its seats take. */
+  function seated(id: string): { e: Entitlement; type: SubjectType } {
     const e = store.entitlements.get(id);
     if (!e) throw new AppError('not_found', `no entitlement ${id}`);
-    if (!NAMED.has(e.policy.type)) {
-      throw new AppError(
-        'conflict',
-        `${id} is ${e.policy.type}: only per_user and per_machine entitlements have named seats`,
-      );
-    }
-    return e;
-  }
-
-  function expectedType(e: Entitlement): 'user' | 'machine' {
-    return e.policy.type === 'per_user' ? 'user' : 'machine';
-  }
-
-  /** The refusal of a seat after the end of term: in grace nobody new may lease (README "Grace"), after it nobody at all. */
-  function ended(e: Entitlement, now: number): AppError {
-    const graceEnds = e.endsAt + graceDays(e.policy) * DAY_MS;
-    const inGrace = now <= graceEnds;
-    const end = new Date(e.endsAt).toISOString();
-    return new AppError(
-      'entitlement_inactive',
-      inGrace
-        ? `${e.id} ended at ${end}; during its grace period (until ${new Date(graceEnds).toISOString()}) only subjects that held a seat at the end of term may lease, so no seat is assigned`
-        : `${e.id} expired at ${end}; it takes no seats`,
-      {
-        reason: 'expired',
-        status: inGrace ? 'grace' : 'expired',
-        entitlement_id: e.id,
-        grace_ends_at: new Date(graceEnds).toISOString(),
-      },
-      'renew the entitlement first (its end moves forward), then assign the seat',
-    );
+    return { e, type: seatSubjectType(e) };
   }
 
   return {
-    /** The subject type an entitlement's seats take (for the marketplace's bare principal ids). */
-    subjectTypeOf(id: string): 'user' | 'machine' {
-      return expectedType(seatedEntitlement(id));
+    /**
+     * The subject type an entitlement's seats take (for the marketplace's bare principal ids).
+     *
+     * @throws AppError `not_found`; `conflict` when the entitlement has no named seats
+     */
+    subjectTypeOf(id: string): SubjectType {
+      return seated(id).type;
     },
 
     /**
@@ -66,74 +51,26 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
      * by canonical key), one already seated, a wrong subject type or too few free seats refuse the
      * whole request. From the end of term on nobody new takes a seat: during grace and after,
      * entitlement_inactive (reason `expired`, details.status `grace` or `expired`).
+     *
+     * @throws AppError `not_found`; `conflict` (no named seats, revoked, or details.errors lists
+     *   each subject that cannot take a seat); `entitlement_inactive` (ended); `seats_exhausted`
      */
     assign(entitlementId: string, subjects: SeatSubject[], actor: Actor): Seat[] {
       return store.tx(() => {
-        const e = seatedEntitlement(entitlementId);
-        if (e.status === 'revoked')
-          throw new AppError('conflict', `${entitlementId} is revoked; it takes no seats`);
+        const { e, type } = seated(entitlementId);
         const now = clock.now();
-        if (now > e.endsAt) throw ended(e, now);
-        const want = expectedType(e);
-        const seen = new Map<string, number>();
-        const problems: Array<{ index: number; subject: string; message: string }> = [];
+        checkTakesSeats(e, now);
         const keys = subjects.map((s) => subjectKey(s.subjectId));
-        subjects.forEach((s, index) => {
-          const label = `${s.subjectType}:${s.subjectId}`;
-          const key = `${s.subjectType}:${keys[index]!}`;
-          const first = seen.get(key);
-          const held =
-            first === undefined && s.subjectType === want
-              ? seats.find(e.id, s.subjectType, keys[index]!)
-              : undefined;
-          if (s.subjectType !== want)
-            problems.push({
-              index,
-              subject: label,
-              message: `${e.policy.type} seats are for subject_type ${want}`,
-            });
-          else if (first !== undefined) {
-            const other = subjects[first]!.subjectId;
-            problems.push({
-              index,
-              subject: label,
-              message:
-                other === s.subjectId
-                  ? 'listed twice'
-                  : `listed twice: the same subject as index ${first} (${other})`,
-            });
-          } else if (held)
-            problems.push({
-              index,
-              subject: label,
-              message:
-                held.subjectId === s.subjectId
-                  ? 'holds a seat already'
-                  : `holds a seat already as ${held.subjectId}`,
-            });
-          if (first === undefined) seen.set(key, index);
-        });
-        if (problems.length > 0) {
-          throw new AppError(
-            'conflict',
-            `${problems.length} of ${subjects.length} subjects cannot take a seat; no seat was assigned`,
-            { errors: problems.slice(0, 100) },
-          );
-        }
-        const { seatsAssigned } = leases.counters(e.id);
-        const max = e.policy.max_seats!;
-        if (seatsAssigned + subjects.length > max) {
-          throw new AppError(
-            'seats_exhausted',
-            `${e.id} has ${Math.max(0, max - seatsAssigned)} free of ${max} seats; ${subjects.length} asked`,
-            {
-              entitlement_id: e.id,
-              max_seats: max,
-              assigned: seatsAssigned,
-              requested: subjects.length,
-            },
-          );
-        }
+        const asked = subjects.map((s, i) => ({ ...s, subjectKey: keys[i]! }));
+        checkSeatRequest(
+          e,
+          type,
+          asked,
+          asked.map((s) =>
+            s.subjectType === type ? seats.find(e.id, s.subjectType, s.subjectKey) : undefined,
+          ),
+        );
+        checkSeatsFree(e, leases.counters(e.id).seatsAssigned, subjects.length);
         const out = subjects.map((s, i) => ({
           id: newId('seat'),
           entitlementId: e.id,
@@ -159,14 +96,19 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
       });
     },
 
-    /** Revokes a seat; a lease its holder is running ends now, so its next renewal is refused. */
+    /**
+     * Revokes a seat; a lease its holder is running ends now, so its next renewal is refused.
+     *
+     * @throws AppError `not_found` (no such entitlement, or no such seat on it); `conflict` when
+     *   the entitlement has no named seats
+     */
     revoke(
       entitlementId: string,
       seatId: string,
       actor: Actor,
     ): { seat: Seat; endedLease: string | null } {
       return store.tx(() => {
-        seatedEntitlement(entitlementId);
+        seated(entitlementId);
         const seat = seats.get(seatId);
         if (!seat || seat.entitlementId !== entitlementId)
           throw new AppError('not_found', `no seat ${seatId} on ${entitlementId}`);
@@ -205,18 +147,18 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
       });
     },
 
-    list(
-      entitlementId: string,
-      cursor: string | undefined,
-      limit = 100,
-    ): { items: Seat[]; nextCursor: string | null } {
-      seatedEntitlement(entitlementId);
-      const after =
-        cursor === undefined ? '' : decodeCursor('s', cursor, /^seat_[A-Za-z0-9_-]{22}$/);
-      const rows = seats.page(entitlementId, after, limit + 1);
-      const more = rows.length > limit;
-      const items = more ? rows.slice(0, limit) : rows;
-      return { items, nextCursor: more ? encodeCursor('s', items.at(-1)!.id) : null };
+    /**
+     * A page of the entitlement's seats, in id order.
+     *
+     * @throws AppError `not_found`; `conflict` (no named seats); `invalid_request` (a cursor this
+     *   list did not give out)
+     */
+    list(entitlementId: string, cursor: string | undefined, limit = SEAT_PAGE_SIZE): Page<Seat> {
+      seated(entitlementId);
+      const after = cursor === undefined ? '' : decodeCursor('s', cursor, SEAT_KEY);
+      return pageOf(seats.page(entitlementId, after, limit + 1), limit, (s) =>
+        encodeCursor('s', s.id),
+      );
     },
   };
 }

@@ -1,6 +1,6 @@
 import { AppError } from '../errors.ts';
 import { toIso, type Clock } from '../clock.ts';
-import type { Store } from '../storage/store.ts';
+import type { Store } from './store.ts';
 
 /** How far the clock may read below the high-water mark before it is suspect (DESIGN "Time": 1 h). */
 export const CLOCK_TOLERANCE_MS = 3_600_000;
@@ -25,9 +25,11 @@ export interface TimeGuardDeps {
 export interface TimeStatus {
   /** The wall clock reads more than the tolerance below the mark. */
   suspect: boolean;
-  now: string;
-  high_water_mark: string;
-  tolerance_seconds: number;
+  /** The wall clock (ms). */
+  now: number;
+  /** The mark (ms, whole): the highest trusted time, frozen during an episode. */
+  highWaterMark: number;
+  toleranceMs: number;
 }
 
 /**
@@ -250,15 +252,16 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
       });
     },
 
+    /** Where the clock stands against the mark now. Throws nothing. */
     status(): TimeStatus {
       refresh();
       const now = clock.now();
       const m = mark();
       return {
         suspect: now < m - CLOCK_TOLERANCE_MS,
-        now: toIso(now),
-        high_water_mark: toIso(m),
-        tolerance_seconds: CLOCK_TOLERANCE_MS / 1000,
+        now,
+        highWaterMark: m,
+        toleranceMs: CLOCK_TOLERANCE_MS,
       };
     },
 

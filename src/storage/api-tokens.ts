@@ -1,5 +1,6 @@
 import type { Db } from './db.ts';
 import type { ApiToken, Role } from '../domain/types.ts';
+import type { ApiTokenRepo, StoredApiToken } from '../domain/store.ts';
 
 interface Row {
   id: string;
@@ -14,7 +15,7 @@ interface Row {
   revoked_at: number | null;
 }
 
-function fromRow(r: Row): ApiToken & { hash: Buffer } {
+function fromRow(r: Row): StoredApiToken {
   return {
     id: r.id,
     name: r.name,
@@ -30,7 +31,7 @@ function fromRow(r: Row): ApiToken & { hash: Buffer } {
 }
 
 /** All SQL about API tokens. Only keyed hashes of tokens are stored. */
-export function createApiTokenRepo(db: Db) {
+export function createApiTokenRepo(db: Db): ApiTokenRepo {
   const insert =
     db.prepare(`INSERT INTO api_tokens (id, name, role, tenant_id, token_hash, prefix, created_at, expires_at)
     VALUES (@id, @name, @role, @tenant_id, @token_hash, @prefix, @created_at, @expires_at)`);
@@ -74,5 +75,3 @@ export function createApiTokenRepo(db: Db) {
     },
   };
 }
-
-export type ApiTokenRepo = ReturnType<typeof createApiTokenRepo>;

@@ -1,13 +1,14 @@
 import type { Db } from './db.ts';
 import type {
   Entitlement,
-  EntitlementStatus,
   Policy,
   PolicyType,
   Source,
+  StatusBounds,
   StoredStatus,
 } from '../domain/types.ts';
 import { DAY_MS } from '../domain/types.ts';
+import type { EntitlementFilter, StoredEntitlement } from '../domain/store.ts';
 
 interface Row {
   seq: number;
@@ -28,7 +29,7 @@ interface Row {
   updated_at: number;
 }
 
-function fromRow(r: Row): Entitlement & { seq: number } {
+function fromRow(r: Row): StoredEntitlement {
   return {
     seq: r.seq,
     id: r.id,
@@ -66,24 +67,34 @@ function toParams(e: Entitlement, graceDays: number) {
   };
 }
 
-// Derived status in SQL, the same rule as deriveStatus() in the domain.
-const DERIVED_STATUS = `CASE
-  WHEN status <> 'active' THEN status
-  WHEN @now < starts_at THEN 'pending'
-  WHEN @now <= ends_at THEN 'active'
-  WHEN @now <= ends_at + grace_days * ${DAY_MS} THEN 'grace'
-  ELSE 'expired' END`;
+// The stored expressions a derived status is bounded on (StatusBounds in the domain).
+const BOUNDED = {
+  startsAt: 'starts_at',
+  endsAt: 'ends_at',
+  graceEnd: `ends_at + grace_days * ${DAY_MS}`,
+} as const;
+const OPS = { gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
 
-export interface EntitlementFilter {
-  tenantId?: string | undefined;
-  productId?: string | undefined;
-  status?: EntitlementStatus | undefined;
-  afterSeq?: number | undefined;
-  limit: number;
-  now: number;
+/** SQL conditions (and their parameters) for bounds the domain made from a derived status. */
+function statusWhere(b: StatusBounds, where: string[], params: Record<string, unknown>): void {
+  where.push('status = @stored');
+  params.stored = b.stored;
+  for (const field of Object.keys(BOUNDED) as Array<keyof typeof BOUNDED>) {
+    const bound = b[field];
+    if (bound === undefined) continue;
+    for (const op of Object.keys(OPS) as Array<keyof typeof OPS>) {
+      const v = bound[op];
+      if (v === undefined) continue;
+      where.push(`${BOUNDED[field]} ${OPS[op]} @${field}_${op}`);
+      params[`${field}_${op}`] = v;
+    }
+  }
 }
 
-/** All SQL about entitlements. */
+/**
+ * All SQL about entitlements: the domain's EntitlementRepo, plus what sync and /metrics read
+ * (insertNew, count, totals).
+ */
 export function createEntitlementRepo(db: Db) {
   const insert = db.prepare(`INSERT INTO entitlements
     (id, tenant_id, product_id, policy_json, policy_type, max_seats, grace_days, starts_at, ends_at, status, source, external_id, rev, created_at, updated_at)
@@ -120,7 +131,7 @@ export function createEntitlementRepo(db: Db) {
   const epoch = db.prepare<[], bigint | number>('SELECT value FROM entitlement_epoch').pluck();
   // The grant path asks for the same tenant and product again and again: keep the answer until any
   // connection changes any entitlement's terms (the epoch, see migration 0005).
-  const cache = new Map<string, ReadonlyArray<Readonly<Entitlement & { seq: number }>>>();
+  const cache = new Map<string, ReadonlyArray<Readonly<StoredEntitlement>>>();
   let cacheEpoch: bigint | number | undefined;
   const CACHE_MAX = 10_000;
 
@@ -135,19 +146,16 @@ export function createEntitlementRepo(db: Db) {
     update(e: Entitlement, graceDays: number): void {
       update.run(toParams(e, graceDays));
     },
-    get(id: string): (Entitlement & { seq: number }) | undefined {
+    get(id: string): StoredEntitlement | undefined {
       const r = byId.get(id);
       return r && fromRow(r);
     },
-    getByExternalId(externalId: string): (Entitlement & { seq: number }) | undefined {
+    getByExternalId(externalId: string): StoredEntitlement | undefined {
       const r = byExternalId.get(externalId);
       return r && fromRow(r);
     },
     /** The tenant's entitlements for a product in grant-rule order; shared objects: do not mutate. */
-    candidates(
-      tenantId: string,
-      productId: string,
-    ): ReadonlyArray<Readonly<Entitlement & { seq: number }>> {
+    candidates(tenantId: string, productId: string): ReadonlyArray<Readonly<StoredEntitlement>> {
       const now = epoch.get();
       if (now !== cacheEpoch) {
         cache.clear();
@@ -164,7 +172,7 @@ export function createEntitlementRepo(db: Db) {
       }
       return rows;
     },
-    candidatesForProduct(productId: string): Array<Entitlement & { seq: number }> {
+    candidatesForProduct(productId: string): Array<StoredEntitlement> {
       return candidatesForProduct.all(productId).map(fromRow);
     },
     count(): number {
@@ -182,13 +190,9 @@ export function createEntitlementRepo(db: Db) {
       const t = totals.get()!;
       return { entitlements: t.entitlements, leases: t.leases ?? 0, seats: t.seats ?? 0 };
     },
-    list(f: EntitlementFilter): Array<Entitlement & { seq: number }> {
+    list(f: EntitlementFilter): Array<StoredEntitlement> {
       const where = ['seq > @after'];
-      const params: Record<string, unknown> = {
-        after: f.afterSeq ?? 0,
-        limit: f.limit,
-        now: f.now,
-      };
+      const params: Record<string, unknown> = { after: f.afterSeq ?? 0, limit: f.limit };
       if (f.tenantId !== undefined) {
         where.push('tenant_id = @tenant');
         params.tenant = f.tenantId;
@@ -197,14 +201,9 @@ export function createEntitlementRepo(db: Db) {
         where.push('product_id = @product');
         params.product = f.productId;
       }
-      if (f.status !== undefined) {
-        where.push(`(${DERIVED_STATUS}) = @status`);
-        params.status = f.status;
-      }
+      if (f.status !== undefined) statusWhere(f.status, where, params);
       const sql = `SELECT * FROM entitlements WHERE ${where.join(' AND ')} ORDER BY seq LIMIT @limit`;
       return (db.prepare(sql).all(params) as Row[]).map(fromRow);
     },
   };
 }
-
-export type EntitlementRepo = ReturnType<typeof createEntitlementRepo>;

@@ -1,23 +1,6 @@
 import type { Db } from './db.ts';
-
-export type LeaseState = 'active' | 'released' | 'revoked' | 'expired';
-
-export interface Lease {
-  seq: number;
-  id: string;
-  entitlementId: string;
-  subjectType: string;
-  /** The subject id as the request that created the lease spelt it (display, token `sub`). */
-  subjectId: string;
-  /** Its canonical key (src/subjects.ts): what lookups compare. */
-  subjectKey: string;
-  features: string[];
-  grantedAt: number;
-  renewedAt: number;
-  expiresAt: number;
-  state: LeaseState;
-  endedAt: number | null;
-}
+import type { Lease, LeaseEvent, LeaseState, ListedLease, Seat } from '../domain/types.ts';
+import type { LeaseFilter, LeaseRepo, SeatRepo } from '../domain/store.ts';
 
 interface LeaseRow {
   seq: number;
@@ -49,34 +32,8 @@ const fromRow = (r: LeaseRow): Lease => ({
   endedAt: r.ended_at,
 });
 
-export type LeaseEventKind = 'grant' | 'renew' | 'release' | 'expire' | 'revoke' | 'deny';
-
-export interface LeaseEvent {
-  at: number;
-  kind: LeaseEventKind;
-  entitlementId: string | null;
-  leaseId: string | null;
-  subjectType: string | null;
-  /** The subject's canonical key: the event log only counts subjects (column subject_id). */
-  subjectKey: string | null;
-  activeAfter?: number | null;
-  reason?: string | null;
-}
-
-export interface LeaseFilter {
-  entitlementId?: string | undefined;
-  tenantId?: string | undefined;
-  productId?: string | undefined;
-  subjectType?: string | undefined;
-  /** A subject's canonical key. */
-  subjectKey?: string | undefined;
-  afterSeq: number;
-  limit: number;
-  now: number;
-}
-
 /** All SQL about leases, their counters and their events. */
-export function createLeaseRepo(db: Db) {
+export function createLeaseRepo(db: Db): LeaseRepo {
   const insert =
     db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, subject_key, features, granted_at, renewed_at, expires_at, state)
     VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @features, @granted_at, @renewed_at, @expires_at, 'active')`);
@@ -117,7 +74,7 @@ export function createLeaseRepo(db: Db) {
     db.prepare(`INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after, reason)
     VALUES (@at, @kind, @entitlement_id, @lease_id, @subject_type, @subject_id, @active_after, @reason)`);
 
-  const repo = {
+  return {
     insert(l: Omit<Lease, 'seq' | 'state' | 'endedAt'>): void {
       insert.run({
         id: l.id,
@@ -195,7 +152,7 @@ export function createLeaseRepo(db: Db) {
         reason: e.reason ?? null,
       });
     },
-    list(f: LeaseFilter): Array<Lease & { tenantId: string; productId: string }> {
+    list(f: LeaseFilter): ListedLease[] {
       const where = ["l.state = 'active'", 'l.expires_at > @now', 'l.seq > @after'];
       const params: Record<string, unknown> = { now: f.now, after: f.afterSeq, limit: f.limit };
       const add = (cond: string, key: string, v: string | undefined) => {
@@ -216,21 +173,6 @@ export function createLeaseRepo(db: Db) {
       return rows.map((r) => ({ ...fromRow(r), tenantId: r.tenant_id, productId: r.product_id }));
     },
   };
-  return repo;
-}
-
-export type LeaseRepo = ReturnType<typeof createLeaseRepo>;
-
-export interface Seat {
-  id: string;
-  entitlementId: string;
-  subjectType: string;
-  /** As first seen (the assignment or the first lease), for display. */
-  subjectId: string;
-  /** Canonical (src/subjects.ts): one seat per key and entitlement. */
-  subjectKey: string;
-  assignedAt: number;
-  assignedBy: string;
 }
 
 export interface SeatRow {
@@ -254,7 +196,7 @@ const seatFromRow = (r: SeatRow): Seat => ({
 });
 
 /** All SQL about named seats. */
-export function createSeatRepo(db: Db) {
+export function createSeatRepo(db: Db): SeatRepo {
   const insert =
     db.prepare(`INSERT INTO seats (id, entitlement_id, subject_type, subject_id, subject_key, assigned_at, assigned_by)
     VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @assigned_at, @assigned_by)`);
@@ -295,5 +237,3 @@ export function createSeatRepo(db: Db) {
     },
   };
 }
-
-export type SeatRepo = ReturnType<typeof createSeatRepo>;

@@ -1,6 +1,7 @@
 import type { Db } from './db.ts';
+import type { ClockEventKind } from '../domain/store.ts';
 
-/** Small key/value server state (server id, time high-water mark, settings) and the clock events. */
+/** The domain's StateRepo (plus delete, for sync): small key/value server state (server id, time high-water mark, settings) and the clock events. */
 export function createStateRepo(db: Db) {
   const get = db.prepare<[string], { value: string }>(
     'SELECT value FROM server_state WHERE key = ?',
@@ -26,13 +27,13 @@ export function createStateRepo(db: Db) {
     .pluck();
   return {
     /** The seq of the newest clock event of a kind (0 when none). */
-    lastClockEventSeq(kind: 'suspect' | 'recovered' | 'vouched'): number {
+    lastClockEventSeq(kind: ClockEventKind): number {
       return lastOfKind.get(kind)?.seq ?? 0;
     },
     /** Appends a clock event; returns its seq. `at` and `hwm` are whole ms (the columns are STRICT INTEGER). */
     clockEvent(
       at: number,
-      kind: 'suspect' | 'recovered' | 'vouched',
+      kind: ClockEventKind,
       hwm: number,
       details: Record<string, unknown>,
     ): number {
@@ -65,5 +66,3 @@ export function createStateRepo(db: Db) {
     },
   };
 }
-
-export type StateRepo = ReturnType<typeof createStateRepo>;

@@ -9,20 +9,23 @@ import { createUsageRepo } from './usage.ts';
 import { createSyncRepo } from './sync.ts';
 import type { SyncStore } from '../domain/sync-store.ts';
 import { retryWhileBusy } from './busy.ts';
+import type { Store as DomainStore } from '../domain/store.ts';
 
-export interface TxAsyncOptions {
-  /** How long to wait for another process's lock (ms); BUSY_RETRY_DEADLINE_MS by default. */
-  deadlineMs?: number;
-  /**
-   * Commit without waiting for the disk (synchronous=NORMAL for this one commit): a power cut may
-   * lose it. Only for a step that is written again when lost, and that a later durable commit
-   * covers (a WAL is written in order: a durable commit makes every earlier one durable too).
-   */
-  lazySync?: boolean;
-}
+export type { TxAsyncOptions } from '../domain/store.ts';
 
-/** The storage face the domain uses: repositories and a write transaction. No SQL leaves storage/. */
-export interface Store {
+/**
+ * The SQLite store: the domain's store seam (src/domain/store.ts) with the concrete repositories,
+ * which carry a few extra reads and writes for sync, /metrics and the audit route, and what only
+ * the process needs (the connection, closing). No SQL leaves storage/.
+ *
+ * tx() waits for another process's lock only as long as the connection's busy timeout (short in
+ * the server: then the SQLITE_BUSY error is answered `503 busy`), so admin writes never freeze the
+ * event loop; txAsync() waits on timers (the event loop free) up to `deadlineMs`
+ * (BUSY_RETRY_DEADLINE_MS by default); `lazySync` commits that one transaction with
+ * synchronous=NORMAL (a WAL is written in order: a later durable commit makes it durable too).
+ * batch() is the group commit (group-commit.ts).
+ */
+export interface Store extends DomainStore {
   entitlements: ReturnType<typeof createEntitlementRepo>;
   apiTokens: ReturnType<typeof createApiTokenRepo>;
   audit: ReturnType<typeof createAuditRepo>;
@@ -30,34 +33,6 @@ export interface Store {
   leases: ReturnType<typeof createLeaseRepo>;
   seats: ReturnType<typeof createSeatRepo>;
   usage: ReturnType<typeof createUsageRepo>;
-  /** BPSYNC/1's ledgers, revocations and import bookkeeping (made on first use). */
-  readonly sync: SyncStore;
-  /**
-   * Runs fn in one IMMEDIATE transaction (the write lock taken up front). Waits for another
-   * process's lock only as long as the connection's busy timeout (short in the server: then the
-   * SQLITE_BUSY error is answered `503 busy`), so admin writes never freeze the event loop.
-   */
-  tx<T>(fn: () => T): T;
-  /**
-   * tx(), but a lock held by another process is waited for on timers (the event loop free), up to
-   * `deadlineMs` (BUSY_RETRY_DEADLINE_MS by default), then the busy error is thrown. For work that
-   * prepared everything outside the lock and only applies here (imports).
-   */
-  txAsync<T>(fn: () => T, opts?: TxAsyncOptions): Promise<T>;
-  /**
-   * Runs fn inside a shared group-commit transaction; settles after the commit. A refusal should
-   * throw before fn writes anything: one thrown after a write is still undone alone, but costs the
-   * whole batch a second run, piece by piece. So fn may run twice, and its effects belong in the
-   * database, not in memory.
-   */
-  batch<T>(fn: () => T): Promise<T>;
-  /**
-   * Calls `listener` after a write transaction of this connection was rolled back (a refused
-   * tx(), a batch run again or lost), for state kept in memory beside the database.
-   */
-  onRollback(listener: () => void): void;
-  /** PRAGMA data_version: changes when another connection commits (ours do not change it). */
-  dataVersion(): number;
   close(): void;
   readonly db: Db;
 }

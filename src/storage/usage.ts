@@ -1,18 +1,6 @@
 import type { Db } from './db.ts';
-
-export interface WindowStats {
-  grants: number;
-  renewals: number;
-  releases: number;
-  denials: number;
-  peak: number;
-  uniqueSubjects: number;
-}
-
-export interface DayStats extends WindowStats {
-  /** 00:00 UTC of the day, in ms. */
-  day: number;
-}
+import type { DayStats, WindowStats } from '../domain/types.ts';
+import type { UsageRepo } from '../domain/store.ts';
 
 const DAY = 86_400_000;
 
@@ -31,7 +19,7 @@ interface DayRow {
  * subject_id is the subject's canonical key (migration 0007), so distinct counts are per subject
  * however its id was spelt.
  */
-export function createUsageRepo(db: Db) {
+export function createUsageRepo(db: Db): UsageRepo {
   const window = db.prepare<
     [string, number, number],
     {
@@ -92,5 +80,3 @@ export function createUsageRepo(db: Db) {
     },
   };
 }
-
-export type UsageRepo = ReturnType<typeof createUsageRepo>;

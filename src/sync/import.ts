@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 import { AppError } from '../errors.ts';
 import { toIso } from '../clock.ts';
 import type { Entitlement } from '../domain/types.ts';
-import { graceDays } from '../domain/types.ts';
+import { graceDays, hasNamedSeats } from '../domain/types.ts';
 import {
   changeRefusal,
   cutsSeats,
@@ -263,8 +263,6 @@ function unchangedResult(v: Verified): ImportResult {
     seats_cut: [],
   };
 }
-
-const NAMED = new Set(['per_user', 'per_machine']);
 
 /** The preparing pass gives the event loop back after this long (ms): the server keeps answering. */
 const PREPARE_SLICE_MS = 8;
@@ -907,7 +905,7 @@ async function prepare(deps: SyncDeps, fd: number, v: Verified, now: number): Pr
     note(diff.changed, { entitlement_id: id, fields });
     const max = next.policy.max_seats;
     if (max !== undefined) {
-      const inUse = NAMED.has(next.policy.type)
+      const inUse = hasNamedSeats(next.policy.type)
         ? store.leases.counters(id).seatsAssigned
         : store.leases.liveCount(id, now);
       if (cutsSeats(next.policy, inUse))

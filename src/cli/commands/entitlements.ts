@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { AppError } from '../../errors.ts';
 import {
+  checkQuerySchema,
   entitlementCreateSchema,
   entitlementUpdateSchema,
   importEnvelopeSchema,
@@ -12,11 +13,18 @@ import {
   renewSchema,
   usageCsvQuerySchema,
 } from '../../schemas.ts';
-import { entitlementView } from '../../views.ts';
+import {
+  entitlementDetailView,
+  entitlementView,
+  importResultView,
+  leaseCheckView,
+  pageView,
+  usageCsv,
+  usageView,
+} from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { toIso } from '../../clock.ts';
-import { usageCsv } from '../../domain/usage.ts';
 import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
 
 interface PolicyFlags {
@@ -185,9 +193,10 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
             cursor: q.cursor,
             limit: q.limit,
           });
-          const data = r.items.map((e) => entitlementView(e, ctx.clock.now()));
-          emit(kit.io, g.json, { data, next_cursor: r.nextCursor }, () => {
-            const rows = data.map((v) => ({
+          const now = ctx.clock.now();
+          const page = pageView(r, (e) => entitlementView(e, now));
+          emit(kit.io, g.json, page, () => {
+            const rows = page.data.map((v) => ({
               id: v.entitlement_id,
               tenant: v.tenant_id,
               product: v.product_id,
@@ -207,11 +216,18 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
 
   ent
     .command('show <id>')
-    .description('show one entitlement')
+    .description('show one entitlement and its use right now')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const v = entitlementView(ctx.services.entitlements.get(id), ctx.clock.now());
-        emit(kit.io, g.json, v, () => human(v));
+        const e = ctx.services.entitlements.get(id);
+        const v = entitlementDetailView(e, ctx.clock.now(), ctx.services.leases.usageNow(e));
+        emit(
+          kit.io,
+          g.json,
+          v,
+          () =>
+            `${human(v)}\n  in use:   ${v.usage.active_leases} leases, ${v.usage.seats_assigned} seats assigned of ${v.usage.max_seats ?? '∞'}`,
+        );
       });
     });
 
@@ -309,12 +325,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           kit.io.stdout(usageCsv(e, ctx.services.usage.daily(e, days ?? 30)));
           return;
         }
-        const r = {
-          entitlement_id: e.id,
-          tenant_id: e.tenantId,
-          product_id: e.productId,
-          ...ctx.services.usage.report(e),
-        };
+        const r = usageView(e, ctx.services.usage.report(e));
         emit(kit.io, g.json, r, () =>
           [
             `${e.id} (${e.policy.type})`,
@@ -334,19 +345,16 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .action(async (id: string, o: { subject?: string; subjectType?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
+        const q = parseWith(
+          checkQuerySchema,
+          { subject_type: o.subjectType, subject_id: o.subject },
+          'options',
+        );
         const subject =
-          o.subject === undefined
+          q.subject_id === undefined
             ? undefined
-            : {
-                subjectType:
-                  o.subjectType ?? (e.policy.type === 'per_machine' ? 'machine' : 'user'),
-                subjectId: o.subject,
-              };
-        const r = {
-          entitlement_id: e.id,
-          status: entitlementView(e, ctx.clock.now()).status,
-          ...ctx.services.leases.check(e, subject),
-        };
+            : { subjectType: q.subject_type, subjectId: q.subject_id };
+        const r = leaseCheckView(e, ctx.clock.now(), ctx.services.leases.check(e, subject));
         emit(
           kit.io,
           g.json,
@@ -384,7 +392,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         progress(`validating ${envelope.entitlements.length} entitlements…`);
         const items = parseImportItems(envelope.entitlements);
         progress('writing (one transaction)…');
-        const r = await ctx.services.entitlements.importMany(items, cliActor());
+        const r = importResultView(await ctx.services.entitlements.importMany(items, cliActor()));
         emit(
           kit.io,
           g.json,

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { emit } from '../io.ts';
+import { keysView } from '../../views.ts';
 import type { CommandKit } from '../main.ts';
 
 /** keys show: the server's public signing key, as clients pin it to verify lease tokens. */
@@ -11,9 +12,7 @@ export function registerKeys(program: Command, kit: CommandKit): void {
     .description('print the public key and key id clients verify lease tokens with')
     .action(async (_o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const keys = {
-          keys: [{ kid: ctx.info.kid, public_key: ctx.info.public_key, status: 'active' }],
-        };
+        const keys = keysView(ctx.info);
         emit(
           kit.io,
           g.json,

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { leaseListQuerySchema, parseWith } from '../../schemas.ts';
-import { leaseView } from '../../views.ts';
+import { leaseView, pageView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { parseOptionalInteger } from '../../integer-option.ts';
@@ -55,14 +55,14 @@ export function registerLeases(program: Command, kit: CommandKit): void {
             cursor: q.cursor,
             limit: q.limit,
           });
-          const data = r.items.map(leaseView);
+          const page = pageView(r, leaseView);
           emit(
             kit.io,
             g.json,
-            { data, next_cursor: r.nextCursor },
+            page,
             () =>
               table(
-                data.map((l) => ({
+                page.data.map((l) => ({
                   id: l.lease_id,
                   entitlement: l.entitlement_id,
                   subject: `${l.subject_type}:${l.subject_id}`,

@@ -5,7 +5,7 @@ import {
   subjectIdentifier,
   subjectTypeSchema,
 } from '../../schemas.ts';
-import { seatView } from '../../views.ts';
+import { pageView, seatRevokedView, seatsAssignedView, seatView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { parseOptionalInteger } from '../../integer-option.ts';
@@ -29,14 +29,14 @@ export function registerSeats(program: Command, kit: CommandKit): void {
           'options',
         );
         const r = ctx.services.seats.list(entitlement, q.cursor, q.limit);
-        const data = r.items.map(seatView);
+        const page = pageView(r, seatView);
         emit(
           kit.io,
           g.json,
-          { data, next_cursor: r.nextCursor },
+          page,
           () =>
             table(
-              data.map((s) => ({
+              page.data.map((s) => ({
                 seat: s.seat_id,
                 subject: `${s.subject_type}:${s.subject_id}`,
                 assigned: s.assigned_at,
@@ -68,9 +68,11 @@ export function registerSeats(program: Command, kit: CommandKit): void {
             subjectType: type,
             subjectId: parseWith(subjectIdentifier, s, 'subject'),
           }));
-          const out = ctx.services.seats.assign(entitlement, list, cliActor()).map(seatView);
-          emit(kit.io, g.json, { data: out, assigned: out.length }, () =>
-            out.map((s) => `assigned ${s.seat_id} to ${s.subject_type}:${s.subject_id}`).join('\n'),
+          const v = seatsAssignedView(ctx.services.seats.assign(entitlement, list, cliActor()));
+          emit(kit.io, g.json, v, () =>
+            v.data
+              .map((s) => `assigned ${s.seat_id} to ${s.subject_type}:${s.subject_id}`)
+              .join('\n'),
           );
         });
       },
@@ -82,7 +84,7 @@ export function registerSeats(program: Command, kit: CommandKit): void {
     .action(async (entitlement: string, seat: string, _o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const r = ctx.services.seats.revoke(entitlement, seat, cliActor());
-        const v = { ...seatView(r.seat), revoked: true, ended_lease_id: r.endedLease };
+        const v = seatRevokedView(r);
         emit(
           kit.io,
           g.json,

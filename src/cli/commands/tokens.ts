@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseWith, tokenCreateSchema } from '../../schemas.ts';
-import { apiTokenView } from '../../views.ts';
+import { apiTokenView, createdApiTokenView, pageView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { parseIntegerOption } from '../../integer-option.ts';
@@ -38,7 +38,7 @@ export function registerTokens(program: Command, kit: CommandKit): void {
             },
             'options',
           );
-          const { token, record } = ctx.services.apiTokens.create(
+          const made = ctx.services.apiTokens.create(
             {
               name: input.name,
               role: input.role,
@@ -47,13 +47,13 @@ export function registerTokens(program: Command, kit: CommandKit): void {
             },
             cliActor(),
           );
-          const v = { ...apiTokenView(record, ctx.clock.now()), token };
+          const v = createdApiTokenView(made, ctx.clock.now());
           emit(
             kit.io,
             g.json,
             v,
             () =>
-              `created ${v.token_id} (${v.role})\ntoken: ${token}\nThe token is shown this once.`,
+              `created ${v.token_id} (${v.role})\ntoken: ${v.token}\nThe token is shown this once.`,
           );
         });
       },
@@ -64,10 +64,14 @@ export function registerTokens(program: Command, kit: CommandKit): void {
     .description('list API tokens (never their secrets)')
     .action(async (_opts: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const data = ctx.services.apiTokens.list().map((t) => apiTokenView(t, ctx.clock.now()));
-        emit(kit.io, g.json, { data, next_cursor: null }, () =>
+        const now = ctx.clock.now();
+        // Every token on one page, as GET /v1/tokens answers.
+        const page = pageView({ items: ctx.services.apiTokens.list(), nextCursor: null }, (t) =>
+          apiTokenView(t, now),
+        );
+        emit(kit.io, g.json, page, () =>
           table(
-            data.map((t) => ({
+            page.data.map((t) => ({
               id: t.token_id,
               name: t.name,
               role: t.role,

@@ -35,7 +35,7 @@ export function registerAuditRoutes(app: Hono<AppEnv>, { services, auth }: Route
     const page = services.audit.page(q.cursor === undefined ? 0 : Number(q.cursor), q.limit ?? 50);
     return c.json({
       data: page.rows.map(auditRowView),
-      next_cursor: page.nextCursor === null ? null : String(page.nextCursor),
+      next_cursor: page.nextCursor,
       head: page.head,
     });
   });

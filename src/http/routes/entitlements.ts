@@ -14,8 +14,15 @@ import {
   checkQuerySchema,
   usageCsvQuerySchema,
 } from '../../schemas.ts';
-import { entitlementView } from '../../views.ts';
-import { usageCsv } from '../../domain/usage.ts';
+import {
+  entitlementDetailView,
+  entitlementView,
+  importResultView,
+  leaseCheckView,
+  pageView,
+  usageCsv,
+  usageView,
+} from '../../views.ts';
 
 /** /v1/entitlements: create, list, show, update, lifecycle, bulk import, check, usage. */
 export function registerEntitlementRoutes(
@@ -40,19 +47,19 @@ export function registerEntitlementRoutes(
       cursor: q.cursor,
       limit: q.limit,
     });
-    return c.json({ data: r.items.map(view), next_cursor: r.nextCursor });
+    return c.json(pageView(r, view));
   });
 
   app.post('/v1/entitlements/import', auth('POST /v1/entitlements/import'), async (c) => {
     const envelope = parseWith(importEnvelopeSchema, await readJson(c));
     const items = parseImportItems(envelope.entitlements);
     const r = await services.entitlements.importMany(items, c.get('principal').actor);
-    return c.json(r, 200);
+    return c.json(importResultView(r), 200);
   });
 
   app.get('/v1/entitlements/:id', auth('GET /v1/entitlements/:id'), (c) => {
     const e = visible(c);
-    return c.json({ ...view(e), usage: services.leases.usageNow(e) });
+    return c.json(entitlementDetailView(e, clock.now(), services.leases.usageNow(e)));
   });
 
   // The seed sends PUT with only the fields to change; PATCH is the same.
@@ -86,26 +93,14 @@ export function registerEntitlementRoutes(
     const q = parseWith(checkQuerySchema, c.req.query(), 'query');
     const subject =
       q.subject_id !== undefined
-        ? {
-            subjectType: q.subject_type ?? (e.policy.type === 'per_machine' ? 'machine' : 'user'),
-            subjectId: q.subject_id,
-          }
+        ? { subjectType: q.subject_type, subjectId: q.subject_id }
         : undefined;
-    return c.json({
-      entitlement_id: e.id,
-      status: view(e).status,
-      ...services.leases.check(e, subject),
-    });
+    return c.json(leaseCheckView(e, clock.now(), services.leases.check(e, subject)));
   });
 
   app.get('/v1/entitlements/:id/usage', auth('GET /v1/entitlements/:id/usage'), (c) => {
     const e = visible(c);
-    return c.json({
-      entitlement_id: e.id,
-      tenant_id: e.tenantId,
-      product_id: e.productId,
-      ...services.usage.report(e),
-    });
+    return c.json(usageView(e, services.usage.report(e)));
   });
 
   app.get('/v1/entitlements/:id/usage.csv', auth('GET /v1/entitlements/:id/usage.csv'), (c) => {

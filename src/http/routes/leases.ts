@@ -4,8 +4,7 @@ import type { RouteDeps } from '../../app.ts';
 import { readJson } from '../middleware.ts';
 import { createLeaseApi, type LeaseRoutePath } from '../lease-api.ts';
 import { identifier, leaseListQuerySchema, parseWith, statusQuerySchema } from '../../schemas.ts';
-import { entitlementView, leaseView } from '../../views.ts';
-import { toIso } from '../../clock.ts';
+import { keysView, leaseView, pageView, subjectStatusView } from '../../views.ts';
 import { mustSee, scopedTenant } from '../scope.ts';
 
 /** The client lease API (no token: the lease id is the proof of possession), status, keys, and the admin lease list. */
@@ -29,27 +28,11 @@ export function registerLeaseRoutes(
       subjectId: q.subject_id,
       tenantId: scopedTenant(c, q.tenant_id),
     });
-    const e = entitlementView(s.entitlement, clock.now());
-    return c.json({
-      entitlement_id: e.entitlement_id,
-      tenant_id: e.tenant_id,
-      status: e.status,
-      current_lease: s.lease
-        ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt) }
-        : null,
-      features: e.policy_json.features ?? [],
-      usage: {
-        concurrent_seats_used: s.leasesInUse,
-        max_seats: e.policy_json.max_seats ?? null,
-        ...(s.entitlement.policy.type === 'per_user' || s.entitlement.policy.type === 'per_machine'
-          ? { seats_assigned: s.seatsAssigned, seat_held: s.seat !== undefined }
-          : {}),
-      },
-    });
+    return c.json(subjectStatusView(s, clock.now()));
   });
 
   app.get('/v1/license/keys', (c) => {
-    return c.json({ keys: [{ kid: info.kid, public_key: info.public_key, status: 'active' }] });
+    return c.json(keysView(info));
   });
 
   app.get('/v1/leases', auth('GET /v1/leases'), (c) => {
@@ -63,7 +46,7 @@ export function registerLeaseRoutes(
       cursor: q.cursor,
       limit: q.limit,
     });
-    return c.json({ data: r.items.map(leaseView), next_cursor: r.nextCursor });
+    return c.json(pageView(r, leaseView));
   });
 
   app.post('/v1/leases/:id/revoke', auth('POST /v1/leases/:id/revoke'), (c) => {

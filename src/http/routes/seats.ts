@@ -10,7 +10,7 @@ import {
   seatBulkSchema,
   seatListQuerySchema,
 } from '../../schemas.ts';
-import { seatView } from '../../views.ts';
+import { pageView, seatRevokedView, seatsAssignedView, seatView } from '../../views.ts';
 import type { SeatSubject } from '../../domain/seats.ts';
 
 /** Named seats of per_user and per_machine entitlements. */
@@ -21,7 +21,7 @@ export function registerSeatRoutes(app: Hono<AppEnv>, { services, auth }: RouteD
     const e = visible(c);
     const q = parseWith(seatListQuerySchema, c.req.query(), 'query');
     const r = services.seats.list(e.id, q.cursor, q.limit);
-    return c.json({ data: r.items.map(seatView), next_cursor: r.nextCursor });
+    return c.json(pageView(r, seatView));
   });
 
   app.post('/v1/entitlements/:id/seats', auth('POST /v1/entitlements/:id/seats'), async (c) => {
@@ -49,7 +49,7 @@ export function registerSeatRoutes(app: Hono<AppEnv>, { services, auth }: RouteD
             }))
           : b.subjects.map((s) => ({ subjectType: s.subject_type, subjectId: s.subject_id }));
       const seats = services.seats.assign(e.id, subjects, c.get('principal').actor);
-      return c.json({ data: seats.map(seatView), assigned: seats.length }, 201);
+      return c.json(seatsAssignedView(seats), 201);
     },
   );
 
@@ -60,7 +60,7 @@ export function registerSeatRoutes(app: Hono<AppEnv>, { services, auth }: RouteD
       const e = visible(c);
       const seatId = parseWith(identifier, c.req.param('seat_id'), 'seat id');
       const r = services.seats.revoke(e.id, seatId, c.get('principal').actor);
-      return c.json({ ...seatView(r.seat), revoked: true, ended_lease_id: r.endedLease });
+      return c.json(seatRevokedView(r));
     },
   );
 }

@@ -3,13 +3,13 @@ import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { readJson } from '../middleware.ts';
 import { identifier, parseWith, tokenCreateSchema } from '../../schemas.ts';
-import { apiTokenView } from '../../views.ts';
+import { apiTokenView, createdApiTokenView, pageView } from '../../views.ts';
 
 /** /v1/tokens: API tokens. The secret is in the create answer only. */
 export function registerTokenRoutes(app: Hono<AppEnv>, { services, clock, auth }: RouteDeps): void {
   app.post('/v1/tokens', auth('POST /v1/tokens'), async (c) => {
     const input = parseWith(tokenCreateSchema, await readJson(c));
-    const { token, record } = services.apiTokens.create(
+    const made = services.apiTokens.create(
       {
         name: input.name,
         role: input.role,
@@ -18,14 +18,15 @@ export function registerTokenRoutes(app: Hono<AppEnv>, { services, clock, auth }
       },
       c.get('principal').actor,
     );
-    return c.json({ ...apiTokenView(record, clock.now()), token }, 201);
+    return c.json(createdApiTokenView(made, clock.now()), 201);
   });
 
   app.get('/v1/tokens', auth('GET /v1/tokens'), (c) => {
-    return c.json({
-      data: services.apiTokens.list().map((t) => apiTokenView(t, clock.now())),
-      next_cursor: null,
-    });
+    const now = clock.now();
+    // Every token on one page: a server has a handful.
+    return c.json(
+      pageView({ items: services.apiTokens.list(), nextCursor: null }, (t) => apiTokenView(t, now)),
+    );
   });
 
   app.delete('/v1/tokens/:id', auth('DELETE /v1/tokens/:id'), (c) => {

@@ -1,0 +1,151 @@
+// The lease rules on their own: pure functions of an entitlement, what is held and the time. The
+// HTTP tests (src/http/routes/*.test.ts) hold the same rules end to end through the store.
+import { describe, expect, it } from 'vitest';
+import { AppError } from '../errors.ts';
+import { DAY_MS, type Entitlement, type Lease, type Seat } from './types.ts';
+import {
+  checkSubjectType,
+  grantedFeatures,
+  heldAtEnd,
+  inGrace,
+  leaseCheck,
+  leaseExpiry,
+  moreActionable,
+} from './lease-rules.ts';
+
+const T0 = Date.parse('2025-01-01T00:00:00Z');
+const END = Date.parse('2025-12-31T00:00:00Z');
+
+function ent(over: Partial<Entitlement> = {}, policy: Partial<Entitlement['policy']> = {}) {
+  return {
+    id: 'ent_r',
+    tenantId: 't',
+    productId: 'p',
+    policy: { type: 'per_user', max_seats: 2, features: ['a', 'b'], ...policy },
+    startsAt: T0,
+    endsAt: END,
+    status: 'active',
+    source: 'manual',
+    externalId: null,
+    rev: null,
+    createdAt: T0,
+    updatedAt: T0,
+    ...over,
+  } as Entitlement;
+}
+
+const seatAt = (assignedAt: number) => ({ assignedAt }) as Seat;
+const leaseAt = (grantedAt: number) => ({ grantedAt, features: ['a', 'b'] }) as Lease;
+const code = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof AppError ? [err.code, err.details.reason ?? null] : ['not an AppError'];
+  }
+  return null;
+};
+
+describe('term and grace', () => {
+  it('is usable in term, in grace (true) until grace_days after the end, refused otherwise with the reason', () => {
+    const e = ent({}, { grace_days: 10 });
+    expect(inGrace(e, T0)).toBe(false);
+    expect(inGrace(e, END)).toBe(false);
+    expect(inGrace(e, END + 1)).toBe(true);
+    expect(inGrace(e, END + 10 * DAY_MS)).toBe(true);
+    expect(code(() => inGrace(e, END + 10 * DAY_MS + 1))).toEqual([
+      'entitlement_inactive',
+      'expired',
+    ]);
+    expect(code(() => inGrace(e, T0 - 1))).toEqual(['entitlement_inactive', 'pending']);
+    expect(code(() => inGrace(ent({ status: 'suspended' }), T0))).toEqual([
+      'entitlement_inactive',
+      'suspended',
+    ]);
+    expect(code(() => inGrace(ent({ status: 'revoked' }), T0))).toEqual([
+      'entitlement_inactive',
+      'revoked',
+    ]);
+  });
+
+  it('lets only holders at the end of term through grace: a seat for named policies, a lease for the others', () => {
+    const named = ent();
+    expect(heldAtEnd(named, undefined, seatAt(END))).toBe(true);
+    expect(heldAtEnd(named, leaseAt(T0), seatAt(END + 1))).toBe(false);
+    const concurrent = ent({}, { type: 'concurrent' });
+    expect(heldAtEnd(concurrent, leaseAt(END), undefined)).toBe(true);
+    expect(heldAtEnd(concurrent, leaseAt(END + 1), seatAt(T0))).toBe(false);
+  });
+});
+
+describe('a grant', () => {
+  it('leases per_user to users only, and the features asked for (each once) or all', () => {
+    expect(code(() => checkSubjectType(ent(), 'machine'))).toEqual(['invalid_request', null]);
+    expect(code(() => checkSubjectType(ent({}, { type: 'concurrent' }), 'machine'))).toBeNull();
+    expect(grantedFeatures(ent(), undefined)).toEqual(['a', 'b']);
+    expect(grantedFeatures(ent(), ['b', 'b'])).toEqual(['b']);
+    expect(code(() => grantedFeatures(ent(), ['c']))).toEqual(['feature_not_entitled', null]);
+  });
+
+  it('ends a lease after its TTL, never past the end of grace, and refuses one under a second', () => {
+    const e = ent({}, { grace_days: 1 });
+    expect(leaseExpiry(e, T0, 3600)).toBe(T0 + 3_600_000);
+    const graceEnd = END + DAY_MS;
+    expect(leaseExpiry(e, graceEnd - 5000, 3600)).toBe(graceEnd);
+    expect(code(() => leaseExpiry(e, graceEnd, 3600))).toEqual(['entitlement_inactive', 'expired']);
+  });
+
+  it('answers the most actionable of several refusals, whatever their order', () => {
+    const err = (c: 'not_found' | 'seats_exhausted' | 'clock_suspect') => new AppError(c, c);
+    const order = [err('not_found'), err('seats_exhausted'), err('clock_suspect')];
+    for (const seq of [order, [...order].reverse()]) {
+      let best: AppError | undefined;
+      for (const e of seq) best = moreActionable(best, e);
+      expect(best!.code).toBe('clock_suspect');
+    }
+    expect(moreActionable(err('seats_exhausted'), err('not_found')).code).toBe('seats_exhausted');
+  });
+});
+
+describe('check', () => {
+  const none = { lease: undefined, seat: undefined };
+  it('counts free seats by assignment for named policies and by leases in force for concurrent', () => {
+    expect(leaseCheck(ent(), T0, none, { seatsAssigned: 1, leasesInForce: 0 }, false)).toEqual({
+      canLease: true,
+      remainingSeats: 1,
+      reason: null,
+    });
+    const c = ent({}, { type: 'concurrent' });
+    expect(leaseCheck(c, T0, none, { seatsAssigned: 0, leasesInForce: 2 }, false)).toEqual({
+      canLease: false,
+      remainingSeats: 0,
+      reason: 'seats_exhausted',
+    });
+    // A holder may lease on a full entitlement.
+    expect(
+      leaseCheck(
+        c,
+        T0,
+        { lease: leaseAt(T0), seat: undefined },
+        { seatsAssigned: 0, leasesInForce: 2 },
+        false,
+      ).canLease,
+    ).toBe(true);
+  });
+
+  it('gives the reason a grant would be refused: grace newcomer, manual seats, a suspect clock on a bundle', () => {
+    expect(
+      leaseCheck(ent(), END + 1, none, { seatsAssigned: 0, leasesInForce: 0 }, false).reason,
+    ).toBe('expired');
+    const manual = ent({}, { seat_assignment: 'manual' });
+    expect(leaseCheck(manual, T0, none, { seatsAssigned: 0, leasesInForce: 0 }, false).reason).toBe(
+      'seat_not_assigned',
+    );
+    expect(
+      leaseCheck(ent({ source: 'bundle' }), T0, none, { seatsAssigned: 0, leasesInForce: 0 }, true)
+        .reason,
+    ).toBe('clock_suspect');
+    expect(
+      leaseCheck(ent(), T0, none, { seatsAssigned: 0, leasesInForce: 0 }, true).reason,
+    ).toBeNull();
+  });
+});
