@@ -6,7 +6,7 @@
 // records who holds it (pid, host, since), committed before the lock is taken, so a refusal can
 // name the holder: a RESERVED lock still lets others read.
 import Database from 'better-sqlite3';
-import { existsSync, chmodSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, rmSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AppError } from '../errors.ts';
@@ -46,14 +46,36 @@ export interface LockOptions {
  * CLI commands run beside a server on purpose and never look at it. The directory must exist.
  */
 export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
+  // A holder that discards its lock file (release({ discard })) may unlink it between our open and
+  // our lock: we would then hold a lock on a file no longer in the directory, and a third process
+  // could lock a new one. So the lock taken must still be on the file the directory names; if not,
+  // try again on the new file (bounded: each retry needs another process to finish meanwhile).
+  for (let attempt = 1; ; attempt++) {
+    const lock = lockOnce(dataDir, opts);
+    if (lock.stillNamed() || attempt === 5) return lock;
+    lock.release();
+  }
+}
+
+function lockOnce(dataDir: string, opts: LockOptions): DataDirLock & { stillNamed(): boolean } {
   const file = join(dataDir, LOCK_FILE);
-  const fresh = !existsSync(file);
+  // Created here with O_EXCL, so `fresh` is true only when this process made the file (an
+  // existence check then an open would race with a holder that discards its file).
+  let fresh = false;
+  try {
+    closeSync(openSync(file, 'wx', 0o600));
+    fresh = true;
+  } catch {
+    // EEXIST: someone's lock file, used as it is; anything else: SQLite's open below says it.
+  }
   const options: Database.Options = { timeout: 0 };
   if (opts.nativeBinding)
     (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
   let db: Database.Database;
+  let ino: number | undefined;
   try {
     db = new Database(file, options);
+    ino = inodeOf(file);
   } catch (err) {
     throw new AppError(
       'forbidden',
@@ -105,6 +127,7 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
   let held = true;
   return {
     file,
+    stillNamed: () => ino !== undefined && inodeOf(file) === ino,
     release({ discard = false } = {}) {
       if (!held) return;
       held = false;
@@ -116,6 +139,15 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
       }
     },
   };
+}
+
+/** The file's inode, or undefined when the name is gone. */
+function inodeOf(file: string): number | undefined {
+  try {
+    return statSync(file).ino;
+  } catch {
+    return undefined;
+  }
 }
 
 /** SQLite's errors on the lock file, as errors an admin can act on. */
