@@ -1,7 +1,7 @@
 /**
- * How much of a request body each route may send, and how long it may take to send it. One table
- * for the Hono app (limitBody) and the server (the lease fast path and the body reader in front of
- * the app); the contract is DESIGN.md, "Process, files and resources".
+ * How much of a request body each route may send, and how long it may take to send it: one table
+ * for the dispatch (http/dispatch.ts), which reads every body with the body reader (http/body.ts)
+ * under these caps, on the server and through app.request() alike.
  */
 
 /** A lease request is well under 1 KiB; 16 KiB leaves room for long ids and features. */

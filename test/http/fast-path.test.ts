@@ -1,9 +1,10 @@
 /**
  * The server serves the client lease routes (grant, renew, release) straight on node:http
- * (src/http/lease-fast-path.ts) and everything else through the Hono app. Two worlds built alike:
- * the Hono app through app.request(), and a real listening server; the same requests must get the
- * same answers (status, error code, message and details, headers), and the server's requests must
- * reach its log and /metrics.
+ * (src/http/dispatch.ts serveNode) and everything else through the Hono router. Two worlds built
+ * alike: the app through app.request() (dispatch.ts fetch), and a real listening server; the same
+ * requests must get the same answers (status, error code, message and details, headers), and the
+ * server's requests must reach its log and /metrics. test/http/pipeline.test.ts compares every
+ * route shape on one database.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
