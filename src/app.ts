@@ -36,13 +36,16 @@ export interface AppDeps {
   log: Logger;
   /** True once SIGTERM arrived: /readyz says so, so a balancer stops sending. */
   isDraining?: () => boolean;
-  /** Request counters, shared with the server's direct lease path; the app makes its own without. */
+  /** Request counters: the pipeline counts every answer, /metrics shows them (made if absent). */
   metrics?: Metrics;
-  /** The server's storage upkeep (episodes, WAL); without it the app tracks episodes itself, with no checkpoint thread. */
+  /**
+   * The server's storage upkeep (episodes, WAL); without it the app tracks episodes itself, with
+   * no checkpoint thread.
+   */
   storage?: Pick<StorageUpkeep, 'health'> & {
     checkpointer?: Pick<StorageUpkeep['checkpointer'], 'walBytes' | 'stats'>;
   };
-  /** The server's body reader (its budget); the app makes its own, unbudgeted reads only, without. */
+  /** The server's body reader (its budget); without it the app makes one for unbudgeted reads. */
   bodies?: BodyReader;
   /** How long bodies may take to arrive, ms (http/limits.ts has the defaults). */
   timeouts?: { leaseBodyMs?: number | undefined; bodyMs?: number | undefined };
@@ -66,7 +69,7 @@ export interface App {
   fetch(request: Request): Promise<Response>;
   /** As Hono's app.request(): a path (or URL, or Request) and its init. */
   request(input: string | URL | Request, init?: RequestInit): Promise<Response>;
-  /** The server's node:http listener (lease routes served straight, the rest through the router). */
+  /** The server's node:http listener (lease routes served straight, the rest routed). */
   serveNode(req: IncomingMessage, res: ServerResponse): void;
   /** The pipeline, for answers written outside a request (node:http's protocol errors). */
   pipeline: Pipeline;
@@ -74,6 +77,11 @@ export interface App {
   routes: ReadonlyArray<{ method: string; path: string }>;
 }
 
+/**
+ * Builds the app: the Hono router with every admin route (no middleware), the client lease routes,
+ * and the pipeline and dispatch in front of both. Opens nothing and starts nothing: the caller owns
+ * the store and the server.
+ */
 export function createApp(deps: AppDeps): App {
   const router = new Hono<AppEnv>();
   const routeDeps: RouteDeps = {

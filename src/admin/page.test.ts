@@ -52,7 +52,7 @@ describe('the admin page', () => {
 });
 
 describe('the admin page as it ships', () => {
-  it('carries the same console in dist/cli.cjs, and in the single executable alone in an empty folder', async () => {
+  it('is the same in dist/cli.cjs, and in the executable alone in an empty folder', async () => {
     const exe = join(ROOT, 'dist', 'bp-license-server');
     for (const alone of [false, true]) {
       const dir = tempDir();

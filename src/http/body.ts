@@ -36,7 +36,8 @@ export function tooLarge(maxSize: number): AppError {
  * U+FFFD: two different byte strings must not become one subject or tenant id. An empty body, or
  * one that is not a JSON value, is refused too: never a 500.
  *
- * @throws AppError `invalid_request` (details.issues: `(root)` invalid UTF-8, empty body, malformed JSON)
+ * @throws AppError `invalid_request` (details.issues, path `(root)`: invalid UTF-8, empty body,
+ *   malformed JSON)
  */
 export function jsonBody(bytes: Uint8Array | undefined): unknown {
   if (bytes !== undefined && !isUtf8(bytes))
@@ -96,7 +97,7 @@ export interface BodyReader {
     budgeted: boolean,
     done: (err: AppError | null, body?: Uint8Array) => void,
   ): void;
-  /** Counts `n` bytes a caller keeps after read() against the budget; `release(n)` when it drops them. */
+  /** Counts `n` bytes a caller keeps after read() against the budget; `release(n)` drops them. */
   hold(n: number): void;
   release(n: number): void;
   /** Bytes held now (tests, metrics). */
@@ -201,11 +202,12 @@ export const MAX_LINGERING = 64;
 let lingering = 0;
 
 /**
- * Lingering close, as nginx does it: the refusal is answered with `Connection: close`, then what the
- * client still sends is read and dropped (up to LINGER_BYTES and LINGER_MS) instead of the socket
- * being closed under it. Closing with unread bytes makes the kernel send a reset, and a client
- * still writing its body (Node's fetch, undici) then reports EPIPE/ECONNRESET instead of the answer.
- * Call it before the answer ends (node:http closes a `Connection: close` socket with destroySoon()).
+ * Lingering close, as nginx does it: the refusal is answered with `Connection: close`, then what
+ * the client still sends is read and dropped (up to LINGER_BYTES and LINGER_MS) instead of the
+ * socket being closed under it. Closing with unread bytes makes the kernel send a reset, and a
+ * client still writing its body (Node's fetch, undici) then reports EPIPE/ECONNRESET instead of
+ * the answer. Call it before the answer ends (node:http closes a `Connection: close` socket with
+ * destroySoon()).
  */
 export function lingerAfterAnswer(req: IncomingMessage): void {
   const socket = req.socket as Socket | null;

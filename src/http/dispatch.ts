@@ -22,7 +22,13 @@ import { Readable } from 'node:stream';
 import { AppError } from '../errors.ts';
 import type { Answer, Exchange, Pipeline } from './pipeline.ts';
 import type { LeaseAnswer, LeaseRoutePath } from './lease-api.ts';
-import { jsonBody, lingerAfterAnswer, type BodyReader, type BodySource } from './body.ts';
+import {
+  declaredLength,
+  jsonBody,
+  lingerAfterAnswer,
+  type BodyReader,
+  type BodySource,
+} from './body.ts';
 import {
   BODY_TIMEOUT_MS,
   IMPORT_PATH,
@@ -72,7 +78,7 @@ export function createDispatch({
   const bodyMs = timeouts?.bodyMs ?? BODY_TIMEOUT_MS;
   let importing = false;
 
-  /** A lease route's answer from its body bytes: parsed, handled, or the envelope of what failed. */
+  /** A lease route's answer from its body bytes: handled, or the envelope of what failed. */
   function serveLease(
     ex: Exchange,
     handler: (body: unknown) => Promise<LeaseAnswer>,
@@ -91,7 +97,7 @@ export function createDispatch({
     );
   }
 
-  /** Routes a request whose body (if any) is in `ex.body`; every answer gets the pipeline's headers. */
+  /** Routes a request whose body (if any) is in `ex.body`; its answer gets the policy's headers. */
   async function route(request: Request, ex: Exchange): Promise<Response> {
     let res: Response;
     try {
@@ -172,8 +178,12 @@ export function createDispatch({
    * own (its route enforces the bundle cap while it arrives).
    */
   function readThenRoute(req: IncomingMessage, res: ServerResponse, ex: Exchange): void {
-    const cl = req.headers['content-length'];
-    if (req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0'))
+    // No body (none declared, or an empty one): nothing to read.
+    const declared = declaredLength(req.headers['content-length']);
+    if (
+      req.headers['transfer-encoding'] === undefined &&
+      (declared === undefined || declared === 0)
+    )
       return toRouter(req, res, ex);
     if (ex.path === STREAMED_PATH) return toRouter(req, res, ex);
     const isImport = ex.path === IMPORT_PATH && req.method === 'POST';

@@ -42,7 +42,7 @@ export const IMPORT_PATH = '/v1/entitlements/import';
 /** Streamed to a temporary file by its route, which enforces the bundle size cap itself. */
 export const STREAMED_PATH = '/v1/sync/import';
 
-/** The body cap of a path: 16 KiB for the lease routes, 64 MiB for the bulk import, 1 MiB otherwise. */
+/** The body cap of a path: 16 KiB on the lease routes, 64 MiB for the bulk import, else 1 MiB. */
 export function bodyLimitFor(path: string): number {
   return LEASE_PATHS.has(path)
     ? LEASE_BODY_LIMIT

@@ -28,7 +28,7 @@ export interface Exchange {
   readonly path: string;
   /** performance.now() when the request was taken, milliseconds. */
   readonly start: number;
-  /** The API token that authenticated the request (http/middleware.ts requirePermission): logged by id. */
+  /** The id of the API token that authenticated the request (set by requirePermission): logged. */
   tokenId: string | undefined;
   /**
    * The request body, read whole under its route's cap before any handler runs (http/body.ts);
@@ -70,7 +70,7 @@ export interface PipelineDeps {
 }
 
 export interface Pipeline {
-  /** Takes a request: `url` may carry a query string (dropped), `givenId` is its X-Request-Id header. */
+  /** Takes a request: `url` may carry a query (dropped); `givenId` is its X-Request-Id header. */
   begin(method: string, url: string, givenId: string | string[] | null | undefined): Exchange;
   /** A JSON answer: the policy's headers, `content-type: application/json` and the length. */
   json(ex: Exchange, status: number, body: unknown): Answer;

@@ -6,7 +6,7 @@ import { LINGER_MS } from './body.ts';
 
 const answered = new WeakSet<Duplex>();
 
-/** What node:http's parser and timers report, as our codes (Node answers these with bare text otherwise). */
+/** What node:http's parser and timers report, as our codes (Node's own answers are bare text). */
 function toAppError(code: string | undefined): AppError {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':

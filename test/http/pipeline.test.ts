@@ -183,7 +183,7 @@ function shapes(leaseId: string): Shape[] {
   ];
 }
 
-describe('one pipeline: the listening server and app.request() answer alike on every route shape', () => {
+describe('one pipeline: the server and app.request() answer alike on every route shape', () => {
   let dir: string;
   let server: RunningServer;
   let app: App;
@@ -308,7 +308,7 @@ describe('the header policy is the one place to add a header to every answer', (
     h?.close();
   });
 
-  it('appears on every route shape, the lease routes first, through node:http and app.request()', async () => {
+  it('appears on every route shape, through node:http and app.request()', async () => {
     const granted = await app.request('/v1/license/lease', {
       method: 'POST',
       body: grantBody('q0'),
@@ -325,7 +325,7 @@ describe('the header policy is the one place to add a header to every answer', (
     }
   });
 
-  it('appears on refusals before the body and on protocol errors written on the socket', async () => {
+  it('appears on refusals before the body and on protocol errors', async () => {
     // The answers come at once; a refused connection then lingers, a served one stays open.
     const quick = { waitMs: 1000 };
     const answers = await Promise.all([
@@ -333,7 +333,8 @@ describe('the header policy is the one place to add a header to every answer', (
       rawExchange(
         base,
         [
-          'POST /v1/license/lease HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+          'POST /v1/license/lease HTTP/1.1\r\nContent-Type: application/json\r\n' +
+            'Content-Length: 2\r\n\r\n{}',
         ],
         quick,
       ),
@@ -348,7 +349,8 @@ describe('the header policy is the one place to add a header to every answer', (
       rawExchange(
         base,
         [
-          `POST /v1/license/lease/renew HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5000\r\n${' '.repeat(0x5000)}\r\n0\r\n\r\n`,
+          'POST /v1/license/lease/renew HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' +
+            `5000\r\n${' '.repeat(0x5000)}\r\n0\r\n\r\n`,
         ],
         quick,
       ),

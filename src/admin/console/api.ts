@@ -57,7 +57,7 @@ export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 /** The fetch the console uses: the browser's, or (in tests) one that reaches the app in process. */
 export type Fetch = (path: string, init: RequestInit) => Promise<Response>;
 
-/** Path segment: ids are URL-safe already; encoding keeps a stray character from changing the route. */
+/** A path segment: ids are URL-safe; encoding keeps a stray character from changing the route. */
 const seg = encodeURIComponent;
 
 /**

@@ -31,7 +31,7 @@ export function showError(id: string, err?: unknown): void {
 /** A status as a coloured badge (the page's `.status.<name>` styles). */
 export const badge = (status: string): HTMLElement => el('span', status, `status ${status}`);
 
-/** A column: its heading and what a row shows in it (a node, or a value shown as text, `–` when none). */
+/** A column: its heading and what a row shows (a node, or a value as text, `–` for none). */
 export type Column<R> = [heading: string, cell: (row: R) => unknown];
 
 /** A table of `rows`; with `onPick`, a click on a row calls it. "none" when there are no rows. */

@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 /**
- * The admin console: the script of the admin page (src/admin/page.tsx), bundled at build time into
- * one inline script (scripts/admin-console.mjs) whose hash the page's content security policy names.
+ * The admin console: the script of the admin page (src/admin/page.tsx), bundled at build time
+ * into one inline script (scripts/admin-console.mjs) whose hash the page's content security policy
+ * names.
  * It holds no data: every figure comes from the admin API (./api.ts) with the token the admin
  * pastes, kept in sessionStorage for the tab's life.
  *
@@ -70,14 +71,16 @@ async function openEntitlement(id: string): Promise<void> {
     add('status', badge(e.status));
     add('policy', JSON.stringify(e.policy_json));
     add('term', `${e.starts_at} → ${e.ends_at}`);
+    const { seats, leases: inForce, activity } = usage;
     add(
       'seats',
-      `${usage.seats.assigned} assigned of ${usage.seats.total ?? '∞'}, ${usage.seats.active_30d} active in 30 days`,
+      `${seats.assigned} assigned of ${seats.total ?? '∞'}, ${seats.active_30d} active in 30 days`,
     );
-    add('leases', `${usage.leases.active} in force, peak ${usage.leases.peak_30d} in 30 days`);
+    add('leases', `${inForce.active} in force, peak ${inForce.peak_30d} in 30 days`);
     add(
       'activity',
-      `${usage.activity.grants_30d} grants, ${usage.activity.denials_30d} denials, ${usage.activity.unique_users_30d} unique subjects in 30 days`,
+      `${activity.grants_30d} grants, ${activity.denials_30d} denials, ` +
+        `${activity.unique_users_30d} unique subjects in 30 days`,
     );
     byId('leases').replaceChildren(
       table(leases.data, [
