@@ -140,35 +140,39 @@ export function createDispatch({
   }
 
   // The adapter is only a bridge to the router here: it calls `route` with the request's Exchange.
+  // Made on the first request it serves: making it replaces the global Request and Response with
+  // its lighter ones, which an app only called through fetch() (tests) has no use for.
   let adapting: Exchange | undefined;
-  const viaAdapter = getRequestListener(
-    (request, env) => route(request, ((env as HttpBindings).incoming as WithExchange)[EXCHANGE]!),
-    {
-      // HTTP/1.0 has no Host header: such a request is served (the app routes on the path only).
-      hostname: 'localhost',
-      // What the adapter cannot turn into a Request (a Host header that is no host, `GET *`): the
-      // envelope, not an empty 400. It is called at once, inside toRouter() (so `adapting` is the
-      // request's Exchange). Anything else thrown here is our bug: failure() logs it.
-      errorHandler: (err) => {
-        const ex = adapting ?? pipeline.begin('-', '-', undefined);
-        return toResponse(
-          ex,
-          pipeline.failure(
+  let viaAdapter: ReturnType<typeof getRequestListener> | undefined;
+  const makeAdapter = () =>
+    getRequestListener(
+      (request, env) => route(request, ((env as HttpBindings).incoming as WithExchange)[EXCHANGE]!),
+      {
+        // HTTP/1.0 has no Host header: such a request is served (the app routes on the path only).
+        hostname: 'localhost',
+        // What the adapter cannot turn into a Request (a Host header that is no host, `GET *`): the
+        // envelope, not an empty 400. It is called at once, inside toRouter() (so `adapting` is the
+        // request's Exchange). Anything else thrown here is our bug: failure() logs it.
+        errorHandler: (err) => {
+          const ex = adapting ?? pipeline.begin('-', '-', undefined);
+          return toResponse(
             ex,
-            err instanceof RequestError
-              ? new AppError('invalid_request', `the request cannot be read: ${err.message}`)
-              : err,
-          ),
-          ex.method,
-        );
+            pipeline.failure(
+              ex,
+              err instanceof RequestError
+                ? new AppError('invalid_request', `the request cannot be read: ${err.message}`)
+                : err,
+            ),
+            ex.method,
+          );
+        },
       },
-    },
-  );
+    );
 
   function toRouter(req: WithExchange, res: ServerResponse, ex: Exchange): void {
     req[EXCHANGE] = ex;
     adapting = ex;
-    void viaAdapter(req, res);
+    void (viaAdapter ??= makeAdapter())(req, res);
     adapting = undefined;
   }
 
