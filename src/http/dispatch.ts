@@ -78,6 +78,24 @@ export function createDispatch({
   const bodyMs = timeouts?.bodyMs ?? BODY_TIMEOUT_MS;
   let importing = false;
 
+  /**
+   * The lease route a request is for, if any: POST on its path. A path with percent-escapes is
+   * matched decoded, as the router matches its own routes (only on a miss: never on the grant path).
+   */
+  function leaseRoute(
+    method: string | undefined,
+    path: string,
+  ): ((body: unknown) => Promise<LeaseAnswer>) | undefined {
+    if (method !== 'POST') return undefined;
+    const handler = leaseRoutes.get(path);
+    if (handler !== undefined || !path.includes('%')) return handler;
+    try {
+      return leaseRoutes.get(decodeURI(path));
+    } catch {
+      return undefined;
+    }
+  }
+
   /** A lease route's answer from its body bytes: handled, or the envelope of what failed. */
   function serveLease(
     ex: Exchange,
@@ -237,7 +255,7 @@ export function createDispatch({
         }),
       );
     }
-    const handler = req.method === 'POST' ? leaseRoutes.get(ex.path) : undefined;
+    const handler = leaseRoute(req.method, ex.path);
     if (handler === undefined) return readThenRoute(req, res, ex);
     bodies.read(req, LEASE_BODY_LIMIT, leaseBodyMs, true, (err, raw) => {
       if (err !== null) return refuse(req, res, ex, err);
@@ -280,7 +298,7 @@ export function createDispatch({
         return toResponse(ex, pipeline.failure(ex, err, true), request.method);
       }
     }
-    const handler = request.method === 'POST' ? leaseRoutes.get(ex.path) : undefined;
+    const handler = leaseRoute(request.method, ex.path);
     if (handler === undefined) return route(request, ex);
     return new Promise((resolve) =>
       serveLease(ex, handler, ex.body, (a) => resolve(toResponse(ex, a, request.method))),

@@ -144,6 +144,8 @@ function shapes(leaseId: string): Shape[] {
     { name: 'lease body not UTF-8', ...lease('{"a":"\udc00"}') },
     { name: 'lease 413 over the cap', ...lease(`{"pad":"${'x'.repeat(20_000)}"}`) },
     { name: 'lease query string', ...lease(grantBody('p1')), path: '/v1/license/lease?x=1' },
+    { name: 'lease path escaped', ...lease(grantBody('p1')), path: '/v1/license/lea%73e' },
+    { name: 'lease path bad escape', ...lease(grantBody('p1')), path: '/v1/license/lease%' },
     { name: 'lease route, GET', method: 'GET', path: '/v1/license/lease' },
     { name: 'admin GET', method: 'GET', path: '/v1/entitlements?limit=5', token: true },
     {
@@ -249,9 +251,11 @@ describe('one pipeline: the server and app.request() answer alike on every route
     });
     const leaseId = ((await granted.json()) as { lease_id: string }).lease_id;
     const statuses = new Set<number>();
+    const ids = new Map<string, string>();
     let n = 0;
     for (const s of shapes(leaseId)) {
       const id = `parity-${++n}`;
+      ids.set(s.name, id);
       const a = await viaApp(app, s, headersFor(s, id, token));
       const v = await viaNode(server.url, s, headersFor(s, id, token));
       expect(comparable(v), s.name).toEqual(comparable(a));
@@ -271,7 +275,12 @@ describe('one pipeline: the server and app.request() answer alike on every route
     // The shapes do cover what they say: successes, refusals, errors and both 413s.
     expect([...statuses].sort()).toEqual([200, 201, 400, 401, 403, 404, 413]);
     // The log line names the token that authenticated (never the token itself).
-    const admin = serverLog.find((l) => l.request_id === 'parity-11');
+    // A lease path with escapes is the lease route, as the router matches its own routes.
+    const statusOf = (name: string) =>
+      serverLog.find((l) => l.request_id === ids.get(name))?.status;
+    expect(statusOf('lease path escaped')).toBe(201);
+    expect(statusOf('lease path bad escape')).toBe(404);
+    const admin = serverLog.find((l) => l.request_id === ids.get('admin GET'));
     expect(admin).toMatchObject({ path: '/v1/entitlements', status: 200 });
     expect(admin.token_id).toMatch(/^tok_/);
     expect(JSON.stringify(serverLog)).not.toContain(token);
