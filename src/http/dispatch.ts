@@ -64,6 +64,13 @@ export interface Dispatch {
 const EXCHANGE = Symbol('exchange');
 type WithExchange = IncomingMessage & { [EXCHANGE]?: Exchange };
 
+/**
+ * Makes the two ways in of one app over one pipeline. Bodies: the lease routes' capped at
+ * LEASE_BODY_LIMIT, the bulk import's at IMPORT_BODY_LIMIT (one at a time: a second gets 503
+ * `busy`, Retry-After 5 s), every other at BODY_LIMIT (http/limits.ts); past the cap 413
+ * `payload_too_large`, past the budget 503 `busy`, too slow 408 `request_timeout`, an HTTP/1.1
+ * request without Host 400 `invalid_request`: each answered with `Connection: close`.
+ */
 export function createDispatch({
   pipeline,
   lease,
