@@ -1,7 +1,18 @@
 import { defineConfig } from 'vitest/config';
+import { SCRIPT_SUFFIX, bundleScript } from './scripts/admin-console.mjs';
 
 export default defineConfig({
   plugins: [
+    {
+      // `./x.ts?script` is the module bundled into one inline script, as the build makes it.
+      name: 'inline-script',
+      enforce: 'pre',
+      async load(id: string) {
+        if (!id.endsWith(SCRIPT_SUFFIX)) return undefined;
+        const text = await bundleScript(id.slice(0, -SCRIPT_SUFFIX.length));
+        return { code: `export default ${JSON.stringify(text)};`, map: null };
+      },
+    },
     {
       // Migrations are embedded as text, as esbuild's text loader does in the build.
       name: 'sql-text',

@@ -3,6 +3,7 @@
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
+import { inlineScriptPlugin } from './admin-console.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -36,6 +37,8 @@ export async function buildCli({ outfile = 'dist/cli.cjs', compact = false } = {
     ...common,
     entryPoints: ['src/cli/entry.ts'],
     outfile,
+    // The admin page's script (src/admin/console/), bundled for browsers and inlined as text.
+    plugins: [inlineScriptPlugin],
     loader: { '.sql': 'text' },
     jsx: 'automatic',
     jsxImportSource: 'hono/jsx',

@@ -1,20 +1,20 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from './clock.ts';
-import { AppError, toEnvelope } from './errors.ts';
+import { AppError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { Services } from './context.ts';
 import type { Store } from './storage/store.ts';
 import type { ServerInfo } from './data-dir.ts';
 import type { AppEnv } from './http/types.ts';
 import type { RouteKey } from './http/permissions.ts';
-import {
-  errorAnswer,
-  limitBody,
-  requestId,
-  requestLog,
-  requirePermission,
-} from './http/middleware.ts';
+import { requirePermission } from './http/middleware.ts';
+import { createPipeline, type HeaderPolicy, type Pipeline } from './http/pipeline.ts';
+import { createDispatch } from './http/dispatch.ts';
+import { createLeaseApi } from './http/lease-api.ts';
+import { createBodyReader, type BodyReader } from './http/body.ts';
+import { DEFAULT_BODY_BUDGET } from './http/limits.ts';
 import { registerHealthRoutes } from './http/routes/health.ts';
 import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
 import { registerTokenRoutes } from './http/routes/tokens.ts';
@@ -23,13 +23,6 @@ import { registerSeatRoutes } from './http/routes/seats.ts';
 import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
-import {
-  BODY_LIMIT,
-  IMPORT_BODY_LIMIT,
-  LEASE_BODY_LIMIT,
-  STREAMED_PATH,
-  bodyLimitFor,
-} from './http/limits.ts';
 import { registerAdminPage } from './admin/page.tsx';
 import { createStorageHealth } from './storage/health.ts';
 import type { StorageUpkeep } from './storage/upkeep.ts';
@@ -43,12 +36,21 @@ export interface AppDeps {
   log: Logger;
   /** True once SIGTERM arrived: /readyz says so, so a balancer stops sending. */
   isDraining?: () => boolean;
-  /** Request counters, shared with the server's direct lease path; the app makes its own without. */
+  /** Request counters: the pipeline counts every answer, /metrics shows them (made if absent). */
   metrics?: Metrics;
-  /** The server's storage upkeep (episodes, WAL); without it the app tracks episodes itself, with no checkpoint thread. */
+  /**
+   * The server's storage upkeep (episodes, WAL); without it the app tracks episodes itself, with
+   * no checkpoint thread.
+   */
   storage?: Pick<StorageUpkeep, 'health'> & {
     checkpointer?: Pick<StorageUpkeep['checkpointer'], 'walBytes' | 'stats'>;
   };
+  /** The server's body reader (its budget); without it the app makes one for unbudgeted reads. */
+  bodies?: BodyReader;
+  /** How long bodies may take to arrive, ms (http/limits.ts has the defaults). */
+  timeouts?: { leaseBodyMs?: number | undefined; bodyMs?: number | undefined };
+  /** The header policy (http/pipeline.ts answerHeaders); a test may add a probe header to it. */
+  headers?: HeaderPolicy;
 }
 
 export interface RouteDeps extends AppDeps {
@@ -58,9 +60,30 @@ export interface RouteDeps extends AppDeps {
   isDraining: () => boolean;
 }
 
-/** The Hono app. It never listens: startServer() does, tests call app.request(). */
-export function createApp(deps: AppDeps): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+/**
+ * The HTTP application: every route behind one request pipeline (http/pipeline.ts). It never
+ * listens: startServer() hands `serveNode` to node:http; tests call `request()` as Hono's.
+ */
+export interface App {
+  /** The WHATWG face: a Request in, its Response out, through the pipeline. */
+  fetch(request: Request): Promise<Response>;
+  /** As Hono's app.request(): a path (or URL, or Request) and its init. */
+  request(input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  /** The server's node:http listener (lease routes served straight, the rest routed). */
+  serveNode(req: IncomingMessage, res: ServerResponse): void;
+  /** The pipeline, for answers written outside a request (node:http's protocol errors). */
+  pipeline: Pipeline;
+  /** Every route, as method and path (`:id` for parameters): the lease routes and the router's. */
+  routes: ReadonlyArray<{ method: string; path: string }>;
+}
+
+/**
+ * Builds the app: the Hono router with every admin route (no middleware), the client lease routes,
+ * and the pipeline and dispatch in front of both. Opens nothing and starts nothing: the caller owns
+ * the store and the server.
+ */
+export function createApp(deps: AppDeps): App {
+  const router = new Hono<AppEnv>();
   const routeDeps: RouteDeps = {
     ...deps,
     metrics: deps.metrics ?? createMetrics(),
@@ -75,43 +98,59 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     auth: (route) => requirePermission(() => deps.services.apiTokens, route),
   };
 
-  app.use('*', requestId());
-  app.use('*', requestLog(deps.log, routeDeps.metrics));
-  // Per-route caps (http/limits.ts). A sync bundle is streamed to disk by its route, which enforces
-  // the bundle size cap itself.
-  const limits = new Map(
-    [LEASE_BODY_LIMIT, BODY_LIMIT, IMPORT_BODY_LIMIT].map((n) => [n, limitBody(n)]),
-  );
-  app.use('*', (c, next) =>
-    c.req.path === STREAMED_PATH ? next() : limits.get(bodyLimitFor(c.req.path))!(c, next),
-  );
+  // The router routes and handles, nothing more: no middleware. Request id, body cap, log line,
+  // metrics, headers and the error envelope are the pipeline's, around it (http/dispatch.ts).
+  registerHealthRoutes(router, routeDeps);
+  registerEntitlementRoutes(router, routeDeps);
+  registerTokenRoutes(router, routeDeps);
+  registerLeaseRoutes(router, routeDeps);
+  registerSeatRoutes(router, routeDeps);
+  registerSyncRoutes(router, routeDeps);
+  registerAuditRoutes(router, routeDeps);
+  registerAdminPage(router);
 
-  registerHealthRoutes(app, routeDeps);
-  registerEntitlementRoutes(app, routeDeps);
-  registerTokenRoutes(app, routeDeps);
-  registerLeaseRoutes(app, routeDeps);
-  registerSeatRoutes(app, routeDeps);
-  registerSyncRoutes(app, routeDeps);
-  registerAuditRoutes(app, routeDeps);
-  registerAdminPage(app);
-
-  app.notFound((c) => {
-    const err = new AppError('not_found', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`);
-    return c.json(toEnvelope(err, c.get('requestId')), 404);
+  // Not found, and every error, are thrown to the pipeline, which answers them with the envelope.
+  router.notFound((c) => {
+    throw new AppError('not_found', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`);
   });
-
-  app.onError((err, c) => {
+  router.onError((err) => {
     // Hono's own errors (malformed input, limits) are mapped to our codes first.
-    const mapped = err instanceof HTTPException ? fromHttpException(err) : err;
-    const a = errorAnswer(mapped, c.get('requestId'), deps.log, routeDeps.storage.health);
-    if (a.close) c.header('Connection', 'close');
-    if (a.retryAfter !== undefined) c.header('Retry-After', String(a.retryAfter));
-    return c.json(a.body, a.status);
+    throw err instanceof HTTPException ? fromHttpException(err) : err;
   });
 
-  return app;
-}
+  const pipeline = createPipeline({
+    log: deps.log,
+    metrics: routeDeps.metrics,
+    storage: routeDeps.storage.health,
+    headers: deps.headers,
+  });
+  const lease = createLeaseApi(deps.services);
+  const dispatch = createDispatch({
+    pipeline,
+    lease,
+    router: { fetch: (request, ex) => router.fetch(request, ex) },
+    bodies: deps.bodies ?? createBodyReader(DEFAULT_BODY_BUDGET),
+    timeouts: deps.timeouts,
+  });
 
+  return {
+    fetch: dispatch.fetch,
+    request(input, init) {
+      if (input instanceof Request) return dispatch.fetch(init ? new Request(input, init) : input);
+      const s = input.toString();
+      const url = /^https?:\/\//.test(s)
+        ? s
+        : `http://localhost${s.startsWith('/') ? '' : '/'}${s}`;
+      return dispatch.fetch(new Request(url, init));
+    },
+    serveNode: dispatch.serveNode,
+    pipeline,
+    routes: [
+      ...Object.keys(lease).map((p) => ({ method: 'POST', path: p })),
+      ...router.routes.map((r) => ({ method: r.method, path: r.path })),
+    ],
+  };
+}
 function fromHttpException(err: HTTPException): AppError {
   const code =
     err.status === 413

@@ -1,29 +1,14 @@
-import { getRequestListener, RequestError } from '@hono/node-server';
 import { createServer as createHttpServer, ServerResponse, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { AppError } from './errors.ts';
-import { errorAnswer, recordRequest } from './http/middleware.ts';
 import { createApp } from './app.ts';
-import { newId } from './ids.ts';
-import { createBodyReader, refuseRequest } from './http/body.ts';
+import { createBodyReader } from './http/body.ts';
 import { answerOnSocket, createProtocolErrorHandler } from './http/protocol-errors.ts';
-import {
-  BODY_TIMEOUT_MS,
-  DEFAULT_BODY_BUDGET,
-  MAX_CONNECTIONS,
-  HEADERS_TIMEOUT_MS,
-  IMPORT_PATH,
-  LEASE_BODY_LIMIT,
-  LEASE_BODY_TIMEOUT_MS,
-  STREAMED_PATH,
-  bodyLimitFor,
-} from './http/limits.ts';
+import { DEFAULT_BODY_BUDGET, MAX_CONNECTIONS, HEADERS_TIMEOUT_MS } from './http/limits.ts';
 import { createMetrics } from './http/metrics.ts';
-import { createLeaseApi } from './http/lease-api.ts';
-import { createLeaseFastPath } from './http/lease-fast-path.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
@@ -121,6 +106,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // WAL checkpoints on their own thread; full or read-only storage as episodes (storage/upkeep.ts).
   const upkeep = startStorageUpkeep({ db: ctx.store.db, file: dataPaths(config.dataDir).db, log });
   const storageHealth = upkeep.health;
+  // Every body the server takes is read under one budget of held bytes (http/body.ts).
+  const bodies = createBodyReader(config.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET);
   const app = createApp({
     services: ctx.services,
     store: ctx.store,
@@ -130,40 +117,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     metrics,
     isDraining: () => draining,
     storage: upkeep,
-  });
-  // The client lease routes go straight to their handlers; everything else through the Hono app.
-  const bodies = createBodyReader(config.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET);
-  const lease = createLeaseFastPath({
-    api: createLeaseApi(ctx.services),
-    log,
-    metrics,
-    bodyLimit: LEASE_BODY_LIMIT,
-    bodyTimeoutMs: config.timeouts?.leaseBodyMs ?? LEASE_BODY_TIMEOUT_MS,
     bodies,
-    storageHealth,
+    timeouts: { leaseBodyMs: config.timeouts?.leaseBodyMs, bodyMs: config.timeouts?.bodyMs },
   });
-  const viaHono = getRequestListener(app.fetch, {
-    // HTTP/1.0 has no Host header: such a request is served (the app routes on the path only).
-    hostname: 'localhost',
-    // What the adapter cannot turn into a Request (a Host header that is no host, `GET *`): the
-    // envelope, not an empty 400. Anything else thrown here is our bug: errorAnswer logs it.
-    errorHandler: (err) => {
-      const id = newId('req', 12);
-      const a = errorAnswer(
-        err instanceof RequestError
-          ? new AppError('invalid_request', `the request cannot be read: ${err.message}`)
-          : err,
-        id,
-        log,
-      );
-      recordRequest(log, metrics, { id, method: '-', path: '-', status: a.status, ms: 0 });
-      return new Response(JSON.stringify(a.body), {
-        status: a.status,
-        headers: { 'content-type': 'application/json', 'x-request-id': id },
-      });
-    },
-  });
-  let importing = false;
 
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     // A pipelined request behind an answer not yet written: that answer must not close the
@@ -173,76 +129,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     if (prev !== undefined && !prev.writableEnded)
       (prev as ServerResponse & { [FOLLOWED]?: boolean })[FOLLOWED] = true;
     socket[LAST] = res;
-    // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400 (node:http's own is an empty one).
-    if (
-      req.headers.host === undefined &&
-      req.httpVersionMajor === 1 &&
-      req.httpVersionMinor === 1
-    ) {
-      return refuseRequest(
-        req,
-        res,
-        new AppError('invalid_request', 'an HTTP/1.1 request needs a Host header', {
-          issues: [{ path: 'host', message: 'missing' }],
-        }),
-        log,
-        metrics,
-        performance.now(),
-      );
-    }
-    if (!lease(req, res)) throughApp(req, res);
+    app.serveNode(req, res);
   };
-
-  /**
-   * Everything but the lease routes: the body is read here, under its route's cap, the budget and a
-   * deadline, and handed to the app whole (the adapter serves `rawBody` as the request body).
-   */
-  function throughApp(req: IncomingMessage, res: ServerResponse): void {
-    const cl = req.headers['content-length'];
-    if (req.headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0'))
-      return void viaHono(req, res);
-    const url = req.url ?? '';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
-    if (path === STREAMED_PATH) return void viaHono(req, res);
-    const start = performance.now();
-    const isImport = path === IMPORT_PATH && req.method === 'POST';
-    if (isImport) {
-      // Up to 64 MiB each, parsed and validated whole: one at a time.
-      if (importing) {
-        return refuseRequest(
-          req,
-          res,
-          new AppError('busy', 'another bulk import is in progress; retry when it is done', {
-            retry_after_seconds: 5,
-            reason: 'import_in_progress',
-          }),
-          log,
-          metrics,
-          start,
-        );
-      }
-      importing = true;
-      res.once('close', () => (importing = false));
-    }
-    bodies.read(
-      req,
-      bodyLimitFor(path),
-      config.timeouts?.bodyMs ?? BODY_TIMEOUT_MS,
-      !isImport,
-      (err, body) => {
-        if (err !== null) return refuseRequest(req, res, err, log, metrics, start);
-        if (body === undefined) return;
-        if (!isImport) {
-          // The app holds the body until it has answered.
-          bodies.hold(body.length);
-          res.once('close', () => bodies.release(body.length));
-        }
-        (req as IncomingMessage & { rawBody?: Buffer }).rawBody = body;
-        void viaHono(req, res);
-      },
-    );
-  }
 
   // Answers given while draining say `Connection: close`, unless a pipelined request waits behind
   // them: node:http reads shouldKeepAlive when it writes the headers. No cost per request otherwise.
@@ -282,14 +170,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       `cannot use the TLS certificate or key: ${(err as Error).message}`,
     );
   }
-  server.on('clientError', createProtocolErrorHandler(log, metrics));
+  server.on('clientError', createProtocolErrorHandler(app.pipeline));
   // node:http closes a CONNECT without a word when nobody listens: this server is no proxy, say so.
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
     answerOnSocket(
       socket,
       new AppError('invalid_request', 'CONNECT is not supported: this server is not a proxy'),
-      log,
-      metrics,
+      app.pipeline,
       'CONNECT',
       'connect',
     );

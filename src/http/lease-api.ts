@@ -15,9 +15,9 @@ export type LeaseRoutePath =
 
 /**
  * The three client lease routes, apart from any HTTP framework: each takes the parsed JSON body and
- * answers, or throws an AppError. The Hono app serves them (tests call it through app.request()),
- * and so does the server's direct path for them (src/http/lease-fast-path.ts): one behaviour, two
- * ways in.
+ * answers, or throws an AppError (the codes of services.leases grant, renew and release, and
+ * `invalid_request` for a body the schema refuses). The dispatch (http/dispatch.ts) serves them
+ * straight, on node:http and through app.request() alike; the Hono router never sees them.
  */
 export function createLeaseApi(
   services: Services,

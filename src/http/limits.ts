@@ -1,7 +1,7 @@
 /**
- * How much of a request body each route may send, and how long it may take to send it. One table
- * for the Hono app (limitBody) and the server (the lease fast path and the body reader in front of
- * the app); the contract is DESIGN.md, "Process, files and resources".
+ * How much of a request body each route may send, and how long it may take to send it: one table
+ * for the dispatch (http/dispatch.ts), which reads every body with the body reader (http/body.ts)
+ * under these caps, on the server and through app.request() alike.
  */
 
 /** A lease request is well under 1 KiB; 16 KiB leaves room for long ids and features. */
@@ -42,7 +42,7 @@ export const IMPORT_PATH = '/v1/entitlements/import';
 /** Streamed to a temporary file by its route, which enforces the bundle size cap itself. */
 export const STREAMED_PATH = '/v1/sync/import';
 
-/** The body cap of a path: 16 KiB for the lease routes, 64 MiB for the bulk import, 1 MiB otherwise. */
+/** The body cap of a path: 16 KiB on the lease routes, 64 MiB for the bulk import, else 1 MiB. */
 export function bodyLimitFor(path: string): number {
   return LEASE_PATHS.has(path)
     ? LEASE_BODY_LIMIT

@@ -1,14 +1,12 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { AppError, toEnvelope } from '../errors.ts';
-import { newId } from '../ids.ts';
-import type { Logger } from '../log.ts';
-import type { Metrics } from './metrics.ts';
+import { AppError } from '../errors.ts';
+import type { Pipeline } from './pipeline.ts';
 import { LINGER_MS } from './body.ts';
 
 const answered = new WeakSet<Duplex>();
 
-/** What node:http's parser and timers report, as our codes (Node answers these with bare text otherwise). */
+/** What node:http's parser and timers report, as our codes (Node's own answers are bare text). */
 function toAppError(code: string | undefined): AppError {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':
@@ -38,7 +36,7 @@ function toAppError(code: string | undefined): AppError {
  * after the answer and kept reading (the broken parser drops what follows) for LINGER_MS, so the
  * client reads the answer instead of a reset.
  */
-export function createProtocolErrorHandler(log: Logger, metrics: Metrics) {
+export function createProtocolErrorHandler(pipeline: Pipeline) {
   return function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     if (answered.has(socket)) return;
     answered.add(socket);
@@ -48,34 +46,34 @@ export function createProtocolErrorHandler(log: Logger, metrics: Metrics) {
       socket.destroy();
       return;
     }
-    answerOnSocket(socket, toAppError(err.code), log, metrics, '-', err.code ?? 'malformed');
+    answerOnSocket(socket, toAppError(err.code), pipeline, '-', err.code ?? 'malformed');
   };
 }
 
 /**
  * Writes the envelope answer straight on a socket node:http no longer serves (a parse error, a
- * CONNECT), ends it and drops what still comes for LINGER_MS; one log line and a metrics count.
+ * CONNECT), with the pipeline's headers, ends it and drops what still comes for LINGER_MS; one log
+ * line (with `error`: why) and a metrics count.
  */
 export function answerOnSocket(
   socket: Duplex,
   e: AppError,
-  log: Logger,
-  metrics: Metrics,
+  pipeline: Pipeline,
   method: string,
   why: string,
 ): void {
   answered.add(socket);
-  const id = newId('req', 12);
-  const text = JSON.stringify(toEnvelope(e, id));
-  socket.write(
-    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${text}`,
-  );
+  // No request line was read (or none we serve): no path, no X-Request-Id to echo.
+  const ex = pipeline.begin(method, '-', undefined);
+  const a = pipeline.failure(ex, e, true);
+  let head = `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status]}\r\n`;
+  for (const k in a.headers) head += `${k}: ${a.headers[k]}\r\n`;
+  socket.write(`${head}\r\n${a.text}`);
   socket.end();
   socket.on('error', () => {});
   socket.resume();
   const timer = setTimeout(() => socket.destroy(), LINGER_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
-  metrics.observe(method, e.status, 0);
-  log.info('request', { request_id: id, method, path: '-', status: e.status, ms: 0, error: why });
+  pipeline.end(ex, a.status, { error: why });
 }

@@ -32,7 +32,7 @@ export function scopedTenant(c: Context<AppEnv>, asked: string | undefined): str
   return asked === undefined || asked === scope ? scope : `\u0000${scope}`;
 }
 
-/** The entitlement named by the path's :id, if this token may see it (else the same 404 as a missing one). */
+/** The entitlement named by the path's :id, if this token may see it (else a missing one's 404). */
 export function visibleEntitlement(
   c: Context<AppEnv>,
   entitlements: EntitlementService,

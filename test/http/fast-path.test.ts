@@ -1,11 +1,13 @@
 /**
  * The server serves the client lease routes (grant, renew, release) straight on node:http
- * (src/http/lease-fast-path.ts) and everything else through the Hono app. Two worlds built alike:
- * the Hono app through app.request(), and a real listening server; the same requests must get the
- * same answers (status, error code, message and details, headers), and the server's requests must
- * reach its log and /metrics.
+ * (src/http/dispatch.ts serveNode) and everything else through the Hono router. Two worlds built
+ * alike: the app through app.request() (dispatch.ts fetch), and a real listening server; the same
+ * requests must get the same answers (status, error code, message and details, headers), and the
+ * server's requests must reach its log and /metrics. test/http/pipeline.test.ts compares every
+ * route shape on one database.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { provisionEntitlement } from './provision.ts';
 import { request as httpRequest } from 'node:http';
 import { rmSync } from 'node:fs';
 import fc from 'fast-check';
@@ -156,12 +158,7 @@ beforeAll(async () => {
     { name: 'test admin', role: 'admin' },
     'test',
   ).token;
-  const made = await fetch(`${server.url}/v1/entitlements`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${serverAdmin}`, 'content-type': 'application/json' },
-    body: JSON.stringify(provision),
-  });
-  expect(made.status).toBe(201);
+  await provisionEntitlement((p, i) => fetch(`${server.url}${p}`, i), serverAdmin, provision);
 });
 
 afterAll(async () => {

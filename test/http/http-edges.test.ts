@@ -5,6 +5,7 @@
  * against a server in its own process, where the race shows.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { provisionEntitlement } from './provision.ts';
 import { rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tempDir, SEED_NOW, seedEntitlement } from '../helpers.ts';
@@ -83,12 +84,7 @@ beforeAll(async () => {
     bodyBudgetBytes: BUDGET,
     timeouts: { headersMs: 1_500, leaseBodyMs: 800, bodyMs: 1_500 },
   }));
-  const made = await fetch(`${server.url}/v1/entitlements`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify(provision),
-  });
-  expect(made.status).toBe(201);
+  await provisionEntitlement((p, i) => fetch(`${server.url}${p}`, i), admin, provision);
 });
 
 afterAll(async () => {

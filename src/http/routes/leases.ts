@@ -1,25 +1,18 @@
 import type { Hono } from 'hono';
 import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
-import { readJson } from '../middleware.ts';
-import { createLeaseApi, type LeaseRoutePath } from '../lease-api.ts';
 import { identifier, leaseListQuerySchema, parseWith, statusQuerySchema } from '../../schemas.ts';
 import { keysView, leaseView, pageView, subjectStatusView } from '../../views.ts';
 import { mustSee, scopedTenant } from '../scope.ts';
 
-/** The client lease API (no token: the lease id is the proof of possession), status, keys, and the admin lease list. */
+/**
+ * Status, keys, and the admin lease list. The client lease routes (grant, renew, release) are not
+ * routed here: the dispatch serves them straight (http/lease-api.ts, http/dispatch.ts).
+ */
 export function registerLeaseRoutes(
   app: Hono<AppEnv>,
   { services, clock, info, auth }: RouteDeps,
 ): void {
-  const api = createLeaseApi(services);
-  for (const path of Object.keys(api) as LeaseRoutePath[]) {
-    app.post(path, async (c) => {
-      const r = await api[path](await readJson(c));
-      return c.json(r.body, r.status);
-    });
-  }
-
   app.get('/v1/license/status', auth('GET /v1/license/status'), (c) => {
     const q = parseWith(statusQuerySchema, c.req.query(), 'query');
     const s = services.leases.status({

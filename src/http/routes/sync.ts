@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { AppEnv } from '../types.ts';
 import type { RouteDeps } from '../../app.ts';
 import { parseWith } from '../../schemas.ts';
+import { declaredLength } from '../body.ts';
 
 const importQuery = z.strictObject({ dry_run: z.enum(['true', 'false', '1', '0']).optional() });
 
@@ -16,8 +17,7 @@ export function registerSyncRoutes(app: Hono<AppEnv>, { services, auth }: RouteD
   // this route has no JSON body limit, the bundle size cap applies while it arrives.
   app.post('/v1/sync/import', auth('POST /v1/sync/import'), async (c) => {
     const q = parseWith(importQuery, c.req.query(), 'query');
-    const length = c.req.header('content-length');
-    const declared = length !== undefined && /^\d{1,15}$/.test(length) ? Number(length) : undefined;
+    const declared = declaredLength(c.req.header('content-length')) ?? undefined;
     const r = await services.sync.importStream(c.req.raw.body, declared, {
       dryRun: q.dry_run === 'true' || q.dry_run === '1',
       actor: c.get('principal').actor,
