@@ -24,9 +24,7 @@ import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { registerAdminPage } from './admin/page.tsx';
-import { createStorageHealth } from './storage/health.ts';
-import type { StorageUpkeep } from './storage/upkeep.ts';
-import * as path from 'node:path';
+import { storageHealthOf, type StorageUpkeep } from './storage/upkeep.ts';
 
 export interface AppDeps {
   services: Services;
@@ -89,11 +87,7 @@ export function createApp(deps: AppDeps): App {
     metrics: deps.metrics ?? createMetrics(),
     isDraining: deps.isDraining ?? (() => false),
     storage: deps.storage ?? {
-      health: createStorageHealth({
-        db: deps.store.db,
-        dir: path.dirname(deps.store.db.name),
-        log: deps.log,
-      }),
+      health: storageHealthOf(deps.store, deps.log),
     },
     auth: (route) => requirePermission(() => deps.services.apiTokens, route),
   };

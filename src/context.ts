@@ -98,7 +98,7 @@ export function createServices(
 }
 
 /**
- * Opens an initialised data directory after the start-up checks (DESIGN "Process, files and
+ * Opens an initialised data directory after the start-up checks (docs/design.md "Process, files and
  * resources"), in this order, each refusing with a clear error and a hint before anything is
  * written: the identity files (loadIdentity), a writable file system (assertWritable), the database
  * file (not missing, not empty, an SQLite header, whole pages), its schema version, optionally

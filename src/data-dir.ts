@@ -180,7 +180,7 @@ function identityError(
 }
 
 /**
- * Loads and checks the server identity (DESIGN "Process, files and resources": the server refuses
+ * Loads and checks the server identity (docs/design.md "Process, files and resources": the server refuses
  * to start rather than serve wrongly): the three files are there, server.key is 0600, parses as a
  * k4.secret whose public half is the seed's and not a small-order point, and server.json has
  * exactly the format-1 fields with `public_key` equal to the key's and `kid` recomputed from it.

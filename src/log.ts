@@ -23,7 +23,8 @@ export interface LoggerOptions {
   now?: () => number;
   /**
    * Debug and info lines of one turn of the event loop go out in one write instead of one write
-   * each (the request line's write was ~3 µs of the grant path). Warnings and errors go out at
+   * each (a write per line is a measurable part of a grant: bench/README.md, "Why the code is as
+   * it is"). Warnings and errors go out at
    * once, after whatever is queued. The server uses it; call `flush()` before exiting.
    */
   buffered?: boolean;

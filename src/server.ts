@@ -12,9 +12,8 @@ import { createMetrics } from './http/metrics.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
-import { migrationNotes, SERVER_BUSY_TIMEOUT_MS, type Durability } from './storage/db.ts';
+import { SERVER_BUSY_TIMEOUT_MS, type Durability } from './storage/db.ts';
 import { startStorageUpkeep } from './storage/upkeep.ts';
-import { dataPaths } from './data-dir.ts';
 import { startPeriodic } from './periodic.ts';
 import { startFolderSync } from './sync/watch.ts';
 import { startOutboundSync, type OutboundSync } from './sync/outbound.ts';
@@ -99,12 +98,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       { ...ctx.startupCheck },
     );
   }
-  for (const n of migrationNotes(ctx.store.db))
+  for (const n of ctx.store.migrationNotes())
     log.warn(n.message, { migration: n.migration, ...n.details });
   let draining = false;
   const metrics = createMetrics();
   // WAL checkpoints on their own thread; full or read-only storage as episodes (storage/upkeep.ts).
-  const upkeep = startStorageUpkeep({ db: ctx.store.db, file: dataPaths(config.dataDir).db, log });
+  const upkeep = startStorageUpkeep({ store: ctx.store, log });
   const storageHealth = upkeep.health;
   // Every body the server takes is read under one budget of held bytes (http/body.ts).
   const bodies = createBodyReader(config.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET);

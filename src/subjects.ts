@@ -1,5 +1,5 @@
 /**
- * Subject identity (DESIGN "Subjects"): one person or machine is one subject however its id is
+ * Subject identity (docs/design.md "Subjects"): one person or machine is one subject however its id is
  * spelled. Ids are compared by their canonical key, NFC(fold(NFC(id))), where fold is Unicode
  * full case folding (CaseFolding.txt statuses C and F, as Python's str.casefold and ICU's default
  * u_strFoldCase): locale-independent, never the Turkic (T) mappings. So:

@@ -17,7 +17,6 @@ import { registerAudit } from './commands/audit.ts';
 import { registerBackup } from './commands/backup.ts';
 import { NativeLoadError } from '../storage/native.ts';
 import { storageFailure } from '../storage/failures.ts';
-import { migrationNotes } from '../storage/db.ts';
 
 /** What every command gets: the io, the resolved global options, and a way to open the data dir. */
 export interface CommandKit {
@@ -65,7 +64,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
         durability: g.durability,
       });
       // A migration this command applied may have something to say (e.g. subjects merged): stderr, so --json output stays clean.
-      for (const n of migrationNotes(ctx.store.db)) io.stderr(`note: ${n.message}\n`);
+      for (const n of ctx.store.migrationNotes()) io.stderr(`note: ${n.message}\n`);
       try {
         return await fn(ctx, g);
       } finally {

@@ -261,7 +261,7 @@ export function createLeaseService({
     let best: AppError | undefined;
     for (const e of candidates) {
       try {
-        // The clock guard protects the vendor's terms only (DESIGN "Time"): manual entitlements serve.
+        // The clock guard protects the vendor's terms only (docs/design.md "Time"): manual entitlements serve.
         if (clockBehind && e.source === 'bundle') throw timeGuard.refusal(e.id, now);
         // No savepoint needed: grantOn writes nothing before a refusal but legitimate bookkeeping
         // (marking expired leases), which stands whichever entitlement serves in the end.

@@ -1,4 +1,4 @@
-// The clock guard (DESIGN "Time"), with the wall clock and the monotonic clock both injected and
+// The clock guard (docs/design.md "Time"), with the wall clock and the monotonic clock both injected and
 // stepped by hand, over a real database; a "restart" re-creates the services on the same file.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -2,7 +2,7 @@ import { AppError } from '../errors.ts';
 import { toIso, type Clock } from '../clock.ts';
 import type { Store } from './store.ts';
 
-/** How far the clock may read below the high-water mark before it is suspect (DESIGN "Time": 1 h). */
+/** How far the clock may read below the high-water mark before it is suspect (docs/design.md "Time": 1 h). */
 export const CLOCK_TOLERANCE_MS = 3_600_000;
 // Use raises the mark in memory at every grant; the database gets it at most this often (a restart
 // loses under a minute of it, far inside the tolerance), so the grant path pays no write for it.
@@ -33,7 +33,7 @@ export interface TimeStatus {
 }
 
 /**
- * The clock guard (DESIGN "Time"). It keeps a high-water mark of trusted time, persisted in
+ * The clock guard (docs/design.md "Time"). It keeps a high-water mark of trusted time, persisted in
  * server_state: raised by use (grants and renewals) and by vendor bundles' signed `iat`, and, while
  * the process runs, advanced by the monotonic clock from the last persisted mark (never from the
  * wall time at start, so a clock that was wrong before anything was granted is no evidence).

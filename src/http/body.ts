@@ -214,8 +214,8 @@ export function lingerAfterAnswer(req: IncomingMessage): void {
   if (!socket || socket.destroyed) return;
   // Under a flood of refused bodies, reading and dropping everything every client sends costs the
   // server's one thread (and memory churn) that its real clients need: past MAX_LINGERING sockets
-  // at once, a refusal closes at once, as without lingering (measured with make chaos: 1,500
-  // clients trickling 1 MB bodies took a normal client's slowest grant to ~590 ms without a cap).
+  // at once, a refusal closes at once, as without lingering (bench/README.md, "Why the code is as
+  // it is": the lingering cap).
   if (lingering >= MAX_LINGERING) return;
   lingering++;
   socket.once('close', () => lingering--);

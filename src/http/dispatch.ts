@@ -4,8 +4,8 @@
  *
  * - `serveNode`, the server's node:http listener. The client lease routes (grant, renew, release)
  *   are served straight on node:http, the hot path of a license server: going through the Hono
- *   adapter costs each request its Request, Response and Headers objects, about a fifth of a
- *   grant's time on the server's one thread. Every other request has its body read here (its
+ *   adapter costs each request its Request, Response and Headers objects on the server's one
+ *   thread (bench/README.md, "Why the code is as it is": the direct lease path). Every other request has its body read here (its
  *   route's cap, the budget of held bytes, a deadline) and goes to the admin router through the
  *   @hono/node-server adapter.
  * - `fetch`, the WHATWG face (app.request() in tests): the same bodies read by the same reader

@@ -52,7 +52,7 @@ export interface OpenOptions {
 export const CLI_BUSY_TIMEOUT_MS = 5000;
 /**
  * The serving process blocks its event loop on another process's lock for at most this long per
- * statement (DESIGN "Process, files and resources": never more than ~50 ms). It absorbs another
+ * statement (docs/design.md "Process, files and resources": never more than ~50 ms). It absorbs another
  * process's short commits; a longer hold is waited for off the event loop, then answered 503 busy.
  * (Storage owns this value; the disk-full work may add pragmas beside it.)
  */
@@ -85,8 +85,8 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
   try {
     // 2 KiB pages for a new database (an existing one keeps its size): a grant dirties a handful of
     // index pages at random places, and each is written whole to the WAL at commit; halving the
-    // page halves those bytes (grants in process: ~14k/s at 4 KiB, ~17k/s at 2 KiB). Must come
-    // before WAL mode, which fixes the page size.
+    // page halves those bytes (bench/README.md, "Why the code is as it is": page size). Must
+    // come before WAL mode, which fixes the page size.
     if (!opts.readonly) db.pragma('page_size = 2048');
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);

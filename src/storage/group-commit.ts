@@ -189,8 +189,8 @@ export function createGroupCommit(
     if (scheduled || waiting) return;
     scheduled = true;
     // One more turn of the event loop before the commit: the requests whose bytes arrived while
-    // this turn ran join the batch. Measured over HTTP at 64 connections: batches of ~22 grants
-    // became ~30 and grants/s rose ~7%; two or more turns added latency and gained nothing.
+    // this turn ran join the batch; two or more turns add latency and gain nothing (bench/README.md,
+    // "Why the code is as it is": the group commit's extra turn).
     setImmediate(() => setImmediate(flush));
   }
 

@@ -1,7 +1,7 @@
 /**
  * Checks that a database file is a license server database and is not damaged: the file before
  * SQLite opens it, the schema after migrations, and SQLite's own quick_check / integrity_check.
- * DESIGN "Process, files and resources": the server refuses to start rather than serve wrongly.
+ * docs/design.md "Process, files and resources": the server refuses to start rather than serve wrongly.
  */
 import {
   chmodSync,

@@ -1,4 +1,12 @@
-import { immediate, openDatabase, type Db, type OpenOptions } from './db.ts';
+import {
+  immediate,
+  migrationNotes,
+  openDatabase,
+  type Db,
+  type MigrationNote,
+  type OpenOptions,
+} from './db.ts';
+import { integrityProblems } from './integrity.ts';
 import { createEntitlementRepo } from './entitlements.ts';
 import { createApiTokenRepo } from './api-tokens.ts';
 import { createAuditRepo } from './audit.ts';
@@ -33,7 +41,16 @@ export interface Store extends DomainStore {
   leases: ReturnType<typeof createLeaseRepo>;
   seats: ReturnType<typeof createSeatRepo>;
   usage: ReturnType<typeof createUsageRepo>;
+  /** The database file's path. */
+  readonly file: string;
+  /** What the migrations run when this store opened want said (merged subjects, …). */
+  migrationNotes(): readonly MigrationNote[];
+  /** PRAGMA quick_check / integrity_check: the problems found, [] when none (integrity.ts). */
+  integrityProblems(kind: 'quick_check' | 'integrity_check'): string[];
+  /** An online copy of the database into `file` (SQLite's backup API; the file must exist, 0600). */
+  backupTo(file: string): Promise<unknown>;
   close(): void;
+  /** The connection, for storage modules only (scripts/lint.mjs refuses `store.db` elsewhere). */
   readonly db: Db;
 }
 
@@ -90,6 +107,10 @@ export function createStore(db: Db): Store {
     batch: createGroupCommit(db, { onRollback: rolledBack }),
     onRollback: (listener) => void listeners.push(listener),
     dataVersion: () => dataVersion.get() as number,
+    file: db.name,
+    migrationNotes: () => migrationNotes(db),
+    integrityProblems: (kind) => integrityProblems(db, kind),
+    backupTo: (file) => db.backup(file),
     close: () => {
       if (db.open) db.close();
     },

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Logger } from '../log.ts';
-import type { Db } from './db.ts';
+import type { Store } from './store.ts';
 import { startCheckpointer, type Checkpointer } from './checkpointer.ts';
 import { createStorageHealth, type StorageHealth } from './health.ts';
 import { sqliteAddonFile } from './native.ts';
@@ -19,18 +19,13 @@ export interface StorageUpkeep {
  * counts in the episode; an episode's end has the WAL copied and cut to zero (a WAL that filled the
  * disk gives its space back).
  */
-export function startStorageUpkeep(opts: { db: Db; file: string; log: Logger }): StorageUpkeep {
+export function startStorageUpkeep(opts: { store: Store; log: Logger }): StorageUpkeep {
   let checkpointer: Checkpointer | undefined;
-  const health = createStorageHealth({
-    db: opts.db,
-    dir: path.dirname(opts.file),
-    log: opts.log,
-    onRecovered: () => checkpointer?.truncate(),
-  });
+  const health = storageHealthOf(opts.store, opts.log, () => checkpointer?.truncate());
   health.checkSpace();
   checkpointer = startCheckpointer({
-    db: opts.db,
-    file: opts.file,
+    db: opts.store.db,
+    file: opts.store.file,
     addonFile: sqliteAddonFile(),
     log: opts.log,
     onFailure: (err) => {
@@ -46,4 +41,21 @@ export function startStorageUpkeep(opts: { db: Db; file: string; log: Logger }):
       await checkpointer.close();
     },
   };
+}
+
+/**
+ * The storage health of a store's connection (health.ts): full or read-only storage as episodes.
+ * `onRecovered` runs when an episode ends.
+ */
+export function storageHealthOf(
+  store: Store,
+  log: Logger,
+  onRecovered?: () => void,
+): StorageHealth {
+  return createStorageHealth({
+    db: store.db,
+    dir: path.dirname(store.file),
+    log,
+    ...(onRecovered ? { onRecovered } : {}),
+  });
 }

@@ -1,7 +1,8 @@
 /**
- * Import of vendor bundles (vendor → server): every check of DESIGN.md in its order, every record
- * checked and compared with the current rows WITHOUT the write lock (giving the event loop back
- * every few ms), then one short IMMEDIATE transaction that writes only the real changes, or nothing.
+ * Import of vendor bundles (vendor → server): every check of sync-bundles/README.md section 4, in
+ * its order, every record checked and compared with the current rows WITHOUT the write lock
+ * (giving the event loop back every few ms), then one short IMMEDIATE transaction that writes only
+ * the real changes, or nothing.
  */
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { chmod, copyFile, rm } from 'node:fs/promises';

@@ -14,6 +14,7 @@ import { AppError, isAppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { SyncService } from './service.ts';
 import { startPeriodic } from '../periodic.ts';
+import { declaredLength } from '../http/body.ts';
 
 export interface OutboundSyncOptions {
   /** The vendor's base URL (http or https). */
@@ -86,13 +87,10 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
       o.log.warn('sync pull: the vendor answered an error', { status: res.status });
       return;
     }
-    const length = res.headers.get('content-length');
+    // A malformed length (null) is no length: the stream's own end is read.
+    const length = declaredLength(res.headers.get('content-length')) ?? undefined;
     try {
-      const r = await o.service.importStream(
-        res.body,
-        length !== null && /^\d{1,15}$/.test(length) ? Number(length) : undefined,
-        { actor: 'sync-url' },
-      );
+      const r = await o.service.importStream(res.body, length, { actor: 'sync-url' });
       o.log.info('sync pull: bundle imported', {
         seq: r.seq,
         status: r.status,

@@ -8,7 +8,7 @@
  * (no full manifest line yet, or a payload shorter than the manifest's `payload.len`), only after it
  * has stayed unchanged for `quietMs` (10 minutes): a copy that pauses must never be refused for good.
  *
- * Nothing the file system does here may end or stall the server (DESIGN "Process, files and
+ * Nothing the file system does here may end or stall the server (docs/design.md "Process, files and
  * resources"): every call is async, each poll stats a bounded number of entries and yields between
  * files, every error is caught, and each problem is logged once per file, not once per poll. A file
  * that was imported or refused but cannot be moved is remembered by name, size and mtime: it is not

@@ -1,5 +1,5 @@
 /**
- * The HTTP edges of a listening server (DESIGN.md, "Process, files and resources"): per-route body
+ * The HTTP edges of a listening server (docs/design.md, "Process, files and resources"): per-route body
  * caps, one budget of buffered bytes, slow bodies cut, node:http's own errors in the envelope,
  * HTTP/1.0 without Host, and the drain. (Refusals read by Node's fetch: test/e2e/http-edges.test.ts,
  * against a server in its own process, where the race shows.)

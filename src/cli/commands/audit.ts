@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { dataPaths } from '../../data-dir.ts';
-import { integrityProblems, RESTORE_DB_HINT } from '../../storage/integrity.ts';
+import { RESTORE_DB_HINT } from '../../storage/integrity.ts';
 import { emit } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 
@@ -18,7 +18,7 @@ export function registerAudit(program: Command, kit: CommandKit): void {
     )
     .action(async (_o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const problems = integrityProblems(ctx.store.db, 'integrity_check');
+        const problems = ctx.store.integrityProblems('integrity_check');
         if (problems.length > 0) {
           // The chain cannot be trusted (or even read) from a damaged file: report the damage alone.
           kit.setExitCode(1);

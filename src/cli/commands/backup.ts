@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import { AppError } from '../../errors.ts';
 import { dataPaths } from '../../data-dir.ts';
 import { loadSqliteBinding } from '../../storage/native.ts';
-import { checkDatabaseCopy, damagedDatabase, integrityProblems } from '../../storage/integrity.ts';
+import { checkDatabaseCopy, damagedDatabase } from '../../storage/integrity.ts';
 import { emit } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 
@@ -44,7 +44,7 @@ export function registerBackup(program: Command, kit: CommandKit): void {
           );
         }
         const src = dataPaths(ctx.dataDir);
-        const problems = integrityProblems(ctx.store.db, 'integrity_check');
+        const problems = ctx.store.integrityProblems('integrity_check');
         if (problems.length > 0) {
           throw damagedDatabase(
             src.db,
@@ -60,7 +60,7 @@ export function registerBackup(program: Command, kit: CommandKit): void {
         try {
           // SQLite keeps an existing file's mode: the copy holds every lease id (bearer credentials).
           closeSync(openSync(dst.db, 'wx', 0o600));
-          await ctx.store.db.backup(dst.db);
+          await ctx.store.backupTo(dst.db);
           for (const [from, to] of [
             [src.key, dst.key],
             [src.info, dst.info],

@@ -1,4 +1,4 @@
--- Subjects are compared by a canonical key (DESIGN "Subjects", src/subjects.ts): NFC, then Unicode
+-- Subjects are compared by a canonical key (docs/design.md "Subjects", src/subjects.ts): NFC, then Unicode
 -- full case folding, then NFC. Before this migration `alice` and `Alice` were two subjects, each
 -- able to take a seat. SQLite has no NFC: bp_subject_key() is the JS function, registered on the
 -- connection that migrates (src/storage/db.ts). For printable ASCII, SQLite's lower() gives the
