@@ -35,7 +35,8 @@ export interface StreamOutput {
  * Wraps process.stdout or process.stderr. Node writes to a pipe asynchronously and queues what
  * the reader has not taken yet, without a bound, and an unhandled EPIPE ends the process: here a
  * failure is caught and remembered, and past `maxQueuedBytes` queued (a reader that stopped
- * reading) text is dropped rather than kept.
+ * reading) text is dropped rather than kept, until the queue is down to half of it: a reader that
+ * comes back sees one gap, told once (log.ts), not a gap at every line while it catches up.
  */
 export function createStreamOutput(
   stream: NodeJS.WriteStream,
@@ -44,6 +45,7 @@ export function createStreamOutput(
   const max = opts.maxQueuedBytes ?? Infinity;
   let failed = false;
   let pending = 0;
+  let shedding = false;
   const waiters = new Set<() => void>();
   const wake = () => {
     for (const w of waiters) w();
@@ -60,7 +62,13 @@ export function createStreamOutput(
   };
   return {
     write(text) {
-      if (failed || stream.destroyed || stream.writableLength > max) return false;
+      if (failed || stream.destroyed) return false;
+      const queued = stream.writableLength;
+      if (queued > max || (shedding && queued > max / 2)) {
+        shedding = true;
+        return false;
+      }
+      shedding = false;
       pending++;
       stream.write(text, done);
       return true;
