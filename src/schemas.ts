@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { AppError } from './errors.ts';
 import type { Policy, PolicyType } from './domain/types.ts';
 import { termIsValid } from './domain/entitlement-rules.ts';
-import { hasNamedSeats } from './domain/types.ts';
+import { hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
 import {
   importError,
   MAX_IMPORT_ERRORS_SHOWN,
@@ -66,13 +66,9 @@ export const MAX_SEATS_LIMIT = 1_000_000;
 /** policy_json: the four types plus the marketplace's license-type words, normalised. */
 export const policySchema = z
   .strictObject({
-    type: z.enum(
-      ['per_user', 'per_machine', 'concurrent', 'feature_based', ...MARKETPLACE_ALIASES],
-      {
-        message:
-          'type must be one of per_user, per_machine, concurrent, feature_based (or individual, seat_based, team, unlimited)',
-      },
-    ),
+    type: z.enum([...POLICY_TYPES, ...MARKETPLACE_ALIASES], {
+      message: `type must be one of ${POLICY_TYPES.join(', ')} (or ${MARKETPLACE_ALIASES.join(', ')})`,
+    }),
     max_seats: z.int().min(1).max(MAX_SEATS_LIMIT).optional(),
     features: z
       .array(featureName)
