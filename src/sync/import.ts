@@ -89,7 +89,8 @@ export const APPLY_IN_ONE_MAX = 2000;
  * Imports one bundle file: finishes a pending stepwise apply first, then the checks in their order,
  * then prepare and apply. Refusals throw bundle_rejected (422, `details.rule`) and, unless a dry
  * run, are audited; a stepwise apply whose copy is lost throws conflict; entitlements changing
- * under every attempt throw busy (503); storage failures throw as storageFailure maps them.
+ * under every attempt throw busy (503); storage errors (SQLite, errno) pass through for the faces
+ * to answer (storageFailure, src/storage/failures.ts).
  */
 export async function importBundle(
   deps: SyncDeps,
