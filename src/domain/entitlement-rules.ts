@@ -1,8 +1,9 @@
 /**
  * The rules about who may change an entitlement, and how, whoever writes it: the admin (the manual
- * path, src/domain/entitlements.ts) or a signed vendor bundle (src/sync/import.ts). Pure functions
- * over domain objects: both paths ask them, and each turns a refusal into its own answer (the
- * admin gets an error; a bundle record is refused with the whole bundle, or skipped as `ignored`).
+ * path, src/domain/entitlements.ts) or a signed vendor bundle (src/sync/import-plan.ts). Pure
+ * functions over domain objects: both paths ask them, and each turns a refusal into its own answer
+ * (the admin gets an error; a bundle record is refused with the whole bundle, or skipped as
+ * `ignored`).
  *
  * The stored statuses and their moves:
  * - `active` ⇄ `suspended`: the admin (suspend, resume) for a manual entitlement; a bundle's

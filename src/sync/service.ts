@@ -105,7 +105,7 @@ export function createSyncService(opts: SyncServiceDeps) {
     },
 
     /**
-     * Finishes a big import left half-applied by a crash or a storage error (see import.ts,
+     * Finishes a big import left half-applied by a crash or a storage error (see import-steps.ts,
      * ApplyingMarker), if there is one; `serve` calls it at start. Resolves true when it finished one.
      */
     finishInterruptedImport(): Promise<boolean> {

@@ -1,6 +1,6 @@
-// A big bundle is applied in short steps (see src/sync/import.ts, applyInSteps): here every bundle
-// is "big" (applyInOneMax: 0) and steps are a write or two, so the step machinery runs on small,
-// readable bundles. Real SQLite, real signatures; only the clock is fake.
+// A big bundle is applied in short steps (see src/sync/import-steps.ts, applyInSteps): here every
+// bundle is "big" (applyInOneMax: 0) and steps are a write or two, so the step machinery runs on
+// small, readable bundles. Real SQLite, real signatures; only the clock is fake.
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
