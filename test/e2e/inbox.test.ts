@@ -252,8 +252,12 @@ describe('serve and a bundle copied slowly (issue 11.8)', () => {
     await new Promise((r) => setTimeout(r, 1500)); // the stable window is 2 polls of 100 ms
     expect(ls(path.join(d.syncDir, 'rejected'))).toEqual([]);
     appendFileSync(target, bytes.subarray(Math.floor(bytes.length / 2)));
-    await waitFor('the bundle to be imported', () =>
-      existsSync(path.join(d.syncDir, 'processed', 'slow.bpsync')),
+    // The file is moved to processed/ before the line is logged: wait for both.
+    await waitFor(
+      'the bundle to be imported',
+      () =>
+        existsSync(path.join(d.syncDir, 'processed', 'slow.bpsync')) &&
+        logLines(server!).some((l) => l.msg === 'sync bundle imported'),
     );
     expect(ls(path.join(d.syncDir, 'rejected'))).toEqual([]);
     const lines = logLines(server);
