@@ -91,12 +91,19 @@ export function errorCodesOf(key: RouteKey | PublicRoute, doc: RouteDoc): ErrorC
   );
 }
 
-/**
- * Builds the document. Throws (a bug, caught by test/http/openapi.test.ts) when a route's body or
- * answer schema is not among COMPONENTS.
- */
-export function buildOpenApi(): Json {
+/** Turns zod schemas into the document's JSON Schema: named ones as $refs, others inline. */
+interface Converter {
+  /** `{ $ref }` to a schema of COMPONENTS; throws for any other (a bug the test catches). */
+  ref(schema: z.ZodType, where: string): Json;
+  /** The schema itself, for path and query parameters. */
+  inline(schema: z.ZodType): Json;
+  /** components.schemas: every schema of COMPONENTS by name. */
+  components(): Record<string, Json>;
+}
+
+function converter(): Converter {
   const registry = z.registry<{ id?: string; description?: string; format?: string }>();
+  // The routes parse times through a pipe; its input side alone would say only "a string".
   registry.add(timestamp, {
     format: 'date-time',
     description: 'RFC 3339 with an offset, such as 2024-01-15T11:30:00Z',
@@ -106,99 +113,119 @@ export function buildOpenApi(): Json {
     registry.add(schema, { id: name });
     names.set(schema, name);
   }
-  const options = {
-    io: 'input',
-    metadata: registry,
-    target: 'draft-2020-12',
-    unrepresentable: 'any',
-  } as const;
-  const converted = z.toJSONSchema(registry, { ...options, uri: REF }).schemas;
-  const schemas: Record<string, Json> = {};
-  for (const [name, s] of Object.entries(converted)) {
-    const { $schema: _s, $id: _i, ...rest } = s as Json;
-    schemas[name] = rest;
-  }
-
-  const ref = (schema: z.ZodType, where: string) => {
-    const name = names.get(schema);
-    if (name === undefined) throw new Error(`${where}: the schema is not in COMPONENTS`);
-    return { $ref: REF(name) };
+  // Requests as the routes parse them (a defaulted field is optional); answers have no
+  // transforms, so their input is their output. A schema JSON Schema cannot express throws.
+  const options = { io: 'input', metadata: registry, target: 'draft-2020-12' } as const;
+  const bare = ({ $schema: _s, $id: _i, ...rest }: Json) => rest;
+  return {
+    ref(schema, where) {
+      const name = names.get(schema);
+      if (name === undefined) throw new Error(`${where}: the schema is not in COMPONENTS`);
+      return { $ref: REF(name) };
+    },
+    inline: (schema) => bare(z.toJSONSchema(schema, options) as Json),
+    components() {
+      const converted = z.toJSONSchema(registry, { ...options, uri: REF }).schemas;
+      return Object.fromEntries(Object.entries(converted).map(([k, v]) => [k, bare(v as Json)]));
+    },
   };
+}
+
+const REQUEST_ID = { 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' } };
+
+/** The error answers of a route, one per status, each naming its codes (x-error-codes). */
+function errorResponses(key: RouteKey | PublicRoute, doc: RouteDoc): Record<string, Json> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of errorCodesOf(key, doc))
+    byStatus.set(ERROR_STATUS[code], [...(byStatus.get(ERROR_STATUS[code]) ?? []), code]);
+  const out: Record<string, Json> = {};
+  for (const [status, codes] of byStatus) {
+    out[status] = {
+      description: codes.map((c) => `\`${c}\`: ${ERROR_DESCRIPTIONS[c]}`).join('; '),
+      headers: {
+        ...REQUEST_ID,
+        ...(status === 503 || status === 507
+          ? { 'Retry-After': { $ref: '#/components/headers/Retry-After' } }
+          : {}),
+      },
+      content: { 'application/json': { schema: { $ref: REF('Error') } } },
+      'x-error-codes': codes,
+    };
+  }
+  return out;
+}
+
+/** One route's operation object: permission, parameters, body, answers. */
+function operationOf(key: RouteKey | PublicRoute, doc: RouteDoc, convert: Converter): Json {
+  const [method, path] = key.split(' ') as [string, string];
   const content = (a: z.ZodType | RawAnswer, where: string) =>
     a instanceof z.ZodType
-      ? { 'application/json': { schema: ref(a, where) } }
+      ? { 'application/json': { schema: convert.ref(a, where) } }
       : { [a.mediaType]: { schema: { type: 'string', description: a.description } } };
-  const inline = (schema: z.ZodType) => {
-    const { $schema: _s, ...rest } = z.toJSONSchema(schema, options) as Json;
-    return rest;
-  };
-  const requestId = { $ref: '#/components/headers/X-Request-Id' };
 
+  const parameters: Json[] = [];
+  for (const [name, schema] of Object.entries(doc.params ?? {}))
+    parameters.push({ name, in: 'path', required: true, schema: convert.inline(schema) });
+  if (doc.query) {
+    const q = convert.inline(doc.query) as {
+      properties?: Record<string, Json>;
+      required?: string[];
+    };
+    for (const [name, schema] of Object.entries(q.properties ?? {}))
+      parameters.push({ name, in: 'query', required: q.required?.includes(name) ?? false, schema });
+  }
+
+  // The error answers first: a status the route answers with a body of its own (readyz's 503)
+  // replaces the envelope's.
+  const responses: Record<string, Json> = {
+    ...errorResponses(key, doc),
+    [doc.status]: {
+      description: doc.summary,
+      headers: REQUEST_ID,
+      content: content(doc.answer, key),
+    },
+  };
+  for (const [status, schema] of Object.entries(doc.alsoAnswers ?? {}))
+    responses[status] = {
+      description: `${doc.summary} (not ready)`,
+      headers: REQUEST_ID,
+      content: content(schema, key),
+    };
+
+  const rule = key in ROUTES ? ROUTES[key as RouteKey] : undefined;
+  return {
+    operationId:
+      method.toLowerCase() +
+      path.replace(/[^A-Za-z0-9]+(.)?/g, (_m, c?: string) => (c ?? '').toUpperCase()),
+    summary: doc.summary,
+    security: rule ? [{ bearer: [] }] : [],
+    'x-permission': rule ? rule.permission : 'none',
+    ...(rule && 'global' in rule ? { 'x-global': true } : {}),
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...(doc.body
+      ? { requestBody: { required: true, content: content(doc.body, `${key} body`) } }
+      : {}),
+    responses,
+  };
+}
+
+/**
+ * Builds the document (about 45 ms). Throws (a bug, caught by test/http/openapi.test.ts) when a
+ * route's body or answer schema is not among COMPONENTS, or a schema has no JSON Schema form.
+ */
+export function buildOpenApi(): Json {
+  const convert = converter();
   const paths: Record<string, Record<string, Json>> = {};
   for (const [key, doc] of Object.entries(ROUTE_DOCS) as Array<
     [RouteKey | PublicRoute, RouteDoc]
   >) {
     const [method, path] = key.split(' ') as [string, string];
-    const parameters: Json[] = [];
-    for (const [name, schema] of Object.entries(doc.params ?? {}))
-      parameters.push({ name, in: 'path', required: true, schema: inline(schema) });
-    if (doc.query) {
-      const q = inline(doc.query) as { properties?: Record<string, Json>; required?: string[] };
-      for (const [name, schema] of Object.entries(q.properties ?? {}))
-        parameters.push({
-          name,
-          in: 'query',
-          required: q.required?.includes(name) ?? false,
-          schema,
-        });
-    }
-    const responses: Record<string, Json> = {
-      [doc.status]: {
-        description: doc.summary,
-        headers: { 'X-Request-Id': requestId },
-        content: content(doc.answer, key),
-      },
-    };
-    for (const [status, schema] of Object.entries(doc.alsoAnswers ?? {}))
-      responses[status] = {
-        description: `${doc.summary} (not ready)`,
-        headers: { 'X-Request-Id': requestId },
-        content: content(schema, key),
-      };
-    const byStatus = new Map<number, ErrorCode[]>();
-    for (const code of errorCodesOf(key, doc))
-      byStatus.set(ERROR_STATUS[code], [...(byStatus.get(ERROR_STATUS[code]) ?? []), code]);
-    for (const [status, codes] of byStatus) {
-      if (responses[status]) continue;
-      responses[status] = {
-        description: codes.map((c) => `\`${c}\`: ${ERROR_DESCRIPTIONS[c]}`).join('; '),
-        headers: {
-          'X-Request-Id': requestId,
-          ...(status === 503 || status === 507
-            ? { 'Retry-After': { $ref: '#/components/headers/Retry-After' } }
-            : {}),
-        },
-        content: { 'application/json': { schema: { $ref: REF('Error') } } },
-        'x-error-codes': codes,
-      };
-    }
-    const rule = key in ROUTES ? ROUTES[key as RouteKey] : undefined;
-    const operation: Json = {
-      operationId: `${method.toLowerCase()}${path.replace(/[^A-Za-z0-9]+(.)?/g, (_m, c?: string) => (c ?? '').toUpperCase())}`,
-      summary: doc.summary,
-      security: rule ? [{ bearer: [] }] : [],
-      'x-permission': rule ? rule.permission : 'none',
-      ...(rule && 'global' in rule ? { 'x-global': true } : {}),
-      ...(parameters.length > 0 ? { parameters } : {}),
-      ...(doc.body
-        ? { requestBody: { required: true, content: content(doc.body, `${key} body`) } }
-        : {}),
-      responses,
-    };
-    const openApiPath = path.replace(/:([A-Za-z_]+)/g, '{$1}');
-    (paths[openApiPath] ??= {})[method.toLowerCase()] = operation;
+    (paths[path.replace(/:([A-Za-z_]+)/g, '{$1}')] ??= {})[method.toLowerCase()] = operationOf(
+      key,
+      doc,
+      convert,
+    );
   }
-
   return {
     openapi: '3.1.1',
     info: {
@@ -209,7 +236,7 @@ export function buildOpenApi(): Json {
     },
     paths,
     components: {
-      schemas,
+      schemas: convert.components(),
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'an API token, bpls_…' },
       },
