@@ -22,6 +22,7 @@ import { registerLeaseRoutes } from './http/routes/leases.ts';
 import { registerSeatRoutes } from './http/routes/seats.ts';
 import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
+import { registerOpenApiRoute } from './http/routes/openapi.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { registerAdminPage } from './admin/page.tsx';
 import { storageHealthOf, type StorageUpkeep } from './storage/upkeep.ts';
@@ -101,6 +102,7 @@ export function createApp(deps: AppDeps): App {
   registerSeatRoutes(router, routeDeps);
   registerSyncRoutes(router, routeDeps);
   registerAuditRoutes(router, routeDeps);
+  registerOpenApiRoute(router);
   registerAdminPage(router);
 
   // Not found, and every error, are thrown to the pipeline, which answers them with the envelope.

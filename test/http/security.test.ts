@@ -11,6 +11,7 @@ const PUBLIC_ROUTES = new Set([
   'GET /healthz',
   'GET /readyz',
   'GET /metrics',
+  'GET /openapi.json',
   'POST /v1/license/lease',
   'POST /v1/license/lease/renew',
   'POST /v1/license/lease/release',

@@ -5,7 +5,7 @@ import type { RouteDeps } from '../../app.ts';
 import { parseWith } from '../../schemas.ts';
 import type { AuditRow } from '../../domain/audit.ts';
 
-const auditQuery = z.strictObject({
+export const auditQuery = z.strictObject({
   cursor: z
     .string()
     .regex(/^\d{1,15}$/, 'cursor is the next_cursor of the previous page')

@@ -9,7 +9,9 @@ import type { RouteDeps } from '../../app.ts';
 import { parseWith } from '../../schemas.ts';
 import { declaredLength } from '../body.ts';
 
-const importQuery = z.strictObject({ dry_run: z.enum(['true', 'false', '1', '0']).optional() });
+export const importQuery = z.strictObject({
+  dry_run: z.enum(['true', 'false', '1', '0']).optional(),
+});
 
 /** /v1/sync: bundles over HTTP, with the same rules as the CLI. */
 export function registerSyncRoutes(app: Hono<AppEnv>, { services, auth }: RouteDeps): void {
