@@ -48,6 +48,7 @@ export const ROUTES = {
   'POST /v1/sync/export': { permission: 'sync', global: true },
   'GET /v1/sync/status': { permission: 'read', global: true },
   'GET /v1/audit': { permission: 'audit', global: true },
+  'GET /v1/whoami': { permission: 'read' },
 } as const satisfies Record<string, RouteRule>;
 
 export type RouteKey = keyof typeof ROUTES;
