@@ -135,7 +135,7 @@ export type Fetch = (path: string, init: RequestInit) => Promise<Response>;
 
 /**
  * A refused or failed call: `status` 0 when the server did not answer at all; `code` the error
- * envelope's (`unauthenticated`, `invalid_request`, …); `message` what the API said, once.
+ * envelope's (`unauthorized`, `invalid_request`, …); `message` what the API said, once.
  */
 export class ApiError extends Error {
   constructor(
