@@ -15,6 +15,7 @@ const STYLE = `
 * { box-sizing: border-box; }
 [hidden] { display: none !important; }
 #sync p { margin: 2px 0; font-size: 13px; }
+section p, pre { overflow-wrap: anywhere; }
 body { margin: 0; }
 header { background: #1d232b; color: #fff; padding: 10px 16px; display: flex; gap: 8px 16px; align-items: center; flex-wrap: wrap; }
 header h1 { font-size: 16px; margin: 0; font-weight: 600; }

@@ -44,11 +44,17 @@ export async function loadSync(): Promise<void> {
 
 /** What a dry run or an import did, as lines a person reads. */
 function resultText(r: SyncImportWire): string {
+  const bundle = r.seq ? `bundle ${r.seq}` : 'the bundle';
+  const counts = (['added', 'updated', 'revoked', 'unchanged'] as const)
+    .filter((k) => typeof r[k] === 'number')
+    .map((k) => `${k} ${r[k]}`)
+    .join(', ');
   const lines = [
-    `${r.dry_run ? 'Dry run' : 'Import'}: ${r.status}${r.seq ? ` (bundle ${r.seq})` : ''}`,
+    r.dry_run
+      ? `Dry run of ${bundle}: nothing changes until you apply it.`
+      : `Import of ${bundle}: ${r.status}.`,
   ];
-  for (const k of ['added', 'updated', 'revoked', 'unchanged'] as const)
-    if (typeof r[k] === 'number') lines.push(`${k}: ${r[k]}`);
+  if (counts) lines.push(`Entitlements: ${counts}.`);
   for (const [k, v] of Object.entries(r.diff ?? {}))
     if (Array.isArray(v) && v.length) lines.push(`${k}: ${v.join(', ')}`);
   return lines.join('\n');
