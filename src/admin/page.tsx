@@ -103,7 +103,7 @@ function Page({ nonce }: { nonce: string }) {
                 <option>revoked</option>
               </select>
               <button id="search">Search</button>
-              <button id="new-ent" data-need="write">
+              <button id="new-ent" data-need="write" data-global>
                 New entitlement
               </button>
             </div>
@@ -146,7 +146,7 @@ function Page({ nonce }: { nonce: string }) {
           </section>
           <section id="detail" hidden tabindex={-1}>
             <h2 id="detail-title">Entitlement</h2>
-            <div class="row" data-need="write">
+            <div class="row" data-need="write" data-global>
               <button id="edit">Edit policy or term</button>
               <button id="suspend">Suspend</button>
               <button id="resume">Resume</button>
@@ -183,10 +183,10 @@ function Page({ nonce }: { nonce: string }) {
             <h3>Leases in force</h3>
             <div id="leases" class="scroll" />
           </section>
-          <section id="sync-section">
+          <section id="sync-section" data-need="read" data-global>
             <h2>Sync</h2>
             <div id="sync" />
-            <div data-need="sync">
+            <div data-need="sync" data-global>
               <h3>Import a bundle</h3>
               <div class="row">
                 <input id="bundle" type="file" accept=".bpsync" />
@@ -202,7 +202,7 @@ function Page({ nonce }: { nonce: string }) {
             </div>
             <p id="sync-err" class="err" />
           </section>
-          <section id="tokens-section" data-need="tokens">
+          <section id="tokens-section" data-need="tokens" data-global>
             <h2>API tokens</h2>
             <div class="row">
               <input id="t-name" placeholder="name" />
@@ -218,7 +218,7 @@ function Page({ nonce }: { nonce: string }) {
             <p id="tokens-err" class="err" />
             <div id="tokens" class="scroll" />
           </section>
-          <section id="audit-section" data-need="audit">
+          <section id="audit-section" data-need="audit" data-global>
             <h2>Audit log</h2>
             <div id="audit" class="scroll" />
             <div class="row">

@@ -18,11 +18,13 @@ const SHOTS = `${ROOT}test-artifacts/screenshots/`;
  * Launches headless Chromium. Throws (never skips) when it is missing: the tests are part of
  * `make test`, and .ci/run installs it.
  */
-export async function launchBrowser(): Promise<Browser> {
-  if (!existsSync(CHROMIUM))
-    throw new Error(`${CHROMIUM} is missing: the browser tests need it (apt-get install chromium)`);
+export async function launchBrowser(executablePath = CHROMIUM): Promise<Browser> {
+  if (!existsSync(executablePath))
+    throw new Error(
+      `${executablePath} is missing: the browser tests need it (apt-get install chromium)`,
+    );
   return chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     args: [
       '--headless',
       '--no-sandbox',

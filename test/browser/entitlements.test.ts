@@ -202,6 +202,57 @@ describe('the admin console: entitlements', () => {
     expect(audit).toEqual({ action: 'entitlement.suspend' });
   });
 
+  it('edits the policy and term in the form, and revokes only after a confirmation', async () => {
+    const id = (await page.textContent('#detail-title'))!.split(' · ')[0]!;
+    const row = () =>
+      h.store.db
+        .prepare('SELECT status, policy_json, ends_at FROM entitlements WHERE id = ?')
+        .get(id) as {
+        status: string;
+        policy_json: string;
+        ends_at: number;
+      };
+    await page.click('#edit');
+    expect(await page.isDisabled('#e-tenant')).toBe(true);
+    await page.fill(
+      '#e-policy',
+      '{"type": "per_user", "max_seats": 5, "seat_assignment": "manual"}',
+    );
+    await page.fill('#e-ends', '2025-06-30T00:00:00Z');
+    await page.click('#e-save');
+    await page.waitForSelector('#detail-kv:has-text("5 seats")');
+    expect(JSON.parse(row().policy_json).max_seats).toBe(5);
+    expect(row().ends_at).toBe(Date.parse('2025-06-30T00:00:00Z'));
+    page.once('dialog', (d) => void d.dismiss());
+    await page.click('#revoke');
+    await page.waitForTimeout(300);
+    expect(row().status).toBe('suspended');
+    page.once('dialog', (d) => {
+      expect(d.message()).toBe(`Revoke ${id} for good? This cannot be undone.`);
+      void d.accept();
+    });
+    await page.click('#revoke');
+    await page.waitForSelector('#detail-kv .status.revoked');
+    expect(row().status).toBe('revoked');
+    // Revoked is final: no lifecycle button is left to press.
+    for (const b of ['#edit', '#suspend', '#resume', '#renew', '#revoke'])
+      expect(await page.isVisible(b), b).toBe(false);
+  });
+
+  it('pages the audit log, newest first', async () => {
+    const head = (h.store.db.prepare('SELECT max(seq) AS n FROM audit_log').get() as { n: number })
+      .n;
+    // At the head already (Newest and Newer are disabled there).
+    expect(await page.isDisabled('#audit-newest')).toBe(true);
+    await page.waitForSelector(`#audit-info:text-is("${head - 19}–${head} of ${head}")`);
+    expect(await page.textContent('#audit tr:nth-child(2) td:first-child')).toBe(String(head));
+    await page.click('#audit-older');
+    await page.waitForSelector(`#audit-info:text-is("${head - 39}–${head - 20} of ${head}")`);
+    expect(await page.textContent('#audit tr:nth-child(2) td:first-child')).toBe(String(head - 20));
+    await page.click('#audit-newer');
+    await page.waitForSelector(`#audit-info:text-is("${head - 19}–${head} of ${head}")`);
+  });
+
   it('draws the usage chart: leases in force and denials of the day', async () => {
     const id = (
       h.store.db.prepare('SELECT id FROM entitlements ORDER BY seq LIMIT 1').get() as {

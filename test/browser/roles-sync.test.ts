@@ -39,6 +39,12 @@ afterAll(async () => {
 const rows = (sql: string, ...args: unknown[]) => w.h.store.db.prepare(sql).all(...args);
 
 describe('the admin console: roles, states, sync and tokens', () => {
+  it('fails, naming apt-get install chromium, when Chromium is missing (never skips)', async () => {
+    await expect(launchBrowser('/nonexistent/chromium')).rejects.toThrow(
+      '/nonexistent/chromium is missing: the browser tests need it (apt-get install chromium)',
+    );
+  });
+
   it('says so once when the token is refused, and stays signed out', async () => {
     const page = await openPage(browser);
     await page.goto(`${server.base}/admin`);
@@ -88,6 +94,42 @@ describe('the admin console: roles, states, sync and tokens', () => {
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(
       420,
     );
+    expect(problemsOf(page)).toEqual([]);
+    await page.close();
+  });
+
+  it('gives a tenant admin its seat controls only: no entitlement writes, sync, tokens or audit', async () => {
+    const token = w.h.services.apiTokens.create(
+      { name: 'desk', role: 'tenant_admin', tenantId: 'customer-tenant-id' },
+      'test',
+    ).token;
+    const page = await openPage(browser);
+    await signIn(page, server.base, token);
+    expect(await page.textContent('#who')).toBe(
+      'signed in as desk · tenant_admin · tenant customer-tenant-id',
+    );
+    await page.waitForSelector('#ents tr.pick');
+    await page.click('#ents tr.pick');
+    await page.waitForSelector('#seats td:has-text("user:alice")');
+    for (const sel of ['#new-ent', '#edit', '#suspend', '#sync-section', '#tokens-section'])
+      expect(await page.isVisible(sel), sel).toBe(false);
+    expect(await page.isVisible('#audit-section')).toBe(false);
+    expect(await page.isVisible('#seat-form')).toBe(true);
+    await page.fill('#bulk', 'bob\ncarol');
+    await page.click('#assign-bulk');
+    await page.waitForSelector('#seats td:has-text("user:carol")');
+    expect(rows('SELECT subject_id FROM seats WHERE entitlement_id = ? ORDER BY 1', entId)).toEqual(
+      [{ subject_id: 'alice' }, { subject_id: 'bob' }, { subject_id: 'carol' }],
+    );
+    // The seat count is the policy's: a fourth is refused, said once, and nothing is added.
+    await page.fill('#subject', 'dave');
+    await page.click('#assign');
+    await page.waitForSelector('#detail-err:not(:empty)');
+    expect(await page.textContent('#detail-err')).toMatch(/seat/);
+    expect(rows('SELECT count(*) AS n FROM seats WHERE entitlement_id = ?', entId)).toEqual([
+      { n: 3 },
+    ]);
+    expect(await page.isVisible('#banner')).toBe(false);
     expect(problemsOf(page)).toEqual([]);
     await page.close();
   });

@@ -16,7 +16,7 @@ import { ApiError } from './api.ts';
 import { initDetail, openEntitlement } from './detail.ts';
 import { byId } from './dom.ts';
 import { initEntitlements, reloadList } from './entitlements.ts';
-import { api, banner, can, hasToken, setToken, setWho, whoami } from './session.ts';
+import { api, banner, can, canGlobal, hasToken, setToken, setWho, whoami } from './session.ts';
 import { initSync, loadSync } from './sync.ts';
 
 /** Shows the signed-out page (no console, the token field). */
@@ -29,10 +29,15 @@ function signedOut(): void {
   byId('who').textContent = '';
 }
 
-/** Hides every control whose `data-need` permission the role lacks (a reader sees no writes). */
+/**
+ * Hides every control whose `data-need` permission the role lacks (a reader sees no writes), and
+ * those marked `data-global` (routes spanning every tenant) from a token limited to one tenant.
+ */
 function applyRole(): void {
-  for (const e of document.querySelectorAll<HTMLElement>('[data-need]'))
-    e.hidden = !can(e.dataset.need ?? '');
+  for (const e of document.querySelectorAll<HTMLElement>('[data-need]')) {
+    const need = e.dataset.need ?? '';
+    e.hidden = !('global' in e.dataset ? canGlobal(need) : can(need));
+  }
 }
 
 /** The server's readiness and clock in the header, refreshed every 30 s while signed in. */
@@ -72,12 +77,10 @@ async function start(): Promise<void> {
   await Promise.all([
     reloadList(),
     showHealth(),
-    // Sync status spans tenants: a tenant-scoped token may not read it.
-    w.tenant_id === null ? loadSync() : Promise.resolve(),
-    can('tokens') ? loadTokens() : Promise.resolve(),
-    can('audit') ? loadAudit() : Promise.resolve(),
+    canGlobal('read') ? loadSync() : Promise.resolve(),
+    canGlobal('tokens') ? loadTokens() : Promise.resolve(),
+    canGlobal('audit') ? loadAudit() : Promise.resolve(),
   ]);
-  byId('sync-section').hidden = w.tenant_id !== null;
 }
 
 byId('signin').addEventListener('click', () => {
@@ -98,13 +101,13 @@ byId('signout').addEventListener('click', () => {
 
 const refresh = (): void => {
   void reloadList();
-  if (can('audit')) void loadAudit();
+  if (canGlobal('audit')) void loadAudit();
 };
 initEntitlements(
   (id) => void openEntitlement(id),
   (e) => {
     void openEntitlement(e.entitlement_id);
-    if (can('audit')) void loadAudit();
+    if (canGlobal('audit')) void loadAudit();
   },
 );
 initDetail(refresh);

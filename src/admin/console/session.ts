@@ -35,6 +35,13 @@ export const whoami = (): WhoamiWire | null => who;
 /** Whether the signed-in role has this permission (read, write, seats, tokens, sync, audit). */
 export const can = (permission: string): boolean => who?.permissions.includes(permission) ?? false;
 
+/**
+ * Whether the token may call a route that spans every tenant with this permission: a token
+ * limited to one tenant may not (entitlement writes, sync, tokens, the audit log).
+ */
+export const canGlobal = (permission: string): boolean =>
+  can(permission) && who?.tenant_id === null;
+
 /** Shows (or, with no text, hides) the page-wide banner: server down, token refused. */
 export function banner(text?: string): void {
   const b = byId('banner');
