@@ -154,6 +154,8 @@ describe('the admin console: entitlements', () => {
     expect(row.product_id).toBe('Cad-Pro');
     expect(JSON.parse(row.policy_json)).toMatchObject({ type: 'per_user', max_seats: 2 });
     expect(await page.textContent('#detail-title')).toBe(`${row.id} · acme · Cad-Pro`);
+    // As the admin sees it: no style changes the case of ids (innerText follows the CSS).
+    expect(await page.innerText('#detail-title')).toBe(`${row.id} · acme · Cad-Pro`);
     // The detail is where the admin looks: scrolled into view.
     const box = await page.locator('#detail').boundingBox();
     expect(box!.y).toBeLessThan(900);
