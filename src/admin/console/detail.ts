@@ -98,7 +98,8 @@ export async function openEntitlement(id: string, scroll = true): Promise<void> 
 /** The policy as a person reads it: type, seats, features, then anything else it sets. */
 function policyText(p: EntitlementWire['policy_json']): string {
   const { type, max_seats, features, ...rest } = p;
-  const parts = [type, max_seats ? `${max_seats} seats` : 'no seat limit'];
+  const seats = max_seats === 1 ? '1 seat' : max_seats ? `${max_seats} seats` : 'no seat limit';
+  const parts = [type, seats];
   if (Array.isArray(features) && features.length) parts.push(`features: ${features.join(', ')}`);
   for (const [k, v] of Object.entries(rest)) parts.push(`${k}: ${String(v)}`);
   return parts.join(' · ');
