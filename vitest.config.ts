@@ -7,6 +7,15 @@ export default defineConfig({
       // `./x.ts?script` is the module bundled into one inline script, as the build makes it.
       name: 'inline-script',
       enforce: 'pre',
+      // The bundle is made of every module the entry imports, but the on-disk module cache keys
+      // it by the entry's text alone: it would serve a stale console after an edit elsewhere.
+      configureVitest({
+        defineCacheKeyGenerator,
+      }: {
+        defineCacheKeyGenerator: (f: (c: { id: string }) => string | false | undefined) => void;
+      }) {
+        defineCacheKeyGenerator(({ id }) => (id.endsWith(SCRIPT_SUFFIX) ? false : undefined));
+      },
       async load(id: string) {
         if (!id.endsWith(SCRIPT_SUFFIX)) return undefined;
         const text = await bundleScript(id.slice(0, -SCRIPT_SUFFIX.length));

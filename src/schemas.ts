@@ -204,6 +204,8 @@ export function parseImportItems(items: unknown[]): EntitlementInput[] {
 }
 
 export const listQuerySchema = z.strictObject({
+  /** Entitlements whose id starts with this (case-sensitive, as ids are). */
+  id_prefix: identifier.optional(),
   tenant_id: identifier.optional(),
   product_id: identifier.optional(),
   status: z.enum(['active', 'suspended', 'revoked', 'pending', 'expired', 'grace']).optional(),

@@ -11,6 +11,9 @@ import type { ImportResult } from './domain/entitlements.ts';
 import type { IssuedLease, SubjectStatus, UsageNow } from './domain/leases.ts';
 import type { LeaseCheck } from './domain/lease-rules.ts';
 import type { UsageReport } from './domain/usage.ts';
+import type { Principal } from './domain/api-tokens.ts';
+import type { TimeStatus } from './domain/time-guard.ts';
+import { ROLE_PERMISSIONS, type Permission } from './http/permissions.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : toIso(ms));
 
@@ -158,6 +161,22 @@ export function apiTokenView(t: ApiToken, now: number) {
 /** A token just made: the one answer that carries its secret. */
 export function createdApiTokenView(t: { token: string; record: ApiToken }, now: number) {
   return { ...apiTokenView(t.record, now), token: t.token };
+}
+
+/**
+ * GET /v1/whoami: the presented token (its name, role, tenant and what the role may do) and the
+ * server's clock as the time guard sees it (`clock_suspect`: behind its high-water mark).
+ */
+export function whoamiView(p: Principal, name: string | null, clock: TimeStatus) {
+  return {
+    token_id: p.tokenId,
+    name,
+    role: p.role,
+    tenant_id: p.tenantId,
+    permissions: Array.from<Permission>(ROLE_PERMISSIONS[p.role]),
+    server_time: toIso(clock.now),
+    clock_suspect: clock.suspect,
+  };
 }
 
 /** A lease; tenant_id and product_id when the list joined them in. */

@@ -313,6 +313,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
      * @throws AppError `invalid_request` (a cursor this list did not give out)
      */
     list(filter: {
+      idPrefix?: string | undefined;
       tenantId?: string | undefined;
       productId?: string | undefined;
       status?: EntitlementStatus | undefined;
@@ -321,6 +322,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     }): Page<StoredEntitlement> {
       const limit = filter.limit ?? DEFAULT_PAGE_SIZE;
       const rows = store.entitlements.list({
+        idPrefix: filter.idPrefix,
         tenantId: filter.tenantId,
         productId: filter.productId,
         status: filter.status === undefined ? undefined : statusBounds(filter.status, clock.now()),

@@ -31,6 +31,8 @@ export type StoredEntitlement = Entitlement & { seq: number };
 export type StoredApiToken = ApiToken & { hash: Buffer };
 
 export interface EntitlementFilter {
+  /** Ids that start with this, compared byte for byte (ids are case-sensitive). */
+  idPrefix?: string | undefined;
   tenantId?: string | undefined;
   productId?: string | undefined;
   /** A derived status, as bounds on the stored fields (statusBounds in types.ts). */

@@ -6,7 +6,8 @@ import type { Role } from '../domain/types.ts';
  * tenant-scoped token may not call them. The README prints both tables; a test walks every route
  * with every role.
  */
-export type Permission = 'read' | 'write' | 'seats' | 'tokens' | 'sync' | 'audit';
+export const PERMISSIONS = ['read', 'write', 'seats', 'tokens', 'sync', 'audit'] as const;
+export type Permission = (typeof PERMISSIONS)[number];
 
 export const ROLE_PERMISSIONS = {
   admin: ['read', 'write', 'seats', 'tokens', 'sync', 'audit'],
@@ -48,6 +49,7 @@ export const ROUTES = {
   'POST /v1/sync/export': { permission: 'sync', global: true },
   'GET /v1/sync/status': { permission: 'read', global: true },
   'GET /v1/audit': { permission: 'audit', global: true },
+  'GET /v1/whoami': { permission: 'read' },
 } as const satisfies Record<string, RouteRule>;
 
 export type RouteKey = keyof typeof ROUTES;

@@ -193,6 +193,11 @@ export function createEntitlementRepo(db: Db) {
     list(f: EntitlementFilter): Array<StoredEntitlement> {
       const where = ['seq > @after'];
       const params: Record<string, unknown> = { after: f.afterSeq ?? 0, limit: f.limit };
+      // substr, not LIKE: LIKE folds ASCII case and treats _ as a wildcard, and ids hold both.
+      if (f.idPrefix !== undefined) {
+        where.push('substr(id, 1, length(@prefix)) = @prefix');
+        params.prefix = f.idPrefix;
+      }
       if (f.tenantId !== undefined) {
         where.push('tenant_id = @tenant');
         params.tenant = f.tenantId;

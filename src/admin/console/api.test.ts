@@ -7,13 +7,17 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
+import { SEED_NOW, seedEntitlement, type Harness } from '../../../test/helpers.ts';
+import { createWorld, ent, type World } from '../../../test/sync/world.ts';
 import { createApi, type Api } from './api.ts';
 import SCRIPT from './main.ts?script';
 
+// A server with a pinned vendor key (the sync calls import a signed bundle), at the seed's date.
+let w: World;
 let h: Harness;
 beforeEach(() => {
-  h = createHarness();
+  w = createWorld({ now: SEED_NOW });
+  h = w.h;
 });
 afterEach(() => h.close());
 
@@ -39,26 +43,58 @@ describe('the admin console', () => {
     const id = made.body.entitlement_id as string;
 
     // Every call of the client, in an order where each finds what it acts on.
+    let other = '';
+    let tokenId = '';
+    const bundle = readFileSync(w.sign(1, { entitlements: [ent('ent_Bundle_A')] }));
     const calls: { [K in keyof Api]: () => Promise<unknown> } = {
-      entitlements: () => api.entitlements('customer-tenant-id'),
+      whoami: async () => {
+        const me = await api.whoami();
+        expect(me).toMatchObject({ name: 'test admin', role: 'admin', tenant_id: null });
+        expect(me.permissions).toContain('write');
+        expect(me.server_time).toBe('2024-01-15T10:30:00Z');
+        return me;
+      },
+      health: async () => expect(await api.health()).toBe('ready'),
+      entitlements: async () => {
+        const page = await api.entitlements({ tenant_id: 'customer-tenant-id', id_prefix: id });
+        expect(page.data.map((e) => e.entitlement_id)).toEqual([id]);
+        return page;
+      },
+      createEntitlement: async () => {
+        const made = await api.createEntitlement({ ...seedEntitlement, tenant_id: 'other' });
+        other = made.entitlement_id;
+        return made;
+      },
+      updateEntitlement: async () => {
+        const e = await api.updateEntitlement(other, { ends_at: '2025-06-30T00:00:00Z' });
+        expect(e.ends_at).toBe('2025-06-30T00:00:00Z');
+        return e;
+      },
       entitlement: () => api.entitlement(id),
       usage: () => api.usage(id),
       assignSeat: async () => {
-        const seat = await api.assignSeat(id, 'user_alice');
+        const seat = await api.assignSeat(id, 'user', 'alice');
         const lease = await h.req('POST', '/v1/license/lease', {
           product_id: 'your-product-id',
           tenant_id: 'customer-tenant-id',
           subject_type: 'user',
-          subject_id: 'user_alice',
+          subject_id: 'alice',
         });
         expect(lease.status).toBe(201);
         return seat;
+      },
+      assignSeats: () => api.assignSeats(id, 'user', ['bob', 'carol']),
+      usageDays: async () => {
+        const days = await api.usageDays(id);
+        expect(days).toEqual([{ date: '2024-01-15', grants: 1, denials: 0, peak: 1 }]);
+        return days;
       },
       leases: () => api.leases(id),
       seats: () => api.seats(id),
       lifecycle: async () => {
         expect((await api.lifecycle(id, 'suspend')).status).toBe('suspended');
-        return api.lifecycle(id, 'resume');
+        await api.lifecycle(id, 'resume');
+        return expect((await api.lifecycle(other, 'revoke')).status).toBe('revoked');
       },
       renew: async () => {
         const before = (await api.entitlement(id)).ends_at;
@@ -67,6 +103,28 @@ describe('the admin console', () => {
         return renewed;
       },
       syncStatus: () => api.syncStatus(),
+      syncImport: async () => {
+        const dry = await api.syncImport(new Uint8Array(bundle).buffer, true);
+        expect(dry).toMatchObject({ status: 'dry_run', diff: { added: ['ent_Bundle_A'] } });
+        expect(h.services.entitlements.list({ idPrefix: 'ent_Bundle' }).items).toEqual([]);
+        const r = await api.syncImport(new Uint8Array(bundle).buffer, false);
+        expect(r).toMatchObject({ status: 'applied', added: 1 });
+        return r;
+      },
+      syncExport: async () => {
+        const r = await api.syncExport();
+        expect(r.name).toMatch(/\.bpsync$/);
+        expect(r.blob.size).toBeGreaterThan(100);
+        return r;
+      },
+      tokens: () => api.tokens(),
+      createToken: async () => {
+        const made = await api.createToken({ name: 'ops', role: 'reader' });
+        expect(made.token).toMatch(/^bpls_/);
+        tokenId = made.token_id;
+        return made;
+      },
+      revokeToken: async () => expect((await api.revokeToken(tokenId)).status).toBe('revoked'),
       audit: async () => {
         const head = (await api.audit(1)).head.seq;
         return api.audit(20, Math.max(0, head - 20));
@@ -78,8 +136,9 @@ describe('the admin console', () => {
       },
       revokeSeat: async () => {
         const seats = await api.seats(id);
-        expect(seats.data.map((s) => s.subject_id)).toEqual(['user_alice']);
-        return api.revokeSeat(id, seats.data[0]!.seat_id);
+        expect(seats.data.map((s) => s.subject_id).sort()).toEqual(['alice', 'bob', 'carol']);
+        const alice = seats.data.find((s) => s.subject_id === 'alice')!;
+        return api.revokeSeat(id, alice.seat_id);
       },
     };
     // A call added to the client and not here fails the test: each one is checked.
@@ -95,18 +154,27 @@ describe('the admin console', () => {
       ).toBe(true);
       expect(s.status, `${s.method} ${s.path}`).toBeLessThan(300);
     }
-    expect(new Set(sent.map((s) => s.method))).toEqual(new Set(['GET', 'POST', 'DELETE']));
+    expect(new Set(sent.map((s) => s.method))).toEqual(new Set(['GET', 'POST', 'PATCH', 'DELETE']));
 
     // What the calls changed is in the database: the seat is gone, the lease revoked.
     const db = h.store.db;
-    expect(db.prepare('SELECT count(*) AS n FROM seats WHERE entitlement_id = ?').get(id)).toEqual({
-      n: 0,
-    });
+    expect(
+      db.prepare('SELECT subject_id FROM seats WHERE entitlement_id = ? ORDER BY 1').all(id),
+    ).toEqual([{ subject_id: 'bob' }, { subject_id: 'carol' }]);
     expect(
       db
-        .prepare("SELECT state FROM leases WHERE entitlement_id = ? AND subject_id = 'user_alice'")
+        .prepare("SELECT state FROM leases WHERE entitlement_id = ? AND subject_id = 'alice'")
         .get(id),
     ).toEqual({ state: 'revoked' });
+    expect(db.prepare('SELECT status FROM entitlements WHERE id = ?').get(other)).toEqual({
+      status: 'revoked',
+    });
+    expect(db.prepare("SELECT source FROM entitlements WHERE id = 'ent_Bundle_A'").get()).toEqual({
+      source: 'bundle',
+    });
+    expect(db.prepare('SELECT revoked_at FROM api_tokens WHERE id = ?').get(tokenId)).not.toEqual({
+      revoked_at: null,
+    });
 
     // The bundled script holds no path the calls above did not send.
     const inScript = SCRIPT.match(/\/v1\/[A-Za-z0-9_./?=&-]*/g) ?? [];
@@ -124,8 +192,8 @@ describe('the admin console', () => {
       if (f === 'api.ts' || f.endsWith('.test.ts')) continue;
       const text = readFileSync(join(dir, f), 'utf8');
       expect(text, f).not.toMatch(/\/v1\//);
-      // main.ts hands the browser's fetch to the client, and calls it nowhere else.
-      expect(text.match(/\bfetch\(/g)?.length ?? 0, f).toBe(f === 'main.ts' ? 1 : 0);
+      // session.ts hands the browser's fetch to the client, and calls it nowhere else.
+      expect(text.match(/\bfetch\(/g)?.length ?? 0, f).toBe(f === 'session.ts' ? 1 : 0);
     }
   });
 });

@@ -23,26 +23,29 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return e;
 }
 
-/** Shows an error's message in the element with this id, or clears it. */
-export function showError(id: string, err?: unknown): void {
-  byId(id).textContent = err ? String((err as Error).message || err) : '';
-}
-
 /** A status as a coloured badge (the page's `.status.<name>` styles). */
 export const badge = (status: string): HTMLElement => el('span', status, `status ${status}`);
 
 /** A column: its heading and what a row shows (a node, or a value as text, `–` for none). */
 export type Column<R> = [heading: string, cell: (row: R) => unknown];
 
-/** A table of `rows`; with `onPick`, a click on a row calls it. "none" when there are no rows. */
-export function table<R>(rows: R[], cols: Column<R>[], onPick?: (row: R) => void): HTMLElement {
+/**
+ * A table of `rows`; with `onPick`, a click on a row (or Enter on it: rows take the focus) calls
+ * it. `empty` (default "none") when there are no rows.
+ */
+export function table<R>(
+  rows: R[],
+  cols: Column<R>[],
+  onPick?: (row: R) => void,
+  empty = 'none',
+): HTMLElement {
   const t = el('table');
   const head = el('tr');
   for (const c of cols) head.append(el('th', c[0]));
   t.append(head);
   if (!rows.length) {
     const tr = el('tr');
-    const td = el('td', 'none', 'muted');
+    const td = el('td', empty, 'muted');
     td.colSpan = cols.length;
     tr.append(td);
     t.append(tr);
@@ -56,18 +59,32 @@ export function table<R>(rows: R[], cols: Column<R>[], onPick?: (row: R) => void
       else td.textContent = v === null || v === undefined ? '–' : String(v);
       tr.append(td);
     }
-    if (onPick) tr.addEventListener('click', () => onPick(r));
+    if (onPick) {
+      tr.tabIndex = 0;
+      tr.addEventListener('click', () => onPick(r));
+      tr.addEventListener('keydown', (ev) => {
+        if (ev.key === 'Enter') onPick(r);
+      });
+    }
     t.append(tr);
   }
   return t;
 }
 
 /** A button that runs `onClick` (not passing the click on to the row under it). */
-export function button(text: string, onClick: () => void): HTMLButtonElement {
-  const b = el('button', text);
+export function button(text: string, onClick: () => void, cls?: string): HTMLButtonElement {
+  const b = el('button', text, cls);
   b.addEventListener('click', (ev) => {
     ev.stopPropagation();
     onClick();
   });
   return b;
+}
+
+/**
+ * Asks the admin to confirm a change that cannot be undone (or stops a service); false: do
+ * nothing. The browser's own dialog: it needs no script or markup of ours.
+ */
+export function confirmed(question: string): boolean {
+  return window.confirm(question);
 }

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ERROR_STATUS, type ErrorCode, type ErrorEnvelope } from '../../errors.ts';
 import { POLICY_TYPES, ROLES, SUBJECT_TYPES } from '../../domain/types.ts';
 import type * as views from '../../views.ts';
+import { PERMISSIONS } from '../permissions.ts';
 import type { auditRowView } from '../routes/audit.ts';
 import type { SyncService } from '../../sync/service.ts';
 import type { ImportResult as BundleImportResult } from '../../sync/import.ts';
@@ -99,6 +100,15 @@ const apiTokenFields = {
 };
 
 export const apiTokenAnswer = z.strictObject(apiTokenFields);
+export const whoamiAnswer = z.strictObject({
+  token_id: z.string(),
+  name: z.string().nullable(),
+  role: z.enum(ROLES),
+  tenant_id: z.string().nullable(),
+  permissions: z.array(z.enum(PERMISSIONS)),
+  server_time: time,
+  clock_suspect: z.boolean(),
+});
 export const createdApiTokenAnswer = z.strictObject({
   ...apiTokenFields,
   token: z.string().meta({ description: 'the secret: shown in this answer only' }),
@@ -309,6 +319,7 @@ export type AnswersFitViews = [
   Holds<Fits<View<typeof views.usageView>, typeof usageAnswer>>,
   Holds<Fits<View<typeof views.importResultView>, typeof importResultAnswer>>,
   Holds<Fits<View<typeof views.apiTokenView>, typeof apiTokenAnswer>>,
+  Holds<Fits<View<typeof views.whoamiView>, typeof whoamiAnswer>>,
   Holds<Fits<View<typeof views.createdApiTokenView>, typeof createdApiTokenAnswer>>,
   Holds<Fits<View<typeof views.leaseView>, typeof leaseAnswer>>,
   Holds<Fits<View<typeof views.issuedLeaseView>, typeof issuedLeaseAnswer>>,

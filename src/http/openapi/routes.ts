@@ -282,6 +282,11 @@ export const ROUTE_DOCS: Record<RouteKey | PublicRoute, RouteDoc> = {
     status: 201,
     answer: answers.createdApiTokenAnswer,
   },
+  'GET /v1/whoami': {
+    summary: 'Who the calling token is: name, role, tenant, permissions; the server clock',
+    status: 200,
+    answer: answers.whoamiAnswer,
+  },
   'GET /v1/tokens': {
     summary: 'API tokens (never their secrets)',
     status: 200,

@@ -163,6 +163,37 @@ describe('listing', () => {
     expect(ids.size).toBe(6);
   });
 
+  it('finds by id prefix, case-sensitive, with _ taken literally, with the other filters', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++)
+      ids.push(
+        (await h.req('POST', '/v1/entitlements', { ...seedEntitlement, tenant_id: `t${i}` })).body
+          .entitlement_id,
+      );
+    const one = ids[1]!;
+    const found = await h.req('GET', `/v1/entitlements?id_prefix=${one.slice(0, -2)}`);
+    expect(found.status).toBe(200);
+    expect(found.body.data.map((e: any) => e.entitlement_id)).toEqual([one]);
+    const all = await h.req(
+      'GET',
+      `/v1/entitlements?id_prefix=${one.slice(0, one.indexOf('_') + 1)}`,
+    );
+    expect(all.body.data).toHaveLength(3);
+    // The id's case is its own: another case is another id.
+    const swapped = one.replace(/[a-z]/g, (c) => c.toUpperCase());
+    expect(swapped).not.toBe(one);
+    expect((await h.req('GET', `/v1/entitlements?id_prefix=${swapped}`)).body.data).toEqual([]);
+    // LIKE would take _ as any one character: a prefix with _ in another place matches nothing.
+    const wild = `${one.slice(0, 2)}_`;
+    expect((await h.req('GET', `/v1/entitlements?id_prefix=${wild}`)).body.data).toEqual([]);
+    // With another filter, both must hold.
+    const both = await h.req('GET', `/v1/entitlements?id_prefix=${one}&tenant_id=t0`);
+    expect(both.body.data).toEqual([]);
+    const bad = await h.req('GET', '/v1/entitlements?id_prefix=');
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe('invalid_request');
+  });
+
   it('refuses a cursor it did not give out', async () => {
     const r = await h.req('GET', '/v1/entitlements?cursor=garbage');
     expect(r.status).toBe(400);

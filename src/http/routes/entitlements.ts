@@ -41,6 +41,7 @@ export function registerEntitlementRoutes(
   app.get('/v1/entitlements', auth('GET /v1/entitlements'), (c) => {
     const q = parseWith(listQuerySchema, c.req.query(), 'query');
     const r = services.entitlements.list({
+      idPrefix: q.id_prefix,
       tenantId: scopedTenant(c, q.tenant_id),
       productId: q.product_id,
       status: q.status,
