@@ -139,6 +139,9 @@ describe('GET /openapi.json', () => {
 });
 
 describe('real requests and answers validate against the document', () => {
+  /** The routes whose answers were checked against the document. */
+  const called = new Set<string>();
+
   /** Sends a request, checks its JSON body and its answer against the document, and returns it. */
   async function call(
     key: string,
@@ -163,6 +166,7 @@ describe('real requests and answers validate against the document', () => {
 
   /** Checks an answer against the document: its status is listed, its body fits that schema. */
   function check(key: string, r: Awaited<ReturnType<Harness['req']>>) {
+    called.add(key);
     const op = operation(key);
     const res = op.responses[String(r.status)];
     expect(res, `${key} answered ${r.status}: ${r.text.slice(0, 300)}`).toBeDefined();
@@ -251,6 +255,15 @@ describe('real requests and answers validate against the document', () => {
     await call('GET /readyz', {}, undefined, null);
     await call('GET /metrics', {}, undefined, null);
     await call('GET /admin', {}, undefined, null);
+    await call('GET /v1/whoami', {});
+    await call('GET /openapi.json', {}, undefined, null);
+
+    // Every route the document names was sent a request here.
+    const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(
+      ([path, ops]) =>
+        Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+    );
+    expect(documented.filter((k) => !called.has(k))).toEqual([]);
   });
 
   it('refusals answer the envelope with a code the document lists for that route and status', async () => {

@@ -57,6 +57,7 @@ const COMPONENTS: Record<string, z.ZodType> = {
   Lease: answers.leaseAnswer,
   LeasePage: answers.leasePageAnswer,
   ApiToken: answers.apiTokenAnswer,
+  Whoami: answers.whoamiAnswer,
   CreatedApiToken: answers.createdApiTokenAnswer,
   ApiTokenPage: answers.apiTokenPageAnswer,
   SyncImportResult: answers.syncImportAnswer,
