@@ -3,7 +3,7 @@ import { AppError } from '../errors.ts';
 import { resolveGlobal, type GlobalConfig } from '../config.ts';
 import { openContext, type Context } from '../context.ts';
 import { VERSION } from '../version.ts';
-import { emitError, type CliIo } from './io.ts';
+import { emitEnvelope, emitError, type CliIo } from './io.ts';
 import { registerInit } from './commands/init.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerEntitlements } from './commands/entitlements.ts';
@@ -103,18 +103,33 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (
-        err.code === 'commander.helpDisplayed' ||
-        err.code === 'commander.version' ||
-        err.code === 'commander.help'
-      )
-        return 0;
-      return err.exitCode === 0 ? 0 : 2;
+      if (err.exitCode === 0) return 0;
+      // Commander has told a person on stderr already; a script asking for --json gets the same
+      // envelope as every other failure on stdout.
+      if (jsonWanted) emitEnvelope(io, usageError(err));
+      return 2;
     }
     const appErr = toAppError(err);
     emitError(io, jsonWanted, appErr);
     return appErr.code === 'invalid_request' && appErr.details.usage === true ? 2 : 1;
   }
+}
+
+/**
+ * A usage error commander found (unknown option, missing argument or required option, excess
+ * arguments, unknown command) as our `invalid_request` with `details.usage` (exit 2), its text
+ * without commander's `error: ` prefix.
+ */
+function usageError(err: CommanderError): AppError {
+  // A command group run without its subcommand: commander shows the group's help on stderr.
+  const message =
+    err.code === 'commander.help'
+      ? 'a command is needed: the help above lists them'
+      : err.message.replace(/^error: /, '');
+  return new AppError('invalid_request', message, {
+    usage: true,
+    commander_code: err.code.replace(/^commander\./, ''),
+  });
 }
 
 function toAppError(err: unknown): AppError {

@@ -1,0 +1,69 @@
+// What the spawned CLI says when a person or a script gets something wrong: usage errors as the
+// JSON envelope with --json, missing and misplaced fields named, files named, warnings on create.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, killStrays, runProcess } from '../spawn.ts';
+import { openStore } from '../../src/storage/store.ts';
+
+let root: string;
+let dataDir: string;
+
+const cli = (args: string[], opts: { dir?: string; cwd?: string } = {}) =>
+  runProcess(CLI, [...args, '--data-dir', opts.dir ?? dataDir], { cwd: opts.cwd ?? root });
+
+/** How many entitlements the data directory holds (read straight from its database). */
+function entitlementCount(dir = dataDir): number {
+  const store = openStore(path.join(dir, 'license.db'), { mustExist: true });
+  try {
+    return store.entitlements.list({ limit: 10_000 }).length;
+  } finally {
+    store.close();
+  }
+}
+
+/** The one JSON document on stdout, the error envelope of a failure. */
+function envelope(stdout: string): { error: { code: string; message: string; details: any } } {
+  return JSON.parse(stdout);
+}
+
+beforeAll(async () => {
+  root = mkdtempSync(path.join(tmpdir(), 'bpls-cli-msg-'));
+  dataDir = path.join(root, 'data');
+  const init = await cli(['init', '--json']);
+  expect(init.code, init.stderr).toBe(0);
+});
+afterAll(() => {
+  killStrays();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('usage errors with --json', () => {
+  it.each([
+    [['entitlements', 'create', '--json'], /required option '--tenant <id>' not specified/],
+    [['entitlements', 'bogus', '--json'], /unknown command 'bogus'/],
+    [['--bogus', 'entitlements', 'list', '--json'], /unknown option '--bogus'/],
+    [['entitlements', 'list', '--json', '--limit'], /option '--limit <n>' argument missing/],
+    [['entitlements', 'show', '--json'], /missing required argument 'id'/],
+    [['entitlements', 'show', 'a', 'b', '--json'], /too many arguments/],
+    [['entitlements', '--json'], /a command is needed/],
+  ])('%j prints the error envelope on stdout and exits 2', async (args, message) => {
+    const r = await cli(args);
+    expect(r.code, r.stderr).toBe(2);
+    const e = envelope(r.stdout);
+    expect(e.error.code).toBe('invalid_request');
+    expect(e.error.message).toMatch(message);
+    expect(e.error.details.usage).toBe(true);
+    // The person at the terminal still reads commander's own text.
+    expect(r.stderr).toMatch(/error|Usage/);
+    expect(entitlementCount()).toBe(0);
+  });
+
+  it('without --json, a usage error leaves stdout empty and exits 2', async () => {
+    const r = await cli(['entitlements', 'create']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/required option '--tenant <id>' not specified/);
+  });
+});
