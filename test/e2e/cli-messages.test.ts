@@ -1,6 +1,6 @@
 // What the spawned CLI says when a person or a script gets something wrong: usage errors as the
 // JSON envelope with --json, missing and misplaced fields named, files named, warnings on create.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,5 +65,32 @@ describe('usage errors with --json', () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/required option '--tenant <id>' not specified/);
+  });
+});
+
+describe('fields named in the CLI face too', () => {
+  it('an import item without ends_at: "ends_at is required", nothing imported', async () => {
+    const file = path.join(root, 'no-end.json');
+    writeFileSync(
+      file,
+      JSON.stringify([
+        {
+          tenant_id: 't1',
+          product_id: 'p1',
+          policy_json: { type: 'concurrent', max_seats: 2 },
+          starts_at: '2030-01-01T00:00:00Z',
+        },
+      ]),
+    );
+    const r = await cli(['entitlements', 'import', file, '--json']);
+    expect(r.code).toBe(1);
+    expect(envelope(r.stdout).error.details.errors[0]).toMatchObject({
+      index: 0,
+      path: 'ends_at',
+      message: 'ends_at is required',
+    });
+    expect(r.stderr).toContain('item 0 ends_at: ends_at is required');
+    expect(r.stderr).not.toMatch(/expected|received|undefined/);
+    expect(entitlementCount()).toBe(0);
   });
 });
