@@ -94,3 +94,49 @@ describe('fields named in the CLI face too', () => {
     expect(entitlementCount()).toBe(0);
   });
 });
+
+describe('warnings on create in the CLI', () => {
+  it('create with an end in the past: made, the warning on stderr and in --json', async () => {
+    const dir = path.join(root, 'warn');
+    expect((await cli(['init', '--json'], { dir })).code).toBe(0);
+    const args = ['entitlements', 'create', '--tenant', 't1', '--product', 'p1', '--type'];
+    const past = [...args, 'concurrent', '--max-seats', '2', '--starts', '2024-01-01T00:00:00Z'];
+    const human = await cli([...past, '--ends', '2024-12-31T23:59:59Z'], { dir });
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stderr).toBe(
+      'warning[already_expired]: ends_at 2024-12-31T23:59:59Z is in the past: the entitlement is expired on arrival\n',
+    );
+    expect(human.stdout).toMatch(/^created ent_\S+ {2}expired/);
+    const json = await cli([...past, '--ends', '2024-12-31T23:59:59Z', '--json'], { dir });
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout).warnings).toEqual([
+      expect.objectContaining({ code: 'already_expired' }),
+    ]);
+    expect(entitlementCount(dir)).toBe(2);
+  });
+
+  it('import: each warned item on stderr, every item imported', async () => {
+    const dir = path.join(root, 'warn-import');
+    expect((await cli(['init', '--json'], { dir })).code).toBe(0);
+    const file = path.join(root, 'later.json');
+    const item = {
+      tenant_id: 't1',
+      product_id: 'p1',
+      policy_json: { type: 'concurrent', max_seats: 2 },
+    };
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { ...item, starts_at: '2090-01-01T00:00:00Z', ends_at: '2091-01-01T00:00:00Z' },
+        { ...item, starts_at: '2020-01-01T00:00:00Z', ends_at: '2090-01-01T00:00:00Z' },
+      ]),
+    );
+    const r = await cli(['entitlements', 'import', file], { dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /^warning\[not_started\]: item 0 \(ent_\S+\): starts_at 2090-01-01T00:00:00Z is in the future/,
+    );
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(entitlementCount(dir)).toBe(2);
+  });
+});

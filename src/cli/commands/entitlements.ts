@@ -14,6 +14,7 @@ import {
   usageCsvQuerySchema,
 } from '../../schemas.ts';
 import {
+  createdEntitlementView,
   entitlementDetailView,
   entitlementView,
   importResultView,
@@ -97,6 +98,19 @@ function policyOptions(cmd: Command): Command {
     .option('--policy <json>', 'the whole policy_json as JSON (flags above override its fields)');
 }
 
+/** How many item warnings the import prints on stderr (all of them are in the --json result). */
+const IMPORT_WARNINGS_SHOWN = 20;
+
+/** An import's item warnings on stderr, for the person running it; the --json result has them all. */
+function warnImported(kit: CommandKit, r: ReturnType<typeof importResultView>): void {
+  const warned = r.items.filter((i) => i.warnings !== undefined);
+  for (const i of warned.slice(0, IMPORT_WARNINGS_SHOWN))
+    for (const w of i.warnings!)
+      kit.io.stderr(`warning[${w.code}]: item ${i.index} (${i.entitlement_id}): ${w.message}\n`);
+  if (warned.length > IMPORT_WARNINGS_SHOWN)
+    kit.io.stderr(`warning: ${warned.length - IMPORT_WARNINGS_SHOWN} more items have warnings\n`);
+}
+
 /** entitlements create|list|show|update|suspend|resume|revoke|renew|import */
 export function registerEntitlements(program: Command, kit: CommandKit): void {
   const ent = program
@@ -146,10 +160,11 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           },
           'entitlement',
         );
-        const v = entitlementView(
+        const v = createdEntitlementView(
           ctx.services.entitlements.create(input, cliActor()),
           ctx.clock.now(),
         );
+        for (const w of v.warnings ?? []) kit.io.stderr(`warning[${w.code}]: ${w.message}\n`);
         emit(kit.io, g.json, v, () => `created ${human(v)}`);
       });
     },
@@ -393,6 +408,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         const items = parseImportItems(envelope.entitlements);
         progress('writing (one transaction)…');
         const r = importResultView(await ctx.services.entitlements.importMany(items, cliActor()));
+        warnImported(kit, r);
         emit(
           kit.io,
           g.json,

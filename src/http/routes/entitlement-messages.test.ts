@@ -82,3 +82,59 @@ describe('policy fields at the top level point to policy_json', () => {
     );
   });
 });
+
+describe('warnings on create: an entitlement expired on arrival or not yet started is made, and said', () => {
+  it("the seed's request in 2026: 201 with warnings already_expired, stored", async () => {
+    h.clock.set('2026-06-01T00:00:00Z');
+    const r = await h.req('POST', '/v1/entitlements', seedEntitlement);
+    expect(r.status).toBe(201);
+    expect(r.body.status).toBe('expired');
+    expect(r.body.warnings).toEqual([
+      {
+        code: 'already_expired',
+        message:
+          'ends_at 2024-12-31T23:59:59Z is in the past: the entitlement is expired on arrival',
+      },
+    ]);
+    expect(h.store.entitlements.get(r.body.entitlement_id)?.endsAt).toBe(
+      Date.parse('2024-12-31T23:59:59Z'),
+    );
+  });
+
+  it('a term not yet begun: not_started; a term in force: no warnings field', async () => {
+    const later = await h.req('POST', '/v1/entitlements', {
+      ...seedEntitlement,
+      starts_at: '2030-01-01T00:00:00Z',
+      ends_at: '2031-01-01T00:00:00Z',
+    });
+    expect(later.status).toBe(201);
+    expect(later.body.status).toBe('pending');
+    expect(later.body.warnings).toEqual([
+      {
+        code: 'not_started',
+        message:
+          'starts_at 2030-01-01T00:00:00Z is in the future: no lease is granted before then (status pending)',
+      },
+    ]);
+    const now = await h.req('POST', '/v1/entitlements', seedEntitlement);
+    expect(now.status).toBe(201);
+    expect(now.body).not.toHaveProperty('warnings');
+  });
+
+  it('the bulk import warns per item and imports every item', async () => {
+    h.clock.set('2026-06-01T00:00:00Z');
+    const r = await h.req('POST', '/v1/entitlements/import', {
+      entitlements: [
+        seedEntitlement,
+        { ...seedEntitlement, starts_at: '2026-01-01T00:00:00Z', ends_at: '2027-01-01T00:00:00Z' },
+      ],
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.created).toBe(2);
+    expect(r.body.items[0].warnings).toEqual([
+      expect.objectContaining({ code: 'already_expired' }),
+    ]);
+    expect(r.body.items[1]).not.toHaveProperty('warnings');
+    for (const i of r.body.items) expect(h.store.entitlements.get(i.entitlement_id)).toBeDefined();
+  });
+});
