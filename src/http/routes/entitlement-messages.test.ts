@@ -1,11 +1,12 @@
 // What the entitlement routes say to a person who got the body wrong: a missing field by name, a
 // policy field put at the top level pointed to policy_json; nothing is written either way.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
+import { createHarness, SEED_NOW, seedEntitlement, type Harness } from '../../../test/helpers.ts';
 
 let h: Harness;
+// The seed's term (2024) is in force at SEED_NOW: no warnings unless a test moves the clock.
 beforeEach(() => {
-  h = createHarness();
+  h = createHarness({ now: SEED_NOW });
 });
 afterEach(() => h.close());
 
