@@ -17,6 +17,7 @@ import { registerAudit } from './commands/audit.ts';
 import { registerBackup } from './commands/backup.ts';
 import { NativeLoadError } from '../storage/native.ts';
 import { storageFailure } from '../storage/failures.ts';
+import { actionOf, fileError } from '../file-errors.ts';
 
 /** What every command gets: the io, the resolved global options, and a way to open the data dir. */
 export interface CommandKit {
@@ -136,25 +137,26 @@ function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
   if (err instanceof NativeLoadError)
     return new AppError(
-      'internal',
+      'storage_unavailable',
       err.message,
       {},
       'pass --native-cache-dir DIR (or BPLS_NATIVE_CACHE_DIR) on a file system that allows exec',
     );
-  const e = err as NodeJS.ErrnoException;
-  if (
-    e &&
-    typeof e.code === 'string' &&
-    (e.code === 'ENOENT' ||
-      e.code === 'EACCES' ||
-      e.code === 'EISDIR' ||
-      e.code === 'ENOTDIR' ||
-      e.code === 'EPERM')
-  ) {
-    return new AppError(e.code === 'ENOENT' ? 'not_found' : 'forbidden', e.message);
-  }
+  // A file named in the error (the path of an errno error) is said with its name; SQLite's and
+  // the database's own failures have their own words.
+  const file = fileError(err, { action: actionOf(err) });
+  if (file && (err as NodeJS.ErrnoException).path) return file;
   const storage = storageFailure(err);
   if (storage) return storage;
+  if (file) return file;
+  const e = err as NodeJS.ErrnoException;
+  if (e && (e.code === 'SQLITE_CORRUPT' || e.code === 'SQLITE_NOTADB'))
+    return new AppError(
+      'storage_unavailable',
+      `the database is damaged: ${e.message}`,
+      { sqlite_code: e.code },
+      'run audit verify; restore license.db from the latest good backup',
+    );
   if (e && typeof e.code === 'string' && e.code.startsWith('SQLITE_')) {
     return new AppError('internal', `database error: ${e.message}`, { sqlite_code: e.code });
   }

@@ -2,6 +2,7 @@
  * The vendor's side of BPSYNC/1 (what the cloud does), so the whole loop runs and is tested on
  * one machine: make a vendor key, sign import bundles, verify a server's exports.
  */
+import { withFile } from '../file-errors.ts';
 import {
   closeSync,
   existsSync,
@@ -91,7 +92,9 @@ export function vendorKeygen(outDir: string): {
 
 /** Reads a k4.secret file (as written by vendor keygen). */
 export function loadVendorKey(file: string): SigningKey {
-  const text = readFileSync(file, 'utf8').trim();
+  const text = withFile({ action: 'read', what: 'the vendor key', file }, () =>
+    readFileSync(file, 'utf8'),
+  ).trim();
   try {
     return signingKeyFromPaserk(text);
   } catch (err) {
@@ -212,7 +215,11 @@ export function vendorSign(o: SignOptions): {
   const key = loadVendorKey(o.keyFile);
   let raw: unknown;
   try {
-    raw = parseStrictJson(readFileSync(o.inFile, 'utf8'));
+    raw = parseStrictJson(
+      withFile({ action: 'read', what: 'the bundle content (--in)', file: o.inFile }, () =>
+        readFileSync(o.inFile, 'utf8'),
+      ),
+    );
   } catch (err) {
     if (err instanceof StrictJsonError)
       throw new AppError('invalid_request', `${o.inFile} is not valid JSON: ${err.where}`);

@@ -140,3 +140,81 @@ describe('warnings on create in the CLI', () => {
     expect(entitlementCount(dir)).toBe(2);
   });
 });
+
+describe('files a command reads or writes are named, never raw errno text', () => {
+  const raw = /no such file or directory|, open '|, mkdir '|errno -?\d/;
+
+  it('entitlements import of a missing file: not_found naming the file, nothing imported', async () => {
+    const r = await cli(['entitlements', 'import', 'nope.json', '--json']);
+    expect(r.code).toBe(1);
+    expect(envelope(r.stdout).error).toMatchObject({
+      code: 'not_found',
+      message: 'cannot read the import file nope.json: ENOENT, no such file or folder',
+      details: { errno: 'ENOENT', file: 'nope.json' },
+    });
+    expect(r.stderr).toContain(
+      'hint: check the path; a relative path is taken from the current folder',
+    );
+    expect(r.stderr).not.toMatch(raw);
+    expect(entitlementCount()).toBe(0);
+  });
+
+  it('entitlements import of a folder: said to be a folder', async () => {
+    const r = await cli(['entitlements', 'import', root]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `error[invalid_request]: cannot read the import file ${root}: EISDIR, it is a folder, not a file\n`,
+    );
+  });
+
+  it('backup --out and vendor keygen --out under a file: the folder named', async () => {
+    const file = path.join(root, 'plain-file');
+    writeFileSync(file, 'x');
+    for (const args of [
+      ['backup', '--out', path.join(file, 'b')],
+      ['vendor', 'keygen', '--out', path.join(file, 'k')],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr).toBe(
+        `error[invalid_request]: cannot create the folder ${args.at(-1)}: ENOTDIR, a part of the path is a file, not a folder\n`,
+      );
+    }
+  });
+
+  it('vendor sign with a missing key, and serve with a missing TLS certificate: each file named', async () => {
+    const sign = await cli([
+      'vendor',
+      'sign',
+      '--key',
+      'no-vendor.secret',
+      '--server-id',
+      'srv',
+      '--seq',
+      '1',
+      '--in',
+      'content.json',
+      '--out',
+      'b.bpsync',
+    ]);
+    expect(sign.code).toBe(1);
+    expect(sign.stderr).toMatch(
+      /^error\[not_found\]: cannot read the vendor key \S*no-vendor\.secret: ENOENT, no such file or folder\n/,
+    );
+    const serve = await cli([
+      'serve',
+      '--port',
+      '0',
+      '--tls-cert',
+      'no.pem',
+      '--tls-key',
+      'no.key',
+    ]);
+    expect(serve.code).toBe(1);
+    expect(serve.stdout).toBe('');
+    expect(serve.stderr).toMatch(
+      /^error\[not_found\]: cannot read the TLS certificate \(--tls-cert\) no\.pem: ENOENT, no such file or folder\n/,
+    );
+    expect(serve.stderr).not.toMatch(raw);
+  });
+});

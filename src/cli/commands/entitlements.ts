@@ -27,6 +27,7 @@ import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { toIso } from '../../clock.ts';
 import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
+import { withFile } from '../../file-errors.ts';
 
 interface PolicyFlags {
   type?: string;
@@ -391,14 +392,18 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         const progress = (s: string) => {
           if (kit.io.isTTY && !g.json) kit.io.stderr(`${s}\n`);
         };
-        const size = statSync(path).size;
+        const readAs = { action: 'read', what: 'the import file', file };
+        const size = withFile(readAs, () => statSync(path).size);
         if (size > IMPORT_FILE_LIMIT)
           throw new AppError(
             'payload_too_large',
             `${file} is ${size} bytes; the import limit is ${IMPORT_FILE_LIMIT}`,
           );
         progress(`reading ${file} (${(size / 1048576).toFixed(1)} MiB)…`);
-        const parsed = parseJsonOption(readFileSync(path, 'utf8'), file);
+        const parsed = parseJsonOption(
+          withFile(readAs, () => readFileSync(path, 'utf8')),
+          file,
+        );
         const envelope = parseWith(
           importEnvelopeSchema,
           Array.isArray(parsed) ? { entitlements: parsed } : parsed,

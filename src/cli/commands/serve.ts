@@ -13,6 +13,7 @@ import {
   type LogLevel,
 } from '../../log.ts';
 import { AppError } from '../../errors.ts';
+import { fileError } from '../../file-errors.ts';
 import { assertWritable, initState } from '../../data-dir.ts';
 import { lockDataDir, type DataDirLock } from '../../storage/data-dir-lock.ts';
 import { loadSqliteBinding } from '../../storage/native.ts';
@@ -150,11 +151,10 @@ export function registerServe(program: Command, kit: CommandKit): void {
           logFile = openLogFile(resolve(kit.io.cwd, logPath));
         } catch (err) {
           release();
-          throw new AppError(
-            'invalid_request',
-            `cannot open the log file ${logPath}: ${(err as Error).message}`,
-            { usage: true },
-          );
+          const f = fileError(err, { action: 'open', what: 'the log file', file: logPath });
+          if (!f) throw err;
+          // A usage error (exit 2) whatever the errno: the option names a file that cannot be had.
+          throw new AppError('invalid_request', f.message, { ...f.details, usage: true }, f.hint);
         }
       }
       const file = logFile;
