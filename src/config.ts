@@ -111,19 +111,25 @@ export function resolveServe(flags: ServeFlags, env: Env) {
   };
 }
 
-/** The sync folder when neither --sync-dir nor BPLS_SYNC_DIR names one (relative to the working folder). */
+/** The sync folder when neither --sync-dir nor BPLS_SYNC_DIR names one: inside the data directory. */
 export const DEFAULT_SYNC_DIR = 'sync-bundles';
 
-/** The sync folder and the outbound sync URL: flags > BPLS_SYNC_DIR / BPLS_SYNC_URL > defaults. */
+/**
+ * The sync folder and the outbound sync URL: flags > BPLS_SYNC_DIR / BPLS_SYNC_URL > defaults.
+ * A folder named by the flag or the variable is taken as given (a relative one from `cwd`, as
+ * every path on a command line); the default is `<dataDir>/sync-bundles`, so a command run from
+ * another folder finds the same one the server watches.
+ */
 export function resolveSync(
   flags: { syncDir?: string | false | undefined; syncUrl?: string | undefined },
   env: Env,
   cwd: string,
+  dataDir: string,
 ) {
   const named = flags.syncDir === false ? undefined : (flags.syncDir ?? env.BPLS_SYNC_DIR);
   return {
     /** Bundles come in at dir/inbox, exports go to dir/outbox. */
-    dir: resolve(cwd, named ?? DEFAULT_SYNC_DIR),
+    dir: named !== undefined ? resolve(cwd, named) : resolve(dataDir, DEFAULT_SYNC_DIR),
     /** The folder was named by a flag or the environment, not taken by default. */
     named: named !== undefined,
     /** --no-sync-dir: watch no folder. */

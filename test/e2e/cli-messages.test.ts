@@ -1,10 +1,10 @@
 // What the spawned CLI says when a person or a script gets something wrong: usage errors as the
 // JSON envelope with --json, missing and misplaced fields named, files named, warnings on create.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, killStrays, runProcess } from '../spawn.ts';
+import { CLI, killStrays, runProcess, startServe } from '../spawn.ts';
 import { openStore } from '../../src/storage/store.ts';
 
 let root: string;
@@ -216,5 +216,39 @@ describe('files a command reads or writes are named, never raw errno text', () =
       /^error\[not_found\]: cannot read the TLS certificate \(--tls-cert\) no\.pem: ENOENT, no such file or folder\n/,
     );
     expect(serve.stderr).not.toMatch(raw);
+  });
+});
+
+describe('the sync folder defaults to <data dir>/sync-bundles, whatever the current folder', () => {
+  it('sync export without --out writes to <data dir>/sync-bundles/outbox from any folder', async () => {
+    const dir = path.join(root, 'sync-default');
+    expect((await cli(['init', '--json'], { dir })).code).toBe(0);
+    const elsewhere = mkdtempSync(path.join(root, 'elsewhere-'));
+    const r = await cli(['sync', 'export', '--json'], { dir, cwd: elsewhere });
+    expect(r.code, r.stderr).toBe(0);
+    const file = JSON.parse(r.stdout).file as string;
+    expect(path.dirname(file)).toBe(path.join(dir, 'sync-bundles', 'outbox'));
+    expect(existsSync(file)).toBe(true);
+    expect(readdirSync(elsewhere)).toEqual([]);
+    // --out relative to the current folder, as every path on a command line.
+    const named = await cli(['sync', 'export', '--out', 'out', '--json'], { dir, cwd: elsewhere });
+    expect(named.code, named.stderr).toBe(0);
+    expect(path.dirname(JSON.parse(named.stdout).file)).toBe(path.join(elsewhere, 'out'));
+  });
+
+  it('serve watches <data dir>/sync-bundles/inbox when it exists, not ./sync-bundles', async () => {
+    const dir = path.join(root, 'sync-default');
+    const elsewhere = mkdtempSync(path.join(root, 'cwd-'));
+    mkdirSync(path.join(elsewhere, 'sync-bundles'));
+    const serve = await startServe(CLI, ['--data-dir', dir, '--port', '0'], { cwd: elsewhere });
+    try {
+      await expect
+        .poll(() => serve.stderr(), { timeout: 10_000 })
+        .toContain('watching sync folder');
+      expect(serve.stderr()).toContain(JSON.stringify(path.join(dir, 'sync-bundles', 'inbox')));
+      expect(readdirSync(path.join(elsewhere, 'sync-bundles'))).toEqual([]);
+    } finally {
+      expect((await serve.stop()).code).toBe(0);
+    }
   });
 });

@@ -37,13 +37,18 @@ interface ServeOpts {
 
 /**
  * The folder watch and outbound sync that `serve` runs, from its options (flags > BPLS_SYNC_DIR /
- * BPLS_SYNC_URL > defaults): the folder is watched when named, or when ./sync-bundles exists;
- * undefined when neither a folder nor a URL is to be served.
+ * BPLS_SYNC_URL > defaults): the folder is watched when named, or when `<dataDir>/sync-bundles`
+ * exists; undefined when neither a folder nor a URL is to be served.
  *
  * @throws AppError `invalid_request` with details.usage (exit 2): a bad number or --sync-url
  */
-export function serveSyncConfig(o: ServeOpts, env: Env, cwd: string): ServeSyncConfig | undefined {
-  const sync = resolveSync(o, env, cwd);
+export function serveSyncConfig(
+  o: ServeOpts,
+  env: Env,
+  cwd: string,
+  dataDir: string,
+): ServeSyncConfig | undefined {
+  const sync = resolveSync(o, env, cwd, dataDir);
   const watch = !sync.off && (sync.named || existsSync(sync.dir));
   if (!watch && sync.url === undefined) return undefined;
   const url = sync.url === undefined ? undefined : parseSyncUrl(sync.url);
@@ -106,7 +111,7 @@ export function registerServe(program: Command, kit: CommandKit): void {
     )
     .option(
       '--sync-dir <dir>',
-      'watch DIR/inbox for vendor bundles and import them (env BPLS_SYNC_DIR; default ./sync-bundles when that folder exists)',
+      'watch DIR/inbox for vendor bundles and import them; a relative DIR is from the current folder (env BPLS_SYNC_DIR; default <data dir>/sync-bundles when that folder exists)',
     )
     .option('--no-sync-dir', 'do not watch any sync folder')
     .option(
@@ -126,7 +131,7 @@ export function registerServe(program: Command, kit: CommandKit): void {
       const g = kit.globals(cmd);
       // Every option is checked before anything is opened or locked.
       const s = resolveServe(opts, kit.io.env);
-      const sync = serveSyncConfig(opts, kit.io.env, kit.io.cwd);
+      const sync = serveSyncConfig(opts, kit.io.env, kit.io.cwd, g.dataDir);
       // A directory that is not initialised is refused by startServer, with its own message.
       // A read-only file system is refused as such (storage_unavailable), before the lock file is
       // tried. Nothing of a second server starts before the lock says it is alone.
