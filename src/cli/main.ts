@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help, type Option } from 'commander';
 import { AppError } from '../errors.ts';
 import { resolveGlobal, type GlobalConfig } from '../config.ts';
 import { openContext, type Context } from '../context.ts';
@@ -33,23 +33,6 @@ export interface CommandKit {
 export async function run(argv: string[], io: CliIo): Promise<number> {
   let exitCode = 0;
   let jsonWanted = argv.includes('--json');
-  const program = new Command('bp-license-server');
-  program
-    .description(
-      'Big Picture local license server: entitlements, seats and signed lease tokens for air-gapped networks',
-    )
-    .version(VERSION, '-V, --version', 'print the version')
-    .option('--data-dir <dir>', 'data directory (env BPLS_DATA_DIR, default ./data)')
-    .option(
-      '--native-cache-dir <dir>',
-      'where the single executable unpacks its SQLite addon; must allow exec (env BPLS_NATIVE_CACHE_DIR)',
-    )
-    .option('--json', 'machine-readable output: the result object, or the error envelope')
-    .showHelpAfterError('(run with --help for usage)')
-    .enablePositionalOptions(false)
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
-
   const kit: CommandKit = {
     io,
     globals(cmd) {
@@ -77,6 +60,50 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     },
   };
 
+  const program = buildProgram(kit);
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return 0;
+      // Commander has told a person on stderr already; a script asking for --json gets the same
+      // envelope as every other failure on stdout.
+      if (jsonWanted) emitEnvelope(io, usageError(err));
+      return 2;
+    }
+    const appErr = toAppError(err);
+    emitError(io, jsonWanted, appErr);
+    return appErr.code === 'invalid_request' && appErr.details.usage === true ? 2 : 1;
+  }
+}
+
+/**
+ * The whole command tree, every command registered and configured (usage errors exit 2, output
+ * through `kit.io`, required options marked in --help). Parses nothing.
+ */
+export function buildProgram(kit: CommandKit): Command {
+  const io = kit.io;
+  const program = new Command('bp-license-server');
+  program
+    .description(
+      'Big Picture local license server: entitlements, seats and signed lease tokens for air-gapped networks',
+    )
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('--data-dir <dir>', 'data directory (env BPLS_DATA_DIR, default ./data)')
+    .option(
+      '--native-cache-dir <dir>',
+      'where the single executable unpacks its SQLite addon; must allow exec (env BPLS_NATIVE_CACHE_DIR)',
+    )
+    .option('--json', 'machine-readable output: the result object, or the error envelope')
+    .showHelpAfterError('(run with --help for usage)')
+    // Subcommands made after this inherit it: a required option says so in every --help.
+    .configureHelp({ optionDescription: describeOption })
+    .enablePositionalOptions(false)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
+
   registerInit(program, kit);
   registerServe(program, kit);
   registerEntitlements(program, kit);
@@ -99,21 +126,13 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   };
   program.commands.forEach(configure);
 
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-    return exitCode;
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.exitCode === 0) return 0;
-      // Commander has told a person on stderr already; a script asking for --json gets the same
-      // envelope as every other failure on stdout.
-      if (jsonWanted) emitEnvelope(io, usageError(err));
-      return 2;
-    }
-    const appErr = toAppError(err);
-    emitError(io, jsonWanted, appErr);
-    return appErr.code === 'invalid_request' && appErr.details.usage === true ? 2 : 1;
-  }
+  return program;
+}
+
+/** An option's line in --help: commander's own text, and "(required)" for a required option. */
+function describeOption(this: Help, option: Option): string {
+  const text = Help.prototype.optionDescription.call(this, option);
+  return option.mandatory ? `${text} (required)` : text;
 }
 
 /**

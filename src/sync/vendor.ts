@@ -59,6 +59,9 @@ import { parseVendorKeys } from './trust.ts';
 
 export const DEFAULT_VENDOR_ISS = 'bp-vendor';
 
+/** Days a signed bundle stays valid when vendor sign is given no --exp-days. */
+export const DEFAULT_BUNDLE_EXP_DAYS = 30;
+
 /** `vendor keygen`: D/vendor.secret (k4.secret, 0600) and D/vendor.public (k4.public). Never overwrites. */
 export function vendorKeygen(outDir: string): {
   public_key: string;
@@ -290,7 +293,7 @@ export function vendorSign(o: SignOptions): {
   }
   // Whole seconds, as the token carries them: what is signed is what the server reads back.
   iatMs = Math.floor(iatMs / 1000) * 1000;
-  const expMs = iatMs + (o.expDays ?? 30) * 86_400_000;
+  const expMs = iatMs + (o.expDays ?? DEFAULT_BUNDLE_EXP_DAYS) * 86_400_000;
 
   function* records(): Generator<Record<string, unknown>> {
     for (const e of content.entitlements) yield { op: 'entitlement', ...e };

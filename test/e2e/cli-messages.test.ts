@@ -252,3 +252,13 @@ describe('the sync folder defaults to <data dir>/sync-bundles, whatever the curr
     }
   });
 });
+
+describe('--help, spawned', () => {
+  it('entitlements create --help marks its required options', async () => {
+    const r = await cli(['entitlements', 'create', '--help']);
+    expect(r.code).toBe(0);
+    for (const flag of ['--tenant <id>', '--product <id>', '--ends <time>'])
+      expect(r.stdout).toMatch(new RegExp(`${flag} +.*\\(required\\)\\n`));
+    expect(r.stdout).toMatch(/--starts <time> +RFC 3339 start \(default now\)\n/);
+  });
+});

@@ -28,6 +28,8 @@ import type { CommandKit } from '../main.ts';
 import { toIso } from '../../clock.ts';
 import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
 import { withFile } from '../../file-errors.ts';
+import { DEFAULT_GRACE_DAYS } from '../../domain/types.ts';
+import { DEFAULT_PAGE_SIZE } from '../../domain/cursor.ts';
 
 interface PolicyFlags {
   type?: string;
@@ -89,12 +91,21 @@ function policyOptions(cmd: Command): Command {
   return cmd
     .option(
       '--type <type>',
-      'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited)',
+      'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited); required on create unless --policy gives it',
     )
-    .option('--max-seats <n>', 'seat limit (not for feature_based)')
+    .option(
+      '--max-seats <n>',
+      'seat limit: required for per_user, per_machine and concurrent; not for feature_based',
+    )
     .option('--features <list>', 'comma-separated features the lease grants')
-    .option('--lease-ttl <seconds>', 'lease lifetime (default 3600)')
-    .option('--grace-days <days>', 'renewals allowed this long after the end (default 30)')
+    .option(
+      '--lease-ttl <seconds>',
+      "lease lifetime (default: the server's serve --lease-ttl, itself 3600 unless set)",
+    )
+    .option(
+      '--grace-days <days>',
+      `renewals allowed this long after the end (default ${DEFAULT_GRACE_DAYS})`,
+    )
     .option('--seat-assignment <mode>', 'auto or manual (per_user, per_machine)')
     .option('--policy <json>', 'the whole policy_json as JSON (flags above override its fields)');
 }
@@ -177,7 +188,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .option('--tenant <id>', 'only this tenant')
     .option('--product <id>', 'only this product')
     .option('--status <status>', 'active, pending, grace, expired, suspended or revoked')
-    .option('--limit <n>', 'page size (1-500, default 50)')
+    .option('--limit <n>', `page size (1-500, default ${DEFAULT_PAGE_SIZE})`)
     .option('--cursor <cursor>', 'continue after this cursor (next_cursor of the previous page)')
     .action(
       async (

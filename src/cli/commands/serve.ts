@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { resolveServe, resolveSync, type Env } from '../../config.ts';
+import { resolveServe, resolveSync, SERVE_DEFAULTS as D, type Env } from '../../config.ts';
 import { startServer, type ServeSyncConfig } from '../../server.ts';
 import { parseOptionalInteger } from '../../integer-option.ts';
 import { parseSyncUrl } from '../../sync/outbound.ts';
@@ -92,22 +92,25 @@ export function registerServe(program: Command, kit: CommandKit): void {
     .description(
       'serve the HTTP API; prints exactly one line "listening on http://HOST:PORT"; SIGTERM drains and exits 0',
     )
-    .option('--host <host>', 'address to listen on (env BPLS_HOST)', undefined)
-    .option('--port <port>', 'port; 0 picks a free one (env BPLS_PORT, default 8080)')
+    .option('--host <host>', `address to listen on (env BPLS_HOST, default ${D.host})`)
+    .option('--port <port>', `port; 0 picks a free one (env BPLS_PORT, default ${D.port})`)
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
-    .option('--log-level <level>', 'debug, info, warn or error (env BPLS_LOG_LEVEL)')
+    .option(
+      '--log-level <level>',
+      `debug, info, warn or error (env BPLS_LOG_LEVEL, default ${D.logLevel})`,
+    )
     .option(
       '--log-file <file>',
       'append the log to FILE (created 0600) instead of stderr; SIGHUP reopens it (env BPLS_LOG_FILE)',
     )
     .option(
       '--sweep-interval <seconds>',
-      'how often expired leases are marked for reports (env BPLS_SWEEP_INTERVAL, default 30)',
+      `how often expired leases are marked for reports (env BPLS_SWEEP_INTERVAL, default ${D.sweepIntervalSeconds})`,
     )
     .option(
       '--lease-ttl <seconds>',
-      'lease lifetime when the policy sets none (env BPLS_LEASE_TTL, default 3600)',
+      `lease lifetime when the policy sets none (env BPLS_LEASE_TTL, default ${D.leaseTtlSeconds})`,
     )
     .option(
       '--sync-dir <dir>',
