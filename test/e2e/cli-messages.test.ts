@@ -262,3 +262,22 @@ describe('--help, spawned', () => {
     expect(r.stdout).toMatch(/--starts <time> +RFC 3339 start \(default now\)\n/);
   });
 });
+
+describe('init on an initialised directory', () => {
+  it('changes nothing, says so and what --force does, exits 0', async () => {
+    const before = await cli(['tokens', 'list', '--json']);
+    const r = await cli(['init']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe(
+      `already initialised: ${dataDir} (its server is kept; nothing was changed)`,
+    );
+    expect(lines.at(-1)).toBe(
+      'to start over with a new server: init --force (the old files are moved aside as *.replaced-<time>)',
+    );
+    expect((await cli(['tokens', 'list', '--json'])).stdout).toBe(before.stdout);
+    const json = await cli(['init', '--json']);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ created: false, admin_token: null });
+  });
+});
