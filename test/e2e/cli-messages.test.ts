@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, killStrays, runProcess, startServe } from '../spawn.ts';
+import { CLI, killStrays, ROOT, runProcess, startServe } from '../spawn.ts';
 import { openStore } from '../../src/storage/store.ts';
 
 let root: string;
@@ -279,5 +279,24 @@ describe('init on an initialised directory', () => {
     const json = await cli(['init', '--json']);
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({ created: false, admin_token: null });
+  });
+});
+
+describe('setup errors are not internal', () => {
+  it('the executable with a native cache folder it cannot use: storage_unavailable with its hint', async () => {
+    const file = path.join(root, 'not-a-folder');
+    writeFileSync(file, 'x');
+    const dir = path.join(root, 'never-made');
+    const r = await runProcess(
+      [path.join(ROOT, 'dist', 'bp-license-server'), []],
+      ['init', '--data-dir', dir, '--native-cache-dir', path.join(file, 'cache'), '--json'],
+      { cwd: root },
+    );
+    expect(r.code).toBe(1);
+    const e = envelope(r.stdout).error;
+    expect(e.code).toBe('storage_unavailable');
+    expect(e.message).toMatch(/^cannot write the SQLite engine to the native cache folder /);
+    expect(r.stderr).toMatch(/^error\[storage_unavailable\]: /);
+    expect(r.stderr).toContain('hint: pass --native-cache-dir DIR');
   });
 });
