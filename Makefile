@@ -44,7 +44,7 @@ binary: guard
 
 run: build
 	@node scripts/demo.mjs "$(DEMO_DIR)" "$(PORT)"
-	node dist/cli.cjs serve --data-dir "$(DEMO_DIR)" --host 127.0.0.1 --port "$(PORT)"
+	node dist/cli.cjs serve --data-dir "$(DEMO_DIR)" --host 127.0.0.1 --port "$(PORT)" --sync-dir sync-bundles
 
 # The client SDKs: clients/typescript/dist (ESM, CJS, types) and the Rust crate (offline, Debian's crates).
 sdk: guard

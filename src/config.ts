@@ -72,12 +72,21 @@ function servedInteger(
   });
 }
 
+/** serve's defaults when neither a flag nor a variable sets one; --help shows these. */
+export const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8080,
+  logLevel: 'info',
+  sweepIntervalSeconds: 30,
+  leaseTtlSeconds: 3600,
+} as const;
+
 export function resolveServe(flags: ServeFlags, env: Env) {
   const parsed = parseWith(
     serveSchema,
     {
-      host: flags.host ?? env.BPLS_HOST ?? '127.0.0.1',
-      logLevel: flags.logLevel ?? env.BPLS_LOG_LEVEL ?? 'info',
+      host: flags.host ?? env.BPLS_HOST ?? SERVE_DEFAULTS.host,
+      logLevel: flags.logLevel ?? env.BPLS_LOG_LEVEL ?? SERVE_DEFAULTS.logLevel,
     },
     'serve options',
   );
@@ -86,14 +95,14 @@ export function resolveServe(flags: ServeFlags, env: Env) {
     port: servedInteger(flags.port, env, {
       flag: '--port',
       env: 'BPLS_PORT',
-      dflt: '8080',
+      dflt: String(SERVE_DEFAULTS.port),
       min: 0,
       max: 65535,
     }),
     sweepIntervalSeconds: servedInteger(flags.sweepInterval, env, {
       flag: '--sweep-interval',
       env: 'BPLS_SWEEP_INTERVAL',
-      dflt: '30',
+      dflt: String(SERVE_DEFAULTS.sweepIntervalSeconds),
       min: 1,
       max: 86_400,
       unit: 'seconds',
@@ -101,7 +110,7 @@ export function resolveServe(flags: ServeFlags, env: Env) {
     defaultLeaseTtlSeconds: servedInteger(flags.leaseTtl, env, {
       flag: '--lease-ttl',
       env: 'BPLS_LEASE_TTL',
-      dflt: '3600',
+      dflt: String(SERVE_DEFAULTS.leaseTtlSeconds),
       min: 10,
       max: 30 * 86_400,
       unit: 'seconds',
@@ -111,19 +120,25 @@ export function resolveServe(flags: ServeFlags, env: Env) {
   };
 }
 
-/** The sync folder when neither --sync-dir nor BPLS_SYNC_DIR names one (relative to the working folder). */
+/** The sync folder when neither --sync-dir nor BPLS_SYNC_DIR names one: inside the data directory. */
 export const DEFAULT_SYNC_DIR = 'sync-bundles';
 
-/** The sync folder and the outbound sync URL: flags > BPLS_SYNC_DIR / BPLS_SYNC_URL > defaults. */
+/**
+ * The sync folder and the outbound sync URL: flags > BPLS_SYNC_DIR / BPLS_SYNC_URL > defaults.
+ * A folder named by the flag or the variable is taken as given (a relative one from `cwd`, as
+ * every path on a command line); the default is `<dataDir>/sync-bundles`, so a command run from
+ * another folder finds the same one the server watches.
+ */
 export function resolveSync(
   flags: { syncDir?: string | false | undefined; syncUrl?: string | undefined },
   env: Env,
   cwd: string,
+  dataDir: string,
 ) {
   const named = flags.syncDir === false ? undefined : (flags.syncDir ?? env.BPLS_SYNC_DIR);
   return {
     /** Bundles come in at dir/inbox, exports go to dir/outbox. */
-    dir: resolve(cwd, named ?? DEFAULT_SYNC_DIR),
+    dir: named !== undefined ? resolve(cwd, named) : resolve(dataDir, DEFAULT_SYNC_DIR),
     /** The folder was named by a flag or the environment, not taken by default. */
     named: named !== undefined,
     /** --no-sync-dir: watch no folder. */

@@ -15,6 +15,33 @@ import {
   type ImportItemError,
 } from './domain/entitlements.ts';
 
+/**
+ * The wording of zod's own issues, for every schema parsed anywhere (HTTP bodies and queries, CLI
+ * options, import files, bundle records): a field left out is "starts_at is required" (the
+ * issue's full path), a value of the wrong kind says what was expected in words. A message a
+ * schema sets itself wins over these (zod's order: schema, parse, then this config).
+ */
+function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
+  if (iss.code !== 'invalid_type') return undefined;
+  const path = iss.path === undefined || iss.path.length === 0 ? undefined : formatPath(iss.path);
+  if (iss.input === undefined)
+    return path === undefined ? 'a value is required' : `${path} is required`;
+  const want = EXPECTED_WORDS[iss.expected];
+  if (want === undefined) return undefined;
+  const got =
+    iss.input === null ? 'null' : Array.isArray(iss.input) ? 'an array' : `a ${typeof iss.input}`;
+  return `must be ${want}, not ${got}`;
+}
+const EXPECTED_WORDS: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  object: 'an object',
+  array: 'an array',
+};
+z.config({ customError: issueMessage });
+
 /** Ids given by people and other systems: visible characters, no whitespace or control characters. */
 export const identifier = z
   .string()
@@ -63,26 +90,28 @@ const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as
 
 export const MAX_SEATS_LIMIT = 1_000_000;
 
+/** The fields of policy_json, as given (before the cross-field rules and normalisation). */
+const policyFields = z.strictObject({
+  type: z.enum([...POLICY_TYPES, ...MARKETPLACE_ALIASES], {
+    message: `type must be one of ${POLICY_TYPES.join(', ')} (or ${MARKETPLACE_ALIASES.join(', ')})`,
+  }),
+  max_seats: z.int().min(1).max(MAX_SEATS_LIMIT).optional(),
+  features: z
+    .array(featureName)
+    .max(256)
+    .refine((f) => new Set(f).size === f.length, 'features must not repeat')
+    .optional(),
+  lease_ttl_seconds: z
+    .int()
+    .min(5)
+    .max(30 * 86_400)
+    .optional(),
+  grace_days: z.int().min(0).max(3650).optional(),
+  seat_assignment: z.enum(['auto', 'manual']).optional(),
+});
+
 /** policy_json: the four types plus the marketplace's license-type words, normalised. */
-export const policySchema = z
-  .strictObject({
-    type: z.enum([...POLICY_TYPES, ...MARKETPLACE_ALIASES], {
-      message: `type must be one of ${POLICY_TYPES.join(', ')} (or ${MARKETPLACE_ALIASES.join(', ')})`,
-    }),
-    max_seats: z.int().min(1).max(MAX_SEATS_LIMIT).optional(),
-    features: z
-      .array(featureName)
-      .max(256)
-      .refine((f) => new Set(f).size === f.length, 'features must not repeat')
-      .optional(),
-    lease_ttl_seconds: z
-      .int()
-      .min(5)
-      .max(30 * 86_400)
-      .optional(),
-    grace_days: z.int().min(0).max(3650).optional(),
-    seat_assignment: z.enum(['auto', 'manual']).optional(),
-  })
+export const policySchema = policyFields
   .superRefine((p, ctx) => {
     const issue = (path: string, message: string) =>
       ctx.addIssue({ code: 'custom', path: [path], message });
@@ -122,8 +151,34 @@ function normaliseType(t: string): PolicyType {
   }
 }
 
+/**
+ * The policy's fields refused at the top of an entitlement, each with a message that shows where
+ * it goes (people write `{"max_seats": 12}` for `{"policy_json": {"max_seats": 12}}`); `note`
+ * follows the example.
+ */
+/** A value as JSON for a message: at most 60 characters (a body can be large). */
+function shortJson(value: unknown): string {
+  const text = JSON.stringify(value) ?? 'null';
+  return text.length > 60 ? '…' : text;
+}
+
+function policyFieldsMisplaced(note = '') {
+  return Object.fromEntries(
+    Object.keys(policyFields.shape).map((key) => [
+      key,
+      z
+        .never({
+          error: (iss) =>
+            `${key} belongs in policy_json: {"policy_json": {"${key}": ${shortJson(iss.input)}}}${note}`,
+        })
+        .optional(),
+    ]),
+  ) as Record<keyof typeof policyFields.shape, z.ZodOptional<z.ZodNever>>;
+}
+
 export const entitlementCreateSchema = z
   .strictObject({
+    ...policyFieldsMisplaced(),
     tenant_id: identifier,
     product_id: identifier,
     policy_json: policySchema,
@@ -146,6 +201,9 @@ export const entitlementCreateSchema = z
 
 export const entitlementUpdateSchema = z
   .strictObject({
+    ...policyFieldsMisplaced(
+      ' (policy_json replaces the whole policy: give its type and every field to keep)',
+    ),
     policy_json: policySchema.optional(),
     starts_at: timestamp.optional(),
     ends_at: timestamp.optional(),
@@ -260,7 +318,12 @@ export function parseWith<S extends z.ZodType>(
     .slice(0, 50)
     .map((i) => ({ path: formatPath(i.path), message: i.message }));
   const first = issues[0]!;
-  throw new AppError('invalid_request', `invalid ${what}: ${first.path}: ${first.message}`, {
+  // A type issue worded by this file ("starts_at is required") names its field already.
+  const said =
+    r.error.issues[0]!.code === 'invalid_type' && first.message.startsWith(`${first.path} `)
+      ? first.message
+      : `${first.path}: ${first.message}`;
+  throw new AppError('invalid_request', `invalid ${what}: ${said}`, {
     issues,
   });
 }

@@ -1,6 +1,7 @@
 import { createServer as createHttpServer, ServerResponse, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
+import { withFile } from './file-errors.ts';
 import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { AppError } from './errors.ts';
@@ -157,16 +158,23 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   try {
     server = config.tlsCert
       ? (createHttpsServer(
-          { ...options, cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) },
+          {
+            ...options,
+            cert: readTlsFile('the TLS certificate (--tls-cert)', config.tlsCert),
+            key: readTlsFile('the TLS key (--tls-key)', config.tlsKey!),
+          },
           listener,
         ) as unknown as Server)
       : createHttpServer(options, listener);
   } catch (err) {
     bodies.stop();
     void upkeep.close().then(() => ctx.close());
+    if (err instanceof AppError) throw err;
     throw new AppError(
       'invalid_request',
       `cannot use the TLS certificate or key: ${(err as Error).message}`,
+      {},
+      'give a PEM certificate and its PEM private key',
     );
   }
   server.on('clientError', createProtocolErrorHandler(app.pipeline));
@@ -249,7 +257,14 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
         'invalid_request',
         `cannot listen on ${config.host}: no such address on this machine`,
       );
-    throw new AppError('internal', `cannot listen on ${config.host}:${config.port}: ${e.message}`);
+    // Anything else the system refuses (no free file descriptors, a bad address family) is the
+    // machine's state or the options, not a bug of ours.
+    throw new AppError(
+      'invalid_request',
+      `cannot listen on ${config.host}:${config.port}: ${e.code ?? e.message}`,
+      {},
+      'check --host and --port, and the open-files limit (ulimit -n)',
+    );
   }
   server.on('error', (err) => log.error('server error', { error: String(err) }));
 
@@ -470,4 +485,9 @@ function handshakesPending(port: number): number {
     }
   }
   return n;
+}
+
+/** A TLS file read for `serve`: a missing or unreadable one is named (fileError), not a raw errno. */
+function readTlsFile(what: string, file: string): Buffer {
+  return withFile({ action: 'read', what, file }, () => readFileSync(file));
 }

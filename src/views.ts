@@ -8,6 +8,7 @@ import type { ServerInfo } from './data-dir.ts';
 import type { ApiToken, DayStats, Entitlement, Lease, Page, Seat } from './domain/types.ts';
 import { deriveStatus, hasNamedSeats } from './domain/types.ts';
 import type { ImportResult } from './domain/entitlements.ts';
+import { termWarnings, type TermWarning } from './domain/entitlement-rules.ts';
 import type { IssuedLease, SubjectStatus, UsageNow } from './domain/leases.ts';
 import type { LeaseCheck } from './domain/lease-rules.ts';
 import type { UsageReport } from './domain/usage.ts';
@@ -36,6 +37,32 @@ export function entitlementView(e: Entitlement, now: number) {
     external_id: e.externalId,
     created_at: toIso(e.createdAt),
     updated_at: toIso(e.updatedAt),
+  };
+}
+
+/**
+ * Warnings as the wire gives them: `[{code, message}]`, e.g. `{"code": "already_expired",
+ * "message": "ends_at 2024-12-31T23:59:59Z is in the past: the entitlement is expired on arrival"}`.
+ */
+export function warningsView(warnings: TermWarning[]) {
+  return warnings.map((w) => ({
+    code: w.code,
+    message:
+      w.code === 'already_expired'
+        ? `ends_at ${toIso(w.at)} is in the past: the entitlement is expired on arrival`
+        : `starts_at ${toIso(w.at)} is in the future: no lease is granted before then (status pending)`,
+  }));
+}
+
+/**
+ * An entitlement just created (POST /v1/entitlements, entitlements create): the entitlement, and
+ * `warnings` when its term has already ended or not yet begun at `now` (ms).
+ */
+export function createdEntitlementView(e: Entitlement, now: number) {
+  const warnings = termWarnings(e, now);
+  return {
+    ...entitlementView(e, now),
+    ...(warnings.length ? { warnings: warningsView(warnings) } : {}),
   };
 }
 
@@ -132,6 +159,7 @@ export function importResultView(r: ImportResult) {
       index: i.index,
       entitlement_id: i.entitlementId,
       action: i.action,
+      ...(i.warnings ? { warnings: warningsView(i.warnings) } : {}),
     })),
   };
 }

@@ -95,9 +95,14 @@ export function emit(io: CliIo, json: boolean, value: unknown, human: () => stri
   io.stdout(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
 }
 
+/** Prints the HTTP error envelope of a failure on stdout (what --json promises on every failure). */
+export function emitEnvelope(io: CliIo, err: AppError): void {
+  io.stdout(`${JSON.stringify(toEnvelope(err), null, 2)}\n`);
+}
+
 /** Prints a failure: the HTTP error envelope with --json, else `error[code]: message` and a hint. */
 export function emitError(io: CliIo, json: boolean, err: AppError): void {
-  if (json) io.stdout(`${JSON.stringify(toEnvelope(err), null, 2)}\n`);
+  if (json) emitEnvelope(io, err);
   io.stderr(`error[${err.code}]: ${err.message}\n`);
   if (err.hint) io.stderr(`hint: ${err.hint}\n`);
   const issues = err.details.issues;

@@ -10,6 +10,7 @@ import {
   policyTypeLocked,
   revisionRefusal,
   termIsValid,
+  termWarnings,
   type ManualAction,
 } from './entitlement-rules.ts';
 import type { Entitlement, Source, StoredStatus } from './types.ts';
@@ -143,5 +144,18 @@ describe('terms, accounts, revisions, seats', () => {
     expect(cutsSeats({ type: 'concurrent', max_seats: 2 }, 3)).toBe(true);
     expect(cutsSeats({ type: 'concurrent', max_seats: 3 }, 3)).toBe(false);
     expect(cutsSeats({ type: 'feature_based' }, 1_000)).toBe(false);
+  });
+});
+
+describe('termWarnings: a term written at now that has ended or not begun is said, not refused', () => {
+  const t = (iso: string) => Date.parse(iso);
+  const term = { startsAt: t('2024-01-01T00:00:00Z'), endsAt: t('2024-12-31T23:59:59Z') };
+  it.each([
+    ['2023-12-31T23:59:59Z', [{ code: 'not_started', at: term.startsAt }]],
+    ['2024-01-01T00:00:00Z', []],
+    ['2024-12-31T23:59:59Z', []],
+    ['2025-01-01T00:00:00Z', [{ code: 'already_expired', at: term.endsAt }]],
+  ])('at %s: %j', (now, want) => {
+    expect(termWarnings(term, t(now))).toEqual(want);
   });
 });

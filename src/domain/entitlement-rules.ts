@@ -140,3 +140,27 @@ export function policyTypeLocked(
 export function cutsSeats(policy: Policy, inUse: number): boolean {
   return policy.max_seats !== undefined && inUse > policy.max_seats;
 }
+
+/**
+ * Something a person should know about an entitlement just written, though nothing stops it:
+ * - `already_expired`: its end (`at`, ms) is not after `now`: no lease is granted on arrival
+ *   (renewals of earlier leases may still be, within grace_days);
+ * - `not_started`: its start (`at`, ms) is after `now`: no lease until then (status `pending`).
+ */
+export interface TermWarning {
+  code: 'already_expired' | 'not_started';
+  at: number;
+}
+
+/**
+ * The warnings for a term written at `now` (ms): creating one that has already ended, or has not
+ * begun, is allowed (back-dated contracts, entitlements made ahead of time), and said.
+ */
+export function termWarnings(
+  term: Pick<Entitlement, 'startsAt' | 'endsAt'>,
+  now: number,
+): TermWarning[] {
+  if (now > term.endsAt) return [{ code: 'already_expired', at: term.endsAt }];
+  if (now < term.startsAt) return [{ code: 'not_started', at: term.startsAt }];
+  return [];
+}

@@ -12,6 +12,8 @@ import {
   movesAccount,
   policyTypeLocked,
   termIsValid,
+  termWarnings,
+  type TermWarning,
 } from './entitlement-rules.ts';
 
 export interface EntitlementDeps {
@@ -45,7 +47,13 @@ export interface ImportResult {
   /** Items matching an entitlement by external_id whose terms were already the same: not written. */
   unchanged: number;
   total: number;
-  items: Array<{ index: number; entitlementId: string; action: ImportAction }>;
+  /** `warnings` only when the item's term has any (termWarnings, entitlement-rules.ts). */
+  items: Array<{
+    index: number;
+    entitlementId: string;
+    action: ImportAction;
+    warnings?: TermWarning[];
+  }>;
 }
 
 /** How many bad items an import error lists (details.errors); details.error_count counts them all. */
@@ -512,11 +520,15 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
               updated: updated.length,
               unchanged: plan.steps.length - created.length - updated.length,
               total: plan.steps.length,
-              items: plan.steps.map((p) => ({
-                index: p.index,
-                entitlementId: p.e.id,
-                action: p.action,
-              })),
+              items: plan.steps.map((p) => {
+                const warnings = termWarnings(p.e, plan.now);
+                return {
+                  index: p.index,
+                  entitlementId: p.e.id,
+                  action: p.action,
+                  ...(warnings.length ? { warnings } : {}),
+                };
+              }),
             };
           });
         } catch (err) {

@@ -18,7 +18,8 @@ export interface SeatSubject {
 }
 
 /** The default page size of a seat list. */
-const SEAT_PAGE_SIZE = 100;
+/** A page of seats when no limit is given (seats list, GET …/seats). */
+export const SEAT_PAGE_SIZE = 100;
 const SEAT_KEY = /^seat_[A-Za-z0-9_-]{22}$/;
 
 /**

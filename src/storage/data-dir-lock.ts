@@ -51,13 +51,19 @@ export function lockDataDir(dataDir: string, opts: LockOptions): DataDirLock {
   // could lock a new one. So the lock taken must still be on the file the directory names; if not,
   // try again on the new file (bounded: each retry needs another process to finish meanwhile).
   for (let attempt = 1; ; attempt++) {
-    const lock = lockOnce(dataDir, opts);
+    const lock = lockOnce(dataDir, opts, attempt === 5);
+    if (lock === undefined) continue;
     if (lock.stillNamed() || attempt === 5) return lock;
     lock.release();
   }
 }
 
-function lockOnce(dataDir: string, opts: LockOptions): DataDirLock & { stillNamed(): boolean } {
+/** One try; undefined when the file vanished between our check and SQLite's open (try again). */
+function lockOnce(
+  dataDir: string,
+  opts: LockOptions,
+  last: boolean,
+): (DataDirLock & { stillNamed(): boolean }) | undefined {
   const file = join(dataDir, LOCK_FILE);
   // Created here with O_EXCL, so `fresh` is true only when this process made the file (an
   // existence check then an open would race with a holder that discards its file).
@@ -68,7 +74,9 @@ function lockOnce(dataDir: string, opts: LockOptions): DataDirLock & { stillName
   } catch {
     // EEXIST: someone's lock file, used as it is; anything else: SQLite's open below says it.
   }
-  const options: Database.Options = { timeout: 0 };
+  // SQLite never makes the file itself: a file made by SQLite after another holder unlinked its
+  // own would be taken for someone else's (not fresh) and left behind.
+  const options: Database.Options = { timeout: 0, fileMustExist: true };
   if (opts.nativeBinding)
     (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
   let db: Database.Database;
@@ -77,6 +85,7 @@ function lockOnce(dataDir: string, opts: LockOptions): DataDirLock & { stillName
     db = new Database(file, options);
     ino = inodeOf(file);
   } catch (err) {
+    if (!last && inodeOf(file) === undefined) return undefined;
     throw new AppError(
       'forbidden',
       `cannot open the lock file ${file}: ${(err as Error).message}`,

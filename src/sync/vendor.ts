@@ -2,6 +2,7 @@
  * The vendor's side of BPSYNC/1 (what the cloud does), so the whole loop runs and is tested on
  * one machine: make a vendor key, sign import bundles, verify a server's exports.
  */
+import { withFile } from '../file-errors.ts';
 import {
   closeSync,
   existsSync,
@@ -58,6 +59,9 @@ import { parseVendorKeys } from './trust.ts';
 
 export const DEFAULT_VENDOR_ISS = 'bp-vendor';
 
+/** Days a signed bundle stays valid when vendor sign is given no --exp-days. */
+export const DEFAULT_BUNDLE_EXP_DAYS = 30;
+
 /** `vendor keygen`: D/vendor.secret (k4.secret, 0600) and D/vendor.public (k4.public). Never overwrites. */
 export function vendorKeygen(outDir: string): {
   public_key: string;
@@ -91,7 +95,9 @@ export function vendorKeygen(outDir: string): {
 
 /** Reads a k4.secret file (as written by vendor keygen). */
 export function loadVendorKey(file: string): SigningKey {
-  const text = readFileSync(file, 'utf8').trim();
+  const text = withFile({ action: 'read', what: 'the vendor key', file }, () =>
+    readFileSync(file, 'utf8'),
+  ).trim();
   try {
     return signingKeyFromPaserk(text);
   } catch (err) {
@@ -212,7 +218,11 @@ export function vendorSign(o: SignOptions): {
   const key = loadVendorKey(o.keyFile);
   let raw: unknown;
   try {
-    raw = parseStrictJson(readFileSync(o.inFile, 'utf8'));
+    raw = parseStrictJson(
+      withFile({ action: 'read', what: 'the bundle content (--in)', file: o.inFile }, () =>
+        readFileSync(o.inFile, 'utf8'),
+      ),
+    );
   } catch (err) {
     if (err instanceof StrictJsonError)
       throw new AppError('invalid_request', `${o.inFile} is not valid JSON: ${err.where}`);
@@ -283,7 +293,7 @@ export function vendorSign(o: SignOptions): {
   }
   // Whole seconds, as the token carries them: what is signed is what the server reads back.
   iatMs = Math.floor(iatMs / 1000) * 1000;
-  const expMs = iatMs + (o.expDays ?? 30) * 86_400_000;
+  const expMs = iatMs + (o.expDays ?? DEFAULT_BUNDLE_EXP_DAYS) * 86_400_000;
 
   function* records(): Generator<Record<string, unknown>> {
     for (const e of content.entitlements) yield { op: 'entitlement', ...e };

@@ -173,7 +173,8 @@ export async function moveOut(
       } else throw err;
     }
   }
-  throw new AppError('internal', `no free name in ${folder}/ for ${name}`);
+  // The folder holds every name tried (the admin's files, or another process making them).
+  throw new AppError('conflict', `no free name in ${folder}/ for ${name}`);
 }
 
 /** rename across file systems (the inbox on a USB stick): a hidden copy, renamed, then the original removed. */

@@ -14,6 +14,7 @@ import {
   usageCsvQuerySchema,
 } from '../../schemas.ts';
 import {
+  createdEntitlementView,
   entitlementDetailView,
   entitlementView,
   importResultView,
@@ -26,6 +27,9 @@ import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 import { toIso } from '../../clock.ts';
 import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
+import { withFile } from '../../file-errors.ts';
+import { DEFAULT_GRACE_DAYS } from '../../domain/types.ts';
+import { DEFAULT_PAGE_SIZE } from '../../domain/cursor.ts';
 
 interface PolicyFlags {
   type?: string;
@@ -87,14 +91,36 @@ function policyOptions(cmd: Command): Command {
   return cmd
     .option(
       '--type <type>',
-      'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited)',
+      'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited); required on create unless --policy gives it',
     )
-    .option('--max-seats <n>', 'seat limit (not for feature_based)')
+    .option(
+      '--max-seats <n>',
+      'seat limit: required for per_user, per_machine and concurrent; not for feature_based',
+    )
     .option('--features <list>', 'comma-separated features the lease grants')
-    .option('--lease-ttl <seconds>', 'lease lifetime (default 3600)')
-    .option('--grace-days <days>', 'renewals allowed this long after the end (default 30)')
+    .option(
+      '--lease-ttl <seconds>',
+      "lease lifetime (default: the server's serve --lease-ttl, itself 3600 unless set)",
+    )
+    .option(
+      '--grace-days <days>',
+      `renewals allowed this long after the end (default ${DEFAULT_GRACE_DAYS})`,
+    )
     .option('--seat-assignment <mode>', 'auto or manual (per_user, per_machine)')
     .option('--policy <json>', 'the whole policy_json as JSON (flags above override its fields)');
+}
+
+/** How many item warnings the import prints on stderr (all of them are in the --json result). */
+const IMPORT_WARNINGS_SHOWN = 20;
+
+/** An import's item warnings on stderr, for the person running it; the --json result has them all. */
+function warnImported(kit: CommandKit, r: ReturnType<typeof importResultView>): void {
+  const warned = r.items.filter((i) => i.warnings !== undefined);
+  for (const i of warned.slice(0, IMPORT_WARNINGS_SHOWN))
+    for (const w of i.warnings!)
+      kit.io.stderr(`warning[${w.code}]: item ${i.index} (${i.entitlement_id}): ${w.message}\n`);
+  if (warned.length > IMPORT_WARNINGS_SHOWN)
+    kit.io.stderr(`warning: ${warned.length - IMPORT_WARNINGS_SHOWN} more items have warnings\n`);
 }
 
 /** entitlements create|list|show|update|suspend|resume|revoke|renew|import */
@@ -146,10 +172,11 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           },
           'entitlement',
         );
-        const v = entitlementView(
+        const v = createdEntitlementView(
           ctx.services.entitlements.create(input, cliActor()),
           ctx.clock.now(),
         );
+        for (const w of v.warnings ?? []) kit.io.stderr(`warning[${w.code}]: ${w.message}\n`);
         emit(kit.io, g.json, v, () => `created ${human(v)}`);
       });
     },
@@ -161,7 +188,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .option('--tenant <id>', 'only this tenant')
     .option('--product <id>', 'only this product')
     .option('--status <status>', 'active, pending, grace, expired, suspended or revoked')
-    .option('--limit <n>', 'page size (1-500, default 50)')
+    .option('--limit <n>', `page size (1-500, default ${DEFAULT_PAGE_SIZE})`)
     .option('--cursor <cursor>', 'continue after this cursor (next_cursor of the previous page)')
     .action(
       async (
@@ -376,14 +403,18 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         const progress = (s: string) => {
           if (kit.io.isTTY && !g.json) kit.io.stderr(`${s}\n`);
         };
-        const size = statSync(path).size;
+        const readAs = { action: 'read', what: 'the import file', file };
+        const size = withFile(readAs, () => statSync(path).size);
         if (size > IMPORT_FILE_LIMIT)
           throw new AppError(
             'payload_too_large',
             `${file} is ${size} bytes; the import limit is ${IMPORT_FILE_LIMIT}`,
           );
         progress(`reading ${file} (${(size / 1048576).toFixed(1)} MiB)…`);
-        const parsed = parseJsonOption(readFileSync(path, 'utf8'), file);
+        const parsed = parseJsonOption(
+          withFile(readAs, () => readFileSync(path, 'utf8')),
+          file,
+        );
         const envelope = parseWith(
           importEnvelopeSchema,
           Array.isArray(parsed) ? { entitlements: parsed } : parsed,
@@ -393,6 +424,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         const items = parseImportItems(envelope.entitlements);
         progress('writing (one transaction)…');
         const r = importResultView(await ctx.services.entitlements.importMany(items, cliActor()));
+        warnImported(kit, r);
         emit(
           kit.io,
           g.json,

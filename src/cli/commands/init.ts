@@ -5,16 +5,20 @@ import { emit, cliActor } from '../io.ts';
 import { parseVendorKeys } from '../../sync/trust.ts';
 import type { CommandKit } from '../main.ts';
 
-/** init: data dir, database, server key, first admin token. Idempotent; --force starts over (old files kept aside). */
+/**
+ * init: data dir, database, server key, first admin token. Idempotent: on a directory that holds a
+ * whole server it changes nothing (but pins --vendor-key keys if none are pinned yet), says so and
+ * exits 0, so scripts may run it every time; --force starts over (old files kept aside).
+ */
 export function registerInit(program: Command, kit: CommandKit): void {
   program
     .command('init')
     .description(
-      'create the data directory, database and server key; print the server id, public key and first admin token (shown once)',
+      'create the data directory, database and server key; print the server id, public key and first admin token (shown once). On a directory already initialised: change nothing, print its server id, exit 0',
     )
     .option(
       '--force',
-      'start over: move an existing server aside (renamed *.replaced-<time>) and create a new one',
+      'start over: move an existing server aside (renamed *.replaced-<time>) and create a new one, with a new admin token; refused while a server runs on the directory',
     )
     .option(
       '--vendor-key <k4.public>',
@@ -57,11 +61,12 @@ export function registerInit(program: Command, kit: CommandKit): void {
         };
         emit(kit.io, g.json, result, () =>
           [
-            `already initialised: ${g.dataDir}`,
+            `already initialised: ${g.dataDir} (its server is kept; ${r.pinned === 'pinned' ? 'only the vendor keys were pinned' : 'nothing was changed'})`,
             `server_id:  ${info.server_id}`,
             `public_key: ${info.public_key}`,
             ...(r.pinned === 'pinned' ? [`pinned vendor keys: ${kids}`] : []),
-            'no new admin token was made (make one with: tokens create)',
+            'no new admin token was made (make one with: tokens create --name NAME)',
+            'to start over with a new server: init --force (the old files are moved aside as *.replaced-<time>)',
           ].join('\n'),
         );
         return;

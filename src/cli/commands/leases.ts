@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { DEFAULT_PAGE_SIZE } from '../../domain/cursor.ts';
 import { leaseListQuerySchema, parseWith } from '../../schemas.ts';
 import { leaseView, pageView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
@@ -17,7 +18,7 @@ export function registerLeases(program: Command, kit: CommandKit): void {
     .option('--product <id>', 'only this product')
     .option('--subject-type <type>', 'user or machine')
     .option('--subject <id>', 'only this subject')
-    .option('--limit <n>', 'page size (1-500, default 50)')
+    .option('--limit <n>', `page size (1-500, default ${DEFAULT_PAGE_SIZE})`)
     .option('--cursor <cursor>', 'continue after this cursor')
     .action(
       async (

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { SEAT_PAGE_SIZE } from '../../domain/seats.ts';
 import {
   parseWith,
   seatListQuerySchema,
@@ -19,7 +20,7 @@ export function registerSeats(program: Command, kit: CommandKit): void {
   seats
     .command('list <entitlement>')
     .description('list the seats of an entitlement')
-    .option('--limit <n>', 'page size (1-500, default 100)')
+    .option('--limit <n>', `page size (1-500, default ${SEAT_PAGE_SIZE})`)
     .option('--cursor <cursor>', 'continue after this cursor')
     .action(async (entitlement: string, o: { limit?: string; cursor?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { resolveServe, resolveSync, type Env } from '../../config.ts';
+import { resolveServe, resolveSync, SERVE_DEFAULTS as D, type Env } from '../../config.ts';
 import { startServer, type ServeSyncConfig } from '../../server.ts';
 import { parseOptionalInteger } from '../../integer-option.ts';
 import { parseSyncUrl } from '../../sync/outbound.ts';
@@ -13,6 +13,7 @@ import {
   type LogLevel,
 } from '../../log.ts';
 import { AppError } from '../../errors.ts';
+import { fileError } from '../../file-errors.ts';
 import { assertWritable, initState } from '../../data-dir.ts';
 import { lockDataDir, type DataDirLock } from '../../storage/data-dir-lock.ts';
 import { loadSqliteBinding } from '../../storage/native.ts';
@@ -36,13 +37,18 @@ interface ServeOpts {
 
 /**
  * The folder watch and outbound sync that `serve` runs, from its options (flags > BPLS_SYNC_DIR /
- * BPLS_SYNC_URL > defaults): the folder is watched when named, or when ./sync-bundles exists;
- * undefined when neither a folder nor a URL is to be served.
+ * BPLS_SYNC_URL > defaults): the folder is watched when named, or when `<dataDir>/sync-bundles`
+ * exists; undefined when neither a folder nor a URL is to be served.
  *
  * @throws AppError `invalid_request` with details.usage (exit 2): a bad number or --sync-url
  */
-export function serveSyncConfig(o: ServeOpts, env: Env, cwd: string): ServeSyncConfig | undefined {
-  const sync = resolveSync(o, env, cwd);
+export function serveSyncConfig(
+  o: ServeOpts,
+  env: Env,
+  cwd: string,
+  dataDir: string,
+): ServeSyncConfig | undefined {
+  const sync = resolveSync(o, env, cwd, dataDir);
   const watch = !sync.off && (sync.named || existsSync(sync.dir));
   if (!watch && sync.url === undefined) return undefined;
   const url = sync.url === undefined ? undefined : parseSyncUrl(sync.url);
@@ -86,26 +92,29 @@ export function registerServe(program: Command, kit: CommandKit): void {
     .description(
       'serve the HTTP API; prints exactly one line "listening on http://HOST:PORT"; SIGTERM drains and exits 0',
     )
-    .option('--host <host>', 'address to listen on (env BPLS_HOST)', undefined)
-    .option('--port <port>', 'port; 0 picks a free one (env BPLS_PORT, default 8080)')
+    .option('--host <host>', `address to listen on (env BPLS_HOST, default ${D.host})`)
+    .option('--port <port>', `port; 0 picks a free one (env BPLS_PORT, default ${D.port})`)
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
-    .option('--log-level <level>', 'debug, info, warn or error (env BPLS_LOG_LEVEL)')
+    .option(
+      '--log-level <level>',
+      `debug, info, warn or error (env BPLS_LOG_LEVEL, default ${D.logLevel})`,
+    )
     .option(
       '--log-file <file>',
       'append the log to FILE (created 0600) instead of stderr; SIGHUP reopens it (env BPLS_LOG_FILE)',
     )
     .option(
       '--sweep-interval <seconds>',
-      'how often expired leases are marked for reports (env BPLS_SWEEP_INTERVAL, default 30)',
+      `how often expired leases are marked for reports (env BPLS_SWEEP_INTERVAL, default ${D.sweepIntervalSeconds})`,
     )
     .option(
       '--lease-ttl <seconds>',
-      'lease lifetime when the policy sets none (env BPLS_LEASE_TTL, default 3600)',
+      `lease lifetime when the policy sets none (env BPLS_LEASE_TTL, default ${D.leaseTtlSeconds})`,
     )
     .option(
       '--sync-dir <dir>',
-      'watch DIR/inbox for vendor bundles and import them (env BPLS_SYNC_DIR; default ./sync-bundles when that folder exists)',
+      'watch DIR/inbox for vendor bundles and import them; a relative DIR is from the current folder (env BPLS_SYNC_DIR; default <data dir>/sync-bundles when that folder exists)',
     )
     .option('--no-sync-dir', 'do not watch any sync folder')
     .option(
@@ -125,7 +134,7 @@ export function registerServe(program: Command, kit: CommandKit): void {
       const g = kit.globals(cmd);
       // Every option is checked before anything is opened or locked.
       const s = resolveServe(opts, kit.io.env);
-      const sync = serveSyncConfig(opts, kit.io.env, kit.io.cwd);
+      const sync = serveSyncConfig(opts, kit.io.env, kit.io.cwd, g.dataDir);
       // A directory that is not initialised is refused by startServer, with its own message.
       // A read-only file system is refused as such (storage_unavailable), before the lock file is
       // tried. Nothing of a second server starts before the lock says it is alone.
@@ -150,11 +159,10 @@ export function registerServe(program: Command, kit: CommandKit): void {
           logFile = openLogFile(resolve(kit.io.cwd, logPath));
         } catch (err) {
           release();
-          throw new AppError(
-            'invalid_request',
-            `cannot open the log file ${logPath}: ${(err as Error).message}`,
-            { usage: true },
-          );
+          const f = fileError(err, { action: 'open', what: 'the log file', file: logPath });
+          if (!f) throw err;
+          // A usage error (exit 2) whatever the errno: the option names a file that cannot be had.
+          throw new AppError('invalid_request', f.message, { ...f.details, usage: true }, f.hint);
         }
       }
       const file = logFile;

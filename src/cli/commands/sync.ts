@@ -7,9 +7,9 @@ import type { ImportResult } from '../../sync/import.ts';
 import { cliActor, emit, type CliIo } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 
-/** The sync folder: the flag, else BPLS_SYNC_DIR, else ./sync-bundles. */
-export function syncDirOf(io: CliIo, flag: string | undefined): string {
-  return resolveSync({ syncDir: flag }, io.env, io.cwd).dir;
+/** The sync folder: the flag, else BPLS_SYNC_DIR (from the cwd), else `<data dir>/sync-bundles`. */
+export function syncDirOf(io: CliIo, flag: string | undefined, dataDir: string): string {
+  return resolveSync({ syncDir: flag }, io.env, io.cwd, dataDir).dir;
 }
 
 /** The sync service of an open context. */
@@ -73,18 +73,18 @@ export function registerSync(program: Command, kit: CommandKit): void {
   sync
     .command('export')
     .description(
-      'write the next signed usage export for the vendor (default: sync-bundles/outbox/)',
+      'write the next signed usage export for the vendor (default: <data dir>/sync-bundles/outbox/)',
     )
     .option(
       '--out <dir>',
-      'folder to write it to (default: <sync dir>/outbox, the sync dir being BPLS_SYNC_DIR or ./sync-bundles)',
+      'folder to write it to (default: <sync dir>/outbox, the sync dir being BPLS_SYNC_DIR, else <data dir>/sync-bundles)',
     )
     .action(async (opts: { out?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const outDir =
           opts.out !== undefined
             ? resolve(kit.io.cwd, opts.out)
-            : join(syncDirOf(kit.io, undefined), 'outbox');
+            : join(syncDirOf(kit.io, undefined, g.dataDir), 'outbox');
         const r = syncServiceOf(ctx).exportTo({ outDir, actor: cliActor() });
         emit(
           kit.io,

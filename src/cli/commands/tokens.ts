@@ -15,7 +15,7 @@ export function registerTokens(program: Command, kit: CommandKit): void {
     .requiredOption('--name <name>', 'what the token is for')
     .option('--role <role>', 'admin, tenant_admin or reader', 'admin')
     .option('--tenant <id>', 'limit the token to one tenant (required for tenant_admin)')
-    .option('--expires-in-days <days>', 'expire after this many days')
+    .option('--expires-in-days <days>', 'expire after this many days (default: never expires)')
     .action(
       async (
         opts: { name: string; role: string; tenant?: string; expiresInDays?: string },

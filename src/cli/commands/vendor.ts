@@ -3,7 +3,13 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
 import { systemClock } from '../../clock.ts';
-import { vendorKeygen, vendorSign, verifyExport } from '../../sync/vendor.ts';
+import {
+  DEFAULT_BUNDLE_EXP_DAYS,
+  DEFAULT_VENDOR_ISS,
+  vendorKeygen,
+  vendorSign,
+  verifyExport,
+} from '../../sync/vendor.ts';
 import { emit } from '../io.ts';
 import type { CommandKit } from '../main.ts';
 
@@ -63,10 +69,10 @@ export function registerVendor(program: Command, kit: CommandKit): void {
       '--prev <file|sha256>',
       'the previous bundle for this server (its file or manifest sha256); required when --seq > 1',
     )
-    .option('--exp-days <n>', 'days until the bundle expires (default 30)')
+    .option('--exp-days <n>', `days until the bundle expires (default ${DEFAULT_BUNDLE_EXP_DAYS})`)
     .option('--iat <time>', 'signing time, RFC 3339 (default now)')
     .option('--ack <seq>', 'the last export of this server the vendor has read')
-    .option('--iss <name>', 'issuer name written in the manifest (default bp-vendor)')
+    .option('--iss <name>', `issuer name written in the manifest (default ${DEFAULT_VENDOR_ISS})`)
     .action(
       (
         opts: {

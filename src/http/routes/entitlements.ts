@@ -15,6 +15,7 @@ import {
   usageCsvQuerySchema,
 } from '../../schemas.ts';
 import {
+  createdEntitlementView,
   entitlementDetailView,
   entitlementView,
   importResultView,
@@ -35,7 +36,7 @@ export function registerEntitlementRoutes(
   app.post('/v1/entitlements', auth('POST /v1/entitlements'), async (c) => {
     const input = parseWith(entitlementCreateSchema, await readJson(c));
     const e = services.entitlements.create(input, c.get('principal').actor);
-    return c.json(view(e), 201);
+    return c.json(createdEntitlementView(e, clock.now()), 201);
   });
 
   app.get('/v1/entitlements', auth('GET /v1/entitlements'), (c) => {
