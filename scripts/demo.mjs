@@ -2,7 +2,7 @@
 // The admin token is kept beside the directory (DIR.admin-token, git-ignored): it is demo data.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 
 const dir = resolve(process.argv[2] ?? 'demo-data');
 const port = process.argv[3] ?? '8080';
@@ -79,6 +79,10 @@ const token = existsSync(tokenFile)
   ? readFileSync(tokenFile, 'utf8').trim()
   : '(unknown: the demo directory was made elsewhere)';
 console.log(`admin token: ${token}`);
+console.log(`admin console: http://127.0.0.1:${port}/admin (sign in with the admin token)`);
+console.log(
+  `CLI on this demo (its own Node 24): bin/bp-license-server --data-dir ${relative(process.cwd(), dir) || '.'} entitlements list`,
+);
 console.log('try:');
 console.log(
   `  curl -s http://127.0.0.1:${port}/v1/entitlements -H "Authorization: Bearer ${token}"`,
