@@ -44,6 +44,13 @@ const rules = [
     bad: /from '(hono|better-sqlite3)/,
   },
   {
+    // Node's recursive mkdir loops forever where the kernel answers ENOENT under a parent that
+    // exists (/proc): folders are made by makeDirs (src/fs-dirs.ts), one at a time.
+    name: 'folders are made with makeDirs (src/fs-dirs.ts), never a recursive mkdir',
+    applies: (f) => f.startsWith('src/') && f !== 'src/fs-dirs.ts' && !f.endsWith('.test.ts'),
+    bad: /mkdir(Sync)?\([^)]*recursive: true/,
+  },
+  {
     // The admin console's modules bring the DOM's types (/// <reference lib="dom" />), and a
     // reference applies to the whole program: the server's code must not lean on them.
     name: 'browser globals (document, localStorage, HTMLElement…) only in src/admin/console/',

@@ -3,7 +3,6 @@ import {
   chmodSync,
   constants as fsConstants,
   existsSync,
-  mkdirSync,
   readFileSync,
   renameSync,
   statSync,
@@ -18,6 +17,7 @@ import { z } from 'zod';
 import { AppError } from './errors.ts';
 import { newId } from './ids.ts';
 import { generateSigningKey, signingKeyFromPaserk, type SigningKey } from './tokens/keys.ts';
+import { makeDirs } from './fs-dirs.ts';
 
 /** The files of a data directory: license.db (+ WAL), server.key (0600), server.json. Nothing else. */
 export function dataPaths(dataDir: string) {
@@ -86,7 +86,7 @@ export function newIdentity(now: number): Identity {
  */
 export function writeIdentity(dataDir: string, id: Identity): void {
   const p = dataPaths(dataDir);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  makeDirs(dataDir, 0o700);
   writeFileAtomic(p.key, `${id.key.secretPaserk()}\n`, 0o600);
   writeFileAtomic(p.info, `${JSON.stringify(id.info, null, 2)}\n`, 0o600);
 }

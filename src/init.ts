@@ -2,7 +2,7 @@
  * initServer: makes a data directory a server (identity files, database, first admin token), or
  * finds one there already. The `init` command parses its options, calls this and prints.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { systemClock, type Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import {
@@ -21,6 +21,7 @@ import { loadSqliteBinding } from './storage/native.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 import { pinAtInit } from './sync/trust.ts';
 import type { VerifyKey } from './tokens/keys.ts';
+import { makeDirs } from './fs-dirs.ts';
 
 export interface InitOptions {
   dataDir: string;
@@ -91,7 +92,7 @@ export function initServer(o: InitOptions): InitResult {
   // may start while they are.
   // A new directory too: two inits at once must not both create a server in it (the loser would
   // print an identity the directory does not keep).
-  if (state === 'none') mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  if (state === 'none') makeDirs(o.dataDir, 0o700);
   const lock = lockDataDir(o.dataDir, {
     role: 'init',
     nativeBinding: loadSqliteBinding(o.nativeCacheDir),

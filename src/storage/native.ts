@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as sea from 'node:sea';
+import { makeDirs } from '../fs-dirs.ts';
 
 /** The key of the addon in sea-config.json `assets` (see scripts/build-binary.mjs). */
 export const SQLITE_ADDON_ASSET = 'better_sqlite3.node';
@@ -136,7 +137,7 @@ function loadFromSeaAsset(cacheDir: string): object {
 }
 
 function prepareCacheDir(cacheDir: string): void {
-  fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+  makeDirs(cacheDir, 0o700);
   const st = fs.statSync(cacheDir);
   if (!st.isDirectory()) throw new Error('not a directory');
   // Whoever can write to this folder can swap the library we are about to execute.

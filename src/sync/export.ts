@@ -2,13 +2,14 @@
  * Export bundles (server → vendor): usage since the last export, seats, manual entitlements, the
  * audit rows since the last export with the chain head, clock events; signed by the server key.
  */
-import { closeSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { toIso } from '../clock.ts';
 import { PayloadWriter, assembleBundle, manifestHash } from './format.ts';
 import { EXPORT_TYP, signManifest, type Manifest } from './manifest.ts';
 import type { SyncDeps } from './service.ts';
+import { makeDirs } from '../fs-dirs.ts';
 
 /** Exports are records of the past; `exp` only bounds how long a vendor should accept one late. */
 const EXPORT_VALIDITY_MS = 365 * 86_400_000;
@@ -56,7 +57,7 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
   const { store, info, key } = deps;
   const now = deps.clock.now();
   // 0700 when made here; an existing folder keeps its mode, the files in it are 0600 regardless.
-  mkdirSync(opts.outDir, { recursive: true, mode: 0o700 });
+  makeDirs(opts.outDir, 0o700);
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const payloadFile = join(opts.outDir, `.export-${tag}.payload`);
   let partFile: string | undefined;

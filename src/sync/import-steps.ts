@@ -7,7 +7,7 @@
  * whole bundle and nothing is applied twice (sync-bundles/README.md section 4: the old state or
  * the new; README "Operations" tells the operator how it looks meanwhile).
  */
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { chmod, copyFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ import { prepare, walker, type Plan, type Write } from './import-plan.ts';
 import { APPLYING_KEY, applyWrite, claim, finish } from './import-apply.ts';
 import type { ImportOptions, ImportResult } from './import.ts';
 import type { SyncDeps } from './service.ts';
+import { makeDirs } from '../fs-dirs.ts';
 
 /**
  * One step of a stepwise apply writes for about this long (ms), then commits and lets others in:
@@ -86,7 +87,7 @@ export async function applyInSteps(
   result: ImportResult,
 ): Promise<ImportResult> {
   const dir = applyingDir(deps);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirs(dir, 0o700);
   const copyName = `${v.manifest.seq}-${v.hash.slice(0, 16)}-${randomBytes(4).toString('hex')}.bpsync`;
   const copy = join(dir, copyName);
   let claimed = false;

@@ -8,13 +8,14 @@
  *   whose seq is above `after` (the file as the body), or 204 when there is none;
  * - `POST <base>/v1/servers/<server_id>/exports`: an export file as the body; any 2xx means stored.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppError, isAppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { SyncService } from './service.ts';
 import { startPeriodic } from '../periodic.ts';
 import { declaredLength } from '../http/body.ts';
+import { makeDirs } from '../fs-dirs.ts';
 
 export interface OutboundSyncOptions {
   /** The vendor's base URL (http or https). */
@@ -71,7 +72,7 @@ export function startOutboundSync(o: OutboundSyncOptions): OutboundSync {
   const doFetch = o.fetch ?? fetch;
   const base = `${o.url}/v1/servers/${encodeURIComponent(o.serverId)}`;
   const sent = join(o.outbox, 'sent');
-  mkdirSync(sent, { recursive: true });
+  makeDirs(sent);
 
   async function pull(): Promise<void> {
     const after = o.service.status().last_import?.seq ?? 0;

@@ -6,7 +6,6 @@ import { withFile } from '../file-errors.ts';
 import {
   closeSync,
   existsSync,
-  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -56,6 +55,7 @@ import {
   signInputSchema,
 } from './records.ts';
 import { parseVendorKeys } from './trust.ts';
+import { makeDirs } from '../fs-dirs.ts';
 
 export const DEFAULT_VENDOR_ISS = 'bp-vendor';
 
@@ -70,7 +70,7 @@ export function vendorKeygen(outDir: string): {
   public_key_file: string;
 } {
   const dir = resolve(outDir);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirs(dir, 0o700);
   const secretFile = join(dir, 'vendor.secret');
   const publicFile = join(dir, 'vendor.public');
   for (const f of [secretFile, publicFile]) {
@@ -133,7 +133,7 @@ export function writeImportBundle(
   out: string,
 ): { file: string; seq: number; manifest_sha256: string; records: number; bytes: number } {
   const file = resolve(out);
-  mkdirSync(dirname(file), { recursive: true });
+  makeDirs(dirname(file));
   const tag = randomBytes(4).toString('hex');
   const payloadFile = `${file}.${tag}.payload`;
   const part = `${file}.${tag}.part`;

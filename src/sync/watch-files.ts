@@ -7,13 +7,14 @@
  * loop decides what to log and when to try again (sync-bundles/README.md section 7).
  */
 import { constants } from 'node:fs';
-import { copyFile, lstat, mkdir, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { LIMITS, MAGIC } from './format.ts';
 import { peekClaims } from './manifest.ts';
+import { makeDirs } from '../fs-dirs.ts';
 
 /** Where a file whose fate is known goes. */
 export type Folder = 'processed' | 'rejected';
@@ -169,7 +170,7 @@ export async function moveOut(
       ) {
         // processed/ or rejected/ removed under us: they are ours to make again.
         madeDir = true;
-        await mkdir(dir, { recursive: true });
+        makeDirs(dir);
       } else throw err;
     }
   }

@@ -16,7 +16,7 @@
  * that was imported or refused but cannot be moved is remembered by name, size and mtime: it is not
  * imported again, only its move is tried again now and then.
  */
-import { mkdirSync } from 'node:fs';
+
 import { isUtf8 } from 'node:buffer';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,6 +34,7 @@ import {
   writeReport,
   type Folder,
 } from './watch-files.ts';
+import { makeDirs } from '../fs-dirs.ts';
 
 export { isCandidate, looksIncomplete, MAX_MOVED_NAME_BYTES, movedName } from './watch-files.ts';
 
@@ -41,7 +42,7 @@ export const SYNC_FOLDERS = ['inbox', 'outbox', 'processed', 'rejected'] as cons
 
 /** Creates D/inbox, D/outbox, D/processed and D/rejected when missing. */
 export function ensureSyncFolders(dir: string): void {
-  for (const f of SYNC_FOLDERS) mkdirSync(join(dir, f), { recursive: true });
+  for (const f of SYNC_FOLDERS) makeDirs(join(dir, f));
 }
 
 export interface FolderSyncOptions {

@@ -182,6 +182,19 @@ describe('files a command reads or writes are named, never raw errno text', () =
     }
   });
 
+  it("a folder under /proc (where Node's recursive mkdir never returns): refused at once, named", async () => {
+    for (const args of [
+      ['vendor', 'keygen', '--out', '/proc/bpls-x/k'],
+      ['backup', '--out', '/proc/bpls-x/b'],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(`^error\\[not_found\\]: cannot create the folder ${args.at(-1)}: ENOENT`),
+      );
+    }
+  });
+
   it('vendor sign with a missing key, and serve with a missing TLS certificate: each file named', async () => {
     const sign = await cli([
       'vendor',

@@ -3,7 +3,6 @@ import {
   closeSync,
   copyFileSync,
   existsSync,
-  mkdirSync,
   openSync,
   readdirSync,
   rmSync,
@@ -17,6 +16,7 @@ import { loadSqliteBinding } from '../../storage/native.ts';
 import { checkDatabaseCopy, damagedDatabase } from '../../storage/integrity.ts';
 import { emit } from '../io.ts';
 import type { CommandKit } from '../main.ts';
+import { makeDirs } from '../../fs-dirs.ts';
 
 /**
  * backup --out DIR: a consistent online copy of the database (SQLite's backup API, safe while the
@@ -54,7 +54,7 @@ export function registerBackup(program: Command, kit: CommandKit): void {
           );
         }
         const made = !existsSync(out);
-        mkdirSync(out, { recursive: true, mode: 0o700 });
+        makeDirs(out, 0o700);
         chmodSync(out, 0o700);
         const dst = dataPaths(out);
         try {
