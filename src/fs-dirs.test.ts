@@ -18,7 +18,7 @@ describe('makeDirs', () => {
 
   it('refuses at once where Node’s recursive mkdir loops forever (/proc), and under a file', () => {
     expect(() => makeDirs('/proc/bpls-no-such/x')).toThrow(
-      expect.objectContaining({ code: 'ENOENT' }),
+      expect.objectContaining({ code: 'ENOENT', path: '/proc/bpls-no-such/x', syscall: 'mkdir' }),
     );
     const file = path.join(root, 'plain');
     writeFileSync(file, '');
