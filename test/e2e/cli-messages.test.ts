@@ -159,6 +159,18 @@ describe('files a command reads or writes are named, never raw errno text', () =
     expect(entitlementCount()).toBe(0);
   });
 
+  it('sync import of a missing bundle: not_found naming the bundle, nothing imported', async () => {
+    const r = await cli(['sync', 'import', 'nope.bpsync', '--json']);
+    expect(r.code).toBe(1);
+    expect(envelope(r.stdout).error).toMatchObject({
+      code: 'not_found',
+      message: 'cannot read the bundle nope.bpsync: ENOENT, no such file or folder',
+      details: { errno: 'ENOENT', file: 'nope.bpsync' },
+    });
+    expect(r.stderr).not.toMatch(raw);
+    expect(entitlementCount()).toBe(0);
+  });
+
   it('entitlements import of a folder: said to be a folder', async () => {
     const r = await cli(['entitlements', 'import', root]);
     expect(r.code).toBe(1);

@@ -6,6 +6,8 @@ import type { SyncService } from '../../sync/service.ts';
 import type { ImportResult } from '../../sync/import.ts';
 import { cliActor, emit, type CliIo } from '../io.ts';
 import type { CommandKit } from '../main.ts';
+import { accessSync, constants as fsConstants } from 'node:fs';
+import { withFile } from '../../file-errors.ts';
 
 /** The sync folder: the flag, else BPLS_SYNC_DIR (from the cwd), else `<data dir>/sync-bundles`. */
 export function syncDirOf(io: CliIo, flag: string | undefined, dataDir: string): string {
@@ -61,6 +63,10 @@ export function registerSync(program: Command, kit: CommandKit): void {
     .action(async (file: string, opts: { dryRun?: boolean }, cmd: Command) => {
       await kit.withContext(cmd, async (ctx, g) => {
         const path = resolve(kit.io.cwd, file);
+        // Missing or unreadable: said of the bundle, by the name given (the import re-checks it).
+        withFile({ action: 'read', what: 'the bundle', file }, () =>
+          accessSync(path, fsConstants.R_OK),
+        );
         const r = await syncServiceOf(ctx).importFile(path, {
           dryRun: opts.dryRun === true,
           actor: cliActor(),
