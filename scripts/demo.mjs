@@ -78,10 +78,13 @@ if (!existsSync(dir)) {
 const token = existsSync(tokenFile)
   ? readFileSync(tokenFile, 'utf8').trim()
   : '(unknown: the demo directory was made elsewhere)';
+/** The folder as a person would type it from here: relative below the current folder, else absolute. */
+const shown = (d) =>
+  relative(process.cwd(), d).startsWith('..') ? d : relative(process.cwd(), d) || '.';
 console.log(`admin token: ${token}`);
 console.log(`admin console: http://127.0.0.1:${port}/admin (sign in with the admin token)`);
 console.log(
-  `CLI on this demo (its own Node 24): bin/bp-license-server --data-dir ${relative(process.cwd(), dir) || '.'} entitlements list`,
+  `CLI on this demo (its own Node 24): bin/bp-license-server --data-dir ${shown(dir)} entitlements list`,
 );
 console.log('try:');
 console.log(
