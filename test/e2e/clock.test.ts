@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killStrays, ROOT, runProcess, startServe, type ServeHandle } from '../spawn.ts';
+import { vendorSignArgs } from './world.ts';
 
 const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
 const EXE: [string, string[]] = ['./bp-license-server', []];
@@ -57,20 +58,15 @@ async function prepare(
     }),
   );
   const bundle = path.join(root, `${name}-b1.bpsync`);
-  await ok([
-    'vendor',
-    'sign',
-    '--key',
-    vendor.secret_key_file,
-    '--server-id',
-    init.server_id,
-    '--seq',
-    '1',
-    '--in',
-    content,
-    '--out',
-    bundle,
-  ]);
+  await ok(
+    vendorSignArgs({
+      key: vendor.secret_key_file,
+      serverId: init.server_id,
+      seq: 1,
+      in: content,
+      out: bundle,
+    }),
+  );
   await ok(['sync', 'import', bundle, '--data-dir', dataDir], true);
   const manual = await ok(
     [

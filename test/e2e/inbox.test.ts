@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
+import { vendorSignArgs } from './world.ts';
 
 let root: string;
 let vendor: { secret_key_file: string; public_key: string };
@@ -72,18 +73,7 @@ async function signBundle(serverId: string, out: string): Promise<Buffer> {
   const r = await runProcess(
     CLI,
     [
-      'vendor',
-      'sign',
-      '--key',
-      vendor.secret_key_file,
-      '--server-id',
-      serverId,
-      '--seq',
-      '1',
-      '--in',
-      content,
-      '--out',
-      out,
+      ...vendorSignArgs({ key: vendor.secret_key_file, serverId, seq: 1, in: content, out }),
       '--json',
     ],
     { cwd: root },

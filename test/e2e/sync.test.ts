@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
 import { openStore } from '../../src/storage/store.ts';
 import { standIn } from '../sync/stand-in.ts';
+import { vendorSignArgs } from './world.ts';
 
 let root: string;
 let dataDir: string;
@@ -129,24 +130,17 @@ describe('the loop through the server', () => {
   it('serve --sync-dir imports a bundle dropped in the inbox and moves it to processed/', async () => {
     const bundle1 = path.join(root, 'b1.bpsync');
     const signed = await ok(
-      [
-        'vendor',
-        'sign',
-        '--key',
-        vendor.secret_key_file,
-        '--server-id',
-        init.server_id,
-        '--seq',
-        '1',
-        '--in',
-        content('c1.json', {
+      vendorSignArgs({
+        key: vendor.secret_key_file,
+        serverId: init.server_id,
+        seq: 1,
+        in: content('c1.json', {
           entitlements: [entitlement('ent_cad1')],
           revoked: [],
           settings: { allow_manual_provisioning: false },
         }),
-        '--out',
-        bundle1,
-      ],
+        out: bundle1,
+      }),
       false,
     );
     expect(signed).toMatchObject({ seq: 1, records: 2 });
@@ -217,20 +211,13 @@ describe('the loop through the server', () => {
   it('moves a refused bundle to rejected/ with a .error.json', async () => {
     const other = path.join(root, 'other.bpsync');
     await ok(
-      [
-        'vendor',
-        'sign',
-        '--key',
-        vendor.secret_key_file,
-        '--server-id',
-        'srv_somewhereelse',
-        '--seq',
-        '1',
-        '--in',
-        content('c-other.json', { entitlements: [] }),
-        '--out',
-        other,
-      ],
+      vendorSignArgs({
+        key: vendor.secret_key_file,
+        serverId: 'srv_somewhereelse',
+        seq: 1,
+        in: content('c-other.json', { entitlements: [] }),
+        out: other,
+      }),
       false,
     );
     copyFileSync(other, path.join(syncDir, 'inbox', 'other.bpsync'));
@@ -343,28 +330,20 @@ describe('sync import from the shell', () => {
   it('prints the dry-run diff, then imports; a second time is a no-op', async () => {
     const b2 = path.join(root, 'b2.bpsync');
     await ok(
-      [
-        'vendor',
-        'sign',
-        '--key',
-        vendor.secret_key_file,
-        '--server-id',
-        init.server_id,
-        '--seq',
-        '2',
-        '--prev',
-        path.join(root, 'b1.bpsync'),
-        '--in',
-        content('c2.json', {
+      vendorSignArgs({
+        key: vendor.secret_key_file,
+        serverId: init.server_id,
+        seq: 2,
+        prev: path.join(root, 'b1.bpsync'),
+        in: content('c2.json', {
           entitlements: [
             entitlement('ent_cad1', { rev: 2, policy_json: { type: 'concurrent', max_seats: 1 } }),
             entitlement('ent_cad2'),
           ],
           revoked: ['ent_gone'],
         }),
-        '--out',
-        b2,
-      ],
+        out: b2,
+      }),
       false,
     );
     const dry = await cli(['sync', 'import', b2, '--dry-run']);
@@ -396,20 +375,15 @@ describe('sync import from the shell', () => {
     const missing = await cli(['sync', 'import', path.join(root, 'nope.bpsync')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('error[not_found]');
-    const noPrev = await run([
-      'vendor',
-      'sign',
-      '--key',
-      vendor.secret_key_file,
-      '--server-id',
-      init.server_id,
-      '--seq',
-      '3',
-      '--in',
-      path.join(root, 'c2.json'),
-      '--out',
-      path.join(root, 'x.bpsync'),
-    ]);
+    const noPrev = await run(
+      vendorSignArgs({
+        key: vendor.secret_key_file,
+        serverId: init.server_id,
+        seq: 3,
+        in: path.join(root, 'c2.json'),
+        out: path.join(root, 'x.bpsync'),
+      }),
+    );
     expect(noPrev.code).toBe(2);
     expect(noPrev.stderr).toContain('seq 3 needs --prev');
   });
@@ -421,22 +395,17 @@ describe('outbound sync', () => {
     try {
       const b3 = path.join(root, 'b3.bpsync');
       await ok(
-        [
-          'vendor',
-          'sign',
-          '--key',
-          vendor.secret_key_file,
-          '--server-id',
-          init.server_id,
-          '--seq',
-          '3',
-          '--prev',
-          path.join(root, 'b2.bpsync'),
-          '--in',
-          content('c3.json', { entitlements: [entitlement('ent_cad3')], revoked: ['ent_gone'] }),
-          '--out',
-          b3,
-        ],
+        vendorSignArgs({
+          key: vendor.secret_key_file,
+          serverId: init.server_id,
+          seq: 3,
+          prev: path.join(root, 'b2.bpsync'),
+          in: content('c3.json', {
+            entitlements: [entitlement('ent_cad3')],
+            revoked: ['ent_gone'],
+          }),
+          out: b3,
+        }),
         false,
       );
       cloud.bundles.set(3, readFileSync(b3));

@@ -69,6 +69,35 @@ export async function vendorKeygen(
   return JSON.parse(r.stdout) as { public_key: string; secret_key_file: string };
 }
 
+/**
+ * The arguments of `vendor sign`: the bundle number `seq` for `serverId`, signed with the secret
+ * key file `key`, from the content file `in` (and the previous bundle `prev`) to `out`.
+ */
+export function vendorSignArgs(o: {
+  key: string;
+  serverId: string;
+  seq: number;
+  in: string;
+  out: string;
+  prev?: string;
+}): string[] {
+  return [
+    'vendor',
+    'sign',
+    '--key',
+    o.key,
+    '--server-id',
+    o.serverId,
+    '--seq',
+    String(o.seq),
+    ...(o.prev === undefined ? [] : ['--prev', o.prev]),
+    '--in',
+    o.in,
+    '--out',
+    o.out,
+  ];
+}
+
 /** Copies a data directory's database and identity files from `template` into a new folder `dir`. */
 export function copyDataDir(template: string, dir: string): string {
   mkdirSync(dir);
