@@ -6,6 +6,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -154,7 +155,7 @@ describe('initServer', () => {
     try {
       const e = errorOf(() => initServer(opts(dir).o));
       expect(e.code).toBe('conflict');
-      expect(e.message).toMatch(/is being re-initialised by another process/);
+      expect(e.message).toMatch(/is being initialised by another process/);
       expect(readdirSync(dir).sort()).toEqual(['license.db', 'serve.lock', 'server.key']);
     } finally {
       lock.release({ discard: true });
@@ -163,6 +164,28 @@ describe('initServer', () => {
       `${dir} is only partly initialised; refusing to overwrite it`,
     );
     expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.key']);
+  });
+
+  it('discards a lock file made in a race by a process that never held it (an init refused, or killed, after making it): the directory ends with its three files', () => {
+    const dir = newDir();
+    mkdirSync(dir, { mode: 0o700 });
+    // What the refused init of two at once leaves: serve.lock made (O_EXCL), never written to.
+    writeFileSync(join(dir, 'serve.lock'), '', { mode: 0o600 });
+    expect(initServer(opts(dir).o).created).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.json', 'server.key']);
+  });
+
+  it('keeps a lock file some server held before (a stopped serve leaves it, with its holder record)', () => {
+    const dir = newDir();
+    mkdirSync(dir, { mode: 0o700 });
+    lockDataDir(dir, { role: 'serve' }).release();
+    expect(initServer(opts(dir).o).created).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual([
+      'license.db',
+      'serve.lock',
+      'server.json',
+      'server.key',
+    ]);
   });
 
   it('refuses force while a server holds the directory, and touches none of its files', () => {

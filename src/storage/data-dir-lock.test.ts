@@ -41,7 +41,7 @@ describe('the data directory lock', () => {
     first.release(); // idempotent
     const second = lockDataDir(dir, { role: 'init' });
     expect(() => lockDataDir(dir, { role: 'serve' })).toThrow(
-      /is being re-initialised by another process \(pid \d+ .*init since/,
+      /is being initialised by another process \(pid \d+ .*init since/,
     );
     second.release();
   });

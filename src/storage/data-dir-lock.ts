@@ -11,6 +11,9 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AppError } from '../errors.ts';
 
+/** How long a read of the lock file waits out another process's commit (ms); the lock never waits. */
+const READ_WAIT_MS = 2000;
+
 /** The lock file's name in the data directory (documented in the README, data directory section). */
 export const LOCK_FILE = 'serve.lock';
 
@@ -76,7 +79,9 @@ function lockOnce(
   }
   // SQLite never makes the file itself: a file made by SQLite after another holder unlinked its
   // own would be taken for someone else's (not fresh) and left behind.
-  const options: Database.Options = { timeout: 0, fileMustExist: true };
+  // Reads wait briefly (another process commits its holder record under an EXCLUSIVE lock for a
+  // moment); taking the lock itself never waits (tryBegin sets the timeout to 0 around it).
+  const options: Database.Options = { timeout: READ_WAIT_MS, fileMustExist: true };
   if (opts.nativeBinding)
     (options as { nativeBinding?: unknown }).nativeBinding = opts.nativeBinding;
   let db: Database.Database;
@@ -110,6 +115,10 @@ function lockOnce(
     // is refused at the second BEGIN and the record names the one that holds the lock.
     if (!tryBegin(db)) refuse(db, dataDir);
     try {
+      // No holder table yet: nobody ever held this file, so it was made in this race (by us, or by
+      // a process refused before it wrote). Then it is ours to discard: the one refused cannot.
+      const held = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'holder'").get();
+      if (held === undefined) fresh = true;
       db.exec(
         'CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL, host TEXT NOT NULL, since TEXT NOT NULL, role TEXT NOT NULL)',
       );
@@ -195,6 +204,7 @@ function isStorageFailure(err: unknown): boolean {
 }
 
 function tryBegin(db: Database.Database): boolean {
+  db.pragma('busy_timeout = 0');
   try {
     db.exec('BEGIN IMMEDIATE');
     return true;
@@ -202,6 +212,8 @@ function tryBegin(db: Database.Database): boolean {
     const code = (err as { code?: string }).code;
     if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return false;
     throw err;
+  } finally {
+    db.pragma(`busy_timeout = ${READ_WAIT_MS}`);
   }
 }
 
@@ -217,7 +229,7 @@ function refuse(db: Database.Database, dataDir: string): never {
     : 'another process';
   throw new AppError(
     'conflict',
-    `${dataDir} is ${holder?.role === 'init' ? 'being re-initialised' : 'served'} by ${who}`,
+    `${dataDir} is ${holder?.role === 'init' ? 'being initialised' : 'served'} by ${who}`,
     {
       data_dir: dataDir,
       ...(holder
