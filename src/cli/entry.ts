@@ -1,11 +1,11 @@
 // The process entry of the bundle (dist/cli.cjs) and the single executable.
 import { run } from './main.ts';
 import { createStreamOutput, type CliIo } from './io.ts';
+import { runtimeRefusal } from './runtime.ts';
 
-if (!process.versions.node.startsWith('24.')) {
-  process.stderr.write(
-    `error[internal]: bp-license-server needs Node 24; this is ${process.version}. Use make, or node_modules/.bin/node.\n`,
-  );
+const refusal = runtimeRefusal(process.version, process.execPath);
+if (refusal !== undefined) {
+  process.stderr.write(refusal);
   process.exit(1);
 }
 

@@ -1,6 +1,6 @@
 // bin/bp-license-server: the CLI from a checkout on the project's own Node 24, whatever `node` the
 // shell finds first (the system's Node 20 here), from any folder and through a symlink.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -47,5 +47,21 @@ describe('bin/bp-license-server', () => {
     );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: the project's Node 24 is missing .*; run: make install\n$/);
+  });
+
+  it('dist/cli.cjs under the system Node (not 24) refuses with what to run instead, exit 1, nothing written', async () => {
+    // The system's node: npm ci runs on it before the project's Node 24 exists, so CI has it.
+    const dir = path.join(work, 'never');
+    const r = await runProcess(
+      ['/usr/bin/node', [path.join(ROOT, 'dist', 'cli.cjs')]],
+      ['init', '--data-dir', dir],
+      { cwd: work, env: systemEnv },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^error: bp-license-server runs on Node 24; \/usr\/bin\/node is Node v\d+\.[\s\S]*\nhint: from a checkout run bin\/bp-license-server/,
+    );
+    expect(existsSync(dir)).toBe(false);
   });
 });
