@@ -144,6 +144,9 @@ beforeAll(async () => {
   env.PATH = [`${clone}/bin`, `${clone}/node_modules/.bin`, noNpm, process.env.PATH].join(':');
   port = await freePort();
   await startMakeRun();
+  // make run tells the reader the README's variables for the port it serves on.
+  expect(makeOutput).toContain(`  export BASE=http://127.0.0.1:${port}\n`);
+  expect(makeOutput).toContain('  export LOCAL_API_TOKEN=$(cat demo-data.admin-token)\n');
 }, 180_000);
 
 afterAll(async () => {
