@@ -6,7 +6,16 @@
 // example are skipped here because `make test` compiles and runs them against the executable
 // (clients/rust/tests/server.rs). The conventions: test/readme-blocks.ts and README "Development".
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -124,12 +133,10 @@ beforeAll(async () => {
   // (linked, never written), and the package files are dated before the stamp so make keeps them.
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(clone, 'node_modules'));
   const old = new Date('2020-01-01T00:00:00Z');
-  for (const f of ['package.json', 'package-lock.json']) {
-    execFileSync('touch', ['-d', old.toISOString(), path.join(clone, f)]);
-  }
+  for (const f of ['package.json', 'package-lock.json']) utimesSync(path.join(clone, f), old, old);
   // Should make still want npm, it finds this one, which refuses.
   const noNpm = path.join(work, 'no-npm');
-  execFileSync('mkdir', ['-p', noNpm]);
+  mkdirSync(noNpm);
   writeFileSync(
     path.join(noNpm, 'npm'),
     '#!/bin/sh\necho "readme test: npm $* refused (node_modules is the project\'s, linked)" >&2\nexit 1\n',
