@@ -228,7 +228,9 @@ describe('the README, run as written in a fresh clone against make run', () => {
       );
     expect(line, segment(run.stdout, verify!.id)).not.toBeNull();
     expect(Date.parse(line![2]!)).toBeGreaterThan(Date.now());
-    // The example program's Ctrl-C (timeout's SIGINT) released its lease.
+    // The example program's lease. Whether timeout's SIGINT released it is not asserted here: on
+    // a loaded machine the 3 s can end before the grant or the release, and the release at a
+    // signal is proven without a race by clients/typescript/test/lease.test.ts.
     const example = checked.find((c) => c.command.text.includes('examples/lease.mjs'));
     const leased = /^leased (lease_\S+) until/m.exec(segment(run.stdout, example!.id));
     expect(leased).not.toBeNull();
@@ -247,7 +249,11 @@ describe('the README, run as written in a fresh clone against make run', () => {
         tenant_id: 'customer-tenant-id',
         product_id: 'your-product-id',
       });
-      expect(row(leased![1]!)).toMatchObject({ subject_id: 'user_123', state: 'released' });
+      expect(row(leased![1]!)).toMatchObject({
+        subject_id: 'user_123',
+        tenant_id: 'customer-tenant-id',
+        product_id: 'your-product-id',
+      });
       // The seed's 2024 request made its entitlement, expired on arrival, as the README says.
       expect(
         db
