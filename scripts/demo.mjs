@@ -90,3 +90,8 @@ console.log('try:');
 console.log(
   `  curl -s http://127.0.0.1:${port}/v1/entitlements -H "Authorization: Bearer ${token}"`,
 );
+// The README's examples use these (README "Entitlements"); printed with this demo's port and file.
+console.log("the README's examples, in a shell where these are set:");
+console.log(`  export BASE=http://127.0.0.1:${port}`);
+console.log(`  export LOCAL_API_TOKEN=$(cat ${shown(tokenFile)})`);
+console.log('  export T=$LOCAL_API_TOKEN');
