@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { AppError } from './errors.ts';
 import type { Policy, PolicyType } from './domain/types.ts';
 import { termIsValid } from './domain/entitlement-rules.ts';
+import { MAX_QUOTA_LIMIT, MAX_QUOTAS, QUOTA_NAME } from './domain/quota-rules.ts';
 import { hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
 import {
   importError,
@@ -108,6 +109,13 @@ const policyFields = z.strictObject({
     .optional(),
   grace_days: z.int().min(0).max(3650).optional(),
   seat_assignment: z.enum(['auto', 'manual']).optional(),
+  quotas: z
+    .record(
+      z.string().regex(QUOTA_NAME, 'quota names are 1 to 64 of a-z 0-9 _ -'),
+      z.int().min(0).max(MAX_QUOTA_LIMIT),
+    )
+    .refine((q) => Object.keys(q).length <= MAX_QUOTAS, `at most ${MAX_QUOTAS} quotas`)
+    .optional(),
 });
 
 /** policy_json: the four types plus the marketplace's license-type words, normalised. */
@@ -135,6 +143,7 @@ export const policySchema = policyFields
     if (p.lease_ttl_seconds !== undefined) out.lease_ttl_seconds = p.lease_ttl_seconds;
     if (p.grace_days !== undefined) out.grace_days = p.grace_days;
     if (p.seat_assignment !== undefined) out.seat_assignment = p.seat_assignment;
+    if (p.quotas !== undefined) out.quotas = p.quotas;
     return out;
   });
 
