@@ -138,6 +138,18 @@ export interface InstallationRepo {
   setVersion(id: string, version: string, at: number): void;
   /** In seq order, after `afterSeq`, at most `limit`. */
   list(f: InstallationFilter): StoredInstallation[];
+  /** Records an install (+1) or a removal (-1) at `at` (ms), for the daily report. */
+  event(at: number, entitlementId: string, quota: string, delta: 1 | -1): void;
+  /** Installs and removals per UTC day (00:00 in ms) and quota over [from, to), oldest first. */
+  daily(entitlementId: string, from: number, to: number): QuotaDay[];
+}
+
+/** One UTC day of one quota's installs and removals. */
+export interface QuotaDay {
+  day: number;
+  quota: string;
+  added: number;
+  removed: number;
 }
 
 /** Usage figures from the lease event log, over [from, to). */

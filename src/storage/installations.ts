@@ -1,6 +1,7 @@
 import type { Db } from './db.ts';
 import type { Installation, StoredInstallation } from '../domain/types.ts';
-import type { InstallationFilter, InstallationRepo } from '../domain/store.ts';
+import type { InstallationFilter, InstallationRepo, QuotaDay } from '../domain/store.ts';
+import { DAY_MS } from '../domain/types.ts';
 
 interface InstallationRow {
   seq: number;
@@ -74,7 +75,22 @@ export function createInstallationRepo(db: Db) {
      ORDER BY i.seq LIMIT @limit`,
   );
 
+  const event = db.prepare<[number, string, string, number]>(
+    'INSERT INTO installation_events (at, entitlement_id, quota, delta) VALUES (?, ?, ?, ?)',
+  );
+  const daily = db.prepare<[number, number, string, number, number], QuotaDay>(
+    `SELECT (at / ?) * ? AS day, quota, sum(delta = 1) AS added, sum(delta = -1) AS removed
+     FROM installation_events WHERE entitlement_id = ? AND at >= ? AND at < ?
+     GROUP BY day, quota ORDER BY day, quota`,
+  );
+
   return {
+    event(at: number, entitlementId: string, quota: string, delta: 1 | -1): void {
+      event.run(at, entitlementId, quota, delta);
+    },
+    daily(entitlementId: string, from: number, to: number): QuotaDay[] {
+      return daily.all(DAY_MS, DAY_MS, entitlementId, from, to);
+    },
     insert(i: Installation): void {
       insert.run({
         id: i.id,
