@@ -134,6 +134,8 @@ export interface InstallationRepo {
   count(entitlementId: string, quota: string): number;
   /** The entitlement's installations per quota name (names with none are absent). */
   counts(entitlementId: string): Record<string, number>;
+  /** Every entitlement's installations per quota name, by entitlement id (sync exports). */
+  allCounts(): Map<string, Record<string, number>>;
   remove(id: string): void;
   setVersion(id: string, version: string, at: number): void;
   /** In seq order, after `afterSeq`, at most `limit`. */

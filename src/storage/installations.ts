@@ -50,7 +50,7 @@ export function createInstallationRepo(db: Db) {
     'SELECT quota, count(*) AS n FROM installations WHERE entitlement_id = ? GROUP BY quota',
   );
   const allCounts = db.prepare<[], { entitlement_id: string; quota: string; n: number }>(
-    'SELECT entitlement_id, quota, count(*) AS n FROM installations GROUP BY entitlement_id, quota',
+    'SELECT entitlement_id, quota, count(*) AS n FROM installations GROUP BY entitlement_id, quota ORDER BY entitlement_id, quota',
   );
   const remove = db.prepare<[string]>('DELETE FROM installations WHERE id = ?');
   const setVersion = db.prepare<[string, number, string]>(
@@ -120,7 +120,6 @@ export function createInstallationRepo(db: Db) {
       // fromEntries defines own properties: a quota named __proto__ stays a count.
       return Object.fromEntries(counts.all(entitlementId).map((r) => [r.quota, r.n]));
     },
-    /** Every entitlement's installations per quota (sync exports). */
     allCounts(): Map<string, Record<string, number>> {
       const out = new Map<string, Array<[string, number]>>();
       for (const r of allCounts.all()) {
