@@ -84,7 +84,7 @@ export function createServices(
     audit,
     entitlements: createEntitlementService({ store, clock }),
     seats: createSeatService({ store, clock }),
-    quotas: createQuotaService({ store, clock }),
+    quotas: createQuotaService({ store, clock, timeGuard }),
     usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
     leases: createLeaseService({
