@@ -52,7 +52,8 @@ export interface CheckedInstall {
 
 // Visible characters only: no whitespace, no control or format characters.
 const TOKEN = /^[^\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$/u;
-const NAME = /^[^\p{Cc}\p{Zl}\p{Zp}]+$/u;
+// A name for people: spaces inside, but at least one visible character and no control ones.
+const NAME = /^(?=.*[^\s\p{Cf}])[^\p{Cc}\p{Zl}\p{Zp}]+$/u;
 const TOKEN_WORDS = 'must not contain spaces or control characters';
 
 type Issue = { path: string; message: string };
@@ -97,7 +98,7 @@ export function checkInstallFields(input: InstallInput): CheckedInstall {
     input.name,
     INSTALLATION_NAME_MAX,
     NAME,
-    'must not contain control characters',
+    'must hold a visible character and no control characters',
   );
   const version = optionalText(
     issues,
