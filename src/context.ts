@@ -20,6 +20,7 @@ import { createLeaseService } from './domain/leases.ts';
 import { createTimeGuard } from './domain/time-guard.ts';
 import { createSyncService } from './sync/service.ts';
 import { createSeatService } from './domain/seats.ts';
+import { createQuotaService } from './domain/quotas.ts';
 import { createUsageService } from './domain/usage.ts';
 import { createAuditService } from './domain/audit.ts';
 
@@ -83,6 +84,7 @@ export function createServices(
     audit,
     entitlements: createEntitlementService({ store, clock }),
     seats: createSeatService({ store, clock }),
+    quotas: createQuotaService({ store, clock, timeGuard }),
     usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
     leases: createLeaseService({

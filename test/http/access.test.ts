@@ -25,6 +25,9 @@ interface World {
   seatA: string;
   leaseA: string;
   spareToken: string;
+  /** Installations of entA's quota: one to read and change, one to remove. */
+  instA: string;
+  instGone: string;
 }
 
 async function world(): Promise<World> {
@@ -34,7 +37,7 @@ async function world(): Promise<World> {
       await h.req('POST', '/v1/entitlements', {
         ...seedEntitlement,
         tenant_id: tenant,
-        policy_json: { type: 'per_user', max_seats: 5 },
+        policy_json: { type: 'per_user', max_seats: 5, quotas: { dashboards: 5 } },
         ends_at: '2030-01-01T00:00:00Z',
       })
     ).body.entitlement_id as string;
@@ -61,14 +64,23 @@ async function world(): Promise<World> {
   ).body.lease_id as string;
   const spareToken = h.services.apiTokens.create({ name: 'spare', role: 'reader' }, 'test').record
     .id;
-  return { h, entA, seatA, leaseA, spareToken };
+  const install = async (name: string) =>
+    (await h.req('POST', `/v1/entitlements/${entA}/installations`, { quota: 'dashboards', name }))
+      .body.installation_id as string;
+  const instA = await install('read me');
+  const instGone = await install('remove me');
+  return { h, entA, seatA, leaseA, spareToken, instA, instGone };
 }
 
 function pathFor(route: string, w: World): string {
   const path = route.slice(route.indexOf(' ') + 1);
   if (path.startsWith('/v1/tokens/')) return path.replace(':id', w.spareToken);
   if (path.startsWith('/v1/leases/')) return path.replace(':id', w.leaseA);
-  return path.replace(':id', w.entA).replace(':seat_id', w.seatA);
+  if (path.startsWith('/v1/installations/')) return path.replace(':id', w.instA);
+  return path
+    .replace(':id', w.entA)
+    .replace(':seat_id', w.seatA)
+    .replace(':installation_id', w.instGone);
 }
 
 const principals: Array<[string, Role, string | null]> = [
@@ -116,9 +128,9 @@ describe('the permission table', () => {
           expect(res.status, what).toBe(403);
           expect(body.error.code, what).toBe('forbidden');
         } else if (tenant === 'tenant-b' && key.includes(':id')) {
-          // Another tenant's entitlement or lease is answered as if it did not exist.
+          // Another tenant's entitlement, lease or installation is answered as if it did not exist.
           expect(res.status, what).toBe(404);
-          expect(body.error.message, what).toMatch(/^no (entitlement|lease) /);
+          expect(body.error.message, what).toMatch(/^no (entitlement|lease|installation) /);
         } else {
           expect([401, 403, 404], what).not.toContain(res.status);
           if (tenant !== null && Array.isArray(body?.data)) {

@@ -38,6 +38,7 @@ interface PolicyFlags {
   leaseTtl?: string;
   graceDays?: string;
   seatAssignment?: string;
+  quotas?: string;
   policy?: string;
 }
 
@@ -65,7 +66,8 @@ function policyFrom(
     flags.features !== undefined ||
     flags.leaseTtl !== undefined ||
     flags.graceDays !== undefined ||
-    flags.seatAssignment !== undefined;
+    flags.seatAssignment !== undefined ||
+    flags.quotas !== undefined;
   if (!given) return undefined;
   const p: Record<string, unknown> =
     flags.policy !== undefined
@@ -84,7 +86,22 @@ function policyFrom(
   if (flags.graceDays !== undefined)
     p.grace_days = parseIntegerOption(flags.graceDays, { name: '--grace-days', unit: 'days' });
   if (flags.seatAssignment !== undefined) p.seat_assignment = flags.seatAssignment;
+  if (flags.quotas !== undefined) p.quotas = quotasOption(flags.quotas);
   return p;
+}
+
+/** --quotas dashboards=5,reports=2 → {dashboards: 5, reports: 2} ('' for none). */
+function quotasOption(text: string): Record<string, number> {
+  const pairs = text === '' ? [] : text.split(',').map((p) => p.trim().split('='));
+  return Object.fromEntries(
+    pairs.map(([name, limit]) => {
+      if (limit === undefined)
+        throw new AppError('invalid_request', `--quotas: ${name} is not name=limit`, {
+          usage: true,
+        });
+      return [name, parseIntegerOption(limit, { name: `--quotas ${name}` })];
+    }),
+  );
 }
 
 function policyOptions(cmd: Command): Command {
@@ -107,6 +124,7 @@ function policyOptions(cmd: Command): Command {
       `renewals allowed this long after the end (default ${DEFAULT_GRACE_DAYS})`,
     )
     .option('--seat-assignment <mode>', 'auto or manual (per_user, per_machine)')
+    .option('--quotas <list>', 'quota limits, e.g. dashboards=5,reports=2 (see installations)')
     .option('--policy <json>', 'the whole policy_json as JSON (flags above override its fields)');
 }
 
@@ -247,7 +265,12 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
-        const v = entitlementDetailView(e, ctx.clock.now(), ctx.services.leases.usageNow(e));
+        const v = entitlementDetailView(
+          e,
+          ctx.clock.now(),
+          ctx.services.leases.usageNow(e),
+          ctx.services.quotas.states(e),
+        );
         emit(
           kit.io,
           g.json,
@@ -381,13 +404,21 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           q.subject_id === undefined
             ? undefined
             : { subjectType: q.subject_type, subjectId: q.subject_id };
-        const r = leaseCheckView(e, ctx.clock.now(), ctx.services.leases.check(e, subject));
+        const r = leaseCheckView(
+          e,
+          ctx.clock.now(),
+          ctx.services.leases.check(e, subject),
+          ctx.services.quotas.states(e),
+        );
         emit(
           kit.io,
           g.json,
           r,
           () =>
-            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})`,
+            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})` +
+            Object.entries(r.quotas ?? {})
+              .map(([name, q]) => `; ${name}: ${q.remaining} of ${q.limit} left`)
+              .join(''),
         );
       });
     });
