@@ -22,6 +22,7 @@ import { registerLeaseRoutes } from './http/routes/leases.ts';
 import { registerSeatRoutes } from './http/routes/seats.ts';
 import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
+import { registerTemplateRoutes } from './http/routes/template/register.ts';
 import { registerOpenApiRoute } from './http/routes/openapi.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { registerAdminPage } from './admin/page.tsx';
@@ -102,6 +103,7 @@ export function createApp(deps: AppDeps): App {
   registerSeatRoutes(router, routeDeps);
   registerSyncRoutes(router, routeDeps);
   registerAuditRoutes(router, routeDeps);
+  registerTemplateRoutes(router, routeDeps);
   registerOpenApiRoute(router);
   registerAdminPage(router);
 

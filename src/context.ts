@@ -22,6 +22,7 @@ import { createSyncService } from './sync/service.ts';
 import { createSeatService } from './domain/seats.ts';
 import { createUsageService } from './domain/usage.ts';
 import { createAuditService } from './domain/audit.ts';
+import { createTemplateService } from './domain/templates.ts';
 
 export interface ContextOptions {
   dataDir: string;
@@ -78,10 +79,12 @@ export function createServices(
 ) {
   const timeGuard = createTimeGuard({ store, clock, monotonicMs: opts.monotonicMs });
   const audit = createAuditService({ log: store.audit });
+  const entitlements = createEntitlementService({ store, clock });
   return {
     timeGuard,
     audit,
-    entitlements: createEntitlementService({ store, clock }),
+    entitlements,
+    templates: createTemplateService({ store, clock, entitlements }),
     seats: createSeatService({ store, clock }),
     usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),

@@ -108,6 +108,7 @@ const policyFields = z.strictObject({
     .optional(),
   grace_days: z.int().min(0).max(3650).optional(),
   seat_assignment: z.enum(['auto', 'manual']).optional(),
+  auto_update: z.boolean().optional(),
 });
 
 /** policy_json: the four types plus the marketplace's license-type words, normalised. */
@@ -135,6 +136,7 @@ export const policySchema = policyFields
     if (p.lease_ttl_seconds !== undefined) out.lease_ttl_seconds = p.lease_ttl_seconds;
     if (p.grace_days !== undefined) out.grace_days = p.grace_days;
     if (p.seat_assignment !== undefined) out.seat_assignment = p.seat_assignment;
+    if (p.auto_update !== undefined) out.auto_update = p.auto_update;
     return out;
   });
 

@@ -41,6 +41,11 @@ export interface Policy {
   lease_ttl_seconds?: number;
   grace_days?: number;
   seat_assignment?: 'auto' | 'manual';
+  /**
+   * The Template Licensing face's `auto_update` (stored and reported; this server pushes no
+   * updates itself): absent is false.
+   */
+  auto_update?: boolean;
 }
 
 export type StoredStatus = 'active' | 'suspended' | 'revoked';

@@ -23,6 +23,8 @@ interface World {
   h: Harness;
   entA: string;
   seatA: string;
+  /** A second seat on entA, for the face's seat revoke (the /v1 one revokes seatA first). */
+  seatFace: string;
   leaseA: string;
   spareToken: string;
 }
@@ -61,14 +63,29 @@ async function world(): Promise<World> {
   ).body.lease_id as string;
   const spareToken = h.services.apiTokens.create({ name: 'spare', role: 'reader' }, 'test').record
     .id;
-  return { h, entA, seatA, leaseA, spareToken };
+  // The Template Licensing face: entA is tenant-a's license for the template your-product-id.
+  const seatFace = h.services.seats.assign(
+    entA,
+    [{ subjectType: 'user', subjectId: 'u9' }],
+    'test',
+  )[0]!.id;
+  await h.req('PUT', '/api/v1/marketplace/templates/your-product-id', {
+    name: 'Your product',
+    version: '1.0.0',
+  });
+  return { h, entA, seatA, seatFace, leaseA, spareToken };
 }
 
 function pathFor(route: string, w: World): string {
   const path = route.slice(route.indexOf(' ') + 1);
   if (path.startsWith('/v1/tokens/')) return path.replace(':id', w.spareToken);
   if (path.startsWith('/v1/leases/')) return path.replace(':id', w.leaseA);
-  return path.replace(':id', w.entA).replace(':seat_id', w.seatA);
+  return path
+    .replace(':id', w.entA)
+    .replace(':seat_id', path.startsWith('/api/') ? w.seatFace : w.seatA)
+    .replace(':org', 'tenant-a')
+    .replace(':license_id', w.entA)
+    .replace(':template_id', 'your-product-id');
 }
 
 const principals: Array<[string, Role, string | null]> = [
@@ -115,10 +132,13 @@ describe('the permission table', () => {
         if (!roleAllows(role, rule.permission) || (rule.global && tenant !== null)) {
           expect(res.status, what).toBe(403);
           expect(body.error.code, what).toBe('forbidden');
-        } else if (tenant === 'tenant-b' && key.includes(':id')) {
-          // Another tenant's entitlement or lease is answered as if it did not exist.
+        } else if (tenant === 'tenant-b' && (key.includes(':id') || key.includes(':org'))) {
+          // Another tenant's entitlement or lease, or organization (the Template Licensing
+          // face), is answered as if it did not exist.
           expect(res.status, what).toBe(404);
-          expect(body.error.message, what).toMatch(/^no (entitlement|lease) /);
+          expect(body.error.message, what).toMatch(
+            /^no (entitlement|lease|license|organization|dashboard) /,
+          );
         } else {
           expect([401, 403, 404], what).not.toContain(res.status);
           if (tenant !== null && Array.isArray(body?.data)) {
