@@ -20,6 +20,7 @@ import { createLeaseService } from './domain/leases.ts';
 import { createTimeGuard } from './domain/time-guard.ts';
 import { createSyncService } from './sync/service.ts';
 import { createSeatService } from './domain/seats.ts';
+import { createQuotaService } from './domain/quotas.ts';
 import { createUsageService } from './domain/usage.ts';
 import { createAuditService } from './domain/audit.ts';
 import { createTemplateService } from './domain/templates.ts';
@@ -80,12 +81,12 @@ export function createServices(
   const timeGuard = createTimeGuard({ store, clock, monotonicMs: opts.monotonicMs });
   const audit = createAuditService({ log: store.audit });
   const entitlements = createEntitlementService({ store, clock });
-  return {
+  const core = {
     timeGuard,
     audit,
     entitlements,
-    templates: createTemplateService({ store, clock, entitlements }),
     seats: createSeatService({ store, clock }),
+    quotas: createQuotaService({ store, clock }),
     usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
     leases: createLeaseService({
@@ -97,6 +98,16 @@ export function createServices(
       ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}),
     }),
     sync: createSyncService({ store, clock, key, info, timeGuard, audit }),
+  };
+  return {
+    ...core,
+    templates: createTemplateService({
+      store,
+      clock,
+      entitlements,
+      quotas: core.quotas,
+      leases: core.leases,
+    }),
   };
 }
 

@@ -13,6 +13,7 @@ export const ERROR_STATUS = {
   request_timeout: 408,
   conflict: 409,
   seats_exhausted: 409,
+  quota_exhausted: 409,
   managed_by_bundle: 409,
   lease_expired: 410,
   lease_released: 410,
@@ -46,6 +47,8 @@ export const ERROR_DESCRIPTIONS = {
     'the request (its headers or its body) did not arrive in time; the connection is closed',
   conflict: 'the request conflicts with the current state',
   seats_exhausted: 'every seat of the entitlement is in use',
+  quota_exhausted:
+    'every unit of the quota is in use (details.quota, limit, used); remove an installation first',
   managed_by_bundle: 'the entitlement is managed by vendor bundles and cannot be edited locally',
   lease_expired: 'the lease has expired; request a new one',
   lease_released: 'the lease was released or revoked; request a new one',

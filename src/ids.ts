@@ -18,7 +18,7 @@ function take(n: number): Buffer {
 
 /** Prefixed random ids: `ent_` + 128 random bits in base64url (22 chars). */
 export function newId(
-  prefix: 'ent' | 'tok' | 'lease' | 'seat' | 'req' | 'srv' | 'evt',
+  prefix: 'ent' | 'tok' | 'lease' | 'seat' | 'req' | 'srv' | 'evt' | 'inst',
   bytes = 16,
 ): string {
   return `${prefix}_${take(bytes).toString('base64url')}`;

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { AppError } from './errors.ts';
 import type { Policy, PolicyType } from './domain/types.ts';
 import { termIsValid } from './domain/entitlement-rules.ts';
+import { MAX_QUOTA_LIMIT, MAX_QUOTAS, QUOTA_NAME } from './domain/quota-rules.ts';
 import { hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
 import {
   importError,
@@ -109,6 +110,13 @@ const policyFields = z.strictObject({
   grace_days: z.int().min(0).max(3650).optional(),
   seat_assignment: z.enum(['auto', 'manual']).optional(),
   auto_update: z.boolean().optional(),
+  quotas: z
+    .record(
+      z.string().regex(QUOTA_NAME, 'quota names are 1 to 64 of a-z 0-9 _ -'),
+      z.int().min(0).max(MAX_QUOTA_LIMIT),
+    )
+    .refine((q) => Object.keys(q).length <= MAX_QUOTAS, `at most ${MAX_QUOTAS} quotas`)
+    .optional(),
 });
 
 /** policy_json: the four types plus the marketplace's license-type words, normalised. */
@@ -137,6 +145,7 @@ export const policySchema = policyFields
     if (p.grace_days !== undefined) out.grace_days = p.grace_days;
     if (p.seat_assignment !== undefined) out.seat_assignment = p.seat_assignment;
     if (p.auto_update !== undefined) out.auto_update = p.auto_update;
+    if (p.quotas !== undefined) out.quotas = p.quotas;
     return out;
   });
 

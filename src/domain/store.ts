@@ -13,12 +13,14 @@ import type {
   DayStats,
   Entitlement,
   EntitlementCounters,
+  Installation,
   Lease,
   LeaseEvent,
   LeaseState,
   ListedLease,
   Seat,
   StatusBounds,
+  StoredInstallation,
   WindowStats,
 } from './types.ts';
 import type { AuditLog } from './audit.ts';
@@ -114,6 +116,30 @@ export interface SeatRepo {
   page(entitlementId: string, afterId: string, limit: number): Seat[];
 }
 
+export interface InstallationFilter {
+  entitlementId?: string | undefined;
+  tenantId?: string | undefined;
+  quota?: string | undefined;
+  afterSeq: number;
+  limit: number;
+}
+
+/** Installations: the consumed units of quotas (policy_json.quotas). */
+export interface InstallationRepo {
+  insert(i: Installation): void;
+  get(id: string): StoredInstallation | undefined;
+  /** The entitlement's installation made with this idempotency key, if any. */
+  byKey(entitlementId: string, idempotencyKey: string): StoredInstallation | undefined;
+  /** How many installations the entitlement holds of a quota. */
+  count(entitlementId: string, quota: string): number;
+  /** The entitlement's installations per quota name (names with none are absent). */
+  counts(entitlementId: string): Record<string, number>;
+  remove(id: string): void;
+  setVersion(id: string, version: string, at: number): void;
+  /** In seq order, after `afterSeq`, at most `limit`. */
+  list(f: InstallationFilter): StoredInstallation[];
+}
+
 /** Usage figures from the lease event log, over [from, to). */
 export interface UsageRepo {
   window(entitlementId: string, from: number, to: number): WindowStats;
@@ -183,6 +209,7 @@ export interface Store {
   state: StateRepo;
   leases: LeaseRepo;
   seats: SeatRepo;
+  installations: InstallationRepo;
   usage: UsageRepo;
   /**
    * Runs fn in one write transaction, the write lock taken up front. Another process holding the

@@ -9,10 +9,13 @@
 import { AppError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import type { Store } from './store.ts';
-import type { Actor, Entitlement, Policy } from './types.ts';
+import type { Actor, Entitlement, Installation, Page, Policy, QuotaState } from './types.ts';
 import { hasNamedSeats } from './types.ts';
 import { addMonths, type EntitlementService } from './entitlements.ts';
 import { seatSubjectType } from './seat-rules.ts';
+import { checkInstallable } from './quota-rules.ts';
+import type { QuotaService } from './quotas.ts';
+import type { LeaseService } from './leases.ts';
 import { subjectKey } from '../subjects.ts';
 
 /** One template of the catalogue: what the marketplace shows and installs. */
@@ -44,6 +47,32 @@ export interface PurchaseInput {
   periodMonths: number;
 }
 
+/** An install of a template (POST /api/v1/organizations/{org}/templates/{id}/install). */
+export interface TemplateInstallInput {
+  name: string;
+  /** The template's variables (the seed's company_name, primary_color, …): a JSON object. */
+  variables: Record<string, unknown>;
+  /** The version to install; the template's current one when absent. */
+  version?: string | undefined;
+  principalId?: string | undefined;
+  /** The Idempotency-Key header: a retry answers the dashboard the first request made. */
+  idempotencyKey?: string | undefined;
+}
+
+/** The seed's entitlements check on a license. */
+export interface InstallCheck {
+  canInstall: boolean;
+  /** Units of the `dashboards` quota left (0 when the license has no such quota). */
+  remainingDashboards: number;
+  /** Seats left, or null when the license has no seat limit. */
+  remainingSeats: number | null;
+  /** Why not, when canInstall is false: an error code (`entitlement_inactive`, `quota_exhausted`). */
+  reason: string | null;
+}
+
+/** The quota a template install consumes. */
+export const DASHBOARDS = 'dashboards';
+
 /** The seed's two permissions on a license (its SpiceDB `template_license` definition). */
 export type LicensePermission = 'use' | 'manage';
 
@@ -74,10 +103,14 @@ export function createTemplateService({
   store,
   clock,
   entitlements,
+  quotas,
+  leases,
 }: {
   store: Store;
   clock: Clock;
   entitlements: EntitlementService;
+  quotas: QuotaService;
+  leases: LeaseService;
 }) {
   function readCatalogue(): Record<string, StoredTemplate> {
     const raw = store.state.get(CATALOGUE_KEY);
@@ -112,6 +145,37 @@ export function createTemplateService({
     return t.role === 'admin' || (t.role === 'tenant_admin' && t.tenantId === organizationId);
   }
 
+  /** The license's `dashboards` quota (limit 0 when its policy names none). */
+  function dashboards(e: Entitlement): QuotaState {
+    return (
+      quotas.states(e).find((q) => q.quota === DASHBOARDS) ?? {
+        quota: DASHBOARDS,
+        limit: 0,
+        used: 0,
+        remaining: 0,
+      }
+    );
+  }
+
+  /** A dashboard of the organization: another organization's is answered as a missing one. */
+  function dashboard(organizationId: string, id: string): Installation {
+    const missing = () =>
+      new AppError('not_found', `no dashboard ${id} in organization ${organizationId}`);
+    let i: Installation;
+    try {
+      i = quotas.get(id);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'not_found') throw missing();
+      throw err;
+    }
+    if (
+      i.quota !== DASHBOARDS ||
+      store.entitlements.get(i.entitlementId)?.tenantId !== organizationId
+    )
+      throw missing();
+    return i;
+  }
+
   return {
     /** The catalogue, by template id. Throws nothing. */
     catalogue(): Template[] {
@@ -126,6 +190,12 @@ export function createTemplateService({
      * @throws AppError `not_found`
      */
     template: mustGetTemplate,
+
+    /** One template of the catalogue, or undefined. Throws nothing. */
+    findTemplate(id: string): Template | undefined {
+      const t = readCatalogue()[id];
+      return t === undefined ? undefined : { id, ...t };
+    },
 
     /**
      * Adds a template to the catalogue, or changes its name, description or current version.
@@ -163,6 +233,122 @@ export function createTemplateService({
         });
         return { template: { id, ...t }, created: before === undefined };
       });
+    },
+
+    /** The license's `dashboards` quota: limit, used, remaining. Throws nothing. */
+    dashboards,
+
+    /**
+     * The seed's entitlements check: could a dashboard be installed on this license now (the
+     * license active and a `dashboards` unit free: the quota rules, quota-rules.ts), with the
+     * dashboards and seats left. Throws nothing.
+     */
+    installCheck(e: Entitlement): InstallCheck {
+      const d = dashboards(e);
+      let reason: string | null = d.remaining > 0 ? null : 'quota_exhausted';
+      try {
+        checkInstallable(e, clock.now());
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        reason = err.code;
+      }
+      return {
+        canInstall: reason === null,
+        remainingDashboards: d.remaining,
+        remainingSeats: leases.check(e).remainingSeats,
+        reason,
+      };
+    },
+
+    /**
+     * Installs a template for an organization: records a dashboard (an installation of the
+     * `dashboards` quota, metadata `{template_id, variables}`, the version asked or the template's
+     * current one) on one of the organization's licenses for the template. The license drawn on:
+     * among those whose policy has a `dashboards` quota (all of them when none has), the one whose
+     * term ends last first (a dashboard outlives the license it was made on only read-only), then
+     * the newest; the first that takes it wins. When none does, the refusal of the most useful one
+     * is thrown: `quota_exhausted` before the others. The quota service makes it exact and
+     * idempotent (the key is scoped to the license).
+     *
+     * @throws AppError `not_found` (no such template, or no license for it in the organization);
+     *   `invalid_request` (a bad field; a license without a dashboards quota);
+     *   `entitlement_inactive`; `quota_exhausted`; `conflict` (the idempotency key made another
+     *   dashboard)
+     */
+    install(
+      organizationId: string,
+      templateId: string,
+      input: TemplateInstallInput,
+      actor: Actor,
+    ): { installation: Installation; created: boolean } {
+      const t = mustGetTemplate(templateId);
+      const all = store.entitlements.candidates(organizationId, templateId);
+      if (all.length === 0)
+        throw new AppError(
+          'not_found',
+          `no license for template ${templateId} in organization ${organizationId}`,
+          {},
+          'purchase one: POST /api/v1/marketplace/templates/{template_id}/licenses',
+        );
+      const metered = all.filter((e) => Object.hasOwn(e.policy.quotas ?? {}, DASHBOARDS));
+      // candidates() orders by end of term, soonest first, then age: reversed, the last to end.
+      const order = (metered.length > 0 ? metered : all).slice().reverse();
+      let best: AppError | undefined;
+      for (const e of order) {
+        try {
+          return quotas.install(
+            e.id,
+            {
+              quota: DASHBOARDS,
+              name: input.name,
+              metadata: { template_id: templateId, variables: input.variables },
+              version: input.version ?? t.version,
+              principalId: input.principalId ?? null,
+              idempotencyKey: input.idempotencyKey ?? null,
+            },
+            actor,
+          );
+        } catch (err) {
+          const next =
+            err instanceof AppError &&
+            (err.code === 'quota_exhausted' || err.code === 'entitlement_inactive');
+          if (!next) throw err;
+          if (best === undefined || (err.code === 'quota_exhausted' && best.code !== err.code))
+            best = err;
+        }
+      }
+      throw best!;
+    },
+
+    /**
+     * A page of the organization's dashboards (installations of the `dashboards` quota on its
+     * licenses), in the order they were made.
+     *
+     * @throws AppError `invalid_request` (a cursor this list did not give out)
+     */
+    installed(
+      organizationId: string,
+      cursor: string | undefined,
+      limit?: number,
+    ): Page<Installation> {
+      return quotas.list({ tenant: organizationId, quota: DASHBOARDS }, cursor, limit);
+    },
+
+    /**
+     * The seed's manual update: records the version a dashboard runs now (the quota service's
+     * setVersion: only while its license is active).
+     *
+     * @throws AppError `not_found` (no such dashboard in the organization); `invalid_request`;
+     *   `entitlement_inactive`
+     */
+    updateDashboard(
+      organizationId: string,
+      dashboardId: string,
+      version: string,
+      actor: Actor,
+    ): Installation {
+      const i = dashboard(organizationId, dashboardId);
+      return quotas.setVersion(i.id, version, actor);
     },
 
     /**

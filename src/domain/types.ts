@@ -46,6 +46,8 @@ export interface Policy {
    * updates itself): absent is false.
    */
   auto_update?: boolean;
+  /** Quota name → its limit in units (installations); see quota-rules.ts. */
+  quotas?: Record<string, number>;
 }
 
 export type StoredStatus = 'active' | 'suspended' | 'revoked';
@@ -226,6 +228,42 @@ export interface WindowStats {
 export interface DayStats extends WindowStats {
   /** 00:00 UTC of the day, in ms. */
   day: number;
+}
+
+/**
+ * One consumed unit of a quota: an installation or activation (a dashboard, a template) recorded
+ * against an entitlement. Removing it returns the unit.
+ */
+export interface Installation {
+  /** `inst_…`. */
+  id: string;
+  entitlementId: string;
+  /** The quota's name, a key of policy_json.quotas (`dashboards`). */
+  quota: string;
+  /** For people: `My Sales Dashboard`. */
+  name: string;
+  /** A JSON object, at most METADATA_MAX_BYTES as JSON (quota-rules.ts). */
+  metadata: Record<string, unknown>;
+  /** The installed version (`1.2.0`), when known. */
+  version: string | null;
+  /** Who installed (a subject id), when known. */
+  principalId: string | null;
+  /** The client's idempotency key, unique per entitlement. */
+  idempotencyKey: string | null;
+  /** Epoch ms. */
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** An installation as stored: with its insertion order (the list cursor). */
+export type StoredInstallation = Installation & { seq: number };
+
+/** A quota of an entitlement now: `remaining` is max(0, limit − used) (a lowered limit can be under use). */
+export interface QuotaState {
+  quota: string;
+  limit: number;
+  used: number;
+  remaining: number;
 }
 
 /** A page of a list: `nextCursor` is null on the last page. */

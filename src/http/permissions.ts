@@ -64,7 +64,14 @@ export const ROUTES = {
     permission: 'write',
     global: true,
   },
+  'GET /api/v1/organizations/:org/licenses/:license_id/usage': { permission: 'read' },
+  'GET /api/v1/organizations/:org/licenses/:license_id/entitlements': { permission: 'read' },
   'GET /api/v1/organizations/:org/licenses/:license_id/permissions': { permission: 'read' },
+  'POST /api/v1/organizations/:org/templates/:template_id/install': { permission: 'seats' },
+  'GET /api/v1/organizations/:org/installed-templates': { permission: 'read' },
+  'POST /api/v1/organizations/:org/dashboards/:dashboard_id/update-template': {
+    permission: 'seats',
+  },
 } as const satisfies Record<string, RouteRule>;
 
 export type RouteKey = keyof typeof ROUTES;

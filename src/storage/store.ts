@@ -14,6 +14,7 @@ import { createStateRepo } from './state.ts';
 import { createLeaseRepo, createSeatRepo } from './leases.ts';
 import { createGroupCommit } from './group-commit.ts';
 import { createUsageRepo } from './usage.ts';
+import { createInstallationRepo } from './installations.ts';
 import { createSyncRepo } from './sync.ts';
 import type { SyncStore } from '../domain/sync-store.ts';
 import { retryWhileBusy } from './busy.ts';
@@ -40,6 +41,7 @@ export interface Store extends DomainStore {
   state: ReturnType<typeof createStateRepo>;
   leases: ReturnType<typeof createLeaseRepo>;
   seats: ReturnType<typeof createSeatRepo>;
+  installations: ReturnType<typeof createInstallationRepo>;
   usage: ReturnType<typeof createUsageRepo>;
   /** The database file's path. */
   readonly file: string;
@@ -73,6 +75,7 @@ export function createStore(db: Db): Store {
     state: createStateRepo(db),
     leases: createLeaseRepo(db),
     seats: createSeatRepo(db),
+    installations: createInstallationRepo(db),
     usage: createUsageRepo(db),
     get sync() {
       return (sync ??= createSyncRepo(db));

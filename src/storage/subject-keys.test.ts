@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createHarness, type Harness } from '../../test/helpers.ts';
 import { buildV6Database, NFC_JOSE, NFD_JOSE, V6_NOW } from '../../test/subjects-v6.ts';
 import { migrationNotes, openDatabase } from './db.ts';
+import { MIGRATIONS } from './migrations.ts';
 import { toIso } from '../clock.ts';
 
 let h: Harness | undefined;
@@ -30,7 +31,7 @@ const lease = (id: string, entitlementId: string) =>
 describe('migration 0007: subject keys on a version 6 database with duplicates', () => {
   it('keeps the oldest seat of each subject, moves the others to seats_merged, fixes the counters and keys everything', () => {
     h = createHarness({ now: NOW, before: (file) => buildV6Database(file) });
-    expect(h.store.db.pragma('user_version', { simple: true })).toBe(7);
+    expect(h.store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
 
     expect(
       rows(
@@ -286,7 +287,7 @@ describe('migration 0007: subject keys on a version 6 database with duplicates',
 
   it('writes no audit row and no note when no subjects collide', () => {
     h = createHarness({ now: NOW, before: (file) => buildV6Database(file, { duplicates: false }) });
-    expect(h.store.db.pragma('user_version', { simple: true })).toBe(7);
+    expect(h.store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
     expect(migrationNotes(h.store.db)).toEqual([]);
     expect(
       h.store.audit

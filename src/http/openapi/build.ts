@@ -25,6 +25,8 @@ import { ROUTES, type RouteKey } from '../permissions.ts';
 import * as answers from './answers.ts';
 import * as face from './template-answers.ts';
 import {
+  installSchema,
+  updateTemplateSchema,
   licensePatchSchema,
   purchaseSchema,
   templatePublishSchema,
@@ -82,6 +84,12 @@ const COMPONENTS: Record<string, z.ZodType> = {
   TemplateList: face.templateListAnswer,
   License: face.licenseAnswer,
   LicensePermission: face.permissionAnswer,
+  TemplateInstall: installSchema,
+  TemplateUpdate: updateTemplateSchema,
+  Dashboard: face.dashboardAnswer,
+  DashboardPage: face.dashboardPageAnswer,
+  InstallCheck: face.installCheckAnswer,
+  TemplateUsage: face.templateUsageAnswer,
 };
 
 const REF = (name: string) => `#/components/schemas/${name}`;

@@ -32,6 +32,41 @@ export const licenseAnswer = z.strictObject({
   valid_from: time,
   valid_until: time,
   status: entitlementStatus,
+  max_dashboards: count.meta({ description: 'the dashboards quota (0: the license has none)' }),
+  current_dashboards: count,
+});
+
+export const dashboardAnswer = z.strictObject({
+  dashboard_id: z
+    .string()
+    .meta({ description: 'an installation of the dashboards quota (inst_…)' }),
+  name: z.string(),
+  template_id: z.string().nullable(),
+  template_version: z.string().nullable(),
+  license_id: z.string(),
+  variables: z.record(z.string(), z.unknown()),
+  created_at: time,
+  updated_at: time,
+});
+
+export const dashboardPageAnswer = z.strictObject({
+  data: z.array(dashboardAnswer),
+  next_cursor: z.string().nullable(),
+});
+
+export const installCheckAnswer = z.strictObject({
+  can_install: z.boolean(),
+  remaining_dashboards: count,
+  remaining_seats: count.nullable(),
+  reason: z.string().nullable(),
+});
+
+export const templateUsageAnswer = z.strictObject({
+  license_id: z.string(),
+  template_name: z.string().nullable(),
+  seats: z.strictObject({ total: z.int().nullable(), assigned: count, active_30d: count }),
+  dashboards: z.strictObject({ total: count, limit: count }),
+  activity: z.strictObject({ views_30d: count, unique_users_30d: count }),
 });
 
 export const permissionAnswer = z.strictObject({
@@ -48,4 +83,7 @@ export type TemplateAnswersFitViews = [
   Holds<Fits<View<typeof views.templateListView>, typeof templateListAnswer>>,
   Holds<Fits<View<typeof views.licenseView>, typeof licenseAnswer>>,
   Holds<Fits<View<typeof views.permissionView>, typeof permissionAnswer>>,
+  Holds<Fits<View<typeof views.dashboardView>, typeof dashboardAnswer>>,
+  Holds<Fits<View<typeof views.installCheckView>, typeof installCheckAnswer>>,
+  Holds<Fits<View<typeof views.templateUsageView>, typeof templateUsageAnswer>>,
 ];

@@ -12,6 +12,9 @@ import {
   seatListQuerySchema,
 } from '../../schemas.ts';
 import {
+  installedQuerySchema,
+  installSchema,
+  updateTemplateSchema,
   licensePatchSchema,
   permissionQuerySchema,
   purchaseSchema,
@@ -105,6 +108,44 @@ export const TEMPLATE_ROUTE_DOCS: Record<TemplateRoute, RouteDoc> = {
     status: 200,
     answer: face.licenseAnswer,
     errors: licenseWrite,
+  },
+  'GET /api/v1/organizations/:org/licenses/:license_id/usage': {
+    summary:
+      'Template Licensing: 30-day usage (seats; dashboards used and limit; views = lease grants, unique users)',
+    params: license,
+    status: 200,
+    answer: face.templateUsageAnswer,
+  },
+  'GET /api/v1/organizations/:org/licenses/:license_id/entitlements': {
+    summary: 'Template Licensing: could a dashboard be installed now; dashboards and seats left',
+    params: license,
+    status: 200,
+    answer: face.installCheckAnswer,
+  },
+  'POST /api/v1/organizations/:org/templates/:template_id/install': {
+    summary:
+      'Template Licensing: install a template (a dashboard: one unit of the license’s dashboards quota); Idempotency-Key header honoured (a retry answers 200)',
+    params: { org: identifier, template_id: identifier },
+    body: installSchema,
+    status: 201,
+    answer: face.dashboardAnswer,
+    alsoAnswers: { 200: face.dashboardAnswer },
+    errors: ['conflict', 'quota_exhausted', 'entitlement_inactive'],
+  },
+  'GET /api/v1/organizations/:org/installed-templates': {
+    summary: 'Template Licensing: the organization’s dashboards (cursor paged)',
+    params: { org: identifier },
+    query: installedQuerySchema,
+    status: 200,
+    answer: face.dashboardPageAnswer,
+  },
+  'POST /api/v1/organizations/:org/dashboards/:dashboard_id/update-template': {
+    summary: 'Template Licensing: manual update: record the version a dashboard runs',
+    params: { org: identifier, dashboard_id: identifier },
+    body: updateTemplateSchema,
+    status: 200,
+    answer: face.dashboardAnswer,
+    errors: ['entitlement_inactive'],
   },
   'GET /api/v1/organizations/:org/licenses/:license_id/permissions': {
     summary:

@@ -6,21 +6,23 @@ import { parseWith, renewSchema } from '../../../schemas.ts';
 import { seatHandlers } from '../seats.ts';
 import { licensePatchSchema, permissionQuerySchema } from './schemas.ts';
 import { visibleLicense } from './scope.ts';
-import { licenseView, permissionView } from './views.ts';
+import { installCheckView, licenseView, permissionView, templateUsageView } from './views.ts';
 import type { Entitlement } from '../../../domain/types.ts';
 
 const LICENSE = '/api/v1/organizations/:org/licenses/:license_id';
 
 /**
  * /api/v1/organizations/{org}/licenses/{license_id}: the seed's license routes over the core:
- * seats (the /v1 seat handlers), auto_update, renew, and the permission check.
+ * seats (the /v1 seat handlers), auto_update, renew, usage, the entitlements check and the
+ * permission check.
  */
 export function registerLicenseRoutes(
   app: Hono<AppEnv>,
   { services, clock, auth }: RouteDeps,
 ): void {
   const visible = (c: Context<AppEnv>) => visibleLicense(c, services.templates);
-  const view = (e: Entitlement) => licenseView(e, clock.now(), services.leases.usageNow(e));
+  const view = (e: Entitlement) =>
+    licenseView(e, clock.now(), services.leases.usageNow(e), services.templates.dashboards(e));
   const seats = seatHandlers(services);
 
   app.get(`${LICENSE}/seats`, auth(`GET ${LICENSE}/seats`), (c) => seats.list(c, visible(c)));
@@ -45,6 +47,17 @@ export function registerLicenseRoutes(
     const months = parseWith(renewSchema, await readJson(c)).period_months;
     return c.json(view(services.entitlements.renew(id, months, c.get('principal').actor)));
   });
+
+  app.get(`${LICENSE}/usage`, auth(`GET ${LICENSE}/usage`), (c) => {
+    const e = visible(c);
+    const t = services.templates.findTemplate(e.productId);
+    const d = services.templates.dashboards(e);
+    return c.json(templateUsageView(e, t, services.usage.report(e), d));
+  });
+
+  app.get(`${LICENSE}/entitlements`, auth(`GET ${LICENSE}/entitlements`), (c) =>
+    c.json(installCheckView(services.templates.installCheck(visible(c)))),
+  );
 
   app.get(`${LICENSE}/permissions`, auth(`GET ${LICENSE}/permissions`), (c) => {
     const e = visible(c);

@@ -45,7 +45,8 @@ export function registerMarketplaceRoutes(
       const id = templateId(c);
       const input = parseWith(purchaseSchema, await readJson(c));
       const e = services.templates.purchase(id, input, c.get('principal').actor);
-      return c.json(licenseView(e, clock.now(), services.leases.usageNow(e)), 201);
+      const d = services.templates.dashboards(e);
+      return c.json(licenseView(e, clock.now(), services.leases.usageNow(e), d), 201);
     },
   );
 }

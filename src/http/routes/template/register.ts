@@ -3,6 +3,7 @@ import type { AppEnv } from '../../types.ts';
 import type { RouteDeps } from '../../../app.ts';
 import { registerMarketplaceRoutes } from './marketplace.ts';
 import { registerLicenseRoutes } from './licenses.ts';
+import { registerInstallRoutes } from './installs.ts';
 
 /**
  * The Template Licensing seed's API (/api/v1/...), a thin face over the core: the marketplace
@@ -12,4 +13,5 @@ import { registerLicenseRoutes } from './licenses.ts';
 export function registerTemplateRoutes(app: Hono<AppEnv>, deps: RouteDeps): void {
   registerMarketplaceRoutes(app, deps);
   registerLicenseRoutes(app, deps);
+  registerInstallRoutes(app, deps);
 }

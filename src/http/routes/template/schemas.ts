@@ -5,8 +5,13 @@
  */
 import { z } from 'zod';
 import { identifier, MAX_SEATS_LIMIT, policySchema, subjectIdentifier } from '../../../schemas.ts';
-import type { PurchaseInput, TemplateInput } from '../../../domain/templates.ts';
-import { PURCHASE_TERM_MONTHS } from '../../../domain/templates.ts';
+import type {
+  PurchaseInput,
+  TemplateInput,
+  TemplateInstallInput,
+} from '../../../domain/templates.ts';
+import { DASHBOARDS, PURCHASE_TERM_MONTHS } from '../../../domain/templates.ts';
+import { MAX_QUOTA_LIMIT } from '../../../domain/quota-rules.ts';
 
 /** A template version as publishers write them: `1.2.0`, `2024.1`, `1.3.0-rc.1`. */
 export const templateVersion = z
@@ -64,6 +69,14 @@ export const purchaseSchema = z
     }),
     max_seats: z.int().min(1).max(MAX_SEATS_LIMIT).optional(),
     auto_update: z.boolean().optional(),
+    max_dashboards: z
+      .int()
+      .min(0)
+      .max(MAX_QUOTA_LIMIT)
+      .optional()
+      .meta({
+        description: `the dashboards quota; absent: ${MAX_QUOTA_LIMIT} (no practical limit)`,
+      }),
     period_months: z.int().min(1).max(120).optional(),
   })
   .transform((b, ctx): PurchaseInput => {
@@ -71,6 +84,7 @@ export const purchaseSchema = z
       type: b.license_type,
       ...(b.max_seats !== undefined ? { max_seats: b.max_seats } : {}),
       auto_update: b.auto_update ?? false,
+      quotas: { [DASHBOARDS]: b.max_dashboards ?? MAX_QUOTA_LIMIT },
     });
     if (!policy.success) {
       // The policy's own rules, said of the purchase's fields.
@@ -98,5 +112,30 @@ export const permissionQuerySchema = z.strictObject({
   permission: z.enum(['use', 'manage'], { message: 'permission must be use or manage' }),
 });
 
-/** The org and license of a license route's path. */
-export const licensePath = { org: identifier, license_id: identifier };
+/**
+ * POST /api/v1/organizations/{org}/templates/{template_id}/install: the seed's `name` and
+ * `variables`, and optionally the `version` to install and who installs it (`principal_id`).
+ * Their limits (name length, metadata size) are the quota rules' (quota-rules.ts).
+ */
+export const installSchema = z
+  .strictObject({
+    name: z.string(),
+    variables: z.record(z.string(), z.unknown()).optional(),
+    version: templateVersion.optional(),
+    principal_id: subjectIdentifier.optional(),
+  })
+  .transform((b): Omit<TemplateInstallInput, 'idempotencyKey'> => ({
+    name: b.name,
+    variables: b.variables ?? {},
+    version: b.version,
+    principalId: b.principal_id,
+  }));
+
+/** POST /api/v1/organizations/{org}/dashboards/{dashboard_id}/update-template */
+export const updateTemplateSchema = z.strictObject({ version: templateVersion });
+
+/** GET /api/v1/organizations/{org}/installed-templates */
+export const installedQuerySchema = z.strictObject({
+  cursor: z.string().max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});

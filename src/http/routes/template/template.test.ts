@@ -114,6 +114,8 @@ describe('purchase', () => {
       valid_from: '2024-01-15T10:30:00Z',
       valid_until: '2025-01-15T10:30:00Z',
       status: 'active',
+      max_dashboards: 1_000_000,
+      current_dashboards: 0,
     });
     expect(stored(r.body.id)).toMatchObject({
       tenantId: ORG,
@@ -126,7 +128,12 @@ describe('purchase', () => {
     });
     // The /v1 face sees the same entitlement, auto_update in its policy.
     const v1 = await h.req('GET', `/v1/entitlements/${r.body.id}`);
-    expect(v1.body.policy_json).toEqual({ type: 'per_user', max_seats: 10, auto_update: true });
+    expect(v1.body.policy_json).toEqual({
+      type: 'per_user',
+      max_seats: 10,
+      auto_update: true,
+      quotas: { dashboards: 1_000_000 },
+    });
   });
 
   it.each([
@@ -149,7 +156,11 @@ describe('purchase', () => {
     const r = await purchase(body);
     expect(r.status).toBe(201);
     expect(r.body).toMatchObject({ license_type: word, max_seats: seats, auto_update: false });
-    expect(stored(r.body.id).policy).toEqual({ ...policy, auto_update: false });
+    expect(stored(r.body.id).policy).toEqual({
+      ...policy,
+      auto_update: false,
+      quotas: { dashboards: 1_000_000 },
+    });
     if ('period_months' in body) expect(r.body.valid_until).toBe('2024-02-15T10:30:00Z');
   });
 
@@ -218,15 +229,21 @@ describe('a license', () => {
   });
 
   it('turns auto_update off (policy_json, audited) and renews by months', async () => {
-    const id = await bought({ license_type: 'seat_based', max_seats: 3, auto_update: true });
+    const id = await bought({
+      license_type: 'seat_based',
+      max_seats: 3,
+      auto_update: true,
+      max_dashboards: 5,
+    });
     const off = await h.req('PATCH', lic(id), { auto_update: false });
     expect(off.status).toBe(200);
     expect(off.body).toMatchObject({ id, auto_update: false, license_type: 'seat_based' });
-    expect(stored(id).policy).toEqual({ type: 'per_user', max_seats: 3, auto_update: false });
+    const policy = { type: 'per_user', max_seats: 3, quotas: { dashboards: 5 } };
+    expect(stored(id).policy).toEqual({ ...policy, auto_update: false });
     const row = h.store.audit.page(0, 100).find((r) => r.action === 'entitlement.update')!;
     expect(JSON.parse(row.details)).toEqual({
-      before: { policy_json: { type: 'per_user', max_seats: 3, auto_update: true } },
-      after: { policy_json: { type: 'per_user', max_seats: 3, auto_update: false } },
+      before: { policy_json: { ...policy, auto_update: true } },
+      after: { policy_json: { ...policy, auto_update: false } },
     });
     const renewed = await h.req('POST', lic(id, '/renew'), { period_months: 12 });
     expect(renewed.status).toBe(200);
