@@ -25,6 +25,8 @@ interface World {
   seatA: string;
   /** A second seat on entA, for the face's seat revoke (the /v1 one revokes seatA first). */
   seatFace: string;
+  /** A dashboard (an installation) of tenant-a's template license. */
+  dashboard: string;
   leaseA: string;
   spareToken: string;
 }
@@ -73,7 +75,16 @@ async function world(): Promise<World> {
     name: 'Your product',
     version: '1.0.0',
   });
-  return { h, entA, seatA, seatFace, leaseA, spareToken };
+  await h.req('POST', '/api/v1/marketplace/templates/your-product-id/licenses', {
+    organization_id: 'tenant-a',
+    license_type: 'unlimited',
+  });
+  const dashboard = (
+    await h.req('POST', '/api/v1/organizations/tenant-a/templates/your-product-id/install', {
+      name: 'A dashboard',
+    })
+  ).body.dashboard_id as string;
+  return { h, entA, seatA, seatFace, dashboard, leaseA, spareToken };
 }
 
 function pathFor(route: string, w: World): string {
@@ -85,7 +96,8 @@ function pathFor(route: string, w: World): string {
     .replace(':seat_id', path.startsWith('/api/') ? w.seatFace : w.seatA)
     .replace(':org', 'tenant-a')
     .replace(':license_id', w.entA)
-    .replace(':template_id', 'your-product-id');
+    .replace(':template_id', 'your-product-id')
+    .replace(':dashboard_id', w.dashboard);
 }
 
 const principals: Array<[string, Role, string | null]> = [

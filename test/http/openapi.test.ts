@@ -291,6 +291,23 @@ describe('real requests and answers validate against the document', () => {
     await call('POST /api/v1/organizations/:org/licenses/:license_id/renew', lic, {
       period_months: 12,
     });
+    await call('GET /api/v1/organizations/:org/licenses/:license_id/entitlements', lic);
+    const dash = await call(
+      'POST /api/v1/organizations/:org/templates/:template_id/install',
+      { org: 'org_acme', ...tmpl },
+      { name: 'My Sales Dashboard', variables: { company_name: 'Acme Corp' } },
+    );
+    expect(h.services.quotas.get(dash.body.dashboard_id).entitlementId).toBe(lic.license_id);
+    await call('GET /api/v1/organizations/:org/installed-templates', { org: 'org_acme' });
+    await call(
+      'POST /api/v1/organizations/:org/dashboards/:dashboard_id/update-template',
+      {
+        org: 'org_acme',
+        dashboard_id: dash.body.dashboard_id,
+      },
+      { version: '1.3.0' },
+    );
+    await call('GET /api/v1/organizations/:org/licenses/:license_id/usage', lic);
     await call('GET /api/v1/organizations/:org/licenses/:license_id/permissions', {
       ...lic,
       principal_id: 'user_1',

@@ -341,3 +341,223 @@ describe('the permission check', () => {
     expect(bad.body.error.details.issues[0].path).toBe('permission');
   });
 });
+
+describe('template installs', () => {
+  const install = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    h.req(
+      'POST',
+      `/api/v1/organizations/${ORG}/templates/${TEMPLATE}/install`,
+      body,
+      h.admin,
+      headers,
+    );
+  const dashboardsOf = (license: string) =>
+    h.services.quotas.list({ entitlementId: license }, undefined).items;
+
+  it('records a dashboard with the template’s current version, lists it, and updates its version', async () => {
+    await publish();
+    const id = (await purchase({ license_type: 'seat_based', max_seats: 10, max_dashboards: 5 }))
+      .body.id as string;
+    const r = await install({
+      name: 'My Sales Dashboard',
+      variables: { company_name: 'Acme Corp', primary_color: '#6366f1' },
+    });
+    expect(r.status).toBe(201);
+    expect(r.body).toEqual({
+      dashboard_id: expect.stringMatching(/^inst_/),
+      name: 'My Sales Dashboard',
+      template_id: TEMPLATE,
+      template_version: '1.2.0',
+      license_id: id,
+      variables: { company_name: 'Acme Corp', primary_color: '#6366f1' },
+      created_at: '2024-01-15T10:30:00Z',
+      updated_at: '2024-01-15T10:30:00Z',
+    });
+    expect(dashboardsOf(id)).toMatchObject([
+      {
+        id: r.body.dashboard_id,
+        quota: 'dashboards',
+        name: 'My Sales Dashboard',
+        version: '1.2.0',
+        metadata: { template_id: TEMPLATE, variables: { company_name: 'Acme Corp' } },
+      },
+    ]);
+    const list = await h.req('GET', `/api/v1/organizations/${ORG}/installed-templates`);
+    expect(list.body).toEqual({ data: [r.body], next_cursor: null });
+    h.clock.advance(1000);
+    const up = await h.req(
+      'POST',
+      `/api/v1/organizations/${ORG}/dashboards/${r.body.dashboard_id}/update-template`,
+      { version: '1.3.0' },
+    );
+    expect(up.status).toBe(200);
+    expect(up.body).toMatchObject({
+      template_version: '1.3.0',
+      updated_at: '2024-01-15T10:30:01Z',
+    });
+    expect(h.services.quotas.get(r.body.dashboard_id).version).toBe('1.3.0');
+    // The check and the license answer count it.
+    const check = await h.req('GET', lic(id, '/entitlements'));
+    expect(check.body).toEqual({
+      can_install: true,
+      remaining_dashboards: 4,
+      remaining_seats: 10,
+      reason: null,
+    });
+  });
+
+  it('stops at the dashboards limit (quota_exhausted, nothing written) and honours an Idempotency-Key', async () => {
+    await publish();
+    const id = (await purchase({ license_type: 'individual', max_dashboards: 1 })).body
+      .id as string;
+    const first = await install({ name: 'One' }, { 'idempotency-key': 'k-1' });
+    expect(first.status).toBe(201);
+    const again = await install({ name: 'One' }, { 'idempotency-key': 'k-1' });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    const before = h.snapshot();
+    const full = await install({ name: 'Two' });
+    expect(full.status).toBe(409);
+    expect(full.body.error).toMatchObject({
+      code: 'quota_exhausted',
+      details: { entitlement_id: id, quota: 'dashboards', limit: 1, used: 1 },
+    });
+    expect(h.snapshot()).toEqual(before);
+    expect((await h.req('GET', lic(id, '/entitlements'))).body).toEqual({
+      can_install: false,
+      remaining_dashboards: 0,
+      remaining_seats: 1,
+      reason: 'quota_exhausted',
+    });
+  });
+
+  it('draws on the license that ends last, and a second license takes over when the first is full', async () => {
+    await publish();
+    const short = (
+      await purchase({ license_type: 'unlimited', max_dashboards: 1, period_months: 1 })
+    ).body.id as string;
+    const long = (await purchase({ license_type: 'unlimited', max_dashboards: 1 })).body
+      .id as string;
+    expect((await install({ name: 'A' })).body.license_id).toBe(long);
+    expect((await install({ name: 'B' })).body.license_id).toBe(short);
+    expect((await install({ name: 'C' })).body.error.code).toBe('quota_exhausted');
+    expect(dashboardsOf(long)).toHaveLength(1);
+    expect(dashboardsOf(short)).toHaveLength(1);
+  });
+
+  it('refuses new dashboards in grace, keeps the existing ones listed, and renewing opens it again', async () => {
+    await publish();
+    const id = (await purchase({ license_type: 'seat_based', max_seats: 2, max_dashboards: 5 }))
+      .body.id as string;
+    const made = await install({ name: 'Before expiry' });
+    h.clock.advance(367 * 86_400_000);
+    const before = h.snapshot();
+    const refused = await install({ name: 'In grace' });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error).toMatchObject({
+      code: 'entitlement_inactive',
+      details: { status: 'grace' },
+    });
+    const upd = await h.req(
+      'POST',
+      `/api/v1/organizations/${ORG}/dashboards/${made.body.dashboard_id}/update-template`,
+      { version: '9.9.9' },
+    );
+    expect(upd.body.error.code).toBe('entitlement_inactive');
+    expect(h.snapshot()).toEqual(before);
+    const list = await h.req('GET', `/api/v1/organizations/${ORG}/installed-templates`);
+    expect(list.body.data.map((d: any) => d.name)).toEqual(['Before expiry']);
+    expect((await h.req('GET', lic(id, '/entitlements'))).body).toMatchObject({
+      can_install: false,
+      remaining_dashboards: 4,
+      reason: 'entitlement_inactive',
+    });
+    expect((await h.req('POST', lic(id, '/renew'), { period_months: 12 })).body.status).toBe(
+      'active',
+    );
+    expect((await install({ name: 'After renewal' })).status).toBe(201);
+  });
+
+  it('answers 404 for a template without a license, and another organization’s dashboards as missing', async () => {
+    await publish();
+    const none = await install({ name: 'x' });
+    expect(none.status).toBe(404);
+    expect(none.body.error.message).toBe(
+      `no license for template ${TEMPLATE} in organization ${ORG}`,
+    );
+    await purchase({ license_type: 'individual' });
+    const made = await install({ name: 'Mine' });
+    const other = h.services.apiTokens.create(
+      { name: 'o', role: 'tenant_admin', tenantId: 'org_other' },
+      't',
+    ).token;
+    const before = h.snapshot();
+    const path = `/dashboards/${made.body.dashboard_id}/update-template`;
+    const foreign = await h.req('POST', `/api/v1/organizations/org_other${path}`, {
+      version: '2.0.0',
+    });
+    expect(foreign.status).toBe(404);
+    expect(foreign.body.error.message).toBe(
+      `no dashboard ${made.body.dashboard_id} in organization org_other`,
+    );
+    const scoped = await h.req(
+      'POST',
+      `/api/v1/organizations/${ORG}${path}`,
+      { version: '2.0.0' },
+      other,
+    );
+    expect(scoped.status).toBe(404);
+    expect(scoped.body.error.message).toBe(
+      `no dashboard ${made.body.dashboard_id} in organization ${ORG}`,
+    );
+    const list = await h.req(
+      'GET',
+      `/api/v1/organizations/${ORG}/installed-templates`,
+      undefined,
+      other,
+    );
+    expect(list.status).toBe(404);
+    expect(
+      (await h.req('GET', '/api/v1/organizations/org_other/installed-templates')).body.data,
+    ).toEqual([]);
+    for (const bad of [
+      {},
+      { name: '' },
+      { name: 'x', variables: [1] },
+      { name: 'x', version: 'a b' },
+    ]) {
+      const r = await install(bad);
+      expect(r.status, JSON.stringify(bad)).toBe(400);
+      expect(r.body.error.code).toBe('invalid_request');
+    }
+    expect(h.snapshot()).toEqual(before);
+  });
+
+  it('reports usage in the seed’s shape: seats, dashboards, views as lease grants', async () => {
+    await publish();
+    const id = (await purchase({ license_type: 'seat_based', max_seats: 10, max_dashboards: 5 }))
+      .body.id as string;
+    await h.req('POST', lic(id, '/seats/bulk'), { principal_ids: ['user_1', 'user_2', 'user_3'] });
+    await install({ name: 'D1' });
+    for (const user of ['user_1', 'user_2', 'user_1'])
+      expect(
+        (
+          await h.req(
+            'POST',
+            '/v1/license/lease',
+            { product_id: TEMPLATE, tenant_id: ORG, subject_type: 'user', subject_id: user },
+            null,
+          )
+        ).status,
+      ).toBe(201);
+    const r = await h.req('GET', lic(id, '/usage'));
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({
+      license_id: id,
+      template_name: 'Sales Analytics Dashboard',
+      seats: { total: 10, assigned: 3, active_30d: 2 },
+      dashboards: { total: 1, limit: 5 },
+      activity: { views_30d: 2, unique_users_30d: 2 },
+    });
+  });
+});
