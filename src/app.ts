@@ -20,6 +20,7 @@ import { registerEntitlementRoutes } from './http/routes/entitlements.ts';
 import { registerTokenRoutes } from './http/routes/tokens.ts';
 import { registerLeaseRoutes } from './http/routes/leases.ts';
 import { registerSeatRoutes } from './http/routes/seats.ts';
+import { registerInstallationRoutes } from './http/routes/installations.ts';
 import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
 import { registerTemplateRoutes } from './http/routes/template/register.ts';
@@ -101,6 +102,7 @@ export function createApp(deps: AppDeps): App {
   registerTokenRoutes(router, routeDeps);
   registerLeaseRoutes(router, routeDeps);
   registerSeatRoutes(router, routeDeps);
+  registerInstallationRoutes(router, routeDeps);
   registerSyncRoutes(router, routeDeps);
   registerAuditRoutes(router, routeDeps);
   registerTemplateRoutes(router, routeDeps);

@@ -6,7 +6,13 @@ import { z } from 'zod';
 import { AppError } from './errors.ts';
 import type { Policy, PolicyType } from './domain/types.ts';
 import { termIsValid } from './domain/entitlement-rules.ts';
-import { MAX_QUOTA_LIMIT, MAX_QUOTAS, QUOTA_NAME } from './domain/quota-rules.ts';
+import {
+  INSTALLATION_NAME_MAX,
+  INSTALLATION_TOKEN_MAX,
+  MAX_QUOTA_LIMIT,
+  MAX_QUOTAS,
+  QUOTA_NAME,
+} from './domain/quota-rules.ts';
 import { hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
 import {
   importError,
@@ -407,6 +413,33 @@ export const seatBulkSchema = z.union(
 );
 
 export const seatListQuerySchema = z.strictObject({
+  cursor: z.string().max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});
+
+/**
+ * An installation (one unit of a quota): the body of POST /v1/entitlements/{id}/installations.
+ * The limits are quota-rules.ts's, checked again by the quota service for every face.
+ */
+export const installationCreateSchema = z.strictObject({
+  quota: z.string().regex(QUOTA_NAME, 'must be a quota name: 1 to 64 of a-z 0-9 _ -'),
+  name: z.string().min(1).max(INSTALLATION_NAME_MAX),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+  version: z.string().min(1).max(INSTALLATION_TOKEN_MAX).nullable().optional(),
+  principal_id: z.string().min(1).max(INSTALLATION_TOKEN_MAX).nullable().optional(),
+  /** Or the Idempotency-Key header; per entitlement. */
+  idempotency_key: z.string().min(1).max(INSTALLATION_TOKEN_MAX).nullable().optional(),
+});
+
+/** PATCH /v1/installations/{id}: the version it runs now. */
+export const installationPatchSchema = z.strictObject({
+  version: z.string().min(1).max(INSTALLATION_TOKEN_MAX),
+});
+
+export const installationListQuerySchema = z.strictObject({
+  entitlement_id: identifier.optional(),
+  tenant_id: identifier.optional(),
+  quota: z.string().regex(QUOTA_NAME, 'must be a quota name: 1 to 64 of a-z 0-9 _ -').optional(),
   cursor: z.string().max(100).optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });

@@ -5,13 +5,21 @@
  */
 import { toIso } from './clock.ts';
 import type { ServerInfo } from './data-dir.ts';
-import type { ApiToken, DayStats, Entitlement, Lease, Page, Seat } from './domain/types.ts';
+import type {
+  ApiToken,
+  Entitlement,
+  Installation,
+  Lease,
+  Page,
+  QuotaState,
+  Seat,
+} from './domain/types.ts';
 import { deriveStatus, hasNamedSeats } from './domain/types.ts';
 import type { ImportResult } from './domain/entitlements.ts';
 import { termWarnings, type TermWarning } from './domain/entitlement-rules.ts';
 import type { IssuedLease, SubjectStatus, UsageNow } from './domain/leases.ts';
 import type { LeaseCheck } from './domain/lease-rules.ts';
-import type { UsageReport } from './domain/usage.ts';
+import type { DailyUsage, UsageReport } from './domain/usage.ts';
 import type { Principal } from './domain/api-tokens.ts';
 import type { TimeStatus } from './domain/time-guard.ts';
 import { ROLE_PERMISSIONS, type Permission } from './http/permissions.ts';
@@ -66,8 +74,28 @@ export function createdEntitlementView(e: Entitlement, now: number) {
   };
 }
 
-/** One entitlement shown on its own: with its use right now. */
-export function entitlementDetailView(e: Entitlement, now: number, usage: UsageNow) {
+/**
+ * The quotas of a policy as answers show them, by name: `{dashboards: {limit, used, remaining}}`.
+ * An answer carries the field only when the policy has quotas (`quotas` below is then spread in).
+ */
+export function quotasView(states: readonly QuotaState[]) {
+  return Object.fromEntries(
+    states.map((q) => [q.quota, { limit: q.limit, used: q.used, remaining: q.remaining }]),
+  );
+}
+
+/** `{quotas: …}` when the entitlement's policy has quotas, else nothing (older answers unchanged). */
+function quotasField(e: Entitlement, states: readonly QuotaState[]) {
+  return e.policy.quotas === undefined ? {} : { quotas: quotasView(states) };
+}
+
+/** One entitlement shown on its own: with its use right now (and its quotas', when it has any). */
+export function entitlementDetailView(
+  e: Entitlement,
+  now: number,
+  usage: UsageNow,
+  quotas: readonly QuotaState[],
+) {
   return {
     ...entitlementView(e, now),
     usage: {
@@ -75,17 +103,28 @@ export function entitlementDetailView(e: Entitlement, now: number, usage: UsageN
       seats_assigned: usage.seatsAssigned,
       max_seats: usage.maxSeats,
     },
+    ...quotasField(e, quotas),
   };
 }
 
-/** Could a lease be had now (GET /v1/entitlements/{id}/check, `entitlements check`). */
-export function leaseCheckView(e: Entitlement, now: number, c: LeaseCheck) {
+/**
+ * Could a lease be had now, and how many units of each quota are left (GET
+ * /v1/entitlements/{id}/check, `entitlements check`). A new installation needs status `active`
+ * and a unit remaining; after grace (status `expired`) the product's features are off.
+ */
+export function leaseCheckView(
+  e: Entitlement,
+  now: number,
+  c: LeaseCheck,
+  quotas: readonly QuotaState[],
+) {
   return {
     entitlement_id: e.id,
     status: deriveStatus(e, now),
     can_lease: c.canLease,
     remaining_seats: c.remainingSeats,
     reason: c.reason,
+    ...quotasField(e, quotas),
   };
 }
 
@@ -102,6 +141,7 @@ export function usageView(e: Entitlement, r: UsageReport) {
       denials_30d: r.activity.denials30d,
       unique_users_30d: r.activity.uniqueUsers30d,
     },
+    ...quotasField(e, r.quotas),
   };
 }
 
@@ -118,16 +158,32 @@ const CSV_HEADER = [
   'unique_subjects',
 ];
 
-/** CSV (RFC 4180) of daily usage; ids are quoted when they hold a comma, quote or line break. */
-export function usageCsv(e: Entitlement, rows: DayStats[]): string {
+/** The CSV columns of each quota, after the lease columns: `quota_<name>_installed`, … */
+const QUOTA_CSV_COLUMNS = ['installed', 'removed', 'in_use', 'limit'] as const;
+
+/**
+ * CSV (RFC 4180) of daily usage; ids are quoted when they hold a comma, quote or line break. A
+ * policy with quotas adds four columns per quota (by name): installs and removals that day, the
+ * units in use at its end (UTC), and the limit now.
+ */
+export function usageCsv(e: Entitlement, rows: DailyUsage[]): string {
   const cell = (v: string | number) => {
     const s = String(v);
     // A leading = + - @ would be a formula in a spreadsheet: prefix it so it stays text.
     const safe = /^[=+\-@]/.test(s) ? `'${s}` : s;
     return /[",\r\n]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
   };
-  const lines = [CSV_HEADER.join(',')];
+  const quotas = Object.entries(e.policy.quotas ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  const header = [
+    ...CSV_HEADER,
+    ...quotas.flatMap(([name]) => QUOTA_CSV_COLUMNS.map((c) => `quota_${name}_${c}`)),
+  ];
+  const lines = [header.map(cell).join(',')];
   for (const r of rows) {
+    const quotaCells = quotas.flatMap(([name, limit]) => {
+      const q = r.quotas[name];
+      return [q?.installed ?? 0, q?.removed ?? 0, q?.inUse ?? 0, limit];
+    });
     lines.push(
       [
         new Date(r.day).toISOString().slice(0, 10),
@@ -140,6 +196,7 @@ export function usageCsv(e: Entitlement, rows: DayStats[]): string {
         r.denials,
         r.peak,
         r.uniqueSubjects,
+        ...quotaCells,
       ]
         .map(cell)
         .join(','),
@@ -279,4 +336,20 @@ export function seatRevokedView(r: { seat: Seat; endedLease: string | null }) {
 /** The server's signing key, as clients fetch it to verify lease tokens. */
 export function keysView(info: Pick<ServerInfo, 'kid' | 'public_key'>) {
   return { keys: [{ kid: info.kid, public_key: info.public_key, status: 'active' }] };
+}
+
+/** An installation (one unit of a quota). */
+export function installationView(i: Installation) {
+  return {
+    installation_id: i.id,
+    entitlement_id: i.entitlementId,
+    quota: i.quota,
+    name: i.name,
+    metadata: i.metadata,
+    version: i.version,
+    principal_id: i.principalId,
+    idempotency_key: i.idempotencyKey,
+    created_at: toIso(i.createdAt),
+    updated_at: toIso(i.updatedAt),
+  };
 }

@@ -102,6 +102,7 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
           updatedAt: now,
         };
         installations.insert(installation);
+        installations.event(now, e.id, installation.quota, 1);
         store.audit.append({
           at: now,
           actor,
@@ -134,6 +135,7 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
           throw new AppError('not_found', `no installation ${installationId} on ${entitlementId}`);
         const now = clock.now();
         installations.remove(i.id);
+        installations.event(now, entitlementId, i.quota, -1);
         store.audit.append({
           at: now,
           actor,

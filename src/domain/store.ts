@@ -134,10 +134,24 @@ export interface InstallationRepo {
   count(entitlementId: string, quota: string): number;
   /** The entitlement's installations per quota name (names with none are absent). */
   counts(entitlementId: string): Record<string, number>;
+  /** Every entitlement's installations per quota name, by entitlement id (sync exports). */
+  allCounts(): Map<string, Record<string, number>>;
   remove(id: string): void;
   setVersion(id: string, version: string, at: number): void;
   /** In seq order, after `afterSeq`, at most `limit`. */
   list(f: InstallationFilter): StoredInstallation[];
+  /** Records an install (+1) or a removal (-1) at `at` (ms), for the daily report. */
+  event(at: number, entitlementId: string, quota: string, delta: 1 | -1): void;
+  /** Installs and removals per UTC day (00:00 in ms) and quota over [from, to), oldest first. */
+  daily(entitlementId: string, from: number, to: number): QuotaDay[];
+}
+
+/** One UTC day of one quota's installs and removals. */
+export interface QuotaDay {
+  day: number;
+  quota: string;
+  added: number;
+  removed: number;
 }
 
 /** Usage figures from the lease event log, over [from, to). */

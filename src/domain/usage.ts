@@ -1,7 +1,8 @@
 import type { Clock } from '../clock.ts';
 import type { Store } from './store.ts';
-import type { DayStats, Entitlement } from './types.ts';
+import type { DayStats, Entitlement, QuotaState } from './types.ts';
 import { DAY_MS, hasNamedSeats } from './types.ts';
+import { quotaStates } from './quota-rules.ts';
 
 /** The 30-day usage of one entitlement (see report). Counts, no times. */
 export interface UsageReport {
@@ -13,7 +14,30 @@ export interface UsageReport {
   };
   leases: { active: number; peak30d: number };
   activity: { grants30d: number; denials30d: number; uniqueUsers30d: number };
+  /** One per quota of the policy, now (none: []). */
+  quotas: QuotaState[];
 }
+
+/** One quota on one UTC day: installs and removals that day, units in use at its end. */
+export interface QuotaDayUse {
+  installed: number;
+  removed: number;
+  inUse: number;
+}
+
+/** A day of the daily report: its lease figures, and each quota of the policy by name. */
+export interface DailyUsage extends DayStats {
+  quotas: Record<string, QuotaDayUse>;
+}
+
+const NO_LEASE_ACTIVITY = {
+  grants: 0,
+  renewals: 0,
+  releases: 0,
+  denials: 0,
+  peak: 0,
+  uniqueSubjects: 0,
+} as const;
 
 /** How far back the usage report looks. */
 const REPORT_WINDOW_MS = 30 * DAY_MS;
@@ -44,17 +68,48 @@ export function createUsageService({ store, clock }: { store: Store; clock: Cloc
           denials30d: w.denials,
           uniqueUsers30d: w.uniqueSubjects,
         },
+        quotas: quotaStates(e, store.installations.counts(e.id)),
       };
     },
 
     /**
-     * One row per UTC day with activity over the last `days` days (today included), oldest first,
-     * for compliance reports (usageCsv in views.ts). Throws nothing.
+     * One row per UTC day with activity (leases, or installs and removals of a quota) over the last
+     * `days` days (today included), oldest first, for compliance reports (usageCsv in views.ts).
+     * A quota's units in use at the end of a day are today's count less the changes since (every
+     * install and removal is logged). Throws nothing.
      */
-    daily(e: Entitlement, days: number): DayStats[] {
+    daily(e: Entitlement, days: number): DailyUsage[] {
       const now = clock.now();
       const from = Math.floor((now - (days - 1) * DAY_MS) / DAY_MS) * DAY_MS;
-      return store.usage.daily(e.id, from, now + 1);
+      const byDay = new Map<number, DailyUsage>();
+      for (const d of store.usage.daily(e.id, from, now + 1))
+        byDay.set(d.day, { ...d, quotas: {} });
+      const names = Object.keys(e.policy.quotas ?? {});
+      if (names.length > 0) {
+        const changes = store.installations.daily(e.id, from, now + 1);
+        for (const c of changes)
+          if (!byDay.has(c.day)) byDay.set(c.day, { ...NO_LEASE_ACTIVITY, day: c.day, quotas: {} });
+        const inUse = new Map(
+          quotaStates(e, store.installations.counts(e.id)).map((q) => [q.quota, q.used]),
+        );
+        const rows = [...byDay.values()].sort((a, b) => b.day - a.day);
+        // Newest first: each day's end is the count after it, less the changes of the days after.
+        let next = changes.length - 1;
+        for (const row of rows) {
+          const today = new Map<string, { added: number; removed: number }>();
+          for (; next >= 0 && changes[next]!.day >= row.day; next--) {
+            const c = changes[next]!;
+            if (c.day === row.day) today.set(c.quota, c);
+          }
+          for (const name of names) {
+            const t = today.get(name) ?? { added: 0, removed: 0 };
+            const end = inUse.get(name) ?? 0;
+            row.quotas[name] = { installed: t.added, removed: t.removed, inUse: end };
+            inUse.set(name, end - t.added + t.removed);
+          }
+        }
+      }
+      return [...byDay.values()].sort((a, b) => a.day - b.day);
     },
   };
 }

@@ -1,6 +1,7 @@
 import type { Db } from './db.ts';
 import type { Installation, StoredInstallation } from '../domain/types.ts';
-import type { InstallationFilter, InstallationRepo } from '../domain/store.ts';
+import type { InstallationFilter, InstallationRepo, QuotaDay } from '../domain/store.ts';
+import { DAY_MS } from '../domain/types.ts';
 
 interface InstallationRow {
   seq: number;
@@ -49,7 +50,7 @@ export function createInstallationRepo(db: Db) {
     'SELECT quota, count(*) AS n FROM installations WHERE entitlement_id = ? GROUP BY quota',
   );
   const allCounts = db.prepare<[], { entitlement_id: string; quota: string; n: number }>(
-    'SELECT entitlement_id, quota, count(*) AS n FROM installations GROUP BY entitlement_id, quota',
+    'SELECT entitlement_id, quota, count(*) AS n FROM installations GROUP BY entitlement_id, quota ORDER BY entitlement_id, quota',
   );
   const remove = db.prepare<[string]>('DELETE FROM installations WHERE id = ?');
   const setVersion = db.prepare<[string, number, string]>(
@@ -74,7 +75,22 @@ export function createInstallationRepo(db: Db) {
      ORDER BY i.seq LIMIT @limit`,
   );
 
+  const event = db.prepare<[number, string, string, number]>(
+    'INSERT INTO installation_events (at, entitlement_id, quota, delta) VALUES (?, ?, ?, ?)',
+  );
+  const daily = db.prepare<[number, number, string, number, number], QuotaDay>(
+    `SELECT (at / ?) * ? AS day, quota, sum(delta = 1) AS added, sum(delta = -1) AS removed
+     FROM installation_events WHERE entitlement_id = ? AND at >= ? AND at < ?
+     GROUP BY day, quota ORDER BY day, quota`,
+  );
+
   return {
+    event(at: number, entitlementId: string, quota: string, delta: 1 | -1): void {
+      event.run(at, entitlementId, quota, delta);
+    },
+    daily(entitlementId: string, from: number, to: number): QuotaDay[] {
+      return daily.all(DAY_MS, DAY_MS, entitlementId, from, to);
+    },
     insert(i: Installation): void {
       insert.run({
         id: i.id,
@@ -104,7 +120,6 @@ export function createInstallationRepo(db: Db) {
       // fromEntries defines own properties: a quota named __proto__ stays a count.
       return Object.fromEntries(counts.all(entitlementId).map((r) => [r.quota, r.n]));
     },
-    /** Every entitlement's installations per quota (sync exports). */
     allCounts(): Map<string, Record<string, number>> {
       const out = new Map<string, Array<[string, number]>>();
       for (const r of allCounts.all()) {

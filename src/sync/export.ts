@@ -1,5 +1,6 @@
 /**
- * Export bundles (server → vendor): usage since the last export, seats, manual entitlements, the
+ * Export bundles (server → vendor): usage since the last export, seats, quota use (installations
+ * per entitlement and quota), manual entitlements, the
  * audit rows since the last export with the chain head, clock events; signed by the server key.
  */
 import { closeSync, openSync, renameSync, rmSync } from 'node:fs';
@@ -107,6 +108,18 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
             assigned_at: toIso(s.assigned_at),
             assigned_by: s.assigned_by,
           });
+        }
+        // Installations now, per entitlement and quota (a unit count, like the seats above).
+        for (const [entitlementId, counts] of deps.store.installations.allCounts()) {
+          const quotas = deps.store.entitlements.get(entitlementId)?.policy.quotas ?? {};
+          for (const [quota, used] of Object.entries(counts).sort(([a], [b]) => (a < b ? -1 : 1)))
+            w.write({
+              op: 'quota_usage',
+              entitlement_id: entitlementId,
+              quota,
+              used,
+              limit: Object.hasOwn(quotas, quota) ? quotas[quota]! : null,
+            });
         }
         for (const e of deps.store.sync.manualEntitlements()) {
           w.write({

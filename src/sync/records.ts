@@ -8,6 +8,7 @@ import { formatPath, identifier, policySchema, timestamp } from '../schemas.ts';
 import { StrictJsonError, parseStrictJson } from '../tokens/strict-json.ts';
 import { rejected } from './format.ts';
 import { termIsValid } from '../domain/entitlement-rules.ts';
+import { QUOTA_NAME } from '../domain/quota-rules.ts';
 
 /** Bundle-managed entitlement ids are chosen by the vendor: `ent_` then 1–100 of [A-Za-z0-9_-]. */
 export const entitlementId = z
@@ -170,10 +171,21 @@ export const enrolmentRecordSchema = z.strictObject({
   kid: z.string().max(200),
 });
 
+/** An export's count of one quota's installations on one entitlement, at the export. */
+export const quotaUsageRecordSchema = z.strictObject({
+  op: z.literal('quota_usage'),
+  entitlement_id: identifier,
+  quota: z.string().regex(QUOTA_NAME),
+  used: z.int().min(0),
+  /** The policy's limit now; null when the policy no longer names the quota. */
+  limit: z.int().min(0).nullable(),
+});
+
 export const EXPORT_OPS = [
   'enrolment',
   'usage',
   'seat',
+  'quota_usage',
   'manual_entitlement',
   'audit',
   'audit_head',

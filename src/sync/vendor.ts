@@ -51,6 +51,7 @@ import {
   auditRecordSchema,
   enrolmentRecordSchema,
   parseLine,
+  quotaUsageRecordSchema,
   parseSetting,
   signInputSchema,
 } from './records.ts';
@@ -473,6 +474,8 @@ export async function verifyExport(
             'malformed',
             "the export carries no audit rows, but its audit_head differs from the previous export's",
           );
+      } else if (op === 'quota_usage') {
+        check(quotaUsageRecordSchema);
       } else if (op === 'usage') {
         usage.entitlements++;
         usage.grants += Number(rec.grants) || 0;

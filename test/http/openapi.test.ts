@@ -257,6 +257,37 @@ describe('real requests and answers validate against the document', () => {
     await call('GET /admin', {}, undefined, null);
     await call('GET /v1/whoami', {});
     await call('GET /openapi.json', {}, undefined, null);
+    const q = (
+      await call(
+        'POST /v1/entitlements',
+        {},
+        { ...seedEntitlement, policy_json: { type: 'feature_based', quotas: { dashboards: 1 } } },
+      )
+    ).body.entitlement_id as string;
+    const install = { quota: 'dashboards', name: 'Sales', idempotency_key: 'k1' };
+    const inst = (await call('POST /v1/entitlements/:id/installations', { id: q }, install)).body
+      .installation_id as string;
+    expect((await call('POST /v1/entitlements/:id/installations', { id: q }, install)).status).toBe(
+      200,
+    );
+    const full = { quota: 'dashboards', name: 'More' };
+    expect(
+      (await call('POST /v1/entitlements/:id/installations', { id: q }, full)).body.error.code,
+    ).toBe('quota_exhausted');
+    await call('GET /v1/entitlements/:id/installations', { id: q, quota: 'dashboards' });
+    await call('GET /v1/installations', { tenant_id: 'customer-tenant-id' });
+    await call('GET /v1/installations/:id', { id: inst });
+    await call('PATCH /v1/installations/:id', { id: inst }, { version: '1.2.0' });
+    expect((await call('GET /v1/entitlements/:id/check', { id: q })).body.quotas).toEqual({
+      dashboards: { limit: 1, used: 1, remaining: 0 },
+    });
+    await call('GET /v1/entitlements/:id', { id: q });
+    await call('GET /v1/entitlements/:id/usage', { id: q });
+    await call('DELETE /v1/entitlements/:id/installations/:installation_id', {
+      id: q,
+      installation_id: inst,
+    });
+    expect(h.store.installations.get(inst)).toBeUndefined();
 
     // The Template Licensing face (/api/v1).
     const tmpl = { template_id: 'tmpl_sales' };

@@ -247,7 +247,12 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
-        const v = entitlementDetailView(e, ctx.clock.now(), ctx.services.leases.usageNow(e));
+        const v = entitlementDetailView(
+          e,
+          ctx.clock.now(),
+          ctx.services.leases.usageNow(e),
+          ctx.services.quotas.states(e),
+        );
         emit(
           kit.io,
           g.json,
@@ -381,7 +386,12 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           q.subject_id === undefined
             ? undefined
             : { subjectType: q.subject_type, subjectId: q.subject_id };
-        const r = leaseCheckView(e, ctx.clock.now(), ctx.services.leases.check(e, subject));
+        const r = leaseCheckView(
+          e,
+          ctx.clock.now(),
+          ctx.services.leases.check(e, subject),
+          ctx.services.quotas.states(e),
+        );
         emit(
           kit.io,
           g.json,

@@ -36,7 +36,13 @@ export const policyAnswer = z.strictObject({
   grace_days: z.int().optional(),
   seat_assignment: z.enum(['auto', 'manual']).optional(),
   auto_update: z.boolean().optional(),
+  quotas: z.record(z.string(), z.int().min(0)).optional(),
 });
+
+/** Each quota of the policy by name (present when the policy has quotas). */
+const quotasAnswer = z
+  .record(z.string(), z.strictObject({ limit: count, used: count, remaining: count }))
+  .optional();
 
 const entitlementFields = {
   entitlement_id: z.string(),
@@ -61,6 +67,7 @@ export const entitlementDetailAnswer = z.strictObject({
     seats_assigned: count,
     max_seats: z.int().nullable(),
   }),
+  quotas: quotasAnswer,
 });
 
 export const leaseCheckAnswer = z.strictObject({
@@ -69,6 +76,7 @@ export const leaseCheckAnswer = z.strictObject({
   can_lease: z.boolean(),
   remaining_seats: count.nullable(),
   reason: z.string().nullable(),
+  quotas: quotasAnswer,
 });
 
 export const usageAnswer = z.strictObject({
@@ -78,6 +86,7 @@ export const usageAnswer = z.strictObject({
   seats: z.strictObject({ total: z.int().nullable(), assigned: count, active_30d: count }),
   leases: z.strictObject({ active: count, peak_30d: count }),
   activity: z.strictObject({ grants_30d: count, denials_30d: count, unique_users_30d: count }),
+  quotas: quotasAnswer,
 });
 
 export const importResultAnswer = z.strictObject({
@@ -285,6 +294,19 @@ export const readyAnswer = z.strictObject({
 /** Any JSON object (the OpenAPI document itself). */
 export const anyObject = z.record(z.string(), z.unknown());
 
+export const installationAnswer = z.strictObject({
+  installation_id: z.string(),
+  entitlement_id: z.string(),
+  quota: z.string(),
+  name: z.string(),
+  metadata: z.record(z.string(), z.unknown()),
+  version: z.string().nullable(),
+  principal_id: z.string().nullable(),
+  idempotency_key: z.string().nullable(),
+  created_at: time,
+  updated_at: time,
+});
+
 /** A list page of `item`: `{data, next_cursor}` (null on the last page). */
 export function pageOf<T extends z.ZodType>(item: T) {
   return z.strictObject({ data: z.array(item), next_cursor: z.string().nullable() });
@@ -294,6 +316,7 @@ export const entitlementPageAnswer = pageOf(entitlementAnswer);
 export const seatPageAnswer = pageOf(seatAnswer);
 export const leasePageAnswer = pageOf(leaseAnswer);
 export const apiTokenPageAnswer = pageOf(apiTokenAnswer);
+export const installationPageAnswer = pageOf(installationAnswer);
 
 /** The error envelope every failure answers (errors.ts toEnvelope). */
 export const errorAnswer = z.strictObject({
@@ -336,6 +359,7 @@ export type AnswersFitViews = [
   Holds<Fits<View<typeof views.seatsAssignedView>, typeof seatsAssignedAnswer>>,
   Holds<Fits<View<typeof views.seatRevokedView>, typeof seatRevokedAnswer>>,
   Holds<Fits<View<typeof views.keysView>, typeof keysAnswer>>,
+  Holds<Fits<View<typeof views.installationView>, typeof installationAnswer>>,
   Holds<Fits<View<typeof auditRowView>, typeof auditRowAnswer>>,
   Holds<Fits<BundleImportResult, typeof syncImportAnswer>>,
   Holds<Fits<View<SyncService['status']>, typeof syncStatusAnswer>>,

@@ -61,7 +61,9 @@ export function registerEntitlementRoutes(
 
   app.get('/v1/entitlements/:id', auth('GET /v1/entitlements/:id'), (c) => {
     const e = visible(c);
-    return c.json(entitlementDetailView(e, clock.now(), services.leases.usageNow(e)));
+    return c.json(
+      entitlementDetailView(e, clock.now(), services.leases.usageNow(e), services.quotas.states(e)),
+    );
   });
 
   // The seed sends PUT with only the fields to change; PATCH is the same.
@@ -97,7 +99,9 @@ export function registerEntitlementRoutes(
       q.subject_id !== undefined
         ? { subjectType: q.subject_type, subjectId: q.subject_id }
         : undefined;
-    return c.json(leaseCheckView(e, clock.now(), services.leases.check(e, subject)));
+    return c.json(
+      leaseCheckView(e, clock.now(), services.leases.check(e, subject), services.quotas.states(e)),
+    );
   });
 
   app.get('/v1/entitlements/:id/usage', auth('GET /v1/entitlements/:id/usage'), (c) => {

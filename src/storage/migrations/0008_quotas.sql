@@ -21,3 +21,15 @@ CREATE INDEX installations_by_quota ON installations (entitlement_id, quota);
 -- A retried install finds the first one by its key; two at once cannot both insert.
 CREATE UNIQUE INDEX installations_by_key ON installations (entitlement_id, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
+
+-- Each install (+1) and removal (-1), for the daily usage report (usage.csv): the units in use at
+-- the end of a past day are today's count less the changes since.
+CREATE TABLE installation_events (
+  seq              INTEGER PRIMARY KEY,
+  at               INTEGER NOT NULL,
+  entitlement_id   TEXT NOT NULL,
+  quota            TEXT NOT NULL,
+  delta            INTEGER NOT NULL CHECK (delta IN (1, -1))
+) STRICT;
+
+CREATE INDEX installation_events_entitlement_at ON installation_events (entitlement_id, at);
