@@ -11,6 +11,7 @@ import { registerTokens } from './commands/tokens.ts';
 import { registerLeases } from './commands/leases.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerSeats } from './commands/seats.ts';
+import { registerInstallations } from './commands/installations.ts';
 import { registerSync } from './commands/sync.ts';
 import { registerVendor } from './commands/vendor.ts';
 import { registerAudit } from './commands/audit.ts';
@@ -111,6 +112,7 @@ export function buildProgram(kit: CommandKit): Command {
   registerLeases(program, kit);
   registerKeys(program, kit);
   registerSeats(program, kit);
+  registerInstallations(program, kit);
   registerSync(program, kit);
   registerVendor(program, kit);
   registerAudit(program, kit);

@@ -38,6 +38,7 @@ interface PolicyFlags {
   leaseTtl?: string;
   graceDays?: string;
   seatAssignment?: string;
+  quotas?: string;
   policy?: string;
 }
 
@@ -65,7 +66,8 @@ function policyFrom(
     flags.features !== undefined ||
     flags.leaseTtl !== undefined ||
     flags.graceDays !== undefined ||
-    flags.seatAssignment !== undefined;
+    flags.seatAssignment !== undefined ||
+    flags.quotas !== undefined;
   if (!given) return undefined;
   const p: Record<string, unknown> =
     flags.policy !== undefined
@@ -84,7 +86,22 @@ function policyFrom(
   if (flags.graceDays !== undefined)
     p.grace_days = parseIntegerOption(flags.graceDays, { name: '--grace-days', unit: 'days' });
   if (flags.seatAssignment !== undefined) p.seat_assignment = flags.seatAssignment;
+  if (flags.quotas !== undefined) p.quotas = quotasOption(flags.quotas);
   return p;
+}
+
+/** --quotas dashboards=5,reports=2 → {dashboards: 5, reports: 2} ('' for none). */
+function quotasOption(text: string): Record<string, number> {
+  const pairs = text === '' ? [] : text.split(',').map((p) => p.trim().split('='));
+  return Object.fromEntries(
+    pairs.map(([name, limit]) => {
+      if (limit === undefined)
+        throw new AppError('invalid_request', `--quotas: ${name} is not name=limit`, {
+          usage: true,
+        });
+      return [name, parseIntegerOption(limit, { name: `--quotas ${name}` })];
+    }),
+  );
 }
 
 function policyOptions(cmd: Command): Command {
@@ -107,6 +124,7 @@ function policyOptions(cmd: Command): Command {
       `renewals allowed this long after the end (default ${DEFAULT_GRACE_DAYS})`,
     )
     .option('--seat-assignment <mode>', 'auto or manual (per_user, per_machine)')
+    .option('--quotas <list>', 'quota limits, e.g. dashboards=5,reports=2 (see installations)')
     .option('--policy <json>', 'the whole policy_json as JSON (flags above override its fields)');
 }
 
