@@ -16,6 +16,7 @@ import { seatSubjectType } from './seat-rules.ts';
 import { checkInstallable } from './quota-rules.ts';
 import type { QuotaService } from './quotas.ts';
 import type { LeaseService } from './leases.ts';
+import { tokenInForce } from './api-tokens.ts';
 import { subjectKey } from '../subjects.ts';
 
 /** One template of the catalogue: what the marketplace shows and installs. */
@@ -140,8 +141,7 @@ export function createTemplateService({
   /** Is this principal id an API token that administers the organization? */
   function organizationAdmin(principalId: string, organizationId: string): boolean {
     const t = store.apiTokens.get(principalId);
-    if (!t || t.revokedAt !== null) return false;
-    if (t.expiresAt !== null && clock.now() >= t.expiresAt) return false;
+    if (!t || !tokenInForce(t, clock.now())) return false;
     return t.role === 'admin' || (t.role === 'tenant_admin' && t.tenantId === organizationId);
   }
 

@@ -330,8 +330,15 @@ describe('the permission check', () => {
     });
     expect(await check(otherAdmin, 'manage')).toMatchObject({ allowed: false });
     expect(await check(reader, 'manage')).toMatchObject({ allowed: false });
+    const shortLived = h.services.apiTokens.create(
+      { name: 'day', role: 'tenant_admin', tenantId: ORG, expiresInDays: 1 },
+      't',
+    ).record.id;
+    expect(await check(shortLived, 'manage')).toMatchObject({ allowed: true });
     h.services.apiTokens.revoke(orgAdmin, 't');
     expect(await check(orgAdmin, 'manage')).toMatchObject({ allowed: false });
+    h.clock.advance(2 * 86_400_000);
+    expect(await check(shortLived, 'manage')).toMatchObject({ allowed: false });
     // An unlimited license is organization-wide.
     const wide = (await purchase({ license_type: 'unlimited' })).body.id as string;
     const w = await h.req('GET', lic(wide, '/permissions?principal_id=anyone&permission=use'));
