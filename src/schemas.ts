@@ -93,7 +93,8 @@ export const timestamp = z
     'must be between 1970 and 9999',
   );
 
-const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as const;
+/** The template marketplace's license-type words, accepted as policy types (normaliseType). */
+export const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as const;
 
 export const MAX_SEATS_LIMIT = 1_000_000;
 

@@ -4,7 +4,14 @@
  * policySchema's, in src/schemas.ts: a purchase is parsed through it.
  */
 import { z } from 'zod';
-import { identifier, MAX_SEATS_LIMIT, policySchema, subjectIdentifier } from '../../../schemas.ts';
+import { POLICY_TYPES } from '../../../domain/types.ts';
+import {
+  identifier,
+  MARKETPLACE_ALIASES,
+  MAX_SEATS_LIMIT,
+  policySchema,
+  subjectIdentifier,
+} from '../../../schemas.ts';
 import type {
   PurchaseInput,
   TemplateInput,
@@ -44,16 +51,7 @@ export const templatePublishSchema = z
   }));
 
 /** The marketplace's license types, and the server's own policy types, as a purchase takes them. */
-const LICENSE_TYPES = [
-  'individual',
-  'seat_based',
-  'team',
-  'unlimited',
-  'per_user',
-  'per_machine',
-  'concurrent',
-  'feature_based',
-] as const;
+const LICENSE_TYPES = [...MARKETPLACE_ALIASES, ...POLICY_TYPES] as const;
 
 /**
  * POST /api/v1/marketplace/templates/{template_id}/licenses: the seed's body. `license_type`,
