@@ -180,6 +180,10 @@ function Page({ nonce }: { nonce: string }) {
               </div>
               <div id="seats" class="scroll" />
             </div>
+            <div id="quotas-box" hidden>
+              <h3>Quota installations</h3>
+              <div id="installations" class="scroll" />
+            </div>
             <h3>Leases in force</h3>
             <div id="leases" class="scroll" />
           </section>

@@ -3,7 +3,14 @@ import type { Clock } from '../clock.ts';
 import { newId } from '../ids.ts';
 import { decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store } from './store.ts';
-import type { Actor, Entitlement, Installation, Page, QuotaState } from './types.ts';
+import type {
+  Actor,
+  Entitlement,
+  Installation,
+  Page,
+  QuotaState,
+  StoredInstallation,
+} from './types.ts';
 import {
   checkInstallable,
   checkInstallFields,
@@ -22,6 +29,11 @@ export type { InstallInput } from './quota-rules.ts';
 export const INSTALLATION_PAGE_SIZE = 100;
 /** The largest page of installations a caller may ask for. */
 export const INSTALLATION_PAGE_MAX = 1000;
+
+/** An installation without the store's list order (what callers get). */
+function plain({ seq: _seq, ...i }: StoredInstallation): Installation {
+  return i;
+}
 
 /** Which installations a list shows; every field given must hold. */
 export interface InstallationListFilter {
@@ -51,7 +63,7 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
   function mustGet(id: string): Installation {
     const i = installations.get(id);
     if (!i) throw new AppError('not_found', `no installation ${id}`);
-    return i;
+    return plain(i);
   }
 
   return {
@@ -77,7 +89,7 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
         if (want.idempotencyKey !== null) {
           const first = installations.byKey(e.id, want.idempotencyKey);
           if (first) {
-            if (sameInstall(first, want)) return { installation: first, created: false };
+            if (sameInstall(first, want)) return { installation: plain(first), created: false };
             throw new AppError(
               'conflict',
               `idempotency key ${want.idempotencyKey} made installation ${first.id} with another body; use a new key for a new installation`,
@@ -144,7 +156,7 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
           targetId: entitlementId,
           details: { installation_id: i.id, quota: i.quota, name: i.name },
         });
-        return i;
+        return plain(i);
       });
     },
 
@@ -199,7 +211,8 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
         afterSeq,
         limit: limit + 1,
       });
-      return pageOf(rows, limit, (i) => encodeCursor('i', i.seq));
+      const page = pageOf(rows, limit, (i) => encodeCursor('i', i.seq));
+      return { items: page.items.map(plain), nextCursor: page.nextCursor };
     },
 
     /** One state per quota the entitlement's policy names, by name (none: []). Throws nothing. */

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SEED_NOW, seedEntitlement, type Harness } from '../../../test/helpers.ts';
 import { createWorld, ent, type World } from '../../../test/sync/world.ts';
-import { createApi, type Api } from './api.ts';
+import { createApi, parseUsageCsv, type Api } from './api.ts';
 import SCRIPT from './main.ts?script';
 
 // A server with a pinned vendor key (the sync calls import a signed bundle), at the seed's date.
@@ -45,6 +45,16 @@ describe('the admin console', () => {
     // Every call of the client, in an order where each finds what it acts on.
     let other = '';
     let tokenId = '';
+    const quoted = (
+      await h.req('POST', '/v1/entitlements', {
+        ...seedEntitlement,
+        policy_json: { type: 'feature_based', quotas: { dashboards: 2 } },
+      })
+    ).body.entitlement_id as string;
+    const installed = await h.req('POST', `/v1/entitlements/${quoted}/installations`, {
+      quota: 'dashboards',
+      name: 'Sales',
+    });
     const bundle = readFileSync(w.sign(1, { entitlements: [ent('ent_Bundle_A')] }));
     const calls: { [K in keyof Api]: () => Promise<unknown> } = {
       whoami: async () => {
@@ -134,6 +144,15 @@ describe('the admin console', () => {
         expect(leases.data).toHaveLength(1);
         return api.revokeLease(leases.data[0]!.lease_id);
       },
+      installations: async () => {
+        const list = await api.installations(quoted);
+        expect(list.data.map((i) => i.name)).toEqual(['Sales']);
+        expect((await api.entitlement(quoted)).quotas).toEqual({
+          dashboards: { limit: 2, used: 1, remaining: 1 },
+        });
+        return list;
+      },
+      removeInstallation: () => api.removeInstallation(quoted, installed.body.installation_id),
       revokeSeat: async () => {
         const seats = await api.seats(id);
         expect(seats.data.map((s) => s.subject_id).sort()).toEqual(['alice', 'bob', 'carol']);
@@ -166,6 +185,7 @@ describe('the admin console', () => {
         .prepare("SELECT state FROM leases WHERE entitlement_id = ? AND subject_id = 'alice'")
         .get(id),
     ).toEqual({ state: 'revoked' });
+    expect(db.prepare('SELECT count(*) AS n FROM installations').get()).toEqual({ n: 0 });
     expect(db.prepare('SELECT status FROM entitlements WHERE id = ?').get(other)).toEqual({
       status: 'revoked',
     });
@@ -184,6 +204,15 @@ describe('the admin console', () => {
         sent.some((s) => s.path.startsWith(p)),
         `${p} in the bundled script`,
       ).toBe(true);
+  });
+
+  it('reads the daily usage CSV by its header, so quota columns after the lease ones change nothing', () => {
+    const csv = [
+      'date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,unique_subjects,quota_dashboards_installed,quota_dashboards_removed,quota_dashboards_in_use,quota_dashboards_limit',
+      '2024-01-15,ent_a,"acme, inc",bi,4,0,0,2,3,2,1,0,1,5',
+      '',
+    ].join('\r\n');
+    expect(parseUsageCsv(csv)).toEqual([{ date: '2024-01-15', grants: 4, denials: 2, peak: 3 }]);
   });
 
   it('writes paths and calls fetch in api.ts only', () => {

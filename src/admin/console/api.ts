@@ -14,6 +14,24 @@ export interface EntitlementWire {
   ends_at: string;
   source: string;
   policy_json: { type: string; max_seats?: number | null; [key: string]: unknown };
+  /** Each quota by name (GET /v1/entitlements/{id}, when the policy has quotas). */
+  quotas?: Record<string, QuotaWire>;
+}
+
+export interface QuotaWire {
+  limit: number;
+  used: number;
+  remaining: number;
+}
+
+/** An installation: one unit of a quota (GET /v1/entitlements/{id}/installations). */
+export interface InstallationWire {
+  installation_id: string;
+  quota: string;
+  name: string;
+  version: string | null;
+  principal_id: string | null;
+  created_at: string;
 }
 
 /** GET /v1/entitlements/{id}/usage. */
@@ -167,16 +185,22 @@ function envelope(text: string): { code: string; message: string } | null {
   }
 }
 
-/** Daily usage from the CSV (numbers are its last columns: ids before them may hold commas). */
+/**
+ * Daily usage from the CSV. The numbers are counted from the end of a row (ids before them may
+ * hold commas), at the places the header names them: a policy with quotas adds columns after
+ * the lease ones.
+ */
 export function parseUsageCsv(text: string): UsageDay[] {
-  return text
-    .split(/\r?\n/)
-    .slice(1)
+  const [head = '', ...lines] = text.split(/\r?\n/);
+  const names = head.split(',');
+  const fromEnd = (name: string) => names.length - names.indexOf(name);
+  const [grants, denials, peak] = ['grants', 'denials', 'peak_concurrent'].map(fromEnd);
+  return lines
     .filter((l) => l !== '')
     .map((l) => {
       const c = l.split(',');
-      const n = (fromEnd: number) => Number(c[c.length - fromEnd]);
-      return { date: c[0]!, grants: n(6), denials: n(3), peak: n(2) };
+      const n = (back: number) => Number(c[c.length - back]);
+      return { date: c[0]!, grants: n(grants!), denials: n(denials!), peak: n(peak!) };
     });
 }
 
@@ -262,6 +286,13 @@ export function createApi(token: () => string, fetchFn: Fetch) {
       }),
     revokeSeat: (id: string, seatId: string) =>
       call<unknown>('DELETE', `/v1/entitlements/${seg(id)}/seats/${seg(seatId)}`),
+    installations: (id: string) =>
+      call<Page<InstallationWire>>('GET', `/v1/entitlements/${seg(id)}/installations?limit=500`),
+    removeInstallation: (id: string, installationId: string) =>
+      call<InstallationWire>(
+        'DELETE',
+        `/v1/entitlements/${seg(id)}/installations/${seg(installationId)}`,
+      ),
     revokeLease: (leaseId: string) => call<LeaseWire>('POST', `/v1/leases/${seg(leaseId)}/revoke`),
     syncStatus: () => call<SyncStatusWire>('GET', '/v1/sync/status'),
     /** Uploads a bundle file's bytes; a dry run answers the diff and changes nothing. */

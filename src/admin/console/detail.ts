@@ -1,8 +1,9 @@
 /// <reference lib="dom" />
 /**
  * One entitlement: its status, policy, term and usage (a chart of the last 30 days), its named
- * seats (on per_user and per_machine policies only: the others have none), its leases in force,
- * and the lifecycle actions the role may use. Suspend and revoke ask first; revoke is final.
+ * seats (on per_user and per_machine policies only: the others have none), its quotas and their
+ * installations (when the policy has quotas), its leases in force, and the lifecycle actions the
+ * role may use. Suspend, revoke and removing an installation ask first; revoke is final.
  */
 import type { EntitlementWire } from './api.ts';
 import { lastDays, usageChart } from './chart.ts';
@@ -56,6 +57,8 @@ export async function openEntitlement(id: string, scroll = true): Promise<void> 
         `${seats.assigned} assigned of ${seats.total ?? '∞'}, ${seats.active_30d} active in 30 days`,
       );
     add('leases', `${inForce.active} in force now, peak ${inForce.peak_30d} in 30 days`);
+    for (const [name, q] of Object.entries(e.quotas ?? {}))
+      add(`quota ${name}`, `${q.used} used of ${q.limit}, ${q.remaining} left`);
     add(
       'activity',
       `${activity.grants_30d} grants, ${activity.denials_30d} denials, ` +
@@ -90,6 +93,7 @@ export async function openEntitlement(id: string, scroll = true): Promise<void> 
       ),
     );
     await showSeats(e);
+    await showInstallations(e);
   } catch (err) {
     report('detail-err', err);
   }
@@ -97,10 +101,16 @@ export async function openEntitlement(id: string, scroll = true): Promise<void> 
 
 /** The policy as a person reads it: type, seats, features, then anything else it sets. */
 function policyText(p: EntitlementWire['policy_json']): string {
-  const { type, max_seats, features, ...rest } = p;
+  const { type, max_seats, features, quotas, ...rest } = p;
   const seats = max_seats === 1 ? '1 seat' : max_seats ? `${max_seats} seats` : 'no seat limit';
   const parts = [type, seats];
   if (Array.isArray(features) && features.length) parts.push(`features: ${features.join(', ')}`);
+  if (quotas && typeof quotas === 'object')
+    parts.push(
+      `quotas: ${Object.entries(quotas)
+        .map(([name, limit]) => `${name} ${String(limit)}`)
+        .join(', ')}`,
+    );
   for (const [k, v] of Object.entries(rest)) parts.push(`${k}: ${String(v)}`);
   return parts.join(' · ');
 }
@@ -149,6 +159,40 @@ async function showSeats(e: EntitlementWire): Promise<void> {
       ],
       undefined,
       'no seat assigned',
+    ),
+  );
+}
+
+/** The installations of the entitlement's quotas; the box is hidden when its policy has none. */
+async function showInstallations(e: EntitlementWire): Promise<void> {
+  byId('quotas-box').hidden = e.quotas === undefined;
+  if (e.quotas === undefined) return;
+  const list = await api.installations(e.entitlement_id);
+  type Installation = (typeof list.data)[number];
+  byId('installations').replaceChildren(
+    table<Installation>(
+      list.data,
+      [
+        ['quota', (i) => i.quota],
+        ['name', (i) => i.name],
+        ['version', (i) => i.version ?? '-'],
+        ['by', (i) => i.principal_id ?? '-'],
+        ['installed', (i) => i.created_at],
+        ...(can('seats')
+          ? [
+              [
+                '',
+                (i: Installation) =>
+                  button('remove', () => {
+                    if (confirmed(`Remove ${i.quota} "${i.name}"? Its unit is free again.`))
+                      void act(() => api.removeInstallation(e.entitlement_id, i.installation_id));
+                  }),
+              ] as [string, (i: Installation) => unknown],
+            ]
+          : []),
+      ],
+      undefined,
+      'nothing installed',
     ),
   );
 }
