@@ -67,7 +67,7 @@ function masked(v: unknown): unknown {
       Object.entries(v).map(([k, x]) => [k, k === 'assigned_by' ? '<actor>' : masked(x)]),
     );
   if (typeof v !== 'string') return v;
-  if (/^(ent|seat|lease|tok)_[A-Za-z0-9_-]+$/.test(v)) return '<id>';
+  if (/^(ent|seat|lease|tok|inst)_[A-Za-z0-9_-]+$/.test(v)) return '<id>';
   if (/^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(v)) return '<time>';
   if (/^bpls_/.test(v)) return '<secret>';
   if (/^twin-/.test(v)) return '<twin>';
@@ -329,6 +329,90 @@ describe('every CLI --json output equals its HTTP twin', () => {
     );
     expect(masked(revokedCli)).toEqual(masked(revokedHttp));
     expect(revokedCli).toMatchObject({ revoked: true, ended_lease_id: null });
+  }, 120_000);
+
+  it('installations: add (and again by its key), list (paged), show, set-version, remove; quotas in show, check and usage', async () => {
+    const [c, h] = await twins({
+      product_id: 'quotas',
+      policy_json: { type: 'feature_based', quotas: { dashboards: 3 } },
+    });
+    const addCli = (key: string) =>
+      cliOk([
+        'installations',
+        'add',
+        c.entitlement_id,
+        'dashboards',
+        'Sales',
+        '--metadata',
+        '{"theme":"dark"}',
+        '--installed-version',
+        '1.0',
+        '--principal',
+        'alice',
+        '--idempotency-key',
+        key,
+      ]);
+    const addHttp = (key: string) =>
+      httpOk('POST', `/v1/entitlements/${h.entitlement_id}/installations`, {
+        quota: 'dashboards',
+        name: 'Sales',
+        metadata: { theme: 'dark' },
+        version: '1.0',
+        principal_id: 'alice',
+        idempotency_key: key,
+      });
+    const ic = await addCli('twin-k');
+    const ih = await addHttp('twin-k');
+    expect(masked(ic)).toEqual(masked(ih));
+    expect(await addCli('twin-k')).toEqual(ic);
+    expect(await addHttp('twin-k')).toEqual(ih);
+    await addHttp('twin-2');
+
+    const page = await httpOk(
+      'GET',
+      `/v1/installations?entitlement_id=${h.entitlement_id}&limit=1`,
+    );
+    expect(
+      await cliOk(['installations', 'list', '--entitlement', h.entitlement_id, '--limit', '1']),
+    ).toEqual(page);
+    expect(
+      await cliOk([
+        'installations',
+        'list',
+        '--entitlement',
+        h.entitlement_id,
+        '--cursor',
+        page.next_cursor,
+      ]),
+    ).toEqual(
+      await httpOk(
+        'GET',
+        `/v1/installations?entitlement_id=${h.entitlement_id}&cursor=${page.next_cursor}`,
+      ),
+    );
+    expect(await cliOk(['installations', 'show', ih.installation_id])).toEqual(
+      await httpOk('GET', `/v1/installations/${ih.installation_id}`),
+    );
+    for (const [args, p] of [
+      [['entitlements', 'show', h.entitlement_id], `/v1/entitlements/${h.entitlement_id}`],
+      [['entitlements', 'check', h.entitlement_id], `/v1/entitlements/${h.entitlement_id}/check`],
+      [['entitlements', 'usage', h.entitlement_id], `/v1/entitlements/${h.entitlement_id}/usage`],
+    ] as const)
+      expect(await cliOk([...args])).toEqual(await httpOk('GET', p));
+    expect((await httpOk('GET', `/v1/entitlements/${h.entitlement_id}/check`)).quotas).toEqual({
+      dashboards: { limit: 3, used: 2, remaining: 1 },
+    });
+
+    const vc = await cliOk(['installations', 'set-version', ic.installation_id, '2.0']);
+    const vh = await httpOk('PATCH', `/v1/installations/${ih.installation_id}`, { version: '2.0' });
+    expect(masked(vc)).toEqual(masked(vh));
+    const rc = await cliOk(['installations', 'remove', c.entitlement_id, ic.installation_id]);
+    const rh = await httpOk(
+      'DELETE',
+      `/v1/entitlements/${h.entitlement_id}/installations/${ih.installation_id}`,
+    );
+    expect(masked(rc)).toEqual(masked(rh));
+    expect(rc.version).toBe('2.0');
   }, 120_000);
 
   it('tokens: create, list, revoke; keys show', async () => {

@@ -29,6 +29,9 @@ interface World {
   dashboard: string;
   leaseA: string;
   spareToken: string;
+  /** Installations of entA's quota: one to read and change, one to remove. */
+  instA: string;
+  instGone: string;
 }
 
 async function world(): Promise<World> {
@@ -38,7 +41,7 @@ async function world(): Promise<World> {
       await h.req('POST', '/v1/entitlements', {
         ...seedEntitlement,
         tenant_id: tenant,
-        policy_json: { type: 'per_user', max_seats: 5 },
+        policy_json: { type: 'per_user', max_seats: 5, quotas: { dashboards: 5 } },
         ends_at: '2030-01-01T00:00:00Z',
       })
     ).body.entitlement_id as string;
@@ -65,6 +68,11 @@ async function world(): Promise<World> {
   ).body.lease_id as string;
   const spareToken = h.services.apiTokens.create({ name: 'spare', role: 'reader' }, 'test').record
     .id;
+  const install = async (name: string) =>
+    (await h.req('POST', `/v1/entitlements/${entA}/installations`, { quota: 'dashboards', name }))
+      .body.installation_id as string;
+  const instA = await install('read me');
+  const instGone = await install('remove me');
   // The Template Licensing face: entA is tenant-a's license for the template your-product-id.
   const seatFace = h.services.seats.assign(
     entA,
@@ -84,16 +92,18 @@ async function world(): Promise<World> {
       name: 'A dashboard',
     })
   ).body.dashboard_id as string;
-  return { h, entA, seatA, seatFace, dashboard, leaseA, spareToken };
+  return { h, entA, seatA, seatFace, dashboard, leaseA, spareToken, instA, instGone };
 }
 
 function pathFor(route: string, w: World): string {
   const path = route.slice(route.indexOf(' ') + 1);
   if (path.startsWith('/v1/tokens/')) return path.replace(':id', w.spareToken);
   if (path.startsWith('/v1/leases/')) return path.replace(':id', w.leaseA);
+  if (path.startsWith('/v1/installations/')) return path.replace(':id', w.instA);
   return path
     .replace(':id', w.entA)
     .replace(':seat_id', path.startsWith('/api/') ? w.seatFace : w.seatA)
+    .replace(':installation_id', w.instGone)
     .replace(':org', 'tenant-a')
     .replace(':license_id', w.entA)
     .replace(':template_id', 'your-product-id')
@@ -145,11 +155,11 @@ describe('the permission table', () => {
           expect(res.status, what).toBe(403);
           expect(body.error.code, what).toBe('forbidden');
         } else if (tenant === 'tenant-b' && (key.includes(':id') || key.includes(':org'))) {
-          // Another tenant's entitlement or lease, or organization (the Template Licensing
-          // face), is answered as if it did not exist.
+          // Another tenant's entitlement, lease or installation, or organization (the Template
+          // Licensing face), is answered as if it did not exist.
           expect(res.status, what).toBe(404);
           expect(body.error.message, what).toMatch(
-            /^no (entitlement|lease|license|organization|dashboard) /,
+            /^no (entitlement|lease|installation|license|organization|dashboard) /,
           );
         } else {
           expect([401, 403, 404], what).not.toContain(res.status);
