@@ -2,8 +2,8 @@
  * Template Licensing: the marketplace face's rules over the same core. Organizations are tenants,
  * licenses are entitlements whose product is the template, seats are named seats, dashboards are
  * installations of the `dashboards` quota. What this module adds is only what the core does not
- * have: the template catalogue, the term of a purchase, which license of an organization an
- * install draws on, and the seed's permission rule. Every write goes through the entitlement,
+ * have: the template catalogue (template-catalogue.ts), the term of a purchase, which license of
+ * an organization an install draws on, and the seed's permission rule. Every write goes through the entitlement,
  * seat and quota services, which own their rules and audit rows.
  */
 import { AppError } from '../errors.ts';
@@ -18,27 +18,9 @@ import type { QuotaService } from './quotas.ts';
 import type { LeaseService } from './leases.ts';
 import { tokenInForce } from './api-tokens.ts';
 import { subjectKey } from '../subjects.ts';
+import { createTemplateCatalogue } from './template-catalogue.ts';
 
-/** One template of the catalogue: what the marketplace shows and installs. */
-export interface Template {
-  /** The template id; licenses for it are entitlements with this product_id. */
-  id: string;
-  name: string;
-  description: string | null;
-  /** The current version: what an install gets when it asks for none. */
-  version: string;
-  /** First published (ms epoch). */
-  createdAt: number;
-  /** Last changed (ms epoch). */
-  updatedAt: number;
-}
-
-/** What an admin publishes for a template (PUT /api/v1/marketplace/templates/{id}). */
-export interface TemplateInput {
-  name: string;
-  description?: string | null | undefined;
-  version: string;
-}
+export type { Template, TemplateInput } from './template-catalogue.ts';
 
 /** A purchase (POST /api/v1/marketplace/templates/{id}/licenses), its policy already normalised. */
 export interface PurchaseInput {
@@ -87,14 +69,8 @@ export interface PermissionCheck {
   reason: 'seat_holder' | 'organization_wide' | 'organization_admin' | 'no_relation';
 }
 
-/** The server_state key the catalogue is kept under (one small JSON object, by template id). */
-const CATALOGUE_KEY = 'template_catalogue';
-/** The most templates one server's catalogue holds (the catalogue is read whole per request). */
-export const MAX_TEMPLATES = 500;
 /** The term of a purchase when none is asked: the seed's example runs a year. */
 export const PURCHASE_TERM_MONTHS = 12;
-
-type StoredTemplate = Omit<Template, 'id'>;
 
 /**
  * The Template Licensing service. Besides the codes each function lists, a write may fail in the
@@ -113,23 +89,7 @@ export function createTemplateService({
   quotas: QuotaService;
   leases: LeaseService;
 }) {
-  function readCatalogue(): Record<string, StoredTemplate> {
-    const raw = store.state.get(CATALOGUE_KEY);
-    return raw === undefined ? {} : (JSON.parse(raw) as Record<string, StoredTemplate>);
-  }
-
-  function mustGetTemplate(id: string): Template {
-    const t = readCatalogue()[id];
-    if (t === undefined)
-      throw new AppError(
-        'not_found',
-        `no template ${id} in the marketplace`,
-        {},
-        'an admin publishes it first: PUT /api/v1/marketplace/templates/{template_id}',
-      );
-    return { id, ...t };
-  }
-
+  const catalogue = createTemplateCatalogue({ store, clock });
   /** A license of an organization: another organization's is answered as a missing one. */
   function license(organizationId: string, licenseId: string): Entitlement {
     const e = store.entitlements.get(licenseId);
@@ -177,63 +137,7 @@ export function createTemplateService({
   }
 
   return {
-    /** The catalogue, by template id. Throws nothing. */
-    catalogue(): Template[] {
-      return Object.entries(readCatalogue())
-        .map(([id, t]) => ({ id, ...t }))
-        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    },
-
-    /**
-     * One template of the catalogue.
-     *
-     * @throws AppError `not_found`
-     */
-    template: mustGetTemplate,
-
-    /** One template of the catalogue, or undefined. Throws nothing. */
-    findTemplate(id: string): Template | undefined {
-      const t = readCatalogue()[id];
-      return t === undefined ? undefined : { id, ...t };
-    },
-
-    /**
-     * Adds a template to the catalogue, or changes its name, description or current version.
-     * Audited (`template.publish`, with the version before and after).
-     *
-     * @throws AppError `conflict` when the catalogue holds MAX_TEMPLATES already
-     */
-    publish(
-      id: string,
-      input: TemplateInput,
-      actor: Actor,
-    ): { template: Template; created: boolean } {
-      return store.tx(() => {
-        const all = readCatalogue();
-        const before = all[id];
-        if (before === undefined && Object.keys(all).length >= MAX_TEMPLATES)
-          throw new AppError('conflict', `the catalogue holds ${MAX_TEMPLATES} templates already`);
-        const now = clock.now();
-        const t: StoredTemplate = {
-          name: input.name,
-          description: input.description ?? null,
-          version: input.version,
-          createdAt: before?.createdAt ?? now,
-          updatedAt: now,
-        };
-        all[id] = t;
-        store.state.set(CATALOGUE_KEY, JSON.stringify(all));
-        store.audit.append({
-          at: now,
-          actor,
-          action: 'template.publish',
-          targetType: 'template',
-          targetId: id,
-          details: { name: t.name, version_before: before?.version ?? null, version: t.version },
-        });
-        return { template: { id, ...t }, created: before === undefined };
-      });
-    },
+    ...catalogue,
 
     /** The license's `dashboards` quota: limit, used, remaining. Throws nothing. */
     dashboards,
@@ -281,7 +185,7 @@ export function createTemplateService({
       input: TemplateInstallInput,
       actor: Actor,
     ): { installation: Installation; created: boolean } {
-      const t = mustGetTemplate(templateId);
+      const t = catalogue.template(templateId);
       const all = store.entitlements.candidates(organizationId, templateId);
       if (all.length === 0)
         throw new AppError(
@@ -358,7 +262,7 @@ export function createTemplateService({
      * @throws AppError `not_found` (no such template); `forbidden` (manual provisioning closed)
      */
     purchase(templateId: string, input: PurchaseInput, actor: Actor): Entitlement {
-      mustGetTemplate(templateId);
+      catalogue.template(templateId);
       const now = clock.now();
       return entitlements.create(
         {
