@@ -86,7 +86,7 @@ export function createServices(
     audit,
     entitlements,
     seats: createSeatService({ store, clock }),
-    quotas: createQuotaService({ store, clock }),
+    quotas: createQuotaService({ store, clock, timeGuard }),
     usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
     leases: createLeaseService({

@@ -118,11 +118,20 @@ const policyFields = z.strictObject({
   seat_assignment: z.enum(['auto', 'manual']).optional(),
   auto_update: z.boolean().optional(),
   quotas: z
-    .record(
-      z.string().regex(QUOTA_NAME, 'quota names are 1 to 64 of a-z 0-9 _ -'),
-      z.int().min(0).max(MAX_QUOTA_LIMIT),
+    .preprocess(
+      (q, ctx) => {
+        // zod's record drops an own `__proto__` key without a word: refuse it here instead.
+        if (typeof q === 'object' && q !== null && Object.hasOwn(q, '__proto__'))
+          ctx.addIssue({ code: 'custom', message: 'a quota may not be named __proto__' });
+        return q;
+      },
+      z
+        .record(
+          z.string().regex(QUOTA_NAME, 'quota names are 1 to 64 of a-z 0-9 _ -'),
+          z.int().min(0).max(MAX_QUOTA_LIMIT),
+        )
+        .refine((q) => Object.keys(q).length <= MAX_QUOTAS, `at most ${MAX_QUOTAS} quotas`),
     )
-    .refine((q) => Object.keys(q).length <= MAX_QUOTAS, `at most ${MAX_QUOTAS} quotas`)
     .optional(),
 });
 

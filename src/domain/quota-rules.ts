@@ -14,10 +14,14 @@ import { AppError } from '../errors.ts';
 import { canonicalJson } from '../tokens/strict-json.ts';
 import { inGrace } from './lease-rules.ts';
 import type { Entitlement, Installation, QuotaState } from './types.ts';
+import type { QuotaDay } from './store.ts';
 import { DAY_MS, graceDays } from './types.ts';
 
-/** A quota's name: a slug. */
-export const QUOTA_NAME = /^[a-z0-9_-]{1,64}$/;
+/**
+ * A quota's name: a slug, but not `__proto__` (a JSON object parsed into JavaScript would lose
+ * that key without a word).
+ */
+export const QUOTA_NAME = /^(?!__proto__$)[a-z0-9_-]{1,64}$/;
 /** The most quotas one policy names. */
 export const MAX_QUOTAS = 64;
 /** The highest limit of a quota (units). */
@@ -52,7 +56,8 @@ export interface CheckedInstall {
 
 // Visible characters only: no whitespace, no control or format characters.
 const TOKEN = /^[^\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$/u;
-const NAME = /^[^\p{Cc}\p{Zl}\p{Zp}]+$/u;
+// A name for people: spaces inside, but at least one visible character and no control ones.
+const NAME = /^(?=.*[^\s\p{Cf}])[^\p{Cc}\p{Zl}\p{Zp}]+$/u;
 const TOKEN_WORDS = 'must not contain spaces or control characters';
 
 type Issue = { path: string; message: string };
@@ -97,7 +102,7 @@ export function checkInstallFields(input: InstallInput): CheckedInstall {
     input.name,
     INSTALLATION_NAME_MAX,
     NAME,
-    'must not contain control characters',
+    'must hold a visible character and no control characters',
   );
   const version = optionalText(
     issues,
@@ -248,4 +253,41 @@ export function quotaStates(
       const used = Object.hasOwn(counts, quota) ? counts[quota]! : 0;
       return { quota, limit, used, remaining: Math.max(0, limit - used) };
     });
+}
+
+/** One quota on one UTC day: installs and removals that day, units in use at its end. */
+export interface QuotaDayUse {
+  installed: number;
+  removed: number;
+  inUse: number;
+}
+
+/**
+ * Each quota's use on each of `days` (00:00 UTC, ms), from its use now and the logged installs and
+ * removals (`changes`, oldest first, covering every day asked and all days after): the units in
+ * use at the end of a day are today's count less the changes of the days after it.
+ */
+export function quotaDayUses(
+  now: readonly QuotaState[],
+  changes: readonly QuotaDay[],
+  days: readonly number[],
+): Map<number, Record<string, QuotaDayUse>> {
+  const inUse = new Map(now.map((q) => [q.quota, q.used]));
+  const out = new Map<number, Record<string, QuotaDayUse>>();
+  let next = changes.length - 1;
+  // Newest day first, walking the changes back in step.
+  for (const day of [...days].sort((a, b) => b - a)) {
+    const that = new Map<string, QuotaDay>();
+    for (; next >= 0 && changes[next]!.day >= day; next--)
+      if (changes[next]!.day === day) that.set(changes[next]!.quota, changes[next]!);
+    const uses = now.map(({ quota }): [string, QuotaDayUse] => {
+      const c = that.get(quota);
+      const end = inUse.get(quota)!;
+      inUse.set(quota, end - (c?.added ?? 0) + (c?.removed ?? 0));
+      return [quota, { installed: c?.added ?? 0, removed: c?.removed ?? 0, inUse: end }];
+    });
+    // fromEntries defines own properties: a quota named __proto__ stays a quota.
+    out.set(day, Object.fromEntries(uses));
+  }
+  return out;
 }

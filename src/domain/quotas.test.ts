@@ -293,6 +293,7 @@ describe('quotas: field limits', () => {
     [{ name: '' }, 'name'],
     [{ name: undefined }, 'name'],
     [{ name: 'a\u0000b' }, 'name'],
+    [{ name: '   ' }, 'name'],
     [{ name: 'x'.repeat(201) }, 'name'],
     [{ metadata: [1] }, 'metadata'],
     [{ metadata: 'text' }, 'metadata'],

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import { newId } from '../ids.ts';
 import { decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store } from './store.ts';
+import type { TimeGuard } from './time-guard.ts';
 import type {
   Actor,
   Entitlement,
@@ -51,8 +52,28 @@ export interface InstallationListFilter {
  * Besides the codes each function lists, a write may fail in the store (busy, full or read-only
  * disk).
  */
-export function createQuotaService({ store, clock }: { store: Store; clock: Clock }) {
+export function createQuotaService({
+  store,
+  clock,
+  timeGuard,
+}: {
+  store: Store;
+  clock: Clock;
+  /** The vendor's terms are judged by a clock that is not behind (as leases are). */
+  timeGuard: Pick<TimeGuard, 'status' | 'refusal'>;
+}) {
   const { installations } = store;
+
+  /**
+   * May the entitlement take a new installation or a change now? Its lifecycle, and for a
+   * bundle-managed one a clock that is not behind the last trusted time (a clock set back must
+   * not reopen an ended term).
+   */
+  function checkChange(e: Entitlement, now: number): void {
+    if (e.source === 'bundle' && timeGuard.status().suspect)
+      throw timeGuard.refusal(e.id, now, 'new installations and changes');
+    checkInstallable(e, now);
+  }
 
   function entitlement(id: string): Entitlement {
     const e = store.entitlements.get(id);
@@ -76,7 +97,8 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
      * @throws AppError `not_found` (entitlement); `invalid_request` (a bad field, or a quota the
      *   policy does not name: details.issues names `quota`); `conflict` (the key made a different
      *   installation; details.installation_id); `entitlement_inactive` (not active: suspended,
-     *   revoked, pending, in grace (details.status `grace`) or expired); `quota_exhausted`
+     *   revoked, pending, in grace (details.status `grace`) or expired); `quota_exhausted`;
+     *   `clock_suspect` (a bundle-managed entitlement while the clock is behind)
      */
     install(
       entitlementId: string,
@@ -98,7 +120,7 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
           }
         }
         const now = clock.now();
-        checkInstallable(e, now);
+        checkChange(e, now);
         const limit = quotaLimit(e, want.quota);
         checkQuotaFree(e, want.quota, limit, installations.count(e.id, want.quota));
         const installation: Installation = {
@@ -171,14 +193,15 @@ export function createQuotaService({ store, clock }: { store: Store; clock: Cloc
      * Records the version an installation runs now; a change, so only while the entitlement is
      * active (in grace installations are read-only).
      *
-     * @throws AppError `not_found`; `invalid_request` (a bad version); `entitlement_inactive`
+     * @throws AppError `not_found`; `invalid_request` (a bad version); `entitlement_inactive`;
+     *   `clock_suspect`
      */
     setVersion(installationId: string, version: string, actor: Actor): Installation {
       const checked = checkVersion(version);
       return store.tx(() => {
         const i = mustGet(installationId);
         const now = clock.now();
-        checkInstallable(entitlement(i.entitlementId), now);
+        checkChange(entitlement(i.entitlementId), now);
         installations.setVersion(i.id, checked, now);
         store.audit.append({
           at: now,

@@ -197,13 +197,16 @@ export function createTimeGuard({ store, clock, monotonicMs }: TimeGuardDeps) {
       return false;
     },
 
-    /** The `clock_suspect` refusal (503) for a bundle-managed entitlement while the clock is behind. */
-    refusal(entitlementId: string, nowMs: number): AppError {
+    /**
+     * The `clock_suspect` refusal (503) for a bundle-managed entitlement while the clock is behind;
+     * `what` names what is refused (`leases`, `new installations`).
+     */
+    refusal(entitlementId: string, nowMs: number, what = 'leases'): AppError {
       const now = toIso(nowMs);
       const m = toIso(mark());
       return new AppError(
         'clock_suspect',
-        `the system clock reads ${now}, more than an hour behind the last trusted time ${m}; leases on ${entitlementId}, which the vendor's bundle manages, are refused until the clock is fixed`,
+        `the system clock reads ${now}, more than an hour behind the last trusted time ${m}; ${what} on ${entitlementId}, which the vendor's bundle manages, are refused until the clock is fixed`,
         { now, high_water_mark: m, entitlement_id: entitlementId },
         'fix the system clock (NTP), or import a newer bundle from the vendor: its signed time vouches for the clock',
       );

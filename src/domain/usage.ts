@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { Store } from './store.ts';
 import type { DayStats, Entitlement, QuotaState } from './types.ts';
 import { DAY_MS, hasNamedSeats } from './types.ts';
-import { quotaStates } from './quota-rules.ts';
+import { quotaDayUses, quotaStates, type QuotaDayUse } from './quota-rules.ts';
 
 /** The 30-day usage of one entitlement (see report). Counts, no times. */
 export interface UsageReport {
@@ -18,14 +18,9 @@ export interface UsageReport {
   quotas: QuotaState[];
 }
 
-/** One quota on one UTC day: installs and removals that day, units in use at its end. */
-export interface QuotaDayUse {
-  installed: number;
-  removed: number;
-  inUse: number;
-}
-
 /** A day of the daily report: its lease figures, and each quota of the policy by name. */
+export type { QuotaDayUse } from './quota-rules.ts';
+
 export interface DailyUsage extends DayStats {
   quotas: Record<string, QuotaDayUse>;
 }
@@ -84,30 +79,14 @@ export function createUsageService({ store, clock }: { store: Store; clock: Cloc
       const byDay = new Map<number, DailyUsage>();
       for (const d of store.usage.daily(e.id, from, now + 1))
         byDay.set(d.day, { ...d, quotas: {} });
-      const names = Object.keys(e.policy.quotas ?? {});
-      if (names.length > 0) {
+      if (e.policy.quotas !== undefined) {
         const changes = store.installations.daily(e.id, from, now + 1);
         for (const c of changes)
           if (!byDay.has(c.day)) byDay.set(c.day, { ...NO_LEASE_ACTIVITY, day: c.day, quotas: {} });
-        const inUse = new Map(
-          quotaStates(e, store.installations.counts(e.id)).map((q) => [q.quota, q.used]),
-        );
-        const rows = [...byDay.values()].sort((a, b) => b.day - a.day);
-        // Newest first: each day's end is the count after it, less the changes of the days after.
-        let next = changes.length - 1;
-        for (const row of rows) {
-          const today = new Map<string, { added: number; removed: number }>();
-          for (; next >= 0 && changes[next]!.day >= row.day; next--) {
-            const c = changes[next]!;
-            if (c.day === row.day) today.set(c.quota, c);
-          }
-          for (const name of names) {
-            const t = today.get(name) ?? { added: 0, removed: 0 };
-            const end = inUse.get(name) ?? 0;
-            row.quotas[name] = { installed: t.added, removed: t.removed, inUse: end };
-            inUse.set(name, end - t.added + t.removed);
-          }
-        }
+        const uses = quotaDayUses(quotaStates(e, store.installations.counts(e.id)), changes, [
+          ...byDay.keys(),
+        ]);
+        for (const [day, quotas] of uses) byDay.get(day)!.quotas = quotas;
       }
       return [...byDay.values()].sort((a, b) => a.day - b.day);
     },

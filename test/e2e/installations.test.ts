@@ -113,6 +113,9 @@ describe('installations commands', () => {
     expect(await json(['entitlements', 'check', id])).toMatchObject({
       quotas: { dashboards: { limit: 2, used: 2, remaining: 0 } },
     });
+    expect((await cli(['entitlements', 'check', id])).stdout).toBe(
+      'can lease; ∞ seats free (active); dashboards: 0 of 2 left\n',
+    );
     expect((await json(['entitlements', 'usage', id])).quotas).toEqual({
       dashboards: { limit: 2, used: 2, remaining: 0 },
     });

@@ -57,6 +57,39 @@ describe('a bundle sets quotas', () => {
   });
 });
 
+describe('a clock set back', () => {
+  it('refuses new installations and changes on bundle-managed entitlements (503 clock_suspect), not on manual ones', async () => {
+    w = createWorld();
+    await w.importFile(w.sign(1, { entitlements: [ent('ent_q', policy({ dashboards: 3 }))] }));
+    const first = (await install('ent_q', 'a')).body.installation_id as string;
+    const manual = (
+      await w.h.req('POST', '/v1/entitlements', {
+        tenant_id: 'acme',
+        product_id: 'bi',
+        policy_json: { type: 'feature_based', quotas: { dashboards: 3 } },
+        starts_at: '2024-01-01T00:00:00Z',
+        ends_at: '2030-01-01T00:00:00Z',
+      })
+    ).body.entitlement_id as string;
+    // Three hours behind the bundle's signed time: past the hour's tolerance.
+    w.h.clock.set('2025-06-01T09:00:00Z');
+    const before = w.h.snapshot();
+    const r = await install('ent_q', 'b');
+    expect(r.status).toBe(503);
+    expect(r.body.error.code).toBe('clock_suspect');
+    expect(r.body.error.message).toContain('new installations and changes on ent_q');
+    const v = await w.h.req('PATCH', `/v1/installations/${first}`, { version: '2' });
+    expect(v.body.error.code).toBe('clock_suspect');
+    expect(w.h.snapshot()).toEqual(before);
+    // Reading and removing stay open; the admin's own entitlements are not the vendor's terms.
+    expect((await w.h.req('GET', `/v1/installations/${first}`)).status).toBe(200);
+    expect((await install(manual, 'm')).status).toBe(201);
+    w.h.clock.set('2025-06-01T12:30:00Z');
+    expect((await install('ent_q', 'b')).status).toBe(201);
+    expect(rows()).toHaveLength(3);
+  });
+});
+
 describe('exports count installations', () => {
   it('carries one quota_usage record per entitlement and quota in use, which the vendor’s check accepts', async () => {
     w = createWorld();

@@ -415,7 +415,10 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           g.json,
           r,
           () =>
-            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})`,
+            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})` +
+            Object.entries(r.quotas ?? {})
+              .map(([name, q]) => `; ${name}: ${q.remaining} of ${q.limit} left`)
+              .join(''),
         );
       });
     });

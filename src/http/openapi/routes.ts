@@ -243,7 +243,7 @@ export const ROUTE_DOCS: Record<RouteKey | PublicRoute, RouteDoc> = {
     status: 201,
     answer: answers.installationAnswer,
     alsoAnswers: { 200: answers.installationAnswer },
-    errors: ['conflict', 'quota_exhausted', 'entitlement_inactive'],
+    errors: ['conflict', 'quota_exhausted', 'entitlement_inactive', 'clock_suspect'],
   },
   'DELETE /v1/entitlements/:id/installations/:installation_id': {
     summary: 'Remove an installation: its unit is free again',
@@ -269,7 +269,7 @@ export const ROUTE_DOCS: Record<RouteKey | PublicRoute, RouteDoc> = {
     body: installationPatchSchema,
     status: 200,
     answer: answers.installationAnswer,
-    errors: ['entitlement_inactive'],
+    errors: ['entitlement_inactive', 'clock_suspect'],
   },
   'GET /v1/license/status': {
     summary: 'A subject’s entitlement, status, current lease, features and usage',

@@ -329,6 +329,8 @@ describe('policy_json.quotas', () => {
     [{ dashboards: '5' }],
     [{ dashboards: 1_000_001 }],
     [Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`q${i}`, 1]))],
+    // As JSON text it is a key like any other; parsed, JavaScript would drop it silently.
+    [JSON.parse('{"__proto__": 2, "dashboards": 1}')],
     [[5]],
   ])('refuses %j with 400 invalid_request, creating nothing', async (quotas) => {
     const before = h.snapshot();
