@@ -23,6 +23,7 @@ import { registerSeatRoutes } from './http/routes/seats.ts';
 import { registerInstallationRoutes } from './http/routes/installations.ts';
 import { registerSyncRoutes } from './http/routes/sync.ts';
 import { registerAuditRoutes } from './http/routes/audit.ts';
+import { registerTemplateRoutes } from './http/routes/template/register.ts';
 import { registerOpenApiRoute } from './http/routes/openapi.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { registerAdminPage } from './admin/page.tsx';
@@ -104,6 +105,7 @@ export function createApp(deps: AppDeps): App {
   registerInstallationRoutes(router, routeDeps);
   registerSyncRoutes(router, routeDeps);
   registerAuditRoutes(router, routeDeps);
+  registerTemplateRoutes(router, routeDeps);
   registerOpenApiRoute(router);
   registerAdminPage(router);
 

@@ -23,6 +23,7 @@ import { createSeatService } from './domain/seats.ts';
 import { createQuotaService } from './domain/quotas.ts';
 import { createUsageService } from './domain/usage.ts';
 import { createAuditService } from './domain/audit.ts';
+import { createTemplateService } from './domain/templates.ts';
 
 export interface ContextOptions {
   dataDir: string;
@@ -79,10 +80,11 @@ export function createServices(
 ) {
   const timeGuard = createTimeGuard({ store, clock, monotonicMs: opts.monotonicMs });
   const audit = createAuditService({ log: store.audit });
-  return {
+  const entitlements = createEntitlementService({ store, clock });
+  const core = {
     timeGuard,
     audit,
-    entitlements: createEntitlementService({ store, clock }),
+    entitlements,
     seats: createSeatService({ store, clock }),
     quotas: createQuotaService({ store, clock, timeGuard }),
     usage: createUsageService({ store, clock }),
@@ -96,6 +98,16 @@ export function createServices(
       ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}),
     }),
     sync: createSyncService({ store, clock, key, info, timeGuard, audit }),
+  };
+  return {
+    ...core,
+    templates: createTemplateService({
+      store,
+      clock,
+      entitlements,
+      quotas: core.quotas,
+      leases: core.leases,
+    }),
   };
 }
 

@@ -93,7 +93,8 @@ export const timestamp = z
     'must be between 1970 and 9999',
   );
 
-const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as const;
+/** The template marketplace's license-type words, accepted as policy types (normaliseType). */
+export const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as const;
 
 export const MAX_SEATS_LIMIT = 1_000_000;
 
@@ -115,6 +116,7 @@ const policyFields = z.strictObject({
     .optional(),
   grace_days: z.int().min(0).max(3650).optional(),
   seat_assignment: z.enum(['auto', 'manual']).optional(),
+  auto_update: z.boolean().optional(),
   quotas: z
     .preprocess(
       (q, ctx) => {
@@ -158,6 +160,7 @@ export const policySchema = policyFields
     if (p.lease_ttl_seconds !== undefined) out.lease_ttl_seconds = p.lease_ttl_seconds;
     if (p.grace_days !== undefined) out.grace_days = p.grace_days;
     if (p.seat_assignment !== undefined) out.seat_assignment = p.seat_assignment;
+    if (p.auto_update !== undefined) out.auto_update = p.auto_update;
     if (p.quotas !== undefined) out.quotas = p.quotas;
     return out;
   });

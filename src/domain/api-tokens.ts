@@ -26,6 +26,11 @@ export interface Principal {
   actor: Actor;
 }
 
+/** Is a token in force at `now` (ms): neither revoked nor past its expiry? */
+export function tokenInForce(t: Pick<ApiToken, 'revokedAt' | 'expiresAt'>, now: number): boolean {
+  return t.revokedAt === null && (t.expiresAt === null || now < t.expiresAt);
+}
+
 /** API tokens: made, listed, revoked; presented tokens checked in constant time against keyed hashes. */
 export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
   const hash = (token: string) => createHmac('sha256', hashKey).update(token).digest();
@@ -126,7 +131,7 @@ export function createApiTokenService({ store, clock, hashKey }: ApiTokenDeps) {
       // The index found the row by hash; compare again in constant time so the check itself never short-circuits on content.
       if (!t || !timingSafeEqual(t.hash, h)) throw denied();
       const now = clock.now();
-      if (t.revokedAt !== null || (t.expiresAt !== null && now >= t.expiresAt)) throw denied();
+      if (!tokenInForce(t, now)) throw denied();
       if (t.lastUsedAt === null || now - t.lastUsedAt >= TOUCH_INTERVAL_MS) {
         try {
           store.apiTokens.touch(t.id, now);

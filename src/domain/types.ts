@@ -41,6 +41,11 @@ export interface Policy {
   lease_ttl_seconds?: number;
   grace_days?: number;
   seat_assignment?: 'auto' | 'manual';
+  /**
+   * The Template Licensing face's `auto_update` (stored and reported; this server pushes no
+   * updates itself): absent is false.
+   */
+  auto_update?: boolean;
   /** Quota name → its limit in units (installations); see quota-rules.ts. */
   quotas?: Record<string, number>;
 }

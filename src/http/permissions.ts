@@ -56,6 +56,28 @@ export const ROUTES = {
   'GET /v1/sync/status': { permission: 'read', global: true },
   'GET /v1/audit': { permission: 'audit', global: true },
   'GET /v1/whoami': { permission: 'read' },
+  // The Template Licensing face (/api/v1): each route has the permission of its /v1 twin.
+  'GET /api/v1/marketplace/templates': { permission: 'read' },
+  'GET /api/v1/marketplace/templates/:template_id': { permission: 'read' },
+  'PUT /api/v1/marketplace/templates/:template_id': { permission: 'write', global: true },
+  'POST /api/v1/marketplace/templates/:template_id/licenses': { permission: 'write', global: true },
+  'GET /api/v1/organizations/:org/licenses/:license_id/seats': { permission: 'read' },
+  'POST /api/v1/organizations/:org/licenses/:license_id/seats': { permission: 'seats' },
+  'POST /api/v1/organizations/:org/licenses/:license_id/seats/bulk': { permission: 'seats' },
+  'DELETE /api/v1/organizations/:org/licenses/:license_id/seats/:seat_id': { permission: 'seats' },
+  'PATCH /api/v1/organizations/:org/licenses/:license_id': { permission: 'write', global: true },
+  'POST /api/v1/organizations/:org/licenses/:license_id/renew': {
+    permission: 'write',
+    global: true,
+  },
+  'GET /api/v1/organizations/:org/licenses/:license_id/usage': { permission: 'read' },
+  'GET /api/v1/organizations/:org/licenses/:license_id/entitlements': { permission: 'read' },
+  'GET /api/v1/organizations/:org/licenses/:license_id/permissions': { permission: 'read' },
+  'POST /api/v1/organizations/:org/templates/:template_id/install': { permission: 'seats' },
+  'GET /api/v1/organizations/:org/installed-templates': { permission: 'read' },
+  'POST /api/v1/organizations/:org/dashboards/:dashboard_id/update-template': {
+    permission: 'seats',
+  },
 } as const satisfies Record<string, RouteRule>;
 
 export type RouteKey = keyof typeof ROUTES;

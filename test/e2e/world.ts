@@ -3,10 +3,11 @@
  * (`init`, `entitlements create`, `vendor keygen`), copies of it, a worker pool, and the afterAll
  * that stops the servers a file started.
  */
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { CLI, killStrays, runProcess, type ServeHandle } from '../spawn.ts';
+import { CLI, killStrays, runProcess, startServe, type ServeHandle } from '../spawn.ts';
 
 export const YEAR_MS = 365 * 24 * 3600 * 1000;
 
@@ -125,4 +126,37 @@ export async function stopAll(servers: readonly ServeHandle[]): Promise<void> {
   for (const s of servers)
     if (s.child.exitCode === null && s.child.signalCode === null) await s.stop();
   killStrays();
+}
+
+/** A fresh data directory in a temp folder with `serve` running on it (see servedDataDir). */
+export interface Served {
+  root: string;
+  dataDir: string;
+  /** The admin token `init` printed. */
+  token: string;
+  server: ServeHandle;
+  /** Stops the server (if it still runs), kills strays, removes the folder. */
+  close(): Promise<void>;
+}
+
+/** `init` in a new temp folder, then `serve --port 0` on it by the real CLI (for one test file). */
+export async function servedDataDir(prefix: string): Promise<Served> {
+  const root = mkdtempSync(path.join(tmpdir(), prefix));
+  const dataDir = path.join(root, 'data');
+  const token = (await initDataDir(root, dataDir)).admin_token;
+  const server = await startServe(CLI, ['--data-dir', dataDir, '--port', '0'], {
+    cwd: root,
+    timeoutMs: 60_000,
+  });
+  return {
+    root,
+    dataDir,
+    token,
+    server,
+    async close() {
+      if (server.child.exitCode === null && server.child.signalCode === null) await server.stop();
+      killStrays();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
 }

@@ -23,6 +23,10 @@ interface World {
   h: Harness;
   entA: string;
   seatA: string;
+  /** A second seat on entA, for the face's seat revoke (the /v1 one revokes seatA first). */
+  seatFace: string;
+  /** A dashboard (an installation) of tenant-a's template license. */
+  dashboard: string;
   leaseA: string;
   spareToken: string;
   /** Installations of entA's quota: one to read and change, one to remove. */
@@ -69,7 +73,26 @@ async function world(): Promise<World> {
       .body.installation_id as string;
   const instA = await install('read me');
   const instGone = await install('remove me');
-  return { h, entA, seatA, leaseA, spareToken, instA, instGone };
+  // The Template Licensing face: entA is tenant-a's license for the template your-product-id.
+  const seatFace = h.services.seats.assign(
+    entA,
+    [{ subjectType: 'user', subjectId: 'u9' }],
+    'test',
+  )[0]!.id;
+  await h.req('PUT', '/api/v1/marketplace/templates/your-product-id', {
+    name: 'Your product',
+    version: '1.0.0',
+  });
+  await h.req('POST', '/api/v1/marketplace/templates/your-product-id/licenses', {
+    organization_id: 'tenant-a',
+    license_type: 'unlimited',
+  });
+  const dashboard = (
+    await h.req('POST', '/api/v1/organizations/tenant-a/templates/your-product-id/install', {
+      name: 'A dashboard',
+    })
+  ).body.dashboard_id as string;
+  return { h, entA, seatA, seatFace, dashboard, leaseA, spareToken, instA, instGone };
 }
 
 function pathFor(route: string, w: World): string {
@@ -79,8 +102,12 @@ function pathFor(route: string, w: World): string {
   if (path.startsWith('/v1/installations/')) return path.replace(':id', w.instA);
   return path
     .replace(':id', w.entA)
-    .replace(':seat_id', w.seatA)
-    .replace(':installation_id', w.instGone);
+    .replace(':seat_id', path.startsWith('/api/') ? w.seatFace : w.seatA)
+    .replace(':installation_id', w.instGone)
+    .replace(':org', 'tenant-a')
+    .replace(':license_id', w.entA)
+    .replace(':template_id', 'your-product-id')
+    .replace(':dashboard_id', w.dashboard);
 }
 
 const principals: Array<[string, Role, string | null]> = [
@@ -127,10 +154,13 @@ describe('the permission table', () => {
         if (!roleAllows(role, rule.permission) || (rule.global && tenant !== null)) {
           expect(res.status, what).toBe(403);
           expect(body.error.code, what).toBe('forbidden');
-        } else if (tenant === 'tenant-b' && key.includes(':id')) {
-          // Another tenant's entitlement, lease or installation is answered as if it did not exist.
+        } else if (tenant === 'tenant-b' && (key.includes(':id') || key.includes(':org'))) {
+          // Another tenant's entitlement, lease or installation, or organization (the Template
+          // Licensing face), is answered as if it did not exist.
           expect(res.status, what).toBe(404);
-          expect(body.error.message, what).toMatch(/^no (entitlement|lease|installation) /);
+          expect(body.error.message, what).toMatch(
+            /^no (entitlement|lease|installation|license|organization|dashboard) /,
+          );
         } else {
           expect([401, 403, 404], what).not.toContain(res.status);
           if (tenant !== null && Array.isArray(body?.data)) {

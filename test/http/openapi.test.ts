@@ -289,6 +289,62 @@ describe('real requests and answers validate against the document', () => {
     });
     expect(h.store.installations.get(inst)).toBeUndefined();
 
+    // The Template Licensing face (/api/v1).
+    const tmpl = { template_id: 'tmpl_sales' };
+    await call('PUT /api/v1/marketplace/templates/:template_id', tmpl, {
+      name: 'Sales Analytics Dashboard',
+      version: '1.2.0',
+    });
+    await call('GET /api/v1/marketplace/templates', {});
+    await call('GET /api/v1/marketplace/templates/:template_id', tmpl);
+    const bought = await call('POST /api/v1/marketplace/templates/:template_id/licenses', tmpl, {
+      organization_id: 'org_acme',
+      license_type: 'seat_based',
+      max_seats: 10,
+      auto_update: true,
+    });
+    const lic = { org: 'org_acme', license_id: bought.body.id as string };
+    expect(h.store.entitlements.get(lic.license_id)?.productId).toBe('tmpl_sales');
+    const faceSeat = await call('POST /api/v1/organizations/:org/licenses/:license_id/seats', lic, {
+      principal_id: 'user_xxx',
+    });
+    await call('POST /api/v1/organizations/:org/licenses/:license_id/seats/bulk', lic, {
+      principal_ids: ['user_1', 'user_2'],
+    });
+    await call('GET /api/v1/organizations/:org/licenses/:license_id/seats', lic);
+    await call('DELETE /api/v1/organizations/:org/licenses/:license_id/seats/:seat_id', {
+      ...lic,
+      seat_id: faceSeat.body.seat_id,
+    });
+    await call('PATCH /api/v1/organizations/:org/licenses/:license_id', lic, {
+      auto_update: false,
+    });
+    await call('POST /api/v1/organizations/:org/licenses/:license_id/renew', lic, {
+      period_months: 12,
+    });
+    await call('GET /api/v1/organizations/:org/licenses/:license_id/entitlements', lic);
+    const dash = await call(
+      'POST /api/v1/organizations/:org/templates/:template_id/install',
+      { org: 'org_acme', ...tmpl },
+      { name: 'My Sales Dashboard', variables: { company_name: 'Acme Corp' } },
+    );
+    expect(h.services.quotas.get(dash.body.dashboard_id).entitlementId).toBe(lic.license_id);
+    await call('GET /api/v1/organizations/:org/installed-templates', { org: 'org_acme' });
+    await call(
+      'POST /api/v1/organizations/:org/dashboards/:dashboard_id/update-template',
+      {
+        org: 'org_acme',
+        dashboard_id: dash.body.dashboard_id,
+      },
+      { version: '1.3.0' },
+    );
+    await call('GET /api/v1/organizations/:org/licenses/:license_id/usage', lic);
+    await call('GET /api/v1/organizations/:org/licenses/:license_id/permissions', {
+      ...lic,
+      principal_id: 'user_1',
+      permission: 'use',
+    });
+
     // Every route the document names was sent a request here.
     const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(
       ([path, ops]) =>

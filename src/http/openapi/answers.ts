@@ -15,10 +15,17 @@ import type { SyncService } from '../../sync/service.ts';
 import type { ImportResult as BundleImportResult } from '../../sync/import.ts';
 
 /** A time as the API writes it: RFC 3339 in UTC. */
-const time = z.iso.datetime({ offset: true });
+export const time = z.iso.datetime({ offset: true });
 const subjectType = z.enum(SUBJECT_TYPES);
-const entitlementStatus = z.enum(['active', 'suspended', 'revoked', 'pending', 'expired', 'grace']);
-const count = z.int().min(0);
+export const entitlementStatus = z.enum([
+  'active',
+  'suspended',
+  'revoked',
+  'pending',
+  'expired',
+  'grace',
+]);
+export const count = z.int().min(0);
 
 /** policy_json as stored and answered: the four types (the marketplace words are normalised). */
 export const policyAnswer = z.strictObject({
@@ -28,6 +35,7 @@ export const policyAnswer = z.strictObject({
   lease_ttl_seconds: z.int().optional(),
   grace_days: z.int().optional(),
   seat_assignment: z.enum(['auto', 'manual']).optional(),
+  auto_update: z.boolean().optional(),
   quotas: z.record(z.string(), z.int().min(0)).optional(),
 });
 
@@ -326,13 +334,13 @@ export const errorAnswer = z.strictObject({
  * true when S and the view V have the same top-level fields and every value S describes is a V.
  * (S is the narrower: the views type enums as `string` where the schemas list the values.)
  */
-type Fits<V, S extends z.ZodType> = [z.output<S>] extends [V]
+export type Fits<V, S extends z.ZodType> = [z.output<S>] extends [V]
   ? [Exclude<keyof V, keyof z.output<S>> | Exclude<keyof z.output<S>, keyof V>] extends [never]
     ? true
     : false
   : false;
-type Holds<T extends true> = T;
-type View<F extends (...a: any[]) => unknown> = ReturnType<F>;
+export type Holds<T extends true> = T;
+export type View<F extends (...a: any[]) => unknown> = ReturnType<F>;
 
 /** tsc fails here when a view (views.ts) and its answer schema drift apart. */
 export type AnswersFitViews = [

@@ -25,6 +25,14 @@ import {
 } from '../../schemas.ts';
 import { ROUTES, type RouteKey } from '../permissions.ts';
 import * as answers from './answers.ts';
+import * as face from './template-answers.ts';
+import {
+  installSchema,
+  updateTemplateSchema,
+  licensePatchSchema,
+  purchaseSchema,
+  templatePublishSchema,
+} from '../routes/template/schemas.ts';
 import { ROUTE_DOCS, type PublicRoute, type RawAnswer, type RouteDoc } from './routes.ts';
 
 type Json = Record<string, unknown>;
@@ -74,6 +82,20 @@ const COMPONENTS: Record<string, z.ZodType> = {
   Ready: answers.readyAnswer,
   OpenApiDocument: answers.anyObject,
   Error: answers.errorAnswer,
+  // The Template Licensing face (/api/v1).
+  TemplatePublish: templatePublishSchema,
+  TemplatePurchase: purchaseSchema,
+  LicensePatch: licensePatchSchema,
+  Template: face.templateAnswer,
+  TemplateList: face.templateListAnswer,
+  License: face.licenseAnswer,
+  LicensePermission: face.permissionAnswer,
+  TemplateInstall: installSchema,
+  TemplateUpdate: updateTemplateSchema,
+  Dashboard: face.dashboardAnswer,
+  DashboardPage: face.dashboardPageAnswer,
+  InstallCheck: face.installCheckAnswer,
+  TemplateUsage: face.templateUsageAnswer,
 };
 
 const REF = (name: string) => `#/components/schemas/${name}`;

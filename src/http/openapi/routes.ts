@@ -34,6 +34,7 @@ import {
 import { auditQuery } from '../routes/audit.ts';
 import { importQuery } from '../routes/sync.ts';
 import * as answers from './answers.ts';
+import { TEMPLATE_ROUTE_DOCS } from './template-routes.ts';
 
 /** An answer that is not JSON: its media type and what it holds. */
 export interface RawAnswer {
@@ -369,4 +370,5 @@ export const ROUTE_DOCS: Record<RouteKey | PublicRoute, RouteDoc> = {
     status: 200,
     answer: answers.auditPageAnswer,
   },
+  ...TEMPLATE_ROUTE_DOCS,
 };
