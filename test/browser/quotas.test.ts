@@ -78,19 +78,23 @@ describe('the admin console: quotas', () => {
     expect(await page.textContent('#installations')).toContain('1.2.0');
     await shot(page, 'entitlement-quotas');
 
-    const asked: string[] = [];
-    page.once('dialog', (d) => {
-      asked.push(d.message());
-      void d.dismiss();
-    });
-    await page.click('#installations tr:has-text("Sales Dashboard") button:text-is("remove")');
-    await page.waitForTimeout(300);
-    expect(asked).toEqual(['Remove dashboards "Sales Dashboard"? Its unit is free again.']);
+    const asked = page.waitForEvent('dialog');
+    const click = page.click(
+      '#installations tr:has-text("Sales Dashboard") button:text-is("remove")',
+    );
+    const dialog = await asked;
+    expect(dialog.message()).toBe('Remove dashboards "Sales Dashboard"? Its unit is free again.');
+    await dialog.dismiss();
+    await click;
     expect(names()).toEqual(['Sales Dashboard', 'Ops Dashboard']);
 
     page.once('dialog', (d) => void d.accept());
     await page.click('#installations tr:has-text("Sales Dashboard") button:text-is("remove")');
     await kv.locator('text=1 used of 3, 2 left').waitFor();
+    // The table redraws after the figures: wait for the removed row to leave it.
+    await page
+      .locator('#installations tr:has-text("Sales Dashboard")')
+      .waitFor({ state: 'detached' });
     expect(await page.textContent('#installations')).not.toContain('Sales Dashboard');
     expect(names()).toEqual(['Ops Dashboard']);
     const audit = h.store.db
