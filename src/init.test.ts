@@ -175,6 +175,14 @@ describe('initServer', () => {
     expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.json', 'server.key']);
   });
 
+  it("discards a lock file whose last record is an init's (two inits each wrote theirs, one was refused at the lock; or an init was killed)", () => {
+    const dir = newDir();
+    mkdirSync(dir, { mode: 0o700 });
+    lockDataDir(dir, { role: 'init' }).release();
+    expect(initServer(opts(dir).o).created).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(['license.db', 'server.json', 'server.key']);
+  });
+
   it('keeps a lock file some server held before (a stopped serve leaves it, with its holder record)', () => {
     const dir = newDir();
     mkdirSync(dir, { mode: 0o700 });

@@ -115,10 +115,17 @@ function lockOnce(
     // is refused at the second BEGIN and the record names the one that holds the lock.
     if (!tryBegin(db)) refuse(db, dataDir);
     try {
-      // No holder table yet: nobody ever held this file, so it was made in this race (by us, or by
-      // a process refused before it wrote). Then it is ours to discard: the one refused cannot.
-      const held = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'holder'").get();
-      if (held === undefined) fresh = true;
+      // Ours to discard (the process refused cannot) when nobody held this file before (no holder
+      // table: made in this race, by us or by a process refused before it wrote), or when the last
+      // record is an init's: an init never keeps the lock file, so its record is from a race (two
+      // inits, each writing its record, one refused at the long lock) or from an init killed
+      // mid-way. A serve's record stays: the file is the directory's after a serve has run.
+      const table = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'holder'").get();
+      const last =
+        table === undefined
+          ? undefined
+          : (db.prepare('SELECT role FROM holder LIMIT 1').get() as { role: string } | undefined);
+      if (last === undefined || last.role === 'init') fresh = true;
       db.exec(
         'CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL, host TEXT NOT NULL, since TEXT NOT NULL, role TEXT NOT NULL)',
       );
