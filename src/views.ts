@@ -96,11 +96,19 @@ export function usageView(e: Entitlement, r: UsageReport) {
     tenant_id: e.tenantId,
     product_id: e.productId,
     seats: { total: r.seats.total, assigned: r.seats.assigned, active_30d: r.seats.active30d },
-    leases: { active: r.leases.active, peak_30d: r.leases.peak30d },
+    leases: {
+      active: r.leases.active,
+      peak_30d: r.leases.peak30d,
+      ...(r.leases.borrowed !== undefined ? { borrowed: r.leases.borrowed } : {}),
+    },
     activity: {
       grants_30d: r.activity.grants30d,
       denials_30d: r.activity.denials30d,
       unique_users_30d: r.activity.uniqueUsers30d,
+      ...(r.activity.overdraftGrants30d !== undefined
+        ? { overdraft_grants_30d: r.activity.overdraftGrants30d }
+        : {}),
+      ...(r.activity.borrows30d !== undefined ? { borrows_30d: r.activity.borrows30d } : {}),
     },
   };
 }
@@ -115,6 +123,8 @@ const CSV_HEADER = [
   'releases',
   'denials',
   'peak_concurrent',
+  'overdraft_grants',
+  'borrows',
   'unique_subjects',
 ];
 
@@ -139,6 +149,8 @@ export function usageCsv(e: Entitlement, rows: DayStats[]): string {
         r.releases,
         r.denials,
         r.peak,
+        r.overdraftGrants,
+        r.borrows,
         r.uniqueSubjects,
       ]
         .map(cell)
@@ -222,7 +234,14 @@ export function leaseView(l: Lease & { tenantId?: string; productId?: string }) 
     renewed_at: toIso(l.renewedAt),
     expires_at: toIso(l.expiresAt),
     ended_at: l.endedAt === null ? null : toIso(l.endedAt),
+    ...floatingFlags(l),
   };
+}
+
+/** `overdraft: true` and `borrowed: true`, each only when so (plain answers keep their shape). */
+function floatingFlags(l: Lease): { overdraft?: true; borrowed?: true } {
+  if (!l.overdraft && !l.borrowed) return {};
+  return { ...(l.overdraft ? { overdraft: true } : {}), ...(l.borrowed ? { borrowed: true } : {}) };
 }
 
 /** The answer to a grant or renewal, as the seed shows it. */
@@ -233,6 +252,7 @@ export function issuedLeaseView(r: Pick<IssuedLease, 'lease' | 'token' | 'grace'
     expires_at: toIso(r.lease.expiresAt),
     features: r.lease.features,
     ...(r.grace ? { grace: true } : {}),
+    ...floatingFlags(r.lease),
   };
 }
 
@@ -243,7 +263,9 @@ export function subjectStatusView(s: SubjectStatus, now: number) {
     entitlement_id: e.id,
     tenant_id: e.tenantId,
     status: deriveStatus(e, now),
-    current_lease: s.lease ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt) } : null,
+    current_lease: s.lease
+      ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt), ...floatingFlags(s.lease) }
+      : null,
     features: e.policy.features ?? [],
     usage: {
       concurrent_seats_used: s.leasesInUse,

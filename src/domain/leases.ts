@@ -4,8 +4,11 @@ import { newId, newSequentialId } from '../ids.ts';
 import { DEFAULT_PAGE_SIZE, decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store } from './store.ts';
 import type { Actor, Entitlement, Lease, ListedLease, Page, Seat, SubjectType } from './types.ts';
-import { hasNamedSeats, policySubjectType } from './types.ts';
+import { EVENT_BORROWED, EVENT_OVERDRAFT, hasNamedSeats, policySubjectType } from './types.ts';
 import {
+  borrowExpiry,
+  checkBorrowLeft,
+  checkInstanceLeft,
   checkSeatLeft,
   checkSeatSelfService,
   checkSubjectType,
@@ -42,6 +45,12 @@ export interface LeaseRequest {
   subjectId: string;
   features?: string[] | undefined;
   entitlementId?: string | undefined;
+  /** Borrow for offline use (README "Floating extras"): the lease lasts this many hours. */
+  borrowHours?: number | undefined;
+  /** One instance of the subject among several sharing its lease and seat. */
+  instanceId?: string | undefined;
+  /** Wait up to this many seconds, first come first served, when every seat is in use. */
+  waitSeconds?: number | undefined;
 }
 
 /** A request with its subject's canonical key (src/subjects.ts), computed once per request. */
@@ -81,6 +90,11 @@ export interface IssuedLease {
   token: string;
 }
 
+/** A grant or renew event's flags for a lease (EVENT_OVERDRAFT, EVENT_BORROWED). */
+function eventFlags(l: Lease): number {
+  return (l.overdraft ? EVENT_OVERDRAFT : 0) | (l.borrowed ? EVENT_BORROWED : 0);
+}
+
 // A vendor bundle setting (sync): the default lease lifetime on this server.
 const VENDOR_TTL_KEY = 'default_lease_ttl_seconds';
 
@@ -113,6 +127,7 @@ export function createLeaseService({
   function endLease(l: Lease, state: 'released' | 'revoked' | 'expired', now: number): boolean {
     if (!leases.end(l.id, state, now)) return false;
     const active = leases.bumpActive(l.entitlementId, -1);
+    if (l.borrowed) leases.bumpBorrowed(l.entitlementId, -1);
     const kind = state === 'released' ? 'release' : state === 'revoked' ? 'revoke' : 'expire';
     leases.event({
       at: now,
@@ -152,9 +167,13 @@ export function createLeaseService({
     const grace = inGrace(e, now);
     if (grace && !heldAtEnd(e, current, seat)) throw newcomerInGrace(e);
     const features = grantedFeatures(e, req.features);
-    const expiresAt = expiryOf(e, now);
+    const expiresAt =
+      req.borrowHours === undefined ? expiryOf(e, now) : borrowExpiry(e, now, req.borrowHours);
 
     if (current) {
+      // Borrowed, shared or about to be: the rarer refresh, which never shortens the lease.
+      if (req.borrowHours !== undefined || req.instanceId !== undefined || current.borrowed)
+        return { lease: refreshFloating(e, current, req, now, expiresAt, features), grace };
       // The same subject asking again: the same lease, refreshed, never a second seat.
       leases.refresh(current.id, now, expiresAt, features);
       leases.event({
@@ -168,9 +187,11 @@ export function createLeaseService({
       return { lease: { ...current, renewedAt: now, expiresAt, features }, grace };
     }
 
+    if (req.borrowHours !== undefined) checkBorrowLeft(e, leases.borrowedCount(e.id));
+    let overdraft = seat?.overdraft === true;
     if (named && !seat) {
       checkSeatSelfService(e, req);
-      checkSeatLeft(e, leases.counters(e.id).seatsAssigned);
+      overdraft = checkSeatLeft(e, leases.counters(e.id).seatsAssigned);
       seats.insert({
         id: newId('seat'),
         entitlementId: e.id,
@@ -179,16 +200,22 @@ export function createLeaseService({
         subjectKey: req.subjectKey,
         assignedAt: now,
         assignedBy: 'auto',
+        ...(overdraft ? { overdraft } : {}),
       });
       leases.bumpSeats(e.id, 1);
     } else if (e.policy.type === 'concurrent') {
+      const max = e.policy.max_seats!;
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
-      // so an expired lease frees its seat at once.
+      // so an expired lease frees its seat at once (and no grant is an overdraft needlessly).
       let active = leases.counters(e.id).activeLeases;
-      if (concurrentFull(e, active)) active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
-      if (concurrentFull(e, active)) throw seatsInUse(e);
+      if (active >= max) {
+        active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
+        if (concurrentFull(e, active)) throw seatsInUse(e);
+        overdraft = active >= max;
+      }
     }
 
+    const borrowed = req.borrowHours !== undefined;
     const lease: Lease = {
       seq: 0,
       id: newSequentialId('lease', now),
@@ -202,9 +229,13 @@ export function createLeaseService({
       expiresAt,
       state: 'active',
       endedAt: null,
+      overdraft,
+      borrowed,
     };
     leases.insert(lease);
     const active = leases.bumpActive(e.id, 1);
+    if (borrowed) leases.bumpBorrowed(e.id, 1);
+    if (req.instanceId !== undefined) leases.putInstance(lease.id, req.instanceId, expiresAt);
     leases.event({
       at: now,
       kind: 'grant',
@@ -213,8 +244,61 @@ export function createLeaseService({
       subjectType: req.subjectType,
       subjectKey: req.subjectKey,
       activeAfter: active,
+      flags: overdraft || borrowed ? eventFlags(lease) : null,
     });
     return { lease, grace };
+  }
+
+  /**
+   * A subject's lease in force asked for again with borrow_hours or instance_id, or already
+   * borrowed: refreshed, never shortened (a borrow or another instance may need it longer). A new
+   * instance counts against max_instances_per_subject; a new borrow against max_borrowed_seats.
+   * Refusals come before any write.
+   */
+  function refreshFloating(
+    e: Entitlement,
+    current: Lease,
+    req: KeyedRequest,
+    now: number,
+    expiresAt: number,
+    features: string[],
+  ): Lease {
+    const borrowNow = req.borrowHours !== undefined && !current.borrowed;
+    if (borrowNow) checkBorrowLeft(e, leases.borrowedCount(e.id));
+    if (req.instanceId !== undefined) checkInstance(e, current.id, req.instanceId, now);
+    const until = Math.max(current.expiresAt, expiresAt);
+    leases.refresh(current.id, now, until, features);
+    if (borrowNow) {
+      leases.borrow(current.id);
+      leases.bumpBorrowed(e.id, 1);
+    }
+    if (req.instanceId !== undefined) leases.putInstance(current.id, req.instanceId, expiresAt);
+    const lease = {
+      ...current,
+      renewedAt: now,
+      expiresAt: until,
+      features,
+      borrowed: current.borrowed || borrowNow,
+    };
+    leases.event({
+      at: now,
+      kind: 'renew',
+      entitlementId: e.id,
+      leaseId: current.id,
+      subjectType: req.subjectType,
+      subjectKey: req.subjectKey,
+      // Flagged only when the borrow starts here: usage counts borrows from these events.
+      flags: borrowNow ? EVENT_BORROWED : null,
+    });
+    return lease;
+  }
+
+  /** An instance not yet (or no longer) on the lease must fit max_instances_per_subject. */
+  function checkInstance(e: Entitlement, leaseId: string, instanceId: string, now: number): void {
+    if (e.policy.max_instances_per_subject === undefined) return;
+    const until = leases.instanceExpiry(leaseId, instanceId);
+    if (until === undefined || until <= now)
+      checkInstanceLeft(e, leases.liveInstances(leaseId, now));
   }
 
   /**
@@ -289,6 +373,8 @@ export function createLeaseService({
       issuedAtMs: now,
       expiresAtMs: lease.expiresAt,
       grace,
+      overdraft: lease.overdraft,
+      borrowed: lease.borrowed,
     });
   }
 
@@ -300,6 +386,7 @@ export function createLeaseService({
 
   function renewSync(
     id: string,
+    instanceId: string | undefined,
     now: number,
     clockBehind: boolean,
   ): { lease: Lease; entitlement: Entitlement; grace: boolean } {
@@ -330,7 +417,13 @@ export function createLeaseService({
     )
       throw newcomerInGrace(e);
     const features = renewedFeatures(e, l);
-    const expiresAt = expiryOf(e, now);
+    let expiresAt = expiryOf(e, now);
+    if (instanceId !== undefined) {
+      checkInstance(e, l.id, instanceId, now);
+      leases.putInstance(l.id, instanceId, expiresAt);
+    }
+    // A borrow or another instance may need the lease longer than this renewal: never shorten it.
+    if (instanceId !== undefined || l.borrowed) expiresAt = Math.max(l.expiresAt, expiresAt);
     leases.refresh(l.id, now, expiresAt, features);
     leases.event({
       at: now,
@@ -400,12 +493,12 @@ export function createLeaseService({
      * @throws AppError `not_found`; `lease_released` (released or revoked); `lease_expired`;
      *   `entitlement_inactive`; `clock_suspect`
      */
-    async renew(id: string): Promise<IssuedLease> {
+    async renew(id: string, instanceId?: string): Promise<IssuedLease> {
       const r = await store.batch(() => {
         const now = clock.now();
         const clockBehind = timeGuard.assess(now);
         try {
-          return { ok: true as const, now, ...renewSync(id, now, clockBehind) };
+          return { ok: true as const, now, ...renewSync(id, instanceId, now, clockBehind) };
         } catch (err) {
           // Returned, not thrown, so an episode the guard just recorded commits (renewSync writes nothing before refusing).
           if (err instanceof AppError) return { ok: false as const, error: err };
@@ -423,17 +516,26 @@ export function createLeaseService({
 
     /**
      * Releases a lease: frees its seat. Idempotent: releasing again answers the lease as it is.
+     * With `instanceId`, releases that instance of a shared lease: the lease (still `active`) and
+     * its seat stay while another instance is in force; the last one's release ends it.
+     * `instances`: the instances left in force.
      *
      * @throws AppError `not_found`
      */
-    release(id: string): Promise<Lease> {
+    release(id: string, instanceId?: string): Promise<Lease & { instances?: number }> {
       return store.batch(() => {
         const now = clock.now();
         const l = mustGetLease(id);
         if (l.state !== 'active') return l;
         const state = l.expiresAt <= now ? 'expired' : 'released';
+        if (instanceId !== undefined && state === 'released') {
+          leases.dropInstance(l.id, instanceId);
+          const left = leases.liveInstances(l.id, now);
+          if (left > 0) return { ...l, instances: left };
+          leases.dropInstances(l.id);
+        }
         endLease(l, state, now);
-        return { ...l, state, endedAt: now };
+        return { ...l, state, endedAt: now, ...(instanceId !== undefined ? { instances: 0 } : {}) };
       });
     },
 
@@ -513,8 +615,11 @@ export function createLeaseService({
       for (;;) {
         const n = store.tx(() => reclaimExpired(null, clock.now(), SWEEP_BATCH));
         total += n;
-        if (n < SWEEP_BATCH) return total;
+        if (n < SWEEP_BATCH) break;
       }
+      // Instances that stopped renewing (their lease may live on through another instance).
+      store.tx(() => leases.pruneInstances(clock.now()));
+      return total;
     },
 
     /**

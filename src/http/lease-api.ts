@@ -1,5 +1,5 @@
 import type { Services } from '../context.ts';
-import { leaseIdSchema, leaseRequestSchema, parseWith } from '../schemas.ts';
+import { leaseInstanceSchema, leaseRequestSchema, parseWith } from '../schemas.ts';
 import { toIso } from '../clock.ts';
 import { issuedLeaseView } from '../views.ts';
 
@@ -32,24 +32,29 @@ export function createLeaseApi(
         subjectId: b.subject_id,
         features: b.features,
         entitlementId: b.entitlement_id,
+        borrowHours: b.borrow_hours,
+        instanceId: b.instance_id,
+        waitSeconds: b.wait_seconds,
       });
       return { status: 201, body: issuedLeaseView(r) };
     },
 
     async '/v1/license/lease/renew'(body) {
-      const { lease_id } = parseWith(leaseIdSchema, body);
-      return { status: 200, body: issuedLeaseView(await services.leases.renew(lease_id)) };
+      const { lease_id, instance_id } = parseWith(leaseInstanceSchema, body);
+      const r = await services.leases.renew(lease_id, instance_id);
+      return { status: 200, body: issuedLeaseView(r) };
     },
 
     async '/v1/license/lease/release'(body) {
-      const { lease_id } = parseWith(leaseIdSchema, body);
-      const l = await services.leases.release(lease_id);
+      const { lease_id, instance_id } = parseWith(leaseInstanceSchema, body);
+      const l = await services.leases.release(lease_id, instance_id);
       return {
         status: 200,
         body: {
           lease_id: l.id,
           state: l.state,
           released_at: l.endedAt === null ? null : toIso(l.endedAt),
+          ...(l.instances !== undefined ? { instances: l.instances } : {}),
         },
       };
     },

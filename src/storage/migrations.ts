@@ -7,6 +7,7 @@ import m0004 from './migrations/0004_sync.sql';
 import m0005 from './migrations/0005_entitlement_epoch.sql';
 import m0006 from './migrations/0006_lease_counters.sql';
 import m0007 from './migrations/0007_subject_keys.sql';
+import m0009 from './migrations/0009_floating.sql';
 import { reportSubjectMerges } from './subject-keys.ts';
 
 /** Something a migration wants the operator to know (logged by `serve`, printed by the CLI). */
@@ -33,6 +34,8 @@ export const MIGRATIONS: ReadonlyArray<Migration> = [
   { version: 5, name: '0005_entitlement_epoch', sql: m0005 },
   { version: 6, name: '0006_lease_counters', sql: m0006 },
   { version: 7, name: '0007_subject_keys', sql: m0007, after: reportSubjectMerges },
+  // Version 8 is the quota work's (0008).
+  { version: 9, name: '0009_floating', sql: m0009 },
 ];
 
 /**

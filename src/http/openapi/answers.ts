@@ -28,7 +28,17 @@ export const policyAnswer = z.strictObject({
   lease_ttl_seconds: z.int().optional(),
   grace_days: z.int().optional(),
   seat_assignment: z.enum(['auto', 'manual']).optional(),
+  max_borrow_hours: z.int().optional(),
+  max_borrowed_seats: z.int().optional(),
+  overdraft_seats: z.int().optional(),
+  max_instances_per_subject: z.int().optional(),
 });
+
+/** A lease's floating flags: each present (true) only when so. */
+const floatingFlags = {
+  overdraft: z.literal(true).optional().meta({ description: 'granted past max_seats' }),
+  borrowed: z.literal(true).optional().meta({ description: 'borrowed for offline use' }),
+};
 
 const entitlementFields = {
   entitlement_id: z.string(),
@@ -68,8 +78,14 @@ export const usageAnswer = z.strictObject({
   tenant_id: z.string(),
   product_id: z.string(),
   seats: z.strictObject({ total: z.int().nullable(), assigned: count, active_30d: count }),
-  leases: z.strictObject({ active: count, peak_30d: count }),
-  activity: z.strictObject({ grants_30d: count, denials_30d: count, unique_users_30d: count }),
+  leases: z.strictObject({ active: count, peak_30d: count, borrowed: count.optional() }),
+  activity: z.strictObject({
+    grants_30d: count,
+    denials_30d: count,
+    unique_users_30d: count,
+    overdraft_grants_30d: count.optional(),
+    borrows_30d: count.optional(),
+  }),
 });
 
 export const importResultAnswer = z.strictObject({
@@ -127,6 +143,7 @@ export const leaseAnswer = z.strictObject({
   renewed_at: time,
   expires_at: time,
   ended_at: time.nullable(),
+  ...floatingFlags,
 });
 
 export const issuedLeaseAnswer = z.strictObject({
@@ -135,19 +152,25 @@ export const issuedLeaseAnswer = z.strictObject({
   expires_at: time,
   features: z.array(z.string()),
   grace: z.literal(true).optional(),
+  ...floatingFlags,
 });
 
 export const releasedLeaseAnswer = z.strictObject({
   lease_id: z.string(),
   state: z.enum(['active', 'released', 'revoked', 'expired']),
   released_at: time.nullable(),
+  instances: count.optional().meta({
+    description: 'a shared lease: its instances left in force (the lease ends with the last)',
+  }),
 });
 
 export const subjectStatusAnswer = z.strictObject({
   entitlement_id: z.string(),
   tenant_id: z.string(),
   status: entitlementStatus,
-  current_lease: z.strictObject({ lease_id: z.string(), expires_at: time }).nullable(),
+  current_lease: z
+    .strictObject({ lease_id: z.string(), expires_at: time, ...floatingFlags })
+    .nullable(),
   features: z.array(z.string()),
   usage: z.strictObject({
     concurrent_seats_used: count,
