@@ -271,3 +271,117 @@ describe('borrowing', () => {
     );
   });
 });
+
+describe('shared instances', () => {
+  const instances = (leaseId: string) =>
+    h.store.db
+      .prepare('SELECT instance_id FROM lease_instances WHERE lease_id = ? ORDER BY instance_id')
+      .all(leaseId)
+      .map((r) => (r as { instance_id: string }).instance_id);
+
+  it('field scenario: one user on two workstations; the first exits, the second keeps working and nobody else takes the seat', async () => {
+    const ent = await entitlement({ type: 'concurrent', max_seats: 1 });
+    const ws1 = await lease(subject('alice', { instance_id: 'ws1' }));
+    const ws2 = await lease(subject('alice', { instance_id: 'ws2' }));
+    expect(ws1.status).toBe(201);
+    expect(ws2.body.lease_id).toBe(ws1.body.lease_id);
+    expect(instances(ws1.body.lease_id)).toEqual(['ws1', 'ws2']);
+    expect(h.store.leases.counters(ent).activeLeases).toBe(1);
+
+    const gone = await release({ lease_id: ws1.body.lease_id, instance_id: 'ws1' });
+    expect(gone.status).toBe(200);
+    expect(gone.body).toEqual({
+      lease_id: ws1.body.lease_id,
+      state: 'active',
+      released_at: null,
+      instances: 1,
+    });
+    expect(row(ws1.body.lease_id)).toMatchObject({ state: 'active' });
+    expect(instances(ws1.body.lease_id)).toEqual(['ws2']);
+
+    const bob = await lease(subject('bob'));
+    expect(bob.status).toBe(409);
+    expect(bob.body.error.code).toBe('seats_exhausted');
+    h.clock.advance(HOUR / 2);
+    const kept = await renew({ lease_id: ws2.body.lease_id, instance_id: 'ws2' });
+    expect(kept.status).toBe(200);
+    expect(kept.body.expires_at).toBe('2024-01-15T12:00:00Z');
+
+    const last = await release({ lease_id: ws2.body.lease_id, instance_id: 'ws2' });
+    expect(last.body).toMatchObject({ state: 'released', instances: 0 });
+    expect(instances(ws1.body.lease_id)).toEqual([]);
+    expect(h.store.leases.counters(ent).activeLeases).toBe(0);
+    expect((await lease(subject('bob'))).status).toBe(201);
+  });
+
+  it('caps instances per subject; an instance that stopped renewing no longer counts', async () => {
+    const ent = await entitlement({
+      type: 'concurrent',
+      max_seats: 2,
+      max_instances_per_subject: 2,
+    });
+    const a = await lease(subject('alice', { instance_id: 'a' }));
+    await lease(subject('alice', { instance_id: 'b' }));
+    const c = await lease(subject('alice', { instance_id: 'c' }));
+    expect(c.status).toBe(409);
+    expect(c.body.error).toMatchObject({
+      code: 'seats_exhausted',
+      details: { reason: 'instance_limit', max_instances_per_subject: 2, entitlement_id: ent },
+    });
+    expect(instances(a.body.lease_id)).toEqual(['a', 'b']);
+    // An instance already on the lease renews at the cap.
+    expect((await lease(subject('alice', { instance_id: 'a' }))).status).toBe(201);
+
+    // b stops renewing; a keeps on: the lease lives on, and b's place frees once b's time is up.
+    h.clock.advance(40 * 60_000);
+    expect((await renew({ lease_id: a.body.lease_id, instance_id: 'a' })).status).toBe(200);
+    h.clock.advance(30 * 60_000);
+    expect(row(a.body.lease_id)).toMatchObject({ state: 'active' });
+    const c2 = await lease(subject('alice', { instance_id: 'c' }));
+    expect(c2.status).toBe(201);
+    expect(c2.body.lease_id).toBe(a.body.lease_id);
+    h.services.leases.sweep();
+    expect(instances(a.body.lease_id)).toEqual(['a', 'c']);
+  });
+
+  it('the lease ends when its last instance stops renewing, and frees the seat', async () => {
+    const ent = await entitlement({ type: 'concurrent', max_seats: 1 });
+    await lease(subject('alice', { instance_id: 'a' }));
+    h.clock.advance(HOUR / 2);
+    await lease(subject('alice', { instance_id: 'b' }));
+    h.clock.advance(HOUR);
+    expect((await lease(subject('alice', { instance_id: 'a' }))).status).toBe(201);
+    h.clock.advance(HOUR);
+    const bob = await lease(subject('bob'));
+    expect(bob.status).toBe(201);
+    expect(h.store.leases.counters(ent).activeLeases).toBe(1);
+  });
+
+  it('under concurrent release, renew and join of instances, the subject keeps exactly one seat', async () => {
+    const ent = await entitlement({ type: 'concurrent', max_seats: 1 });
+    const first = await lease(subject('alice', { instance_id: 'i0' }));
+    let leaseId = first.body.lease_id as string;
+    for (let round = 1; round <= 15; round++) {
+      const calls = [
+        () => lease(subject('alice', { instance_id: `i${round}` })),
+        () => lease(subject('alice', { instance_id: `j${round}` })),
+        () => release({ lease_id: leaseId, instance_id: `i${round - 1}` }),
+        () => renew({ lease_id: leaseId, instance_id: `j${round - 1}` }),
+        () => lease(subject(`intruder${round}`)),
+      ];
+      // A different arrival order each round (rotated), all in flight at once.
+      const order = calls.map((_, k) => (k + round) % calls.length);
+      const settled = await Promise.all(order.map((k) => calls[k]!()));
+      const answers = calls.map((_, k) => settled[order.indexOf(k)]!);
+      // Someone always held on: nobody else got the seat.
+      expect(answers.at(-1)!.status).toBe(409);
+      const live = h.store.db
+        .prepare("SELECT id FROM leases WHERE entitlement_id = ? AND state = 'active'")
+        .all(ent) as { id: string }[];
+      expect(live).toHaveLength(1);
+      expect(h.store.leases.counters(ent).activeLeases).toBe(1);
+      leaseId = live[0]!.id;
+      expect(answers[0]!.body.lease_id).toBe(leaseId);
+    }
+  });
+});
