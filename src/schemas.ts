@@ -7,6 +7,7 @@ import { AppError } from './errors.ts';
 import type { Policy, PolicyType } from './domain/types.ts';
 import { termIsValid } from './domain/entitlement-rules.ts';
 import { hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
+import { MAX_WAIT_SECONDS } from './domain/lease-queue.ts';
 import {
   importError,
   MAX_IMPORT_ERRORS_SHOWN,
@@ -91,8 +92,6 @@ const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as
 export const MAX_SEATS_LIMIT = 1_000_000;
 /** The longest borrow a policy may allow: 90 days. */
 export const MAX_BORROW_HOURS = 90 * 24;
-/** The longest a lease request may wait in the queue for a seat (wait_seconds). */
-export const MAX_WAIT_SECONDS = 300;
 
 /** The fields of policy_json, as given (before the cross-field rules and normalisation). */
 const policyFields = z.strictObject({

@@ -273,6 +273,7 @@ export function subjectStatusView(s: SubjectStatus, now: number) {
       ...(hasNamedSeats(e.policy.type)
         ? { seats_assigned: s.seatsAssigned, seat_held: s.seat !== undefined }
         : {}),
+      ...(s.queued > 0 ? { queued: s.queued } : {}),
     },
   };
 }

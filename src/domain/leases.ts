@@ -17,6 +17,7 @@ import {
   heldAtEnd,
   inGrace,
   isDenial,
+  isSeatShortage,
   leaseCheck,
   leaseExpiry,
   moreActionable,
@@ -30,6 +31,12 @@ import type { SigningKey } from '../tokens/keys.ts';
 import { issueLeaseTokenAsync } from '../tokens/lease-token.ts';
 import type { TimeGuard } from './time-guard.ts';
 import { subjectKey } from '../subjects.ts';
+import {
+  createLeaseQueue,
+  MAX_WAIT_SECONDS,
+  type QueueLimits,
+  type Waiter,
+} from './lease-queue.ts';
 
 export { SUBJECT_TYPES, type SubjectType } from './types.ts';
 
@@ -54,7 +61,13 @@ export interface LeaseRequest {
 }
 
 /** A request with its subject's canonical key (src/subjects.ts), computed once per request. */
-type KeyedRequest = LeaseRequest & { subjectKey: string };
+type KeyedRequest = LeaseRequest & { subjectKey: string; queued?: true };
+
+/**
+ * Watches the client of a waiting request: calls `onGone` if it disconnects before its answer;
+ * returns the function that stops watching.
+ */
+export type ClientGone = (onGone: () => void) => () => void;
 
 export interface LeaseDeps {
   store: Store;
@@ -63,6 +76,8 @@ export interface LeaseDeps {
   serverId: string;
   timeGuard: TimeGuard;
   defaultTtlSeconds?: number;
+  /** Bounds of the lease queue (wait_seconds); defaults in lease-queue.ts. */
+  queueLimits?: QueueLimits;
 }
 
 /** An entitlement's use right now (see usageNow). */
@@ -81,6 +96,8 @@ export interface SubjectStatus {
   seat: Seat | undefined;
   leasesInUse: number;
   seatsAssigned: number;
+  /** Requests waiting for a seat on it (wait_seconds). */
+  queued: number;
 }
 
 export interface IssuedLease {
@@ -110,6 +127,7 @@ export function createLeaseService({
   serverId,
   timeGuard,
   defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS,
+  queueLimits,
 }: LeaseDeps) {
   const { leases, seats, entitlements } = store;
 
@@ -204,6 +222,9 @@ export function createLeaseService({
       });
       leases.bumpSeats(e.id, 1);
     } else if (e.policy.type === 'concurrent') {
+      // While requests wait for a seat, a freed one is theirs, in arrival order: a newcomer
+      // (not a waiter being served) is refused, and may queue behind them.
+      if (queue.size !== 0 && req.queued !== true && queue.has(e.id)) throw seatsInUse(e);
       const max = e.policy.max_seats!;
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
       // so an expired lease frees its seat at once (and no grant is an overdraft needlessly).
@@ -436,7 +457,221 @@ export function createLeaseService({
     return { lease: { ...l, renewedAt: now, expiresAt, features }, entitlement: e, grace };
   }
 
-  return {
+  type Attempt =
+    | { ok: true; now: number; lease: Lease; entitlement: Entitlement; grace: boolean }
+    | { ok: false; error: AppError };
+
+  /**
+   * One try at a grant, inside a batch: a refusal is returned, not thrown (the time guard may have
+   * written the start or end of an episode, which must commit), and recorded as a `deny` event,
+   * except a seat shortage for a request that will wait (its deny is written if it gives up).
+   */
+  function attempt(req: KeyedRequest): Attempt {
+    const now = clock.now();
+    const clockBehind = timeGuard.assess(now);
+    try {
+      return { ok: true, now, ...grantSync(req, now, clockBehind) };
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'clock_suspect') return { ok: false, error: err };
+      if (isDenial(err)) {
+        if (req.waitSeconds === undefined || !waits(err)) recordDeny(req, err, now);
+        return { ok: false, error: err };
+      }
+      throw err;
+    }
+  }
+
+  function recordDeny(req: KeyedRequest, err: AppError, now: number): void {
+    leases.event({
+      at: now,
+      kind: 'deny',
+      entitlementId: refusingEntitlement(err) ?? null,
+      leaseId: null,
+      subjectType: req.subjectType,
+      subjectKey: req.subjectKey,
+      reason: err.code,
+    });
+  }
+
+  async function issued(a: Extract<Attempt, { ok: true }>): Promise<IssuedLease> {
+    return {
+      lease: a.lease,
+      entitlement: a.entitlement,
+      grace: a.grace,
+      token: await sign(a.lease, a.entitlement, a.grace, a.now),
+    };
+  }
+
+  // ---- the queue (README "Floating extras"): wait_seconds, first come first served ----
+
+  interface Waiting {
+    req: KeyedRequest;
+    refusal: AppError;
+    resolve: (r: IssuedLease) => void;
+    reject: (err: unknown) => void;
+    deadline: ReturnType<typeof setTimeout> | undefined;
+    leave: (() => void) | undefined;
+  }
+  const queue = createLeaseQueue<Waiting>(queueLimits);
+  /** Entitlements whose head waiter is being tried; `again`: a seat may have freed meanwhile. */
+  const trying = new Set<string>();
+  const again = new Set<string>();
+  /** Per entitlement with waiters: a timer for its next lease expiry (no polling). */
+  const expiryTimers = new Map<string, ReturnType<typeof setTimeout>>();
+
+  function refusingEntitlement(err: AppError): string | undefined {
+    const id = err.details.entitlement_id;
+    return typeof id === 'string' ? id : undefined;
+  }
+
+  /** May a request with wait_seconds queue for this refusal? A seat shortage on a concurrent entitlement. */
+  function waits(err: AppError): boolean {
+    if (!isSeatShortage(err)) return false;
+    const id = refusingEntitlement(err);
+    return id !== undefined && entitlements.get(id)?.policy.type === 'concurrent';
+  }
+
+  /** Queues a refused request; it is answered when it wins a seat, at its deadline, or never (gone). */
+  function wait(req: KeyedRequest, refusal: AppError, gone: ClientGone | undefined) {
+    const entId = refusingEntitlement(refusal)!;
+    return new Promise<IssuedLease>((resolve, reject) => {
+      const waiting: Waiting = {
+        req: { ...req, queued: true },
+        refusal,
+        resolve,
+        reject,
+        deadline: undefined,
+        leave: undefined,
+      };
+      const w = queue.push(entId, waiting);
+      if (w === null) {
+        refuseAfterDeny(req, refusal, queueFull(refusal, entId), reject);
+        return;
+      }
+      const seconds = req.waitSeconds!;
+      waiting.deadline = setTimeout(() => {
+        leave(w);
+        const late = new AppError(
+          'seats_exhausted',
+          `${refusal.message}; waited ${seconds} s for a seat`,
+          { ...refusal.details, waited_seconds: seconds },
+        );
+        refuseAfterDeny(req, refusal, late, reject);
+      }, seconds * 1000);
+      // The client's socket keeps the process up while it waits; the timer alone should not.
+      waiting.deadline.unref();
+      // The client hung up: out of the line at once, no answer, no deny (nobody asked any more).
+      waiting.leave = gone?.(() => {
+        leave(w);
+        reject(new AppError('request_timeout', 'the client left the queue'));
+      });
+      serve(entId);
+    });
+  }
+
+  /** Records the deny of a request that gave up waiting, then (committed or not) refuses it. */
+  function refuseAfterDeny(
+    req: KeyedRequest,
+    refusal: AppError,
+    answer: AppError,
+    reject: (err: unknown) => void,
+  ): void {
+    const done = () => reject(answer);
+    store.batch(() => recordDeny(req, refusal, clock.now())).then(done, done);
+  }
+
+  /** Takes a waiter out of the line and drops its timer and disconnect watch. */
+  function leave(w: Waiter<Waiting>): void {
+    queue.remove(w);
+    clearTimeout(w.payload.deadline);
+    w.payload.leave?.();
+    if (!queue.has(w.entitlementId)) {
+      clearTimeout(expiryTimers.get(w.entitlementId));
+      expiryTimers.delete(w.entitlementId);
+    }
+  }
+
+  function queueFull(refusal: AppError, entId: string): AppError {
+    return new AppError(
+      'seats_exhausted',
+      `${refusal.message}, and the queue for a seat is full (${queue.depth(entId)} waiting here, ${queue.size} in all)`,
+      { ...refusal.details, reason: 'queue_full' },
+    );
+  }
+
+  /**
+   * A seat of `entId` may have freed: try its head waiter (one try at a time per entitlement, so
+   * seats go in arrival order and a newcomer never takes one first; see grantOn). A win answers
+   * the waiter and tries the next; a shortage waits for the next release, revocation, sweep or
+   * the timer set for the next expiry.
+   */
+  function serve(entId: string | undefined): void {
+    if (entId === undefined) return;
+    if (trying.has(entId)) {
+      again.add(entId);
+      return;
+    }
+    const w = queue.head(entId);
+    if (w === undefined) return;
+    trying.add(entId);
+    again.delete(entId);
+    store
+      .batch(() => attempt(w.payload.req))
+      .then(
+        (a) => {
+          trying.delete(entId);
+          if (a.ok) {
+            if (w.queued) {
+              leave(w);
+              issued(a).then(w.payload.resolve, w.payload.reject);
+            } else {
+              // Its deadline or disconnect came while the grant was in flight: give the seat back.
+              void service.release(a.lease.id).catch(() => {});
+            }
+            return serve(entId);
+          }
+          if (isSeatShortage(a.error)) {
+            if (again.delete(entId)) return serve(entId);
+            return armExpiry(entId);
+          }
+          // Refused for another reason now (suspended, features removed…): that is its answer.
+          if (w.queued) {
+            leave(w);
+            w.payload.reject(a.error);
+          }
+          serve(entId);
+        },
+        (err: unknown) => {
+          trying.delete(entId);
+          if (w.queued) {
+            leave(w);
+            w.payload.reject(err);
+          }
+          serve(entId);
+        },
+      );
+  }
+
+  /** Sets one timer per waiting entitlement for its next lease expiry (which frees a seat). */
+  function armExpiry(entId: string): void {
+    if (expiryTimers.has(entId) || !queue.has(entId)) return;
+    const at = leases.nextExpiry(entId);
+    if (at === undefined) return;
+    const delay = Math.min(Math.max(at - clock.now(), 0), MAX_WAIT_SECONDS * 1000) + 5;
+    const t = setTimeout(() => {
+      expiryTimers.delete(entId);
+      serve(entId);
+    }, delay);
+    t.unref();
+    expiryTimers.set(entId, t);
+  }
+
+  /** After a release, revocation or sweep: the waiters of an entitlement that freed a seat. */
+  function freed(entId: string): void {
+    if (queue.size !== 0 && queue.has(entId)) serve(entId);
+  }
+
+  const service = {
     /**
      * Grants (or refreshes) a lease. The check and the grant run in one IMMEDIATE transaction
      * shared with concurrent grants (group commit); the token is signed after the commit, off the
@@ -447,43 +682,17 @@ export function createLeaseService({
      *   `seats_exhausted`, `feature_not_entitled` (each recorded as a `deny` event), or
      *   `clock_suspect` (a bundle-managed entitlement while the clock is behind)
      */
-    async grant(request: LeaseRequest): Promise<IssuedLease> {
+    async grant(request: LeaseRequest, gone?: ClientGone): Promise<IssuedLease> {
       // The subject's canonical key, once per request: one short normalize + fold (src/subjects.ts).
       const req: KeyedRequest = { ...request, subjectKey: subjectKey(request.subjectId) };
-      const outcome = await store.batch(() => {
-        const now = clock.now();
-        // Never throws for the clock; may write the start or end of an episode, which must commit:
-        // so every refusal below is returned, not thrown.
-        const clockBehind = timeGuard.assess(now);
-        try {
-          return { ok: true as const, now, ...grantSync(req, now, clockBehind) };
-        } catch (err) {
-          if (err instanceof AppError && err.code === 'clock_suspect')
-            return { ok: false as const, error: err };
-          if (isDenial(err)) {
-            const entId =
-              typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;
-            leases.event({
-              at: now,
-              kind: 'deny',
-              entitlementId: entId,
-              leaseId: null,
-              subjectType: req.subjectType,
-              subjectKey: req.subjectKey,
-              reason: err.code,
-            });
-            return { ok: false as const, error: err };
-          }
-          throw err;
-        }
-      });
-      if (!outcome.ok) throw outcome.error;
-      return {
-        lease: outcome.lease,
-        entitlement: outcome.entitlement,
-        grace: outcome.grace,
-        token: await sign(outcome.lease, outcome.entitlement, outcome.grace, outcome.now),
-      };
+      const outcome = await store.batch(() => attempt(req));
+      if (!outcome.ok) {
+        const e = outcome.error;
+        if (queue.size !== 0 && isSeatShortage(e)) serve(refusingEntitlement(e));
+        if (req.waitSeconds !== undefined && waits(e)) return wait(req, e, gone);
+        throw e;
+      }
+      return issued(outcome);
     },
 
     /**
@@ -523,7 +732,7 @@ export function createLeaseService({
      * @throws AppError `not_found`
      */
     release(id: string, instanceId?: string): Promise<Lease & { instances?: number }> {
-      return store.batch(() => {
+      const done = store.batch((): Lease & { instances?: number } => {
         const now = clock.now();
         const l = mustGetLease(id);
         if (l.state !== 'active') return l;
@@ -537,6 +746,12 @@ export function createLeaseService({
         endLease(l, state, now);
         return { ...l, state, endedAt: now, ...(instanceId !== undefined ? { instances: 0 } : {}) };
       });
+      // Waiters get the freed seat after the commit; nothing more is paid while nobody waits.
+      if (queue.size === 0) return done;
+      return done.then((l) => {
+        if (l.state !== 'active') freed(l.entitlementId);
+        return l;
+      });
     },
 
     /**
@@ -545,7 +760,7 @@ export function createLeaseService({
      * @throws AppError `not_found`; `conflict` (not active)
      */
     revoke(id: string, actor: Actor): Lease {
-      return store.tx(() => {
+      const revoked = store.tx(() => {
         const now = clock.now();
         const l = mustGetLease(id);
         if (l.state !== 'active')
@@ -561,6 +776,8 @@ export function createLeaseService({
         });
         return { ...l, state: 'revoked' as const, endedAt: now };
       });
+      freed(revoked.entitlementId);
+      return revoked;
     },
 
     /**
@@ -619,6 +836,7 @@ export function createLeaseService({
       }
       // Instances that stopped renewing (their lease may live on through another instance).
       store.tx(() => leases.pruneInstances(clock.now()));
+      if (total > 0) for (const id of [...queue.entitlements()]) serve(id);
       return total;
     },
 
@@ -721,9 +939,15 @@ export function createLeaseService({
           : undefined,
         leasesInUse: leases.liveCount(chosen.id, now),
         seatsAssigned: counters.seatsAssigned,
+        queued: queue.depth(chosen.id),
       };
     },
+    /** Requests waiting for a seat: in all, or on one entitlement (/metrics, status). */
+    queued(entitlementId?: string): number {
+      return entitlementId === undefined ? queue.size : queue.depth(entitlementId);
+    },
   };
+  return service;
 }
 
 export type LeaseService = ReturnType<typeof createLeaseService>;

@@ -19,8 +19,14 @@ export interface EntitlementWire {
 /** GET /v1/entitlements/{id}/usage. */
 export interface UsageWire {
   seats: { assigned: number; total: number | null; active_30d: number };
-  leases: { active: number; peak_30d: number };
-  activity: { grants_30d: number; denials_30d: number; unique_users_30d: number };
+  leases: { active: number; peak_30d: number; borrowed?: number };
+  activity: {
+    grants_30d: number;
+    denials_30d: number;
+    unique_users_30d: number;
+    overdraft_grants_30d?: number;
+    borrows_30d?: number;
+  };
 }
 
 export interface LeaseWire {
@@ -28,6 +34,8 @@ export interface LeaseWire {
   subject_type: string;
   subject_id: string;
   expires_at: string;
+  borrowed?: true;
+  overdraft?: true;
 }
 
 export interface SeatWire {
@@ -167,16 +175,21 @@ function envelope(text: string): { code: string; message: string } | null {
   }
 }
 
-/** Daily usage from the CSV (numbers are its last columns: ids before them may hold commas). */
+/**
+ * Daily usage from the CSV. Columns are found by their header names, counted from the end (ids
+ * before them may hold commas), so a column added later moves nothing.
+ */
 export function parseUsageCsv(text: string): UsageDay[] {
-  return text
-    .split(/\r?\n/)
-    .slice(1)
+  const [header = '', ...lines] = text.split(/\r?\n/);
+  const names = header.split(',');
+  const fromEnd = (name: string) => names.length - names.indexOf(name);
+  const [grants, denials, peak] = ['grants', 'denials', 'peak_concurrent'].map(fromEnd);
+  return lines
     .filter((l) => l !== '')
     .map((l) => {
       const c = l.split(',');
-      const n = (fromEnd: number) => Number(c[c.length - fromEnd]);
-      return { date: c[0]!, grants: n(6), denials: n(3), peak: n(2) };
+      const n = (back: number) => Number(c[c.length - back]);
+      return { date: c[0]!, grants: n(grants!), denials: n(denials!), peak: n(peak!) };
     });
 }
 

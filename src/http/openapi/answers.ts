@@ -177,6 +177,7 @@ export const subjectStatusAnswer = z.strictObject({
     max_seats: z.int().nullable(),
     seats_assigned: count.optional(),
     seat_held: z.boolean().optional(),
+    queued: count.optional().meta({ description: 'lease requests waiting for a seat' }),
   }),
 });
 
