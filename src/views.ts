@@ -238,9 +238,12 @@ export function leaseView(l: Lease & { tenantId?: string; productId?: string }) 
   };
 }
 
+// Shared by every plain lease answer: nothing allocated for it on the grant path.
+const NO_FLAGS: { overdraft?: true; borrowed?: true } = Object.freeze({});
+
 /** `overdraft: true` and `borrowed: true`, each only when so (plain answers keep their shape). */
 function floatingFlags(l: Lease): { overdraft?: true; borrowed?: true } {
-  if (!l.overdraft && !l.borrowed) return {};
+  if (!l.overdraft && !l.borrowed) return NO_FLAGS;
   return { ...(l.overdraft ? { overdraft: true } : {}), ...(l.borrowed ? { borrowed: true } : {}) };
 }
 

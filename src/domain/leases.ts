@@ -692,7 +692,12 @@ export function createLeaseService({
         if (req.waitSeconds !== undefined && waits(e)) return wait(req, e, gone);
         throw e;
       }
-      return issued(outcome);
+      return {
+        lease: outcome.lease,
+        entitlement: outcome.entitlement,
+        grace: outcome.grace,
+        token: await sign(outcome.lease, outcome.entitlement, outcome.grace, outcome.now),
+      };
     },
 
     /**

@@ -2,7 +2,10 @@
  * Floating extras (README "Floating extras"): overdraft, borrowing and shared instances, through
  * the real app and a real database; each assertion checks the answer, the token and the rows.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { verifyLeaseToken } from '../../../clients/typescript/src/index.ts';
+import { verifyExport } from '../../sync/vendor.ts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
 
@@ -90,6 +93,31 @@ describe('overdraft', () => {
     expect(csv.text.split('\r\n')[1]).toMatch(/,3,1,0,1,3,1,0,3$/);
     const list = await h.req('GET', `/v1/leases?entitlement_id=${ent}`);
     expect(list.body.data.filter((l: { overdraft?: true }) => l.overdraft)).toHaveLength(1);
+  });
+
+  it('carries overdraft grants and borrows to the vendor in the usage export (the true-up)', async () => {
+    const ent = await entitlement({
+      type: 'concurrent',
+      max_seats: 1,
+      overdraft_seats: 2,
+      max_borrow_hours: 8,
+    });
+    await lease(subject('a'));
+    await lease(subject('b'));
+    await lease(subject('c', { borrow_hours: 8 }));
+    const out = join(h.dir, 'outbox');
+    const r = h.services.sync.exportTo({ outDir: out, actor: 'test' });
+    const summary = await verifyExport(r.file, h.info.public_key);
+    expect(summary.usage).toMatchObject({ grants: 3, overdraft_grants: 2 });
+    const text = readFileSync(r.file, 'utf8');
+    const usage = text
+      .slice(text.indexOf('\n', 9) + 1)
+      .split('\n')
+      .filter((l) => l.includes('"op":"usage"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(usage).toEqual([
+      expect.objectContaining({ entitlement_id: ent, grants: 3, overdraft_grants: 2, borrows: 1 }),
+    ]);
   });
 
   it('marks a named seat taken past max_seats, and every lease of its holder', async () => {
@@ -312,6 +340,26 @@ describe('shared instances', () => {
     expect(instances(ws1.body.lease_id)).toEqual([]);
     expect(h.store.leases.counters(ent).activeLeases).toBe(0);
     expect((await lease(subject('bob'))).status).toBe(201);
+  });
+
+  it('asking or releasing again is idempotent: one lease, one borrow, one instance row', async () => {
+    const ent = await entitlement({ type: 'concurrent', max_seats: 2, max_borrow_hours: 4 });
+    const first = await lease(subject('alice', { instance_id: 'a', borrow_hours: 4 }));
+    const again = await lease(subject('alice', { instance_id: 'a', borrow_hours: 4 }));
+    expect(again.body).toMatchObject({ lease_id: first.body.lease_id, borrowed: true });
+    await lease(subject('alice', { instance_id: 'b' }));
+    expect(h.store.leases.borrowedCount(ent)).toBe(1);
+    expect(instances(first.body.lease_id)).toEqual(['a', 'b']);
+    const once = await release({ lease_id: first.body.lease_id, instance_id: 'a' });
+    const twice = await release({ lease_id: first.body.lease_id, instance_id: 'a' });
+    expect(twice.body).toEqual(once.body);
+    expect(twice.body).toMatchObject({ state: 'active', instances: 1 });
+    const end = await release({ lease_id: first.body.lease_id, instance_id: 'b' });
+    const after = await release({ lease_id: first.body.lease_id, instance_id: 'b' });
+    expect(end.body.state).toBe('released');
+    expect(after.body).toMatchObject({ state: 'released', released_at: end.body.released_at });
+    expect(h.store.leases.counters(ent).activeLeases).toBe(0);
+    expect(h.store.leases.borrowedCount(ent)).toBe(0);
   });
 
   it('caps instances per subject; an instance that stopped renewing no longer counts', async () => {
