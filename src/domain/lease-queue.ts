@@ -67,6 +67,13 @@ export function createLeaseQueue<T>(limits: QueueLimits = DEFAULT_QUEUE_LIMITS) 
       return lines.keys();
     },
 
+    /** Every waiter, line by line in arrival order (a copy: the caller may remove as it goes). */
+    all(): Waiter<T>[] {
+      const out: Waiter<T>[] = [];
+      for (const line of lines.values()) out.push(...line.waiters.slice(line.head));
+      return out;
+    },
+
     /** Adds a waiter at the tail; null when a bound is reached (the caller refuses the request). */
     push(entitlementId: string, payload: T): Waiter<T> | null {
       let line = lines.get(entitlementId);

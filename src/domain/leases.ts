@@ -624,8 +624,8 @@ export function createLeaseService({
             if (w.queued) {
               leave(w);
               issued(a).then(w.payload.resolve, w.payload.reject);
-            } else {
-              // Its deadline or disconnect came while the grant was in flight: give the seat back.
+            } else if (a.lease.grantedAt === a.now) {
+              // Its deadline or disconnect came while the grant was in flight: give the new seat back.
               void service.release(a.lease.id).catch(() => {});
             }
             return serve(entId);
@@ -947,6 +947,23 @@ export function createLeaseService({
         queued: queue.depth(chosen.id),
       };
     },
+    /**
+     * The server is stopping: every waiting request is answered now with its refusal
+     * (`seats_exhausted`, details.reason `shutting_down`) instead of holding the drain.
+     */
+    stopWaiting(): void {
+      for (const w of queue.all()) {
+        leave(w);
+        const r = w.payload.refusal;
+        w.payload.reject(
+          new AppError('seats_exhausted', `${r.message}; the server is shutting down`, {
+            ...r.details,
+            reason: 'shutting_down',
+          }),
+        );
+      }
+    },
+
     /** Requests waiting for a seat: in all, or on one entitlement (/metrics, status). */
     queued(entitlementId?: string): number {
       return entitlementId === undefined ? queue.size : queue.depth(entitlementId);

@@ -6,9 +6,11 @@
  */
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
 import { createLeaseService } from '../../domain/leases.ts';
+import { CLI, runProcess, startServe } from '../../../test/spawn.ts';
 
 let h: Harness;
 beforeEach(() => void (h = createHarness()));
@@ -118,6 +120,19 @@ describe('the lease queue', () => {
     expect(holders(ent)).toEqual(['b', 'c0', 'c1']);
     expect(answers.filter((r) => r.status === 409)).toHaveLength(10);
     expect(h.store.leases.counters(ent).activeLeases).toBe(3);
+  });
+
+  it('a newcomer cannot take an expired seat while someone waits for it', async () => {
+    const ent = await concurrent(1, { lease_ttl_seconds: 60 });
+    await ask('a');
+    const w = ask('w', { wait_seconds: 10 });
+    await waiting(1);
+    // a's time is up but nothing has marked it: a newcomer's grant would reclaim it for itself.
+    h.clock.advance(61_000);
+    const newcomer = await ask('newcomer');
+    expect(newcomer.status).toBe(409);
+    expect((await w).status).toBe(201);
+    expect(holders(ent)).toEqual(['w']);
   });
 
   it('a sweep and a revocation free seats for the queue too', async () => {
@@ -256,4 +271,61 @@ describe('a waiting client that disconnects', () => {
       h.store.db.prepare("SELECT count(*) FROM leases WHERE subject_id = 'quitter'").pluck().get(),
     ).toBe(0);
   });
+});
+
+describe('a server that stops', () => {
+  it('answers its waiting lease requests at once (409, reason shutting_down) and exits 0', async () => {
+    const data = join(h.dir, 'served');
+    const init = await runProcess(CLI, ['init', '--data-dir', data, '--json']);
+    expect(init.code, init.stderr).toBe(0);
+    const token = (JSON.parse(init.stdout) as { admin_token: string }).admin_token;
+    const s = await startServe(CLI, ['--data-dir', data, '--port', '0', '--host', '127.0.0.1']);
+    try {
+      const post = (path: string, body: unknown, auth = false) =>
+        fetch(`${s.base}${path}`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            ...(auth ? { authorization: `Bearer ${token}` } : {}),
+          },
+          body: JSON.stringify(body),
+        });
+      const made = await post(
+        '/v1/entitlements',
+        {
+          ...seedEntitlement,
+          ends_at: '2099-01-01T00:00:00Z',
+          policy_json: { type: 'concurrent', max_seats: 1 },
+        },
+        true,
+      );
+      expect(made.status).toBe(201);
+      const who = (id: string) => ({
+        product_id: 'your-product-id',
+        tenant_id: 'customer-tenant-id',
+        subject_type: 'machine',
+        subject_id: id,
+      });
+      expect((await post('/v1/license/lease', who('holder'))).status).toBe(201);
+      const waiter = post('/v1/license/lease', { ...who('waiter'), wait_seconds: 120 });
+      let queued = false;
+      for (let i = 0; i < 200 && !queued; i++) {
+        const m = await (await fetch(`${s.base}/metrics`)).text();
+        queued = m.includes('bpls_lease_queue_waiting 1');
+        if (!queued) await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(queued).toBe(true);
+      const stopping = Date.now();
+      const exited = s.stop();
+      const answer = await waiter;
+      expect(answer.status).toBe(409);
+      expect(
+        ((await answer.json()) as { error: { details: unknown } }).error.details,
+      ).toMatchObject({ reason: 'shutting_down' });
+      expect(Date.now() - stopping).toBeLessThan(5_000);
+      expect((await exited).code).toBe(0);
+    } finally {
+      await s.stop();
+    }
+  }, 30_000);
 });
