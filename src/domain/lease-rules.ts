@@ -282,7 +282,10 @@ export function isSeatShortage(err: AppError): boolean {
 /** What {@link leaseCheck} answers: could a lease be had now, and if not, why. */
 export interface LeaseCheck {
   canLease: boolean;
-  /** Free seats (named: unassigned; concurrent: not in use); null when the policy has no limit. */
+  /**
+   * Free seats (named: unassigned; concurrent: not in use), overdraft_seats included; null when
+   * the policy has no limit.
+   */
   remainingSeats: number | null;
   /** The refusal's reason (`expired`, `suspended`, `seats_exhausted`, `clock_suspect`…), or null. */
   reason: string | null;
@@ -301,7 +304,8 @@ export function leaseCheck(
   clockSuspect: boolean,
 ): LeaseCheck {
   const named = hasNamedSeats(e.policy.type);
-  const max = e.policy.max_seats;
+  // Overdraft seats can be had too (marked): they count as free here.
+  const max = e.policy.max_seats === undefined ? undefined : seatCeiling(e);
   const remaining =
     max === undefined ? null : Math.max(0, max - (named ? use.seatsAssigned : use.leasesInForce));
   let reason: string | null = null;

@@ -64,6 +64,9 @@ describe('overdraft', () => {
         .sort(),
     );
 
+    // Full to max_seats, the overdraft seat is still there to be had.
+    const before = await h.req('GET', `/v1/entitlements/${ent}/check`);
+    expect(before.body).toMatchObject({ can_lease: true, remaining_seats: 1 });
     const c = await lease(subject('c'));
     expect(c.status).toBe(201);
     expect(c.body.overdraft).toBe(true);
@@ -73,6 +76,8 @@ describe('overdraft', () => {
     expect(row(c.body.lease_id)).toMatchObject({ overdraft: 1, borrowed: 0 });
     expect(grantFlags().map((g) => g.flags)).toEqual([null, null, 1]);
 
+    const check = await h.req('GET', `/v1/entitlements/${ent}/check`);
+    expect(check.body).toMatchObject({ can_lease: false, remaining_seats: 0 });
     const d = await lease(subject('d'));
     expect(d.status).toBe(409);
     expect(d.body.error).toMatchObject({
