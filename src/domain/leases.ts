@@ -218,7 +218,7 @@ export function createLeaseService({
         subjectKey: req.subjectKey,
         assignedAt: now,
         assignedBy: 'auto',
-        ...(overdraft ? { overdraft } : {}),
+        overdraft,
       });
       leases.bumpSeats(e.id, 1);
     } else if (e.policy.type === 'concurrent') {
