@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, seedEntitlement, type Harness } from '../../../test/helpers.ts';
 import { createLeaseService } from '../../domain/leases.ts';
 import { CLI, runProcess, startServe } from '../../../test/spawn.ts';
+import { createWorld, ent } from '../../../test/sync/world.ts';
 
 let h: Harness;
 beforeEach(() => void (h = createHarness()));
@@ -328,4 +329,33 @@ describe('a server that stops', () => {
       await s.stop();
     }
   }, 30_000);
+});
+
+describe('the clock guard', () => {
+  it('refuses borrows and waits on a bundle-managed entitlement while the clock is behind: 503, nothing queued', async () => {
+    const w = createWorld();
+    try {
+      const policy = { type: 'concurrent', max_seats: 1, max_borrow_hours: 24 };
+      await w.importFile(w.sign(1, { entitlements: [ent('ent_b', { policy_json: policy })] }));
+      const body = (who: string, extra: Record<string, unknown>) => ({
+        tenant_id: 'acme',
+        product_id: 'cad',
+        subject_type: 'user',
+        subject_id: who,
+        ...extra,
+      });
+      const leaseOn = (b: Record<string, unknown>) => w.h.req('POST', '/v1/license/lease', b, null);
+      expect((await leaseOn(body('a', { borrow_hours: 24 }))).body.borrowed).toBe(true);
+      w.h.clock.advance(-2 * 3_600_000);
+      for (const extra of [{ borrow_hours: 24 }, { wait_seconds: 5 }]) {
+        const r = await leaseOn(body('b', extra));
+        expect(r.status).toBe(503);
+        expect(r.body.error.code).toBe('clock_suspect');
+      }
+      expect(w.h.services.leases.queued()).toBe(0);
+      expect(w.h.store.leases.borrowedCount('ent_b')).toBe(1);
+    } finally {
+      w.h.close();
+    }
+  });
 });
