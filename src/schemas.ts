@@ -14,6 +14,7 @@ import {
   QUOTA_NAME,
 } from './domain/quota-rules.ts';
 import { hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
+import { MAX_WAIT_SECONDS } from './domain/lease-queue.ts';
 import {
   importError,
   MAX_IMPORT_ERRORS_SHOWN,
@@ -97,6 +98,8 @@ export const timestamp = z
 export const MARKETPLACE_ALIASES = ['individual', 'seat_based', 'team', 'unlimited'] as const;
 
 export const MAX_SEATS_LIMIT = 1_000_000;
+/** The longest borrow a policy may allow: 90 days. */
+export const MAX_BORROW_HOURS = 90 * 24;
 
 /** The fields of policy_json, as given (before the cross-field rules and normalisation). */
 const policyFields = z.strictObject({
@@ -133,7 +136,18 @@ const policyFields = z.strictObject({
         .refine((q) => Object.keys(q).length <= MAX_QUOTAS, `at most ${MAX_QUOTAS} quotas`),
     )
     .optional(),
+  max_borrow_hours: z.int().min(0).max(MAX_BORROW_HOURS).optional(),
+  max_borrowed_seats: z.int().min(0).max(MAX_SEATS_LIMIT).optional(),
+  overdraft_seats: z.int().min(0).max(MAX_SEATS_LIMIT).optional(),
+  max_instances_per_subject: z.int().min(1).max(1000).optional(),
 });
+
+const FLOATING_FIELDS = [
+  'max_borrow_hours',
+  'max_borrowed_seats',
+  'overdraft_seats',
+  'max_instances_per_subject',
+] as const;
 
 /** policy_json: the four types plus the marketplace's license-type words, normalised. */
 export const policySchema = policyFields
@@ -151,6 +165,10 @@ export const policySchema = policyFields
     if (p.seat_assignment !== undefined && !hasNamedSeats(type)) {
       issue('seat_assignment', 'seat_assignment applies to per_user and per_machine only');
     }
+    if (type === 'feature_based') {
+      for (const f of ['overdraft_seats', 'max_borrowed_seats'] as const)
+        if (p[f] !== undefined) issue(f, `${p.type} has no seat limit: leave ${f} out`);
+    }
   })
   .transform((p): Policy => {
     const out: Policy = { type: normaliseType(p.type) };
@@ -162,6 +180,7 @@ export const policySchema = policyFields
     if (p.seat_assignment !== undefined) out.seat_assignment = p.seat_assignment;
     if (p.auto_update !== undefined) out.auto_update = p.auto_update;
     if (p.quotas !== undefined) out.quotas = p.quotas;
+    for (const f of FLOATING_FIELDS) if (p[f] !== undefined) out[f] = p[f];
     return out;
   });
 
@@ -370,9 +389,21 @@ export const leaseRequestSchema = z.strictObject({
   subject_id: subjectIdentifier,
   features: z.array(featureName).max(256).optional(),
   entitlement_id: identifier.optional(),
+  /** Borrow for offline use: the lease (and its token) lasts this many hours. */
+  borrow_hours: z.int().min(1).max(MAX_BORROW_HOURS).optional(),
+  /** One of several instances of the subject sharing its lease and seat. */
+  instance_id: identifier.optional(),
+  /** Wait this long, first come first served, for a seat when all are in use. */
+  wait_seconds: z.int().min(1).max(MAX_WAIT_SECONDS).optional(),
 });
 
 export const leaseIdSchema = z.strictObject({ lease_id: leaseIdShape });
+
+/** Renew and release: the lease, and the instance of a shared lease (instance_id) if any. */
+export const leaseInstanceSchema = z.strictObject({
+  lease_id: leaseIdShape,
+  instance_id: identifier.optional(),
+});
 
 export const statusQuerySchema = z.strictObject({
   product_id: identifier,

@@ -321,6 +321,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     close() {
       closing ??= (async () => {
         draining = true;
+        // Lease requests waiting for a seat are answered now, not at their deadline.
+        ctx.services.leases.stopWaiting();
         void sweep.stop();
         // In parallel with the drain: an inbox import in progress finishes first.
         const syncStopped = sync.stop();

@@ -135,11 +135,19 @@ export function usageView(e: Entitlement, r: UsageReport) {
     tenant_id: e.tenantId,
     product_id: e.productId,
     seats: { total: r.seats.total, assigned: r.seats.assigned, active_30d: r.seats.active30d },
-    leases: { active: r.leases.active, peak_30d: r.leases.peak30d },
+    leases: {
+      active: r.leases.active,
+      peak_30d: r.leases.peak30d,
+      ...(r.leases.borrowed !== undefined ? { borrowed: r.leases.borrowed } : {}),
+    },
     activity: {
       grants_30d: r.activity.grants30d,
       denials_30d: r.activity.denials30d,
       unique_users_30d: r.activity.uniqueUsers30d,
+      ...(r.activity.overdraftGrants30d !== undefined
+        ? { overdraft_grants_30d: r.activity.overdraftGrants30d }
+        : {}),
+      ...(r.activity.borrows30d !== undefined ? { borrows_30d: r.activity.borrows30d } : {}),
     },
     ...quotasField(e, r.quotas),
   };
@@ -155,6 +163,8 @@ const CSV_HEADER = [
   'releases',
   'denials',
   'peak_concurrent',
+  'overdraft_grants',
+  'borrows',
   'unique_subjects',
 ];
 
@@ -195,6 +205,8 @@ export function usageCsv(e: Entitlement, rows: DailyUsage[]): string {
         r.releases,
         r.denials,
         r.peak,
+        r.overdraftGrants,
+        r.borrows,
         r.uniqueSubjects,
         ...quotaCells,
       ]
@@ -279,7 +291,17 @@ export function leaseView(l: Lease & { tenantId?: string; productId?: string }) 
     renewed_at: toIso(l.renewedAt),
     expires_at: toIso(l.expiresAt),
     ended_at: l.endedAt === null ? null : toIso(l.endedAt),
+    ...floatingFlags(l),
   };
+}
+
+// Shared by every plain lease answer: nothing allocated for it on the grant path.
+const NO_FLAGS: { overdraft?: true; borrowed?: true } = Object.freeze({});
+
+/** `overdraft: true` and `borrowed: true`, each only when so (plain answers keep their shape). */
+function floatingFlags(l: Lease): { overdraft?: true; borrowed?: true } {
+  if (!l.overdraft && !l.borrowed) return NO_FLAGS;
+  return { ...(l.overdraft ? { overdraft: true } : {}), ...(l.borrowed ? { borrowed: true } : {}) };
 }
 
 /** The answer to a grant or renewal, as the seed shows it. */
@@ -290,6 +312,7 @@ export function issuedLeaseView(r: Pick<IssuedLease, 'lease' | 'token' | 'grace'
     expires_at: toIso(r.lease.expiresAt),
     features: r.lease.features,
     ...(r.grace ? { grace: true } : {}),
+    ...floatingFlags(r.lease),
   };
 }
 
@@ -300,7 +323,9 @@ export function subjectStatusView(s: SubjectStatus, now: number) {
     entitlement_id: e.id,
     tenant_id: e.tenantId,
     status: deriveStatus(e, now),
-    current_lease: s.lease ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt) } : null,
+    current_lease: s.lease
+      ? { lease_id: s.lease.id, expires_at: toIso(s.lease.expiresAt), ...floatingFlags(s.lease) }
+      : null,
     features: e.policy.features ?? [],
     usage: {
       concurrent_seats_used: s.leasesInUse,
@@ -308,6 +333,7 @@ export function subjectStatusView(s: SubjectStatus, now: number) {
       ...(hasNamedSeats(e.policy.type)
         ? { seats_assigned: s.seatsAssigned, seat_held: s.seat !== undefined }
         : {}),
+      ...(s.queued > 0 ? { queued: s.queued } : {}),
     },
   };
 }

@@ -4,6 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { AppError } from '../errors.ts';
 import { DAY_MS, type Entitlement, type Lease, type Seat } from './types.ts';
 import {
+  borrowExpiry,
+  checkBorrowLeft,
+  checkInstanceLeft,
+  checkSeatLeft,
+  concurrentFull,
+  isSeatShortage,
+  seatCeiling,
+  seatsInUse,
   checkSubjectType,
   grantedFeatures,
   heldAtEnd,
@@ -147,5 +155,65 @@ describe('check', () => {
     expect(
       leaseCheck(ent(), T0, none, { seatsAssigned: 0, leasesInForce: 0 }, true).reason,
     ).toBeNull();
+  });
+});
+
+describe('floating extras', () => {
+  const HOUR = 3_600_000;
+  const floating = (policy: Partial<Entitlement['policy']>) =>
+    ent({}, { type: 'concurrent', max_seats: 2, ...policy });
+
+  it('overdraft: a named seat past max_seats is an overdraft one, past the ceiling a refusal', () => {
+    const e = ent({}, { overdraft_seats: 1 });
+    expect(seatCeiling(e)).toBe(3);
+    expect(checkSeatLeft(e, 1)).toBe(false);
+    expect(checkSeatLeft(e, 2)).toBe(true);
+    expect(code(() => checkSeatLeft(e, 3))).toEqual(['seats_exhausted', null]);
+    expect(concurrentFull(floating({ overdraft_seats: 1 }), 2)).toBe(false);
+    expect(concurrentFull(floating({ overdraft_seats: 1 }), 3)).toBe(true);
+    expect(seatsInUse(floating({ overdraft_seats: 1 })).details).toEqual({
+      entitlement_id: 'ent_r',
+      max_seats: 2,
+      overdraft_seats: 1,
+    });
+  });
+
+  it('borrowing: off by default, capped by max_borrow_hours and the end of term plus grace', () => {
+    expect(code(() => borrowExpiry(floating({}), T0, 1))).toEqual(['invalid_request', null]);
+    const e = floating({ max_borrow_hours: 72 });
+    expect(borrowExpiry(e, T0, 72)).toBe(T0 + 72 * HOUR);
+    expect(code(() => borrowExpiry(e, T0, 73))).toEqual(['invalid_request', null]);
+    const late = END - HOUR;
+    expect(borrowExpiry(floating({ max_borrow_hours: 72, grace_days: 0 }), late, 72)).toBe(END);
+  });
+
+  it('caps: borrowed seats and instances; only a plain seat shortage may queue', () => {
+    const e = floating({ max_borrowed_seats: 1, max_instances_per_subject: 2 });
+    expect(() => checkBorrowLeft(e, 0)).not.toThrow();
+    expect(code(() => checkBorrowLeft(e, 1))).toEqual(['seats_exhausted', 'borrow_limit']);
+    expect(() => checkBorrowLeft(floating({}), 1000)).not.toThrow();
+    expect(() => checkInstanceLeft(e, 1)).not.toThrow();
+    expect(code(() => checkInstanceLeft(e, 2))).toEqual(['seats_exhausted', 'instance_limit']);
+    expect(isSeatShortage(seatsInUse(e))).toBe(true);
+    const refusal = (fn: () => unknown): AppError => {
+      try {
+        fn();
+      } catch (err) {
+        return err as AppError;
+      }
+      throw new Error('no refusal');
+    };
+    expect(isSeatShortage(refusal(() => checkBorrowLeft(e, 1)))).toBe(false);
+    expect(isSeatShortage(refusal(() => checkInstanceLeft(e, 2)))).toBe(false);
+  });
+
+  it('leaseCheck counts overdraft seats as free', () => {
+    const e = floating({ overdraft_seats: 1 });
+    const use = { seatsAssigned: 0, leasesInForce: 2 };
+    const held = { lease: undefined, seat: undefined };
+    expect(leaseCheck(e, T0 + HOUR, held, use, false)).toMatchObject({
+      canLease: true,
+      remainingSeats: 1,
+    });
   });
 });

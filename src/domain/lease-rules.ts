@@ -175,38 +175,117 @@ export function checkSeatSelfService(
   }
 }
 
+/** max_seats plus the policy's overdraft_seats: the most seats (or leases) that may be taken. */
+export function seatCeiling(e: Entitlement): number {
+  return e.policy.max_seats! + (e.policy.overdraft_seats ?? 0);
+}
+
 /**
- * Is a named seat left with `seatsAssigned` taken?
+ * Is a named seat left with `seatsAssigned` taken? Returns true when the seat is an overdraft one
+ * (past max_seats, within overdraft_seats: README "Floating extras").
  *
- * @throws AppError `seats_exhausted` when all max_seats are assigned
+ * @throws AppError `seats_exhausted` when all max_seats (plus overdraft_seats) are assigned
  */
-export function checkSeatLeft(e: Entitlement, seatsAssigned: number): void {
+export function checkSeatLeft(e: Entitlement, seatsAssigned: number): boolean {
   const max = e.policy.max_seats!;
-  if (seatsAssigned >= max) {
+  if (seatsAssigned >= seatCeiling(e)) {
     throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are assigned`, {
       entitlement_id: e.id,
       max_seats: max,
+      ...(e.policy.overdraft_seats ? { overdraft_seats: e.policy.overdraft_seats } : {}),
     });
   }
+  return seatsAssigned >= max;
 }
 
-/** Is a concurrent entitlement full with this many leases in force? */
+/** Is a concurrent entitlement full (max_seats plus overdraft_seats) with this many leases in force? */
 export function concurrentFull(e: Entitlement, active: number): boolean {
-  return active >= e.policy.max_seats!;
+  return active >= seatCeiling(e);
 }
 
 /** The refusal of a lease on a full concurrent entitlement: `seats_exhausted`. */
 export function seatsInUse(e: Entitlement): AppError {
-  return new AppError('seats_exhausted', `all ${e.policy.max_seats} seats of ${e.id} are in use`, {
-    entitlement_id: e.id,
-    max_seats: e.policy.max_seats,
-  });
+  const over = e.policy.overdraft_seats;
+  return new AppError(
+    'seats_exhausted',
+    `all ${e.policy.max_seats} seats of ${e.id}${over ? ` and its ${over} overdraft seats` : ''} are in use`,
+    {
+      entitlement_id: e.id,
+      max_seats: e.policy.max_seats,
+      ...(over ? { overdraft_seats: over } : {}),
+    },
+  );
+}
+
+/**
+ * When a borrowed lease ends (ms): now + `hours`, never past the term plus grace.
+ *
+ * @throws AppError `invalid_request` when the policy allows no borrowing (max_borrow_hours 0 or
+ *   absent) or `hours` is over its max_borrow_hours; `entitlement_inactive` as {@link leaseExpiry}
+ */
+export function borrowExpiry(e: Entitlement, now: number, hours: number): number {
+  const max = e.policy.max_borrow_hours ?? 0;
+  if (hours > max) {
+    throw new AppError(
+      'invalid_request',
+      max === 0
+        ? `${e.id} allows no borrowing (policy max_borrow_hours is 0)`
+        : `${e.id} allows borrowing for at most ${max} hours, not ${hours}`,
+      {
+        entitlement_id: e.id,
+        max_borrow_hours: max,
+        issues: [{ path: 'borrow_hours', message: `must be at most ${max}` }],
+      },
+    );
+  }
+  return leaseExpiry(e, now, hours * 3600);
+}
+
+/**
+ * May one more lease be borrowed with `borrowed` borrowed now? The cap is max_borrowed_seats
+ * (absent: no cap beyond the seats).
+ *
+ * @throws AppError `seats_exhausted` (details.reason `borrow_limit`)
+ */
+export function checkBorrowLeft(e: Entitlement, borrowed: number): void {
+  const cap = e.policy.max_borrowed_seats;
+  if (cap !== undefined && borrowed >= cap) {
+    throw new AppError('seats_exhausted', `all ${cap} borrowable seats of ${e.id} are borrowed`, {
+      entitlement_id: e.id,
+      reason: 'borrow_limit',
+      max_borrowed_seats: cap,
+    });
+  }
+}
+
+/**
+ * May a subject's shared lease take one more instance with `live` in force?
+ *
+ * @throws AppError `seats_exhausted` (details.reason `instance_limit`) at max_instances_per_subject
+ */
+export function checkInstanceLeft(e: Entitlement, live: number): void {
+  const cap = e.policy.max_instances_per_subject;
+  if (cap !== undefined && live >= cap) {
+    throw new AppError(
+      'seats_exhausted',
+      `the subject runs ${live} instances on ${e.id}, its limit (max_instances_per_subject)`,
+      { entitlement_id: e.id, reason: 'instance_limit', max_instances_per_subject: cap },
+    );
+  }
+}
+
+/** Does a refusal mean every seat is taken (so a request may queue for one), not another cap? */
+export function isSeatShortage(err: AppError): boolean {
+  return err.code === 'seats_exhausted' && err.details.reason === undefined;
 }
 
 /** What {@link leaseCheck} answers: could a lease be had now, and if not, why. */
 export interface LeaseCheck {
   canLease: boolean;
-  /** Free seats (named: unassigned; concurrent: not in use); null when the policy has no limit. */
+  /**
+   * Free seats (named: unassigned; concurrent: not in use), overdraft_seats included; null when
+   * the policy has no limit.
+   */
   remainingSeats: number | null;
   /** The refusal's reason (`expired`, `suspended`, `seats_exhausted`, `clock_suspect`…), or null. */
   reason: string | null;
@@ -225,7 +304,8 @@ export function leaseCheck(
   clockSuspect: boolean,
 ): LeaseCheck {
   const named = hasNamedSeats(e.policy.type);
-  const max = e.policy.max_seats;
+  // Overdraft seats can be had too (marked): they count as free here.
+  const max = e.policy.max_seats === undefined ? undefined : seatCeiling(e);
   const remaining =
     max === undefined ? null : Math.max(0, max - (named ? use.seatsAssigned : use.leasesInForce));
   let reason: string | null = null;

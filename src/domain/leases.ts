@@ -4,8 +4,11 @@ import { newId, newSequentialId } from '../ids.ts';
 import { DEFAULT_PAGE_SIZE, decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store } from './store.ts';
 import type { Actor, Entitlement, Lease, ListedLease, Page, Seat, SubjectType } from './types.ts';
-import { hasNamedSeats, policySubjectType } from './types.ts';
+import { EVENT_BORROWED, EVENT_OVERDRAFT, hasNamedSeats, policySubjectType } from './types.ts';
 import {
+  borrowExpiry,
+  checkBorrowLeft,
+  checkInstanceLeft,
   checkSeatLeft,
   checkSeatSelfService,
   checkSubjectType,
@@ -14,6 +17,7 @@ import {
   heldAtEnd,
   inGrace,
   isDenial,
+  isSeatShortage,
   leaseCheck,
   leaseExpiry,
   moreActionable,
@@ -27,6 +31,12 @@ import type { SigningKey } from '../tokens/keys.ts';
 import { issueLeaseTokenAsync } from '../tokens/lease-token.ts';
 import type { TimeGuard } from './time-guard.ts';
 import { subjectKey } from '../subjects.ts';
+import {
+  createLeaseQueue,
+  MAX_WAIT_SECONDS,
+  type QueueLimits,
+  type Waiter,
+} from './lease-queue.ts';
 
 export { SUBJECT_TYPES, type SubjectType } from './types.ts';
 
@@ -42,10 +52,22 @@ export interface LeaseRequest {
   subjectId: string;
   features?: string[] | undefined;
   entitlementId?: string | undefined;
+  /** Borrow for offline use (README "Floating extras"): the lease lasts this many hours. */
+  borrowHours?: number | undefined;
+  /** One instance of the subject among several sharing its lease and seat. */
+  instanceId?: string | undefined;
+  /** Wait up to this many seconds, first come first served, when every seat is in use. */
+  waitSeconds?: number | undefined;
 }
 
 /** A request with its subject's canonical key (src/subjects.ts), computed once per request. */
-type KeyedRequest = LeaseRequest & { subjectKey: string };
+type KeyedRequest = LeaseRequest & { subjectKey: string; queued?: true };
+
+/**
+ * Watches the client of a waiting request: calls `onGone` if it disconnects before its answer;
+ * returns the function that stops watching.
+ */
+export type ClientGone = (onGone: () => void) => () => void;
 
 export interface LeaseDeps {
   store: Store;
@@ -54,6 +76,8 @@ export interface LeaseDeps {
   serverId: string;
   timeGuard: TimeGuard;
   defaultTtlSeconds?: number;
+  /** Bounds of the lease queue (wait_seconds); defaults in lease-queue.ts. */
+  queueLimits?: QueueLimits;
 }
 
 /** An entitlement's use right now (see usageNow). */
@@ -72,6 +96,8 @@ export interface SubjectStatus {
   seat: Seat | undefined;
   leasesInUse: number;
   seatsAssigned: number;
+  /** Requests waiting for a seat on it (wait_seconds). */
+  queued: number;
 }
 
 export interface IssuedLease {
@@ -79,6 +105,11 @@ export interface IssuedLease {
   entitlement: Entitlement;
   grace: boolean;
   token: string;
+}
+
+/** A grant or renew event's flags for a lease (EVENT_OVERDRAFT, EVENT_BORROWED). */
+function eventFlags(l: Lease): number {
+  return (l.overdraft ? EVENT_OVERDRAFT : 0) | (l.borrowed ? EVENT_BORROWED : 0);
 }
 
 // A vendor bundle setting (sync): the default lease lifetime on this server.
@@ -96,6 +127,7 @@ export function createLeaseService({
   serverId,
   timeGuard,
   defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS,
+  queueLimits,
 }: LeaseDeps) {
   const { leases, seats, entitlements } = store;
 
@@ -113,6 +145,7 @@ export function createLeaseService({
   function endLease(l: Lease, state: 'released' | 'revoked' | 'expired', now: number): boolean {
     if (!leases.end(l.id, state, now)) return false;
     const active = leases.bumpActive(l.entitlementId, -1);
+    if (l.borrowed) leases.bumpBorrowed(l.entitlementId, -1);
     const kind = state === 'released' ? 'release' : state === 'revoked' ? 'revoke' : 'expire';
     leases.event({
       at: now,
@@ -152,9 +185,13 @@ export function createLeaseService({
     const grace = inGrace(e, now);
     if (grace && !heldAtEnd(e, current, seat)) throw newcomerInGrace(e);
     const features = grantedFeatures(e, req.features);
-    const expiresAt = expiryOf(e, now);
+    const expiresAt =
+      req.borrowHours === undefined ? expiryOf(e, now) : borrowExpiry(e, now, req.borrowHours);
 
     if (current) {
+      // Borrowed, shared or about to be: the rarer refresh, which never shortens the lease.
+      if (req.borrowHours !== undefined || req.instanceId !== undefined || current.borrowed)
+        return { lease: refreshFloating(e, current, req, now, expiresAt, features), grace };
       // The same subject asking again: the same lease, refreshed, never a second seat.
       leases.refresh(current.id, now, expiresAt, features);
       leases.event({
@@ -168,9 +205,11 @@ export function createLeaseService({
       return { lease: { ...current, renewedAt: now, expiresAt, features }, grace };
     }
 
+    if (req.borrowHours !== undefined) checkBorrowLeft(e, leases.borrowedCount(e.id));
+    let overdraft = seat?.overdraft === true;
     if (named && !seat) {
       checkSeatSelfService(e, req);
-      checkSeatLeft(e, leases.counters(e.id).seatsAssigned);
+      overdraft = checkSeatLeft(e, leases.counters(e.id).seatsAssigned);
       seats.insert({
         id: newId('seat'),
         entitlementId: e.id,
@@ -179,16 +218,25 @@ export function createLeaseService({
         subjectKey: req.subjectKey,
         assignedAt: now,
         assignedBy: 'auto',
+        overdraft,
       });
       leases.bumpSeats(e.id, 1);
     } else if (e.policy.type === 'concurrent') {
+      // While requests wait for a seat, a freed one is theirs, in arrival order: a newcomer
+      // (not a waiter being served) is refused, and may queue behind them.
+      if (queue.size !== 0 && req.queued !== true && queue.has(e.id)) throw seatsInUse(e);
+      const max = e.policy.max_seats!;
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
-      // so an expired lease frees its seat at once.
+      // so an expired lease frees its seat at once (and no grant is an overdraft needlessly).
       let active = leases.counters(e.id).activeLeases;
-      if (concurrentFull(e, active)) active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
-      if (concurrentFull(e, active)) throw seatsInUse(e);
+      if (active >= max) {
+        active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
+        if (concurrentFull(e, active)) throw seatsInUse(e);
+        overdraft = active >= max;
+      }
     }
 
+    const borrowed = req.borrowHours !== undefined;
     const lease: Lease = {
       seq: 0,
       id: newSequentialId('lease', now),
@@ -202,9 +250,13 @@ export function createLeaseService({
       expiresAt,
       state: 'active',
       endedAt: null,
+      overdraft,
+      borrowed,
     };
     leases.insert(lease);
     const active = leases.bumpActive(e.id, 1);
+    if (borrowed) leases.bumpBorrowed(e.id, 1);
+    if (req.instanceId !== undefined) leases.putInstance(lease.id, req.instanceId, expiresAt);
     leases.event({
       at: now,
       kind: 'grant',
@@ -213,8 +265,61 @@ export function createLeaseService({
       subjectType: req.subjectType,
       subjectKey: req.subjectKey,
       activeAfter: active,
+      flags: overdraft || borrowed ? eventFlags(lease) : null,
     });
     return { lease, grace };
+  }
+
+  /**
+   * A subject's lease in force asked for again with borrow_hours or instance_id, or already
+   * borrowed: refreshed, never shortened (a borrow or another instance may need it longer). A new
+   * instance counts against max_instances_per_subject; a new borrow against max_borrowed_seats.
+   * Refusals come before any write.
+   */
+  function refreshFloating(
+    e: Entitlement,
+    current: Lease,
+    req: KeyedRequest,
+    now: number,
+    expiresAt: number,
+    features: string[],
+  ): Lease {
+    const borrowNow = req.borrowHours !== undefined && !current.borrowed;
+    if (borrowNow) checkBorrowLeft(e, leases.borrowedCount(e.id));
+    if (req.instanceId !== undefined) checkInstance(e, current.id, req.instanceId, now);
+    const until = Math.max(current.expiresAt, expiresAt);
+    leases.refresh(current.id, now, until, features);
+    if (borrowNow) {
+      leases.borrow(current.id);
+      leases.bumpBorrowed(e.id, 1);
+    }
+    if (req.instanceId !== undefined) leases.putInstance(current.id, req.instanceId, expiresAt);
+    const lease = {
+      ...current,
+      renewedAt: now,
+      expiresAt: until,
+      features,
+      borrowed: current.borrowed || borrowNow,
+    };
+    leases.event({
+      at: now,
+      kind: 'renew',
+      entitlementId: e.id,
+      leaseId: current.id,
+      subjectType: req.subjectType,
+      subjectKey: req.subjectKey,
+      // Flagged only when the borrow starts here: usage counts borrows from these events.
+      flags: borrowNow ? EVENT_BORROWED : null,
+    });
+    return lease;
+  }
+
+  /** An instance not yet (or no longer) on the lease must fit max_instances_per_subject. */
+  function checkInstance(e: Entitlement, leaseId: string, instanceId: string, now: number): void {
+    if (e.policy.max_instances_per_subject === undefined) return;
+    const until = leases.instanceExpiry(leaseId, instanceId);
+    if (until === undefined || until <= now)
+      checkInstanceLeft(e, leases.liveInstances(leaseId, now));
   }
 
   /**
@@ -289,6 +394,8 @@ export function createLeaseService({
       issuedAtMs: now,
       expiresAtMs: lease.expiresAt,
       grace,
+      overdraft: lease.overdraft,
+      borrowed: lease.borrowed,
     });
   }
 
@@ -300,6 +407,7 @@ export function createLeaseService({
 
   function renewSync(
     id: string,
+    instanceId: string | undefined,
     now: number,
     clockBehind: boolean,
   ): { lease: Lease; entitlement: Entitlement; grace: boolean } {
@@ -330,7 +438,13 @@ export function createLeaseService({
     )
       throw newcomerInGrace(e);
     const features = renewedFeatures(e, l);
-    const expiresAt = expiryOf(e, now);
+    let expiresAt = expiryOf(e, now);
+    if (instanceId !== undefined) {
+      checkInstance(e, l.id, instanceId, now);
+      leases.putInstance(l.id, instanceId, expiresAt);
+    }
+    // A borrow or another instance may need the lease longer than this renewal: never shorten it.
+    if (instanceId !== undefined || l.borrowed) expiresAt = Math.max(l.expiresAt, expiresAt);
     leases.refresh(l.id, now, expiresAt, features);
     leases.event({
       at: now,
@@ -343,7 +457,221 @@ export function createLeaseService({
     return { lease: { ...l, renewedAt: now, expiresAt, features }, entitlement: e, grace };
   }
 
-  return {
+  type Attempt =
+    | { ok: true; now: number; lease: Lease; entitlement: Entitlement; grace: boolean }
+    | { ok: false; error: AppError };
+
+  /**
+   * One try at a grant, inside a batch: a refusal is returned, not thrown (the time guard may have
+   * written the start or end of an episode, which must commit), and recorded as a `deny` event,
+   * except a seat shortage for a request that will wait (its deny is written if it gives up).
+   */
+  function attempt(req: KeyedRequest): Attempt {
+    const now = clock.now();
+    const clockBehind = timeGuard.assess(now);
+    try {
+      return { ok: true, now, ...grantSync(req, now, clockBehind) };
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'clock_suspect') return { ok: false, error: err };
+      if (isDenial(err)) {
+        if (req.waitSeconds === undefined || !waits(err)) recordDeny(req, err, now);
+        return { ok: false, error: err };
+      }
+      throw err;
+    }
+  }
+
+  function recordDeny(req: KeyedRequest, err: AppError, now: number): void {
+    leases.event({
+      at: now,
+      kind: 'deny',
+      entitlementId: refusingEntitlement(err) ?? null,
+      leaseId: null,
+      subjectType: req.subjectType,
+      subjectKey: req.subjectKey,
+      reason: err.code,
+    });
+  }
+
+  async function issued(a: Extract<Attempt, { ok: true }>): Promise<IssuedLease> {
+    return {
+      lease: a.lease,
+      entitlement: a.entitlement,
+      grace: a.grace,
+      token: await sign(a.lease, a.entitlement, a.grace, a.now),
+    };
+  }
+
+  // ---- the queue (README "Floating extras"): wait_seconds, first come first served ----
+
+  interface Waiting {
+    req: KeyedRequest;
+    refusal: AppError;
+    resolve: (r: IssuedLease) => void;
+    reject: (err: unknown) => void;
+    deadline: ReturnType<typeof setTimeout> | undefined;
+    leave: (() => void) | undefined;
+  }
+  const queue = createLeaseQueue<Waiting>(queueLimits);
+  /** Entitlements whose head waiter is being tried; `again`: a seat may have freed meanwhile. */
+  const trying = new Set<string>();
+  const again = new Set<string>();
+  /** Per entitlement with waiters: a timer for its next lease expiry (no polling). */
+  const expiryTimers = new Map<string, ReturnType<typeof setTimeout>>();
+
+  function refusingEntitlement(err: AppError): string | undefined {
+    const id = err.details.entitlement_id;
+    return typeof id === 'string' ? id : undefined;
+  }
+
+  /** May a request with wait_seconds queue for this refusal? A seat shortage on a concurrent entitlement. */
+  function waits(err: AppError): boolean {
+    if (!isSeatShortage(err)) return false;
+    const id = refusingEntitlement(err);
+    return id !== undefined && entitlements.get(id)?.policy.type === 'concurrent';
+  }
+
+  /** Queues a refused request; it is answered when it wins a seat, at its deadline, or never (gone). */
+  function wait(req: KeyedRequest, refusal: AppError, gone: ClientGone | undefined) {
+    const entId = refusingEntitlement(refusal)!;
+    return new Promise<IssuedLease>((resolve, reject) => {
+      const waiting: Waiting = {
+        req: { ...req, queued: true },
+        refusal,
+        resolve,
+        reject,
+        deadline: undefined,
+        leave: undefined,
+      };
+      const w = queue.push(entId, waiting);
+      if (w === null) {
+        refuseAfterDeny(req, refusal, queueFull(refusal, entId), reject);
+        return;
+      }
+      const seconds = req.waitSeconds!;
+      waiting.deadline = setTimeout(() => {
+        leave(w);
+        const late = new AppError(
+          'seats_exhausted',
+          `${refusal.message}; waited ${seconds} s for a seat`,
+          { ...refusal.details, waited_seconds: seconds },
+        );
+        refuseAfterDeny(req, refusal, late, reject);
+      }, seconds * 1000);
+      // The client's socket keeps the process up while it waits; the timer alone should not.
+      waiting.deadline.unref();
+      // The client hung up: out of the line at once, no answer, no deny (nobody asked any more).
+      waiting.leave = gone?.(() => {
+        leave(w);
+        reject(new AppError('request_timeout', 'the client left the queue'));
+      });
+      serve(entId);
+    });
+  }
+
+  /** Records the deny of a request that gave up waiting, then (committed or not) refuses it. */
+  function refuseAfterDeny(
+    req: KeyedRequest,
+    refusal: AppError,
+    answer: AppError,
+    reject: (err: unknown) => void,
+  ): void {
+    const done = () => reject(answer);
+    store.batch(() => recordDeny(req, refusal, clock.now())).then(done, done);
+  }
+
+  /** Takes a waiter out of the line and drops its timer and disconnect watch. */
+  function leave(w: Waiter<Waiting>): void {
+    queue.remove(w);
+    clearTimeout(w.payload.deadline);
+    w.payload.leave?.();
+    if (!queue.has(w.entitlementId)) {
+      clearTimeout(expiryTimers.get(w.entitlementId));
+      expiryTimers.delete(w.entitlementId);
+    }
+  }
+
+  function queueFull(refusal: AppError, entId: string): AppError {
+    return new AppError(
+      'seats_exhausted',
+      `${refusal.message}, and the queue for a seat is full (${queue.depth(entId)} waiting here, ${queue.size} in all)`,
+      { ...refusal.details, reason: 'queue_full' },
+    );
+  }
+
+  /**
+   * A seat of `entId` may have freed: try its head waiter (one try at a time per entitlement, so
+   * seats go in arrival order and a newcomer never takes one first; see grantOn). A win answers
+   * the waiter and tries the next; a shortage waits for the next release, revocation, sweep or
+   * the timer set for the next expiry.
+   */
+  function serve(entId: string | undefined): void {
+    if (entId === undefined) return;
+    if (trying.has(entId)) {
+      again.add(entId);
+      return;
+    }
+    const w = queue.head(entId);
+    if (w === undefined) return;
+    trying.add(entId);
+    again.delete(entId);
+    store
+      .batch(() => attempt(w.payload.req))
+      .then(
+        (a) => {
+          trying.delete(entId);
+          if (a.ok) {
+            if (w.queued) {
+              leave(w);
+              issued(a).then(w.payload.resolve, w.payload.reject);
+            } else if (a.lease.grantedAt === a.now) {
+              // Its deadline or disconnect came while the grant was in flight: give the new seat back.
+              void service.release(a.lease.id).catch(() => {});
+            }
+            return serve(entId);
+          }
+          if (isSeatShortage(a.error)) {
+            if (again.delete(entId)) return serve(entId);
+            return armExpiry(entId);
+          }
+          // Refused for another reason now (suspended, features removed…): that is its answer.
+          if (w.queued) {
+            leave(w);
+            w.payload.reject(a.error);
+          }
+          serve(entId);
+        },
+        (err: unknown) => {
+          trying.delete(entId);
+          if (w.queued) {
+            leave(w);
+            w.payload.reject(err);
+          }
+          serve(entId);
+        },
+      );
+  }
+
+  /** Sets one timer per waiting entitlement for its next lease expiry (which frees a seat). */
+  function armExpiry(entId: string): void {
+    if (expiryTimers.has(entId) || !queue.has(entId)) return;
+    const at = leases.nextExpiry(entId);
+    if (at === undefined) return;
+    const delay = Math.min(Math.max(at - clock.now(), 0), MAX_WAIT_SECONDS * 1000) + 5;
+    const t = setTimeout(() => {
+      expiryTimers.delete(entId);
+      serve(entId);
+    }, delay);
+    t.unref();
+    expiryTimers.set(entId, t);
+  }
+
+  /** After a release, revocation or sweep: the waiters of an entitlement that freed a seat. */
+  function freed(entId: string): void {
+    if (queue.size !== 0 && queue.has(entId)) serve(entId);
+  }
+
+  const service = {
     /**
      * Grants (or refreshes) a lease. The check and the grant run in one IMMEDIATE transaction
      * shared with concurrent grants (group commit); the token is signed after the commit, off the
@@ -354,37 +682,16 @@ export function createLeaseService({
      *   `seats_exhausted`, `feature_not_entitled` (each recorded as a `deny` event), or
      *   `clock_suspect` (a bundle-managed entitlement while the clock is behind)
      */
-    async grant(request: LeaseRequest): Promise<IssuedLease> {
+    async grant(request: LeaseRequest, gone?: ClientGone): Promise<IssuedLease> {
       // The subject's canonical key, once per request: one short normalize + fold (src/subjects.ts).
       const req: KeyedRequest = { ...request, subjectKey: subjectKey(request.subjectId) };
-      const outcome = await store.batch(() => {
-        const now = clock.now();
-        // Never throws for the clock; may write the start or end of an episode, which must commit:
-        // so every refusal below is returned, not thrown.
-        const clockBehind = timeGuard.assess(now);
-        try {
-          return { ok: true as const, now, ...grantSync(req, now, clockBehind) };
-        } catch (err) {
-          if (err instanceof AppError && err.code === 'clock_suspect')
-            return { ok: false as const, error: err };
-          if (isDenial(err)) {
-            const entId =
-              typeof err.details.entitlement_id === 'string' ? err.details.entitlement_id : null;
-            leases.event({
-              at: now,
-              kind: 'deny',
-              entitlementId: entId,
-              leaseId: null,
-              subjectType: req.subjectType,
-              subjectKey: req.subjectKey,
-              reason: err.code,
-            });
-            return { ok: false as const, error: err };
-          }
-          throw err;
-        }
-      });
-      if (!outcome.ok) throw outcome.error;
+      const outcome = await store.batch(() => attempt(req));
+      if (!outcome.ok) {
+        const e = outcome.error;
+        if (queue.size !== 0 && isSeatShortage(e)) serve(refusingEntitlement(e));
+        if (req.waitSeconds !== undefined && waits(e)) return wait(req, e, gone);
+        throw e;
+      }
       return {
         lease: outcome.lease,
         entitlement: outcome.entitlement,
@@ -400,12 +707,12 @@ export function createLeaseService({
      * @throws AppError `not_found`; `lease_released` (released or revoked); `lease_expired`;
      *   `entitlement_inactive`; `clock_suspect`
      */
-    async renew(id: string): Promise<IssuedLease> {
+    async renew(id: string, instanceId?: string): Promise<IssuedLease> {
       const r = await store.batch(() => {
         const now = clock.now();
         const clockBehind = timeGuard.assess(now);
         try {
-          return { ok: true as const, now, ...renewSync(id, now, clockBehind) };
+          return { ok: true as const, now, ...renewSync(id, instanceId, now, clockBehind) };
         } catch (err) {
           // Returned, not thrown, so an episode the guard just recorded commits (renewSync writes nothing before refusing).
           if (err instanceof AppError) return { ok: false as const, error: err };
@@ -423,17 +730,32 @@ export function createLeaseService({
 
     /**
      * Releases a lease: frees its seat. Idempotent: releasing again answers the lease as it is.
+     * With `instanceId`, releases that instance of a shared lease: the lease (still `active`) and
+     * its seat stay while another instance is in force; the last one's release ends it.
+     * `instances`: the instances left in force.
      *
      * @throws AppError `not_found`
      */
-    release(id: string): Promise<Lease> {
-      return store.batch(() => {
+    release(id: string, instanceId?: string): Promise<Lease & { instances?: number }> {
+      const done = store.batch((): Lease & { instances?: number } => {
         const now = clock.now();
         const l = mustGetLease(id);
         if (l.state !== 'active') return l;
         const state = l.expiresAt <= now ? 'expired' : 'released';
+        if (instanceId !== undefined && state === 'released') {
+          leases.dropInstance(l.id, instanceId);
+          const left = leases.liveInstances(l.id, now);
+          if (left > 0) return { ...l, instances: left };
+          leases.dropInstances(l.id);
+        }
         endLease(l, state, now);
-        return { ...l, state, endedAt: now };
+        return { ...l, state, endedAt: now, ...(instanceId !== undefined ? { instances: 0 } : {}) };
+      });
+      // Waiters get the freed seat after the commit; nothing more is paid while nobody waits.
+      if (queue.size === 0) return done;
+      return done.then((l) => {
+        if (l.state !== 'active') freed(l.entitlementId);
+        return l;
       });
     },
 
@@ -443,7 +765,7 @@ export function createLeaseService({
      * @throws AppError `not_found`; `conflict` (not active)
      */
     revoke(id: string, actor: Actor): Lease {
-      return store.tx(() => {
+      const revoked = store.tx(() => {
         const now = clock.now();
         const l = mustGetLease(id);
         if (l.state !== 'active')
@@ -459,6 +781,8 @@ export function createLeaseService({
         });
         return { ...l, state: 'revoked' as const, endedAt: now };
       });
+      freed(revoked.entitlementId);
+      return revoked;
     },
 
     /**
@@ -513,8 +837,12 @@ export function createLeaseService({
       for (;;) {
         const n = store.tx(() => reclaimExpired(null, clock.now(), SWEEP_BATCH));
         total += n;
-        if (n < SWEEP_BATCH) return total;
+        if (n < SWEEP_BATCH) break;
       }
+      // Instances that stopped renewing (their lease may live on through another instance).
+      store.tx(() => leases.pruneInstances(clock.now()));
+      if (total > 0) for (const id of [...queue.entitlements()]) serve(id);
+      return total;
     },
 
     /**
@@ -616,9 +944,32 @@ export function createLeaseService({
           : undefined,
         leasesInUse: leases.liveCount(chosen.id, now),
         seatsAssigned: counters.seatsAssigned,
+        queued: queue.depth(chosen.id),
       };
     },
+    /**
+     * The server is stopping: every waiting request is answered now with its refusal
+     * (`seats_exhausted`, details.reason `shutting_down`) instead of holding the drain.
+     */
+    stopWaiting(): void {
+      for (const w of queue.all()) {
+        leave(w);
+        const r = w.payload.refusal;
+        w.payload.reject(
+          new AppError('seats_exhausted', `${r.message}; the server is shutting down`, {
+            ...r.details,
+            reason: 'shutting_down',
+          }),
+        );
+      }
+    },
+
+    /** Requests waiting for a seat: in all, or on one entitlement (/metrics, status). */
+    queued(entitlementId?: string): number {
+      return entitlementId === undefined ? queue.size : queue.depth(entitlementId);
+    },
   };
+  return service;
 }
 
 export type LeaseService = ReturnType<typeof createLeaseService>;

@@ -90,11 +90,32 @@ export interface LeaseRepo {
   /** Adds delta to the entitlement's active-lease counter; returns the new value. */
   bumpActive(entitlementId: string, delta: number): number;
   bumpSeats(entitlementId: string, delta: number): void;
+  /** Marks an active lease borrowed (its expiry is set by refresh). */
+  borrow(id: string): void;
+  /** Forgets instances whose time has passed (the sweep); returns how many. */
+  pruneInstances(now: number): number;
+  /** Active borrowed lease rows (expired or not, like the active-lease counter). */
+  borrowedCount(entitlementId: string): number;
+  /** Adds delta to the entitlement's borrowed-lease counter. */
+  bumpBorrowed(entitlementId: string, delta: number): void;
+  /** A shared lease's instance: when it ends (ms), if the lease has it. */
+  instanceExpiry(leaseId: string, instanceId: string): number | undefined;
+  /** The lease's instances in force at `now`. */
+  liveInstances(leaseId: string, now: number): number;
+  /** Adds an instance to a lease, or moves its expiry. */
+  putInstance(leaseId: string, instanceId: string, expiresAt: number): void;
+  dropInstance(leaseId: string, instanceId: string): void;
+  /** Forgets every instance of a lease (it ended). */
+  dropInstances(leaseId: string): void;
+  /** When the entitlement's next active lease ends (ms), if it has one: the queue's timer. */
+  nextExpiry(entitlementId: string): number | undefined;
   counters(entitlementId: string): EntitlementCounters;
   /** Active leases whose time has passed, soonest first, at most `limit` (null: any entitlement). */
   expired(entitlementId: string | null, now: number, limit: number): Lease[];
   /** Leases in force now (not merely unswept). */
   liveCount(entitlementId: string, now: number): number;
+  /** Borrowed leases in force now. */
+  liveBorrowedCount(entitlementId: string, now: number): number;
   /** Of these entitlements, the one the subject leased on last (in any state), if any. */
   lastEntitlementOf(
     entitlementIds: readonly string[],

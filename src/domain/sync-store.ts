@@ -47,6 +47,10 @@ export interface SyncUsage {
   grants: number;
   denials: number;
   unique_subjects: number;
+  /** Grants past max_seats (lease event flags): the vendor bills a true-up from them. */
+  overdraft_grants: number;
+  /** Borrows started. */
+  borrows: number;
 }
 
 /** A named seat as an export lists it. */

@@ -48,6 +48,14 @@ export interface Policy {
   auto_update?: boolean;
   /** Quota name → its limit in units (installations); see quota-rules.ts. */
   quotas?: Record<string, number>;
+  /** Longest borrow (offline lease) in hours; 0 or absent: no borrowing. */
+  max_borrow_hours?: number;
+  /** Seats that may be borrowed at once; absent: any of max_seats. */
+  max_borrowed_seats?: number;
+  /** Grants allowed past max_seats, each marked `overdraft` (billed as a true-up); absent: 0. */
+  overdraft_seats?: number;
+  /** Instances (instance_id) one subject may run on its one lease; absent: no limit. */
+  max_instances_per_subject?: number;
 }
 
 export type StoredStatus = 'active' | 'suspended' | 'revoked';
@@ -169,6 +177,10 @@ export interface Lease {
   expiresAt: number;
   state: LeaseState;
   endedAt: number | null;
+  /** Granted past max_seats within overdraft_seats (fixed at grant). */
+  overdraft: boolean;
+  /** Borrowed for offline use: expiresAt is the end of the borrow. */
+  borrowed: boolean;
 }
 
 /** A lease as the admin list shows it: with its entitlement's tenant and product. */
@@ -186,6 +198,8 @@ export interface Seat {
   assignedAt: number;
   /** `auto` (taken by a lease) or the actor who assigned it. */
   assignedBy: string;
+  /** Taken past max_seats within overdraft_seats: its holder's leases are overdraft leases. */
+  overdraft?: boolean;
 }
 
 export type LeaseEventKind = 'grant' | 'renew' | 'release' | 'expire' | 'revoke' | 'deny';
@@ -203,7 +217,14 @@ export interface LeaseEvent {
   activeAfter?: number | null;
   /** A denial's error code, or why a lease was revoked (`seat_revoked`). */
   reason?: string | null;
+  /** grant / renew: EVENT_OVERDRAFT | EVENT_BORROWED bits; absent on plain ones. */
+  flags?: number | null;
 }
+
+/** LeaseEvent flags: the lease was granted past max_seats (counted for the vendor's true-up). */
+export const EVENT_OVERDRAFT = 1;
+/** LeaseEvent flags: the lease is borrowed (offline). */
+export const EVENT_BORROWED = 2;
 
 /** An entitlement's counters, kept in step with its leases and seats by the services. */
 export interface EntitlementCounters {
@@ -222,6 +243,10 @@ export interface WindowStats {
   peak: number;
   /** Distinct subjects (by canonical key) that leased or renewed. */
   uniqueSubjects: number;
+  /** New leases granted past max_seats (overdraft): what the vendor bills as a true-up. */
+  overdraftGrants: number;
+  /** Leases borrowed (new or converted to a borrow). */
+  borrows: number;
 }
 
 /** One UTC day of usage. */

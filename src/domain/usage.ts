@@ -12,8 +12,19 @@ export interface UsageReport {
     assigned: number;
     active30d: number;
   };
-  leases: { active: number; peak30d: number };
-  activity: { grants30d: number; denials30d: number; uniqueUsers30d: number };
+  /** borrowed: borrowed leases in force (shown when the policy borrows or some are). */
+  leases: { active: number; peak30d: number; borrowed?: number };
+  /**
+   * overdraftGrants30d: grants past max_seats (the vendor's true-up), shown when the policy has
+   * overdraft_seats or there were some; borrows30d likewise for borrowing.
+   */
+  activity: {
+    grants30d: number;
+    denials30d: number;
+    uniqueUsers30d: number;
+    overdraftGrants30d?: number;
+    borrows30d?: number;
+  };
   /** One per quota of the policy, now (none: []). */
   quotas: QuotaState[];
 }
@@ -32,6 +43,8 @@ const NO_LEASE_ACTIVITY = {
   denials: 0,
   peak: 0,
   uniqueSubjects: 0,
+  overdraftGrants: 0,
+  borrows: 0,
 } as const;
 
 /** How far back the usage report looks. */
@@ -51,17 +64,27 @@ export function createUsageService({ store, clock }: { store: Store; clock: Cloc
       const w = store.usage.window(e.id, from, now + 1);
       const active = store.leases.liveCount(e.id, now);
       const named = hasNamedSeats(e.policy.type);
+      const overdraft = (e.policy.overdraft_seats ?? 0) > 0;
+      const borrows = (e.policy.max_borrow_hours ?? 0) > 0;
       return {
         seats: {
           total: e.policy.max_seats ?? null,
           assigned: named ? store.leases.counters(e.id).seatsAssigned : active,
           active30d: named ? store.usage.activeSeats(e.id, from, now + 1) : w.uniqueSubjects,
         },
-        leases: { active, peak30d: Math.max(w.peak, active) },
+        leases: {
+          active,
+          peak30d: Math.max(w.peak, active),
+          ...(borrows || w.borrows > 0
+            ? { borrowed: store.leases.liveBorrowedCount(e.id, now) }
+            : {}),
+        },
         activity: {
           grants30d: w.grants,
           denials30d: w.denials,
           uniqueUsers30d: w.uniqueSubjects,
+          ...(overdraft || w.overdraftGrants > 0 ? { overdraftGrants30d: w.overdraftGrants } : {}),
+          ...(borrows || w.borrows > 0 ? { borrows30d: w.borrows } : {}),
         },
         quotas: quotaStates(e, store.installations.counts(e.id)),
       };

@@ -21,7 +21,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { AppError } from '../errors.ts';
 import type { Answer, Exchange, Pipeline } from './pipeline.ts';
-import type { LeaseAnswer, LeaseRoutePath } from './lease-api.ts';
+import type { ClientLink, LeaseHandler, LeaseRoutePath } from './lease-api.ts';
 import {
   declaredLength,
   jsonBody,
@@ -46,7 +46,7 @@ export interface Router {
 export interface DispatchDeps {
   pipeline: Pipeline;
   /** The client lease routes by path (http/lease-api.ts): POST only, no token. */
-  lease: Record<LeaseRoutePath, (body: unknown) => Promise<LeaseAnswer>>;
+  lease: Record<LeaseRoutePath, LeaseHandler>;
   router: Router;
   /** Reads every body: its cap, the budget of bytes held and a deadline (http/body.ts). */
   bodies: BodyReader;
@@ -78,9 +78,7 @@ export function createDispatch({
   bodies,
   timeouts,
 }: DispatchDeps): Dispatch {
-  const leaseRoutes = new Map<string, (body: unknown) => Promise<LeaseAnswer>>(
-    Object.entries(lease),
-  );
+  const leaseRoutes = new Map<string, LeaseHandler>(Object.entries(lease));
   const leaseBodyMs = timeouts?.leaseBodyMs ?? LEASE_BODY_TIMEOUT_MS;
   const bodyMs = timeouts?.bodyMs ?? BODY_TIMEOUT_MS;
   let importing = false;
@@ -89,10 +87,7 @@ export function createDispatch({
    * The lease route a request is for, if any: POST on its path. A path with percent-escapes is
    * matched decoded, as the router matches its own routes (only on a miss: never on the grant path).
    */
-  function leaseRoute(
-    method: string | undefined,
-    path: string,
-  ): ((body: unknown) => Promise<LeaseAnswer>) | undefined {
+  function leaseRoute(method: string | undefined, path: string): LeaseHandler | undefined {
     if (method !== 'POST') return undefined;
     const handler = leaseRoutes.get(path);
     if (handler !== undefined || !path.includes('%')) return handler;
@@ -106,9 +101,10 @@ export function createDispatch({
   /** A lease route's answer from its body bytes: handled, or the envelope of what failed. */
   function serveLease(
     ex: Exchange,
-    handler: (body: unknown) => Promise<LeaseAnswer>,
+    handler: LeaseHandler,
     raw: Uint8Array | undefined,
     reply: (a: Answer) => void,
+    link: ClientLink,
   ): void {
     let body: unknown;
     try {
@@ -116,7 +112,7 @@ export function createDispatch({
     } catch (err) {
       return reply(pipeline.failure(ex, err));
     }
-    handler(body).then(
+    handler(body, link).then(
       (r) => reply(pipeline.json(ex, r.status, r.body)),
       (err) => reply(pipeline.failure(ex, err)),
     );
@@ -268,7 +264,7 @@ export function createDispatch({
       if (err !== null) return refuse(req, res, ex, err);
       // The client went away mid-body: nobody to answer.
       if (raw === undefined) return;
-      serveLease(ex, handler, raw, (a) => writeNode(req, res, ex, a));
+      serveLease(ex, handler, raw, (a) => writeNode(req, res, ex, a), res);
     });
   }
 
@@ -308,7 +304,13 @@ export function createDispatch({
     const handler = leaseRoute(request.method, ex.path);
     if (handler === undefined) return route(request, ex);
     return new Promise((resolve) =>
-      serveLease(ex, handler, ex.body, (a) => resolve(toResponse(ex, a, request.method))),
+      serveLease(
+        ex,
+        handler,
+        ex.body,
+        (a) => resolve(toResponse(ex, a, request.method)),
+        request.signal,
+      ),
     );
   }
 

@@ -63,7 +63,13 @@ describe('migration 6: lease counters in a table of their own', () => {
     old.close();
 
     const db = openDatabase(file);
-    expect(db.prepare('SELECT * FROM entitlement_counters ORDER BY entitlement_id').all()).toEqual([
+    expect(
+      db
+        .prepare(
+          'SELECT entitlement_id, active_leases, seats_assigned FROM entitlement_counters ORDER BY entitlement_id',
+        )
+        .all(),
+    ).toEqual([
       { entitlement_id: 'ent_a', active_leases: 3, seats_assigned: 2 },
       { entitlement_id: 'ent_c', active_leases: 0, seats_assigned: 7 },
     ]);

@@ -1,5 +1,12 @@
 import type { Db } from './db.ts';
-import type { Lease, LeaseEvent, LeaseState, ListedLease, Seat } from '../domain/types.ts';
+import type {
+  EntitlementCounters,
+  Lease,
+  LeaseEvent,
+  LeaseState,
+  ListedLease,
+  Seat,
+} from '../domain/types.ts';
 import type { LeaseFilter, LeaseRepo, SeatRepo } from '../domain/store.ts';
 
 interface LeaseRow {
@@ -15,6 +22,8 @@ interface LeaseRow {
   expires_at: number;
   state: LeaseState;
   ended_at: number | null;
+  overdraft: number;
+  borrowed: number;
 }
 
 const fromRow = (r: LeaseRow): Lease => ({
@@ -30,13 +39,15 @@ const fromRow = (r: LeaseRow): Lease => ({
   expiresAt: r.expires_at,
   state: r.state,
   endedAt: r.ended_at,
+  overdraft: r.overdraft === 1,
+  borrowed: r.borrowed === 1,
 });
 
 /** All SQL about leases, their counters and their events. */
 export function createLeaseRepo(db: Db): LeaseRepo {
   const insert =
-    db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, subject_key, features, granted_at, renewed_at, expires_at, state)
-    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @features, @granted_at, @renewed_at, @expires_at, 'active')`);
+    db.prepare(`INSERT INTO leases (id, entitlement_id, subject_type, subject_id, subject_key, features, granted_at, renewed_at, expires_at, state, overdraft, borrowed)
+    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @features, @granted_at, @renewed_at, @expires_at, 'active', @overdraft, @borrowed)`);
   const byId = db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE id = ?');
   const activeBySubject = db.prepare<[string, string, string], LeaseRow>(
     "SELECT * FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ? AND state = 'active'",
@@ -51,12 +62,38 @@ export function createLeaseRepo(db: Db): LeaseRepo {
     `INSERT INTO entitlement_counters (entitlement_id, active_leases) VALUES (?, ?)
      ON CONFLICT (entitlement_id) DO UPDATE SET active_leases = active_leases + excluded.active_leases RETURNING active_leases`,
   );
+  const borrow = db.prepare<[string]>('UPDATE leases SET borrowed = 1 WHERE id = ?');
+  const pruneInstances = db.prepare<[number]>('DELETE FROM lease_instances WHERE expires_at <= ?');
+  const bumpBorrowed = db.prepare<[string, number]>(
+    `INSERT INTO entitlement_counters (entitlement_id, borrowed_leases) VALUES (?, ?)
+     ON CONFLICT (entitlement_id) DO UPDATE SET borrowed_leases = borrowed_leases + excluded.borrowed_leases`,
+  );
+  const upsertInstance = db.prepare<[string, string, number]>(
+    `INSERT INTO lease_instances (lease_id, instance_id, expires_at) VALUES (?, ?, ?)
+     ON CONFLICT (lease_id, instance_id) DO UPDATE SET expires_at = excluded.expires_at`,
+  );
+  const instanceOf = db.prepare<[string, string], { expires_at: number }>(
+    'SELECT expires_at FROM lease_instances WHERE lease_id = ? AND instance_id = ?',
+  );
+  const liveInstances = db.prepare<[string, number], { n: number }>(
+    'SELECT count(*) AS n FROM lease_instances WHERE lease_id = ? AND expires_at > ?',
+  );
+  const dropInstance = db.prepare<[string, string]>(
+    'DELETE FROM lease_instances WHERE lease_id = ? AND instance_id = ?',
+  );
+  const dropInstances = db.prepare<[string]>('DELETE FROM lease_instances WHERE lease_id = ?');
+  const nextExpiry = db.prepare<[string], { at: number | null }>(
+    "SELECT min(expires_at) AS at FROM leases WHERE entitlement_id = ? AND state = 'active'",
+  );
   const bumpSeats = db.prepare<[string, number]>(
     `INSERT INTO entitlement_counters (entitlement_id, seats_assigned) VALUES (?, ?)
      ON CONFLICT (entitlement_id) DO UPDATE SET seats_assigned = seats_assigned + excluded.seats_assigned`,
   );
   const counters = db.prepare<[string], { active_leases: number; seats_assigned: number }>(
     'SELECT active_leases, seats_assigned FROM entitlement_counters WHERE entitlement_id = ?',
+  );
+  const borrowedCount = db.prepare<[string], { n: number }>(
+    'SELECT borrowed_leases AS n FROM entitlement_counters WHERE entitlement_id = ?',
   );
   const expiredOf = db.prepare<[string, number, number], LeaseRow>(
     "SELECT * FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
@@ -67,12 +104,15 @@ export function createLeaseRepo(db: Db): LeaseRepo {
   const liveCount = db.prepare<[string, number], { n: number }>(
     "SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at > ?",
   );
+  const liveBorrowed = db.prepare<[string, number], { n: number }>(
+    "SELECT count(*) AS n FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at > ? AND borrowed = 1",
+  );
   const lastOfSubject = db.prepare<[string, string, string], { seq: number }>(
     'SELECT seq FROM leases WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ? ORDER BY seq DESC LIMIT 1',
   );
   const insertEvent =
-    db.prepare(`INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after, reason)
-    VALUES (@at, @kind, @entitlement_id, @lease_id, @subject_type, @subject_id, @active_after, @reason)`);
+    db.prepare(`INSERT INTO lease_events (at, kind, entitlement_id, lease_id, subject_type, subject_id, active_after, reason, flags)
+    VALUES (@at, @kind, @entitlement_id, @lease_id, @subject_type, @subject_id, @active_after, @reason, @flags)`);
 
   return {
     insert(l: Omit<Lease, 'seq' | 'state' | 'endedAt'>): void {
@@ -86,6 +126,8 @@ export function createLeaseRepo(db: Db): LeaseRepo {
         granted_at: l.grantedAt,
         renewed_at: l.renewedAt,
         expires_at: l.expiresAt,
+        overdraft: l.overdraft ? 1 : 0,
+        borrowed: l.borrowed ? 1 : 0,
       });
     },
     get(id: string): Lease | undefined {
@@ -108,12 +150,42 @@ export function createLeaseRepo(db: Db): LeaseRepo {
     bumpActive(entitlementId: string, delta: number): number {
       return bumpActive.get(entitlementId, delta)?.active_leases ?? 0;
     },
+    borrow(id: string): void {
+      borrow.run(id);
+    },
+    pruneInstances(now: number): number {
+      return pruneInstances.run(now).changes;
+    },
+    bumpBorrowed(entitlementId: string, delta: number): void {
+      bumpBorrowed.run(entitlementId, delta);
+    },
+    instanceExpiry(leaseId: string, instanceId: string): number | undefined {
+      return instanceOf.get(leaseId, instanceId)?.expires_at;
+    },
+    liveInstances(leaseId: string, now: number): number {
+      return liveInstances.get(leaseId, now)!.n;
+    },
+    putInstance(leaseId: string, instanceId: string, expiresAt: number): void {
+      upsertInstance.run(leaseId, instanceId, expiresAt);
+    },
+    dropInstance(leaseId: string, instanceId: string): void {
+      dropInstance.run(leaseId, instanceId);
+    },
+    dropInstances(leaseId: string): void {
+      dropInstances.run(leaseId);
+    },
+    nextExpiry(entitlementId: string): number | undefined {
+      return nextExpiry.get(entitlementId)?.at ?? undefined;
+    },
     bumpSeats(entitlementId: string, delta: number): void {
       bumpSeats.run(entitlementId, delta);
     },
-    counters(entitlementId: string): { activeLeases: number; seatsAssigned: number } {
+    counters(entitlementId: string): EntitlementCounters {
       const c = counters.get(entitlementId);
       return { activeLeases: c?.active_leases ?? 0, seatsAssigned: c?.seats_assigned ?? 0 };
+    },
+    borrowedCount(entitlementId: string): number {
+      return borrowedCount.get(entitlementId)?.n ?? 0;
     },
     /** Active rows whose time has passed, oldest first: what a reclaim or a sweep marks expired. */
     expired(entitlementId: string | null, now: number, limit: number): Lease[] {
@@ -126,6 +198,9 @@ export function createLeaseRepo(db: Db): LeaseRepo {
     /** Leases in force now (an index range, for status pages; grants use the counter). */
     liveCount(entitlementId: string, now: number): number {
       return liveCount.get(entitlementId, now)!.n;
+    },
+    liveBorrowedCount(entitlementId: string, now: number): number {
+      return liveBorrowed.get(entitlementId, now)!.n;
     },
     /** Of these entitlements, the one the subject leased on last (in any state), if any. */
     lastEntitlementOf(
@@ -150,6 +225,7 @@ export function createLeaseRepo(db: Db): LeaseRepo {
         subject_id: e.subjectKey,
         active_after: e.activeAfter ?? null,
         reason: e.reason ?? null,
+        flags: e.flags ?? null,
       });
     },
     list(f: LeaseFilter): ListedLease[] {
@@ -183,6 +259,7 @@ export interface SeatRow {
   subject_key: string;
   assigned_at: number;
   assigned_by: string;
+  overdraft: number;
 }
 
 const seatFromRow = (r: SeatRow): Seat => ({
@@ -193,13 +270,14 @@ const seatFromRow = (r: SeatRow): Seat => ({
   subjectKey: r.subject_key,
   assignedAt: r.assigned_at,
   assignedBy: r.assigned_by,
+  ...(r.overdraft === 1 ? { overdraft: true } : {}),
 });
 
 /** All SQL about named seats. */
 export function createSeatRepo(db: Db): SeatRepo {
   const insert =
-    db.prepare(`INSERT INTO seats (id, entitlement_id, subject_type, subject_id, subject_key, assigned_at, assigned_by)
-    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @assigned_at, @assigned_by)`);
+    db.prepare(`INSERT INTO seats (id, entitlement_id, subject_type, subject_id, subject_key, assigned_at, assigned_by, overdraft)
+    VALUES (@id, @entitlement_id, @subject_type, @subject_id, @subject_key, @assigned_at, @assigned_by, @overdraft)`);
   const bySubject = db.prepare<[string, string, string], SeatRow>(
     'SELECT * FROM seats WHERE entitlement_id = ? AND subject_type = ? AND subject_key = ?',
   );
@@ -218,6 +296,7 @@ export function createSeatRepo(db: Db): SeatRepo {
         subject_key: s.subjectKey,
         assigned_at: s.assignedAt,
         assigned_by: s.assignedBy,
+        overdraft: s.overdraft === true ? 1 : 0,
       });
     },
     /** The subject's seat on the entitlement, by canonical key. */

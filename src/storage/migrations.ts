@@ -8,6 +8,7 @@ import m0005 from './migrations/0005_entitlement_epoch.sql';
 import m0006 from './migrations/0006_lease_counters.sql';
 import m0007 from './migrations/0007_subject_keys.sql';
 import m0008 from './migrations/0008_quotas.sql';
+import m0009 from './migrations/0009_floating.sql';
 import { reportSubjectMerges } from './subject-keys.ts';
 
 /** Something a migration wants the operator to know (logged by `serve`, printed by the CLI). */
@@ -35,6 +36,7 @@ export const MIGRATIONS: ReadonlyArray<Migration> = [
   { version: 6, name: '0006_lease_counters', sql: m0006 },
   { version: 7, name: '0007_subject_keys', sql: m0007, after: reportSubjectMerges },
   { version: 8, name: '0008_quotas', sql: m0008 },
+  { version: 9, name: '0009_floating', sql: m0009 },
 ];
 
 /**

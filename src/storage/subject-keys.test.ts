@@ -6,6 +6,9 @@ import { createHarness, type Harness } from '../../test/helpers.ts';
 import { buildV6Database, NFC_JOSE, NFD_JOSE, V6_NOW } from '../../test/subjects-v6.ts';
 import { migrationNotes, openDatabase } from './db.ts';
 import { MIGRATIONS } from './migrations.ts';
+
+// Migrated through 0007 and every later migration.
+const LATEST = MIGRATIONS.at(-1)!.version;
 import { toIso } from '../clock.ts';
 
 let h: Harness | undefined;
@@ -31,7 +34,7 @@ const lease = (id: string, entitlementId: string) =>
 describe('migration 0007: subject keys on a version 6 database with duplicates', () => {
   it('keeps the oldest seat of each subject, moves the others to seats_merged, fixes the counters and keys everything', () => {
     h = createHarness({ now: NOW, before: (file) => buildV6Database(file) });
-    expect(h.store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
+    expect(h.store.db.pragma('user_version', { simple: true })).toBe(LATEST);
 
     expect(
       rows(
@@ -102,7 +105,11 @@ describe('migration 0007: subject keys on a version 6 database with duplicates',
         merged_into: 'seat_u5',
       },
     ]);
-    expect(rows('SELECT * FROM entitlement_counters ORDER BY entitlement_id')).toEqual([
+    expect(
+      rows(
+        'SELECT entitlement_id, active_leases, seats_assigned FROM entitlement_counters ORDER BY entitlement_id',
+      ),
+    ).toEqual([
       { entitlement_id: 'ent_c', active_leases: 3, seats_assigned: 0 },
       { entitlement_id: 'ent_m', active_leases: 0, seats_assigned: 1 },
       { entitlement_id: 'ent_u', active_leases: 1, seats_assigned: 3 },
@@ -287,7 +294,7 @@ describe('migration 0007: subject keys on a version 6 database with duplicates',
 
   it('writes no audit row and no note when no subjects collide', () => {
     h = createHarness({ now: NOW, before: (file) => buildV6Database(file, { duplicates: false }) });
-    expect(h.store.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
+    expect(h.store.db.pragma('user_version', { simple: true })).toBe(LATEST);
     expect(migrationNotes(h.store.db)).toEqual([]);
     expect(
       h.store.audit

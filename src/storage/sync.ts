@@ -48,7 +48,9 @@ export function createSyncRepo(db: Db): SyncStore {
              max(active_after) AS peak,
              sum(kind = 'grant') AS grants,
              sum(kind = 'deny') AS denials,
-             count(DISTINCT CASE WHEN kind IN ('grant', 'renew') THEN subject_type || ':' || subject_id END) AS subjects
+             count(DISTINCT CASE WHEN kind IN ('grant', 'renew') THEN subject_type || ':' || subject_id END) AS subjects,
+             sum(kind = 'grant' AND flags & 1 <> 0) AS overdraft_grants,
+             sum(flags & 2 <> 0) AS borrows
       FROM lease_events
       WHERE seq > @from AND seq <= @to AND entitlement_id IS NOT NULL
       GROUP BY entitlement_id)
@@ -60,7 +62,9 @@ export function createSyncRepo(db: Db): SyncStore {
              ORDER BY le.at DESC, le.seq DESC LIMIT 1), 0) END AS carried,
            coalesce(agg.grants, 0) AS grants,
            coalesce(agg.denials, 0) AS denials,
-           coalesce(agg.subjects, 0) AS unique_subjects
+           coalesce(agg.subjects, 0) AS unique_subjects,
+           coalesce(agg.overdraft_grants, 0) AS overdraft_grants,
+           coalesce(agg.borrows, 0) AS borrows
     FROM entitlements e LEFT JOIN agg ON agg.entitlement_id = e.id
     ORDER BY e.seq`);
   const seats = db.prepare<[], SyncSeat>(

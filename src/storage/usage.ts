@@ -3,6 +3,8 @@ import type { DayStats, WindowStats } from '../domain/types.ts';
 import type { UsageRepo } from '../domain/store.ts';
 
 const DAY = 86_400_000;
+// Grants past max_seats and borrows started, from the event flags (EVENT_OVERDRAFT 1, EVENT_BORROWED 2).
+const FLAG_COUNTS = `sum(kind = 'grant' AND flags & 1 <> 0) AS overdraft_grants, sum(flags & 2 <> 0) AS borrows`;
 
 interface DayRow {
   day: number;
@@ -12,6 +14,8 @@ interface DayRow {
   denials: number;
   peak: number | null;
   unique_subjects: number;
+  overdraft_grants: number | null;
+  borrows: number | null;
 }
 
 /**
@@ -28,10 +32,12 @@ export function createUsageRepo(db: Db): UsageRepo {
       releases: number | null;
       denials: number | null;
       peak: number | null;
+      overdraft_grants: number | null;
+      borrows: number | null;
     }
   >(
     `SELECT sum(kind = 'grant') AS grants, sum(kind = 'renew') AS renewals, sum(kind = 'release') AS releases,
-            sum(kind = 'deny') AS denials, max(active_after) AS peak
+            sum(kind = 'deny') AS denials, max(active_after) AS peak, ${FLAG_COUNTS}
        FROM lease_events WHERE entitlement_id = ? AND at >= ? AND at < ?`,
   );
   const unique = db.prepare<[string, number, number], { n: number }>(
@@ -47,6 +53,7 @@ export function createUsageRepo(db: Db): UsageRepo {
   const daily = db.prepare<[string, number, number], DayRow>(
     `SELECT (at / ${DAY}) * ${DAY} AS day, sum(kind = 'grant') AS grants, sum(kind = 'renew') AS renewals,
             sum(kind = 'release') AS releases, sum(kind = 'deny') AS denials, max(active_after) AS peak,
+            ${FLAG_COUNTS},
             count(DISTINCT CASE WHEN kind IN ('grant', 'renew') THEN subject_type || ':' || subject_id END) AS unique_subjects
        FROM lease_events WHERE entitlement_id = ? AND at >= ? AND at < ? GROUP BY at / ${DAY} ORDER BY day`,
   );
@@ -61,6 +68,8 @@ export function createUsageRepo(db: Db): UsageRepo {
         denials: w.denials ?? 0,
         peak: w.peak ?? 0,
         uniqueSubjects: unique.get(entitlementId, from, to)!.n,
+        overdraftGrants: w.overdraft_grants ?? 0,
+        borrows: w.borrows ?? 0,
       };
     },
     /** Seats whose holder leased or renewed in the window. */
@@ -76,6 +85,8 @@ export function createUsageRepo(db: Db): UsageRepo {
         denials: r.denials,
         peak: r.peak ?? 0,
         uniqueSubjects: r.unique_subjects,
+        overdraftGrants: r.overdraft_grants ?? 0,
+        borrows: r.borrows ?? 0,
       }));
     },
   };

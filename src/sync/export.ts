@@ -96,6 +96,9 @@ export function exportBundle(deps: SyncDeps, opts: ExportOptions): ExportResult 
             grants: u.grants,
             denials: u.denials,
             unique_subjects: u.unique_subjects,
+            // Only when there were some: an export without floating extras reads as before.
+            ...(u.overdraft_grants > 0 ? { overdraft_grants: u.overdraft_grants } : {}),
+            ...(u.borrows > 0 ? { borrows: u.borrows } : {}),
           });
         }
         for (const s of deps.store.sync.seats()) {

@@ -329,7 +329,14 @@ export interface ExportSummary {
     head_seq: number;
     head_hash: string;
   };
-  usage: { entitlements: number; grants: number; denials: number; peak_concurrent_max: number };
+  usage: {
+    entitlements: number;
+    grants: number;
+    denials: number;
+    peak_concurrent_max: number;
+    /** Grants past max_seats in the export: the true-up to bill. */
+    overdraft_grants: number;
+  };
 }
 
 /**
@@ -403,7 +410,13 @@ export async function verifyExport(
     let firstAuditSeq: number | null = null;
     let auditRows = 0;
     let head: { seq: number; hash: string } | undefined;
-    const usage = { entitlements: 0, grants: 0, denials: 0, peak_concurrent_max: 0 };
+    const usage = {
+      entitlements: 0,
+      grants: 0,
+      denials: 0,
+      peak_concurrent_max: 0,
+      overdraft_grants: 0,
+    };
     const reader = new LineReader(fd, header.payloadOffset, header.fileSize);
     let n = 0;
     for (let line = reader.next(); line !== null; line = reader.next()) {
@@ -480,6 +493,7 @@ export async function verifyExport(
         usage.entitlements++;
         usage.grants += Number(rec.grants) || 0;
         usage.denials += Number(rec.denials) || 0;
+        usage.overdraft_grants += Number(rec.overdraft_grants) || 0;
         usage.peak_concurrent_max = Math.max(
           usage.peak_concurrent_max,
           Number(rec.peak_concurrent) || 0,

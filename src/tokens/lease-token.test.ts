@@ -120,6 +120,8 @@ describe('lease tokens', () => {
       nbf: new Date('2024-01-15T11:30:00Z'),
       exp: new Date('2024-01-15T12:30:00Z'),
       grace: true,
+      overdraft: false,
+      borrowed: false,
     });
   });
 

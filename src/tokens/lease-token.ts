@@ -25,6 +25,10 @@ export interface LeaseClaimsInput {
   expiresAtMs: number;
   /** True only while the entitlement is in its grace period. */
   grace: boolean;
+  /** Granted past max_seats (within overdraft_seats): claim `overdraft`, present only when true. */
+  overdraft?: boolean | undefined;
+  /** Borrowed for offline use: claim `borrowed`, present only when true. */
+  borrowed?: boolean | undefined;
 }
 
 /** The JSON claims of a lease token, exactly as signed. */
@@ -43,6 +47,10 @@ export type LeaseTokenClaims = {
   exp: string;
   /** Present (and true) only inside grace; absent otherwise. */
   grace?: true;
+  /** Present (and true) only on a lease granted past max_seats. */
+  overdraft?: true;
+  /** Present (and true) only on a borrowed lease (exp is the end of the borrow). */
+  borrowed?: true;
 };
 
 /** Lease claims as the client SDK hands them to applications: typed, with Date times. */
@@ -62,6 +70,8 @@ export interface LeaseClaims {
   nbf: Date;
   exp: Date;
   grace: boolean;
+  overdraft: boolean;
+  borrowed: boolean;
 }
 
 function requireText(value: unknown, field: string): string {
@@ -120,6 +130,8 @@ export function buildLeaseClaims(input: LeaseClaimsInput): LeaseTokenClaims {
     exp,
   };
   if (input.grace) claims.grace = true;
+  if (input.overdraft === true) claims.overdraft = true;
+  if (input.borrowed === true) claims.borrowed = true;
   return claims;
 }
 
@@ -149,6 +161,21 @@ function readString(claims: Record<string, unknown>, name: string): string {
     );
   }
   return value;
+}
+
+/** A flag claim (grace, overdraft, borrowed): true when present, which it is only when true. */
+function readFlag(
+  claims: Record<string, unknown>,
+  name: 'grace' | 'overdraft' | 'borrowed',
+): boolean {
+  const value = claims[name];
+  if (value !== undefined && value !== true) {
+    throw new TokenError(
+      'bad_claims',
+      `lease token claim "${name}" must be true when present (it is omitted otherwise)`,
+    );
+  }
+  return value === true;
 }
 
 function readDate(claims: Record<string, unknown>, name: 'iat' | 'nbf' | 'exp'): Date {
@@ -189,13 +216,7 @@ export function readLeaseClaims(claims: Record<string, unknown>): LeaseClaims {
   if (!Array.isArray(features) || !features.every((f): f is string => typeof f === 'string')) {
     throw new TokenError('bad_claims', 'lease token claim "features" must be an array of strings');
   }
-  const grace = claims.grace;
-  if (grace !== undefined && grace !== true) {
-    throw new TokenError(
-      'bad_claims',
-      'lease token claim "grace" must be true when present (it is omitted outside grace)',
-    );
-  }
+  const grace = readFlag(claims, 'grace');
   return {
     typ: LEASE_TOKEN_TYPE,
     iss: readString(claims, 'iss'),
@@ -211,6 +232,8 @@ export function readLeaseClaims(claims: Record<string, unknown>): LeaseClaims {
     iat: readDate(claims, 'iat'),
     nbf: readDate(claims, 'nbf'),
     exp: readDate(claims, 'exp'),
-    grace: grace === true,
+    grace,
+    overdraft: readFlag(claims, 'overdraft'),
+    borrowed: readFlag(claims, 'borrowed'),
   };
 }

@@ -42,6 +42,19 @@ pub struct LeaseClaims {
     pub exp: SystemTime,
     /// True inside the entitlement's grace period.
     pub grace: bool,
+    /// True when the lease was granted past max_seats (within the policy's overdraft_seats).
+    pub overdraft: bool,
+    /// True when the lease is borrowed for offline use: `exp` is the end of the borrow.
+    pub borrowed: bool,
+}
+
+/// A flag claim (grace, overdraft, borrowed): present only when true.
+fn flag(claims: &Map<String, Value>, name: &str) -> Result<bool, TokenError> {
+    match claims.get(name) {
+        None => Ok(false),
+        Some(Value::Bool(true)) => Ok(true),
+        Some(_) => Err(TokenError::new("bad_claims", format!("lease token claim \"{}\" must be true when present", name))),
+    }
 }
 
 /// What [`verify_lease_token`] checks beyond the signature.
@@ -148,11 +161,9 @@ pub fn verify_lease_token(token: &str, keys: &[PublishedKey], opts: &VerifyOptio
             .ok_or_else(|| TokenError::new("bad_claims", "lease token claim \"features\" must be an array of strings".into()))?,
         _ => return Err(TokenError::new("bad_claims", "lease token claim \"features\" must be an array of strings".into())),
     };
-    let grace = match claims.get("grace") {
-        None => false,
-        Some(Value::Bool(true)) => true,
-        Some(_) => return Err(TokenError::new("bad_claims", "lease token claim \"grace\" must be true when present".into())),
-    };
+    let grace = flag(&claims, "grace")?;
+    let overdraft = flag(&claims, "overdraft")?;
+    let borrowed = flag(&claims, "borrowed")?;
     let lease = LeaseClaims {
         iss: text(&claims, "iss")?,
         subject_type: sub[..colon].to_owned(),
@@ -168,6 +179,8 @@ pub fn verify_lease_token(token: &str, keys: &[PublishedKey], opts: &VerifyOptio
         nbf: time(&claims, "nbf")?,
         exp: time(&claims, "exp")?,
         grace,
+        overdraft,
+        borrowed,
     };
     if let Some(p) = &opts.product_id {
         if &lease.aud != p {

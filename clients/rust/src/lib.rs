@@ -143,6 +143,8 @@ pub struct Lease {
     pub expires_at: String,
     pub features: Vec<String>,
     pub claims: LeaseClaims,
+    /// This instance of the subject on a shared lease (renew and release name it), if any.
+    pub instance_id: Option<String>,
     product: String,
     tenant: String,
 }
@@ -156,6 +158,21 @@ impl Lease {
     pub fn is_valid(&self) -> bool {
         SystemTime::now() < self.claims.exp
     }
+    /// Borrowed for offline use: valid until the end of the borrow without the server.
+    pub fn is_borrowed(&self) -> bool {
+        self.claims.borrowed
+    }
+    /// Granted past max_seats (within the policy's overdraft_seats).
+    pub fn is_overdraft(&self) -> bool {
+        self.claims.overdraft
+    }
+    /// The body of renew and release: the lease, and this instance of a shared one.
+    fn reference(&self) -> Value {
+        match &self.instance_id {
+            Some(i) => json!({ "lease_id": self.lease_id, "instance_id": i }),
+            None => json!({ "lease_id": self.lease_id }),
+        }
+    }
 }
 
 /// Options beyond the seed's three arguments.
@@ -166,6 +183,13 @@ pub struct LeaseRequest {
     pub subject: Option<Subject>,
     pub features: Vec<String>,
     pub entitlement_id: Option<String>,
+    /// Borrow the seat for offline use: the lease and token last this many hours (up to the
+    /// policy's max_borrow_hours).
+    pub borrow_hours: Option<u32>,
+    /// This instance's id when one subject runs several: they share one lease and seat.
+    pub instance_id: Option<String>,
+    /// With every seat in use, wait up to this many seconds (1-300) in the server's queue.
+    pub wait_seconds: Option<u32>,
 }
 
 /// Builds a [`Client`]: `Client::builder().base_url(..).build()?`.
@@ -265,14 +289,28 @@ impl Client {
         if let Some(e) = &req.entitlement_id {
             body["entitlement_id"] = json!(e);
         }
-        let a = self.call("POST", "/v1/license/lease", Some(body)).await?;
-        self.lease_from(a, &req.product, &req.tenant).await
+        if let Some(h) = req.borrow_hours {
+            body["borrow_hours"] = json!(h);
+        }
+        if let Some(i) = &req.instance_id {
+            body["instance_id"] = json!(i);
+        }
+        if let Some(w) = req.wait_seconds {
+            body["wait_seconds"] = json!(w);
+        }
+        // A queued request may be answered only at its deadline: the time limit waits that long too.
+        let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0).into());
+        let a = self.call_waiting("POST", "/v1/license/lease", Some(body), wait).await?;
+        let mut lease = self.lease_from(a, &req.product, &req.tenant).await?;
+        lease.instance_id = req.instance_id;
+        Ok(lease)
     }
 
     /// Renews a lease: a new token and expiry under the same lease id.
     pub async fn renew(&self, lease: &Lease) -> Result<Lease, Error> {
-        let a = self.call("POST", "/v1/license/lease/renew", Some(json!({ "lease_id": lease.lease_id }))).await?;
-        let renewed = self.lease_from(a, &lease.product, &lease.tenant).await?;
+        let a = self.call("POST", "/v1/license/lease/renew", Some(lease.reference())).await?;
+        let mut renewed = self.lease_from(a, &lease.product, &lease.tenant).await?;
+        renewed.instance_id = lease.instance_id.clone();
         if renewed.lease_id != lease.lease_id {
             return Err(Error::Token(TokenError::new("bad_claims", "the renewal answered for another lease".into())));
         }
@@ -281,7 +319,17 @@ impl Client {
 
     /// Gives the seat back. Idempotent: a lease already released or expired is fine.
     pub async fn release(&self, lease_id: &str) -> Result<(), Error> {
-        match self.call("POST", "/v1/license/lease/release", Some(json!({ "lease_id": lease_id }))).await {
+        self.release_body(json!({ "lease_id": lease_id })).await
+    }
+
+    /// Releases a lease as it was granted: a borrow early; on a shared lease this instance only
+    /// (the seat frees with the last instance). Idempotent.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), Error> {
+        self.release_body(lease.reference()).await
+    }
+
+    async fn release_body(&self, body: Value) -> Result<(), Error> {
+        match self.call("POST", "/v1/license/lease/release", Some(body)).await {
             Ok(_) => Ok(()),
             Err(Error::Server { status: 410, .. }) => Ok(()),
             Err(e) => Err(e),
@@ -316,7 +364,7 @@ impl Client {
         if claims.jti != lease_id {
             return Err(Error::Token(TokenError::new("bad_claims", format!("the token is for lease {}, not {}", claims.jti, lease_id))));
         }
-        Ok(Lease { lease_id, token, expires_at, features, claims, product: product.into(), tenant: tenant.into() })
+        Ok(Lease { lease_id, token, expires_at, features, claims, instance_id: None, product: product.into(), tenant: tenant.into() })
     }
 
     /// Verifies with the answering server's keys; fetches them again once for an unknown kid.
@@ -349,6 +397,11 @@ impl Client {
     /// One call with failover: each URL once, starting with the one that answered last. A 4xx
     /// is final; unreachable, time-out and 5xx move on.
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Answer, Error> {
+        self.call_waiting(method, path, body, Duration::ZERO).await
+    }
+
+    /// [`Client::call`] whose time limit per server is longer by `wait` (a queued lease request).
+    async fn call_waiting(&self, method: &str, path: &str, body: Option<Value>, wait: Duration) -> Result<Answer, Error> {
         let n = self.inner.urls.len();
         let start = self.inner.preferred.load(Ordering::Relaxed);
         let mut attempts = Vec::new();
@@ -356,7 +409,7 @@ impl Client {
         for i in 0..n {
             let index = (start + i) % n;
             let url = &self.inner.urls[index];
-            match self.once(url, method, path, body.clone()).await {
+            match self.once_waiting(url, method, path, body.clone(), wait).await {
                 Ok(a) if a.status >= 500 => {
                     let e = envelope_error(a);
                     attempts.push((url.clone(), e.to_string()));
@@ -379,8 +432,13 @@ impl Client {
     }
 
     async fn once(&self, url: &str, method: &str, path: &str, body: Option<Value>) -> Result<Answer, Error> {
+        self.once_waiting(url, method, path, body, Duration::ZERO).await
+    }
+
+    async fn once_waiting(&self, url: &str, method: &str, path: &str, body: Option<Value>, wait: Duration) -> Result<Answer, Error> {
         let full = format!("{}{}", url, path);
         let req = if method == "GET" { self.inner.http.get(&full) } else { self.inner.http.post(&full) };
+        let req = if wait.is_zero() { req } else { req.timeout(self.inner.timeout + wait) };
         let req = match body {
             Some(b) => req.json(&b),
             None => req,
@@ -487,14 +545,14 @@ impl LeaseGuard {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        let (id, was_active) = {
+        let (lease, was_active) = {
             let mut s = self.state.lock().unwrap();
             let was = s.status == GuardStatus::Active;
             s.status = GuardStatus::Released;
-            (s.lease.lease_id.clone(), was)
+            (s.lease.clone(), was)
         };
         if was_active {
-            self.client.release(&id).await
+            self.client.release_lease(&lease).await
         } else {
             Ok(())
         }
@@ -547,9 +605,9 @@ impl Drop for LeaseGuard {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        let (id, active) = {
+        let (body, active) = {
             let s = self.state.lock().unwrap();
-            (s.lease.lease_id.clone(), s.status == GuardStatus::Active)
+            (s.lease.reference(), s.status == GuardStatus::Active)
         };
         if !active {
             return;
@@ -569,7 +627,7 @@ impl Drop for LeaseGuard {
                     Err(_) => return,
                 };
                 for url in urls {
-                    let sent = http.post(format!("{}/v1/license/lease/release", url)).json(&json!({ "lease_id": id })).send().await;
+                    let sent = http.post(format!("{}/v1/license/lease/release", url)).json(&body).send().await;
                     if matches!(sent, Ok(r) if r.status().as_u16() < 500) {
                         return;
                     }

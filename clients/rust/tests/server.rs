@@ -1,7 +1,7 @@
 //! The SDK against the real executable (dist/bp-license-server, or BPLS_EXE): the seed's snippet,
 //! offline verification, renew, release, failover, refusals, the lease guard, revocation, and the
 //! example program. Each test starts its own server on 127.0.0.1 and kills it at the end.
-use bigpicture_sdk::{verify_lease_token, Client, Error, GuardStatus, Subject, VerifyOptions};
+use bigpicture_sdk::{verify_lease_token, Client, Error, GuardStatus, LeaseRequest, Subject, VerifyOptions};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -282,4 +282,48 @@ async fn with_the_server_gone_a_guarded_lease_stays_valid_until_exp_then_is_lost
     assert_eq!(guard.status(), GuardStatus::Lost);
     assert!(!guard.is_valid());
     assert!(std::time::SystemTime::now() >= exp);
+}
+
+#[tokio::test]
+async fn floating_extras_borrow_shared_instances_queue_and_overdraft() {
+    let server = start();
+    entitlement(&server, "float", "cad", json!({ "type": "concurrent", "max_seats": 1, "overdraft_seats": 1, "max_borrow_hours": 72 })).await;
+    let client = Client::builder().base_url(server.url.clone()).build().unwrap();
+    let req = |who: &str| LeaseRequest { product: "cad".into(), tenant: "float".into(), subject: Some(Subject::user(who)), ..Default::default() };
+
+    // A laptop borrows for 3 days: its token lasts the borrow; release returns it early.
+    let laptop = client.request_lease_with(LeaseRequest { borrow_hours: Some(72), ..req("laptop") }).await.unwrap();
+    assert!(laptop.is_borrowed());
+    assert!(!laptop.is_overdraft());
+    let left = laptop.expires().duration_since(std::time::SystemTime::now()).unwrap();
+    assert!(left > Duration::from_secs(71 * 3600), "{:?}", left);
+
+    // Past max_seats, within overdraft_seats: marked.
+    let over = client.request_lease("cad", "float", Subject::user("over")).await.unwrap();
+    assert!(over.is_overdraft());
+    client.release_lease(&laptop).await.unwrap();
+    client.release_lease(&over).await.unwrap();
+
+    // Two workstations share one lease; the first exits, the second keeps it.
+    let ws1 = client.request_lease_with(LeaseRequest { instance_id: Some("ws1".into()), ..req("alice") }).await.unwrap();
+    let ws2 = client.request_lease_with(LeaseRequest { instance_id: Some("ws2".into()), ..req("alice") }).await.unwrap();
+    assert_eq!(ws1.lease_id, ws2.lease_id);
+    client.release_lease(&ws1).await.unwrap();
+    assert!(active_leases(&server).await.contains(&ws2.lease_id));
+    let renewed = client.renew(&ws2).await.unwrap();
+    assert_eq!(renewed.instance_id.as_deref(), Some("ws2"));
+
+    // A queued request gets the seat the last instance frees.
+    let other = client.request_lease("cad", "float", Subject::user("bob")).await.unwrap();
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.request_lease_with(LeaseRequest { wait_seconds: Some(20), ..req("carol") }).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.release_lease(&renewed).await.unwrap();
+    assert!(!active_leases(&server).await.contains(&ws2.lease_id));
+    let carol = waiting.await.unwrap().unwrap();
+    assert!(carol.is_valid());
+    client.release_lease(&carol).await.unwrap();
+    client.release_lease(&other).await.unwrap();
 }

@@ -53,6 +53,21 @@ export interface LeaseRequest {
   features?: readonly string[];
   /** Pin one entitlement instead of letting the server pick. */
   entitlementId?: string;
+  /**
+   * Borrow the seat for offline use: the lease and its token last this many hours (up to the
+   * policy's max_borrow_hours); `lease.borrowed` is then true. release() returns it early.
+   */
+  borrowHours?: number;
+  /**
+   * This process's instance id when one subject runs several (workstations, processes): they
+   * share one lease and seat; releasing one keeps the others.
+   */
+  instanceId?: string;
+  /**
+   * When every seat is in use, wait up to this many seconds (1-300) in the server's queue, first
+   * come first served, instead of failing at once with `seats_exhausted`.
+   */
+  waitSeconds?: number;
   /** Cancels the request (not the lease once granted: call release()). */
   signal?: AbortSignal;
 }
@@ -155,7 +170,12 @@ export class LicenseClient {
     };
     if (req.features !== undefined) body.features = [...req.features];
     if (req.entitlementId !== undefined) body.entitlement_id = req.entitlementId;
-    const a = await this.call('POST', '/v1/license/lease', body, req.signal);
+    if (req.borrowHours !== undefined) body.borrow_hours = req.borrowHours;
+    if (req.instanceId !== undefined) body.instance_id = req.instanceId;
+    if (req.waitSeconds !== undefined) body.wait_seconds = req.waitSeconds;
+    // A queued request may be answered only at its deadline: the time-out waits that long too.
+    const waitMs = (req.waitSeconds ?? 0) * 1000;
+    const a = await this.call('POST', '/v1/license/lease', body, req.signal, waitMs);
     const issued = readIssued(a);
     const claims = await this.verify(issued, a.url, req.product, req.tenant);
     const lease = new Lease(this, req, issued, claims);
@@ -246,13 +266,14 @@ export class LicenseClient {
     path: string,
     body: unknown,
     signal: AbortSignal | undefined,
+    extraMs = 0,
   ): Promise<Answer> {
     const attempts: Array<{ url: string; error: string }> = [];
     let lastServerError: LicenseError | undefined;
     for (let i = 0; i < this.urls.length; i++) {
       const index = (this.#preferred + i) % this.urls.length;
       const url = this.urls[index]!;
-      const a = await this.#once(url, method, path, body, signal);
+      const a = await this.#once(url, method, path, body, signal, extraMs);
       if (a instanceof LicenseError) {
         if (a.code === 'aborted') throw a;
         attempts.push({ url, error: a.message });
@@ -284,8 +305,9 @@ export class LicenseClient {
     path: string,
     body: unknown,
     signal: AbortSignal | undefined,
+    extraMs = 0,
   ): Promise<Answer | LicenseError> {
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const timeout = AbortSignal.timeout(this.#timeoutMs + extraMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     let res: Response;
     let text: string;
@@ -301,7 +323,7 @@ export class LicenseClient {
       if (signal?.aborted)
         return new LicenseError('aborted', `${method} ${path} was aborted`, { url, cause: err });
       if (timeout.aborted)
-        return new LicenseError('timeout', `timeout after ${this.#timeoutMs} ms`, {
+        return new LicenseError('timeout', `timeout after ${this.#timeoutMs + extraMs} ms`, {
           url,
           cause: err,
         });
@@ -428,6 +450,24 @@ export class Lease extends EventEmitter<LeaseEvents> {
     return this.claims.exp;
   }
 
+  /** Borrowed for offline use: the token (and so `valid`) lasts to the end of the borrow. */
+  get borrowed(): boolean {
+    return this.claims.borrowed;
+  }
+
+  /** Granted past max_seats within the policy's overdraft_seats (the vendor bills it). */
+  get overdraft(): boolean {
+    return this.claims.overdraft;
+  }
+
+  /** The lease and, for a shared lease, this instance: the body of renew and release. */
+  #ref(): { lease_id: string; instance_id?: string } {
+    const instance = this.request.instanceId;
+    return instance === undefined
+      ? { lease_id: this.id }
+      : { lease_id: this.id, instance_id: instance };
+  }
+
   /** True while the lease may be used: active and its token not expired. */
   get valid(): boolean {
     return this.state === 'active' && Date.now() < this.claims.exp.getTime();
@@ -457,12 +497,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   async #renew(): Promise<Lease> {
     try {
-      const a = await this.client.call(
-        'POST',
-        '/v1/license/lease/renew',
-        { lease_id: this.id },
-        undefined,
-      );
+      const a = await this.client.call('POST', '/v1/license/lease/renew', this.#ref(), undefined);
       const issued = readIssued(a);
       const claims = await this.client.verify(
         issued,
@@ -497,7 +532,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
   }
 
   /**
-   * Gives the seat back. Idempotent; stops the renewals at once, even when no server answers.
+   * Gives the seat back (a borrow: early; a shared lease: this instance only, the seat when it
+   * was the last). Idempotent; stops the renewals at once, even when no server answers.
    *
    * @throws LicenseError when no server could be told (the seat then frees at expiry)
    */
@@ -507,7 +543,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     this.#end('released');
     if (!wasActive) return;
     try {
-      await this.client.call('POST', '/v1/license/lease/release', { lease_id: this.id }, undefined);
+      await this.client.call('POST', '/v1/license/lease/release', this.#ref(), undefined);
     } catch (err) {
       // Already gone on the server: released is what we wanted.
       if (err instanceof LicenseError && err.status === 410) return;

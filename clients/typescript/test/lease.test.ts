@@ -293,3 +293,53 @@ describe('TypeScript SDK against the executable', () => {
     expect(await activeLeaseIds()).not.toContain(id);
   }, 30_000);
 });
+
+describe('TypeScript SDK: floating extras', () => {
+  const client = () => new LicenseClient({ urls: base(), releaseOnExit: false });
+  const ask = (tenant: string, who: string, extra: Partial<Sdk.LeaseRequest> = {}) =>
+    client().requestLease({ product: 'cad', tenant, subject: Subject.user(who), ...extra });
+
+  test('borrowHours: a borrowed lease lasts the borrow, and release returns it early', async () => {
+    await entitlement('borrow', { type: 'concurrent', max_seats: 1, max_borrow_hours: 72 });
+    const lease = await ask('borrow', 'laptop', { borrowHours: 72 });
+    expect(lease.borrowed).toBe(true);
+    expect(lease.overdraft).toBe(false);
+    expect(lease.expiresAt.getTime() - Date.now()).toBeGreaterThan(71.9 * 3_600_000);
+    await lease.release();
+    expect(await activeLeaseIds()).not.toContain(lease.id);
+  });
+
+  test('instanceId: two workstations share one seat; the first exits, the second keeps it', async () => {
+    await entitlement('shared', { type: 'concurrent', max_seats: 1 });
+    const ws1 = await ask('shared', 'alice', { instanceId: 'ws1' });
+    const ws2 = await ask('shared', 'alice', { instanceId: 'ws2' });
+    expect(ws2.id).toBe(ws1.id);
+    await ws1.release();
+    expect(await activeLeaseIds()).toContain(ws1.id);
+    const intruder = await ask('shared', 'bob').catch((e: unknown) => e);
+    expect(intruder).toMatchObject({ code: 'seats_exhausted' });
+    await ws2.renew();
+    expect(ws2.valid).toBe(true);
+    await ws2.release();
+    expect(await activeLeaseIds()).not.toContain(ws1.id);
+  });
+
+  test('waitSeconds: a request waits for the seat a release frees', async () => {
+    await entitlement('queue', { type: 'concurrent', max_seats: 1 });
+    const holder = await ask('queue', 'first');
+    const waiting = ask('queue', 'second', { waitSeconds: 20 });
+    await sleep(300);
+    await holder.release();
+    const lease = await waiting;
+    expect(lease.valid).toBe(true);
+    await lease.release();
+  });
+
+  test('overdraft: a grant past max_seats says so', async () => {
+    await entitlement('over', { type: 'concurrent', max_seats: 1, overdraft_seats: 1 });
+    const a = await ask('over', 'a');
+    const b = await ask('over', 'b');
+    expect([a.overdraft, b.overdraft]).toEqual([false, true]);
+    await Promise.all([a.release(), b.release()]);
+  });
+});

@@ -58,6 +58,8 @@ describe('verifyLeaseToken', () => {
       nbf: new Date('2024-01-15T11:30:00Z'),
       exp: new Date('2024-01-15T12:30:00Z'),
       grace: false,
+      overdraft: false,
+      borrowed: false,
     });
   });
 

@@ -37,8 +37,14 @@ export interface InstallationWire {
 /** GET /v1/entitlements/{id}/usage. */
 export interface UsageWire {
   seats: { assigned: number; total: number | null; active_30d: number };
-  leases: { active: number; peak_30d: number };
-  activity: { grants_30d: number; denials_30d: number; unique_users_30d: number };
+  leases: { active: number; peak_30d: number; borrowed?: number };
+  activity: {
+    grants_30d: number;
+    denials_30d: number;
+    unique_users_30d: number;
+    overdraft_grants_30d?: number;
+    borrows_30d?: number;
+  };
 }
 
 export interface LeaseWire {
@@ -46,6 +52,8 @@ export interface LeaseWire {
   subject_type: string;
   subject_id: string;
   expires_at: string;
+  borrowed?: true;
+  overdraft?: true;
 }
 
 export interface SeatWire {
@@ -186,13 +194,12 @@ function envelope(text: string): { code: string; message: string } | null {
 }
 
 /**
- * Daily usage from the CSV. The numbers are counted from the end of a row (ids before them may
- * hold commas), at the places the header names them: a policy with quotas adds columns after
- * the lease ones.
+ * Daily usage from the CSV. Columns are found by their header names, counted from the end (ids
+ * before them may hold commas), so a column added later moves nothing.
  */
 export function parseUsageCsv(text: string): UsageDay[] {
-  const [head = '', ...lines] = text.split(/\r?\n/);
-  const names = head.split(',');
+  const [header = '', ...lines] = text.split(/\r?\n/);
+  const names = header.split(',');
   const fromEnd = (name: string) => names.length - names.indexOf(name);
   const [grants, denials, peak] = ['grants', 'denials', 'peak_concurrent'].map(fromEnd);
   return lines

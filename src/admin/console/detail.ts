@@ -56,13 +56,15 @@ export async function openEntitlement(id: string, scroll = true): Promise<void> 
         'seats',
         `${seats.assigned} assigned of ${seats.total ?? '∞'}, ${seats.active_30d} active in 30 days`,
       );
-    add('leases', `${inForce.active} in force now, peak ${inForce.peak_30d} in 30 days`);
+    const borrowed = inForce.borrowed === undefined ? '' : `, ${inForce.borrowed} borrowed`;
+    add('leases', `${inForce.active} in force now${borrowed}, peak ${inForce.peak_30d} in 30 days`);
     for (const [name, q] of Object.entries(e.quotas ?? {}))
       add(`quota ${name}`, `${q.used} used of ${q.limit}, ${q.remaining} left`);
+    const overdraft = activity.overdraft_grants_30d;
     add(
       'activity',
-      `${activity.grants_30d} grants, ${activity.denials_30d} denials, ` +
-        `${activity.unique_users_30d} distinct subjects in 30 days`,
+      `${activity.grants_30d} grants${overdraft === undefined ? '' : ` (${overdraft} overdraft)`}, ` +
+        `${activity.denials_30d} denials, ${activity.unique_users_30d} distinct subjects in 30 days`,
     );
     byId('chart').replaceChildren(
       usageChart(lastDays(days, whoami()?.server_time ?? new Date().toISOString())),
@@ -75,6 +77,10 @@ export async function openEntitlement(id: string, scroll = true): Promise<void> 
           ['lease', (l) => l.lease_id],
           ['subject', (l) => `${l.subject_type}:${l.subject_id}`],
           ['expires', (l) => l.expires_at],
+          [
+            '',
+            (l) => [l.borrowed && 'borrowed', l.overdraft && 'overdraft'].filter(Boolean).join(' '),
+          ],
           ...(can('seats')
             ? [
                 [

@@ -37,12 +37,22 @@ export const policyAnswer = z.strictObject({
   seat_assignment: z.enum(['auto', 'manual']).optional(),
   auto_update: z.boolean().optional(),
   quotas: z.record(z.string(), z.int().min(0)).optional(),
+  max_borrow_hours: z.int().optional(),
+  max_borrowed_seats: z.int().optional(),
+  overdraft_seats: z.int().optional(),
+  max_instances_per_subject: z.int().optional(),
 });
 
 /** Each quota of the policy by name (present when the policy has quotas). */
 const quotasAnswer = z
   .record(z.string(), z.strictObject({ limit: count, used: count, remaining: count }))
   .optional();
+
+/** A lease's floating flags: each present (true) only when so. */
+const floatingFlags = {
+  overdraft: z.literal(true).optional().meta({ description: 'granted past max_seats' }),
+  borrowed: z.literal(true).optional().meta({ description: 'borrowed for offline use' }),
+};
 
 const entitlementFields = {
   entitlement_id: z.string(),
@@ -84,8 +94,14 @@ export const usageAnswer = z.strictObject({
   tenant_id: z.string(),
   product_id: z.string(),
   seats: z.strictObject({ total: z.int().nullable(), assigned: count, active_30d: count }),
-  leases: z.strictObject({ active: count, peak_30d: count }),
-  activity: z.strictObject({ grants_30d: count, denials_30d: count, unique_users_30d: count }),
+  leases: z.strictObject({ active: count, peak_30d: count, borrowed: count.optional() }),
+  activity: z.strictObject({
+    grants_30d: count,
+    denials_30d: count,
+    unique_users_30d: count,
+    overdraft_grants_30d: count.optional(),
+    borrows_30d: count.optional(),
+  }),
   quotas: quotasAnswer,
 });
 
@@ -144,6 +160,7 @@ export const leaseAnswer = z.strictObject({
   renewed_at: time,
   expires_at: time,
   ended_at: time.nullable(),
+  ...floatingFlags,
 });
 
 export const issuedLeaseAnswer = z.strictObject({
@@ -152,25 +169,32 @@ export const issuedLeaseAnswer = z.strictObject({
   expires_at: time,
   features: z.array(z.string()),
   grace: z.literal(true).optional(),
+  ...floatingFlags,
 });
 
 export const releasedLeaseAnswer = z.strictObject({
   lease_id: z.string(),
   state: z.enum(['active', 'released', 'revoked', 'expired']),
   released_at: time.nullable(),
+  instances: count.optional().meta({
+    description: 'a shared lease: its instances left in force (the lease ends with the last)',
+  }),
 });
 
 export const subjectStatusAnswer = z.strictObject({
   entitlement_id: z.string(),
   tenant_id: z.string(),
   status: entitlementStatus,
-  current_lease: z.strictObject({ lease_id: z.string(), expires_at: time }).nullable(),
+  current_lease: z
+    .strictObject({ lease_id: z.string(), expires_at: time, ...floatingFlags })
+    .nullable(),
   features: z.array(z.string()),
   usage: z.strictObject({
     concurrent_seats_used: count,
     max_seats: z.int().nullable(),
     seats_assigned: count.optional(),
     seat_held: z.boolean().optional(),
+    queued: count.optional().meta({ description: 'lease requests waiting for a seat' }),
   }),
 });
 

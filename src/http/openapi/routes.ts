@@ -19,7 +19,7 @@ import {
   installationCreateSchema,
   installationListQuerySchema,
   installationPatchSchema,
-  leaseIdSchema,
+  leaseInstanceSchema,
   leaseListQuerySchema,
   leaseRequestSchema,
   listQuerySchema,
@@ -292,7 +292,7 @@ export const ROUTE_DOCS: Record<RouteKey | PublicRoute, RouteDoc> = {
   },
   'POST /v1/license/lease/renew': {
     summary: 'Renew a lease: a new token and expiry (client; no token)',
-    body: leaseIdSchema,
+    body: leaseInstanceSchema,
     status: 200,
     answer: answers.issuedLeaseAnswer,
     errors: [
@@ -300,12 +300,13 @@ export const ROUTE_DOCS: Record<RouteKey | PublicRoute, RouteDoc> = {
       'lease_expired',
       'lease_released',
       'entitlement_inactive',
+      'seats_exhausted',
       'clock_suspect',
     ],
   },
   'POST /v1/license/lease/release': {
     summary: 'Release a lease: frees its seat; idempotent (client; no token)',
-    body: leaseIdSchema,
+    body: leaseInstanceSchema,
     status: 200,
     answer: answers.releasedLeaseAnswer,
     errors: ['not_found'],

@@ -44,6 +44,10 @@ export function registerHealthRoutes(
         value: t.leases,
       },
       bpls_seats_assigned: { help: 'Named seats assigned.', value: t.seats },
+      bpls_lease_queue_waiting: {
+        help: 'Lease requests waiting for a seat (wait_seconds), on all entitlements.',
+        value: services.leases.queued(),
+      },
       bpls_clock_suspect: {
         help: '1 while the clock reads over an hour behind the high-water mark (bundle-managed entitlements refuse grants and renewals).',
         value: services.timeGuard.status().suspect ? 1 : 0,
