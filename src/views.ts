@@ -163,9 +163,11 @@ const CSV_HEADER = [
   'releases',
   'denials',
   'peak_concurrent',
+  'unique_subjects',
+  // Columns added later go at the end (before the quota ones), so scripts reading by position
+  // keep working.
   'overdraft_grants',
   'borrows',
-  'unique_subjects',
 ];
 
 /** The CSV columns of each quota, after the lease columns: `quota_<name>_installed`, … */
@@ -205,9 +207,9 @@ export function usageCsv(e: Entitlement, rows: DailyUsage[]): string {
         r.releases,
         r.denials,
         r.peak,
+        r.uniqueSubjects,
         r.overdraftGrants,
         r.borrows,
-        r.uniqueSubjects,
         ...quotaCells,
       ]
         .map(cell)

@@ -275,7 +275,7 @@ describe('seats, check and usage', () => {
     const csv = await cli(['entitlements', 'usage', e.entitlement_id, '--csv']);
     expect(csv.code).toBe(0);
     expect(csv.stdout.split('\r\n')[0]).toBe(
-      'date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,overdraft_grants,borrows,unique_subjects',
+      'date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,unique_subjects,overdraft_grants,borrows',
     );
   });
 });

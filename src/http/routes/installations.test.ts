@@ -312,10 +312,10 @@ describe('quotas in check, the entitlement, usage and usage.csv', () => {
     );
     const csv = (await h.req('GET', `/v1/entitlements/${id}/usage.csv?days=7`)).text;
     expect(csv.split('\r\n')).toEqual([
-      'date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,unique_subjects,quota_dashboards_installed,quota_dashboards_removed,quota_dashboards_in_use,quota_dashboards_limit',
-      `2024-01-15,${id},customer-tenant-id,your-product-id,0,0,0,0,0,0,2,0,2,3`,
-      `2024-01-17,${id},customer-tenant-id,your-product-id,0,0,0,0,0,0,2,1,3,3`,
-      `2024-01-18,${id},customer-tenant-id,your-product-id,1,0,0,0,1,1,0,0,3,3`,
+      'date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,unique_subjects,overdraft_grants,borrows,quota_dashboards_installed,quota_dashboards_removed,quota_dashboards_in_use,quota_dashboards_limit',
+      `2024-01-15,${id},customer-tenant-id,your-product-id,0,0,0,0,0,0,0,0,2,0,2,3`,
+      `2024-01-17,${id},customer-tenant-id,your-product-id,0,0,0,0,0,0,0,0,2,1,3,3`,
+      `2024-01-18,${id},customer-tenant-id,your-product-id,1,0,0,0,1,1,0,0,0,0,3,3`,
       '',
     ]);
   });

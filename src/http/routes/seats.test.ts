@@ -261,9 +261,9 @@ describe('usage', () => {
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toContain('text/csv');
     expect(r.text.split('\r\n')).toEqual([
-      'date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,overdraft_grants,borrows,unique_subjects',
-      `2024-01-15,${e},"'=HYPERLINK(""x"")",your-product-id,1,0,0,0,1,0,0,1`,
-      `2024-01-16,${e},"'=HYPERLINK(""x"")",your-product-id,1,0,0,0,2,0,0,1`,
+      'date,entitlement_id,tenant_id,product_id,grants,renewals,releases,denials,peak_concurrent,unique_subjects,overdraft_grants,borrows',
+      `2024-01-15,${e},"'=HYPERLINK(""x"")",your-product-id,1,0,0,0,1,1,0,0`,
+      `2024-01-16,${e},"'=HYPERLINK(""x"")",your-product-id,1,0,0,0,2,1,0,0`,
       '',
     ]);
   });
