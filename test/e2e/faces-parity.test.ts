@@ -206,7 +206,7 @@ describe('every CLI --json output equals its HTTP twin', () => {
       dataDir,
     ]);
     expect(csvCli.stdout).toBe(csv.text);
-    expect(csv.text.split('\r\n')[1]).toMatch(/,acme,usage,1,0,0,0,1,0,0,1$/);
+    expect(csv.text.split('\r\n')[1]).toMatch(/,acme,usage,1,0,0,0,1,1,0,0$/);
 
     expect(await cliOk(['entitlements', 'check', id])).toEqual(
       await httpOk('GET', `/v1/entitlements/${id}/check`),

@@ -95,7 +95,7 @@ describe('overdraft', () => {
     expect(u.body.activity).toMatchObject({ grants_30d: 3, overdraft_grants_30d: 1 });
     expect(u.body.leases).toMatchObject({ active: 3, peak_30d: 3 });
     const csv = await h.req('GET', `/v1/entitlements/${ent}/usage.csv?days=1`);
-    expect(csv.text.split('\r\n')[1]).toMatch(/,3,1,0,1,3,1,0,3$/);
+    expect(csv.text.split('\r\n')[1]).toMatch(/,3,1,0,1,3,3,1,0$/);
     const list = await h.req('GET', `/v1/leases?entitlement_id=${ent}`);
     expect(list.body.data.filter((l: { overdraft?: true }) => l.overdraft)).toHaveLength(1);
   });
