@@ -325,3 +325,57 @@ describe('setup errors are not internal', () => {
     expect(r.stderr).toContain('hint: pass --native-cache-dir DIR');
   });
 });
+
+describe('a data directory that holds no server points to the servers next to it', () => {
+  /** The CLI in `cwd` with no --data-dir and no BPLS_DATA_DIR: what a newcomer on a checkout types. */
+  const bare = (args: string[], cwd: string) => {
+    const env = { ...process.env };
+    delete env.BPLS_DATA_DIR;
+    return runProcess(CLI, args, { cwd, env });
+  };
+
+  it('no --data-dir on a checkout whose demo runs on ./demo-data: "did you mean --data-dir demo-data", nothing made', async () => {
+    const checkout = mkdtempSync(path.join(root, 'checkout-'));
+    const made = await cli(['init', '--json'], { dir: path.join(checkout, 'demo-data') });
+    expect(made.code, made.stderr).toBe(0);
+    const r = await bare(['entitlements', 'list'], checkout);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error\[not_found\]: .*\/data holds no license server$/m);
+    expect(r.stderr).toContain(
+      'hint: did you mean --data-dir demo-data (export BPLS_DATA_DIR=demo-data)?',
+    );
+    // init is offered only as the way to make a NEW server, after the likely intended one.
+    expect(r.stderr).toContain(
+      'Only to make a NEW, empty server there instead, run: bp-license-server init --data-dir data',
+    );
+    expect(readdirSync(checkout)).toEqual(['demo-data']);
+
+    const j = await bare(['entitlements', 'list', '--json'], checkout);
+    expect(j.code).toBe(1);
+    expect(envelope(j.stdout).error).toMatchObject({
+      code: 'not_found',
+      details: { nearby: ['demo-data'] },
+    });
+  });
+
+  it('a typo in --data-dir: the sibling that holds a server is named first', async () => {
+    const r = await cli(['entitlements', 'list'], { dir: path.join(root, 'dta') });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('hint: did you mean --data-dir data (export BPLS_DATA_DIR=data)?');
+    expect(existsSync(path.join(root, 'dta'))).toBe(false);
+  });
+
+  it('nothing nearby: init is offered, said to make a NEW, empty server', async () => {
+    const lone = mkdtempSync(path.join(tmpdir(), 'bpls-lone-'));
+    try {
+      const r = await bare(['entitlements', 'list'], lone);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        'hint: run: bp-license-server init --data-dir data (this makes a NEW, empty server',
+      );
+      expect(readdirSync(lone)).toEqual([]);
+    } finally {
+      rmSync(lone, { recursive: true, force: true });
+    }
+  });
+});

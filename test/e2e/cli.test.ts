@@ -332,7 +332,9 @@ describe('usage', () => {
     const r = await cli(['entitlements', 'list'], { dir: path.join(root, 'nothing-here') });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('holds no license server');
-    expect(r.stderr).toContain('hint: run: bp-license-server init');
+    // `data`, the suite's server, sits next to it: named first, init only for a NEW server.
+    expect(r.stderr).toContain('hint: did you mean --data-dir data (export BPLS_DATA_DIR=data)?');
+    expect(r.stderr).toContain('run: bp-license-server init --data-dir nothing-here');
   });
 });
 
