@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_DESCRIPTIONS, ERROR_STATUS, type ErrorCode } from '../src/errors.ts';
 import { ROLE_PERMISSIONS, ROUTES } from '../src/http/permissions.ts';
+import { readmeBlocks } from './readme-blocks.ts';
 import { ROOT } from './spawn.ts';
 
 const readme = readFileSync(`${ROOT}README.md`, 'utf8');
@@ -28,6 +29,30 @@ describe('README', () => {
         `| \`${route}\` | ${rule.permission} | ${'global' in rule ? 'yes' : 'no'} |`,
       );
     }
+  });
+
+  it('gives each section its own shell variables: none is assigned in two sections', () => {
+    // The blocks run in order in one shell, so a reader who jumps back to a section finds its
+    // variables as that section left them only if no later section reassigns them.
+    const lines = readme.split('\n');
+    const sectionOf = (line: number) =>
+      lines
+        .slice(0, line)
+        .findLast((l) => /^#{2,4} /.test(l))
+        ?.replace(/^#+ /, '');
+    const where = new Map<string, Set<string>>();
+    for (const block of readmeBlocks(readme).filter((b) => b.lang === 'sh')) {
+      for (const m of block.text.matchAll(/^(?:export )?([A-Z][A-Z0-9_]*)=/gm)) {
+        const sections = where.get(m[1]!) ?? new Set<string>();
+        sections.add(sectionOf(block.line) ?? '');
+        where.set(m[1]!, sections);
+      }
+    }
+    const reused = [...where]
+      .filter(([, s]) => s.size > 1)
+      .map(([v, s]) => `${v}: ${[...s].join(' / ')}`);
+    expect(where.size).toBeGreaterThan(5);
+    expect(reused).toEqual([]);
   });
 
   it('shows the two set-up commands', () => {
