@@ -55,6 +55,23 @@ describe('README', () => {
     expect(reused).toEqual([]);
   });
 
+  it('lists every /v1 admin route of permissions.ts in the HTTP API table, with its permission', () => {
+    // The table under "HTTP API" is the complete map of /v1; the Template Licensing face's routes
+    // (/api/v1) have their own table, checked with the permissions above.
+    const start = readme.indexOf('\n## HTTP API\n');
+    const table = readme.slice(start, readme.indexOf('\n### ', start));
+    const rows = new Map<string, string>();
+    for (const m of table.matchAll(/^\| `([A-Z]+(?:` \/ `[A-Z]+)*) ([^`]+)` \| ([^|]+) \|/gm))
+      for (const method of m[1]!.split('` / `')) rows.set(`${method} ${m[2]}`, m[3]!.trim());
+    const missing = Object.entries(ROUTES)
+      .filter(([route]) => route.includes(' /v1/'))
+      .map(([route, rule]) => [route.replace(/:(\w+)/g, '{$1}'), rule.permission])
+      .filter(([route, permission]) => rows.get(route!) !== permission)
+      .map(([route]) => route);
+    expect(rows.size).toBeGreaterThan(30);
+    expect(missing).toEqual([]);
+  });
+
   it('shows the two set-up commands', () => {
     expect(readme).toContain('make run');
     expect(readme).toContain('make test');
