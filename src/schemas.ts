@@ -142,6 +142,9 @@ const policyFields = z.strictObject({
   max_instances_per_subject: z.int().min(1).max(1000).optional(),
 });
 
+/** Every field policy_json may hold (the README's policy table lists each). */
+export const POLICY_FIELD_NAMES = Object.keys(policyFields.shape);
+
 const FLOATING_FIELDS = [
   'max_borrow_hours',
   'max_borrowed_seats',

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_DESCRIPTIONS, ERROR_STATUS, type ErrorCode } from '../src/errors.ts';
 import { ROLE_PERMISSIONS, ROUTES } from '../src/http/permissions.ts';
+import { POLICY_FIELD_NAMES } from '../src/schemas.ts';
 import { readmeBlocks } from './readme-blocks.ts';
 import { ROOT } from './spawn.ts';
 
@@ -70,6 +71,15 @@ describe('README', () => {
       .map(([route]) => route);
     expect(rows.size).toBeGreaterThan(30);
     expect(missing).toEqual([]);
+  });
+
+  it('lists every policy_json field of the schema in the policy table', () => {
+    const start = readme.indexOf('`policy_json`:\n\n| field | meaning |');
+    expect(start).toBeGreaterThan(0);
+    const table = readme.slice(start, readme.indexOf('\n\n', start + 20));
+    const rows = [...table.matchAll(/^\| `(\w+)` \|/gm)].map((m) => m[1]);
+    expect(POLICY_FIELD_NAMES.length).toBeGreaterThan(10);
+    expect(POLICY_FIELD_NAMES.filter((f) => !rows.includes(f))).toEqual([]);
   });
 
   it('shows the two set-up commands', () => {

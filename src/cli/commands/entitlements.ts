@@ -31,17 +31,6 @@ import { withFile } from '../../file-errors.ts';
 import { DEFAULT_GRACE_DAYS } from '../../domain/types.ts';
 import { DEFAULT_PAGE_SIZE } from '../../domain/cursor.ts';
 
-interface PolicyFlags {
-  type?: string;
-  maxSeats?: string;
-  features?: string;
-  leaseTtl?: string;
-  graceDays?: string;
-  seatAssignment?: string;
-  quotas?: string;
-  policy?: string;
-}
-
 const IMPORT_FILE_LIMIT = 256 << 20;
 
 function parseJsonOption(text: string, what: string): unknown {
@@ -54,39 +43,123 @@ function parseJsonOption(text: string, what: string): unknown {
   }
 }
 
+/** A policy flag: the option, the policy_json field it sets, and how its text becomes the value. */
+interface PolicyFlag {
+  /** Commander's option text: `--max-seats <n>`. */
+  option: string;
+  field: string;
+  help: string;
+  /** The value from the flag's text (`flag` is the bare flag, for messages); none: the text itself. */
+  value?: (text: string, flag: string) => unknown;
+}
+
+const integer =
+  (unit?: string) =>
+  (text: string, flag: string): number =>
+    parseIntegerOption(text, { name: flag, ...(unit !== undefined ? { unit } : {}) });
+
+/**
+ * The flags that set policy_json fields, one per field (--policy gives the whole policy). The same
+ * table declares the options and names the flag in the CLI's errors (POLICY_FLAG_OF).
+ */
+const POLICY_FLAGS: readonly PolicyFlag[] = [
+  {
+    option: '--type <type>',
+    field: 'type',
+    help: 'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited); required on create unless --policy gives it',
+  },
+  {
+    option: '--max-seats <n>',
+    field: 'max_seats',
+    help: 'seat limit: required for per_user, per_machine and concurrent; not for feature_based',
+    value: integer(),
+  },
+  {
+    option: '--features <list>',
+    field: 'features',
+    help: 'comma-separated features the lease grants',
+    value: (t) => (t === '' ? [] : t.split(',').map((f) => f.trim())),
+  },
+  {
+    option: '--lease-ttl <seconds>',
+    field: 'lease_ttl_seconds',
+    help: "lease lifetime (default: the server's serve --lease-ttl, itself 3600 unless set)",
+    value: integer('seconds'),
+  },
+  {
+    option: '--grace-days <days>',
+    field: 'grace_days',
+    help: `renewals allowed this long after the end (default ${DEFAULT_GRACE_DAYS})`,
+    value: integer('days'),
+  },
+  {
+    option: '--seat-assignment <mode>',
+    field: 'seat_assignment',
+    help: 'auto or manual (per_user, per_machine)',
+  },
+  {
+    option: '--quotas <list>',
+    field: 'quotas',
+    help: 'quota limits, e.g. dashboards=5,reports=2 (see installations)',
+    value: (t) => quotasOption(t),
+  },
+  {
+    option: '--auto-update <bool>',
+    field: 'auto_update',
+    help: 'true or false: the client may update installed templates by itself (reported only)',
+    value: (t, flag) => booleanOption(t, flag),
+  },
+  {
+    option: '--overdraft-seats <n>',
+    field: 'overdraft_seats',
+    help: 'seats granted past max_seats, each flagged as overdraft (not for feature_based)',
+    value: integer(),
+  },
+  {
+    option: '--max-borrow-hours <hours>',
+    field: 'max_borrow_hours',
+    help: 'longest borrow (offline use) a lease request may ask, at most 2160 (default 0: off)',
+    value: integer('hours'),
+  },
+  {
+    option: '--max-borrowed-seats <n>',
+    field: 'max_borrowed_seats',
+    help: 'seats that may be borrowed at once (default: no cap; not for feature_based)',
+    value: integer(),
+  },
+  {
+    option: '--max-instances-per-subject <n>',
+    field: 'max_instances_per_subject',
+    help: 'instances (instance_id) one subject may run on its lease (default: no cap)',
+    value: integer(),
+  },
+];
+
+/** `--max-seats <n>` → `--max-seats`. */
+const bareFlag = (option: string): string => option.split(' ')[0]!;
+
+/** `--max-seats` → `maxSeats`: the key commander gives the option's value under. */
+const optionKey = (flag: string): string =>
+  flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+type PolicyFlags = Record<string, string | undefined>;
+
 /** The policy from --policy JSON and/or the individual flags (flags win). */
 function policyFrom(
   flags: PolicyFlags,
   base: Record<string, unknown> = {},
 ): Record<string, unknown> | undefined {
-  const given =
-    flags.policy !== undefined ||
-    flags.type !== undefined ||
-    flags.maxSeats !== undefined ||
-    flags.features !== undefined ||
-    flags.leaseTtl !== undefined ||
-    flags.graceDays !== undefined ||
-    flags.seatAssignment !== undefined ||
-    flags.quotas !== undefined;
-  if (!given) return undefined;
+  const given = POLICY_FLAGS.filter((f) => flags[optionKey(bareFlag(f.option))] !== undefined);
+  if (flags.policy === undefined && given.length === 0) return undefined;
   const p: Record<string, unknown> =
     flags.policy !== undefined
       ? (parseJsonOption(flags.policy, '--policy') as Record<string, unknown>)
       : { ...base };
-  if (flags.type !== undefined) p.type = flags.type;
-  if (flags.maxSeats !== undefined)
-    p.max_seats = parseIntegerOption(flags.maxSeats, { name: '--max-seats' });
-  if (flags.features !== undefined)
-    p.features = flags.features === '' ? [] : flags.features.split(',').map((f) => f.trim());
-  if (flags.leaseTtl !== undefined)
-    p.lease_ttl_seconds = parseIntegerOption(flags.leaseTtl, {
-      name: '--lease-ttl',
-      unit: 'seconds',
-    });
-  if (flags.graceDays !== undefined)
-    p.grace_days = parseIntegerOption(flags.graceDays, { name: '--grace-days', unit: 'days' });
-  if (flags.seatAssignment !== undefined) p.seat_assignment = flags.seatAssignment;
-  if (flags.quotas !== undefined) p.quotas = quotasOption(flags.quotas);
+  for (const f of given) {
+    const flag = bareFlag(f.option);
+    const text = flags[optionKey(flag)]!;
+    p[f.field] = f.value ? f.value(text, flag) : text;
+  }
   return p;
 }
 
@@ -104,28 +177,21 @@ function quotasOption(text: string): Record<string, number> {
   );
 }
 
+/** `true` or `false`, as typed. @throws AppError `invalid_request` (usage) naming the flag */
+function booleanOption(text: string, flag: string): boolean {
+  if (text === 'true' || text === 'false') return text === 'true';
+  throw new AppError('invalid_request', `${flag} must be true or false`, {
+    usage: true,
+    issues: [{ path: flag, message: 'must be true or false' }],
+  });
+}
+
 function policyOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      '--type <type>',
-      'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited); required on create unless --policy gives it',
-    )
-    .option(
-      '--max-seats <n>',
-      'seat limit: required for per_user, per_machine and concurrent; not for feature_based',
-    )
-    .option('--features <list>', 'comma-separated features the lease grants')
-    .option(
-      '--lease-ttl <seconds>',
-      "lease lifetime (default: the server's serve --lease-ttl, itself 3600 unless set)",
-    )
-    .option(
-      '--grace-days <days>',
-      `renewals allowed this long after the end (default ${DEFAULT_GRACE_DAYS})`,
-    )
-    .option('--seat-assignment <mode>', 'auto or manual (per_user, per_machine)')
-    .option('--quotas <list>', 'quota limits, e.g. dashboards=5,reports=2 (see installations)')
-    .option('--policy <json>', 'the whole policy_json as JSON (flags above override its fields)');
+  for (const f of POLICY_FLAGS) cmd.option(f.option, f.help);
+  return cmd.option(
+    '--policy <json>',
+    'the whole policy_json as JSON (flags above override its fields)',
+  );
 }
 
 /** How many item warnings the import prints on stderr (all of them are in the --json result). */
