@@ -379,3 +379,85 @@ describe('a data directory that holds no server points to the servers next to it
     }
   });
 });
+
+describe('CLI errors name the flags typed, not the API fields', () => {
+  const create = (...args: string[]) =>
+    cli(['entitlements', 'create', '--tenant', 'flags', '--product', 'cad', ...args]);
+
+  it.each([
+    [
+      'a date without a time: --ends, and no follow-on "must be after" line',
+      ['--type', 'concurrent', '--max-seats', '2', '--ends', '2027-06-30'],
+      'error[invalid_request]: invalid entitlement: --ends: must be an RFC 3339 time such as 2024-01-15T11:30:00Z\n',
+      1,
+    ],
+    [
+      'no --type: required, unless --policy gives it',
+      ['--ends', '2027-06-30T00:00:00Z'],
+      'error[invalid_request]: invalid entitlement: --type is required (or give the type in --policy)\n',
+      2,
+    ],
+    [
+      'a policy rule names the flags',
+      ['--type', 'feature_based', '--max-seats', '3', '--ends', '2027-06-30T00:00:00Z'],
+      'error[invalid_request]: invalid entitlement: feature_based has no seat limit: leave --max-seats out\n',
+      1,
+    ],
+    [
+      'a term the wrong way round: --ends and --starts',
+      [
+        '--type',
+        'feature_based',
+        '--starts',
+        '2028-01-01T00:00:00Z',
+        '--ends',
+        '2027-06-30T00:00:00Z',
+      ],
+      'error[invalid_request]: invalid entitlement: --ends must be after --starts\n',
+      1,
+    ],
+  ])('%s', async (_what, args, stderr, code) => {
+    const r = await create(...args);
+    expect(r.code, r.stderr).toBe(code);
+    expect(r.stderr).toBe(stderr);
+    expect(entitlementCount()).toBe(0);
+  });
+
+  it('tokens create: --tenant for a tenant_admin, the house wording for --role', async () => {
+    const before = await cli(['tokens', 'list', '--json']);
+    const noTenant = await cli(['tokens', 'create', '--name', 'x', '--role', 'tenant_admin']);
+    expect(noTenant.code).toBe(1);
+    expect(noTenant.stderr).toBe(
+      'error[invalid_request]: invalid options: a tenant_admin token needs --tenant\n',
+    );
+    const owner = await cli(['tokens', 'create', '--name', 'x', '--role', 'owner', '--json']);
+    expect(owner.code).toBe(1);
+    expect(envelope(owner.stdout).error).toEqual({
+      code: 'invalid_request',
+      message: 'invalid options: --role must be one of admin, tenant_admin, reader',
+      details: {
+        issues: [
+          {
+            path: '--role',
+            field: 'role',
+            message: '--role must be one of admin, tenant_admin, reader',
+          },
+        ],
+      },
+    });
+    expect((await cli(['tokens', 'list', '--json'])).stdout).toBe(before.stdout);
+  });
+
+  it('list filters and serve options too: --status, --log-level', async () => {
+    const status = await cli(['entitlements', 'list', '--status', 'bogus']);
+    expect(status.code).toBe(1);
+    expect(status.stderr).toBe(
+      'error[invalid_request]: invalid options: --status must be one of active, suspended, revoked, pending, expired, grace\n',
+    );
+    const serve = await cli(['serve', '--port', '0', '--log-level', 'loud']);
+    expect(serve.code).not.toBe(0);
+    expect(serve.stderr).toContain(
+      'invalid serve options: --log-level (or BPLS_LOG_LEVEL) must be one of debug, info, warn, error',
+    );
+  });
+});

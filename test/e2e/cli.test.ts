@@ -237,7 +237,7 @@ describe('entitlements', () => {
     const r = await cli(args);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
-      /^error\[invalid_request\]: invalid entitlement: policy_json.type: type must be one of/,
+      /^error\[invalid_request\]: invalid entitlement: --type must be one of per_user, /,
     );
     const j = await cli([...args, '--json']);
     expect(j.code).toBe(1);

@@ -28,6 +28,7 @@ import type { CommandKit } from '../main.ts';
 import { toIso } from '../../clock.ts';
 import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
 import { withFile } from '../../file-errors.ts';
+import { parseFlags } from '../../flag-errors.ts';
 import { DEFAULT_GRACE_DAYS } from '../../domain/types.ts';
 import { DEFAULT_PAGE_SIZE } from '../../domain/cursor.ts';
 
@@ -142,6 +143,28 @@ const bareFlag = (option: string): string => option.split(' ')[0]!;
 const optionKey = (flag: string): string =>
   flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
+/** policy_json.<field> → the flag that sets it, for the CLI's errors. */
+const POLICY_FLAG_OF: Readonly<Record<string, string>> = Object.fromEntries([
+  ...POLICY_FLAGS.map((f) => [`policy_json.${f.field}`, bareFlag(f.option)]),
+  ['policy_json', '--policy'],
+]);
+
+/** The flags of create and update that set the entitlement's own fields. */
+const TERM_FLAG_OF = {
+  starts_at: '--starts',
+  ends_at: '--ends',
+  external_id: '--external-id',
+} as const;
+
+/** The list filters' flags (entitlements list). */
+const LIST_FLAG_OF = {
+  tenant_id: '--tenant',
+  product_id: '--product',
+  status: '--status',
+  limit: '--limit',
+  cursor: '--cursor',
+} as const;
+
 type PolicyFlags = Record<string, string | undefined>;
 
 /** The policy from --policy JSON and/or the individual flags (flags win). */
@@ -244,17 +267,28 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       cmd: Command,
     ) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const input = parseWith(
+        const policy = policyFrom(opts) ?? {};
+        if (policy.type === undefined)
+          throw new AppError(
+            'invalid_request',
+            'invalid entitlement: --type is required (or give the type in --policy)',
+            {
+              usage: true,
+              issues: [{ path: '--type', field: 'policy_json.type', message: 'is required' }],
+            },
+          );
+        const input = parseFlags(
           entitlementCreateSchema,
           {
             tenant_id: opts.tenant,
             product_id: opts.product,
-            policy_json: policyFrom(opts) ?? {},
+            policy_json: policy,
             starts_at: opts.starts ?? toIso(ctx.clock.now()),
             ends_at: opts.ends,
             ...(opts.externalId !== undefined ? { external_id: opts.externalId } : {}),
           },
           'entitlement',
+          { tenant_id: '--tenant', product_id: '--product', ...TERM_FLAG_OF, ...POLICY_FLAG_OF },
         );
         const v = createdEntitlementView(
           ctx.services.entitlements.create(input, cliActor()),
@@ -286,7 +320,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         cmd: Command,
       ) => {
         await kit.withContext(cmd, (ctx, g) => {
-          const q = parseWith(
+          const q = parseFlags(
             listQuerySchema,
             {
               tenant_id: opts.tenant,
@@ -296,6 +330,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
               cursor: opts.cursor,
             },
             'options',
+            LIST_FLAG_OF,
           );
           const r = ctx.services.entitlements.list({
             tenantId: q.tenant_id,
@@ -365,7 +400,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       await kit.withContext(cmd, (ctx, g) => {
         const current = ctx.services.entitlements.get(id);
         const policy = policyFrom(opts, current.policy as unknown as Record<string, unknown>);
-        const patch = parseWith(
+        const patch = parseFlags(
           entitlementUpdateSchema,
           {
             ...(policy ? { policy_json: policy } : {}),
@@ -374,6 +409,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
             ...(opts.externalId !== undefined ? { external_id: opts.externalId } : {}),
           },
           'update',
+          { ...TERM_FLAG_OF, ...POLICY_FLAG_OF },
         );
         const v = entitlementView(
           ctx.services.entitlements.update(id, patch, cliActor()),
@@ -409,10 +445,11 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .requiredOption('--months <n>', 'period in months (1-120)')
     .action(async (id: string, opts: { months: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const { period_months } = parseWith(
+        const { period_months } = parseFlags(
           renewSchema,
           { period_months: parseIntegerOption(opts.months, { name: '--months' }) },
           'options',
+          { period_months: '--months' },
         );
         const v = entitlementView(
           ctx.services.entitlements.renew(id, period_months, cliActor()),
@@ -433,10 +470,11 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
         if (o.csv) {
-          const { days } = parseWith(
+          const { days } = parseFlags(
             usageCsvQuerySchema,
             o.days === undefined ? {} : { days: parseIntegerOption(o.days, { name: '--days' }) },
             'options',
+            { days: '--days' },
           );
           kit.io.stdout(usageCsv(e, ctx.services.usage.daily(e, days ?? 30)));
           return;
@@ -461,10 +499,11 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .action(async (id: string, o: { subject?: string; subjectType?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
-        const q = parseWith(
+        const q = parseFlags(
           checkQuerySchema,
           { subject_type: o.subjectType, subject_id: o.subject },
           'options',
+          { subject_type: '--subject-type', subject_id: '--subject' },
         );
         const subject =
           q.subject_id === undefined
