@@ -82,6 +82,20 @@ describe('README', () => {
     expect(POLICY_FIELD_NAMES.filter((f) => !rows.includes(f))).toEqual([]);
   });
 
+  it('runs the seed requests it shows as written: each $BASE form is the same request', () => {
+    const blocks = readmeBlocks(readme);
+    const seed = blocks.filter((b) => b.text.includes('http://localhost:8080/v1/'));
+    expect(seed).toHaveLength(2);
+    for (const b of seed) {
+      const run = blocks[blocks.indexOf(b) + 1]!;
+      const request = run.text
+        .split('\n')
+        .filter((l) => !l.startsWith('# '))
+        .join('\n');
+      expect(request).toBe(b.text.replace('http://localhost:8080', '$BASE'));
+    }
+  });
+
   it('shows the two set-up commands', () => {
     expect(readme).toContain('make run');
     expect(readme).toContain('make test');
