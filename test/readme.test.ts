@@ -96,6 +96,18 @@ describe('README', () => {
     }
   });
 
+  it('introduces every tenant and product of the demo data (scripts/demo.mjs) under Set-up', () => {
+    const demo = readFileSync(`${ROOT}scripts/demo.mjs`, 'utf8');
+    const made = [...demo.matchAll(/'--tenant',\s*'([^']+)',\s*'--product',\s*'([^']+)'/g)];
+    expect(made).toHaveLength(4);
+    const setUp = readme.slice(
+      readme.indexOf('## Set-up'),
+      readme.indexOf('## Install on a server'),
+    );
+    for (const [, tenant, product] of made)
+      expect(setUp).toContain(`| \`${tenant}\` | \`${product}\` |`);
+  });
+
   it('shows the two set-up commands', () => {
     expect(readme).toContain('make run');
     expect(readme).toContain('make test');
