@@ -29,6 +29,7 @@ import { toIso } from '../../clock.ts';
 import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
 import { withFile } from '../../file-errors.ts';
 import { parseFlags } from '../../flag-errors.ts';
+import { counted } from '../../plural.ts';
 import { DEFAULT_GRACE_DAYS } from '../../domain/types.ts';
 import { DEFAULT_PAGE_SIZE } from '../../domain/cursor.ts';
 
@@ -377,7 +378,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           g.json,
           v,
           () =>
-            `${human(v)}\n  in use:   ${v.usage.active_leases} leases, ${v.usage.seats_assigned} seats assigned of ${v.usage.max_seats ?? '∞'}`,
+            `${human(v)}\n  in use:   ${counted(v.usage.active_leases, 'lease')}, ${v.usage.seats_assigned} of ${v.usage.max_seats === null ? '∞ seats' : counted(v.usage.max_seats, 'seat')} assigned`,
         );
       });
     });
@@ -485,7 +486,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
             `${e.id} (${e.policy.type})`,
             `  seats:    ${r.seats.assigned} assigned of ${r.seats.total ?? '∞'}, ${r.seats.active_30d} active in 30 days`,
             `  leases:   ${r.leases.active} in force, peak ${r.leases.peak_30d} in 30 days`,
-            `  activity: ${r.activity.grants_30d} grants, ${r.activity.denials_30d} denials, ${r.activity.unique_users_30d} unique subjects in 30 days`,
+            `  activity: ${counted(r.activity.grants_30d, 'grant')}, ${counted(r.activity.denials_30d, 'denial')}, ${counted(r.activity.unique_users_30d, 'unique subject')} in 30 days`,
           ].join('\n'),
         );
       });
@@ -520,7 +521,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           g.json,
           r,
           () =>
-            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})` +
+            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats === null ? '∞ seats' : counted(r.remaining_seats, 'seat')} free (${r.status})` +
             Object.entries(r.quotas ?? {})
               .map(([name, q]) => `; ${name}: ${q.remaining} of ${q.limit} left`)
               .join(''),
@@ -556,7 +557,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           Array.isArray(parsed) ? { entitlements: parsed } : parsed,
           'import file',
         );
-        progress(`validating ${envelope.entitlements.length} entitlements…`);
+        progress(`validating ${counted(envelope.entitlements.length, 'entitlement')}…`);
         const items = parseImportItems(envelope.entitlements);
         progress('writing (one transaction)…');
         const r = importResultView(await ctx.services.entitlements.importMany(items, cliActor()));
@@ -566,7 +567,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           g.json,
           r,
           () =>
-            `imported ${r.total} entitlements: ${r.created} created, ${r.updated} updated, ${r.unchanged} unchanged`,
+            `imported ${counted(r.total, 'entitlement')}: ${r.created} created, ${r.updated} updated, ${r.unchanged} unchanged`,
         );
       });
     });
