@@ -47,45 +47,52 @@ function reworded(text: string, flags: FlagNames): string {
 }
 
 /**
- * `err` with its issues named by flags: each issue's path becomes the flag that sets it (the field
- * kept as `field`), field names in its message become flags, and only the first issue of each
- * flag is kept (a later one follows from it). Anything but an invalid_request with issues is
- * returned as it is.
+ * An invalid_request whose message names flags. `details` stays the API's (issues by field, as
+ * the HTTP face answers, so a script reads --json the same from both faces); `flagIssues` is
+ * what the person at the terminal reads under the message.
+ */
+export class FlagError extends AppError {
+  constructor(
+    message: string,
+    details: AppError['details'],
+    hint: string | undefined,
+    readonly flagIssues: readonly Issue[],
+  ) {
+    super('invalid_request', message, details, hint);
+  }
+}
+
+/**
+ * `err` in flag terms: each issue's path becomes the flag that sets it, field names in its
+ * message become flags, and only the first issue of each flag is kept (a later one follows from
+ * it); the message says the first. Anything but an invalid_request with issues is returned as it
+ * is.
  */
 export function inFlagTerms(err: unknown, what: string, flags: FlagNames): unknown {
   if (!(err instanceof AppError) || err.code !== 'invalid_request') return err;
   const issues = err.details.issues;
   if (!Array.isArray(issues) || issues.length === 0) return err;
   const seen = new Set<string>();
-  const named: Array<Issue & { field?: string }> = [];
+  const named: Issue[] = [];
   for (const i of issues as Issue[]) {
     const field = fieldOf(i.path, flags);
     const path = field === undefined ? i.path : flags[field]!;
     if (seen.has(path)) continue;
     seen.add(path);
-    named.push({
-      path,
-      ...(field !== undefined ? { field: i.path } : {}),
-      message: reworded(i.message, flags),
-    });
+    named.push({ path, message: reworded(i.message, flags) });
   }
   const first = named[0]!;
   // A message that names its flag already says it alone: "a tenant_admin token needs --tenant".
   const said = first.message.includes(first.path)
     ? first.message
     : `${first.path}: ${first.message}`;
-  return new AppError(
-    'invalid_request',
-    `invalid ${what}: ${said}`,
-    { ...err.details, issues: named },
-    err.hint,
-  );
+  return new FlagError(`invalid ${what}: ${said}`, err.details, err.hint, named);
 }
 
 /**
  * parseWith for values a command built from its flags: the same checks, errors in flag terms.
  *
- * @throws AppError `invalid_request` with details.issues [{path: flag, field, message}]
+ * @throws FlagError (`invalid_request`): the message names the flag; details.issues stay by field
  */
 export function parseFlags<S extends z.ZodType>(
   schema: S,

@@ -275,7 +275,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
             'invalid entitlement: --type is required (or give the type in --policy)',
             {
               usage: true,
-              issues: [{ path: '--type', field: 'policy_json.type', message: 'is required' }],
+              issues: [{ path: 'policy_json.type', message: 'type is required' }],
             },
           );
         const input = parseFlags(
