@@ -5,7 +5,8 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { defaultNativeCacheDir } from './storage/native.ts';
-import { parseWith } from './schemas.ts';
+import { oneOf, parseWith } from './schemas.ts';
+import { parseFlags } from './flag-errors.ts';
 import { parseIntegerOption } from './integer-option.ts';
 import type { Durability } from './storage/db.ts';
 
@@ -54,7 +55,7 @@ export interface ServeFlags {
 
 const serveSchema = z.object({
   host: z.string().min(1).max(255),
-  logLevel: z.enum(['debug', 'info', 'warn', 'error']),
+  logLevel: oneOf('logLevel', ['debug', 'info', 'warn', 'error']),
 });
 
 /** A whole-number serve setting: the flag when given, else the environment variable, else the default. */
@@ -82,13 +83,14 @@ export const SERVE_DEFAULTS = {
 } as const;
 
 export function resolveServe(flags: ServeFlags, env: Env) {
-  const parsed = parseWith(
+  const parsed = parseFlags(
     serveSchema,
     {
       host: flags.host ?? env.BPLS_HOST ?? SERVE_DEFAULTS.host,
       logLevel: flags.logLevel ?? env.BPLS_LOG_LEVEL ?? SERVE_DEFAULTS.logLevel,
     },
     'serve options',
+    { host: '--host (or BPLS_HOST)', logLevel: '--log-level (or BPLS_LOG_LEVEL)' },
   );
   return {
     ...parsed,

@@ -3,6 +3,7 @@ import {
   chmodSync,
   constants as fsConstants,
   existsSync,
+  readdirSync,
   readFileSync,
   renameSync,
   statSync,
@@ -11,7 +12,7 @@ import {
   fsyncSync,
   closeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { AppError } from './errors.ts';
@@ -179,6 +180,41 @@ function identityError(
   );
 }
 
+/** How many directories nearbyServers names at most: enough for a choice, short enough to read. */
+const NEARBY_MAX = 3;
+
+/**
+ * Initialised data directories next to `dataDir` (its siblings) and inside it (its children),
+ * alphabetically, at most NEARBY_MAX: what someone who named a directory holding no server most
+ * likely meant (`./data` on a checkout whose demo runs on `./demo-data`, or a typo). Only a
+ * directory holding all three files counts. Unreadable directories count as empty: this only
+ * feeds a hint, so it never throws.
+ */
+export function nearbyServers(dataDir: string): string[] {
+  const found: string[] = [];
+  for (const dir of [dataDir, dirname(dataDir)]) {
+    let names: string[];
+    try {
+      names = readdirSync(dir).sort();
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const candidate = join(dir, name);
+      if (candidate === dataDir || found.includes(candidate)) continue;
+      if (initState(candidate) === 'complete') found.push(candidate);
+      if (found.length === NEARBY_MAX) return found;
+    }
+  }
+  return found;
+}
+
+/** `file` as a person would type it here: relative to the working directory when under it. */
+function shownPath(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
+}
+
 /**
  * Loads and checks the server identity (docs/design.md "Process, files and resources": the server refuses
  * to start rather than serve wrongly): the three files are there, server.key is 0600, parses as a
@@ -193,11 +229,17 @@ export function loadIdentity(dataDir: string): { info: ServerInfo; key: SigningK
   const p = dataPaths(dataDir);
   const state = initState(dataDir);
   if (state === 'none') {
+    const nearby = nearbyServers(dataDir).map(shownPath);
+    const init = `bp-license-server init --data-dir ${shownPath(dataDir)}`;
     throw new AppError(
       'not_found',
       `${dataDir} holds no license server`,
-      { data_dir: dataDir },
-      `run: bp-license-server init --data-dir ${dataDir}`,
+      { data_dir: dataDir, nearby },
+      nearby.length > 0
+        ? `did you mean --data-dir ${nearby[0]} (export BPLS_DATA_DIR=${nearby[0]})?` +
+            (nearby.length > 1 ? ` Other servers nearby: ${nearby.slice(1).join(', ')}.` : '') +
+            ` Only to make a NEW, empty server there instead, run: ${init}`
+        : `run: ${init} (this makes a NEW, empty server; a server made elsewhere is reached with --data-dir or BPLS_DATA_DIR)`,
     );
   }
   if (state === 'partial') {

@@ -101,6 +101,14 @@ export const MAX_SEATS_LIMIT = 1_000_000;
 /** The longest borrow a policy may allow: 90 days. */
 export const MAX_BORROW_HOURS = 90 * 24;
 
+/**
+ * An enum field worded the house way, `role must be one of admin, tenant_admin, reader`, instead of
+ * zod's generic "Invalid option".
+ */
+export function oneOf<const T extends readonly [string, ...string[]]>(field: string, values: T) {
+  return z.enum(values, { message: `${field} must be one of ${values.join(', ')}` });
+}
+
 /** The fields of policy_json, as given (before the cross-field rules and normalisation). */
 const policyFields = z.strictObject({
   type: z.enum([...POLICY_TYPES, ...MARKETPLACE_ALIASES], {
@@ -118,7 +126,7 @@ const policyFields = z.strictObject({
     .max(30 * 86_400)
     .optional(),
   grace_days: z.int().min(0).max(3650).optional(),
-  seat_assignment: z.enum(['auto', 'manual']).optional(),
+  seat_assignment: oneOf('seat_assignment', ['auto', 'manual']).optional(),
   auto_update: z.boolean().optional(),
   quotas: z
     .preprocess(
@@ -141,6 +149,9 @@ const policyFields = z.strictObject({
   overdraft_seats: z.int().min(0).max(MAX_SEATS_LIMIT).optional(),
   max_instances_per_subject: z.int().min(1).max(1000).optional(),
 });
+
+/** Every field policy_json may hold (the README's policy table lists each). */
+export const POLICY_FIELD_NAMES = Object.keys(policyFields.shape);
 
 const FLOATING_FIELDS = [
   'max_borrow_hours',
@@ -222,6 +233,8 @@ function policyFieldsMisplaced(note = '') {
   ) as Record<keyof typeof policyFields.shape, z.ZodOptional<z.ZodNever>>;
 }
 
+const TERM_FIELDS = new Set(['starts_at', 'ends_at']);
+
 export const entitlementCreateSchema = z
   .strictObject({
     ...policyFieldsMisplaced(),
@@ -235,6 +248,12 @@ export const entitlementCreateSchema = z
   .refine((e) => termIsValid(e.starts_at, e.ends_at), {
     path: ['ends_at'],
     message: 'ends_at must be after starts_at',
+    // Only between two valid times: after "ends_at: must be an RFC 3339 time" it says nothing new.
+    // (An issue at the root, a body that is no object, leaves no term to compare.)
+    when: (payload) =>
+      !payload.issues.some(
+        (i) => i.path === undefined || i.path.length === 0 || TERM_FIELDS.has(String(i.path[0])),
+      ),
   })
   .transform((e): EntitlementInput => ({
     tenantId: e.tenant_id,
@@ -312,7 +331,14 @@ export const listQuerySchema = z.strictObject({
   id_prefix: identifier.optional(),
   tenant_id: identifier.optional(),
   product_id: identifier.optional(),
-  status: z.enum(['active', 'suspended', 'revoked', 'pending', 'expired', 'grace']).optional(),
+  status: oneOf('status', [
+    'active',
+    'suspended',
+    'revoked',
+    'pending',
+    'expired',
+    'grace',
+  ]).optional(),
   cursor: z.string().max(100).optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });
@@ -324,7 +350,7 @@ export const tokenCreateSchema = z
       .min(1)
       .max(100)
       .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters'),
-    role: z.enum(['admin', 'tenant_admin', 'reader']).default('admin'),
+    role: oneOf('role', ['admin', 'tenant_admin', 'reader']).default('admin'),
     tenant_id: identifier.optional(),
     expires_in_days: z.int().min(1).max(3650).optional(),
   })

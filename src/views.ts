@@ -332,6 +332,8 @@ export function subjectStatusView(s: SubjectStatus, now: number) {
     usage: {
       concurrent_seats_used: s.leasesInUse,
       max_seats: e.policy.max_seats ?? null,
+      // Says why concurrent_seats_used may pass max_seats: the grants past it are overdraft.
+      ...(e.policy.overdraft_seats ? { overdraft_seats: e.policy.overdraft_seats } : {}),
       ...(hasNamedSeats(e.policy.type)
         ? { seats_assigned: s.seatsAssigned, seat_held: s.seat !== undefined }
         : {}),

@@ -47,6 +47,13 @@ describe('the admin page', () => {
     expect(r.headers.get('cache-control')).toBe('no-store');
   });
 
+  it('at /admin/ (a trailing slash, as typed or bookmarked): a 308 to /admin', async () => {
+    const r = await h.req('GET', '/admin/', undefined, null);
+    expect(r.status).toBe(308);
+    expect(r.headers.get('location')).toBe('/admin');
+    expect(r.text).toBe('');
+  });
+
   it('holds no data: the API calls it makes need a token like any other', async () => {
     const r = await h.req('GET', '/admin', undefined, null);
     expect(r.text).not.toContain(h.info.server_id);

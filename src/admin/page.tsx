@@ -246,6 +246,8 @@ function Page({ nonce }: { nonce: string }) {
 
 /** GET /admin: the page. Public (it holds no data); the API calls it makes need a token. */
 export function registerAdminPage(app: Hono<AppEnv>): void {
+  // A typed or bookmarked /admin/ finds the page; 308 keeps the method (a GET stays a GET).
+  app.get('/admin/', (c) => c.redirect('/admin', 308));
   app.get('/admin', (c) => {
     const nonce = randomBytes(16).toString('base64');
     const html = `<!doctype html>${String(Page({ nonce }))}`.replace(

@@ -1,4 +1,5 @@
 import { userInfo } from 'node:os';
+import { FlagError } from '../flag-errors.ts';
 import { AppError, toEnvelope } from '../errors.ts';
 import type { Env } from '../config.ts';
 
@@ -105,7 +106,8 @@ export function emitError(io: CliIo, json: boolean, err: AppError): void {
   if (json) emitEnvelope(io, err);
   io.stderr(`error[${err.code}]: ${err.message}\n`);
   if (err.hint) io.stderr(`hint: ${err.hint}\n`);
-  const issues = err.details.issues;
+  // Issues by flag when the command named its flags (flag-errors.ts), else by field.
+  const issues = err instanceof FlagError ? err.flagIssues : err.details.issues;
   if (Array.isArray(issues) && issues.length > 1) {
     for (const i of issues.slice(1, 10) as Array<{ path: string; message: string }>)
       io.stderr(`  ${i.path}: ${i.message}\n`);

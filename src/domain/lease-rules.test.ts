@@ -217,3 +217,48 @@ describe('floating extras', () => {
     });
   });
 });
+
+describe('refusal messages count in words', () => {
+  const message = (f: () => unknown) => {
+    try {
+      f();
+    } catch (err) {
+      return (err as AppError).message;
+    }
+    throw new Error('not refused');
+  };
+
+  it('one seat, one overdraft seat, one borrowable seat, one hour, one instance: singular', () => {
+    const one = ent({}, { type: 'concurrent', max_seats: 1 });
+    expect(seatsInUse(one).message).toBe('the 1 seat of ent_r is in use');
+    const over = ent({}, { type: 'concurrent', max_seats: 1, overdraft_seats: 1 });
+    expect(seatsInUse(over).message).toBe(
+      'the 1 seat of ent_r and its 1 overdraft seat are in use',
+    );
+    expect(message(() => checkSeatLeft(ent({}, { max_seats: 1 }), 1))).toBe(
+      'the 1 seat of ent_r is assigned',
+    );
+    expect(message(() => checkBorrowLeft(ent({}, { max_borrowed_seats: 1 }), 1))).toBe(
+      'the 1 borrowable seat of ent_r is borrowed',
+    );
+    expect(message(() => borrowExpiry(ent({}, { max_borrow_hours: 1 }), T0, 2))).toBe(
+      'ent_r allows borrowing for at most 1 hour, not 2',
+    );
+    expect(message(() => checkInstanceLeft(ent({}, { max_instances_per_subject: 1 }), 1))).toBe(
+      'the subject runs 1 instance on ent_r, its limit (max_instances_per_subject)',
+    );
+  });
+
+  it('several: plural; none borrowable: said so', () => {
+    const two = ent({}, { type: 'concurrent', max_seats: 2, overdraft_seats: 3 });
+    expect(seatsInUse(two).message).toBe(
+      'all 2 seats of ent_r and its 3 overdraft seats are in use',
+    );
+    expect(message(() => checkSeatLeft(ent({}, { max_seats: 2 }), 2))).toBe(
+      'all 2 seats of ent_r are assigned',
+    );
+    expect(message(() => checkBorrowLeft(ent({}, { max_borrowed_seats: 0 }), 0))).toBe(
+      'no seat of ent_r may be borrowed (max_borrowed_seats is 0)',
+    );
+  });
+});

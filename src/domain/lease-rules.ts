@@ -4,6 +4,7 @@
  * the lease service (leases.ts) reads, asks these, and writes, so another store (one with
  * asynchronous I/O) drives the same rules. Refusals are AppErrors whose codes are the API's.
  */
+import { be, counted, every } from '../plural.ts';
 import { AppError, type ErrorCode } from '../errors.ts';
 import type { Entitlement, Lease, Seat } from './types.ts';
 import { DAY_MS, graceDays, hasNamedSeats, policySubjectType } from './types.ts';
@@ -189,13 +190,21 @@ export function seatCeiling(e: Entitlement): number {
 export function checkSeatLeft(e: Entitlement, seatsAssigned: number): boolean {
   const max = e.policy.max_seats!;
   if (seatsAssigned >= seatCeiling(e)) {
-    throw new AppError('seats_exhausted', `all ${max} seats of ${e.id} are assigned`, {
+    throw new AppError('seats_exhausted', `${allSeats(e)} assigned`, {
       entitlement_id: e.id,
       max_seats: max,
       ...(e.policy.overdraft_seats ? { overdraft_seats: e.policy.overdraft_seats } : {}),
     });
   }
   return seatsAssigned >= max;
+}
+
+/** "all 2 seats of ent_… and its 1 overdraft seat are", "the 1 seat of ent_… is": a full entitlement's seats. */
+function allSeats(e: Entitlement): string {
+  const max = e.policy.max_seats!;
+  const over = e.policy.overdraft_seats ?? 0;
+  const overdraft = over > 0 ? ` and its ${counted(over, 'overdraft seat')}` : '';
+  return `${every(max, 'seat')} of ${e.id}${overdraft} ${be(over > 0 ? 2 : max)}`;
 }
 
 /** Is a concurrent entitlement full (max_seats plus overdraft_seats) with this many leases in force? */
@@ -206,15 +215,11 @@ export function concurrentFull(e: Entitlement, active: number): boolean {
 /** The refusal of a lease on a full concurrent entitlement: `seats_exhausted`. */
 export function seatsInUse(e: Entitlement): AppError {
   const over = e.policy.overdraft_seats;
-  return new AppError(
-    'seats_exhausted',
-    `all ${e.policy.max_seats} seats of ${e.id}${over ? ` and its ${over} overdraft seats` : ''} are in use`,
-    {
-      entitlement_id: e.id,
-      max_seats: e.policy.max_seats,
-      ...(over ? { overdraft_seats: over } : {}),
-    },
-  );
+  return new AppError('seats_exhausted', `${allSeats(e)} in use`, {
+    entitlement_id: e.id,
+    max_seats: e.policy.max_seats,
+    ...(over ? { overdraft_seats: over } : {}),
+  });
 }
 
 /**
@@ -230,7 +235,7 @@ export function borrowExpiry(e: Entitlement, now: number, hours: number): number
       'invalid_request',
       max === 0
         ? `${e.id} allows no borrowing (policy max_borrow_hours is 0)`
-        : `${e.id} allows borrowing for at most ${max} hours, not ${hours}`,
+        : `${e.id} allows borrowing for at most ${counted(max, 'hour')}, not ${hours}`,
       {
         entitlement_id: e.id,
         max_borrow_hours: max,
@@ -250,7 +255,11 @@ export function borrowExpiry(e: Entitlement, now: number, hours: number): number
 export function checkBorrowLeft(e: Entitlement, borrowed: number): void {
   const cap = e.policy.max_borrowed_seats;
   if (cap !== undefined && borrowed >= cap) {
-    throw new AppError('seats_exhausted', `all ${cap} borrowable seats of ${e.id} are borrowed`, {
+    const said =
+      cap === 0
+        ? `no seat of ${e.id} may be borrowed (max_borrowed_seats is 0)`
+        : `${every(cap, 'borrowable seat')} of ${e.id} ${be(cap)} borrowed`;
+    throw new AppError('seats_exhausted', said, {
       entitlement_id: e.id,
       reason: 'borrow_limit',
       max_borrowed_seats: cap,
@@ -268,7 +277,7 @@ export function checkInstanceLeft(e: Entitlement, live: number): void {
   if (cap !== undefined && live >= cap) {
     throw new AppError(
       'seats_exhausted',
-      `the subject runs ${live} instances on ${e.id}, its limit (max_instances_per_subject)`,
+      `the subject runs ${counted(live, 'instance')} on ${e.id}, its limit (max_instances_per_subject)`,
       { entitlement_id: e.id, reason: 'instance_limit', max_instances_per_subject: cap },
     );
   }

@@ -120,6 +120,19 @@ const VENDOR_TTL_KEY = 'default_lease_ttl_seconds';
  * are lease-rules.ts; this is their orchestration: read, decide, write. Besides the codes each
  * function lists, a write may fail in the store (busy, full or read-only disk).
  */
+/**
+ * The details of a lease refused for want of an entitlement: where an admin sees what the tenant
+ * does hold (a tenant or product id mistyped in the client's configuration is the usual cause).
+ * Built on the refusal only: a grant never calls it.
+ */
+function noEntitlementDetails(req: { tenantId: string; productId: string }) {
+  return {
+    tenant_id: req.tenantId,
+    product_id: req.productId,
+    hint: `the tenant's entitlements: GET /v1/entitlements?tenant_id=${encodeURIComponent(req.tenantId)}`,
+  };
+}
+
 export function createLeaseService({
   store,
   clock,
@@ -334,6 +347,7 @@ export function createLeaseService({
         throw new AppError(
           'not_found',
           `no entitlement ${req.entitlementId} for tenant ${req.tenantId} and product ${req.productId}`,
+          noEntitlementDetails(req),
         );
       }
       return [e];
@@ -343,6 +357,7 @@ export function createLeaseService({
       throw new AppError(
         'not_found',
         `no entitlement for tenant ${req.tenantId} and product ${req.productId}`,
+        noEntitlementDetails(req),
       );
     if (all.length === 1) return all;
     const score = (e: Entitlement) =>

@@ -42,6 +42,8 @@ export interface InstallationListFilter {
   /** A tenant id: its entitlements' installations. */
   tenant?: string | undefined;
   quota?: string | undefined;
+  /** Only installations of entitlements for one of these products (the template face's licenses). */
+  productIds?: readonly string[] | undefined;
 }
 
 /**
@@ -231,6 +233,7 @@ export function createQuotaService({
         entitlementId: filter.entitlementId,
         tenantId: filter.tenant,
         quota: filter.quota,
+        productIds: filter.productIds,
         afterSeq,
         limit: limit + 1,
       });

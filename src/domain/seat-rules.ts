@@ -3,6 +3,7 @@
  * store holds (their seats, the count assigned) and the time, they refuse or let pass. The seat
  * service (seats.ts) reads, asks these, and writes. Refusals are AppErrors with the API's codes.
  */
+import { counted } from '../plural.ts';
 import { AppError } from '../errors.ts';
 import type { Entitlement, Seat, SubjectType } from './types.ts';
 import { DAY_MS, graceDays, hasNamedSeats, policySubjectType } from './types.ts';
@@ -134,7 +135,7 @@ export function checkSeatsFree(e: Entitlement, seatsAssigned: number, requested:
   if (seatsAssigned + requested <= max) return;
   throw new AppError(
     'seats_exhausted',
-    `${e.id} has ${Math.max(0, max - seatsAssigned)} free of ${max} seats; ${requested} asked`,
+    `${e.id} has ${Math.max(0, max - seatsAssigned)} free of ${counted(max, 'seat')}; ${requested} asked`,
     { entitlement_id: e.id, max_seats: max, assigned: seatsAssigned, requested },
   );
 }

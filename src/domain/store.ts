@@ -141,6 +141,8 @@ export interface InstallationFilter {
   entitlementId?: string | undefined;
   tenantId?: string | undefined;
   quota?: string | undefined;
+  /** Only installations of entitlements for one of these products (undefined: any product). */
+  productIds?: readonly string[] | undefined;
   afterSeq: number;
   limit: number;
 }

@@ -90,6 +90,9 @@ export function createTemplateService({
   leases: LeaseService;
 }) {
   const catalogue = createTemplateCatalogue({ store, clock });
+  /** The products that are templates: a license is an entitlement for one of them. */
+  const templateIds = () => catalogue.catalogue().map((t) => t.id);
+
   /** A license of an organization: another organization's is answered as a missing one. */
   function license(organizationId: string, licenseId: string): Entitlement {
     const e = store.entitlements.get(licenseId);
@@ -128,9 +131,13 @@ export function createTemplateService({
       if (err instanceof AppError && err.code === 'not_found') throw missing();
       throw err;
     }
+    const e = store.entitlements.get(i.entitlementId);
+    // Only a template license's dashboards are this face's: a `dashboards` installation made
+    // through /v1 on another product's entitlement is not a dashboard of a template.
     if (
       i.quota !== DASHBOARDS ||
-      store.entitlements.get(i.entitlementId)?.tenantId !== organizationId
+      e?.tenantId !== organizationId ||
+      !templateIds().includes(e.productId)
     )
       throw missing();
     return i;
@@ -221,12 +228,23 @@ export function createTemplateService({
             best = err;
         }
       }
+      // The core's "remove one" names no route of this face: say which one uninstalls.
+      if (best!.code === 'quota_exhausted') {
+        const { entitlement_id, used, limit } = best!.details;
+        throw new AppError(
+          'quota_exhausted',
+          `${String(entitlement_id)} uses ${String(used)} of ${String(limit)} dashboards; uninstall one (DELETE /api/v1/organizations/${organizationId}/dashboards/{dashboard_id}) to install another`,
+          best!.details,
+        );
+      }
       throw best!;
     },
 
     /**
      * A page of the organization's dashboards (installations of the `dashboards` quota on its
-     * licenses), in the order they were made.
+     * licenses, i.e. entitlements whose product is a template of the catalogue), in the order they
+     * were made. A `dashboards` installation made through /v1 on another product's entitlement is
+     * not listed: it is no template's.
      *
      * @throws AppError `invalid_request` (a cursor this list did not give out)
      */
@@ -235,7 +253,11 @@ export function createTemplateService({
       cursor: string | undefined,
       limit?: number,
     ): Page<Installation> {
-      return quotas.list({ tenant: organizationId, quota: DASHBOARDS }, cursor, limit);
+      return quotas.list(
+        { tenant: organizationId, quota: DASHBOARDS, productIds: templateIds() },
+        cursor,
+        limit,
+      );
     },
 
     /**
@@ -253,6 +275,17 @@ export function createTemplateService({
     ): Installation {
       const i = dashboard(organizationId, dashboardId);
       return quotas.setVersion(i.id, version, actor);
+    },
+
+    /**
+     * Uninstalls a dashboard: its `dashboards` unit is returned to its license (the quota
+     * service's remove, which writes the audit row). What the full quota's error asks for.
+     *
+     * @throws AppError `not_found` (no such dashboard in the organization)
+     */
+    removeDashboard(organizationId: string, dashboardId: string, actor: Actor): Installation {
+      const i = dashboard(organizationId, dashboardId);
+      return quotas.remove(i.entitlementId, i.id, actor);
     },
 
     /**

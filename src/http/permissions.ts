@@ -78,6 +78,7 @@ export const ROUTES = {
   'POST /api/v1/organizations/:org/dashboards/:dashboard_id/update-template': {
     permission: 'seats',
   },
+  'DELETE /api/v1/organizations/:org/dashboards/:dashboard_id': { permission: 'seats' },
 } as const satisfies Record<string, RouteRule>;
 
 export type RouteKey = keyof typeof ROUTES;

@@ -62,6 +62,7 @@ export function createInstallationRepo(db: Db) {
       entitlement_id: string | null;
       tenant_id: string | null;
       quota: string | null;
+      products: string | null;
       after: number;
       limit: number;
     },
@@ -71,6 +72,7 @@ export function createInstallationRepo(db: Db) {
      WHERE (@entitlement_id IS NULL OR i.entitlement_id = @entitlement_id)
        AND (@tenant_id IS NULL OR e.tenant_id = @tenant_id)
        AND (@quota IS NULL OR i.quota = @quota)
+       AND (@products IS NULL OR e.product_id IN (SELECT value FROM json_each(@products)))
        AND i.seq > @after
      ORDER BY i.seq LIMIT @limit`,
   );
@@ -141,6 +143,7 @@ export function createInstallationRepo(db: Db) {
           entitlement_id: f.entitlementId ?? null,
           tenant_id: f.tenantId ?? null,
           quota: f.quota ?? null,
+          products: f.productIds === undefined ? null : JSON.stringify(f.productIds),
           after: f.afterSeq,
           limit: f.limit,
         })

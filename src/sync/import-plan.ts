@@ -5,6 +5,7 @@
  * real changes (one byte per record). The apply reads the records again from the file, in order,
  * through walker; entitlementOf is how a record becomes a row, for both passes.
  */
+import { counted } from '../plural.ts';
 import type { Entitlement } from '../domain/types.ts';
 import { hasNamedSeats } from '../domain/types.ts';
 import {
@@ -262,7 +263,7 @@ export async function prepare(deps: SyncDeps, fd: number, v: Verified, now: numb
     if (n !== m.payload.records)
       throw rejected(
         'malformed',
-        `the payload holds ${n} records, the manifest says ${m.payload.records}`,
+        `the payload holds ${counted(n, 'record')}, the manifest says ${m.payload.records}`,
       );
     // The file is read twice; a change between the reads must not slip through.
     if (reader.hash.digest('hex') !== m.payload.sha256)

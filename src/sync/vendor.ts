@@ -2,6 +2,7 @@
  * The vendor's side of BPSYNC/1 (what the cloud does), so the whole loop runs and is tested on
  * one machine: make a vendor key, sign import bundles, verify a server's exports.
  */
+import { counted } from '../plural.ts';
 import { withFile } from '../file-errors.ts';
 import {
   closeSync,
@@ -503,7 +504,7 @@ export async function verifyExport(
     if (n !== m.payload.records)
       throw rejected(
         'malformed',
-        `the payload holds ${n} records, the manifest says ${m.payload.records}`,
+        `the payload holds ${counted(n, 'record')}, the manifest says ${m.payload.records}`,
       );
     if (head === undefined) throw rejected('malformed', 'the export carries no audit_head');
     if (m.seq === 1 && !enrolment)

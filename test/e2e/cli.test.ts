@@ -156,6 +156,65 @@ describe('entitlements', () => {
     expect((await json(['entitlements', 'revoke', id])).status).toBe('revoked');
   });
 
+  it('sets every policy field by a flag: the floating extras and auto_update too, stored as given', async () => {
+    const made = await json([
+      'entitlements',
+      'create',
+      '--tenant',
+      'floaty',
+      '--product',
+      'cad',
+      '--type',
+      'concurrent',
+      '--max-seats',
+      '2',
+      '--overdraft-seats',
+      '1',
+      '--max-borrow-hours',
+      '72',
+      '--max-borrowed-seats',
+      '1',
+      '--max-instances-per-subject',
+      '3',
+      '--auto-update',
+      'true',
+      '--ends',
+      '2099-01-01T00:00:00Z',
+    ]);
+    const policy = {
+      type: 'concurrent',
+      max_seats: 2,
+      overdraft_seats: 1,
+      max_borrow_hours: 72,
+      max_borrowed_seats: 1,
+      max_instances_per_subject: 3,
+      auto_update: true,
+    };
+    expect(made.policy_json).toEqual(policy);
+    const store = openStore(path.join(dataDir, 'license.db'), { mustExist: true });
+    try {
+      expect(store.entitlements.get(made.entitlement_id)?.policy).toEqual(policy);
+    } finally {
+      store.close();
+    }
+    // update merges a flag into the stored policy.
+    const updated = await json([
+      'entitlements',
+      'update',
+      made.entitlement_id,
+      '--overdraft-seats',
+      '0',
+    ]);
+    expect(updated.policy_json).toEqual({ ...policy, overdraft_seats: 0 });
+    const bad = await cli(['entitlements', 'update', made.entitlement_id, '--auto-update', 'yes']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--auto-update must be true or false');
+    expect((await json(['entitlements', 'show', made.entitlement_id])).policy_json).toEqual({
+      ...policy,
+      overdraft_seats: 0,
+    });
+  });
+
   it('prints a table for people', async () => {
     const r = await cli(['entitlements', 'list']);
     expect(r.code).toBe(0);
@@ -178,7 +237,7 @@ describe('entitlements', () => {
     const r = await cli(args);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
-      /^error\[invalid_request\]: invalid entitlement: policy_json.type: type must be one of/,
+      /^error\[invalid_request\]: invalid entitlement: --type must be one of per_user, /,
     );
     const j = await cli([...args, '--json']);
     expect(j.code).toBe(1);
@@ -332,7 +391,9 @@ describe('usage', () => {
     const r = await cli(['entitlements', 'list'], { dir: path.join(root, 'nothing-here') });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('holds no license server');
-    expect(r.stderr).toContain('hint: run: bp-license-server init');
+    // `data`, the suite's server, sits next to it: named first, init only for a NEW server.
+    expect(r.stderr).toContain('hint: did you mean --data-dir data (export BPLS_DATA_DIR=data)?');
+    expect(r.stderr).toContain('run: bp-license-server init --data-dir nothing-here');
   });
 });
 

@@ -36,6 +36,9 @@ const SKIPPED = [
   'make run     # install, build, create ./demo-data with demo entitlements (once), serve on 127.0.0.1:8080',
   'make binary                                   # on a build machine with npm access',
   'useradd --system --user-group --no-create-home --home-dir /var/lib/bp-license-server --shell /usr/sbin/nologin bp-license',
+  // The seed's two requests as it writes them (port 8080); the $BASE form under each is run.
+  'curl -X POST "http://localhost:8080/v1/entitlements" \\',
+  'curl -X POST http://localhost:8080/v1/license/lease -H "Content-Type: application/json" \\',
   'use bigpicture_sdk::Client;',
   'cd clients/rust && BIGPICTURE_TENANT=customer-tenant-id cargo run --example seed',
 ];

@@ -9,6 +9,7 @@ import type { Role } from '../../src/domain/types.ts';
 
 const PUBLIC = new Set([
   'GET /admin',
+  'GET /admin/', // a 308 to /admin
   'GET /healthz',
   'GET /readyz',
   'GET /metrics',

@@ -339,6 +339,10 @@ describe('real requests and answers validate against the document', () => {
       { version: '1.3.0' },
     );
     await call('GET /api/v1/organizations/:org/licenses/:license_id/usage', lic);
+    await call('DELETE /api/v1/organizations/:org/dashboards/:dashboard_id', {
+      org: 'org_acme',
+      dashboard_id: dash.body.dashboard_id,
+    });
     await call('GET /api/v1/organizations/:org/licenses/:license_id/permissions', {
       ...lic,
       principal_id: 'user_1',

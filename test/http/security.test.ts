@@ -8,6 +8,7 @@ import { createHarness, seedEntitlement, type Harness } from '../helpers.ts';
 // The client lease API needs no token (the lease id is the proof of possession); keys are public.
 const PUBLIC_ROUTES = new Set([
   'GET /admin',
+  'GET /admin/', // a 308 to /admin
   'GET /healthz',
   'GET /readyz',
   'GET /metrics',

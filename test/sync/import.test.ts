@@ -542,7 +542,7 @@ describe('records are checked one by one, and one bad record refuses the whole b
     await w.expectRefused(
       w.signRaw(1, Buffer.from(good), { records: 2 }),
       'malformed',
-      /holds 1 records, the manifest says 2/,
+      /holds 1 record, the manifest says 2/,
     );
     await w.expectRefused(
       w.signRaw(1, Buffer.from(good + good.replace('ent_a', 'ent_b')), { records: 1 }),

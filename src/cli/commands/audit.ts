@@ -1,3 +1,4 @@
+import { counted } from '../../plural.ts';
 import type { Command } from 'commander';
 import { dataPaths } from '../../data-dir.ts';
 import { RESTORE_DB_HINT } from '../../storage/integrity.ts';
@@ -62,8 +63,8 @@ export function registerAudit(program: Command, kit: CommandKit): void {
         }
         emit(kit.io, g.json, r, () =>
           r.ok
-            ? `database intact (integrity_check ok); audit chain intact: ${r.rows} rows, head ${r.head.seq} ${r.head.hash}`
-            : `audit chain BROKEN at row ${check.firstBreak!.seq} (${r.rows} rows read)`,
+            ? `database intact (integrity_check ok); audit chain intact: ${counted(r.rows, 'row')}, head ${r.head.seq} ${r.head.hash}`
+            : `audit chain BROKEN at row ${check.firstBreak!.seq} (${counted(r.rows, 'row')} read)`,
         );
       });
     });

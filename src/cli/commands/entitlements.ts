@@ -28,19 +28,10 @@ import type { CommandKit } from '../main.ts';
 import { toIso } from '../../clock.ts';
 import { parseIntegerOption, parseOptionalInteger } from '../../integer-option.ts';
 import { withFile } from '../../file-errors.ts';
+import { parseFlags } from '../../flag-errors.ts';
+import { counted } from '../../plural.ts';
 import { DEFAULT_GRACE_DAYS } from '../../domain/types.ts';
 import { DEFAULT_PAGE_SIZE } from '../../domain/cursor.ts';
-
-interface PolicyFlags {
-  type?: string;
-  maxSeats?: string;
-  features?: string;
-  leaseTtl?: string;
-  graceDays?: string;
-  seatAssignment?: string;
-  quotas?: string;
-  policy?: string;
-}
 
 const IMPORT_FILE_LIMIT = 256 << 20;
 
@@ -54,39 +45,145 @@ function parseJsonOption(text: string, what: string): unknown {
   }
 }
 
+/** A policy flag: the option, the policy_json field it sets, and how its text becomes the value. */
+interface PolicyFlag {
+  /** Commander's option text: `--max-seats <n>`. */
+  option: string;
+  field: string;
+  help: string;
+  /** The value from the flag's text (`flag` is the bare flag, for messages); none: the text itself. */
+  value?: (text: string, flag: string) => unknown;
+}
+
+const integer =
+  (unit?: string) =>
+  (text: string, flag: string): number =>
+    parseIntegerOption(text, { name: flag, ...(unit !== undefined ? { unit } : {}) });
+
+/**
+ * The flags that set policy_json fields, one per field (--policy gives the whole policy). The same
+ * table declares the options and names the flag in the CLI's errors (POLICY_FLAG_OF).
+ */
+const POLICY_FLAGS: readonly PolicyFlag[] = [
+  {
+    option: '--type <type>',
+    field: 'type',
+    help: 'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited); required on create unless --policy gives it',
+  },
+  {
+    option: '--max-seats <n>',
+    field: 'max_seats',
+    help: 'seat limit: required for per_user, per_machine and concurrent; not for feature_based',
+    value: integer(),
+  },
+  {
+    option: '--features <list>',
+    field: 'features',
+    help: 'comma-separated features the lease grants',
+    value: (t) => (t === '' ? [] : t.split(',').map((f) => f.trim())),
+  },
+  {
+    option: '--lease-ttl <seconds>',
+    field: 'lease_ttl_seconds',
+    help: "lease lifetime (default: the server's serve --lease-ttl, itself 3600 unless set)",
+    value: integer('seconds'),
+  },
+  {
+    option: '--grace-days <days>',
+    field: 'grace_days',
+    help: `renewals allowed this long after the end (default ${DEFAULT_GRACE_DAYS})`,
+    value: integer('days'),
+  },
+  {
+    option: '--seat-assignment <mode>',
+    field: 'seat_assignment',
+    help: 'auto or manual (per_user, per_machine)',
+  },
+  {
+    option: '--quotas <list>',
+    field: 'quotas',
+    help: 'quota limits, e.g. dashboards=5,reports=2 (see installations)',
+    value: (t) => quotasOption(t),
+  },
+  {
+    option: '--auto-update <bool>',
+    field: 'auto_update',
+    help: 'true or false: the client may update installed templates by itself (reported only)',
+    value: (t, flag) => booleanOption(t, flag),
+  },
+  {
+    option: '--overdraft-seats <n>',
+    field: 'overdraft_seats',
+    help: 'seats granted past max_seats, each flagged as overdraft (not for feature_based)',
+    value: integer(),
+  },
+  {
+    option: '--max-borrow-hours <hours>',
+    field: 'max_borrow_hours',
+    help: 'longest borrow (offline use) a lease request may ask, at most 2160 (default 0: off)',
+    value: integer('hours'),
+  },
+  {
+    option: '--max-borrowed-seats <n>',
+    field: 'max_borrowed_seats',
+    help: 'seats that may be borrowed at once (default: no cap; not for feature_based)',
+    value: integer(),
+  },
+  {
+    option: '--max-instances-per-subject <n>',
+    field: 'max_instances_per_subject',
+    help: 'instances (instance_id) one subject may run on its lease (default: no cap)',
+    value: integer(),
+  },
+];
+
+/** `--max-seats <n>` → `--max-seats`. */
+const bareFlag = (option: string): string => option.split(' ')[0]!;
+
+/** `--max-seats` → `maxSeats`: the key commander gives the option's value under. */
+const optionKey = (flag: string): string =>
+  flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** policy_json.<field> → the flag that sets it, for the CLI's errors. */
+const POLICY_FLAG_OF: Readonly<Record<string, string>> = Object.fromEntries([
+  ...POLICY_FLAGS.map((f) => [`policy_json.${f.field}`, bareFlag(f.option)]),
+  ['policy_json', '--policy'],
+]);
+
+/** The flags of create and update that set the entitlement's own fields. */
+const TERM_FLAG_OF = {
+  starts_at: '--starts',
+  ends_at: '--ends',
+  external_id: '--external-id',
+} as const;
+
+/** The list filters' flags (entitlements list). */
+const LIST_FLAG_OF = {
+  tenant_id: '--tenant',
+  product_id: '--product',
+  status: '--status',
+  limit: '--limit',
+  cursor: '--cursor',
+} as const;
+
+type PolicyFlags = Record<string, string | undefined>;
+
 /** The policy from --policy JSON and/or the individual flags (flags win). */
 function policyFrom(
   flags: PolicyFlags,
   base: Record<string, unknown> = {},
 ): Record<string, unknown> | undefined {
-  const given =
-    flags.policy !== undefined ||
-    flags.type !== undefined ||
-    flags.maxSeats !== undefined ||
-    flags.features !== undefined ||
-    flags.leaseTtl !== undefined ||
-    flags.graceDays !== undefined ||
-    flags.seatAssignment !== undefined ||
-    flags.quotas !== undefined;
-  if (!given) return undefined;
+  const given = POLICY_FLAGS.filter((f) => flags[optionKey(bareFlag(f.option))] !== undefined);
+  if (flags.policy === undefined && given.length === 0) return undefined;
   const p: Record<string, unknown> =
     flags.policy !== undefined
       ? (parseJsonOption(flags.policy, '--policy') as Record<string, unknown>)
       : { ...base };
-  if (flags.type !== undefined) p.type = flags.type;
-  if (flags.maxSeats !== undefined)
-    p.max_seats = parseIntegerOption(flags.maxSeats, { name: '--max-seats' });
-  if (flags.features !== undefined)
-    p.features = flags.features === '' ? [] : flags.features.split(',').map((f) => f.trim());
-  if (flags.leaseTtl !== undefined)
-    p.lease_ttl_seconds = parseIntegerOption(flags.leaseTtl, {
-      name: '--lease-ttl',
-      unit: 'seconds',
-    });
-  if (flags.graceDays !== undefined)
-    p.grace_days = parseIntegerOption(flags.graceDays, { name: '--grace-days', unit: 'days' });
-  if (flags.seatAssignment !== undefined) p.seat_assignment = flags.seatAssignment;
-  if (flags.quotas !== undefined) p.quotas = quotasOption(flags.quotas);
+  for (const f of given) {
+    const flag = bareFlag(f.option);
+    const text = flags[optionKey(flag)]!;
+    p[f.field] = f.value ? f.value(text, flag) : text;
+  }
   return p;
 }
 
@@ -104,28 +201,21 @@ function quotasOption(text: string): Record<string, number> {
   );
 }
 
+/** `true` or `false`, as typed. @throws AppError `invalid_request` (usage) naming the flag */
+function booleanOption(text: string, flag: string): boolean {
+  if (text === 'true' || text === 'false') return text === 'true';
+  throw new AppError('invalid_request', `${flag} must be true or false`, {
+    usage: true,
+    issues: [{ path: flag, message: 'must be true or false' }],
+  });
+}
+
 function policyOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      '--type <type>',
-      'per_user, per_machine, concurrent or feature_based (or individual, seat_based, team, unlimited); required on create unless --policy gives it',
-    )
-    .option(
-      '--max-seats <n>',
-      'seat limit: required for per_user, per_machine and concurrent; not for feature_based',
-    )
-    .option('--features <list>', 'comma-separated features the lease grants')
-    .option(
-      '--lease-ttl <seconds>',
-      "lease lifetime (default: the server's serve --lease-ttl, itself 3600 unless set)",
-    )
-    .option(
-      '--grace-days <days>',
-      `renewals allowed this long after the end (default ${DEFAULT_GRACE_DAYS})`,
-    )
-    .option('--seat-assignment <mode>', 'auto or manual (per_user, per_machine)')
-    .option('--quotas <list>', 'quota limits, e.g. dashboards=5,reports=2 (see installations)')
-    .option('--policy <json>', 'the whole policy_json as JSON (flags above override its fields)');
+  for (const f of POLICY_FLAGS) cmd.option(f.option, f.help);
+  return cmd.option(
+    '--policy <json>',
+    'the whole policy_json as JSON (flags above override its fields)',
+  );
 }
 
 /** How many item warnings the import prints on stderr (all of them are in the --json result). */
@@ -178,17 +268,28 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       cmd: Command,
     ) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const input = parseWith(
+        const policy = policyFrom(opts) ?? {};
+        if (policy.type === undefined)
+          throw new AppError(
+            'invalid_request',
+            'invalid entitlement: --type is required (or give the type in --policy)',
+            {
+              usage: true,
+              issues: [{ path: 'policy_json.type', message: 'type is required' }],
+            },
+          );
+        const input = parseFlags(
           entitlementCreateSchema,
           {
             tenant_id: opts.tenant,
             product_id: opts.product,
-            policy_json: policyFrom(opts) ?? {},
+            policy_json: policy,
             starts_at: opts.starts ?? toIso(ctx.clock.now()),
             ends_at: opts.ends,
             ...(opts.externalId !== undefined ? { external_id: opts.externalId } : {}),
           },
           'entitlement',
+          { tenant_id: '--tenant', product_id: '--product', ...TERM_FLAG_OF, ...POLICY_FLAG_OF },
         );
         const v = createdEntitlementView(
           ctx.services.entitlements.create(input, cliActor()),
@@ -220,7 +321,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
         cmd: Command,
       ) => {
         await kit.withContext(cmd, (ctx, g) => {
-          const q = parseWith(
+          const q = parseFlags(
             listQuerySchema,
             {
               tenant_id: opts.tenant,
@@ -230,6 +331,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
               cursor: opts.cursor,
             },
             'options',
+            LIST_FLAG_OF,
           );
           const r = ctx.services.entitlements.list({
             tenantId: q.tenant_id,
@@ -276,7 +378,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           g.json,
           v,
           () =>
-            `${human(v)}\n  in use:   ${v.usage.active_leases} leases, ${v.usage.seats_assigned} seats assigned of ${v.usage.max_seats ?? '∞'}`,
+            `${human(v)}\n  in use:   ${counted(v.usage.active_leases, 'lease')}, ${v.usage.seats_assigned} of ${v.usage.max_seats === null ? '∞ seats' : counted(v.usage.max_seats, 'seat')} assigned`,
         );
       });
     });
@@ -299,7 +401,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       await kit.withContext(cmd, (ctx, g) => {
         const current = ctx.services.entitlements.get(id);
         const policy = policyFrom(opts, current.policy as unknown as Record<string, unknown>);
-        const patch = parseWith(
+        const patch = parseFlags(
           entitlementUpdateSchema,
           {
             ...(policy ? { policy_json: policy } : {}),
@@ -308,6 +410,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
             ...(opts.externalId !== undefined ? { external_id: opts.externalId } : {}),
           },
           'update',
+          { ...TERM_FLAG_OF, ...POLICY_FLAG_OF },
         );
         const v = entitlementView(
           ctx.services.entitlements.update(id, patch, cliActor()),
@@ -343,10 +446,11 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .requiredOption('--months <n>', 'period in months (1-120)')
     .action(async (id: string, opts: { months: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const { period_months } = parseWith(
+        const { period_months } = parseFlags(
           renewSchema,
           { period_months: parseIntegerOption(opts.months, { name: '--months' }) },
           'options',
+          { period_months: '--months' },
         );
         const v = entitlementView(
           ctx.services.entitlements.renew(id, period_months, cliActor()),
@@ -367,10 +471,11 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
         if (o.csv) {
-          const { days } = parseWith(
+          const { days } = parseFlags(
             usageCsvQuerySchema,
             o.days === undefined ? {} : { days: parseIntegerOption(o.days, { name: '--days' }) },
             'options',
+            { days: '--days' },
           );
           kit.io.stdout(usageCsv(e, ctx.services.usage.daily(e, days ?? 30)));
           return;
@@ -381,7 +486,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
             `${e.id} (${e.policy.type})`,
             `  seats:    ${r.seats.assigned} assigned of ${r.seats.total ?? '∞'}, ${r.seats.active_30d} active in 30 days`,
             `  leases:   ${r.leases.active} in force, peak ${r.leases.peak_30d} in 30 days`,
-            `  activity: ${r.activity.grants_30d} grants, ${r.activity.denials_30d} denials, ${r.activity.unique_users_30d} unique subjects in 30 days`,
+            `  activity: ${counted(r.activity.grants_30d, 'grant')}, ${counted(r.activity.denials_30d, 'denial')}, ${counted(r.activity.unique_users_30d, 'unique subject')} in 30 days`,
           ].join('\n'),
         );
       });
@@ -395,10 +500,11 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
     .action(async (id: string, o: { subject?: string; subjectType?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
         const e = ctx.services.entitlements.get(id);
-        const q = parseWith(
+        const q = parseFlags(
           checkQuerySchema,
           { subject_type: o.subjectType, subject_id: o.subject },
           'options',
+          { subject_type: '--subject-type', subject_id: '--subject' },
         );
         const subject =
           q.subject_id === undefined
@@ -415,7 +521,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           g.json,
           r,
           () =>
-            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats ?? '∞'} seats free (${r.status})` +
+            `${r.can_lease ? 'can lease' : `cannot lease: ${r.reason}`}; ${r.remaining_seats === null ? '∞ seats' : counted(r.remaining_seats, 'seat')} free (${r.status})` +
             Object.entries(r.quotas ?? {})
               .map(([name, q]) => `; ${name}: ${q.remaining} of ${q.limit} left`)
               .join(''),
@@ -451,7 +557,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           Array.isArray(parsed) ? { entitlements: parsed } : parsed,
           'import file',
         );
-        progress(`validating ${envelope.entitlements.length} entitlements…`);
+        progress(`validating ${counted(envelope.entitlements.length, 'entitlement')}…`);
         const items = parseImportItems(envelope.entitlements);
         progress('writing (one transaction)…');
         const r = importResultView(await ctx.services.entitlements.importMany(items, cliActor()));
@@ -461,7 +567,7 @@ export function registerEntitlements(program: Command, kit: CommandKit): void {
           g.json,
           r,
           () =>
-            `imported ${r.total} entitlements: ${r.created} created, ${r.updated} updated, ${r.unchanged} unchanged`,
+            `imported ${counted(r.total, 'entitlement')}: ${r.created} created, ${r.updated} updated, ${r.unchanged} unchanged`,
         );
       });
     });

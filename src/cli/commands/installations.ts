@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
+import { parseFlags } from '../../flag-errors.ts';
 import { AppError } from '../../errors.ts';
 import { INSTALLATION_PAGE_SIZE } from '../../domain/quotas.ts';
-import { installationListQuerySchema, parseWith } from '../../schemas.ts';
+import { installationListQuerySchema } from '../../schemas.ts';
 import { installationView, pageView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
@@ -55,7 +56,7 @@ export function registerInstallations(program: Command, kit: CommandKit): void {
         cmd: Command,
       ) => {
         await kit.withContext(cmd, (ctx, g) => {
-          const q = parseWith(
+          const q = parseFlags(
             installationListQuerySchema,
             {
               entitlement_id: o.entitlement,
@@ -65,6 +66,13 @@ export function registerInstallations(program: Command, kit: CommandKit): void {
               cursor: o.cursor,
             },
             'options',
+            {
+              entitlement_id: '--entitlement',
+              tenant_id: '--tenant',
+              quota: '--quota',
+              limit: '--limit',
+              cursor: '--cursor',
+            },
           );
           const r = ctx.services.quotas.list(
             { entitlementId: q.entitlement_id, tenant: q.tenant_id, quota: q.quota },

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
+import { parseFlags } from '../../flag-errors.ts';
 import { DEFAULT_PAGE_SIZE } from '../../domain/cursor.ts';
-import { leaseListQuerySchema, parseWith } from '../../schemas.ts';
+import { leaseListQuerySchema } from '../../schemas.ts';
 import { leaseView, pageView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
@@ -34,7 +35,7 @@ export function registerLeases(program: Command, kit: CommandKit): void {
         cmd: Command,
       ) => {
         await kit.withContext(cmd, (ctx, g) => {
-          const q = parseWith(
+          const q = parseFlags(
             leaseListQuerySchema,
             {
               entitlement_id: o.entitlement,
@@ -46,6 +47,15 @@ export function registerLeases(program: Command, kit: CommandKit): void {
               cursor: o.cursor,
             },
             'options',
+            {
+              entitlement_id: '--entitlement',
+              tenant_id: '--tenant',
+              product_id: '--product',
+              subject_type: '--subject-type',
+              subject_id: '--subject',
+              limit: '--limit',
+              cursor: '--cursor',
+            },
           );
           const r = ctx.services.leases.list({
             entitlementId: q.entitlement_id,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { parseFlags } from '../../flag-errors.ts';
 import { SEAT_PAGE_SIZE } from '../../domain/seats.ts';
 import {
   parseWith,
@@ -24,10 +25,11 @@ export function registerSeats(program: Command, kit: CommandKit): void {
     .option('--cursor <cursor>', 'continue after this cursor')
     .action(async (entitlement: string, o: { limit?: string; cursor?: string }, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const q = parseWith(
+        const q = parseFlags(
           seatListQuerySchema,
           { limit: parseOptionalInteger(o.limit, { name: '--limit' }), cursor: o.cursor },
           'options',
+          { limit: '--limit', cursor: '--cursor' },
         );
         const r = ctx.services.seats.list(entitlement, q.cursor, q.limit);
         const page = pageView(r, seatView);

@@ -1,3 +1,4 @@
+import { counted } from '../../plural.ts';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { resolveSync } from '../../config.ts';
@@ -96,7 +97,8 @@ export function registerSync(program: Command, kit: CommandKit): void {
           kit.io,
           g.json,
           r,
-          () => `wrote export seq ${r.seq}: ${r.file} (${r.records} records, ${r.bytes} bytes)`,
+          () =>
+            `wrote export seq ${r.seq}: ${r.file} (${counted(r.records, 'record')}, ${counted(r.bytes, 'byte')})`,
         );
       });
     });

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { parseWith, tokenCreateSchema } from '../../schemas.ts';
+import { parseFlags } from '../../flag-errors.ts';
+import { tokenCreateSchema } from '../../schemas.ts';
 import { apiTokenView, createdApiTokenView, pageView } from '../../views.ts';
 import { cliActor, emit, table } from '../io.ts';
 import type { CommandKit } from '../main.ts';
@@ -22,7 +23,7 @@ export function registerTokens(program: Command, kit: CommandKit): void {
         cmd: Command,
       ) => {
         await kit.withContext(cmd, (ctx, g) => {
-          const input = parseWith(
+          const input = parseFlags(
             tokenCreateSchema,
             {
               name: opts.name,
@@ -37,6 +38,12 @@ export function registerTokens(program: Command, kit: CommandKit): void {
                 : {}),
             },
             'options',
+            {
+              name: '--name',
+              role: '--role',
+              tenant_id: '--tenant',
+              expires_in_days: '--expires-in-days',
+            },
           );
           const made = ctx.services.apiTokens.create(
             {

@@ -1,3 +1,4 @@
+import { counted } from '../../plural.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -121,7 +122,7 @@ export function registerVendor(program: Command, kit: CommandKit): void {
           g.json,
           r,
           () =>
-            `signed bundle seq ${r.seq} for ${opts.serverId}: ${r.file} (${r.records} records, expires ${r.exp})`,
+            `signed bundle seq ${r.seq} for ${opts.serverId}: ${r.file} (${counted(r.records, 'record')}, expires ${r.exp})`,
         );
       },
     );

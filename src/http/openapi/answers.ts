@@ -192,6 +192,9 @@ export const subjectStatusAnswer = z.strictObject({
   usage: z.strictObject({
     concurrent_seats_used: count,
     max_seats: z.int().nullable(),
+    overdraft_seats: count.optional().meta({
+      description: 'the policy’s overdraft seats, when it has some: grants past max_seats',
+    }),
     seats_assigned: count.optional(),
     seat_held: z.boolean().optional(),
     queued: count.optional().meta({ description: 'lease requests waiting for a seat' }),

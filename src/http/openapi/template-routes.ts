@@ -147,6 +147,13 @@ export const TEMPLATE_ROUTE_DOCS: Record<TemplateRoute, RouteDoc> = {
     answer: face.dashboardAnswer,
     errors: ['entitlement_inactive'],
   },
+  'DELETE /api/v1/organizations/:org/dashboards/:dashboard_id': {
+    summary:
+      'Template Licensing: uninstall a dashboard: its unit of the license’s dashboards quota is free again',
+    params: { org: identifier, dashboard_id: identifier },
+    status: 200,
+    answer: face.dashboardAnswer,
+  },
   'GET /api/v1/organizations/:org/licenses/:license_id/permissions': {
     summary:
       'Template Licensing: may a principal use or manage the license (use = seat holder or organization admin; manage = organization admin)',

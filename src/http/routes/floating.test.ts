@@ -82,10 +82,20 @@ describe('overdraft', () => {
     expect(d.status).toBe(409);
     expect(d.body.error).toMatchObject({
       code: 'seats_exhausted',
-      message: `all 2 seats of ${ent} and its 1 overdraft seats are in use`,
+      message: `all 2 seats of ${ent} and its 1 overdraft seat are in use`,
       details: { entitlement_id: ent, max_seats: 2, overdraft_seats: 1 },
     });
     expect(activeRows(ent)).toBe(3);
+    // The status answer says why 3 are used of 2: the policy's overdraft seat.
+    const status = await h.req(
+      'GET',
+      '/v1/license/status?product_id=your-product-id&subject_type=user&subject_id=c&tenant_id=customer-tenant-id',
+    );
+    expect(status.body.usage).toEqual({
+      concurrent_seats_used: 3,
+      max_seats: 2,
+      overdraft_seats: 1,
+    });
 
     // The overdraft lease stays marked when it renews (it was granted past the limit).
     const r = await renew({ lease_id: c.body.lease_id });

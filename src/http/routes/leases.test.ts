@@ -177,6 +177,13 @@ describe('granting', () => {
     expect(r.body.error.message).toBe(
       'no entitlement for tenant someone-else and product your-product-id',
     );
+    // Where an admin sees what the tenant holds (a mistyped tenant or product id is the usual cause).
+    expect(r.body.error.details).toEqual({
+      tenant_id: 'someone-else',
+      product_id: 'your-product-id',
+      hint: "the tenant's entitlements: GET /v1/entitlements?tenant_id=someone-else",
+    });
+    expect(h.store.db.prepare('SELECT count(*) AS n FROM leases').get()).toEqual({ n: 0 });
   });
 
   it('sets expiry from the policy TTL, never past the end of term plus grace', async () => {

@@ -13,7 +13,7 @@ const ORG = '/api/v1/organizations/:org';
 /**
  * Template installs: a dashboard is an installation of the `dashboards` quota on one of the
  * organization's licenses for the template (domain/templates.ts install); the list; the manual
- * update, which records the version.
+ * update, which records the version; the uninstall, which frees the unit.
  */
 export function registerInstallRoutes(app: Hono<AppEnv>, { services, auth }: RouteDeps): void {
   app.post(
@@ -52,6 +52,19 @@ export function registerInstallRoutes(app: Hono<AppEnv>, { services, auth }: Rou
       notOtherTenant(c, org, `no dashboard ${id} in organization ${org}`);
       const { version } = parseWith(updateTemplateSchema, await readJson(c));
       const i = services.templates.updateDashboard(org, id, version, c.get('principal').actor);
+      return c.json(dashboardView(i));
+    },
+  );
+
+  // Same permission as the /v1 remove (seats): a full quota's error asks for this.
+  app.delete(
+    `${ORG}/dashboards/:dashboard_id`,
+    auth(`DELETE ${ORG}/dashboards/:dashboard_id`),
+    (c) => {
+      const org = organizationOf(c);
+      const id = parseWith(identifier, c.req.param('dashboard_id'), 'dashboard id');
+      notOtherTenant(c, org, `no dashboard ${id} in organization ${org}`);
+      const i = services.templates.removeDashboard(org, id, c.get('principal').actor);
       return c.json(dashboardView(i));
     },
   );

@@ -428,6 +428,7 @@ describe('template installs', () => {
     expect(full.body.error).toMatchObject({
       code: 'quota_exhausted',
       details: { entitlement_id: id, quota: 'dashboards', limit: 1, used: 1 },
+      message: `${id} uses 1 of 1 dashboards; uninstall one (DELETE /api/v1/organizations/${ORG}/dashboards/{dashboard_id}) to install another`,
     });
     expect(h.snapshot()).toEqual(before);
     expect((await h.req('GET', lic(id, '/entitlements'))).body).toEqual({
@@ -485,6 +486,72 @@ describe('template installs', () => {
     expect((await install({ name: 'After renewal' })).status).toBe(201);
   });
 
+  it('uninstalls a dashboard (the unit is free again, audited), as a full quota asks', async () => {
+    await publish();
+    const id = (await purchase({ license_type: 'individual', max_dashboards: 1 })).body
+      .id as string;
+    const made = await install({ name: 'One' });
+    expect((await install({ name: 'Two' })).status).toBe(409);
+    const path = `/api/v1/organizations/${ORG}/dashboards/${made.body.dashboard_id}`;
+    // Same permission as the /v1 remove: a reader may not; nothing changes.
+    const before = h.snapshot();
+    const refused = await h.req('DELETE', path, undefined, h.reader);
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('forbidden');
+    expect(h.snapshot()).toEqual(before);
+
+    const gone = await h.req('DELETE', path);
+    expect(gone.status).toBe(200);
+    expect(gone.body).toEqual(made.body);
+    expect(dashboardsOf(id)).toEqual([]);
+    const audit = h.store.audit.page(0, 100).filter((r) => r.action === 'installation.remove');
+    expect(audit.map((r) => [r.target_id, JSON.parse(r.details)])).toEqual([
+      [id, { installation_id: made.body.dashboard_id, quota: 'dashboards', name: 'One' }],
+    ]);
+    const again = await h.req('DELETE', path);
+    expect(again.status).toBe(404);
+    expect(again.body.error.message).toBe(
+      `no dashboard ${made.body.dashboard_id} in organization ${ORG}`,
+    );
+    expect((await install({ name: 'Two' })).status).toBe(201);
+  });
+
+  it('lists only template licenses’ dashboards: a /v1 `dashboards` installation on another product is not one', async () => {
+    await publish();
+    await purchase({ license_type: 'individual' });
+    const mine = await install({ name: 'Mine' });
+    const other = await h.req('POST', '/v1/entitlements', {
+      tenant_id: ORG,
+      product_id: 'cad-suite',
+      policy_json: { type: 'feature_based', quotas: { dashboards: 2 } },
+      starts_at: '2024-01-01T00:00:00Z',
+      ends_at: '2025-01-01T00:00:00Z',
+    });
+    expect(other.status).toBe(201);
+    const v1 = await h.req('POST', `/v1/entitlements/${other.body.entitlement_id}/installations`, {
+      quota: 'dashboards',
+      name: 'Not a template',
+    });
+    expect(v1.status).toBe(201);
+    const list = await h.req('GET', `/api/v1/organizations/${ORG}/installed-templates`);
+    expect(list.body).toEqual({ data: [mine.body], next_cursor: null });
+    // Nor is it updated or uninstalled through the face: it stays, as /v1 made it.
+    const before = h.snapshot();
+    const path = `/api/v1/organizations/${ORG}/dashboards/${v1.body.installation_id}`;
+    for (const [method, p, body] of [
+      ['POST', `${path}/update-template`, { version: '9.9.9' }],
+      ['DELETE', path, undefined],
+    ] as const) {
+      const r = await h.req(method, p, body);
+      expect(r.status, `${method} ${p}`).toBe(404);
+      expect(r.body.error.message).toBe(
+        `no dashboard ${v1.body.installation_id} in organization ${ORG}`,
+      );
+    }
+    expect(h.snapshot()).toEqual(before);
+    expect(h.services.quotas.get(v1.body.installation_id).name).toBe('Not a template');
+  });
+
   it('answers 404 for a template without a license, and another organization’s dashboards as missing', async () => {
     await publish();
     const none = await install({ name: 'x' });
@@ -517,6 +584,15 @@ describe('template installs', () => {
     expect(scoped.body.error.message).toBe(
       `no dashboard ${made.body.dashboard_id} in organization ${ORG}`,
     );
+    // Nor uninstalled, through the other organization's path or a token scoped to it.
+    for (const [p, token] of [
+      [`/api/v1/organizations/org_other/dashboards/${made.body.dashboard_id}`, h.admin],
+      [`/api/v1/organizations/${ORG}/dashboards/${made.body.dashboard_id}`, other],
+    ] as const) {
+      const r = await h.req('DELETE', p, undefined, token);
+      expect(r.status, p).toBe(404);
+      expect(r.body.error.code).toBe('not_found');
+    }
     const list = await h.req(
       'GET',
       `/api/v1/organizations/${ORG}/installed-templates`,
