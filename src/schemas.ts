@@ -13,7 +13,7 @@ import {
   MAX_QUOTAS,
   QUOTA_NAME,
 } from './domain/quota-rules.ts';
-import { hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
+import { ENTITLEMENT_STATUSES, hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
 import { MAX_WAIT_SECONDS } from './domain/lease-queue.ts';
 import {
   importError,
@@ -331,14 +331,7 @@ export const listQuerySchema = z.strictObject({
   id_prefix: identifier.optional(),
   tenant_id: identifier.optional(),
   product_id: identifier.optional(),
-  status: oneOf('status', [
-    'active',
-    'suspended',
-    'revoked',
-    'pending',
-    'expired',
-    'grace',
-  ]).optional(),
+  status: oneOf('status', ENTITLEMENT_STATUSES).optional(),
   cursor: z.string().max(100).optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });

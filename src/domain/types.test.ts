@@ -7,6 +7,7 @@ import {
   graceDays,
   hasNamedSeats,
   policySubjectType,
+  ENTITLEMENT_STATUSES,
   POLICY_TYPES,
   statusBounds,
   type Entitlement,
@@ -18,14 +19,7 @@ import {
 import { decodeCursor, encodeCursor, pageOf } from './cursor.ts';
 import { AppError } from '../errors.ts';
 
-const STATUSES: EntitlementStatus[] = [
-  'active',
-  'suspended',
-  'revoked',
-  'pending',
-  'expired',
-  'grace',
-];
+const STATUSES: readonly EntitlementStatus[] = ENTITLEMENT_STATUSES;
 
 /** What a store does with bounds, spelt out: every given comparison on the stored values. */
 function holds(b: StatusBounds, e: Entitlement): boolean {

@@ -60,6 +60,15 @@ export interface Policy {
 
 export type StoredStatus = 'active' | 'suspended' | 'revoked';
 export type EntitlementStatus = StoredStatus | 'pending' | 'expired' | 'grace';
+/** Every derived status (deriveStatus), in the order lists and documents show them. */
+export const ENTITLEMENT_STATUSES = [
+  'active',
+  'suspended',
+  'revoked',
+  'pending',
+  'expired',
+  'grace',
+] as const satisfies readonly EntitlementStatus[];
 export type Source = 'manual' | 'bundle';
 
 export interface Entitlement {

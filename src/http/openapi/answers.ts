@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { ERROR_STATUS, type ErrorCode, type ErrorEnvelope } from '../../errors.ts';
-import { POLICY_TYPES, ROLES, SUBJECT_TYPES } from '../../domain/types.ts';
+import { ENTITLEMENT_STATUSES, POLICY_TYPES, ROLES, SUBJECT_TYPES } from '../../domain/types.ts';
 import type * as views from '../../views.ts';
 import { PERMISSIONS } from '../permissions.ts';
 import type { auditRowView } from '../routes/audit.ts';
@@ -17,14 +17,7 @@ import type { ImportResult as BundleImportResult } from '../../sync/import.ts';
 /** A time as the API writes it: RFC 3339 in UTC. */
 export const time = z.iso.datetime({ offset: true });
 const subjectType = z.enum(SUBJECT_TYPES);
-export const entitlementStatus = z.enum([
-  'active',
-  'suspended',
-  'revoked',
-  'pending',
-  'expired',
-  'grace',
-]);
+export const entitlementStatus = z.enum(ENTITLEMENT_STATUSES);
 export const count = z.int().min(0);
 
 /** policy_json as stored and answered: the four types (the marketplace words are normalised). */
