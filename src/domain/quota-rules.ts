@@ -92,7 +92,7 @@ function refuse(issues: Issue[]): never {
 export function checkInstallFields(input: InstallInput): CheckedInstall {
   const issues: Issue[] = [];
   if (typeof input.quota !== 'string' || !QUOTA_NAME.test(input.quota))
-    issues.push({ path: 'quota', message: 'must be a quota name: 1 to 64 of a-z 0-9 _ -' });
+    issues.push({ path: 'quota', message: 'must be a slug: 1 to 64 of a-z 0-9 _ -' });
   if (input.name === undefined || input.name === null)
     issues.push({ path: 'name', message: 'name is required' });
   const name = optionalText(
