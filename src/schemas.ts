@@ -11,6 +11,7 @@ import {
   INSTALLATION_TOKEN_MAX,
   MAX_QUOTA_LIMIT,
   MAX_QUOTAS,
+  METADATA_MAX_BYTES,
   QUOTA_NAME,
 } from './domain/quota-rules.ts';
 import { ENTITLEMENT_STATUSES, hasNamedSeats, POLICY_TYPES } from './domain/types.ts';
@@ -477,24 +478,34 @@ export const seatListQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });
 
-/**
- * An installation (one unit of a quota): the body of POST /v1/entitlements/{id}/installations.
- * The limits are quota-rules.ts's, checked again by the quota service for every face.
- */
-export const installationCreateSchema = z.strictObject({
-  quota: z.string().regex(QUOTA_NAME, 'must be a quota name: 1 to 64 of a-z 0-9 _ -'),
-  name: z.string().min(1).max(INSTALLATION_NAME_MAX),
-  metadata: z.record(z.string(), z.unknown()).optional(),
-  version: z.string().min(1).max(INSTALLATION_TOKEN_MAX).nullable().optional(),
-  principal_id: z.string().min(1).max(INSTALLATION_TOKEN_MAX).nullable().optional(),
-  /** Or the Idempotency-Key header; per entitlement. */
-  idempotency_key: z.string().min(1).max(INSTALLATION_TOKEN_MAX).nullable().optional(),
+/** A version, principal id or idempotency key of an installation (content: quota-rules.ts). */
+const installToken = z.string().meta({
+  description: `1 to ${INSTALLATION_TOKEN_MAX} characters, no spaces or control characters`,
 });
 
-/** PATCH /v1/installations/{id}: the version it runs now. */
-export const installationPatchSchema = z.strictObject({
-  version: z.string().min(1).max(INSTALLATION_TOKEN_MAX),
+/**
+ * An installation (one unit of a quota): the body of POST /v1/entitlements/{id}/installations.
+ * Its shape only (which fields, their JSON types): their content (quota names, lengths, visible
+ * characters, metadata size) is quota-rules.ts checkInstallFields', the one home the quota
+ * service applies for every face, so HTTP and the CLI refuse a bad field in the same words.
+ */
+export const installationCreateSchema = z.strictObject({
+  quota: z.string().meta({ description: 'a quota the policy names: 1 to 64 of a-z 0-9 _ -' }),
+  name: z.string().meta({
+    description: `1 to ${INSTALLATION_NAME_MAX} characters, a visible one among them, no control characters`,
+  }),
+  metadata: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .meta({ description: `a JSON object, at most ${METADATA_MAX_BYTES} bytes as JSON` }),
+  version: installToken.nullable().optional(),
+  principal_id: installToken.nullable().optional(),
+  /** Or the Idempotency-Key header; per entitlement. */
+  idempotency_key: installToken.nullable().optional(),
 });
+
+/** PATCH /v1/installations/{id}: the version it runs now (its content: checkVersion). */
+export const installationPatchSchema = z.strictObject({ version: installToken });
 
 export const installationListQuerySchema = z.strictObject({
   entitlement_id: identifier.optional(),

@@ -85,14 +85,35 @@ export function heldAtEnd(
     : lease !== undefined && lease.grantedAt <= e.endsAt;
 }
 
-/** The refusal of a newcomer during grace: `entitlement_inactive`, details.status `grace`. */
-export function newcomerInGrace(e: Entitlement): AppError {
+/**
+ * A refusal during grace, one shape for leases and installations: `entitlement_inactive`, details
+ * `{reason: 'expired', status: 'grace', entitlement_id, grace_ends_at}` (ISO 8601).
+ *
+ * @param allowed what the grace period still allows, completing "during its grace period … ";
+ * @param hint the error's hint, if any
+ */
+export function graceRefusal(e: Entitlement, allowed: string, hint?: string): AppError {
   const graceEnds = new Date(e.endsAt + graceDays(e.policy) * DAY_MS).toISOString();
   return new AppError(
     'entitlement_inactive',
-    `${e.id} ended at ${new Date(e.endsAt).toISOString()}; during its grace period (until ${graceEnds}) only subjects that held a seat or lease at the end of term may lease`,
+    `${e.id} ended at ${new Date(e.endsAt).toISOString()}; during its grace period (until ${graceEnds}) ${allowed}`,
     { reason: 'expired', status: 'grace', entitlement_id: e.id, grace_ends_at: graceEnds },
+    hint,
   );
+}
+
+/** The refusal of a newcomer during grace: `entitlement_inactive`, details.status `grace`. */
+export function newcomerInGrace(e: Entitlement): AppError {
+  return graceRefusal(e, 'only subjects that held a seat or lease at the end of term may lease');
+}
+
+/**
+ * The word a check answers for a refusal (`reason` of /v1 check and the template face's
+ * entitlements check): an inactive entitlement's status (details.reason: `expired`, `suspended`,
+ * `revoked`, `pending`), else the error code (`quota_exhausted`, `clock_suspect`, …).
+ */
+export function refusalReason(err: AppError): string {
+  return String(err.details.reason ?? err.code);
 }
 
 /**
@@ -321,7 +342,7 @@ export function leaseCheck(
   try {
     if (inGrace(e, now) && !heldAtEnd(e, held.lease, held.seat)) throw newcomerInGrace(e);
   } catch (err) {
-    reason = err instanceof AppError ? String(err.details.reason ?? err.code) : 'internal';
+    reason = err instanceof AppError ? refusalReason(err) : 'internal';
   }
   if (reason === null && e.source === 'bundle' && clockSuspect) reason = 'clock_suspect';
   if (reason === null && held.lease === undefined && held.seat === undefined) {

@@ -12,10 +12,9 @@
  */
 import { AppError } from '../errors.ts';
 import { canonicalJson } from '../tokens/strict-json.ts';
-import { inGrace } from './lease-rules.ts';
+import { graceRefusal, inGrace } from './lease-rules.ts';
 import type { Entitlement, Installation, QuotaState } from './types.ts';
 import type { QuotaDay } from './store.ts';
-import { DAY_MS, graceDays } from './types.ts';
 
 /**
  * A quota's name: a slug, but not `__proto__` (a JSON object parsed into JavaScript would lose
@@ -93,7 +92,7 @@ function refuse(issues: Issue[]): never {
 export function checkInstallFields(input: InstallInput): CheckedInstall {
   const issues: Issue[] = [];
   if (typeof input.quota !== 'string' || !QUOTA_NAME.test(input.quota))
-    issues.push({ path: 'quota', message: 'must be a quota name: 1 to 64 of a-z 0-9 _ -' });
+    issues.push({ path: 'quota', message: 'must be a slug: 1 to 64 of a-z 0-9 _ -' });
   if (input.name === undefined || input.name === null)
     issues.push({ path: 'name', message: 'name is required' });
   const name = optionalText(
@@ -215,11 +214,9 @@ export function quotaLimit(e: Entitlement, quota: string): number {
  */
 export function checkInstallable(e: Entitlement, now: number): void {
   if (!inGrace(e, now)) return;
-  const graceEnds = new Date(e.endsAt + graceDays(e.policy) * DAY_MS).toISOString();
-  throw new AppError(
-    'entitlement_inactive',
-    `${e.id} ended at ${new Date(e.endsAt).toISOString()}; during its grace period (until ${graceEnds}) existing installations stay readable, but none is added or changed`,
-    { reason: 'expired', status: 'grace', entitlement_id: e.id, grace_ends_at: graceEnds },
+  throw graceRefusal(
+    e,
+    'existing installations stay readable, but none is added or changed',
     'renew the entitlement first (its end moves forward), then install',
   );
 }

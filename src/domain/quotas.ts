@@ -91,6 +91,26 @@ export function createQuotaService({
 
   return {
     /**
+     * Could a new installation of `quota` be recorded on the entitlement now? The refusal install
+     * would throw for its state (checkChange: the lifecycle and, bundle-managed, the clock; then
+     * the quota's limit: quotaLimit, checkQuotaFree), or null. Checks and install share these
+     * rules, so a check never promises what the install refuses.
+     *
+     * @returns the AppError install would throw (`entitlement_inactive`, `clock_suspect`,
+     *   `quota_exhausted`, `invalid_request` for a quota the policy does not name), or null
+     */
+    canInstall(e: Entitlement, quota: string): AppError | null {
+      try {
+        checkChange(e, clock.now());
+        checkQuotaFree(e, quota, quotaLimit(e, quota), installations.count(e.id, quota));
+        return null;
+      } catch (err) {
+        if (err instanceof AppError) return err;
+        throw err;
+      }
+    },
+
+    /**
      * Records an installation: one unit of `input.quota`. A request with an idempotency key
      * (scoped to the entitlement) that made an installation already answers that installation
      * with `created: false` while it exists, in any status of the entitlement; the same key with

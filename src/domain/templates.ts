@@ -13,7 +13,7 @@ import type { Actor, Entitlement, Installation, Page, Policy, QuotaState } from 
 import { hasNamedSeats } from './types.ts';
 import { addMonths, type EntitlementService } from './entitlements.ts';
 import { seatSubjectType } from './seat-rules.ts';
-import { checkInstallable } from './quota-rules.ts';
+import { refusalReason } from './lease-rules.ts';
 import type { QuotaService } from './quotas.ts';
 import type { LeaseService } from './leases.ts';
 import { tokenInForce } from './api-tokens.ts';
@@ -93,10 +93,14 @@ export function createTemplateService({
   /** The products that are templates: a license is an entitlement for one of them. */
   const templateIds = () => catalogue.catalogue().map((t) => t.id);
 
-  /** A license of an organization: another organization's is answered as a missing one. */
+  /**
+   * A license of an organization: an entitlement of it whose product is a template. Another
+   * organization's, or an entitlement of another product (made through /v1), is answered as a
+   * missing one, as dashboard() does for dashboards.
+   */
   function license(organizationId: string, licenseId: string): Entitlement {
     const e = store.entitlements.get(licenseId);
-    if (!e || e.tenantId !== organizationId)
+    if (!e || e.tenantId !== organizationId || !templateIds().includes(e.productId))
       throw new AppError('not_found', `no license ${licenseId} in organization ${organizationId}`);
     return e;
   }
@@ -150,19 +154,21 @@ export function createTemplateService({
     dashboards,
 
     /**
-     * The seed's entitlements check: could a dashboard be installed on this license now (the
-     * license active and a `dashboards` unit free: the quota rules, quota-rules.ts), with the
-     * dashboards and seats left. Throws nothing.
+     * The seed's entitlements check: could a dashboard be installed on this license now (the quota
+     * service's canInstall, the rules install applies), with the dashboards and seats left.
+     * `reason` speaks /v1 check's words (refusalReason): null, the inactive status (`expired`,
+     * `suspended`, …), `clock_suspect` or `quota_exhausted`. Throws nothing.
      */
     installCheck(e: Entitlement): InstallCheck {
       const d = dashboards(e);
-      let reason: string | null = d.remaining > 0 ? null : 'quota_exhausted';
-      try {
-        checkInstallable(e, clock.now());
-      } catch (err) {
-        if (!(err instanceof AppError)) throw err;
-        reason = err.code;
-      }
+      const refusal = quotas.canInstall(e, DASHBOARDS);
+      // A policy without a dashboards quota has none to give (limit 0, as dashboards() says).
+      const reason =
+        refusal === null
+          ? null
+          : refusal.code === 'invalid_request'
+            ? 'quota_exhausted'
+            : refusalReason(refusal);
       return {
         canInstall: reason === null,
         remainingDashboards: d.remaining,
@@ -179,7 +185,8 @@ export function createTemplateService({
      * term ends last first (a dashboard outlives the license it was made on only read-only), then
      * the newest; the first that takes it wins. When none does, the refusal of the most useful one
      * is thrown: `quota_exhausted` before the others. The quota service makes it exact and
-     * idempotent (the key is scoped to the license).
+     * idempotent; an Idempotency-Key is looked up on all the organization's licenses for the
+     * template first, and the license that holds it answers (a retry never makes a second one).
      *
      * @throws AppError `not_found` (no such template, or no license for it in the organization);
      *   `invalid_request` (a bad field; a license without a dashboards quota);
@@ -201,9 +208,14 @@ export function createTemplateService({
           {},
           'purchase one: POST /api/v1/marketplace/templates/{template_id}/licenses',
         );
+      // The key names one dashboard in the organization, not per license: a retry after another
+      // purchase (which may end later, so be tried first) answers the dashboard it made.
+      const key = input.idempotencyKey ?? null;
+      const keyed =
+        key === null ? undefined : all.find((e) => store.installations.byKey(e.id, key));
       const metered = all.filter((e) => Object.hasOwn(e.policy.quotas ?? {}, DASHBOARDS));
       // candidates() orders by end of term, soonest first, then age: reversed, the last to end.
-      const order = (metered.length > 0 ? metered : all).slice().reverse();
+      const order = keyed ? [keyed] : (metered.length > 0 ? metered : all).slice().reverse();
       let best: AppError | undefined;
       for (const e of order) {
         try {

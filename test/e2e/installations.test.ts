@@ -141,6 +141,67 @@ describe('installations commands', () => {
   });
 });
 
+describe('installations commands name what was typed', () => {
+  it('add and set-version refuse a bad field by its flag or argument, nothing written', async () => {
+    const id = (await create('dashboards=3')).entitlement_id as string;
+    const made = await json(['installations', 'add', id, 'dashboards', 'Kept']);
+    const add = (name: string, ...flags: string[]) =>
+      cli(['installations', 'add', id, 'dashboards', name, ...flags]);
+    const cases: Array<[Promise<{ code: number | null; stderr: string }>, string]> = [
+      [add('X', '--installed-version', 'a b'), '--installed-version: must not contain spaces'],
+      [add('X', '--principal', 'a b'), '--principal: must not contain spaces'],
+      [add('X', '--idempotency-key', 'a b'), '--idempotency-key: must not contain spaces'],
+      [add('X', '--metadata', '[1]'), '--metadata: must be a JSON object'],
+      [add('   '), 'NAME: must hold a visible character'],
+      [add(''), 'NAME: must be 1 to 200 characters'],
+      [
+        cli(['installations', 'set-version', made.installation_id, 'a b']),
+        'error[invalid_request]: invalid version: VERSION: must not contain spaces',
+      ],
+    ];
+    for (const [run, said] of cases) {
+      const r = await run;
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(r.stderr).toContain(said);
+      expect(r.stderr).not.toMatch(
+        /(?:^|: )(version|principal_id|idempotency_key|metadata|name):/m,
+      );
+    }
+    expect(rows(id).map((r) => [r.name, r.version])).toEqual([['Kept', null]]);
+  });
+
+  it('a blank name is refused in the same words by the CLI and over HTTP (one rule)', async () => {
+    const id = (await create('dashboards=3')).entitlement_id as string;
+    const server = await startServe(CLI, ['--data-dir', dataDir, '--port', '0', '--no-sync-dir'], {
+      cwd: root,
+      timeoutMs: 60_000,
+    });
+    try {
+      for (const name of ['', '  ']) {
+        const r = await fetch(`${server.base}/v1/entitlements/${id}/installations`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ quota: 'dashboards', name }),
+        });
+        expect(r.status).toBe(400);
+        const http = ((await r.json()) as any).error;
+        const c = await cli(['installations', 'add', id, 'dashboards', name, '--json']);
+        expect(c.code).not.toBe(0);
+        const local = JSON.parse(c.stdout).error;
+        expect(local.code).toBe('invalid_request');
+        expect(local.details).toEqual(http.details);
+        const [issue] = http.details.issues;
+        expect(issue.path).toBe('name');
+        expect(http.message).toBe(`name: ${issue.message}`);
+        expect(local.message).toBe(`invalid installation: NAME: ${issue.message}`);
+      }
+    } finally {
+      await server.stop();
+    }
+    expect(rows(id)).toEqual([]);
+  });
+});
+
 describe('the quota limit across processes', () => {
   it('holds exactly when 8 CLI processes and 60 HTTP requests to a running server install at once', async () => {
     const id = (await create('dashboards=5')).entitlement_id as string;

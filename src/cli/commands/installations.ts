@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseFlags } from '../../flag-errors.ts';
+import { inFlagTerms, parseFlags, type FlagNames } from '../../flag-errors.ts';
 import { AppError } from '../../errors.ts';
 import { INSTALLATION_PAGE_SIZE } from '../../domain/quotas.ts';
 import { installationListQuerySchema } from '../../schemas.ts';
@@ -23,6 +23,29 @@ function metadataOption(text: string | undefined): Record<string, unknown> | und
   }
   // An array or a scalar reaches the service's check, which names `metadata`.
   return value as Record<string, unknown>;
+}
+
+/**
+ * The install fields → what sets them on this command line (the quota rules name API fields). The
+ * QUOTA argument is named `quota` in the usage already.
+ */
+const INSTALL_FLAGS: FlagNames = {
+  name: 'NAME',
+  metadata: '--metadata',
+  version: '--installed-version',
+  principal_id: '--principal',
+  idempotency_key: '--idempotency-key',
+};
+/** set-version's one field: its VERSION argument. */
+const VERSION_FLAGS: FlagNames = { version: 'VERSION' };
+
+/** `run()`, with a refused field named as this command line sets it (inFlagTerms). */
+function inFlags<T>(what: string, flags: FlagNames, run: () => T): T {
+  try {
+    return run();
+  } catch (err) {
+    throw inFlagTerms(err, what, flags);
+  }
 }
 
 /** One installation on one line, for people. */
@@ -136,17 +159,19 @@ export function registerInstallations(program: Command, kit: CommandKit): void {
         cmd: Command,
       ) => {
         await kit.withContext(cmd, (ctx, g) => {
-          const r = ctx.services.quotas.install(
-            entitlement,
-            {
-              quota,
-              name,
-              metadata: metadataOption(o.metadata),
-              version: o.installedVersion,
-              principalId: o.principal,
-              idempotencyKey: o.idempotencyKey,
-            },
-            cliActor(),
+          const r = inFlags('installation', INSTALL_FLAGS, () =>
+            ctx.services.quotas.install(
+              entitlement,
+              {
+                quota,
+                name,
+                metadata: metadataOption(o.metadata),
+                version: o.installedVersion,
+                principalId: o.principal,
+                idempotencyKey: o.idempotencyKey,
+              },
+              cliActor(),
+            ),
           );
           const v = installationView(r.installation);
           emit(kit.io, g.json, v, () =>
@@ -161,7 +186,11 @@ export function registerInstallations(program: Command, kit: CommandKit): void {
     .description('record the version an installation runs (only while its entitlement is active)')
     .action(async (id: string, version: string, _o: unknown, cmd: Command) => {
       await kit.withContext(cmd, (ctx, g) => {
-        const v = installationView(ctx.services.quotas.setVersion(id, version, cliActor()));
+        const v = installationView(
+          inFlags('version', VERSION_FLAGS, () =>
+            ctx.services.quotas.setVersion(id, version, cliActor()),
+          ),
+        );
         emit(kit.io, g.json, v, () => `updated ${describe(v)}`);
       });
     });

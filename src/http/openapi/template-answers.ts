@@ -58,7 +58,10 @@ export const installCheckAnswer = z.strictObject({
   can_install: z.boolean(),
   remaining_dashboards: count,
   remaining_seats: count.nullable(),
-  reason: z.string().nullable(),
+  reason: z.string().nullable().meta({
+    description:
+      "null, or /v1 check's word for the refusal: expired, suspended, revoked, pending, clock_suspect, quota_exhausted",
+  }),
 });
 
 export const templateUsageAnswer = z.strictObject({

@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, type Harness } from '../../../../test/helpers.ts';
+import { createWorld, ent } from '../../../../test/sync/world.ts';
 
 let h: Harness;
 beforeEach(() => {
@@ -285,6 +286,47 @@ describe('a license', () => {
   });
 });
 
+describe('a license is a template’s entitlement', () => {
+  it('answers every license route for a /v1 entitlement of another product as missing, nothing written', async () => {
+    await publish();
+    const other = await h.req('POST', '/v1/entitlements', {
+      tenant_id: ORG,
+      product_id: 'cad-suite',
+      policy_json: { type: 'per_user', max_seats: 3, quotas: { dashboards: 2 } },
+      starts_at: '2024-01-01T00:00:00Z',
+      ends_at: '2025-01-01T00:00:00Z',
+    });
+    expect(other.status).toBe(201);
+    const id = other.body.entitlement_id as string;
+    const seat = await h.req('POST', `/v1/entitlements/${id}/seats`, {
+      subject_type: 'user',
+      subject_id: 'u1',
+    });
+    expect(seat.status).toBe(201);
+    const before = h.snapshot();
+    for (const [method, path, body] of [
+      ['GET', lic(id, '/seats'), undefined],
+      ['POST', lic(id, '/seats'), { principal_id: 'u2' }],
+      ['POST', lic(id, '/seats/bulk'), { principal_ids: ['u3'] }],
+      ['DELETE', lic(id, `/seats/${seat.body.seat_id}`), undefined],
+      ['PATCH', lic(id), { auto_update: false }],
+      ['POST', lic(id, '/renew'), { period_months: 12 }],
+      ['GET', lic(id, '/usage'), undefined],
+      ['GET', lic(id, '/entitlements'), undefined],
+      ['GET', lic(id, '/permissions?principal_id=u1&permission=use'), undefined],
+    ] as const) {
+      const r = await h.req(method, path, body);
+      expect(r.status, `${method} ${path}`).toBe(404);
+      expect(r.body.error).toMatchObject({
+        code: 'not_found',
+        message: `no license ${id} in organization ${ORG}`,
+      });
+    }
+    expect(h.snapshot()).toEqual(before);
+    expect(h.store.entitlements.get(id)!.policy).not.toHaveProperty('auto_update');
+  });
+});
+
 describe('the permission check', () => {
   it('use = seat holder or organization admin; manage = organization admin', async () => {
     await publish();
@@ -439,6 +481,34 @@ describe('template installs', () => {
     });
   });
 
+  it('answers a retried Idempotency-Key with the first dashboard after a later-ending purchase (the key is the organization’s)', async () => {
+    await publish();
+    const first = (
+      await purchase({ license_type: 'unlimited', max_dashboards: 5, period_months: 1 })
+    ).body.id as string;
+    const made = await install({ name: 'One' }, { 'idempotency-key': 'k1' });
+    expect(made.status).toBe(201);
+    expect(made.body.license_id).toBe(first);
+    // A second purchase ends later: a new install would draw on it first.
+    const later = (await purchase({ license_type: 'unlimited', max_dashboards: 5 })).body
+      .id as string;
+    const before = h.snapshot();
+    const again = await install({ name: 'One' }, { 'idempotency-key': 'k1' });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(made.body);
+    expect(h.snapshot()).toEqual(before);
+    expect(dashboardsOf(later)).toEqual([]);
+    // The same key with another body is the conflict the core answers, still nothing written.
+    const other = await install({ name: 'Two' }, { 'idempotency-key': 'k1' });
+    expect(other.status).toBe(409);
+    expect(other.body.error).toMatchObject({
+      code: 'conflict',
+      details: { installation_id: made.body.dashboard_id, idempotency_key: 'k1' },
+    });
+    expect(h.snapshot()).toEqual(before);
+    expect((await install({ name: 'Two' })).body.license_id).toBe(later);
+  });
+
   it('draws on the license that ends last, and a second license takes over when the first is full', async () => {
     await publish();
     const short = (
@@ -475,10 +545,12 @@ describe('template installs', () => {
     expect(h.snapshot()).toEqual(before);
     const list = await h.req('GET', `/api/v1/organizations/${ORG}/installed-templates`);
     expect(list.body.data.map((d: any) => d.name)).toEqual(['Before expiry']);
-    expect((await h.req('GET', lic(id, '/entitlements'))).body).toMatchObject({
+    // /v1 check's word for the refusal: the status, not the error code.
+    expect((await h.req('GET', lic(id, '/entitlements'))).body).toEqual({
       can_install: false,
       remaining_dashboards: 4,
-      reason: 'entitlement_inactive',
+      remaining_seats: 2,
+      reason: 'expired',
     });
     expect((await h.req('POST', lic(id, '/renew'), { period_months: 12 })).body.status).toBe(
       'active',
@@ -642,5 +714,47 @@ describe('template installs', () => {
       dashboards: { total: 1, limit: 5 },
       activity: { views_30d: 2, unique_users_30d: 2 },
     });
+  });
+  it('answers can_install false (clock_suspect) on a bundle-managed license while the clock is behind, as the install refuses', async () => {
+    const w = createWorld();
+    try {
+      const TPL = 'tmpl_bundled';
+      const put = await w.h.req('PUT', `/api/v1/marketplace/templates/${TPL}`, {
+        name: 'Bundled',
+        version: '1.0.0',
+      });
+      expect(put.status).toBe(200);
+      const policy = { type: 'concurrent', max_seats: 5, quotas: { dashboards: 3 } };
+      await w.importFile(
+        w.sign(1, { entitlements: [ent('ent_b', { product_id: TPL, policy_json: policy })] }),
+      );
+      const check = () => w.h.req('GET', `/api/v1/organizations/acme/licenses/ent_b/entitlements`);
+      const installB = () =>
+        w.h.req('POST', `/api/v1/organizations/acme/templates/${TPL}/install`, { name: 'D' });
+      expect((await check()).body).toEqual({
+        can_install: true,
+        remaining_dashboards: 3,
+        remaining_seats: 5,
+        reason: null,
+      });
+      w.h.clock.advance(-2 * 3_600_000);
+      const before = w.h.snapshot();
+      expect((await check()).body).toEqual({
+        can_install: false,
+        remaining_dashboards: 3,
+        remaining_seats: 5,
+        reason: 'clock_suspect',
+      });
+      const refused = await installB();
+      expect(refused.status).toBe(503);
+      expect(refused.body.error.code).toBe('clock_suspect');
+      expect(w.h.snapshot()).toEqual(before);
+      // /v1 check says the same word.
+      expect((await w.h.req('GET', '/v1/entitlements/ent_b/check')).body.reason).toBe(
+        'clock_suspect',
+      );
+    } finally {
+      w.h.close();
+    }
   });
 });
