@@ -158,7 +158,6 @@ export function createLeaseService({
   function endLease(l: Lease, state: 'released' | 'revoked' | 'expired', now: number): boolean {
     if (!leases.end(l.id, state, now)) return false;
     const active = leases.bumpActive(l.entitlementId, -1);
-    if (l.borrowed) leases.bumpBorrowed(l.entitlementId, -1);
     const kind = state === 'released' ? 'release' : state === 'revoked' ? 'revoke' : 'expire';
     leases.event({
       at: now,
@@ -218,7 +217,9 @@ export function createLeaseService({
       return { lease: { ...current, renewedAt: now, expiresAt, features }, grace };
     }
 
-    if (req.borrowHours !== undefined) checkBorrowLeft(e, leases.borrowedCount(e.id));
+    // Counted live on borrow requests only (an index range): expired borrows never count, and
+    // however a lease ends (release, revoke, seat revoke, sweep) no stored counter can drift.
+    if (req.borrowHours !== undefined) checkBorrowLeft(e, leases.liveBorrowedCount(e.id, now));
     let overdraft = seat?.overdraft === true;
     if (named && !seat) {
       checkSeatSelfService(e, req);
@@ -268,7 +269,6 @@ export function createLeaseService({
     };
     leases.insert(lease);
     const active = leases.bumpActive(e.id, 1);
-    if (borrowed) leases.bumpBorrowed(e.id, 1);
     if (req.instanceId !== undefined) leases.putInstance(lease.id, req.instanceId, expiresAt);
     leases.event({
       at: now,
@@ -298,14 +298,11 @@ export function createLeaseService({
     features: string[],
   ): Lease {
     const borrowNow = req.borrowHours !== undefined && !current.borrowed;
-    if (borrowNow) checkBorrowLeft(e, leases.borrowedCount(e.id));
+    if (borrowNow) checkBorrowLeft(e, leases.liveBorrowedCount(e.id, now));
     if (req.instanceId !== undefined) checkInstance(e, current.id, req.instanceId, now);
     const until = Math.max(current.expiresAt, expiresAt);
     leases.refresh(current.id, now, until, features);
-    if (borrowNow) {
-      leases.borrow(current.id);
-      leases.bumpBorrowed(e.id, 1);
-    }
+    if (borrowNow) leases.borrow(current.id);
     if (req.instanceId !== undefined) leases.putInstance(current.id, req.instanceId, expiresAt);
     const lease = {
       ...current,

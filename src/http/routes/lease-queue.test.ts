@@ -353,7 +353,7 @@ describe('the clock guard', () => {
         expect(r.body.error.code).toBe('clock_suspect');
       }
       expect(w.h.services.leases.queued()).toBe(0);
-      expect(w.h.store.leases.borrowedCount('ent_b')).toBe(1);
+      expect(w.h.store.leases.liveBorrowedCount('ent_b', w.h.clock.now())).toBe(1);
     } finally {
       w.h.close();
     }
