@@ -243,6 +243,9 @@ export function createLeaseService({
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
       // so an expired lease frees its seat at once (and no grant is an overdraft needlessly).
       let active = leases.counters(e.id).activeLeases;
+      // From max_seats on, not only at the ceiling: past max_seats a grant is an overdraft, which
+      // the vendor bills (usage, true-up), so a lease whose time ran out must not make it one. The
+      // cost is one indexed seek that finds nothing in the common case, paid only past max_seats.
       if (active >= max) {
         active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
         if (concurrentFull(e, active)) throw seatsInUse(e);
@@ -563,12 +566,16 @@ export function createLeaseService({
       const seconds = req.waitSeconds!;
       waiting.deadline = setTimeout(() => {
         leave(w);
+        const now = currentRefusal(entId, refusal);
         const late = new AppError(
           'seats_exhausted',
-          `${refusal.message}; waited ${seconds} s for a seat`,
-          { ...refusal.details, waited_seconds: seconds },
+          `${now.message}; waited ${seconds} s for a seat`,
+          {
+            ...now.details,
+            waited_seconds: seconds,
+          },
         );
-        refuseAfterDeny(req, refusal, late, reject);
+        refuseAfterDeny(req, now, late, reject);
       }, seconds * 1000);
       // The client's socket keeps the process up while it waits; the timer alone should not.
       waiting.deadline.unref();
@@ -579,6 +586,15 @@ export function createLeaseService({
       });
       serve(entId);
     });
+  }
+
+  /**
+   * The seat shortage as the entitlement's policy says it now (max_seats or overdraft_seats may
+   * have changed while a request waited), else the one the request was queued with.
+   */
+  function currentRefusal(entId: string, queuedWith: AppError): AppError {
+    const e = entitlements.get(entId);
+    return e !== undefined && e.policy.type === 'concurrent' ? seatsInUse(e) : queuedWith;
   }
 
   /** Records the deny of a request that gave up waiting, then (committed or not) refuses it. */
@@ -678,7 +694,10 @@ export function createLeaseService({
     expiryTimers.set(entId, t);
   }
 
-  /** After a release, revocation or sweep: the waiters of an entitlement that freed a seat. */
+  /**
+   * After a release, revocation or sweep (a seat freed), or a change to the entitlement (more
+   * seats, suspended, revoked, renewed): its head waiter is tried again and gets the answer of now.
+   */
   function freed(entId: string): void {
     if (queue.size !== 0 && queue.has(entId)) serve(entId);
   }
@@ -843,16 +862,23 @@ export function createLeaseService({
       };
     },
 
-    /** Marks leases whose time has passed as expired and records the events. Returns how many. */
+    /**
+     * Marks leases whose time has passed as expired and records the events; forgets instances
+     * that stopped renewing (their lease may live on through another). Returns the leases marked.
+     */
     sweep(): number {
       let total = 0;
       for (;;) {
-        const n = store.tx(() => reclaimExpired(null, clock.now(), SWEEP_BATCH));
+        const n = store.tx(() => {
+          const now = clock.now();
+          const marked = reclaimExpired(null, now, SWEEP_BATCH);
+          // The last batch's transaction also prunes the instances (an index range, 0009).
+          if (marked < SWEEP_BATCH) leases.pruneInstances(now);
+          return marked;
+        });
         total += n;
         if (n < SWEEP_BATCH) break;
       }
-      // Instances that stopped renewing (their lease may live on through another instance).
-      store.tx(() => leases.pruneInstances(clock.now()));
       if (total > 0) for (const id of [...queue.entitlements()]) serve(id);
       return total;
     },
@@ -966,7 +992,7 @@ export function createLeaseService({
     stopWaiting(): void {
       for (const w of queue.all()) {
         leave(w);
-        const r = w.payload.refusal;
+        const r = currentRefusal(w.entitlementId, w.payload.refusal);
         w.payload.reject(
           new AppError('seats_exhausted', `${r.message}; the server is shutting down`, {
             ...r.details,
@@ -974,6 +1000,17 @@ export function createLeaseService({
           }),
         );
       }
+    },
+
+    /**
+     * An entitlement's terms changed (policy, status, term), or, without an id, possibly any
+     * (a bundle import): its waiters are tried again at once and answered as things stand now
+     * (a grant when seats were added; entitlement_inactive when suspended…). Free while nobody waits.
+     */
+    entitlementChanged(entitlementId?: string): void {
+      if (queue.size === 0) return;
+      if (entitlementId !== undefined) freed(entitlementId);
+      else for (const id of [...queue.entitlements()]) serve(id);
     },
 
     /** Requests waiting for a seat: in all, or on one entitlement (/metrics, status). */

@@ -177,6 +177,10 @@ describe('overdraft', () => {
   });
 });
 
+/** 3 seats, borrowable for up to 24 h, at most 1 borrowed at a time. */
+const oneBorrowable = (type: 'concurrent' | 'per_user') =>
+  entitlement({ type, max_seats: 3, max_borrow_hours: 24, max_borrowed_seats: 1 });
+
 describe('borrowing', () => {
   it('is off by default: borrow_hours is refused and no lease is taken', async () => {
     const ent = await entitlement({ type: 'concurrent', max_seats: 2 });
@@ -251,12 +255,7 @@ describe('borrowing', () => {
   });
 
   it('caps borrowed seats at max_borrowed_seats; an expired borrow frees its share', async () => {
-    const ent = await entitlement({
-      type: 'concurrent',
-      max_seats: 3,
-      max_borrow_hours: 24,
-      max_borrowed_seats: 1,
-    });
+    const ent = await oneBorrowable('concurrent');
     const a = await lease(subject('a', { borrow_hours: 2 }));
     expect(a.status).toBe(201);
     const b = await lease(subject('b', { borrow_hours: 2 }));
@@ -274,12 +273,7 @@ describe('borrowing', () => {
   });
 
   it('a seat revoke ending a borrowed lease gives its borrow back (per_user)', async () => {
-    const ent = await entitlement({
-      type: 'per_user',
-      max_seats: 3,
-      max_borrow_hours: 24,
-      max_borrowed_seats: 1,
-    });
+    const ent = await oneBorrowable('per_user');
     const a = await lease(subject('a', { borrow_hours: 2 }));
     expect(a.status).toBe(201);
     const seat = h.store.seats.find(ent, 'user', 'a')!;
@@ -295,12 +289,7 @@ describe('borrowing', () => {
   });
 
   it('an expired borrow no longer counts against max_borrowed_seats, before any sweep', async () => {
-    const ent = await entitlement({
-      type: 'concurrent',
-      max_seats: 3,
-      max_borrow_hours: 24,
-      max_borrowed_seats: 1,
-    });
+    const ent = await oneBorrowable('concurrent');
     const a = await lease(subject('a', { borrow_hours: 2 }));
     expect(a.status).toBe(201);
     h.clock.advance(2 * HOUR);
