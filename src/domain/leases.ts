@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import { newId, newSequentialId } from '../ids.ts';
 import { DEFAULT_PAGE_SIZE, decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store } from './store.ts';
+import { endLease as endLeaseRow } from './lease-end.ts';
 import type { Actor, Entitlement, Lease, ListedLease, Page, Seat, SubjectType } from './types.ts';
 import { EVENT_BORROWED, EVENT_OVERDRAFT, hasNamedSeats, policySubjectType } from './types.ts';
 import {
@@ -156,19 +157,7 @@ export function createLeaseService({
   }
 
   function endLease(l: Lease, state: 'released' | 'revoked' | 'expired', now: number): boolean {
-    if (!leases.end(l.id, state, now)) return false;
-    const active = leases.bumpActive(l.entitlementId, -1);
-    const kind = state === 'released' ? 'release' : state === 'revoked' ? 'revoke' : 'expire';
-    leases.event({
-      at: now,
-      kind,
-      entitlementId: l.entitlementId,
-      leaseId: l.id,
-      subjectType: l.subjectType,
-      subjectKey: l.subjectKey,
-      activeAfter: active,
-    });
-    return true;
+    return endLeaseRow(leases, l, state, now);
   }
 
   function reclaimExpired(entitlementId: string | null, now: number, limit: number): number {

@@ -281,6 +281,14 @@ describe('borrowing', () => {
     expect(gone.status, JSON.stringify(gone.body)).toBe(200);
     expect(gone.body.ended_lease_id).toBe(a.body.lease_id);
     expect(row(a.body.lease_id)).toMatchObject({ state: 'revoked', borrowed: 1 });
+    expect(h.store.leases.counters(ent).activeLeases).toBe(0);
+    expect(
+      h.store.db
+        .prepare(
+          "SELECT reason, active_after FROM lease_events WHERE kind = 'revoke' AND lease_id = ?",
+        )
+        .get(a.body.lease_id),
+    ).toEqual({ reason: 'seat_revoked', active_after: 0 });
     expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(0);
     const b = await lease(subject('b', { borrow_hours: 2 }));
     expect(b.status, JSON.stringify(b.body)).toBe(201);
