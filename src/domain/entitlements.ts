@@ -20,9 +20,9 @@ export interface EntitlementDeps {
   store: Store;
   clock: Clock;
   /**
-   * Called after a change to an entitlement's terms commits (update, suspend, resume, revoke,
-   * renew, an import's updates), so requests waiting for its seats get the answer of now (the
-   * lease service's entitlementChanged, wired in context.ts).
+   * Called after an entitlement is created or a change to its terms commits (update, suspend,
+   * resume, revoke, renew, an import's creations and updates), so requests waiting for seats get
+   * the answer of now (the lease service's entitlementChanged, wired in context.ts).
    */
   onChange?: ((entitlementId: string) => void) | undefined;
 }
@@ -309,7 +309,7 @@ export function createEntitlementService({ store, clock, onChange }: Entitlement
      *   external_id is taken)
      */
     create(input: EntitlementInput, actor: Actor): Entitlement {
-      return store.tx(() => {
+      const created = store.tx(() => {
         assertManualAllowed();
         if (
           input.externalId !== undefined &&
@@ -327,6 +327,8 @@ export function createEntitlementService({ store, clock, onChange }: Entitlement
         store.audit.append(createdAudit(e, actor));
         return e;
       });
+      // Requests waiting on a full entitlement of the same tenant and product may fit on it.
+      return changed(created);
     },
 
     /**
@@ -546,7 +548,7 @@ export function createEntitlementService({ store, clock, onChange }: Entitlement
               }),
             };
           });
-          for (const p of plan.steps) if (p.action === 'updated') onChange?.(p.e.id);
+          for (const p of plan.steps) if (p.action !== 'unchanged') onChange?.(p.e.id);
           return result;
         } catch (err) {
           if (!(err instanceof StaleImport)) throw err;

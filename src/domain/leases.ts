@@ -992,14 +992,22 @@ export function createLeaseService({
     },
 
     /**
-     * An entitlement's terms changed (policy, status, term), or, without an id, possibly any
-     * (a bundle import): its waiters are tried again at once and answered as things stand now
+     * An entitlement was created or its terms changed (policy, status, term), or, without an id,
+     * possibly any (a bundle import): the waiters it may concern (its own, and those of its tenant
+     * and product, which it may serve now) are tried again at once and answered as things stand
      * (a grant when seats were added; entitlement_inactive when suspended…). Free while nobody waits.
      */
     entitlementChanged(entitlementId?: string): void {
       if (queue.size === 0) return;
-      if (entitlementId !== undefined) freed(entitlementId);
-      else for (const id of [...queue.entitlements()]) serve(id);
+      const changed = entitlementId === undefined ? undefined : entitlements.get(entitlementId);
+      for (const id of [...queue.entitlements()]) {
+        if (entitlementId === undefined || id === entitlementId) serve(id);
+        else if (changed !== undefined) {
+          const other = entitlements.get(id);
+          if (other?.tenantId === changed.tenantId && other.productId === changed.productId)
+            serve(id);
+        }
+      }
     },
 
     /** Requests waiting for a seat: in all, or on one entitlement (/metrics, status). */

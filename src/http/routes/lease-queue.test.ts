@@ -139,6 +139,19 @@ describe('the lease queue', () => {
     expect(denied).toEqual(['entitlement_inactive']);
   });
 
+  it('a new entitlement of the same tenant and product serves the waiters of a full one', async () => {
+    const full = await concurrent(1);
+    expect((await ask('a')).status).toBe(201);
+    const w = ask('w', { wait_seconds: 2 });
+    await waiting(1);
+    const more = await concurrent(1);
+    const granted = await w;
+    expect(granted.status, granted.text).toBe(201);
+    expect(holders(full)).toEqual(['a']);
+    expect(holders(more)).toEqual(['w']);
+    expect(h.services.leases.queued()).toBe(0);
+  });
+
   it('the refusal at the deadline states the policy of then, not of queue time', async () => {
     const ent = await concurrent(2, { overdraft_seats: 1 });
     for (const who of ['a', 'b', 'c']) expect((await ask(who)).status).toBe(201);
