@@ -80,7 +80,20 @@ export function createServices(
 ) {
   const timeGuard = createTimeGuard({ store, clock, monotonicMs: opts.monotonicMs });
   const audit = createAuditService({ log: store.audit });
-  const entitlements = createEntitlementService({ store, clock });
+  const leases = createLeaseService({
+    store,
+    clock,
+    key,
+    serverId: info.server_id,
+    timeGuard,
+    ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}),
+  });
+  // A change to an entitlement's terms answers its waiting lease requests at once.
+  const entitlements = createEntitlementService({
+    store,
+    clock,
+    onChange: (id) => leases.entitlementChanged(id),
+  });
   const core = {
     timeGuard,
     audit,
@@ -89,15 +102,16 @@ export function createServices(
     quotas: createQuotaService({ store, clock, timeGuard }),
     usage: createUsageService({ store, clock }),
     apiTokens: createApiTokenService({ store, clock, hashKey: tokenHashKey(key) }),
-    leases: createLeaseService({
+    leases,
+    sync: createSyncService({
       store,
       clock,
       key,
-      serverId: info.server_id,
+      info,
       timeGuard,
-      ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}),
+      audit,
+      onEntitlementsChanged: () => leases.entitlementChanged(),
     }),
-    sync: createSyncService({ store, clock, key, info, timeGuard, audit }),
   };
   return {
     ...core,

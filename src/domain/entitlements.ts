@@ -19,6 +19,12 @@ import {
 export interface EntitlementDeps {
   store: Store;
   clock: Clock;
+  /**
+   * Called after an entitlement is created or a change to its terms commits (update, suspend,
+   * resume, revoke, renew, an import's creations and updates), so requests waiting for seats get
+   * the answer of now (the lease service's entitlementChanged, wired in context.ts).
+   */
+  onChange?: ((entitlementId: string) => void) | undefined;
 }
 
 /** A new entitlement's terms, as a face parsed them (times in epoch ms). */
@@ -125,7 +131,13 @@ export function addMonths(ms: number, months: number): number {
  * read-only disk: raw store errors, which the faces answer `busy`, `storage_full`,
  * `storage_unavailable`).
  */
-export function createEntitlementService({ store, clock }: EntitlementDeps) {
+export function createEntitlementService({ store, clock, onChange }: EntitlementDeps) {
+  /** The committed entitlement, after telling onChange. */
+  function changed(e: Entitlement): Entitlement {
+    onChange?.(e.id);
+    return e;
+  }
+
   function mustGet(id: string): Entitlement {
     const e = store.entitlements.get(id);
     if (!e) throw new AppError('not_found', `no entitlement ${id}`);
@@ -183,22 +195,24 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
     action: string,
     change: (e: Entitlement, now: number) => Record<string, unknown>,
   ): Entitlement {
-    return store.tx(() => {
-      const e = mustGet(id);
-      const now = clock.now();
-      const details = change(e, now);
-      e.updatedAt = now;
-      store.entitlements.update(e, graceDays(e.policy));
-      store.audit.append({
-        at: now,
-        actor,
-        action,
-        targetType: 'entitlement',
-        targetId: id,
-        details,
-      });
-      return e;
-    });
+    return changed(
+      store.tx(() => {
+        const e = mustGet(id);
+        const now = clock.now();
+        const details = change(e, now);
+        e.updatedAt = now;
+        store.entitlements.update(e, graceDays(e.policy));
+        store.audit.append({
+          at: now,
+          actor,
+          action,
+          targetType: 'entitlement',
+          targetId: id,
+          details,
+        });
+        return e;
+      }),
+    );
   }
 
   /**
@@ -295,7 +309,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
      *   external_id is taken)
      */
     create(input: EntitlementInput, actor: Actor): Entitlement {
-      return store.tx(() => {
+      const created = store.tx(() => {
         assertManualAllowed();
         if (
           input.externalId !== undefined &&
@@ -313,6 +327,8 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         store.audit.append(createdAudit(e, actor));
         return e;
       });
+      // Requests waiting on a full entitlement of the same tenant and product may fit on it.
+      return changed(created);
     },
 
     /**
@@ -350,7 +366,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
      *   after starts_at)
      */
     update(id: string, patch: EntitlementPatch, actor: Actor): Entitlement {
-      return store.tx(() => {
+      const updated = store.tx(() => {
         const e = mustGet(id);
         assertManualChange(e, 'update');
         const before: Record<string, unknown> = {};
@@ -412,6 +428,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
         });
         return e;
       });
+      return changed(updated);
     },
 
     /**
@@ -486,7 +503,7 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
       for (let attempt = 1; ; attempt++) {
         const plan = await planImport(items);
         try {
-          return await store.txAsync(() => {
+          const result = await store.txAsync(() => {
             if (store.entitlements.epoch() !== plan.epoch) throw new StaleImport();
             assertManualAllowed();
             const created: string[] = [];
@@ -531,6 +548,8 @@ export function createEntitlementService({ store, clock }: EntitlementDeps) {
               }),
             };
           });
+          for (const p of plan.steps) if (p.action !== 'unchanged') onChange?.(p.e.id);
+          return result;
         } catch (err) {
           if (!(err instanceof StaleImport)) throw err;
           if (attempt >= 3)

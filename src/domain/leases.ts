@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import { newId, newSequentialId } from '../ids.ts';
 import { DEFAULT_PAGE_SIZE, decodeCursor, encodeCursor, pageOf, SEQ_KEY } from './cursor.ts';
 import type { Store } from './store.ts';
+import { endLease as endLeaseRow } from './lease-end.ts';
 import type { Actor, Entitlement, Lease, ListedLease, Page, Seat, SubjectType } from './types.ts';
 import { EVENT_BORROWED, EVENT_OVERDRAFT, hasNamedSeats, policySubjectType } from './types.ts';
 import {
@@ -156,20 +157,7 @@ export function createLeaseService({
   }
 
   function endLease(l: Lease, state: 'released' | 'revoked' | 'expired', now: number): boolean {
-    if (!leases.end(l.id, state, now)) return false;
-    const active = leases.bumpActive(l.entitlementId, -1);
-    if (l.borrowed) leases.bumpBorrowed(l.entitlementId, -1);
-    const kind = state === 'released' ? 'release' : state === 'revoked' ? 'revoke' : 'expire';
-    leases.event({
-      at: now,
-      kind,
-      entitlementId: l.entitlementId,
-      leaseId: l.id,
-      subjectType: l.subjectType,
-      subjectKey: l.subjectKey,
-      activeAfter: active,
-    });
-    return true;
+    return endLeaseRow(leases, l, state, now);
   }
 
   function reclaimExpired(entitlementId: string | null, now: number, limit: number): number {
@@ -218,7 +206,9 @@ export function createLeaseService({
       return { lease: { ...current, renewedAt: now, expiresAt, features }, grace };
     }
 
-    if (req.borrowHours !== undefined) checkBorrowLeft(e, leases.borrowedCount(e.id));
+    // Counted live on borrow requests only (an index range): expired borrows never count, and
+    // however a lease ends (release, revoke, seat revoke, sweep) no stored counter can drift.
+    if (req.borrowHours !== undefined) checkBorrowLeft(e, leases.liveBorrowedCount(e.id, now));
     let overdraft = seat?.overdraft === true;
     if (named && !seat) {
       checkSeatSelfService(e, req);
@@ -242,6 +232,9 @@ export function createLeaseService({
       // The counter includes leases whose time ran out but no sweep has marked: reclaim those first,
       // so an expired lease frees its seat at once (and no grant is an overdraft needlessly).
       let active = leases.counters(e.id).activeLeases;
+      // From max_seats on, not only at the ceiling: past max_seats a grant is an overdraft, which
+      // the vendor bills (usage, true-up), so a lease whose time ran out must not make it one. The
+      // cost is one indexed seek that finds nothing in the common case, paid only past max_seats.
       if (active >= max) {
         active -= reclaimExpired(e.id, now, RECLAIM_BATCH);
         if (concurrentFull(e, active)) throw seatsInUse(e);
@@ -268,7 +261,6 @@ export function createLeaseService({
     };
     leases.insert(lease);
     const active = leases.bumpActive(e.id, 1);
-    if (borrowed) leases.bumpBorrowed(e.id, 1);
     if (req.instanceId !== undefined) leases.putInstance(lease.id, req.instanceId, expiresAt);
     leases.event({
       at: now,
@@ -298,14 +290,11 @@ export function createLeaseService({
     features: string[],
   ): Lease {
     const borrowNow = req.borrowHours !== undefined && !current.borrowed;
-    if (borrowNow) checkBorrowLeft(e, leases.borrowedCount(e.id));
+    if (borrowNow) checkBorrowLeft(e, leases.liveBorrowedCount(e.id, now));
     if (req.instanceId !== undefined) checkInstance(e, current.id, req.instanceId, now);
     const until = Math.max(current.expiresAt, expiresAt);
     leases.refresh(current.id, now, until, features);
-    if (borrowNow) {
-      leases.borrow(current.id);
-      leases.bumpBorrowed(e.id, 1);
-    }
+    if (borrowNow) leases.borrow(current.id);
     if (req.instanceId !== undefined) leases.putInstance(current.id, req.instanceId, expiresAt);
     const lease = {
       ...current,
@@ -566,12 +555,16 @@ export function createLeaseService({
       const seconds = req.waitSeconds!;
       waiting.deadline = setTimeout(() => {
         leave(w);
+        const now = currentRefusal(entId, refusal);
         const late = new AppError(
           'seats_exhausted',
-          `${refusal.message}; waited ${seconds} s for a seat`,
-          { ...refusal.details, waited_seconds: seconds },
+          `${now.message}; waited ${seconds} s for a seat`,
+          {
+            ...now.details,
+            waited_seconds: seconds,
+          },
         );
-        refuseAfterDeny(req, refusal, late, reject);
+        refuseAfterDeny(req, now, late, reject);
       }, seconds * 1000);
       // The client's socket keeps the process up while it waits; the timer alone should not.
       waiting.deadline.unref();
@@ -582,6 +575,15 @@ export function createLeaseService({
       });
       serve(entId);
     });
+  }
+
+  /**
+   * The seat shortage as the entitlement's policy says it now (max_seats or overdraft_seats may
+   * have changed while a request waited), else the one the request was queued with.
+   */
+  function currentRefusal(entId: string, queuedWith: AppError): AppError {
+    const e = entitlements.get(entId);
+    return e !== undefined && e.policy.type === 'concurrent' ? seatsInUse(e) : queuedWith;
   }
 
   /** Records the deny of a request that gave up waiting, then (committed or not) refuses it. */
@@ -681,7 +683,10 @@ export function createLeaseService({
     expiryTimers.set(entId, t);
   }
 
-  /** After a release, revocation or sweep: the waiters of an entitlement that freed a seat. */
+  /**
+   * After a release, revocation or sweep (a seat freed), or a change to the entitlement (more
+   * seats, suspended, revoked, renewed): its head waiter is tried again and gets the answer of now.
+   */
   function freed(entId: string): void {
     if (queue.size !== 0 && queue.has(entId)) serve(entId);
   }
@@ -846,16 +851,23 @@ export function createLeaseService({
       };
     },
 
-    /** Marks leases whose time has passed as expired and records the events. Returns how many. */
+    /**
+     * Marks leases whose time has passed as expired and records the events; forgets instances
+     * that stopped renewing (their lease may live on through another). Returns the leases marked.
+     */
     sweep(): number {
       let total = 0;
       for (;;) {
-        const n = store.tx(() => reclaimExpired(null, clock.now(), SWEEP_BATCH));
+        const n = store.tx(() => {
+          const now = clock.now();
+          const marked = reclaimExpired(null, now, SWEEP_BATCH);
+          // The last batch's transaction also prunes the instances (an index range, 0009).
+          if (marked < SWEEP_BATCH) leases.pruneInstances(now);
+          return marked;
+        });
         total += n;
         if (n < SWEEP_BATCH) break;
       }
-      // Instances that stopped renewing (their lease may live on through another instance).
-      store.tx(() => leases.pruneInstances(clock.now()));
       if (total > 0) for (const id of [...queue.entitlements()]) serve(id);
       return total;
     },
@@ -969,13 +981,32 @@ export function createLeaseService({
     stopWaiting(): void {
       for (const w of queue.all()) {
         leave(w);
-        const r = w.payload.refusal;
+        const r = currentRefusal(w.entitlementId, w.payload.refusal);
         w.payload.reject(
           new AppError('seats_exhausted', `${r.message}; the server is shutting down`, {
             ...r.details,
             reason: 'shutting_down',
           }),
         );
+      }
+    },
+
+    /**
+     * An entitlement was created or its terms changed (policy, status, term), or, without an id,
+     * possibly any (a bundle import): the waiters it may concern (its own, and those of its tenant
+     * and product, which it may serve now) are tried again at once and answered as things stand
+     * (a grant when seats were added; entitlement_inactive when suspended…). Free while nobody waits.
+     */
+    entitlementChanged(entitlementId?: string): void {
+      if (queue.size === 0) return;
+      const changed = entitlementId === undefined ? undefined : entitlements.get(entitlementId);
+      for (const id of [...queue.entitlements()]) {
+        if (entitlementId === undefined || id === entitlementId) serve(id);
+        else if (changed !== undefined) {
+          const other = entitlements.get(id);
+          if (other?.tenantId === changed.tenantId && other.productId === changed.productId)
+            serve(id);
+        }
       }
     },
 

@@ -11,6 +11,7 @@ import {
   seatSubjectType,
 } from './seat-rules.ts';
 import { subjectKey } from '../subjects.ts';
+import { endLease } from './lease-end.ts';
 
 export interface SeatSubject {
   subjectType: SubjectType;
@@ -118,20 +119,9 @@ export function createSeatService({ store, clock }: { store: Store; clock: Clock
         leases.bumpSeats(entitlementId, -1);
         const running = leases.activeFor(entitlementId, seat.subjectType, seat.subjectKey);
         let endedLease: string | null = null;
-        if (running && leases.end(running.id, 'revoked', now)) {
-          const active = leases.bumpActive(entitlementId, -1);
-          leases.event({
-            at: now,
-            kind: 'revoke',
-            entitlementId,
-            leaseId: running.id,
-            subjectType: seat.subjectType,
-            subjectKey: seat.subjectKey,
-            activeAfter: active,
-            reason: 'seat_revoked',
-          });
+        // Ended as any lease ends (lease-end.ts): the same counter and event, one home.
+        if (running && endLease(leases, running, 'revoked', now, 'seat_revoked'))
           endedLease = running.id;
-        }
         store.audit.append({
           at: now,
           actor,

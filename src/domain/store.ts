@@ -94,10 +94,6 @@ export interface LeaseRepo {
   borrow(id: string): void;
   /** Forgets instances whose time has passed (the sweep); returns how many. */
   pruneInstances(now: number): number;
-  /** Active borrowed lease rows (expired or not, like the active-lease counter). */
-  borrowedCount(entitlementId: string): number;
-  /** Adds delta to the entitlement's borrowed-lease counter. */
-  bumpBorrowed(entitlementId: string, delta: number): void;
   /** A shared lease's instance: when it ends (ms), if the lease has it. */
   instanceExpiry(leaseId: string, instanceId: string): number | undefined;
   /** The lease's instances in force at `now`. */
@@ -114,7 +110,7 @@ export interface LeaseRepo {
   expired(entitlementId: string | null, now: number, limit: number): Lease[];
   /** Leases in force now (not merely unswept). */
   liveCount(entitlementId: string, now: number): number;
-  /** Borrowed leases in force now. */
+  /** Borrowed leases in force now (the max_borrowed_seats check, usage). */
   liveBorrowedCount(entitlementId: string, now: number): number;
   /** Of these entitlements, the one the subject leased on last (in any state), if any. */
   lastEntitlementOf(

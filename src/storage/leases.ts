@@ -64,10 +64,6 @@ export function createLeaseRepo(db: Db): LeaseRepo {
   );
   const borrow = db.prepare<[string]>('UPDATE leases SET borrowed = 1 WHERE id = ?');
   const pruneInstances = db.prepare<[number]>('DELETE FROM lease_instances WHERE expires_at <= ?');
-  const bumpBorrowed = db.prepare<[string, number]>(
-    `INSERT INTO entitlement_counters (entitlement_id, borrowed_leases) VALUES (?, ?)
-     ON CONFLICT (entitlement_id) DO UPDATE SET borrowed_leases = borrowed_leases + excluded.borrowed_leases`,
-  );
   const upsertInstance = db.prepare<[string, string, number]>(
     `INSERT INTO lease_instances (lease_id, instance_id, expires_at) VALUES (?, ?, ?)
      ON CONFLICT (lease_id, instance_id) DO UPDATE SET expires_at = excluded.expires_at`,
@@ -91,9 +87,6 @@ export function createLeaseRepo(db: Db): LeaseRepo {
   );
   const counters = db.prepare<[string], { active_leases: number; seats_assigned: number }>(
     'SELECT active_leases, seats_assigned FROM entitlement_counters WHERE entitlement_id = ?',
-  );
-  const borrowedCount = db.prepare<[string], { n: number }>(
-    'SELECT borrowed_leases AS n FROM entitlement_counters WHERE entitlement_id = ?',
   );
   const expiredOf = db.prepare<[string, number, number], LeaseRow>(
     "SELECT * FROM leases WHERE entitlement_id = ? AND state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
@@ -156,9 +149,6 @@ export function createLeaseRepo(db: Db): LeaseRepo {
     pruneInstances(now: number): number {
       return pruneInstances.run(now).changes;
     },
-    bumpBorrowed(entitlementId: string, delta: number): void {
-      bumpBorrowed.run(entitlementId, delta);
-    },
     instanceExpiry(leaseId: string, instanceId: string): number | undefined {
       return instanceOf.get(leaseId, instanceId)?.expires_at;
     },
@@ -184,9 +174,6 @@ export function createLeaseRepo(db: Db): LeaseRepo {
       const c = counters.get(entitlementId);
       return { activeLeases: c?.active_leases ?? 0, seatsAssigned: c?.seats_assigned ?? 0 };
     },
-    borrowedCount(entitlementId: string): number {
-      return borrowedCount.get(entitlementId)?.n ?? 0;
-    },
     /** Active rows whose time has passed, oldest first: what a reclaim or a sweep marks expired. */
     expired(entitlementId: string | null, now: number, limit: number): Lease[] {
       return (
@@ -199,6 +186,7 @@ export function createLeaseRepo(db: Db): LeaseRepo {
     liveCount(entitlementId: string, now: number): number {
       return liveCount.get(entitlementId, now)!.n;
     },
+    /** Borrowed leases in force now: a range of the leases_borrowed partial index (0009). */
     liveBorrowedCount(entitlementId: string, now: number): number {
       return liveBorrowed.get(entitlementId, now)!.n;
     },

@@ -39,6 +39,8 @@ export interface SyncServiceDeps {
   timeGuard?: TimeGuardLike | undefined;
   /** The audit log as the faces read it (domain/audit.ts): exports carry its rows and head. */
   audit: AuditService;
+  /** Called after an import commits changes (waiting lease requests get the answer of now). */
+  onEntitlementsChanged?: (() => void) | undefined;
 }
 
 /** What import and export work with: the service's dependencies (sync storage is `store.sync`). */
@@ -55,6 +57,11 @@ export function createSyncService(opts: SyncServiceDeps) {
   let importing: Promise<unknown> = Promise.resolve();
   function inTurn<T>(work: () => Promise<T>): Promise<T> {
     const mine = importing.then(work, work);
+    // Whatever an import did (or a refused one left), entitlements may differ: wake the waiters.
+    mine.then(
+      () => opts.onEntitlementsChanged?.(),
+      () => {},
+    );
     importing = mine.catch(() => {});
     return mine;
   }

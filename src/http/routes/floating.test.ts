@@ -177,6 +177,10 @@ describe('overdraft', () => {
   });
 });
 
+/** 3 seats, borrowable for up to 24 h, at most 1 borrowed at a time. */
+const oneBorrowable = (type: 'concurrent' | 'per_user') =>
+  entitlement({ type, max_seats: 3, max_borrow_hours: 24, max_borrowed_seats: 1 });
+
 describe('borrowing', () => {
   it('is off by default: borrow_hours is refused and no lease is taken', async () => {
     const ent = await entitlement({ type: 'concurrent', max_seats: 2 });
@@ -202,7 +206,7 @@ describe('borrowing', () => {
     expect(claims.borrowed).toBe(true);
     expect(claims.exp.toISOString()).toBe('2024-01-18T10:30:00.000Z');
     expect(row(b.body.lease_id)).toMatchObject({ borrowed: 1, overdraft: 0 });
-    expect(h.store.leases.borrowedCount(ent)).toBe(1);
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(1);
     expect(grantFlags().map((g) => g.flags)).toEqual([2]);
 
     // A renewal or a plain request again never shortens the borrow.
@@ -231,7 +235,7 @@ describe('borrowing', () => {
     const rel = await release({ lease_id: b.body.lease_id });
     expect(rel.body.state).toBe('released');
     expect(h.store.leases.counters(ent).activeLeases).toBe(0);
-    expect(h.store.leases.borrowedCount(ent)).toBe(0);
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(0);
   });
 
   it('a lease in force becomes a borrow when asked again with borrow_hours', async () => {
@@ -241,7 +245,7 @@ describe('borrowing', () => {
     expect(b.body).toMatchObject({ lease_id: plain.body.lease_id, borrowed: true });
     expect(b.body.expires_at).toBe('2024-01-16T10:30:00Z');
     expect(h.store.leases.counters(ent).activeLeases).toBe(1);
-    expect(h.store.leases.borrowedCount(ent)).toBe(1);
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(1);
     expect(
       h.store.db.prepare("SELECT kind, flags FROM lease_events WHERE kind <> 'deny'").all(),
     ).toEqual([
@@ -251,12 +255,7 @@ describe('borrowing', () => {
   });
 
   it('caps borrowed seats at max_borrowed_seats; an expired borrow frees its share', async () => {
-    const ent = await entitlement({
-      type: 'concurrent',
-      max_seats: 3,
-      max_borrow_hours: 24,
-      max_borrowed_seats: 1,
-    });
+    const ent = await oneBorrowable('concurrent');
     const a = await lease(subject('a', { borrow_hours: 2 }));
     expect(a.status).toBe(201);
     const b = await lease(subject('b', { borrow_hours: 2 }));
@@ -269,8 +268,45 @@ describe('borrowing', () => {
     h.clock.advance(2 * HOUR);
     expect(h.services.leases.sweep()).toBe(2);
     expect(h.store.leases.counters(ent).activeLeases).toBe(0);
-    expect(h.store.leases.borrowedCount(ent)).toBe(0);
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(0);
     expect((await lease(subject('c', { borrow_hours: 2 }))).status).toBe(201);
+  });
+
+  it('a seat revoke ending a borrowed lease gives its borrow back (per_user)', async () => {
+    const ent = await oneBorrowable('per_user');
+    const a = await lease(subject('a', { borrow_hours: 2 }));
+    expect(a.status).toBe(201);
+    const seat = h.store.seats.find(ent, 'user', 'a')!;
+    const gone = await h.req('DELETE', `/v1/entitlements/${ent}/seats/${seat.id}`);
+    expect(gone.status, JSON.stringify(gone.body)).toBe(200);
+    expect(gone.body.ended_lease_id).toBe(a.body.lease_id);
+    expect(row(a.body.lease_id)).toMatchObject({ state: 'revoked', borrowed: 1 });
+    expect(h.store.leases.counters(ent).activeLeases).toBe(0);
+    expect(
+      h.store.db
+        .prepare(
+          "SELECT reason, active_after FROM lease_events WHERE kind = 'revoke' AND lease_id = ?",
+        )
+        .get(a.body.lease_id),
+    ).toEqual({ reason: 'seat_revoked', active_after: 0 });
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(0);
+    const b = await lease(subject('b', { borrow_hours: 2 }));
+    expect(b.status, JSON.stringify(b.body)).toBe(201);
+    expect(b.body.borrowed).toBe(true);
+    expect(row(b.body.lease_id)).toMatchObject({ state: 'active', borrowed: 1 });
+  });
+
+  it('an expired borrow no longer counts against max_borrowed_seats, before any sweep', async () => {
+    const ent = await oneBorrowable('concurrent');
+    const a = await lease(subject('a', { borrow_hours: 2 }));
+    expect(a.status).toBe(201);
+    h.clock.advance(2 * HOUR);
+    const b = await lease(subject('b', { borrow_hours: 2 }));
+    expect(b.status, JSON.stringify(b.body)).toBe(201);
+    expect(b.body.borrowed).toBe(true);
+    // No sweep ran: a's row is still 'active' (its time passed), b's is the one borrow in force.
+    expect(row(a.body.lease_id)).toMatchObject({ state: 'active', borrowed: 1 });
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(1);
   });
 
   it('borrowed and floating leases together never exceed the seats', async () => {
@@ -290,7 +326,9 @@ describe('borrowing', () => {
     expect(won.filter((r) => r.body.borrowed).length).toBeLessThanOrEqual(2);
     expect(activeRows(ent)).toBe(4);
     expect(h.store.leases.counters(ent).activeLeases).toBe(4);
-    expect(h.store.leases.borrowedCount(ent)).toBe(won.filter((r) => r.body.borrowed).length);
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(
+      won.filter((r) => r.body.borrowed).length,
+    );
   });
 
   it('field scenario: a laptop borrows for 3 days, the server is gone, the token still verifies offline', async () => {
@@ -363,7 +401,7 @@ describe('shared instances', () => {
     const again = await lease(subject('alice', { instance_id: 'a', borrow_hours: 4 }));
     expect(again.body).toMatchObject({ lease_id: first.body.lease_id, borrowed: true });
     await lease(subject('alice', { instance_id: 'b' }));
-    expect(h.store.leases.borrowedCount(ent)).toBe(1);
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(1);
     expect(instances(first.body.lease_id)).toEqual(['a', 'b']);
     const once = await release({ lease_id: first.body.lease_id, instance_id: 'a' });
     const twice = await release({ lease_id: first.body.lease_id, instance_id: 'a' });
@@ -374,7 +412,7 @@ describe('shared instances', () => {
     expect(end.body.state).toBe('released');
     expect(after.body).toMatchObject({ state: 'released', released_at: end.body.released_at });
     expect(h.store.leases.counters(ent).activeLeases).toBe(0);
-    expect(h.store.leases.borrowedCount(ent)).toBe(0);
+    expect(h.store.leases.liveBorrowedCount(ent, h.clock.now())).toBe(0);
   });
 
   it('caps instances per subject; an instance that stopped renewing no longer counts', async () => {

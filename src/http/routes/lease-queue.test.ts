@@ -108,6 +108,72 @@ describe('the lease queue', () => {
     expect(holders(ent)).toEqual(['w1', 'w2']);
   });
 
+  it('a change to the entitlement answers its waiters at once: more seats grant, a suspension refuses', async () => {
+    const ent = await concurrent(1);
+    expect((await ask('a')).status).toBe(201);
+    const w1 = ask('w1', { wait_seconds: 2 });
+    await waiting(1);
+    const raised = await h.req('PATCH', `/v1/entitlements/${ent}`, {
+      policy_json: { type: 'concurrent', max_seats: 2 },
+    });
+    expect(raised.status, raised.text).toBe(200);
+    // Granted on the change, not refused at the deadline with the policy of queue time.
+    const granted = await w1;
+    expect(granted.status, granted.text).toBe(201);
+    expect(holders(ent)).toEqual(['a', 'w1']);
+    expect(h.services.leases.queued()).toBe(0);
+
+    const w2 = ask('w2', { wait_seconds: 2 });
+    await waiting(1);
+    const suspended = await h.req('POST', `/v1/entitlements/${ent}/suspend`);
+    expect(suspended.status, suspended.text).toBe(200);
+    const refused = await w2;
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('entitlement_inactive');
+    expect(h.services.leases.queued()).toBe(0);
+    expect(holders(ent)).toEqual(['a', 'w1']);
+    const denied = h.store.db
+      .prepare("SELECT reason FROM lease_events WHERE kind = 'deny' AND subject_id = 'w2'")
+      .pluck()
+      .all();
+    expect(denied).toEqual(['entitlement_inactive']);
+  });
+
+  it('a new entitlement of the same tenant and product serves the waiters of a full one', async () => {
+    const full = await concurrent(1);
+    expect((await ask('a')).status).toBe(201);
+    const w = ask('w', { wait_seconds: 2 });
+    await waiting(1);
+    const more = await concurrent(1);
+    const granted = await w;
+    expect(granted.status, granted.text).toBe(201);
+    expect(holders(full)).toEqual(['a']);
+    expect(holders(more)).toEqual(['w']);
+    expect(h.services.leases.queued()).toBe(0);
+  });
+
+  it('the refusal at the deadline states the policy of then, not of queue time', async () => {
+    const ent = await concurrent(2, { overdraft_seats: 1 });
+    for (const who of ['a', 'b', 'c']) expect((await ask(who)).status).toBe(201);
+    const w = ask('w', { wait_seconds: 1 });
+    await waiting(1);
+    const cut = await h.req('PATCH', `/v1/entitlements/${ent}`, {
+      policy_json: { type: 'concurrent', max_seats: 1 },
+    });
+    expect(cut.status, cut.text).toBe(200);
+    const late = await w;
+    expect(late.status).toBe(409);
+    expect(late.body.error.code).toBe('seats_exhausted');
+    expect(late.body.error.details).toMatchObject({
+      entitlement_id: ent,
+      max_seats: 1,
+      waited_seconds: 1,
+    });
+    expect(late.body.error.details.overdraft_seats).toBeUndefined();
+    expect(late.body.error.message).toContain('1 seat');
+    expect(holders(ent)).toEqual(['a', 'b', 'c']);
+  });
+
   it('exactly as many winners as seats freed, under a crowd', async () => {
     const ent = await concurrent(3);
     const first = await Promise.all(['a', 'b', 'c'].map((who) => ask(who)));
@@ -331,6 +397,37 @@ describe('a server that stops', () => {
   }, 30_000);
 });
 
+describe('a bundle import', () => {
+  it('that adds seats to an entitlement answers its waiters at once', async () => {
+    const w = createWorld();
+    try {
+      const policy = (seats: number) => ({ type: 'concurrent', max_seats: seats });
+      await w.importFile(w.sign(1, { entitlements: [ent('ent_b', { policy_json: policy(1) })] }));
+      const leaseOn = (who: string, extra: Record<string, unknown> = {}) =>
+        w.h.req(
+          'POST',
+          '/v1/license/lease',
+          { tenant_id: 'acme', product_id: 'cad', subject_type: 'user', subject_id: who, ...extra },
+          null,
+        );
+      expect((await leaseOn('a')).status).toBe(201);
+      const waiter = leaseOn('b', { wait_seconds: 2 });
+      for (let i = 0; i < 400 && w.h.services.leases.queued() !== 1; i++)
+        await new Promise((r) => setTimeout(r, 5));
+      expect(w.h.services.leases.queued()).toBe(1);
+      await w.importFile(
+        w.sign(2, { entitlements: [ent('ent_b', { policy_json: policy(2), rev: 2 })] }),
+      );
+      const answer = await waiter;
+      expect(answer.status, answer.text).toBe(201);
+      expect(w.h.services.leases.queued()).toBe(0);
+      expect(w.h.store.leases.counters('ent_b').activeLeases).toBe(2);
+    } finally {
+      w.h.close();
+    }
+  });
+});
+
 describe('the clock guard', () => {
   it('refuses borrows and waits on a bundle-managed entitlement while the clock is behind: 503, nothing queued', async () => {
     const w = createWorld();
@@ -353,7 +450,7 @@ describe('the clock guard', () => {
         expect(r.body.error.code).toBe('clock_suspect');
       }
       expect(w.h.services.leases.queued()).toBe(0);
-      expect(w.h.store.leases.borrowedCount('ent_b')).toBe(1);
+      expect(w.h.store.leases.liveBorrowedCount('ent_b', w.h.clock.now())).toBe(1);
     } finally {
       w.h.close();
     }

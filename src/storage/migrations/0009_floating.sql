@@ -6,8 +6,9 @@ ALTER TABLE leases ADD COLUMN overdraft INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE leases ADD COLUMN borrowed INTEGER NOT NULL DEFAULT 0;
 -- A named seat assigned past max_seats: its holder's leases are overdraft leases.
 ALTER TABLE seats ADD COLUMN overdraft INTEGER NOT NULL DEFAULT 0;
--- Borrowed leases with state 'active' (expired or not), so the borrow cap is one counter read.
-ALTER TABLE entitlement_counters ADD COLUMN borrowed_leases INTEGER NOT NULL DEFAULT 0;
+-- Borrowed leases in force, counted for max_borrowed_seats on a borrow request (derived, so no
+-- counter can drift when a lease ends by any path); plain leases never enter this index.
+CREATE INDEX leases_borrowed ON leases (entitlement_id, expires_at) WHERE state = 'active' AND borrowed = 1;
 -- grant and renew events: 1 overdraft, 2 borrowed (bits); NULL on plain ones. Usage and the CSV
 -- count overdraft grants from it (the vendor's true-up).
 ALTER TABLE lease_events ADD COLUMN flags INTEGER;
@@ -20,3 +21,5 @@ CREATE TABLE lease_instances (
   expires_at   INTEGER NOT NULL,
   PRIMARY KEY (lease_id, instance_id)
 ) STRICT, WITHOUT ROWID;
+-- The sweep forgets instances whose time has passed: a range, not a table scan.
+CREATE INDEX lease_instances_expiry ON lease_instances (expires_at);
