@@ -26,7 +26,7 @@ export function createAuditRepo(db: Db): AuditLog {
   const row = db.prepare<[number], AuditRow>('SELECT * FROM audit_log WHERE seq = ?');
   // The ledger of exports is sync's table; the head each export carried anchors the chain.
   const exported = db.prepare<[], { exportSeq: number; seq: number; hash: string }>(
-    'SELECT seq AS exportSeq, audit_seq AS seq, audit_hash AS hash FROM sync_exports ORDER BY seq DESC LIMIT 1',
+    'SELECT seq AS "exportSeq", audit_seq AS seq, audit_hash AS hash FROM sync_exports ORDER BY seq DESC LIMIT 1',
   );
 
   const repo: AuditLog = {

@@ -56,32 +56,11 @@ export function createInstallationRepo(db: Db) {
   const setVersion = db.prepare<[string, number, string]>(
     'UPDATE installations SET version = ?, updated_at = ? WHERE id = ?',
   );
-  // The filters are optional; `@x IS NULL OR …` keeps one prepared statement for every combination.
-  const listBy = db.prepare<
-    {
-      entitlement_id: string | null;
-      tenant_id: string | null;
-      quota: string | null;
-      products: string | null;
-      after: number;
-      limit: number;
-    },
-    InstallationRow
-  >(
-    `SELECT i.* FROM installations i JOIN entitlements e ON e.id = i.entitlement_id
-     WHERE (@entitlement_id IS NULL OR i.entitlement_id = @entitlement_id)
-       AND (@tenant_id IS NULL OR e.tenant_id = @tenant_id)
-       AND (@quota IS NULL OR i.quota = @quota)
-       AND (@products IS NULL OR e.product_id IN (SELECT value FROM json_each(@products)))
-       AND i.seq > @after
-     ORDER BY i.seq LIMIT @limit`,
-  );
-
   const event = db.prepare<[number, string, string, number]>(
     'INSERT INTO installation_events (at, entitlement_id, quota, delta) VALUES (?, ?, ?, ?)',
   );
   const daily = db.prepare<[number, number, string, number, number], QuotaDay>(
-    `SELECT (at / ?) * ? AS day, quota, sum(delta = 1) AS added, sum(delta = -1) AS removed
+    `SELECT (at / ?) * ? AS day, quota, count(*) FILTER (WHERE delta = 1) AS added, count(*) FILTER (WHERE delta = -1) AS removed
      FROM installation_events WHERE entitlement_id = ? AND at >= ? AND at < ?
      GROUP BY day, quota ORDER BY day, quota`,
   );
@@ -138,16 +117,25 @@ export function createInstallationRepo(db: Db) {
       setVersion.run(version, at, id);
     },
     list(f: InstallationFilter): StoredInstallation[] {
-      return listBy
-        .all({
-          entitlement_id: f.entitlementId ?? null,
-          tenant_id: f.tenantId ?? null,
-          quota: f.quota ?? null,
-          products: f.productIds === undefined ? null : JSON.stringify(f.productIds),
-          after: f.afterSeq,
-          limit: f.limit,
-        })
-        .map(fromRow);
+      // Only the filters given: one plan per combination (both stores cache the statement text).
+      const where = ['i.seq > @after'];
+      const params: Record<string, unknown> = { after: f.afterSeq, limit: f.limit };
+      const add = (cond: string, name: string, value: unknown) => {
+        where.push(cond);
+        params[name] = value;
+      };
+      if (f.entitlementId !== undefined) add('i.entitlement_id = @eid', 'eid', f.entitlementId);
+      if (f.tenantId !== undefined) add('e.tenant_id = @tenant', 'tenant', f.tenantId);
+      if (f.quota !== undefined) add('i.quota = @quota', 'quota', f.quota);
+      if (f.productIds !== undefined) {
+        // No product at all matches nothing (IN () is not SQL).
+        if (f.productIds.length === 0) return [];
+        where.push(`e.product_id IN (${f.productIds.map((_, k) => `@p${k}`).join(', ')})`);
+        f.productIds.forEach((id, k) => (params[`p${k}`] = id));
+      }
+      const sql = `SELECT i.* FROM installations i JOIN entitlements e ON e.id = i.entitlement_id
+        WHERE ${where.join(' AND ')} ORDER BY i.seq LIMIT @limit`;
+      return (db.prepare(sql).all(params) as InstallationRow[]).map(fromRow);
     },
   } satisfies InstallationRepo & Record<string, unknown>;
 }

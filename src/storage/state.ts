@@ -11,7 +11,7 @@ export function createStateRepo(db: Db) {
   );
   const del = db.prepare<[string]>('DELETE FROM server_state WHERE key = ?');
   const insertClockEvent = db.prepare(
-    'INSERT INTO clock_events (at, kind, hwm, details) VALUES (?, ?, ?, ?)',
+    'INSERT INTO clock_events (at, kind, hwm, details) VALUES (?, ?, ?, ?) RETURNING seq',
   );
   const clockEvents = db.prepare<
     [number, number],
@@ -37,10 +37,13 @@ export function createStateRepo(db: Db) {
       hwm: number,
       details: Record<string, unknown>,
     ): number {
-      return Number(
-        insertClockEvent.run(Math.floor(at), kind, Math.floor(hwm), JSON.stringify(details))
-          .lastInsertRowid,
-      );
+      const row = insertClockEvent.get(
+        Math.floor(at),
+        kind,
+        Math.floor(hwm),
+        JSON.stringify(details),
+      ) as { seq: number };
+      return Number(row.seq);
     },
     /** Is any active entitlement managed by a vendor bundle (the only kind a suspect clock refuses)? */
     hasBundleEntitlements(): boolean {

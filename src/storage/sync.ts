@@ -31,7 +31,7 @@ export function createSyncRepo(db: Db): SyncStore {
     'SELECT 1 AS one FROM sync_revocations WHERE entitlement_id = ?',
   );
   const revoke = db.prepare<[string, number, number]>(
-    'INSERT OR IGNORE INTO sync_revocations (entitlement_id, seq, revoked_at) VALUES (?, ?, ?)',
+    'INSERT INTO sync_revocations (entitlement_id, seq, revoked_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
   );
   const revocationCount = db.prepare<[], { n: number }>(
     'SELECT count(*) AS n FROM sync_revocations',
@@ -94,7 +94,9 @@ export function createSyncRepo(db: Db): SyncStore {
     db.exec(createSeen);
     if (seen) return seen;
     const clear = db.prepare('DELETE FROM temp.sync_seen');
-    const mark = db.prepare<[string]>('INSERT OR IGNORE INTO temp.sync_seen (id) VALUES (?)');
+    const mark = db.prepare<[string]>(
+      'INSERT INTO temp.sync_seen (id) VALUES (?) ON CONFLICT DO NOTHING',
+    );
     const suspend = db.prepare<[number], { id: string }>(
       `UPDATE entitlements SET status = 'suspended', updated_at = ?
        WHERE source = 'bundle' AND status = 'active' AND id NOT IN (SELECT id FROM temp.sync_seen)

@@ -4,7 +4,7 @@ import type { UsageRepo } from '../domain/store.ts';
 
 const DAY = 86_400_000;
 // Grants past max_seats and borrows started, from the event flags (EVENT_OVERDRAFT 1, EVENT_BORROWED 2).
-const FLAG_COUNTS = `sum(kind = 'grant' AND flags & 1 <> 0) AS overdraft_grants, sum(flags & 2 <> 0) AS borrows`;
+const FLAG_COUNTS = `count(*) FILTER (WHERE kind = 'grant' AND flags & 1 <> 0) AS overdraft_grants, count(*) FILTER (WHERE flags & 2 <> 0) AS borrows`;
 
 interface DayRow {
   day: number;
@@ -36,13 +36,13 @@ export function createUsageRepo(db: Db): UsageRepo {
       borrows: number | null;
     }
   >(
-    `SELECT sum(kind = 'grant') AS grants, sum(kind = 'renew') AS renewals, sum(kind = 'release') AS releases,
-            sum(kind = 'deny') AS denials, max(active_after) AS peak, ${FLAG_COUNTS}
+    `SELECT count(*) FILTER (WHERE kind = 'grant') AS grants, count(*) FILTER (WHERE kind = 'renew') AS renewals, count(*) FILTER (WHERE kind = 'release') AS releases,
+            count(*) FILTER (WHERE kind = 'deny') AS denials, max(active_after) AS peak, ${FLAG_COUNTS}
        FROM lease_events WHERE entitlement_id = ? AND at >= ? AND at < ?`,
   );
   const unique = db.prepare<[string, number, number], { n: number }>(
     `SELECT count(*) AS n FROM (SELECT DISTINCT subject_type, subject_id FROM lease_events
-      WHERE entitlement_id = ? AND at >= ? AND at < ? AND kind IN ('grant', 'renew'))`,
+      WHERE entitlement_id = ? AND at >= ? AND at < ? AND kind IN ('grant', 'renew')) AS s`,
   );
   const activeSeats = db.prepare<[number, number, string], { n: number }>(
     `SELECT count(*) AS n FROM seats s WHERE EXISTS (
@@ -51,8 +51,8 @@ export function createUsageRepo(db: Db): UsageRepo {
      AND s.entitlement_id = ?`,
   );
   const daily = db.prepare<[string, number, number], DayRow>(
-    `SELECT (at / ${DAY}) * ${DAY} AS day, sum(kind = 'grant') AS grants, sum(kind = 'renew') AS renewals,
-            sum(kind = 'release') AS releases, sum(kind = 'deny') AS denials, max(active_after) AS peak,
+    `SELECT (at / ${DAY}) * ${DAY} AS day, count(*) FILTER (WHERE kind = 'grant') AS grants, count(*) FILTER (WHERE kind = 'renew') AS renewals,
+            count(*) FILTER (WHERE kind = 'release') AS releases, count(*) FILTER (WHERE kind = 'deny') AS denials, max(active_after) AS peak,
             ${FLAG_COUNTS},
             count(DISTINCT CASE WHEN kind IN ('grant', 'renew') THEN subject_type || ':' || subject_id END) AS unique_subjects
        FROM lease_events WHERE entitlement_id = ? AND at >= ? AND at < ? GROUP BY at / ${DAY} ORDER BY day`,
