@@ -24,13 +24,20 @@ export async function buildCli({ outfile = 'dist/cli.cjs', compact = false } = {
     platform: 'node',
     target: 'node24',
     format: 'cjs',
-    external: ['*.node'],
+    // pg's optional native binding (pg-native) is never used: pure JavaScript.
+    external: ['*.node', 'pg-native'],
     legalComments: 'none',
     logLevel: 'warning',
   };
   const worker = await build({
     ...common,
     entryPoints: ['src/storage/checkpoint-worker.ts'],
+    write: false,
+  });
+  // The PostgreSQL connection thread (src/storage/pg/driver.ts), the same way.
+  const pgWorker = await build({
+    ...common,
+    entryPoints: ['src/storage/pg/worker.ts'],
     write: false,
   });
   await build({
@@ -47,6 +54,7 @@ export async function buildCli({ outfile = 'dist/cli.cjs', compact = false } = {
         JSON.parse(readFileSync(`${root}/package.json`, 'utf8')).version,
       ),
       __BPLS_CHECKPOINT_WORKER__: JSON.stringify(worker.outputFiles[0].text),
+      __BPLS_PG_WORKER__: JSON.stringify(pgWorker.outputFiles[0].text),
     },
   });
 }

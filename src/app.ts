@@ -5,7 +5,7 @@ import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { Services } from './context.ts';
-import type { Store } from './storage/store.ts';
+import type { AnyStore } from './storage/store.ts';
 import type { ServerInfo } from './data-dir.ts';
 import type { AppEnv } from './http/types.ts';
 import type { RouteKey } from './http/permissions.ts';
@@ -31,7 +31,7 @@ import { storageHealthOf, type StorageUpkeep } from './storage/upkeep.ts';
 
 export interface AppDeps {
   services: Services;
-  store: Store;
+  store: AnyStore;
   clock: Clock;
   info: ServerInfo;
   log: Logger;
@@ -44,7 +44,8 @@ export interface AppDeps {
    * no checkpoint thread.
    */
   storage?: Pick<StorageUpkeep, 'health'> & {
-    checkpointer?: Pick<StorageUpkeep['checkpointer'], 'walBytes' | 'stats'>;
+    checkpointer?:
+      Pick<NonNullable<StorageUpkeep['checkpointer']>, 'walBytes' | 'stats'> | undefined;
   };
   /** The server's body reader (its budget); without it the app makes one for unbudgeted reads. */
   bodies?: BodyReader;

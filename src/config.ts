@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { AppError } from './errors.ts';
 import { defaultNativeCacheDir } from './storage/native.ts';
 import { oneOf, parseWith } from './schemas.ts';
 import { parseFlags } from './flag-errors.ts';
@@ -14,12 +15,15 @@ export type Env = Record<string, string | undefined>;
 
 export interface GlobalFlags {
   dataDir?: string | undefined;
+  database?: string | undefined;
   nativeCacheDir?: string | undefined;
   json?: boolean | undefined;
 }
 
 export interface GlobalConfig {
   dataDir: string;
+  /** A PostgreSQL connection string (--database, BPLS_DATABASE_URL); undefined: SQLite in dataDir. */
+  database: string | undefined;
   nativeCacheDir: string;
   durability: Durability;
   json: boolean;
@@ -34,6 +38,7 @@ export function resolveGlobal(flags: GlobalFlags, env: Env, cwd: string): Global
   const cacheOverride = flags.nativeCacheDir ?? env.BPLS_NATIVE_CACHE_DIR;
   return {
     dataDir,
+    database: databaseUrl(flags.database ?? env.BPLS_DATABASE_URL),
     nativeCacheDir:
       cacheOverride !== undefined
         ? resolve(cwd, cacheOverride)
@@ -41,6 +46,29 @@ export function resolveGlobal(flags: GlobalFlags, env: Env, cwd: string): Global
     durability: parseWith(durabilitySchema, env.BPLS_DURABILITY ?? 'full', 'BPLS_DURABILITY'),
     json: flags.json ?? false,
   };
+}
+
+/**
+ * --database / BPLS_DATABASE_URL: empty means SQLite; anything else must be a PostgreSQL URL.
+ * @throws AppError `invalid_request` (usage) naming the option.
+ */
+function databaseUrl(v: string | undefined): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  let u: URL | undefined;
+  try {
+    u = new URL(v);
+  } catch {
+    u = undefined;
+  }
+  if (!u || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') || !u.hostname) {
+    throw new AppError(
+      'invalid_request',
+      '--database (BPLS_DATABASE_URL) must be a PostgreSQL URL, postgres://user[:password]@host[:port]/database',
+      { usage: true },
+      'leave it unset for the embedded SQLite database in the data directory',
+    );
+  }
+  return v;
 }
 
 export interface ServeFlags {

@@ -11,7 +11,8 @@ import {
 } from './data-dir.ts';
 import { databaseBytes, QUICK_CHECK_MAX_BYTES } from './storage/integrity.ts';
 import type { Durability } from './storage/db.ts';
-import { openStore, type Store } from './storage/store.ts';
+import { openStore, type AnyStore } from './storage/store.ts';
+import { openPgStore, SERVER_LOCK_TIMEOUT_MS } from './storage/pg/store.ts';
 import { loadSqliteBinding } from './storage/native.ts';
 import { createEntitlementService } from './domain/entitlements.ts';
 import { createApiTokenService } from './domain/api-tokens.ts';
@@ -27,6 +28,12 @@ import { createTemplateService } from './domain/templates.ts';
 
 export interface ContextOptions {
   dataDir: string;
+  /**
+   * A PostgreSQL connection string (`postgres://…`): the store is that database, shared with the
+   * other server processes; the data directory keeps the identity files only. Undefined: SQLite in
+   * the data directory.
+   */
+  database?: string | undefined;
   nativeCacheDir: string;
   durability?: Durability;
   clock?: Clock;
@@ -52,7 +59,7 @@ export interface StartupCheck {
 export interface Context {
   dataDir: string;
   clock: Clock;
-  store: Store;
+  store: AnyStore;
   info: ServerInfo;
   key: SigningKey;
   services: Services;
@@ -72,7 +79,7 @@ export interface ServiceOptions {
 }
 
 export function createServices(
-  store: Store,
+  store: AnyStore,
   clock: Clock,
   key: SigningKey,
   info: ServerInfo,
@@ -138,6 +145,8 @@ export function createServices(
  *   `storage_unavailable` (read-only file system)
  */
 export function openContext(opts: ContextOptions): Context {
+  if (opts.database !== undefined)
+    return openPgContext(opts as ContextOptions & { database: string });
   const { info, key } = loadIdentity(opts.dataDir);
   assertWritable(opts.dataDir);
   const file = dataPaths(opts.dataDir).db;
@@ -182,6 +191,55 @@ export function openContext(opts: ContextOptions): Context {
   return {
     ...(startupCheck ? { startupCheck } : {}),
     modeNotes,
+    dataDir: opts.dataDir,
+    clock,
+    store,
+    info,
+    key,
+    services: createServices(store, clock, key, info, {
+      monotonicMs: () => performance.now(),
+      ...opts.services,
+    }),
+    close: () => store.close(),
+  };
+}
+
+/**
+ * openContext on PostgreSQL: the identity files from the data directory (each node has a copy),
+ * the database migrated under its advisory lock, and the server id it was initialised for.
+ *
+ * @throws AppError `not_found` (identity files), `storage_unavailable` (PostgreSQL unreachable),
+ *   `conflict` (the database belongs to another server, or was never initialised by `init`)
+ */
+function openPgContext(opts: ContextOptions & { database: string }): Context {
+  const { info, key } = loadIdentity(opts.dataDir, { withDatabase: false });
+  const serving = opts.busyTimeoutMs !== undefined;
+  const store = openPgStore(opts.database, {
+    dataDir: opts.dataDir,
+    ...(serving ? { lockTimeoutMs: SERVER_LOCK_TIMEOUT_MS } : {}),
+  });
+  const recorded = store.state.get('server_id');
+  if (recorded !== info.server_id) {
+    store.close();
+    throw new AppError(
+      'conflict',
+      recorded === undefined
+        ? `the PostgreSQL database ${store.file} was not initialised for server ${info.server_id}; refusing to start`
+        : `server.json names server ${info.server_id} but the PostgreSQL database belongs to ${recorded}; refusing to start`,
+      {
+        data_dir: opts.dataDir,
+        check: 'identity',
+        server_json: info.server_id,
+        database: recorded ?? null,
+      },
+      recorded === undefined
+        ? 'run bp-license-server init --database <url> once, then copy the data directory to every node'
+        : 'give every node a copy of the data directory made by the init that created this database',
+    );
+  }
+  const clock = opts.clock ?? systemClock;
+  return {
+    modeNotes: tightenModes(opts.dataDir, { dir: false }),
     dataDir: opts.dataDir,
     clock,
     store,

@@ -12,7 +12,7 @@ import {
   fsyncSync,
   closeSync,
 } from 'node:fs';
-import { dirname, isAbsolute, join, relative } from 'node:path';
+import { dirname, isAbsolute, join, relative, basename } from 'node:path';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { AppError } from './errors.ts';
@@ -225,9 +225,15 @@ function shownPath(file: string): string {
  * @throws AppError `not_found` (no server), `conflict` (partial or inconsistent, details.check =
  *   "identity"), `forbidden` (server.key readable by others)
  */
-export function loadIdentity(dataDir: string): { info: ServerInfo; key: SigningKey } {
+export function loadIdentity(
+  dataDir: string,
+  o: { withDatabase?: boolean } = {},
+): { info: ServerInfo; key: SigningKey } {
   const p = dataPaths(dataDir);
-  const state = initState(dataDir);
+  // On PostgreSQL (withDatabase false) the directory holds the identity files only.
+  const files = o.withDatabase === false ? [p.key, p.info] : [p.db, p.key, p.info];
+  const present = files.filter((f) => existsSync(f)).length;
+  const state = present === 0 ? 'none' : present === files.length ? 'complete' : 'partial';
   if (state === 'none') {
     const nearby = nearbyServers(dataDir).map(shownPath);
     const init = `bp-license-server init --data-dir ${shownPath(dataDir)}`;
@@ -243,10 +249,10 @@ export function loadIdentity(dataDir: string): { info: ServerInfo; key: SigningK
     );
   }
   if (state === 'partial') {
-    const missing = [p.db, p.key, p.info].filter((f) => !existsSync(f));
+    const missing = files.filter((f) => !existsSync(f));
     throw new AppError(
       'conflict',
-      `${dataDir} is only partly initialised (license.db, server.key and server.json must all be there; missing: ${missing.join(', ')}); refusing to start, and nothing is re-created`,
+      `${dataDir} is only partly initialised (${files.map((f) => basename(f)).join(', ')} must all be there; missing: ${missing.join(', ')}); refusing to start, and nothing is re-created`,
       { data_dir: dataDir, check: 'files', missing },
       'restore the missing files from a backup of this server, or run init --force to start over (existing files are kept aside)',
     );

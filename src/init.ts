@@ -15,7 +15,9 @@ import {
   type ServerInfo,
 } from './data-dir.ts';
 import { createServices, openContext } from './context.ts';
-import { openStore } from './storage/store.ts';
+import { openStore, type AnyStore } from './storage/store.ts';
+import { openPgStore } from './storage/pg/store.ts';
+import { redactUrl } from './storage/pg/driver.ts';
 import type { Durability } from './storage/db.ts';
 import { loadSqliteBinding } from './storage/native.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
@@ -25,6 +27,8 @@ import { makeDirs } from './fs-dirs.ts';
 
 export interface InitOptions {
   dataDir: string;
+  /** PostgreSQL's connection string: the database is initialised there, the data directory gets the identity files. */
+  database?: string | undefined;
   nativeCacheDir: string;
   durability: Durability;
   /** Vendor keys to pin (parsed and checked by the caller: sync/trust.ts parseVendorKeys). */
@@ -68,6 +72,8 @@ export interface InitResult {
 export function initServer(o: InitOptions): InitResult {
   const clock = o.clock ?? systemClock;
   const vendorKids = o.vendorKeys.map((k) => k.kid);
+  if (o.database !== undefined)
+    return initPg(o as InitOptions & { database: string }, clock, vendorKids);
   const state = initState(o.dataDir);
   if (state === 'complete' && !o.force) return existing(o, clock, vendorKids);
   if (state === 'partial' && !o.force) {
@@ -125,18 +131,7 @@ export function initServer(o: InitOptions): InitResult {
     let adminToken: string;
     try {
       const services = createServices(store, clock, key, info);
-      store.tx(() => {
-        store.state.set('server_id', info.server_id);
-        store.audit.append({
-          at: now,
-          actor: o.actor,
-          action: 'server.init',
-          targetType: 'server',
-          targetId: info.server_id,
-          details: { public_key: info.public_key, kid: info.kid },
-        });
-        if (o.vendorKeys.length > 0) pinAtInit(store, o.vendorKeys, o.actor, now);
-      });
+      store.tx(() => recordInit(store, info, o, now));
       adminToken = services.apiTokens.create(
         { name: 'initial admin', role: 'admin' },
         o.actor,
@@ -158,6 +153,7 @@ function existing(o: InitOptions, clock: Clock, vendorKids: string[]): InitResul
   // a server whose database is empty or damaged.
   const checked = openContext({
     dataDir: o.dataDir,
+    database: o.database,
     nativeCacheDir: o.nativeCacheDir,
     durability: o.durability,
   });
@@ -178,4 +174,75 @@ function existing(o: InitOptions, clock: Clock, vendorKids: string[]): InitResul
     ...(pinned ? { pinned } : {}),
     movedAside: [],
   };
+}
+
+/** The database's side of a new server, in the caller's transaction: its id, the init row, the vendor keys. */
+function recordInit(store: AnyStore, info: ServerInfo, o: InitOptions, now: number): void {
+  store.state.set('server_id', info.server_id);
+  store.audit.append({
+    at: now,
+    actor: o.actor,
+    action: 'server.init',
+    targetType: 'server',
+    targetId: info.server_id,
+    details: { public_key: info.public_key, kid: info.kid },
+  });
+  if (o.vendorKeys.length > 0) pinAtInit(store, o.vendorKeys, o.actor, now);
+}
+
+/**
+ * init on PostgreSQL: the database is initialised once, for one identity, by whichever init takes
+ * the write lock first; every node then runs with a copy of that data directory. A data directory
+ * holding an identity already is checked against the database (openContext) and left as it is.
+ *
+ * @throws AppError `conflict` (the database belongs to a server initialised elsewhere; --force,
+ *   which has no meaning here), `storage_unavailable` (PostgreSQL unreachable)
+ */
+function initPg(
+  o: InitOptions & { database: string },
+  clock: Clock,
+  vendorKids: string[],
+): InitResult {
+  if (o.force) {
+    throw new AppError(
+      'conflict',
+      'init --force does not apply on PostgreSQL: the database is shared by every node',
+      { database: redactUrl(o.database) },
+      "to start over, drop and create the database with PostgreSQL's tools, then run init once",
+    );
+  }
+  if (existsSync(dataPaths(o.dataDir).info)) return existing(o, clock, vendorKids);
+  if (existsSync(dataPaths(o.dataDir).key)) {
+    throw new AppError(
+      'conflict',
+      `${o.dataDir} is only partly initialised (server.key without server.json); refusing to overwrite it`,
+      { data_dir: o.dataDir },
+      'restore it from a copy of the data directory, or give an empty --data-dir',
+    );
+  }
+  makeDirs(o.dataDir, 0o700);
+  const now = clock.now();
+  const { info, key } = newIdentity(now);
+  const store = openPgStore(o.database, { dataDir: o.dataDir });
+  let adminToken: string;
+  try {
+    const services = createServices(store, clock, key, info);
+    store.tx(() => {
+      const recorded = store.state.get('server_id');
+      if (recorded !== undefined) {
+        throw new AppError(
+          'conflict',
+          `the PostgreSQL database ${store.file} was initialised already, by server ${recorded}; nothing was created`,
+          { database: store.file, server_id: recorded },
+          "copy that server's data directory (server.key, server.json) to this node and run serve with the same --database",
+        );
+      }
+      recordInit(store, info, o, now);
+    });
+    adminToken = services.apiTokens.create({ name: 'initial admin', role: 'admin' }, o.actor).token;
+  } finally {
+    store.close();
+  }
+  writeIdentity(o.dataDir, { info, key });
+  return { created: true, info, adminToken, vendorKids, movedAside: [] };
 }

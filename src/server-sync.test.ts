@@ -107,7 +107,7 @@ describe('startServer with sync', () => {
 
       await server.close();
       closed = true;
-      expect(server.ctx.store.db.open).toBe(false);
+      expect(server.ctx.store.kind === 'sqlite' && server.ctx.store.db.open).toBe(false);
       expect(connectionsTo(db)).toBe(0);
       // Stopped: a bundle dropped now stays in the inbox.
       const logged = lines.length;

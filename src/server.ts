@@ -22,6 +22,8 @@ import { join } from 'node:path';
 
 export interface ServeConfig {
   dataDir: string;
+  /** PostgreSQL's connection string; undefined: SQLite in the data directory. */
+  database?: string | undefined;
   nativeCacheDir: string;
   host: string;
   port: number;
@@ -83,6 +85,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   }
   const ctx = openContext({
     dataDir: config.dataDir,
+    database: config.database,
     nativeCacheDir: config.nativeCacheDir,
     durability: config.durability,
     // Never sleep long on another process's lock on the event loop: longer waits are timers.

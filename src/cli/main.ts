@@ -45,6 +45,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       const g = kit.globals(cmd);
       const ctx = openContext({
         dataDir: g.dataDir,
+        database: g.database,
         nativeCacheDir: g.nativeCacheDir,
         durability: g.durability,
       });
@@ -93,6 +94,10 @@ export function buildProgram(kit: CommandKit): Command {
     )
     .version(VERSION, '-V, --version', 'print the version')
     .option('--data-dir <dir>', 'data directory (env BPLS_DATA_DIR, default ./data)')
+    .option(
+      '--database <url>',
+      'run on PostgreSQL (postgres://…) instead of SQLite in the data directory, which then keeps the identity files only (env BPLS_DATABASE_URL)',
+    )
     .option(
       '--native-cache-dir <dir>',
       'where the single executable unpacks its SQLite addon; must allow exec (env BPLS_NATIVE_CACHE_DIR)',

@@ -11,6 +11,8 @@ import { AppError } from '../errors.ts';
 export function storageFailure(err: unknown): AppError | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return undefined;
+  const pg = postgresFailure(code);
+  if (pg) return pg;
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
     return new AppError(
       'busy',
@@ -35,6 +37,42 @@ export function storageFailure(err: unknown): AppError | undefined {
     return new AppError(
       'storage_unavailable',
       'the database cannot be written just now (read-only file system, permissions or an I/O error); nothing was changed',
+      { retry_after_seconds: 30 },
+    );
+  }
+  return undefined;
+}
+
+/**
+ * The same for PostgreSQL (storage/pg/): unreachable (our BPLS_PG_UNAVAILABLE: refused, lost,
+ * timed out; SQLSTATE classes 08 and 57P: connection failures, shutdowns) and too many connections
+ * are `storage_unavailable`; another process's lock past its timeout, a deadlock or a
+ * serialization failure are `busy`; disk full (53100) is `storage_full`.
+ */
+function postgresFailure(code: string): AppError | undefined {
+  if (
+    code === 'BPLS_PG_UNAVAILABLE' ||
+    code.startsWith('08') ||
+    code.startsWith('57P') ||
+    code === '53300'
+  ) {
+    return new AppError(
+      'storage_unavailable',
+      'the PostgreSQL server cannot be reached just now; nothing was changed',
+      { retry_after_seconds: 2 },
+    );
+  }
+  if (code === '55P03' || code === '40P01' || code === '40001') {
+    return new AppError(
+      'busy',
+      'the database is busy (another server process holds its write lock); try again shortly',
+      { retry_after_seconds: 1 },
+    );
+  }
+  if (code === '53100') {
+    return new AppError(
+      'storage_full',
+      "the disk holding PostgreSQL's data is full; nothing was changed",
       { retry_after_seconds: 30 },
     );
   }

@@ -14,8 +14,10 @@ export const PROBE_INTERVAL_MS = 1000;
 export const FREE_BYTES_TO_RECOVER = 1 << 20;
 
 export interface StorageHealthOptions {
-  /** The serving connection. */
-  db: Db;
+  /** The serving connection (SQLite); or give `probeWrite`. */
+  db?: Db;
+  /** Another store's probe: one small durable write, throwing when it fails (PostgreSQL). */
+  probeWrite?: () => void;
   /** The folder holding the database (free space is read there). */
   dir: string;
   log: Logger;
@@ -124,7 +126,15 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
     if (condition === 'ok') return;
     lastProbe = now();
     if (condition === 'storage_full' && !enoughSpace()) return;
-    if (db.inTransaction || !db.open) return;
+    if (opts.probeWrite) {
+      try {
+        opts.probeWrite();
+      } catch {
+        return; // still failing: the episode goes on
+      }
+      return recovered();
+    }
+    if (!db || db.inTransaction || !db.open) return;
     let busyTimeout = 5000;
     let ok = false;
     try {

@@ -60,7 +60,7 @@ export function createLeaseRepo(db: Db): LeaseRepo {
   );
   const bumpActive = db.prepare<[string, number], { active_leases: number }>(
     `INSERT INTO entitlement_counters (entitlement_id, active_leases) VALUES (?, ?)
-     ON CONFLICT (entitlement_id) DO UPDATE SET active_leases = active_leases + excluded.active_leases RETURNING active_leases`,
+     ON CONFLICT (entitlement_id) DO UPDATE SET active_leases = entitlement_counters.active_leases + excluded.active_leases RETURNING active_leases`,
   );
   const borrow = db.prepare<[string]>('UPDATE leases SET borrowed = 1 WHERE id = ?');
   const pruneInstances = db.prepare<[number]>('DELETE FROM lease_instances WHERE expires_at <= ?');
@@ -83,7 +83,7 @@ export function createLeaseRepo(db: Db): LeaseRepo {
   );
   const bumpSeats = db.prepare<[string, number]>(
     `INSERT INTO entitlement_counters (entitlement_id, seats_assigned) VALUES (?, ?)
-     ON CONFLICT (entitlement_id) DO UPDATE SET seats_assigned = seats_assigned + excluded.seats_assigned`,
+     ON CONFLICT (entitlement_id) DO UPDATE SET seats_assigned = entitlement_counters.seats_assigned + excluded.seats_assigned`,
   );
   const counters = db.prepare<[string], { active_leases: number; seats_assigned: number }>(
     'SELECT active_leases, seats_assigned FROM entitlement_counters WHERE entitlement_id = ?',

@@ -10,7 +10,12 @@ import { resolveGlobal } from '../config.ts';
 import { createIdentity, dataPaths } from '../data-dir.ts';
 import { silentLogger } from '../log.ts';
 import { startServer, type RunningServer } from '../server.ts';
-import { openStore } from './store.ts';
+import { openStore, type AnyStore } from './store.ts';
+
+const sqliteDb = (s: AnyStore) => {
+  if (s.kind !== 'sqlite') throw new Error('an SQLite store was expected');
+  return s.db;
+};
 import { tempDir } from '../../test/helpers.ts';
 
 /** PRAGMA synchronous answers a number: https://sqlite.org/pragma.html#pragma_synchronous */
@@ -52,7 +57,10 @@ describe('the serving connection', () => {
   it('by default (no BPLS_DURABILITY): journal_mode=WAL and synchronous=FULL', async () => {
     expect(resolveGlobal({}, {}, '/').durability).toBe('full');
     const s = await serveWith({});
-    expect(pragmas(s.ctx.store.db)).toEqual({ journal: 'wal', synchronous: SYNCHRONOUS.FULL });
+    expect(pragmas(sqliteDb(s.ctx.store))).toEqual({
+      journal: 'wal',
+      synchronous: SYNCHRONOUS.FULL,
+    });
     expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
     // WAL is recorded in the file, so every other process that opens it (the CLI beside a running
     // server) shares it; synchronous is per connection, hence read on the server's own above.
@@ -66,7 +74,10 @@ describe('the serving connection', () => {
 
   it('with BPLS_DURABILITY=normal: still WAL, synchronous=NORMAL', async () => {
     const s = await serveWith({ BPLS_DURABILITY: 'normal' });
-    expect(pragmas(s.ctx.store.db)).toEqual({ journal: 'wal', synchronous: SYNCHRONOUS.NORMAL });
+    expect(pragmas(sqliteDb(s.ctx.store))).toEqual({
+      journal: 'wal',
+      synchronous: SYNCHRONOUS.NORMAL,
+    });
   });
 
   it('refuses any other BPLS_DURABILITY before opening anything', () => {

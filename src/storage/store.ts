@@ -35,6 +35,7 @@ export type { TxAsyncOptions } from '../domain/store.ts';
  * batch() is the group commit (group-commit.ts).
  */
 export interface Store extends DomainStore {
+  readonly kind: 'sqlite';
   entitlements: ReturnType<typeof createEntitlementRepo>;
   apiTokens: ReturnType<typeof createApiTokenRepo>;
   audit: ReturnType<typeof createAuditRepo>;
@@ -68,6 +69,7 @@ export function createStore(db: Db): Store {
   // a TEMP table and prepares its statements.
   let sync: SyncStore | undefined;
   return {
+    kind: 'sqlite',
     db,
     entitlements: createEntitlementRepo(db),
     apiTokens: createApiTokenRepo(db),
@@ -123,3 +125,6 @@ export function createStore(db: Db): Store {
 export function openStore(file: string, opts: OpenOptions = {}): Store {
   return createStore(openDatabase(file, opts));
 }
+
+/** Either store the server runs on: SQLite in the data directory, or PostgreSQL (storage/pg/). */
+export type AnyStore = Store | import('./pg/store.ts').PgStore;

@@ -14,7 +14,14 @@ import type {
  * bookkeeping of an import, and the reads an export makes: the SyncStore of the domain, for
  * SQLite. Writes run inside the caller's IMMEDIATE transaction.
  */
-export function createSyncRepo(db: Db): SyncStore {
+/**
+ * `host` overrides what another store answers differently: the folder for an import's work files
+ * (beside the database file by default) and whether a write waits only briefly for the lock.
+ */
+export function createSyncRepo(
+  db: Db,
+  host: { workDir?: string; waitsBriefly?: () => boolean } = {},
+): SyncStore {
   const lastImport = db.prepare<[], SyncImportRecord>(
     'SELECT * FROM sync_imports ORDER BY seq DESC LIMIT 1',
   );
@@ -149,9 +156,10 @@ export function createSyncRepo(db: Db): SyncStore {
       if (db.inTransaction) commit.run();
     },
     // Asked when a stepwise apply starts, outside any retry (which turns the timeout off meanwhile).
-    waitsBriefly: () =>
-      (db.pragma('busy_timeout', { simple: true }) as number) <= SERVER_BUSY_TIMEOUT_MS,
-    workDir: (name) => join(dirname(db.name), name),
+    waitsBriefly:
+      host.waitsBriefly ??
+      (() => (db.pragma('busy_timeout', { simple: true }) as number) <= SERVER_BUSY_TIMEOUT_MS),
+    workDir: (name) => join(host.workDir ?? dirname(db.name), name),
     eventHead: () => eventHead.get()?.seq ?? 0,
     usage: (fromSeq, toSeq) => usage.iterate({ from: fromSeq, to: toSeq }),
     seats: () => seats.iterate(),

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import type { Logger } from '../log.ts';
-import type { Store } from './store.ts';
+import type { AnyStore, Store } from './store.ts';
+import type { PgStore } from './pg/store.ts';
 import { startCheckpointer, type Checkpointer } from './checkpointer.ts';
 import { createStorageHealth, type StorageHealth } from './health.ts';
 import { sqliteAddonFile } from './native.ts';
@@ -8,7 +9,8 @@ import { sqliteAddonFile } from './native.ts';
 /** The serving process's care of its storage: episodes of unwritable storage, and the WAL. */
 export interface StorageUpkeep {
   health: StorageHealth;
-  checkpointer: Checkpointer;
+  /** SQLite's WAL checkpoint thread (none on PostgreSQL, which checkpoints itself). */
+  checkpointer?: Checkpointer;
   /** Stops the checkpoint thread and the probes; call before closing the serving connection. */
   close(): Promise<void>;
 }
@@ -19,7 +21,27 @@ export interface StorageUpkeep {
  * counts in the episode; an episode's end has the WAL copied and cut to zero (a WAL that filled the
  * disk gives its space back).
  */
-export function startStorageUpkeep(opts: { store: Store; log: Logger }): StorageUpkeep {
+export function startStorageUpkeep(opts: { store: AnyStore; log: Logger }): StorageUpkeep {
+  if (opts.store.kind === 'postgres') return pgUpkeep(opts.store, opts.log);
+  return sqliteUpkeep(opts.store, opts.log);
+}
+
+/**
+ * On PostgreSQL: unreachable (or full) database episodes, probed by a small durable write of one
+ * server_state row; PostgreSQL checkpoints itself.
+ */
+function pgUpkeep(store: PgStore, log: Logger): StorageUpkeep {
+  const health = storageHealthOf(store, log);
+  return {
+    health,
+    async close() {
+      health.close();
+    },
+  };
+}
+
+function sqliteUpkeep(store: Store, log: Logger): StorageUpkeep {
+  const opts = { store, log };
   let checkpointer: Checkpointer | undefined;
   const health = storageHealthOf(opts.store, opts.log, () => checkpointer?.truncate());
   health.checkSpace();
@@ -38,7 +60,7 @@ export function startStorageUpkeep(opts: { store: Store; log: Logger }): Storage
     checkpointer,
     async close() {
       health.close();
-      await checkpointer.close();
+      await checkpointer!.close();
     },
   };
 }
@@ -48,10 +70,17 @@ export function startStorageUpkeep(opts: { store: Store; log: Logger }): Storage
  * `onRecovered` runs when an episode ends.
  */
 export function storageHealthOf(
-  store: Store,
+  store: AnyStore,
   log: Logger,
   onRecovered?: () => void,
 ): StorageHealth {
+  if (store.kind === 'postgres') {
+    return createStorageHealth({
+      dir: path.dirname(store.sync.workDir('probe')),
+      log,
+      probeWrite: () => store.tx(() => store.state.set('storage_probe', String(Date.now()))),
+    });
+  }
   return createStorageHealth({
     db: store.db,
     dir: path.dirname(store.file),

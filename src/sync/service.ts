@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { toIso, type Clock } from '../clock.ts';
 import type { ServerInfo } from '../data-dir.ts';
 import type { AppError } from '../errors.ts';
-import type { Store } from '../storage/store.ts';
+import type { AnyStore as Store } from '../storage/store.ts';
 import type { AuditService } from '../domain/audit.ts';
 import type { SigningKey } from '../tokens/keys.ts';
 import { ruleOf } from './format.ts';

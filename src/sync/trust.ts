@@ -3,7 +3,7 @@
  * afterwards only by a signed bundle (setting `vendor_keys`).
  */
 import { AppError } from '../errors.ts';
-import type { Store } from '../storage/store.ts';
+import type { AnyStore as Store } from '../storage/store.ts';
 import { TokenError } from '../tokens/errors.ts';
 import { verifyKeyFromPaserk, type VerifyKey } from '../tokens/keys.ts';
 

@@ -38,6 +38,7 @@ export function registerInit(program: Command, kit: CommandKit): void {
       );
       const r = initServer({
         dataDir: g.dataDir,
+        database: g.database,
         nativeCacheDir: g.nativeCacheDir,
         durability: g.durability,
         vendorKeys,

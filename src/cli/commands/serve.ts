@@ -1,3 +1,4 @@
+import { redactUrl } from '../../storage/pg/driver.ts';
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -139,7 +140,9 @@ export function registerServe(program: Command, kit: CommandKit): void {
       // A read-only file system is refused as such (storage_unavailable), before the lock file is
       // tried. Nothing of a second server starts before the lock says it is alone.
       let lock: DataDirLock | undefined;
-      if (initState(g.dataDir) !== 'none') {
+      // On PostgreSQL several servers share the database (and may share a copy of the identity
+      // files): the data directory's lock is SQLite's, not theirs.
+      if (g.database === undefined && initState(g.dataDir) !== 'none') {
         assertWritable(g.dataDir);
         lock = lockDataDir(g.dataDir, {
           role: 'serve',
@@ -179,6 +182,7 @@ export function registerServe(program: Command, kit: CommandKit): void {
         server = await startServer(
           {
             dataDir: g.dataDir,
+            database: g.database,
             nativeCacheDir: g.nativeCacheDir,
             host: s.host,
             port: s.port,
@@ -202,7 +206,7 @@ export function registerServe(program: Command, kit: CommandKit): void {
         url: server.url,
         server_id: server.ctx.info.server_id,
         data_dir: g.dataDir,
-        durability: g.durability,
+        ...(g.database ? { database: redactUrl(g.database) } : { durability: g.durability }),
         ...(logFile ? { log_file: logFile.path } : {}),
       });
       const signal = await (kit.io.stopSignal ?? new Promise<string>(() => {}));

@@ -1,0 +1,185 @@
+/**
+ * The PostgreSQL connection thread (driver.ts starts it). It owns the `pg` clients, so the main
+ * thread can ask a question and block on the answer (Atomics.wait) while the socket is served
+ * here: the repositories stay synchronous on both stores.
+ *
+ * Requests arrive in order on one port and each is handed to its client at once; a `pg` client
+ * runs its queries in the order it was given them, so a statement sent without waiting (a write
+ * inside a transaction) still runs before the next one. Two clients: 0 the writer (transactions and
+ * every write), 1 the reader (plain reads outside a transaction).
+ *
+ * Connection loss: the client is dropped and the next request connects again (the server needs no
+ * restart when PostgreSQL comes back). A transaction that was open when its connection went is
+ * refused to the end: every statement is answered with the loss until the main thread's ROLLBACK,
+ * so nothing of it can run outside a transaction on the next connection. A write sent without
+ * waiting that fails makes the same first error the answer to every later statement of its
+ * transaction (PostgreSQL would only say "current transaction is aborted").
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import pg from 'pg';
+import {
+  UNAVAILABLE,
+  type Reply,
+  type Request,
+  type WireError,
+  type WorkerData,
+} from './protocol.ts';
+
+const data = workerData as WorkerData;
+const wake = new Int32Array(data.wake);
+
+// Whole numbers come back as numbers (times are epoch ms, far below 2^53), flags as 0/1: what
+// better-sqlite3 answers, so one repository reads both stores.
+const NUMBER = (v: string) => Number(v);
+const PARSERS: Record<number, (v: string) => unknown> = {
+  20: NUMBER, // int8
+  1700: NUMBER, // numeric (sum of int8)
+  16: (v: string) => (v === 't' ? 1 : 0), // bool
+};
+const types = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+    PARSERS[oid] ?? pg.types.getTypeParser(oid, format ?? 'text'),
+};
+
+interface Conn {
+  client: pg.Client | null;
+  connecting: Promise<pg.Client> | null;
+  inTx: boolean;
+  /** The first failure of the open transaction: every later statement of it answers this. */
+  txError: WireError | null;
+}
+
+const conns: [Conn, Conn] = [
+  { client: null, connecting: null, inTx: false, txError: null },
+  { client: null, connecting: null, inTx: false, txError: null },
+];
+
+function unavailable(reason: string): WireError {
+  return { message: `the PostgreSQL server cannot be reached (${reason})`, code: UNAVAILABLE };
+}
+
+function toWire(err: unknown): WireError {
+  const e = err as { message?: string; code?: string; detail?: string };
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  // Socket-level failures carry Node's codes (ECONNREFUSED…) or none at all.
+  if (!code || /^E[A-Z]+$/.test(code) || code.startsWith('08') || code.startsWith('57P')) {
+    return unavailable(e.message ?? String(err));
+  }
+  return {
+    message: e.message ?? String(err),
+    code,
+    ...(e.detail ? { detail: e.detail } : {}),
+  };
+}
+
+function drop(conn: Conn, client: pg.Client, reason: string): void {
+  if (conn.client !== client) return;
+  conn.client = null;
+  if (conn.inTx && !conn.txError) conn.txError = unavailable(reason);
+  client.end().catch(() => {});
+}
+
+function connect(conn: Conn): Promise<pg.Client> {
+  if (conn.client) return Promise.resolve(conn.client);
+  conn.connecting ??= (async () => {
+    const client = new pg.Client({
+      connectionString: data.url,
+      connectionTimeoutMillis: data.connectTimeoutMs,
+      keepAlive: true,
+      application_name: 'bp-license-server',
+      types,
+      ...(data.statementTimeoutMs > 0 ? { statement_timeout: data.statementTimeoutMs } : {}),
+    });
+    client.on('error', (err) => drop(conn, client, err.message));
+    client.on('end', () => drop(conn, client, 'connection closed'));
+    try {
+      await client.connect();
+    } catch (err) {
+      client.end().catch(() => {});
+      throw err;
+    }
+    conn.client = client;
+    return client;
+  })().finally(() => {
+    conn.connecting = null;
+  });
+  return conn.connecting;
+}
+
+function answer(req: Request, reply: Reply): void {
+  if (req.reply === 'sync') {
+    data.syncPort.postMessage(reply);
+    Atomics.add(wake, 0, 1);
+    Atomics.notify(wake, 0);
+  } else if (req.reply === 'async') {
+    data.asyncPort.postMessage(reply);
+  }
+}
+
+const TX_START = /^\s*(BEGIN|START)\b/i;
+const TX_END = /^\s*(COMMIT|ROLLBACK|END|ABORT)\b/i;
+
+function handle(req: Request): void {
+  const conn = conns[req.conn];
+  const starts = TX_START.test(req.sql);
+  const ends = TX_END.test(req.sql) && !/^\s*ROLLBACK\s+TO\b/i.test(req.sql);
+  const isRollback = /^\s*(ROLLBACK|ABORT)\b/i.test(req.sql) && ends;
+  if (conn.inTx && conn.txError && /^\s*ROLLBACK\s+TO\b/i.test(req.sql)) {
+    // Back to a savepoint before the failure: the transaction goes on (not after a lost connection).
+    if (conn.txError.code !== UNAVAILABLE) conn.txError = null;
+  }
+  if (conn.inTx && conn.txError) {
+    // The transaction failed earlier: only its end does anything (a ROLLBACK; a COMMIT is refused).
+    const failed = conn.txError;
+    if (ends) {
+      conn.inTx = false;
+      conn.txError = null;
+      if (conn.client) conn.client.query('ROLLBACK').catch(() => {});
+      if (isRollback) return answer(req, { id: req.id, ok: true, rows: [], count: 0 });
+    }
+    return answer(req, { id: req.id, ok: false, error: failed });
+  }
+  if (starts) conn.inTx = true;
+  if (ends) conn.inTx = false;
+  const inTx = conn.inTx;
+  const run = async (): Promise<Reply> => {
+    const client = conn.client ?? (await connect(conn));
+    const result = req.multi
+      ? await client.query(req.sql)
+      : await client.query({
+          text: req.sql,
+          values: req.params ?? [],
+          ...(req.name ? { name: req.name } : {}),
+        });
+    const r = Array.isArray(result) ? result[result.length - 1] : result;
+    return { id: req.id, ok: true, rows: r?.rows ?? [], count: r?.rowCount ?? 0 };
+  };
+  // A statement of a transaction whose connection is gone must not open a new one.
+  if (!conn.client && (inTx || ends) && !starts) {
+    if (ends && isRollback) return answer(req, { id: req.id, ok: true, rows: [], count: 0 });
+    const error = unavailable('connection lost during the transaction');
+    if (inTx) conn.txError = error;
+    return answer(req, { id: req.id, ok: false, error });
+  }
+  run().then(
+    (reply) => answer(req, reply),
+    (err) => {
+      const error = toWire(err);
+      if (inTx && !conn.txError) conn.txError = error;
+      if (req.reply === 'none' && !inTx) {
+        // Nobody waits for it and no transaction will report it: say so on stderr.
+        process.stderr.write(`bp-license-server: PostgreSQL write failed: ${error.message}\n`);
+      }
+      answer(req, { id: req.id, ok: false, error });
+    },
+  );
+}
+
+parentPort!.on('message', (msg: Request | { close: true }) => {
+  if ('close' in msg) {
+    for (const c of conns) void c.client?.end().catch(() => {});
+    parentPort!.close();
+    return;
+  }
+  handle(msg);
+});
