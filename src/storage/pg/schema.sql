@@ -124,7 +124,7 @@ CREATE TABLE leases (
   expires_at      BIGINT NOT NULL,
   state           TEXT COLLATE "C" NOT NULL CHECK (state IN ('active', 'released', 'revoked', 'expired')),
   ended_at        BIGINT,
-  subject_key     TEXT COLLATE "C" NOT NULL,  -- canonical subject (0007)
+  subject_key     TEXT COLLATE "C" NOT NULL DEFAULT '',  -- canonical subject (0007)
   overdraft       BIGINT NOT NULL DEFAULT 0,             -- granted past max_seats (0009)
   borrowed        BIGINT NOT NULL DEFAULT 0              -- borrowed for offline use (0009)
 );
