@@ -14,9 +14,16 @@ import { tempDir } from './helpers.ts';
 /** Tables only one side has, and why. */
 const ONLY_IN_PG = {
   // SQLite keeps its schema version in PRAGMA user_version; PostgreSQL has no such slot.
-  tables: ['schema_migrations'],
+  // state_version: PgStore.dataVersion(), what SQLite's PRAGMA data_version answers there.
+  tables: ['schema_migrations', 'state_version'],
   // SQLite has no TRUNCATE; PostgreSQL's would bypass the row triggers of the append-only tables.
-  triggers: ['audit_log_no_truncate', 'sync_revocations_no_truncate'],
+  // The state_version bumps have no SQLite counterpart (see above).
+  triggers: [
+    'audit_log_no_truncate',
+    'sync_revocations_no_truncate',
+    'server_state_version',
+    'clock_events_version',
+  ],
 };
 
 /** SQLite's declared types, as schema.sql maps them. */
