@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../src/clock.ts';
 import { createIdentity, dataPaths } from '../src/data-dir.ts';
-import { openStore } from '../src/storage/store.ts';
+import { openStore, type AnyStore } from '../src/storage/store.ts';
+import { openPgStore } from '../src/storage/pg/store.ts';
+import { openPg } from '../src/storage/pg/driver.ts';
+import { PG_ADMIN_URL_ENV } from './pg.ts';
 import { createServices } from '../src/context.ts';
 import { createApp } from '../src/app.ts';
 import { silentLogger } from '../src/log.ts';
@@ -15,6 +18,61 @@ export function tempDir(prefix = 'bpls-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/**
+ * The store the harness runs on: SQLite, or PostgreSQL when BPLS_TEST_STORE=postgres (the
+ * `postgres` vitest project runs the store-dependent test files so, on the run's test cluster).
+ */
+export const TEST_STORE: 'sqlite' | 'postgres' =
+  process.env.BPLS_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
+
+let pgMade = 0;
+
+/** A fresh database on the test cluster, made synchronously (the harness is synchronous). */
+export function freshPgUrlSync(): string {
+  const admin = process.env[PG_ADMIN_URL_ENV];
+  if (!admin) throw new Error(`${PG_ADMIN_URL_ENV} is not set (test/global-setup.ts starts the cluster)`);
+  const name = `h_${process.pid}_${++pgMade}`;
+  const pg = openPg(admin);
+  try {
+    pg.exec(`CREATE DATABASE ${name}`, { raw: true });
+  } finally {
+    pg.close();
+  }
+  const u = new URL(admin);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** The harness's store: SQLite in the data directory, or a fresh PostgreSQL database (TEST_STORE). */
+function openTestStore(dir: string, now: () => number, url?: string): AnyStore {
+  if (TEST_STORE === 'postgres') return openPgStore(url ?? freshPgUrlSync(), { dataDir: dir });
+  return openStore(dataPaths(dir).db, { now });
+}
+
+/** Every row of every table of a store, for "nothing changed" (the same on both stores). */
+export function storeRows(store: AnyStore): Record<string, unknown[]> {
+  const db = store.db;
+  const out: Record<string, unknown[]> = {};
+  if (store.kind === 'postgres') {
+    const tables = db
+      .prepare(
+        "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT IN ('schema_migrations', 'state_version') ORDER BY table_name",
+      )
+      .all() as { name: string }[];
+    for (const t of tables) out[t.name] = db.prepare(`SELECT * FROM ${t.name} ORDER BY 1`).all();
+    return out;
+  }
+  const tables = db
+    .prepare(
+      "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .all() as { name: string; wr: number }[];
+  // A WITHOUT ROWID table has no rowid; it reads out in primary-key order.
+  for (const t of tables)
+    out[t.name] = db.prepare(`SELECT * FROM ${t.name}${t.wr ? '' : ' ORDER BY rowid'}`).all();
+  return out;
+}
+
 export type Harness = ReturnType<typeof createHarness>;
 
 export function createHarness(opts: { now?: string; before?: (dbFile: string) => void } = {}) {
@@ -23,7 +81,10 @@ export function createHarness(opts: { now?: string; before?: (dbFile: string) =>
   const { info, key } = createIdentity(dir, clock.now());
   // `before` may leave a database as an older release did: opening it migrates it, dated by our clock.
   opts.before?.(dataPaths(dir).db);
-  const store = openStore(dataPaths(dir).db, { now: () => clock.now() });
+  if (opts.before && TEST_STORE === 'postgres')
+    throw new Error('createHarness({ before }) leaves an SQLite file: an SQLite-only test');
+  const store = openTestStore(dir, () => clock.now());
+  const pgUrl = store.kind === 'postgres' ? store.pg.url : undefined;
   const services = createServices(store, clock, key, info);
   const admin = services.apiTokens.create({ name: 'test admin', role: 'admin' }, 'test').token;
   const reader = services.apiTokens.create({ name: 'test reader', role: 'reader' }, 'test').token;
@@ -60,16 +121,7 @@ export function createHarness(opts: { now?: string; before?: (dbFile: string) =>
 
   /** Every row of every table: "nothing changed" is this staying equal. */
   function snapshot() {
-    const db = store.db;
-    const tables = db
-      .prepare(
-        "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%'",
-      )
-      .all() as { name: string; wr: number }[];
-    const out: Record<string, unknown> = {};
-    // A WITHOUT ROWID table has no rowid; it reads out in primary-key order.
-    for (const t of tables)
-      out[t.name] = db.prepare(`SELECT * FROM ${t.name}${t.wr ? '' : ' ORDER BY rowid'}`).all();
+    const out = storeRows(store);
     // Using a token stamps last_used_at: bookkeeping, not a change the request made.
     for (const row of (out.api_tokens ?? []) as Array<Record<string, unknown>>)
       delete row.last_used_at;
@@ -88,6 +140,8 @@ export function createHarness(opts: { now?: string; before?: (dbFile: string) =>
     reader,
     req,
     snapshot,
+    /** A second connection to the same database, as another process has: the caller closes it. */
+    openOtherStore: () => openTestStore(dir, () => clock.now(), pgUrl),
     close() {
       store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -28,8 +28,9 @@ export function mustSee<T extends { tenantId: string }>(
 export function scopedTenant(c: Context<AppEnv>, asked: string | undefined): string | undefined {
   const scope = tenantScope(c);
   if (scope === null) return asked;
-  // Asking for another tenant is asking for nothing visible: a filter no row matches.
-  return asked === undefined || asked === scope ? scope : `\u0000${scope}`;
+  // Asking for another tenant is asking for nothing visible: a filter no row matches (ids never
+  // hold control characters; not NUL, which PostgreSQL's text cannot carry).
+  return asked === undefined || asked === scope ? scope : `\u0001${scope}`;
 }
 
 /** The entitlement named by the path's :id, if this token may see it (else a missing one's 404). */

@@ -46,7 +46,7 @@ export function storageFailure(err: unknown): AppError | undefined {
 /**
  * The same for PostgreSQL (storage/pg/): unreachable (our BPLS_PG_UNAVAILABLE: refused, lost,
  * timed out; SQLSTATE classes 08 and 57P: connection failures, shutdowns) and too many connections
- * are `storage_unavailable`; another process's lock past its timeout, a deadlock or a
+ * are `storage_unavailable`, and so is a read-only database (25006: a standby); another process's lock past its timeout, a deadlock or a
  * serialization failure are `busy`; disk full (53100) is `storage_full`.
  */
 function postgresFailure(code: string): AppError | undefined {
@@ -60,6 +60,13 @@ function postgresFailure(code: string): AppError | undefined {
       'storage_unavailable',
       'the PostgreSQL server cannot be reached just now; nothing was changed',
       { retry_after_seconds: 2 },
+    );
+  }
+  if (code === '25006') {
+    return new AppError(
+      'storage_unavailable',
+      'the PostgreSQL database refuses writes (a read-only standby, or a read-only session); nothing was changed',
+      { retry_after_seconds: 30 },
     );
   }
   if (code === '55P03' || code === '40P01' || code === '40001') {

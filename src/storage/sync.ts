@@ -53,11 +53,11 @@ export function createSyncRepo(
     WITH agg AS (
       SELECT entitlement_id,
              max(active_after) AS peak,
-             sum(kind = 'grant') AS grants,
-             sum(kind = 'deny') AS denials,
+             count(*) FILTER (WHERE kind = 'grant') AS grants,
+             count(*) FILTER (WHERE kind = 'deny') AS denials,
              count(DISTINCT CASE WHEN kind IN ('grant', 'renew') THEN subject_type || ':' || subject_id END) AS subjects,
-             sum(kind = 'grant' AND flags & 1 <> 0) AS overdraft_grants,
-             sum(flags & 2 <> 0) AS borrows
+             count(*) FILTER (WHERE kind = 'grant' AND flags & 1 <> 0) AS overdraft_grants,
+             count(*) FILTER (WHERE flags & 2 <> 0) AS borrows
       FROM lease_events
       WHERE seq > @from AND seq <= @to AND entitlement_id IS NOT NULL
       GROUP BY entitlement_id)

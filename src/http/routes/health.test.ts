@@ -44,7 +44,12 @@ describe('health and metrics', () => {
 });
 
 describe('readiness follows writability', () => {
-  it('a write refused by SQLite (query_only: SQLITE_READONLY) answers 503 storage_unavailable, once in the log; /readyz and /metrics follow; a committing probe ends it', async () => {
+  it('a write the database refuses (SQLite query_only: SQLITE_READONLY; PostgreSQL a read-only session, as on a standby: 25006) answers 503 storage_unavailable, once in the log; /readyz and /metrics follow; a committing probe ends it', async () => {
+    // The database itself refuses every write on the serving connection while this is on.
+    const refuseWrites = (on: boolean) => {
+      if (h.store.kind === 'sqlite') h.store.db.pragma(`query_only = ${on ? 'ON' : 'OFF'}`);
+      else h.store.db.exec(`SET SESSION default_transaction_read_only = ${on ? 'on' : 'off'}`);
+    };
     const lines: Array<Record<string, unknown>> = [];
     const log = createLogger({
       write: (t) =>
@@ -86,8 +91,7 @@ describe('readiness follows writability', () => {
     expect((await grant('alice')).status).toBe(201);
     const before = h.snapshot();
 
-    // SQLite itself refuses every write on this connection from now on.
-    h.store.db.pragma('query_only = ON');
+    refuseWrites(true);
     for (const s of ['bob', 'carol', 'dave']) {
       const r = await grant(s);
       expect(r.status).toBe(503);
@@ -111,7 +115,7 @@ describe('readiness follows writability', () => {
         .get(),
     ).toBe(0);
 
-    h.store.db.pragma('query_only = OFF');
+    refuseWrites(false);
     await new Promise((r) => setTimeout(r, 300));
     expect(await ask('GET', '/readyz')).toMatchObject({ status: 200, text: '{"status":"ready"}' });
     expect(
@@ -127,7 +131,7 @@ describe('readiness follows writability', () => {
       expect.objectContaining({
         level: 'warn',
         code: 'storage_unavailable',
-        cause: 'SQLITE_READONLY',
+        cause: h.store.kind === 'sqlite' ? 'SQLITE_READONLY' : '25006',
       }),
       expect.objectContaining({ level: 'info', msg: 'storage writable again', refused_writes: 3 }),
     ]);

@@ -500,12 +500,11 @@ describe('the vendor default lease lifetime', () => {
 
 describe('no stale terms', () => {
   it('sees a change made by another connection at the very next grant', async () => {
-    const { openStore } = await import('../../storage/store.ts');
-    const { dataPaths } = await import('../../data-dir.ts');
     const { createEntitlementService } = await import('../../domain/entitlements.ts');
     const entId = await entitlement({ type: 'concurrent', max_seats: 5 });
     expect((await lease(subject('u1'))).status).toBe(201);
-    const other = openStore(dataPaths(h.dir).db);
+    // Another process's connection (the CLI on SQLite; another server on PostgreSQL).
+    const other = h.openOtherStore();
     try {
       createEntitlementService({ store: other, clock: h.clock }).suspend(entId, 'cli:test');
     } finally {

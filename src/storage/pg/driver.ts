@@ -128,6 +128,8 @@ export function redactUrl(url: string): string {
 
 export interface PgDb {
   readonly name: string;
+  /** The connection string as given (with any password: never log it; `name` is for that). */
+  readonly url: string;
   readonly readonly: false;
   readonly open: boolean;
   /** A BEGIN was sent and no COMMIT/ROLLBACK since (on the writer connection). */
@@ -263,6 +265,7 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
 
   const db: PgDb = {
     name: redactUrl(url),
+    url,
     readonly: false,
     get open() {
       return open;

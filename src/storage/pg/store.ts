@@ -64,6 +64,8 @@ export interface PgStore extends DomainStore {
   /** The connection string, any password replaced. */
   readonly file: string;
   readonly pg: PgDb;
+  /** The driver as the repositories see it: for storage modules and tests only (scripts/lint.mjs). */
+  readonly db: Db;
   /** A cheap round trip on the writer connection, off the event loop: readiness and probes. */
   ping(): Promise<void>;
   /** What the migrations want said: nothing on PostgreSQL (its schema starts whole). */
@@ -122,9 +124,30 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
       // The connection is gone: PostgreSQL rolled it back itself.
     }
   };
-  /** Runs fn in one locked transaction, waiting at most timeoutMs for the lock (blocking). */
+  let depth = 0;
+  /**
+   * Runs fn in one locked transaction, waiting at most timeoutMs for the lock (blocking). Inside
+   * an open transaction fn runs under a savepoint, as better-sqlite3 nests transactions: its
+   * refusal undoes its own writes only.
+   */
   function locked<T>(fn: () => T, timeoutMs: number): T {
-    if (pg.inTransaction) throw new Error('a transaction is already open on this connection');
+    if (pg.inTransaction) {
+      const name = `nested_${++depth}`;
+      pg.exec(`SAVEPOINT ${name}`);
+      try {
+        const value = fn();
+        pg.exec(`RELEASE SAVEPOINT ${name}`);
+        return value;
+      } catch (err) {
+        if (pg.inTransaction) {
+          pg.exec(`ROLLBACK TO SAVEPOINT ${name}`);
+          pg.exec(`RELEASE SAVEPOINT ${name}`);
+        }
+        throw err;
+      } finally {
+        depth--;
+      }
+    }
     try {
       begin(timeoutMs);
       const value = fn();
@@ -145,6 +168,7 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
   const store: PgStore = {
     kind: 'postgres',
     pg,
+    db,
     file: pg.name,
     entitlements: createEntitlementRepo(db),
     apiTokens: createApiTokenRepo(db),

@@ -45,14 +45,20 @@ interface Conn {
   client: pg.Client | null;
   connecting: Promise<pg.Client> | null;
   inTx: boolean;
-  /** The first failure of the open transaction: every later statement of it answers this. */
+  /** Counts transactions begun: a late failure is charged to its own transaction only. */
+  gen: number;
+  /** The first failure of transaction `gen`: every later statement of it answers this. */
   txError: WireError | null;
 }
 
-const conns: [Conn, Conn] = [
-  { client: null, connecting: null, inTx: false, txError: null },
-  { client: null, connecting: null, inTx: false, txError: null },
-];
+const newConn = (): Conn => ({
+  client: null,
+  connecting: null,
+  inTx: false,
+  gen: 0,
+  txError: null,
+});
+const conns: [Conn, Conn] = [newConn(), newConn()];
 
 function unavailable(reason: string): WireError {
   return { message: `the PostgreSQL server cannot be reached (${reason})`, code: UNAVAILABLE };
@@ -118,15 +124,19 @@ function answer(req: Request, reply: Reply): void {
 
 const TX_START = /^\s*(BEGIN|START)\b/i;
 const TX_END = /^\s*(COMMIT|ROLLBACK|END|ABORT)\b/i;
+const ROLLBACK_TO = /^\s*ROLLBACK\s+TO\b/i;
+const COMMIT = /^\s*(COMMIT|END)\b/i;
+
+const ok = (id: number): Reply => ({ id, ok: true, rows: [], count: 0 });
 
 function handle(req: Request): void {
   const conn = conns[req.conn];
   const starts = TX_START.test(req.sql);
-  const ends = TX_END.test(req.sql) && !/^\s*ROLLBACK\s+TO\b/i.test(req.sql);
-  const isRollback = /^\s*(ROLLBACK|ABORT)\b/i.test(req.sql) && ends;
-  if (conn.inTx && conn.txError && /^\s*ROLLBACK\s+TO\b/i.test(req.sql)) {
-    // Back to a savepoint before the failure: the transaction goes on (not after a lost connection).
-    if (conn.txError.code !== UNAVAILABLE) conn.txError = null;
+  const ends = TX_END.test(req.sql) && !ROLLBACK_TO.test(req.sql);
+  const isCommit = ends && COMMIT.test(req.sql);
+  if (conn.inTx && conn.txError && ROLLBACK_TO.test(req.sql) && conn.txError.code !== UNAVAILABLE) {
+    // Back to a savepoint before the failure: the transaction goes on.
+    conn.txError = null;
   }
   if (conn.inTx && conn.txError) {
     // The transaction failed earlier: only its end does anything (a ROLLBACK; a COMMIT is refused).
@@ -135,13 +145,25 @@ function handle(req: Request): void {
       conn.inTx = false;
       conn.txError = null;
       if (conn.client) conn.client.query('ROLLBACK').catch(() => {});
-      if (isRollback) return answer(req, { id: req.id, ok: true, rows: [], count: 0 });
+      if (!isCommit) return answer(req, ok(req.id));
     }
     return answer(req, { id: req.id, ok: false, error: failed });
   }
-  if (starts) conn.inTx = true;
+  if (starts) {
+    conn.inTx = true;
+    conn.gen++;
+    conn.txError = null;
+  }
+  const gen = conn.gen;
+  const inTx = conn.inTx && !ends;
   if (ends) conn.inTx = false;
-  const inTx = conn.inTx;
+  // A statement of a transaction whose connection is gone must not open a new one.
+  if (!conn.client && (inTx || ends) && !starts) {
+    if (!isCommit && ends) return answer(req, ok(req.id));
+    const error = unavailable('connection lost during the transaction');
+    if (inTx) conn.txError = error;
+    return answer(req, { id: req.id, ok: false, error });
+  }
   const run = async (): Promise<Reply> => {
     const client = conn.client ?? (await connect(conn));
     const result = req.multi
@@ -152,21 +174,36 @@ function handle(req: Request): void {
           ...(req.name ? { name: req.name } : {}),
         });
     const r = Array.isArray(result) ? result[result.length - 1] : result;
+    // COMMIT of a transaction a statement failed in is a ROLLBACK (PostgreSQL says so only in the
+    // command tag): never an acknowledged commit. The failure itself is the answer.
+    if (isCommit && r?.command === 'ROLLBACK') {
+      const failed = lastFailure.get(conn);
+      return {
+        id: req.id,
+        ok: false,
+        error:
+          failed && failed.gen === gen
+            ? failed.error
+            : {
+                message: 'PostgreSQL rolled the transaction back at COMMIT (a statement in it failed)',
+                code: '25P02',
+              },
+      };
+    }
     return { id: req.id, ok: true, rows: r?.rows ?? [], count: r?.rowCount ?? 0 };
   };
-  // A statement of a transaction whose connection is gone must not open a new one.
-  if (!conn.client && (inTx || ends) && !starts) {
-    if (ends && isRollback) return answer(req, { id: req.id, ok: true, rows: [], count: 0 });
-    const error = unavailable('connection lost during the transaction');
-    if (inTx) conn.txError = error;
-    return answer(req, { id: req.id, ok: false, error });
-  }
   run().then(
     (reply) => answer(req, reply),
     (err) => {
-      const error = toWire(err);
-      if (inTx && !conn.txError) conn.txError = error;
-      if (req.reply === 'none' && !inTx) {
+      // Queued behind a write that failed: PostgreSQL says only "transaction is aborted"; the
+      // first failure of this transaction is the answer.
+      const own = toWire(err);
+      const first = lastFailure.get(conn);
+      const error = own.code === '25P02' && first && first.gen === gen ? first.error : own;
+      if (inTx || ends) {
+        if (!first || first.gen !== gen) lastFailure.set(conn, { gen, error });
+        if (conn.inTx && conn.gen === gen && !conn.txError) conn.txError = error;
+      } else if (req.reply === 'none') {
         // Nobody waits for it and no transaction will report it: say so on stderr.
         process.stderr.write(`bp-license-server: PostgreSQL write failed: ${error.message}\n`);
       }
@@ -174,6 +211,9 @@ function handle(req: Request): void {
     },
   );
 }
+
+/** Each connection's first failure in its latest failed transaction (by generation). */
+const lastFailure = new Map<Conn, { gen: number; error: WireError }>();
 
 parentPort!.on('message', (msg: Request | { close: true }) => {
   if ('close' in msg) {
