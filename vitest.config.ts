@@ -1,6 +1,22 @@
 import { defineConfig } from 'vitest/config';
 import { SCRIPT_SUFFIX, bundleScript } from './scripts/admin-console.mjs';
 
+/**
+ * The test files whose subject is the store under the app: they run on both stores. The rest are
+ * about one store (src/storage: SQLite's files and pragmas), the process (test/e2e, spawned on
+ * SQLite; the PostgreSQL processes have test/e2e/pg-failover.test.ts), or no store at all.
+ */
+const POSTGRES_SUITE = [
+  'src/admin/page.test.ts',
+  'src/domain/quotas.test.ts',
+  'src/domain/time-guard.test.ts',
+  'src/http/routes/**/*.test.ts',
+  'test/http/*.test.ts',
+  'test/sync/*.test.ts',
+  'test/browser/entitlements.test.ts',
+  'test/browser/quotas.test.ts',
+];
+
 export default defineConfig({
   plugins: [
     {
@@ -38,5 +54,18 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Every test once on SQLite; the store-dependent ones (the harness's store: the HTTP app, the
+    // domain over it, sync) once more on PostgreSQL, on the run's test cluster (test/global-setup.ts).
+    projects: [
+      { extends: true, test: { name: 'sqlite' } },
+      {
+        extends: true,
+        test: {
+          name: 'postgres',
+          include: POSTGRES_SUITE,
+          env: { BPLS_TEST_STORE: 'postgres' },
+        },
+      },
+    ],
   },
 });

@@ -156,3 +156,41 @@ export const seedEntitlement = {
   starts_at: '2024-01-01T00:00:00Z',
   ends_at: '2024-12-31T23:59:59Z',
 };
+
+/**
+ * Makes the database refuse inserting the row `id` into `table` with `message` (a failure staged
+ * inside a transaction, as a failing disk would); returns the undo. Either store.
+ */
+export function failInsertOf(
+  store: AnyStore,
+  table: string,
+  id: string,
+  message: string,
+): () => void {
+  if (store.kind === 'sqlite') {
+    store.db.exec(
+      `CREATE TEMP TRIGGER boom BEFORE INSERT ON main.${table} WHEN NEW.id = '${id}' BEGIN SELECT RAISE(ABORT, '${message}'); END`,
+    );
+    return () => store.db.exec('DROP TRIGGER temp.boom');
+  }
+  store.pg.exec(
+    `CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '${message}'; END $$;
+     CREATE TRIGGER boom BEFORE INSERT ON ${table} FOR EACH ROW WHEN (NEW.id = '${id}') EXECUTE FUNCTION boom()`,
+    { raw: true },
+  );
+  return () => store.pg.exec(`DROP TRIGGER boom ON ${table}; DROP FUNCTION boom()`, { raw: true });
+}
+
+/** Drops the named triggers of `table` (the append-only guards, for tamper tests). Either store. */
+export function dropTriggers(store: AnyStore, table: string, names: string[]): void {
+  for (const n of names) {
+    if (store.kind === 'sqlite') store.db.exec(`DROP TRIGGER IF EXISTS ${n}`);
+    else store.pg.exec(`DROP TRIGGER IF EXISTS ${n} ON ${table}`, { raw: true });
+  }
+}
+
+/** Commits on this connection stop waiting for the disk (SQLite synchronous=NORMAL; PostgreSQL synchronous_commit off). */
+export function commitWithoutFsync(store: AnyStore): void {
+  if (store.kind === 'sqlite') store.db.pragma('synchronous = NORMAL');
+  else store.pg.exec('SET synchronous_commit = off', { raw: true });
+}

@@ -7,8 +7,7 @@ import { createWorld, ent, type World } from '../../test/sync/world.ts';
 import { createServices } from '../context.ts';
 import { createApp } from '../app.ts';
 import { silentLogger } from '../log.ts';
-import { dataPaths } from '../data-dir.ts';
-import { openStore, type Store } from '../storage/store.ts';
+import type { AnyStore } from '../storage/store.ts';
 import { CLOCK_TOLERANCE_MS, createTimeGuard } from './time-guard.ts';
 
 const HOUR = 3_600_000;
@@ -19,13 +18,13 @@ const MANUAL = { tenant_id: 'acme', product_id: 'cam', subject_type: 'user' } as
 let w: World;
 // performance.now() is fractional: so is this one, so a mark taken from it must be rounded.
 let mono = 1234.567;
-const stores: Store[] = [];
+const stores: AnyStore[] = [];
 
 type Rig = ReturnType<typeof boot>;
 
 /** One server process on the world's database: its own connection, services and app. */
 function boot() {
-  const store: Store = openStore(dataPaths(w.h.dir).db);
+  const store = w.h.openOtherStore();
   const services = createServices(store, w.h.clock, w.h.key, w.h.info, { monotonicMs: () => mono });
   const app = createApp({ services, store, clock: w.h.clock, info: w.h.info, log: silentLogger });
   async function req(method: string, path: string, body?: unknown, auth = true) {
@@ -388,7 +387,7 @@ describe('a fast clock corrected by NTP (issue 11.2)', () => {
     await s.lease(BUNDLE, 'u1');
     step(-3 * HOUR);
     expect((await s.lease(BUNDLE, 'u2')).body.error.code).toBe('clock_suspect');
-    const other = openStore(dataPaths(w.h.dir).db);
+    const other = w.h.openOtherStore();
     try {
       const g = createTimeGuard({ store: other, clock: w.h.clock });
       other.tx(() => g.vouch(w.h.clock.now() - 60_000));

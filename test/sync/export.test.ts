@@ -6,6 +6,7 @@ import { createWorld, ent, type World } from './world.ts';
 import { verifyExport } from '../../src/sync/vendor.ts';
 import { AppError } from '../../src/errors.ts';
 import { generateSigningKey } from '../../src/tokens/keys.ts';
+import { dropTriggers } from '../helpers.ts';
 
 let w: World;
 afterEach(() => w?.h.close());
@@ -219,7 +220,7 @@ describe('exports', () => {
     w = createWorld();
     await w.importFile(w.sign(1, { entitlements: [ent('ent_a')] }));
     const db = w.h.store.db;
-    db.exec('DROP TRIGGER audit_log_no_update');
+    dropTriggers(w.h.store, 'audit_log', ['audit_log_no_update']);
     db.prepare("UPDATE audit_log SET actor = 'nobody' WHERE seq = 2").run();
     const r = w.h.services.sync.exportTo({ outDir: join(w.h.dir, 'out'), actor: 'test' });
     await refusedExport(
@@ -244,7 +245,7 @@ describe('audit verify', () => {
     await w.importFile(w.sign(1, { entitlements: [ent('ent_a')] }));
     await w.importFile(w.sign(2, { entitlements: [ent('ent_b')] }));
     const db = w.h.store.db;
-    db.exec('DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete');
+    dropTriggers(w.h.store, 'audit_log', ['audit_log_no_update', 'audit_log_no_delete']);
     const original = db.prepare('SELECT details FROM audit_log WHERE seq = 3').get() as {
       details: string;
     };

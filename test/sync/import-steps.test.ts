@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createWorld, ent, type Content, type World } from './world.ts';
 import { AppError } from '../../src/errors.ts';
+import { failInsertOf } from '../helpers.ts';
 
 const worlds: World[] = [];
 afterEach(() => {
@@ -123,14 +124,12 @@ describe('an apply interrupted half-way', () => {
         ent('ent_f'),
       ],
     });
-    w.h.store.db.exec(
-      "CREATE TEMP TRIGGER boom BEFORE INSERT ON main.entitlements WHEN NEW.id = 'ent_e' BEGIN SELECT RAISE(ABORT, 'the disk failed'); END",
-    );
+    const undo = failInsertOf(w.h.store, 'entitlements', 'ent_e', 'the disk failed');
     const err = await w.importFile(file, STEPS).then(
       () => undefined,
       (e: unknown) => e,
     );
-    w.h.store.db.exec('DROP TRIGGER temp.boom');
+    undo();
     expect(String(err)).toMatch(/the disk failed/);
     // Accepted (seq recorded, marker left), the first steps in, the rest not yet, no audit row yet.
     expect(w.h.services.sync.status()).toMatchObject({

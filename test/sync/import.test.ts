@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createWorld, ent, type World } from './world.ts';
 import { generateSigningKey } from '../../src/tokens/keys.ts';
 import { LIMITS } from '../../src/sync/format.ts';
-import { seedEntitlement } from '../helpers.ts';
+import { dropTriggers, seedEntitlement } from '../helpers.ts';
 
 let w: World;
 afterEach(() => w?.h.close());
@@ -705,9 +705,8 @@ describe('order', () => {
     const tables = Object.keys(template);
     for (const order of orders) {
       // Back to the empty server: every table as it was before any import.
-      db.exec(
-        'DROP TRIGGER IF EXISTS audit_log_no_delete; DROP TRIGGER IF EXISTS sync_revocations_no_delete',
-      );
+      dropTriggers(w.h.store, 'audit_log', ['audit_log_no_delete']);
+      dropTriggers(w.h.store, 'sync_revocations', ['sync_revocations_no_delete']);
       for (const t of tables) db.prepare(`DELETE FROM ${t}`).run();
       for (const t of tables)
         for (const row of template[t] as Array<Record<string, unknown>>)

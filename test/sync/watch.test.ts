@@ -26,6 +26,7 @@ import {
 } from '../../src/sync/watch.ts';
 import { createLogger } from '../../src/log.ts';
 import type { ImportResult } from '../../src/sync/import.ts';
+import { commitWithoutFsync } from '../helpers.ts';
 
 let w: World;
 let watcher: FolderSync | undefined;
@@ -484,7 +485,7 @@ describe('folder sync: file systems and permissions', () => {
       // The audit row of each refusal commits without waiting for fsync (--durability normal): an
       // fsync on a disk shared by other jobs can take 100 ms, and is the storage's to bound, not the
       // watcher's; what this measures is the watcher's own work between turns.
-      w.h.store.db.pragma('synchronous = NORMAL');
+      commitWithoutFsync(w.h.store);
       const s = start();
       const N = 20_000;
       for (let i = 0; i < N; i++)
