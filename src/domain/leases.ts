@@ -45,6 +45,8 @@ export const DEFAULT_LEASE_TTL_SECONDS = 3600;
 // Reclaiming expired leases at a full entitlement walks at most this many per grant (amortised O(1)).
 const RECLAIM_BATCH = 256;
 const SWEEP_BATCH = 1000;
+/** When the next expiry of an entitlement with waiters cannot be read, its head waiter is tried again after this (ms). */
+const EXPIRY_READ_RETRY_MS = 1000;
 
 export interface LeaseRequest {
   productId: string;
@@ -555,7 +557,15 @@ export function createLeaseService({
       const seconds = req.waitSeconds!;
       waiting.deadline = setTimeout(() => {
         leave(w);
-        const now = currentRefusal(entId, refusal);
+        let now: AppError;
+        try {
+          now = currentRefusal(entId, refusal);
+        } catch (err) {
+          // The database cannot be read (PostgreSQL unreachable): that is the answer (503), and a
+          // throw out of a timer would end the process.
+          reject(err);
+          return;
+        }
         const late = new AppError(
           'seats_exhausted',
           `${now.message}; waited ${seconds} s for a seat`,
@@ -672,7 +682,14 @@ export function createLeaseService({
   /** Sets one timer per waiting entitlement for its next lease expiry (which frees a seat). */
   function armExpiry(entId: string): void {
     if (expiryTimers.has(entId) || !queue.has(entId)) return;
-    const at = leases.nextExpiry(entId);
+    let at: number | undefined;
+    try {
+      at = leases.nextExpiry(entId);
+    } catch {
+      // Unreadable just now (PostgreSQL unreachable; this runs after a batch, outside any
+      // request): try the head waiter again shortly, and its batch's failure answers it.
+      at = clock.now() + EXPIRY_READ_RETRY_MS;
+    }
     if (at === undefined) return;
     const delay = Math.min(Math.max(at - clock.now(), 0), MAX_WAIT_SECONDS * 1000) + 5;
     const t = setTimeout(() => {

@@ -308,7 +308,10 @@ describe('PostgreSQL restarted or crashed under load', () => {
     cluster = await startCluster();
     clusters.push(cluster);
     url = await createDatabase(cluster.url, 'failover_outage');
-    pair = (await twoServers(url, 'outage', { p: 100_000 })).servers as [ServeHandle, ServeHandle];
+    pair = (await twoServers(url, 'outage', { p: 100_000, w: 1 })).servers as [
+      ServeHandle,
+      ServeHandle,
+    ];
   }, 120_000);
 
   /**
@@ -396,11 +399,22 @@ describe('PostgreSQL restarted or crashed under load', () => {
   );
 
   it(
-    'a crash (immediate stop) held 1.5 s: 503s and /readyz 503, then serving again',
+    'a crash (immediate stop) held over a second: 503s, /readyz 503, a waiter answered 503, then serving again',
     { timeout: 60_000 },
     async () => {
+      // A client waiting for the one seat of `w` (wait_seconds) whose deadline comes in the outage.
+      const holder = await grant(pair[0].base, 'w', 'holder');
+      expect(holder.status, show(holder)).toBe(201);
+      acked.push(holder.body.lease_id);
+      const waiter = call(pair[1].base, '/v1/license/lease', {
+        product_id: 'w',
+        tenant_id: 't',
+        subject_type: 'user',
+        subject_id: 'waiter',
+        wait_seconds: 1,
+      });
       const load = loadUntilStopped();
-      await sleep(500);
+      await sleep(300);
       await cluster.kill();
       await sleep(300);
       // PostgreSQL is down: every server answers 503 with Retry-After, and is not ready.
@@ -413,7 +427,12 @@ describe('PostgreSQL restarted or crashed under load', () => {
         expect(r.status, show(r)).toBe(503);
         expect(r.body).toEqual({ status: 'storage_unavailable' });
       }
-      await sleep(1200);
+      // The waiter's deadline came while PostgreSQL was down: answered 503, its server alive.
+      const waited = await waiter;
+      expect(waited.status, show(waited)).toBe(503);
+      expect(waited.body.error.code).toBe('storage_unavailable');
+      expect(Number(waited.retryAfter)).toBeGreaterThanOrEqual(1);
+      await sleep(500);
       const unavailable = load.counts.unavailable;
       await cluster.restart();
       await expectRecovered('crash');
