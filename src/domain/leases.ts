@@ -557,15 +557,8 @@ export function createLeaseService({
       const seconds = req.waitSeconds!;
       waiting.deadline = setTimeout(() => {
         leave(w);
-        let now: AppError;
-        try {
-          now = currentRefusal(entId, refusal);
-        } catch (err) {
-          // The database cannot be read (PostgreSQL unreachable): that is the answer (503), and a
-          // throw out of a timer would end the process.
-          reject(err);
-          return;
-        }
+        const now = refusalOrFail(entId, refusal, reject);
+        if (now === undefined) return;
         const late = new AppError(
           'seats_exhausted',
           `${now.message}; waited ${seconds} s for a seat`,
@@ -594,6 +587,24 @@ export function createLeaseService({
   function currentRefusal(entId: string, queuedWith: AppError): AppError {
     const e = entitlements.get(entId);
     return e !== undefined && e.policy.type === 'concurrent' ? seatsInUse(e) : queuedWith;
+  }
+
+  /**
+   * currentRefusal for a waiter answered outside its request (its deadline's timer, the shutdown).
+   * When the database cannot be read (PostgreSQL unreachable) the waiter is answered that failure
+   * (503 storage_unavailable) and undefined returned: a throw there would end the process or the drain.
+   */
+  function refusalOrFail(
+    entId: string,
+    queuedWith: AppError,
+    reject: (err: unknown) => void,
+  ): AppError | undefined {
+    try {
+      return currentRefusal(entId, queuedWith);
+    } catch (err) {
+      reject(err);
+      return undefined;
+    }
   }
 
   /** Records the deny of a request that gave up waiting, then (committed or not) refuses it. */
@@ -998,7 +1009,8 @@ export function createLeaseService({
     stopWaiting(): void {
       for (const w of queue.all()) {
         leave(w);
-        const r = currentRefusal(w.entitlementId, w.payload.refusal);
+        const r = refusalOrFail(w.entitlementId, w.payload.refusal, w.payload.reject);
+        if (r === undefined) continue;
         w.payload.reject(
           new AppError('seats_exhausted', `${r.message}; the server is shutting down`, {
             ...r.details,

@@ -448,4 +448,33 @@ describe('PostgreSQL restarted or crashed under load', () => {
       for (const e of await activeVsSeats(url)) expect(e.active).toBeLessThanOrEqual(e.seats);
     },
   );
+
+  it(
+    'SIGTERM while PostgreSQL is down: a waiting client is answered 503, the server still stops',
+    { timeout: 60_000 },
+    async () => {
+      // `w`'s one seat is still held (the test before): this client waits for it.
+      const waiter = call(pair[0].base, '/v1/license/lease', {
+        product_id: 'w',
+        tenant_id: 't',
+        subject_type: 'user',
+        subject_id: 'waiter-at-shutdown',
+        wait_seconds: 30,
+      });
+      await sleep(300);
+      await cluster.kill();
+      const exit = pair[0].stop(15_000);
+      const waited = await waiter;
+      expect(waited.status, show(waited)).toBe(503);
+      expect(waited.body.error.code).toBe('storage_unavailable');
+      expect(await exit).toEqual({ code: 0, signal: null });
+      // The other server rides the outage out and serves once PostgreSQL is back.
+      await cluster.restart();
+      const ready = await within(
+        5000,
+        async () => (await call(pair[1].base, '/readyz')).status === 200,
+      );
+      expect(ready).toBe(true);
+    },
+  );
 });
