@@ -14,6 +14,7 @@
 //    100,000 active leases; after the renew run, the tail run (bench/lib/tail.mjs: 60 s of grants, p99.9
 //    and max, WAL checkpoints included). Then a bulk import of 100,000 entitlements over the admin API.
 // 3. After the server stops: over-grants counted in its database; the bundle import (when built).
+// 4. The same grants with the server on PostgreSQL, one process and two (bench/pg.mjs).
 // Prints a table, writes bench/results/latest.json. Exits 0 when targets are missed (the JSON says
 // which), 1 when the bench itself breaks.
 import {
@@ -50,6 +51,7 @@ import { measureBundleImport } from './lib/bundle.mjs';
 import { measureSdkVerify } from './lib/sdk.mjs';
 import { evaluateTargets, printTable } from './lib/table.mjs';
 import { tailRun } from './lib/tail.mjs';
+import { pgBench } from './pg.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -220,6 +222,7 @@ async function main() {
     },
   };
   let server;
+  let pgFailure;
   try {
     // 1. Ceilings.
     await buildInproc();
@@ -436,6 +439,21 @@ async function main() {
         `bundle import: ${bundle.bundle_100k_s.toFixed(2)} s, peak RSS ${bundle.bundle_peak_rss_mb.toFixed(0)} MB`,
       );
     else log(bundle.note);
+    // 4. PostgreSQL (bench/pg.mjs): its own cluster and servers, against this run's SQLite grant figure.
+    log('postgres: grants with the server on PostgreSQL, one process and two…');
+    try {
+      result.postgres = await pgBench({
+        T: QUICK ? { warmS: 1, runS: 5 } : { warmS: 2, runS: 10 },
+        sqliteGrantRps: result.http.grant.rps,
+        log,
+      });
+    } catch (err) {
+      // The SQLite figures are still written; the run then exits 1 (the bench broke).
+      pgFailure = err;
+      result.postgres = { error: err instanceof Error ? err.message : String(err) };
+    }
+    result.ratios.pg_two_servers_vs_sqlite_grant =
+      result.postgres.two_servers_vs_sqlite_grant ?? null;
     result.memory = {
       idle_rss_mb: round(idle.rss),
       rss_100k_leases_mb: round(withLeases.rss),
@@ -457,6 +475,7 @@ async function main() {
     writeFileSync(join(out, 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
     printTable(result);
     log(`wrote bench/results/latest.json in ${result.machine.bench_seconds} s`);
+    if (pgFailure) throw pgFailure;
   } finally {
     if (server) await server.stop().catch(() => {});
     killStrays();

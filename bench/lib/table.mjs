@@ -47,6 +47,21 @@ export function evaluateTargets(r) {
   add('startup.first_answer_ms', r.startup?.first_answer_ms, '<', 1000);
   add('sdk.ts_verify_per_s', r.sdk?.ts_verify_per_s, '>=', 20_000);
   add('sdk.rust_verify_per_s', r.sdk?.rust_verify_per_s, '>=', 50_000);
+  const pg = r.postgres;
+  add(
+    'postgres: 2 servers vs SQLite grant (rps ratio)',
+    r.ratios.pg_two_servers_vs_sqlite_grant,
+    '>=',
+    0.5,
+  );
+  add('postgres: over_grants', pg?.over_grants, '==', 0);
+  add(
+    'postgres: http errors/non-2xx',
+    pg?.one_server && pg.two_servers ? pg.one_server.failures + pg.two_servers.failures : null,
+    '==',
+    0,
+  );
+  add('postgres: lease bookkeeping consistent', pg?.bookkeeping_consistent, '==', true);
   return t;
 }
 
@@ -119,6 +134,19 @@ export function printTable(r) {
     'SDK: Ed25519 verify alone/s, node:crypto / ring (the ceilings)',
     `${fmt(r.sdk?.node_raw_ed25519_verify_per_s)} / ${fmt(r.sdk?.ring_raw_ed25519_verify_per_s)}`,
   ]);
+  const pg = r.postgres;
+  if (pg?.error) rows.push(['postgres: FAILED', pg.error.split('\n')[0].slice(0, 120)]);
+  for (const [label, h] of [
+    ['1 server, 64 conn.', pg?.one_server],
+    ['2 servers, 2 x 32 conn. (summed)', pg?.two_servers],
+  ]) {
+    if (!h) continue;
+    rows.push([
+      `postgres ${label}: rps / p50 / p99 ms`,
+      `${fmt(h.rps)} / ${fmt(h.p50_ms, 1)} / ${fmt(h.p99_ms, 1)}`,
+    ]);
+    rows.push([`postgres ${label}: server CPU %`, h.server_cpu_pct.map((v) => fmt(v)).join(' + ')]);
+  }
   rows.push(['machine: CPU stolen by the hypervisor (%)', fmt(r.machine.cpu_steal_pct, 1)]);
 
   const w = Math.max(...rows.map((x) => x[0].length));

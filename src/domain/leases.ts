@@ -45,6 +45,8 @@ export const DEFAULT_LEASE_TTL_SECONDS = 3600;
 // Reclaiming expired leases at a full entitlement walks at most this many per grant (amortised O(1)).
 const RECLAIM_BATCH = 256;
 const SWEEP_BATCH = 1000;
+/** When the next expiry of an entitlement with waiters cannot be read, its head waiter is tried again after this (ms). */
+const EXPIRY_READ_RETRY_MS = 1000;
 
 export interface LeaseRequest {
   productId: string;
@@ -555,7 +557,8 @@ export function createLeaseService({
       const seconds = req.waitSeconds!;
       waiting.deadline = setTimeout(() => {
         leave(w);
-        const now = currentRefusal(entId, refusal);
+        const now = refusalOrFail(entId, refusal, reject);
+        if (now === undefined) return;
         const late = new AppError(
           'seats_exhausted',
           `${now.message}; waited ${seconds} s for a seat`,
@@ -584,6 +587,24 @@ export function createLeaseService({
   function currentRefusal(entId: string, queuedWith: AppError): AppError {
     const e = entitlements.get(entId);
     return e !== undefined && e.policy.type === 'concurrent' ? seatsInUse(e) : queuedWith;
+  }
+
+  /**
+   * currentRefusal for a waiter answered outside its request (its deadline's timer, the shutdown).
+   * When the database cannot be read (PostgreSQL unreachable) the waiter is answered that failure
+   * (503 storage_unavailable) and undefined returned: a throw there would end the process or the drain.
+   */
+  function refusalOrFail(
+    entId: string,
+    queuedWith: AppError,
+    reject: (err: unknown) => void,
+  ): AppError | undefined {
+    try {
+      return currentRefusal(entId, queuedWith);
+    } catch (err) {
+      reject(err);
+      return undefined;
+    }
   }
 
   /** Records the deny of a request that gave up waiting, then (committed or not) refuses it. */
@@ -672,7 +693,14 @@ export function createLeaseService({
   /** Sets one timer per waiting entitlement for its next lease expiry (which frees a seat). */
   function armExpiry(entId: string): void {
     if (expiryTimers.has(entId) || !queue.has(entId)) return;
-    const at = leases.nextExpiry(entId);
+    let at: number | undefined;
+    try {
+      at = leases.nextExpiry(entId);
+    } catch {
+      // Unreadable just now (PostgreSQL unreachable; this runs after a batch, outside any
+      // request): try the head waiter again shortly, and its batch's failure answers it.
+      at = clock.now() + EXPIRY_READ_RETRY_MS;
+    }
     if (at === undefined) return;
     const delay = Math.min(Math.max(at - clock.now(), 0), MAX_WAIT_SECONDS * 1000) + 5;
     const t = setTimeout(() => {
@@ -981,7 +1009,8 @@ export function createLeaseService({
     stopWaiting(): void {
       for (const w of queue.all()) {
         leave(w);
-        const r = currentRefusal(w.entitlementId, w.payload.refusal);
+        const r = refusalOrFail(w.entitlementId, w.payload.refusal, w.payload.reject);
+        if (r === undefined) continue;
         w.payload.reject(
           new AppError('seats_exhausted', `${r.message}; the server is shutting down`, {
             ...r.details,

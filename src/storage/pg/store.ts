@@ -110,13 +110,28 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
   // use (prepare/get/all/run/iterate/pluck, exec, inTransaction), as the PostgreSQL tests prove.
   const db = pg as unknown as Db;
   const listeners: Array<() => void> = [];
+  // The rollback listeners re-read what is stored (the time guard's mark). When PostgreSQL is
+  // unreachable they cannot, and a throw here would escape the group commit's flush (an unhandled
+  // rejection: the process dies). So a rollback whose listeners failed is heard again by the next
+  // transaction, under its lock, before anything else reads or writes.
+  let unheardRollback = false;
   const rolledBack = () => {
-    for (const l of listeners) l();
+    try {
+      for (const l of listeners) l();
+      unheardRollback = false;
+    } catch {
+      unheardRollback = true;
+    }
   };
-  const begin = (timeoutMs: number) =>
+  const begin = (timeoutMs: number) => {
     pg.exec(
       `BEGIN; SET LOCAL lock_timeout = '${Math.max(1, Math.round(timeoutMs))}ms'; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`,
     );
+    if (unheardRollback) {
+      for (const l of listeners) l();
+      unheardRollback = false;
+    }
+  };
   const rollback = () => {
     try {
       pg.exec('ROLLBACK');
