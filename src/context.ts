@@ -72,6 +72,9 @@ export interface Context {
 
 export type Services = ReturnType<typeof createServices>;
 
+/** On PostgreSQL, how often a waiting lease request looks again for a seat freed by another node (ms). */
+export const QUEUE_RECHECK_MS = 1000;
+
 export interface ServiceOptions {
   defaultLeaseTtlSeconds?: number | undefined;
   /** A monotonic clock for the time guard; the server passes performance.now, tests leave it out. */
@@ -94,6 +97,8 @@ export function createServices(
     serverId: info.server_id,
     timeGuard,
     ...(opts.defaultLeaseTtlSeconds ? { defaultTtlSeconds: opts.defaultLeaseTtlSeconds } : {}),
+    // Other server processes free seats on a shared PostgreSQL: waiters look again each second.
+    ...(store.kind === 'postgres' ? { queueRecheckMs: QUEUE_RECHECK_MS } : {}),
   });
   // A change to an entitlement's terms answers its waiting lease requests at once.
   const entitlements = createEntitlementService({
@@ -186,6 +191,16 @@ export function openContext(opts: ContextOptions): Context {
           db_bytes: bytes,
           ms: Math.round(performance.now() - started),
         };
+  return assemble(opts, store, { info, key }, startupCheck);
+}
+
+/** The context over an opened store: file modes tightened, the services made. */
+function assemble(
+  opts: ContextOptions,
+  store: AnyStore,
+  { info, key }: { info: ServerInfo; key: SigningKey },
+  startupCheck?: StartupCheck,
+): Context {
   const modeNotes = tightenModes(opts.dataDir, { dir: false });
   const clock = opts.clock ?? systemClock;
   return {
@@ -237,18 +252,5 @@ function openPgContext(opts: ContextOptions & { database: string }): Context {
         : 'give every node a copy of the data directory made by the init that created this database',
     );
   }
-  const clock = opts.clock ?? systemClock;
-  return {
-    modeNotes: tightenModes(opts.dataDir, { dir: false }),
-    dataDir: opts.dataDir,
-    clock,
-    store,
-    info,
-    key,
-    services: createServices(store, clock, key, info, {
-      monotonicMs: () => performance.now(),
-      ...opts.services,
-    }),
-    close: () => store.close(),
-  };
+  return assemble(opts, store, { info, key });
 }

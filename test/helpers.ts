@@ -30,7 +30,8 @@ let pgMade = 0;
 /** A fresh database on the test cluster, made synchronously (the harness is synchronous). */
 export function freshPgUrlSync(): string {
   const admin = process.env[PG_ADMIN_URL_ENV];
-  if (!admin) throw new Error(`${PG_ADMIN_URL_ENV} is not set (test/global-setup.ts starts the cluster)`);
+  if (!admin)
+    throw new Error(`${PG_ADMIN_URL_ENV} is not set (test/global-setup.ts starts the cluster)`);
   const name = `h_${process.pid}_${++pgMade}`;
   const pg = openPg(admin);
   try {

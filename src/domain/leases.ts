@@ -81,6 +81,12 @@ export interface LeaseDeps {
   defaultTtlSeconds?: number;
   /** Bounds of the lease queue (wait_seconds); defaults in lease-queue.ts. */
   queueLimits?: QueueLimits;
+  /**
+   * Waiters are tried again at least this often (ms): other processes share the store and free
+   * seats this process does not hear of (PostgreSQL). Undefined: only the next expiry and this
+   * process's own releases wake them (SQLite: one serving process).
+   */
+  queueRecheckMs?: number | undefined;
 }
 
 /** An entitlement's use right now (see usageNow). */
@@ -144,6 +150,7 @@ export function createLeaseService({
   timeGuard,
   defaultTtlSeconds = DEFAULT_LEASE_TTL_SECONDS,
   queueLimits,
+  queueRecheckMs,
 }: LeaseDeps) {
   const { leases, seats, entitlements } = store;
 
@@ -701,8 +708,13 @@ export function createLeaseService({
       // request): try the head waiter again shortly, and its batch's failure answers it.
       at = clock.now() + EXPIRY_READ_RETRY_MS;
     }
-    if (at === undefined) return;
-    const delay = Math.min(Math.max(at - clock.now(), 0), MAX_WAIT_SECONDS * 1000) + 5;
+    if (at === undefined && queueRecheckMs === undefined) return;
+    const delay =
+      Math.min(
+        at === undefined ? Infinity : Math.max(at - clock.now(), 0),
+        MAX_WAIT_SECONDS * 1000,
+        queueRecheckMs ?? Infinity,
+      ) + 5;
     const t = setTimeout(() => {
       expiryTimers.delete(entId);
       serve(entId);

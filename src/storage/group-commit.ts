@@ -1,13 +1,14 @@
 import type { Db } from './db.ts';
+import {
+  runWithSavepoints,
+  runWithoutSavepoints,
+  settle,
+  type BatchItem,
+  type Outcome,
+} from './batch.ts';
 import { BUSY_RETRY_DEADLINE_MS, isBusy, retryDelay, withoutBusyWait } from './busy.ts';
 
-interface Item {
-  fn: () => unknown;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
-}
-
-type Outcome = { ok: true; value: unknown } | { ok: false; value: unknown };
+type Item = BatchItem;
 
 /**
  * Group commit: write work that arrives within two turns of the event loop runs in one IMMEDIATE
@@ -56,41 +57,21 @@ export function createGroupCommit(
   /** A retry timer is set: it, not schedule(), runs the next flush. */
   let waiting = false;
 
-  /** Runs the pieces without savepoints; null when one threw after writing (the transaction is rolled back). */
-  function runFast(batch: Item[]): Outcome[] | null {
-    const results: Outcome[] = new Array(batch.length);
-    let before = changes.get()!;
-    for (let i = 0; i < batch.length; i++) {
-      try {
-        results[i] = { ok: true, value: batch[i]!.fn() };
-        before = changes.get()!;
-      } catch (err) {
-        results[i] = { ok: false, value: err };
-        if (!db.inTransaction || changes.get() !== before) {
-          if (db.inTransaction) rollback.run();
-          rolledBack();
-          return null;
-        }
-      }
-    }
-    return results;
-  }
-
-  function runCareful(batch: Item[]): Outcome[] {
-    const results: Outcome[] = new Array(batch.length);
-    for (let i = 0; i < batch.length; i++) {
-      savepoint.run();
-      try {
-        results[i] = { ok: true, value: batch[i]!.fn() };
-        release.run();
-      } catch (err) {
-        rollbackTo.run();
-        release.run();
-        results[i] = { ok: false, value: err };
-      }
-    }
-    return results;
-  }
+  const runFast = (batch: Item[]) =>
+    runWithoutSavepoints(batch, {
+      written: () => changes.get()!,
+      inTransaction: () => db.inTransaction,
+      abort: () => {
+        if (db.inTransaction) rollback.run();
+        rolledBack();
+      },
+    });
+  const runCareful = (batch: Item[]) =>
+    runWithSavepoints(batch, {
+      savepoint: () => savepoint.run(),
+      release: () => release.run(),
+      rollbackTo: () => rollbackTo.run(),
+    });
 
   /** The batch's outcomes, or null when the lock is busy (BEGIN refused: nothing ran). */
   function execute(batch: Item[]): Outcome[] | null {
@@ -140,11 +121,7 @@ export function createGroupCommit(
       marks = [];
     }
     if (queue.length > 0) schedule();
-    for (let i = 0; i < batch.length; i++) {
-      const r = results[i]!;
-      if (r.ok) batch[i]!.resolve(r.value);
-      else batch[i]!.reject(r.value);
-    }
+    settle(batch, results);
   }
 
   /**

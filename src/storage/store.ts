@@ -7,14 +7,8 @@ import {
   type OpenOptions,
 } from './db.ts';
 import { integrityProblems } from './integrity.ts';
-import { createEntitlementRepo } from './entitlements.ts';
-import { createApiTokenRepo } from './api-tokens.ts';
-import { createAuditRepo } from './audit.ts';
-import { createStateRepo } from './state.ts';
-import { createLeaseRepo, createSeatRepo } from './leases.ts';
 import { createGroupCommit } from './group-commit.ts';
-import { createUsageRepo } from './usage.ts';
-import { createInstallationRepo } from './installations.ts';
+import { createRepos, type Repos } from './repos.ts';
 import { createSyncRepo } from './sync.ts';
 import type { SyncStore } from '../domain/sync-store.ts';
 import { retryWhileBusy } from './busy.ts';
@@ -34,16 +28,8 @@ export type { TxAsyncOptions } from '../domain/store.ts';
  * synchronous=NORMAL (a WAL is written in order: a later durable commit makes it durable too).
  * batch() is the group commit (group-commit.ts).
  */
-export interface Store extends DomainStore {
+export interface Store extends Omit<DomainStore, keyof Repos>, Repos {
   readonly kind: 'sqlite';
-  entitlements: ReturnType<typeof createEntitlementRepo>;
-  apiTokens: ReturnType<typeof createApiTokenRepo>;
-  audit: ReturnType<typeof createAuditRepo>;
-  state: ReturnType<typeof createStateRepo>;
-  leases: ReturnType<typeof createLeaseRepo>;
-  seats: ReturnType<typeof createSeatRepo>;
-  installations: ReturnType<typeof createInstallationRepo>;
-  usage: ReturnType<typeof createUsageRepo>;
   /** The database file's path. */
   readonly file: string;
   /** What the migrations run when this store opened want said (merged subjects, …). */
@@ -71,14 +57,7 @@ export function createStore(db: Db): Store {
   return {
     kind: 'sqlite',
     db,
-    entitlements: createEntitlementRepo(db),
-    apiTokens: createApiTokenRepo(db),
-    audit: createAuditRepo(db),
-    state: createStateRepo(db),
-    leases: createLeaseRepo(db),
-    seats: createSeatRepo(db),
-    installations: createInstallationRepo(db),
-    usage: createUsageRepo(db),
+    ...createRepos(db),
     get sync() {
       return (sync ??= createSyncRepo(db));
     },

@@ -219,6 +219,36 @@ describe('two servers on one PostgreSQL database', () => {
   );
 
   it(
+    'a client waiting for a seat on one server gets the seat another server frees, within about a second',
+    { timeout: 60_000 },
+    async () => {
+      const url = await freshPgUrl('failover_queue');
+      const { servers: pair } = await twoServers(url, 'queue', { q: 1 });
+      const [a, b] = pair;
+      const held = await grant(b!.base, 'q', 'holder');
+      expect(held.status, show(held)).toBe(201);
+      const started = Date.now();
+      const waiting = call(a!.base, '/v1/license/lease', {
+        product_id: 'q',
+        tenant_id: 't',
+        subject_type: 'user',
+        subject_id: 'waiter',
+        wait_seconds: 6,
+      });
+      await sleep(300);
+      const released = await call(b!.base, '/v1/license/lease/release', {
+        lease_id: held.body.lease_id,
+      });
+      expect(released.status, show(released)).toBe(200);
+      const got = await waiting;
+      expect(got.status, show(got)).toBe(201);
+      // Woken by its server's look each second, not by its deadline (6 s).
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect([...(await leaseStates(url)).values()].sort()).toEqual(['active', 'released']);
+    },
+  );
+
+  it(
     'one server SIGKILLed under load: the other keeps answering, no acknowledged lease is lost',
     { timeout: 60_000 },
     async () => {

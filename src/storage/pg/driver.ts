@@ -41,6 +41,9 @@ export class PgError extends Error {
   }
 }
 
+/** While PostgreSQL is unreachable, how often it is pinged off the event loop (ms). */
+const DOWN_PING_MS = 250;
+
 export interface PgOptions {
   /** How long a waited statement may block the thread before it is answered UNAVAILABLE (ms). */
   callTimeoutMs?: number;
@@ -199,8 +202,51 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
     worker.postMessage(req);
   }
 
+  /**
+   * Unreachable: after a waited statement found PostgreSQL unreachable, waited statements fail at
+   * once (a ROLLBACK still goes through) until a ping sent off the event loop is answered, so the
+   * thread never blocks again on a server that is gone (a partition can hold a connect for seconds).
+   */
+  let down = false;
+  async function pingUntilUp(): Promise<void> {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, DOWN_PING_MS).unref());
+      if (!open) return;
+      try {
+        await db.queryAsync('SELECT 1');
+        down = false;
+        return;
+      } catch {
+        // still gone
+      }
+    }
+  }
+  function noteUnreachable(): void {
+    if (down) return;
+    down = true;
+    void pingUntilUp();
+  }
+
   /** Posts and blocks until the answer (or callTimeoutMs). */
   function call(req: Omit<Request, 'id' | 'reply'>): {
+    rows: Record<string, unknown>[];
+    count: number;
+  } {
+    if (down && !/^\s*ROLLBACK\b/i.test(req.sql)) {
+      throw new PgError({
+        message: 'the PostgreSQL server cannot be reached (waiting for it to answer again)',
+        code: UNAVAILABLE,
+      });
+    }
+    try {
+      return waitFor(req);
+    } catch (err) {
+      if ((err as PgError).code === UNAVAILABLE) noteUnreachable();
+      throw err;
+    }
+  }
+
+  function waitFor(req: Omit<Request, 'id' | 'reply'>): {
     rows: Record<string, unknown>[];
     count: number;
   } {

@@ -1,16 +1,18 @@
 import { BUSY_RETRY_DEADLINE_MS, retryDelay } from '../busy.ts';
 import type { PgDb } from './driver.ts';
+import {
+  runWithSavepoints,
+  runWithoutSavepoints,
+  settle,
+  type BatchItem,
+  type Outcome,
+} from '../batch.ts';
 import { isPgBusy } from './store.ts';
 
-interface Item {
-  fn: () => unknown;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
+interface Item extends BatchItem {
   /** When it joined the queue (ms), for the busy deadline. */
   at: number;
 }
-
-type Outcome = { ok: true; value: unknown } | { ok: false; value: unknown };
 
 /**
  * Group commit on PostgreSQL: the pieces that arrive within two turns of the event loop run in one
@@ -41,49 +43,19 @@ export function createPgGroupCommit(
     opts.onRollback();
   }
 
-  /** The outcomes, or null when a piece threw after writing (the transaction is rolled back). */
-  function runFast(batch: Item[]): Outcome[] | null {
-    const results: Outcome[] = new Array(batch.length);
-    for (let i = 0; i < batch.length; i++) {
-      const before = pg.writes;
-      try {
-        results[i] = { ok: true, value: batch[i]!.fn() };
-      } catch (err) {
-        results[i] = { ok: false, value: err };
-        if (pg.writes !== before || !pg.inTransaction) {
-          abort();
-          return null;
-        }
-      }
-    }
-    return results;
-  }
-
-  function runCareful(batch: Item[]): Outcome[] {
-    const results: Outcome[] = new Array(batch.length);
-    for (let i = 0; i < batch.length; i++) {
-      pg.exec('SAVEPOINT grouped_item');
-      try {
-        const value = batch[i]!.fn();
-        // Waited for: a write of this piece that failed fails here, not in the COMMIT.
-        pg.exec('RELEASE SAVEPOINT grouped_item');
-        results[i] = { ok: true, value };
-      } catch (err) {
-        pg.exec('ROLLBACK TO SAVEPOINT grouped_item');
-        pg.exec('RELEASE SAVEPOINT grouped_item');
-        results[i] = { ok: false, value: err };
-      }
-    }
-    return results;
-  }
-
-  function settle(batch: Item[], results: Outcome[]): void {
-    for (let i = 0; i < batch.length; i++) {
-      const r = results[i]!;
-      if (r.ok) batch[i]!.resolve(r.value);
-      else batch[i]!.reject(r.value);
-    }
-  }
+  const runFast = (batch: Item[]) =>
+    runWithoutSavepoints(batch, {
+      written: () => pg.writes,
+      inTransaction: () => pg.inTransaction,
+      abort,
+    });
+  // RELEASE waits for the answer: a write of the piece sent without waiting fails there.
+  const runCareful = (batch: Item[]) =>
+    runWithSavepoints(batch, {
+      savepoint: () => pg.exec('SAVEPOINT grouped_item'),
+      release: () => pg.exec('RELEASE SAVEPOINT grouped_item'),
+      rollbackTo: () => pg.exec('ROLLBACK TO SAVEPOINT grouped_item'),
+    });
 
   function fail(batch: Item[], err: unknown): void {
     for (const item of batch) item.reject(err);

@@ -17,14 +17,9 @@
 import { AppError } from '../../errors.ts';
 import type { Db } from '../db.ts';
 import type { Store as DomainStore, TxAsyncOptions } from '../../domain/store.ts';
-import { createEntitlementRepo } from '../entitlements.ts';
-import { createApiTokenRepo } from '../api-tokens.ts';
-import { createAuditRepo } from '../audit.ts';
 import { createStateRepo } from '../state.ts';
-import { createLeaseRepo, createSeatRepo } from '../leases.ts';
-import { createUsageRepo } from '../usage.ts';
-import { createInstallationRepo } from '../installations.ts';
 import { createSyncRepo } from '../sync.ts';
+import { createRepos, type Repos } from '../repos.ts';
 import type { SyncStore } from '../../domain/sync-store.ts';
 import { BUSY_RETRY_DEADLINE_MS, retryDelay } from '../busy.ts';
 import { openPg, PgError, type PgDb, type PgOptions } from './driver.ts';
@@ -51,16 +46,8 @@ export interface PgStoreOptions extends PgOptions {
   lockTimeoutMs?: number;
 }
 
-export interface PgStore extends DomainStore {
+export interface PgStore extends Omit<DomainStore, keyof Repos>, Repos {
   readonly kind: 'postgres';
-  entitlements: ReturnType<typeof createEntitlementRepo>;
-  apiTokens: ReturnType<typeof createApiTokenRepo>;
-  audit: ReturnType<typeof createAuditRepo>;
-  state: ReturnType<typeof createStateRepo>;
-  leases: ReturnType<typeof createLeaseRepo>;
-  seats: ReturnType<typeof createSeatRepo>;
-  installations: ReturnType<typeof createInstallationRepo>;
-  usage: ReturnType<typeof createUsageRepo>;
   /** The connection string, any password replaced. */
   readonly file: string;
   readonly pg: PgDb;
@@ -180,19 +167,19 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
   let txCount = 0;
   const versionStmt = pg.prepare('SELECT value FROM state_version').pluck();
   let sync: SyncStore | undefined;
+  const repos = createRepos(db);
   const store: PgStore = {
     kind: 'postgres',
     pg,
     db,
     file: pg.name,
-    entitlements: createEntitlementRepo(db),
-    apiTokens: createApiTokenRepo(db),
-    audit: createAuditRepo(db),
-    state: createStateRepo(db),
-    leases: createLeaseRepo(db),
-    seats: createSeatRepo(db),
-    installations: createInstallationRepo(db),
-    usage: createUsageRepo(db),
+    ...repos,
+    state: memoizedState(
+      repos.state,
+      pg,
+      () => store.dataVersion(),
+      (l) => listeners.push(l),
+    ),
     get sync() {
       return (sync ??= createSyncRepo(db, {
         workDir: opts.dataDir,
@@ -253,4 +240,44 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
     close: () => pg.close(),
   };
   return store;
+}
+
+/**
+ * The state repository with its reads remembered inside a transaction (settings such as the vendor's
+ * lease lifetime are read per grant; a round trip each on PostgreSQL). Sound because the write
+ * lock is held: only this transaction changes server_state meanwhile, and its own writes (set,
+ * delete) and any rollback forget what was remembered; a change by another process moves the state
+ * version, read once at the start of the next transaction.
+ */
+function memoizedState<S extends ReturnType<typeof createStateRepo>>(
+  base: S,
+  pg: PgDb,
+  version: () => number,
+  onRollback: (l: () => void) => void,
+): S {
+  const memo = new Map<string, string | undefined>();
+  let memoVersion = -1;
+  onRollback(() => memo.clear());
+  const forget = <A extends unknown[], R>(f: (...a: A) => R) =>
+    ((...a: A) => {
+      memo.clear();
+      return f(...a);
+    }) as (...a: A) => R;
+  return {
+    ...base,
+    get(key: string): string | undefined {
+      if (!pg.inTransaction) return base.get(key);
+      const v = version();
+      if (v !== memoVersion) {
+        memo.clear();
+        memoVersion = v;
+      }
+      if (memo.has(key)) return memo.get(key);
+      const value = base.get(key);
+      memo.set(key, value);
+      return value;
+    },
+    set: forget(base.set),
+    delete: forget(base.delete),
+  };
 }

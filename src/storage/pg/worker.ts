@@ -47,6 +47,10 @@ interface Conn {
   inTx: boolean;
   /** Counts transactions begun: a late failure is charged to its own transaction only. */
   gen: number;
+  /** The client the open transaction began on. */
+  txClient: pg.Client | null;
+  /** The statements handed to the client, in order: the next one starts when this settles. */
+  tail: Promise<unknown>;
   /** The first failure of transaction `gen`: every later statement of it answers this. */
   txError: WireError | null;
 }
@@ -56,6 +60,8 @@ const newConn = (): Conn => ({
   connecting: null,
   inTx: false,
   gen: 0,
+  txClient: null,
+  tail: Promise.resolve(),
   txError: null,
 });
 const conns: [Conn, Conn] = [newConn(), newConn()];
@@ -144,7 +150,9 @@ function handle(req: Request): void {
     if (ends) {
       conn.inTx = false;
       conn.txError = null;
-      if (conn.client) conn.client.query('ROLLBACK').catch(() => {});
+      const client = conn.txClient;
+      if (client && client === conn.client)
+        conn.tail = conn.tail.then(() => client.query('ROLLBACK')).catch(() => {});
       if (!isCommit) return answer(req, ok(req.id));
     }
     return answer(req, { id: req.id, ok: false, error: failed });
@@ -157,15 +165,20 @@ function handle(req: Request): void {
   const gen = conn.gen;
   const inTx = conn.inTx && !ends;
   if (ends) conn.inTx = false;
-  // A statement of a transaction whose connection is gone must not open a new one.
-  if (!conn.client && (inTx || ends) && !starts) {
-    if (!isCommit && ends) return answer(req, ok(req.id));
-    const error = unavailable('connection lost during the transaction');
-    if (inTx) conn.txError = error;
-    return answer(req, { id: req.id, ok: false, error });
-  }
   const run = async (): Promise<Reply> => {
-    const client = conn.client ?? (await connect(conn));
+    // A transaction runs on the client it began on: one that is gone (and any new one) is refused
+    // to it, so none of its statements can run outside it.
+    let client: pg.Client;
+    if (starts || !(inTx || ends)) {
+      client = conn.client ?? (await connect(conn));
+      if (starts) conn.txClient = client;
+    } else if (conn.txClient && conn.txClient === conn.client) {
+      client = conn.txClient;
+    } else {
+      throw Object.assign(new Error('connection lost during the transaction'), {
+        code: UNAVAILABLE,
+      });
+    }
     const result = req.multi
       ? await client.query(req.sql)
       : await client.query({
@@ -185,31 +198,36 @@ function handle(req: Request): void {
           failed && failed.gen === gen
             ? failed.error
             : {
-                message: 'PostgreSQL rolled the transaction back at COMMIT (a statement in it failed)',
+                message:
+                  'PostgreSQL rolled the transaction back at COMMIT (a statement in it failed)',
                 code: '25P02',
               },
       };
     }
     return { id: req.id, ok: true, rows: r?.rows ?? [], count: r?.rowCount ?? 0 };
   };
-  run().then(
-    (reply) => answer(req, reply),
-    (err) => {
-      // Queued behind a write that failed: PostgreSQL says only "transaction is aborted"; the
-      // first failure of this transaction is the answer.
-      const own = toWire(err);
-      const first = lastFailure.get(conn);
-      const error = own.code === '25P02' && first && first.gen === gen ? first.error : own;
-      if (inTx || ends) {
-        if (!first || first.gen !== gen) lastFailure.set(conn, { gen, error });
-        if (conn.inTx && conn.gen === gen && !conn.txError) conn.txError = error;
-      } else if (req.reply === 'none') {
-        // Nobody waits for it and no transaction will report it: say so on stderr.
-        process.stderr.write(`bp-license-server: PostgreSQL write failed: ${error.message}\n`);
-      }
-      answer(req, { id: req.id, ok: false, error });
-    },
-  );
+  // One statement at a time per connection, in arrival order (pg would queue them too, but
+  // deprecates it); the thread never waits: the chain does.
+  conn.tail = conn.tail
+    .then(() => run())
+    .then(
+      (reply) => answer(req, reply),
+      (err) => {
+        // Queued behind a write that failed: PostgreSQL says only "transaction is aborted"; the
+        // first failure of this transaction is the answer.
+        const own = toWire(err);
+        const first = lastFailure.get(conn);
+        const error = own.code === '25P02' && first && first.gen === gen ? first.error : own;
+        if (inTx || ends) {
+          if (!first || first.gen !== gen) lastFailure.set(conn, { gen, error });
+          if (conn.inTx && conn.gen === gen && !conn.txError) conn.txError = error;
+        } else if (req.reply === 'none') {
+          // Nobody waits for it and no transaction will report it: say so on stderr.
+          process.stderr.write(`bp-license-server: PostgreSQL write failed: ${error.message}\n`);
+        }
+        answer(req, { id: req.id, ok: false, error });
+      },
+    );
 }
 
 /** Each connection's first failure in its latest failed transaction (by generation). */
