@@ -4,17 +4,15 @@ import { SCRIPT_SUFFIX, bundleScript } from './scripts/admin-console.mjs';
 /**
  * The test files whose subject is the store under the app: they run on both stores. The rest are
  * about one store (src/storage: SQLite's files and pragmas), the process (test/e2e, spawned on
- * SQLite; the PostgreSQL processes have test/e2e/pg-failover.test.ts), or no store at all.
+ * SQLite; the PostgreSQL processes have test/e2e/pg-failover.test.ts), the admin console in a
+ * browser (it calls the same API), or no store at all.
  */
 const POSTGRES_SUITE = [
-  'src/admin/page.test.ts',
   'src/domain/quotas.test.ts',
   'src/domain/time-guard.test.ts',
   'src/http/routes/**/*.test.ts',
   'test/http/*.test.ts',
   'test/sync/*.test.ts',
-  'test/browser/entitlements.test.ts',
-  'test/browser/quotas.test.ts',
 ];
 
 export default defineConfig({
@@ -74,7 +72,12 @@ export default defineConfig({
           include: POSTGRES_SUITE,
           // The folder watcher's file-system cases (a 20,000-file flood, permissions) are about
           // files, not the store; the imports it starts are the import tests', which run here.
-          exclude: ['test/sync/watch.test.ts'],
+          // HTTP parsing edges and the request pipeline are the same over either store.
+          exclude: [
+            'test/sync/watch.test.ts',
+            'test/http/http-edges.test.ts',
+            'test/http/pipeline.test.ts',
+          ],
           env: { BPLS_TEST_STORE: 'postgres' },
         },
       },

@@ -60,7 +60,9 @@ function databaseUrl(v: string | undefined): string | undefined {
   } catch {
     u = undefined;
   }
-  if (!u || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') || !u.hostname) {
+  // A Unix socket is named by ?host=/run/postgresql (no host part).
+  const host = u?.hostname || u?.searchParams.get('host');
+  if (!u || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') || !host) {
     throw new AppError(
       'invalid_request',
       '--database (BPLS_DATABASE_URL) must be a PostgreSQL URL, postgres://user[:password]@host[:port]/database',

@@ -12,7 +12,12 @@ import {
 import { databaseBytes, QUICK_CHECK_MAX_BYTES } from './storage/integrity.ts';
 import type { Durability } from './storage/db.ts';
 import { openStore, type AnyStore } from './storage/store.ts';
-import { openPgStore, SERVER_LOCK_TIMEOUT_MS } from './storage/pg/store.ts';
+import {
+  CLI_CALL_TIMEOUT_MS,
+  openPgStore,
+  SERVER_CALL_TIMEOUT_MS,
+  SERVER_LOCK_TIMEOUT_MS,
+} from './storage/pg/store.ts';
 import { loadSqliteBinding } from './storage/native.ts';
 import { createEntitlementService } from './domain/entitlements.ts';
 import { createApiTokenService } from './domain/api-tokens.ts';
@@ -231,9 +236,18 @@ function openPgContext(opts: ContextOptions & { database: string }): Context {
   const serving = opts.busyTimeoutMs !== undefined;
   const store = openPgStore(opts.database, {
     dataDir: opts.dataDir,
-    ...(serving ? { lockTimeoutMs: SERVER_LOCK_TIMEOUT_MS } : {}),
+    // The server never blocks long on the database; a person at the CLI can wait.
+    ...(serving
+      ? { lockTimeoutMs: SERVER_LOCK_TIMEOUT_MS, callTimeoutMs: SERVER_CALL_TIMEOUT_MS }
+      : { callTimeoutMs: CLI_CALL_TIMEOUT_MS }),
   });
-  const recorded = store.state.get('server_id');
+  let recorded: string | undefined;
+  try {
+    recorded = store.state.get('server_id');
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   if (recorded !== info.server_id) {
     store.close();
     throw new AppError(

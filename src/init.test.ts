@@ -14,12 +14,12 @@ import { ManualClock } from './clock.ts';
 import { AppError } from './errors.ts';
 import { initServer, type InitOptions } from './init.ts';
 import { openContext } from './context.ts';
-import { dataPaths } from './data-dir.ts';
+import { createIdentity, dataPaths } from './data-dir.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 import { openStore } from './storage/store.ts';
 import { pinnedVendorKeys } from './sync/trust.ts';
 import { generateSigningKey, verifyKeyFromPaserk } from './tokens/keys.ts';
-import { tempDir } from '../test/helpers.ts';
+import { freshPgUrlSync, tempDir } from '../test/helpers.ts';
 
 const root = tempDir('bpls-init-');
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -226,5 +226,53 @@ describe('initServer', () => {
     expect(notes.length).toBeGreaterThan(0);
     expect(notes.join('\n')).toContain(dir);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
+  });
+});
+
+describe('initServer on PostgreSQL', () => {
+  const pgOpts = (dataDir: string, database: string) => opts(dataDir, { database }).o;
+
+  it('initialises the database once: a second init elsewhere is refused and leaves no identity behind; a copy of the first directory is "already initialised"', () => {
+    const url = freshPgUrlSync();
+    const a = newDir();
+    const first = initServer(pgOpts(a, url));
+    expect(first).toMatchObject({ created: true, adminToken: expect.stringMatching(/^bpls_/) });
+    expect(existsSync(dataPaths(a).db)).toBe(false);
+    const b = newDir();
+    const e = errorOf(() => initServer(pgOpts(b, url)));
+    expect(e.code).toBe('conflict');
+    expect(e.message).toContain(`initialised already, by server ${first.info.server_id}`);
+    expect(existsSync(dataPaths(b).key) || existsSync(dataPaths(b).info)).toBe(false);
+    const again = initServer(pgOpts(a, url));
+    expect(again).toMatchObject({ created: false, adminToken: null });
+    expect(again.info.server_id).toBe(first.info.server_id);
+  });
+
+  it('an init interrupted after writing the identity (before its commit) is finished by the next init, for that identity', () => {
+    const url = freshPgUrlSync();
+    const dir = newDir();
+    // What the interrupted init left: the identity files, and a database without a server.
+    const id = createIdentity(dir, clock.now());
+    const r = initServer(pgOpts(dir, url));
+    expect(r).toMatchObject({ created: true, adminToken: expect.stringMatching(/^bpls_/) });
+    expect(r.info.server_id).toBe(id.info.server_id);
+    const ctx = openContext({ dataDir: dir, nativeCacheDir: join(root, 'cache'), database: url });
+    try {
+      expect(ctx.store.state.get('server_id')).toBe(id.info.server_id);
+      expect(ctx.services.apiTokens.authenticate(r.adminToken!)).toMatchObject({ role: 'admin' });
+    } finally {
+      ctx.close();
+    }
+  });
+
+  it('refuses --force, naming the database without its password', () => {
+    const e = errorOf(() =>
+      initServer({
+        ...pgOpts(newDir(), 'postgres://bpls:s3cret@127.0.0.1:1/db?password=s3cret2'),
+        force: true,
+      }),
+    );
+    expect(e.code).toBe('conflict');
+    expect(JSON.stringify(e.details)).not.toMatch(/s3cret/);
   });
 });

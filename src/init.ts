@@ -2,12 +2,13 @@
  * initServer: makes a data directory a server (identity files, database, first admin token), or
  * finds one there already. The `init` command parses its options, calls this and prints.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { systemClock, type Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import {
   dataPaths,
   initState,
+  loadIdentity,
   moveAside,
   newIdentity,
   tightenModes,
@@ -22,7 +23,7 @@ import type { Durability } from './storage/db.ts';
 import { loadSqliteBinding } from './storage/native.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 import { pinAtInit } from './sync/trust.ts';
-import type { VerifyKey } from './tokens/keys.ts';
+import type { SigningKey, VerifyKey } from './tokens/keys.ts';
 import { makeDirs } from './fs-dirs.ts';
 
 export interface InitOptions {
@@ -211,8 +212,8 @@ function initPg(
       "to start over, drop and create the database with PostgreSQL's tools, then run init once",
     );
   }
-  if (existsSync(dataPaths(o.dataDir).info)) return existing(o, clock, vendorKids);
-  if (existsSync(dataPaths(o.dataDir).key)) {
+  const p = dataPaths(o.dataDir);
+  if (!existsSync(p.info) && existsSync(p.key)) {
     throw new AppError(
       'conflict',
       `${o.dataDir} is only partly initialised (server.key without server.json); refusing to overwrite it`,
@@ -220,29 +221,52 @@ function initPg(
       'restore it from a copy of the data directory, or give an empty --data-dir',
     );
   }
-  makeDirs(o.dataDir, 0o700);
+  // The identity is on disk before the database names it, so a failure below never leaves the
+  // database bound to a key nobody has: a new one is removed again; one found here (an init
+  // interrupted before its commit) is recorded now.
+  const fresh = !existsSync(p.info);
   const now = clock.now();
-  const { info, key } = newIdentity(now);
-  const store = openPgStore(o.database, { dataDir: o.dataDir });
-  let adminToken: string;
-  try {
-    const services = createServices(store, clock, key, info);
-    store.tx(() => {
-      const recorded = store.state.get('server_id');
-      if (recorded !== undefined) {
-        throw new AppError(
-          'conflict',
-          `the PostgreSQL database ${store.file} was initialised already, by server ${recorded}; nothing was created`,
-          { database: store.file, server_id: recorded },
-          "copy that server's data directory (server.key, server.json) to this node and run serve with the same --database",
-        );
-      }
-      recordInit(store, info, o, now);
-    });
-    adminToken = services.apiTokens.create({ name: 'initial admin', role: 'admin' }, o.actor).token;
-  } finally {
-    store.close();
+  let id: { info: ServerInfo; key: SigningKey };
+  if (fresh) {
+    makeDirs(o.dataDir, 0o700);
+    id = newIdentity(now);
+    writeIdentity(o.dataDir, id);
+  } else {
+    id = loadIdentity(o.dataDir, { withDatabase: false });
   }
-  writeIdentity(o.dataDir, { info, key });
-  return { created: true, info, adminToken, vendorKids, movedAside: [] };
+  const forget = () => {
+    if (fresh) for (const f of [p.key, p.info]) rmSync(f, { force: true });
+  };
+  let adminToken: string | null = null;
+  try {
+    const store = openPgStore(o.database, { dataDir: o.dataDir });
+    try {
+      const services = createServices(store, clock, id.key, id.info);
+      store.tx(() => {
+        const recorded = store.state.get('server_id');
+        if (recorded === id.info.server_id) return;
+        if (recorded !== undefined) {
+          throw new AppError(
+            'conflict',
+            `the PostgreSQL database ${store.file} was initialised already, by server ${recorded}; nothing was created`,
+            { database: store.file, server_id: recorded },
+            "copy that server's data directory (server.key, server.json) to this node and run serve with the same --database",
+          );
+        }
+        recordInit(store, id.info, o, now);
+        adminToken = services.apiTokens.create(
+          { name: 'initial admin', role: 'admin' },
+          o.actor,
+        ).token;
+      });
+    } finally {
+      store.close();
+    }
+  } catch (err) {
+    forget();
+    throw err;
+  }
+  // Initialised before (by this identity): checked and left as it is, vendor keys pinned if new.
+  if (adminToken === null) return existing(o, clock, vendorKids);
+  return { created: true, info: id.info, adminToken, vendorKids, movedAside: [] };
 }

@@ -181,7 +181,6 @@ function errorAnswer(
       close: err.code === 'payload_too_large' || err.code === 'request_timeout',
       retryAfter: err.retryAfterSeconds,
     };
-  if (process.env.BPLS_DEBUG_500) console.error('DBG500', err);
   log.error('unhandled error', {
     request_id: requestId,
     error: (err as Error)?.stack ?? String(err),

@@ -11,6 +11,13 @@ import { AppError } from '../errors.ts';
 export function storageFailure(err: unknown): AppError | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return undefined;
+  if (code === '53100') {
+    return new AppError(
+      'storage_full',
+      "the disk holding PostgreSQL's data is full; nothing was changed",
+      { retry_after_seconds: 30 },
+    );
+  }
   const pg = postgresFailure(code);
   if (pg) return pg;
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
@@ -62,6 +69,29 @@ function postgresFailure(code: string): AppError | undefined {
       { retry_after_seconds: 2 },
     );
   }
+  // Refused at login (a rotated password, pg_hba), the database gone, out of resources, an I/O
+  // error, a statement cancelled by an administrator or a server-side timeout: the database's
+  // state, not the request's.
+  if (
+    code === '28P01' ||
+    code === '28000' ||
+    code === '3D000' ||
+    code === '57014' ||
+    code.startsWith('53') ||
+    code.startsWith('58')
+  ) {
+    return new AppError(
+      'storage_unavailable',
+      'the PostgreSQL database cannot serve this just now (login refused, database missing, out of resources or an I/O error; the server log has the detail); nothing was changed',
+      { retry_after_seconds: 30 },
+    );
+  }
+  // A prepared plan made before another node changed the schema: the next try prepares again.
+  if (code === '0A000') {
+    return new AppError('busy', 'the database schema changed under this request; try again', {
+      retry_after_seconds: 1,
+    });
+  }
   if (code === '25006') {
     return new AppError(
       'storage_unavailable',
@@ -74,13 +104,6 @@ function postgresFailure(code: string): AppError | undefined {
       'busy',
       'the database is busy (another server process holds its write lock); try again shortly',
       { retry_after_seconds: 1 },
-    );
-  }
-  if (code === '53100') {
-    return new AppError(
-      'storage_full',
-      "the disk holding PostgreSQL's data is full; nothing was changed",
-      { retry_after_seconds: 30 },
     );
   }
   return undefined;

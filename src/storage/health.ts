@@ -18,6 +18,11 @@ export interface StorageHealthOptions {
   db?: Db;
   /** Another store's probe: one small durable write, throwing when it fails (PostgreSQL). */
   probeWrite?: () => void;
+  /**
+   * False when the database is not on `dir`'s disk (PostgreSQL): its free space then says nothing
+   * about a failure, and is not read. Default true.
+   */
+  localDisk?: boolean;
   /** The folder holding the database (free space is read there). */
   dir: string;
   log: Logger;
@@ -114,6 +119,7 @@ export function createStorageHealth(opts: StorageHealthOptions): StorageHealth {
   }
 
   function enoughSpace(): boolean {
+    if (opts.localDisk === false) return true;
     try {
       const s = fs.statfsSync(opts.dir);
       return s.bavail * s.bsize >= FREE_BYTES_TO_RECOVER;

@@ -77,6 +77,7 @@ export function storageHealthOf(
   if (store.kind === 'postgres') {
     return createStorageHealth({
       dir: path.dirname(store.sync.workDir('probe')),
+      localDisk: false,
       log,
       probeWrite: () => store.tx(() => store.state.set('storage_probe', String(Date.now()))),
     });

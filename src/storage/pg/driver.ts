@@ -123,6 +123,9 @@ export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    // node-postgres also takes secrets from the query string.
+    for (const k of ['password', 'sslpassword', 'sslkey'])
+      if (u.searchParams.has(k)) u.searchParams.set(k, '***');
     return u.toString();
   } catch {
     return 'postgres://(unparseable URL)';
@@ -139,6 +142,10 @@ export interface PgDb {
   readonly inTransaction: boolean;
   /** Writes sent since the connection opened (the group commit's "did this piece write?"). */
   readonly writes: number;
+  /** Counts BEGINs: what a value read "once per transaction" is keyed on. */
+  readonly txSerial: number;
+  /** Counts ROLLBACK TO SAVEPOINT: writes of the transaction were undone. */
+  readonly undone: number;
   prepare(sql: string): PgStatement;
   /** Runs statements without parameters, waiting for the answer; `raw`: the text as it is (DDL). */
   exec(sql: string, o?: { raw?: boolean }): void;
@@ -166,6 +173,8 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
     wake: wakeBuf,
     connectTimeoutMs: opts.connectTimeoutMs ?? 3000,
     statementTimeoutMs: opts.statementTimeoutMs ?? 0,
+    // A little under the wait: the thread hears the cut as an answer, not as its own timeout.
+    requestTimeoutMs: Math.max(100, callTimeoutMs - 250),
   };
   const options = { workerData: data, transferList: [sync.port2, asyncCh.port2] };
   const worker =
@@ -174,6 +183,11 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
       : new Worker(path.join(path.dirname(__filename), 'worker.ts'), options);
   // The thread never keeps the process alive; its clients close with it.
   worker.unref();
+  // A thread that died (out of memory, a bug) leaves the store unreachable, never the process
+  // dead: every statement is answered UNAVAILABLE from then on (readiness says so).
+  let threadGone: string | undefined;
+  worker.on('error', (err) => (threadGone ??= String(err)));
+  worker.on('exit', (code) => (threadGone ??= `exit code ${code}`));
   const pending = new Map<number, { resolve: (r: Reply) => void }>();
   asyncCh.port1.on('message', (r: Reply) => {
     const p = pending.get(r.id);
@@ -185,20 +199,33 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
   let open = true;
   let inTx = false;
   let writes = 0;
+  let txSerial = 0;
+  let undone = 0;
   const statements = new Map<string, Translated>();
   /** Writes sent without waiting whose answer has not been read off the port yet. */
   const unsettled = new Map<number, { count: number }>();
   let names = 0;
 
   function trackTx(sql: string): void {
-    if (/^\s*(BEGIN|START)\b/i.test(sql)) inTx = true;
-    else if (/^\s*(COMMIT|END|ABORT)\b/i.test(sql) || /^\s*ROLLBACK\s*;?\s*$/i.test(sql))
+    if (/^\s*(BEGIN|START)\b/i.test(sql)) {
+      inTx = true;
+      txSerial++;
+    } else if (/^\s*(COMMIT|END|ABORT)\b/i.test(sql) || /^\s*ROLLBACK\s*;?\s*$/i.test(sql)) {
       inTx = false;
+    } else if (/^\s*ROLLBACK\s+TO\b/i.test(sql)) {
+      undone++;
+    }
   }
 
   function post(req: Request): void {
     if (!open)
       throw new PgError({ message: 'the database connection is closed', code: UNAVAILABLE });
+    if (threadGone !== undefined) {
+      throw new PgError({
+        message: `the PostgreSQL connection thread stopped (${threadGone})`,
+        code: UNAVAILABLE,
+      });
+    }
     worker.postMessage(req);
   }
 
@@ -213,7 +240,11 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
       await new Promise((r) => setTimeout(r, DOWN_PING_MS).unref());
       if (!open) return;
       try {
-        await db.queryAsync('SELECT 1');
+        // Bounded: a ping lost with its connection must not keep the driver down for ever.
+        await Promise.race([
+          db.queryAsync('SELECT 1'),
+          new Promise((_, reject) => setTimeout(reject, callTimeoutMs).unref()),
+        ]);
         down = false;
         return;
       } catch {
@@ -232,7 +263,14 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
     rows: Record<string, unknown>[];
     count: number;
   } {
-    if (down && !/^\s*ROLLBACK\b/i.test(req.sql)) {
+    if (down) {
+      // Nothing is waited for: a ROLLBACK is sent (the thread ends the transaction in turn), the
+      // rest fail at once; a BEGIN that was not sent opened nothing.
+      if (/^\s*ROLLBACK\s*;?\s*$/i.test(req.sql)) {
+        post({ ...req, id: nextId++, reply: 'none' });
+        return { rows: [], count: 0 };
+      }
+      if (/^\s*(BEGIN|START)\b/i.test(req.sql)) inTx = false;
       throw new PgError({
         message: 'the PostgreSQL server cannot be reached (waiting for it to answer again)',
         code: UNAVAILABLE,
@@ -254,6 +292,7 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
     let seen = Atomics.load(wake, 0);
     post({ ...req, id, reply: 'sync' });
     const deadline = performance.now() + callTimeoutMs;
+    let lastLook = false;
     for (;;) {
       const m = receiveMessageOnPort(sync.port1) as { message: Reply } | undefined;
       if (m) {
@@ -269,14 +308,15 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
         if (m.message.ok) return m.message;
         throw new PgError(m.message.error);
       }
-      const left = deadline - performance.now();
-      if (left <= 0 || Atomics.wait(wake, 0, seen, left) === 'timed-out') {
-        if (receiveMessageOnPort(sync.port1)) continue;
+      if (lastLook) {
         throw new PgError({
           message: `the PostgreSQL server did not answer within ${callTimeoutMs} ms`,
           code: UNAVAILABLE,
         });
       }
+      const left = deadline - performance.now();
+      // Past the deadline: one more look at the port (an answer that came just then counts).
+      if (left <= 0 || Atomics.wait(wake, 0, seen, left) === 'timed-out') lastLook = true;
       seen = Atomics.load(wake, 0);
     }
   }
@@ -321,6 +361,12 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
     },
     get writes() {
       return writes;
+    },
+    get txSerial() {
+      return txSerial;
+    },
+    get undone() {
+      return undone;
     },
     prepare(sql: string): PgStatement {
       const t = translated(sql);

@@ -10,6 +10,8 @@ export interface WorkerData {
   connectTimeoutMs: number;
   /** Per statement, server side (statement_timeout); 0 for none. */
   statementTimeoutMs: number;
+  /** A statement unanswered this long has its connection cut (ms). */
+  requestTimeoutMs: number;
 }
 
 export interface Request {

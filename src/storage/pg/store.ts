@@ -33,6 +33,10 @@ export const WRITE_LOCK = 0x62706c73;
 export const SERVER_LOCK_TIMEOUT_MS = 50;
 /** A CLI command's does (a person can wait; the server's turns are short). */
 export const CLI_LOCK_TIMEOUT_MS = 5000;
+/** A server's statement unanswered this long: PostgreSQL counts as unreachable (ms). */
+export const SERVER_CALL_TIMEOUT_MS = 5000;
+/** A CLI command's: past its lock wait, so a busy lock is reported busy, not unreachable (ms). */
+export const CLI_CALL_TIMEOUT_MS = 15_000;
 
 /** PostgreSQL's answer "lock_not_available" (lock_timeout passed), and the other retryable ones. */
 export function isPgBusy(err: unknown): boolean {
@@ -73,7 +77,7 @@ export interface PgStore extends Omit<DomainStore, keyof Repos>, Repos {
  *   password hidden), `conflict` when the database was made by a newer version.
  */
 export function openPgStore(url: string, opts: PgStoreOptions): PgStore {
-  const pg = openPg(url, opts);
+  const pg = openPg(url, { callTimeoutMs: CLI_CALL_TIMEOUT_MS, ...opts });
   try {
     migratePg(pg);
   } catch (err) {
@@ -161,10 +165,10 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
       throw err;
     }
   }
-  // The state version (see dataVersion): read once per transaction, we hold the write lock after.
+  // The state version (see dataVersion): read once per transaction (any BEGIN, read-only ones
+  // included: the driver counts them); under the write lock nobody else changes it.
   let versionTx = -1;
   let version = 0;
-  let txCount = 0;
   const versionStmt = pg.prepare('SELECT value FROM state_version').pluck();
   let sync: SyncStore | undefined;
   const repos = createRepos(db);
@@ -187,14 +191,12 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
       }));
     },
     tx: (fn) => {
-      txCount++;
       return locked(fn, lockTimeoutMs);
     },
     async txAsync(fn, o: TxAsyncOptions = {}) {
       const deadline = Date.now() + (o.deadlineMs ?? BUSY_RETRY_DEADLINE_MS);
       for (let n = 1; ; n++) {
         try {
-          txCount++;
           // Never block long: a busy lock is waited for on timers.
           return locked(fn, Math.min(lockTimeoutMs, SERVER_LOCK_TIMEOUT_MS));
         } catch (err) {
@@ -205,7 +207,6 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
     },
     batch: createPgGroupCommit(pg, {
       begin: () => {
-        txCount++;
         begin(SERVER_LOCK_TIMEOUT_MS);
       },
       rollback,
@@ -218,9 +219,9 @@ function createPgStore(pg: PgDb, opts: PgStoreOptions): PgStore {
      * under the write lock nobody else changes it.
      */
     dataVersion() {
-      if (pg.inTransaction && versionTx === txCount) return version;
+      if (pg.inTransaction && versionTx === pg.txSerial) return version;
       version = Number(versionStmt.get());
-      versionTx = pg.inTransaction ? txCount : -1;
+      versionTx = pg.inTransaction ? pg.txSerial : -1;
       return version;
     },
     async ping() {
@@ -257,6 +258,7 @@ function memoizedState<S extends ReturnType<typeof createStateRepo>>(
 ): S {
   const memo = new Map<string, string | undefined>();
   let memoVersion = -1;
+  let memoUndone = pg.undone;
   onRollback(() => memo.clear());
   const forget = <A extends unknown[], R>(f: (...a: A) => R) =>
     ((...a: A) => {
@@ -268,9 +270,11 @@ function memoizedState<S extends ReturnType<typeof createStateRepo>>(
     get(key: string): string | undefined {
       if (!pg.inTransaction) return base.get(key);
       const v = version();
-      if (v !== memoVersion) {
+      // Another transaction's state, or writes of this one undone (a savepoint rolled back).
+      if (v !== memoVersion || pg.undone !== memoUndone) {
         memo.clear();
         memoVersion = v;
+        memoUndone = pg.undone;
       }
       if (memo.has(key)) return memo.get(key);
       const value = base.get(key);

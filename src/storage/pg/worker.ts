@@ -73,10 +73,19 @@ function unavailable(reason: string): WireError {
 function toWire(err: unknown): WireError {
   const e = err as { message?: string; code?: string; detail?: string };
   const code = typeof e.code === 'string' ? e.code : undefined;
-  // Socket-level failures carry Node's codes (ECONNREFUSED…) or none at all.
-  if (!code || /^E[A-Z]+$/.test(code) || code.startsWith('08') || code.startsWith('57P')) {
+  // Socket-level failures carry Node's codes (ECONNREFUSED…), PostgreSQL's classes 08 and 57P
+  // (connection, shutdown), or no code and pg's words for a lost or timed-out connection.
+  const lost = /connect|terminat|timeout|timed out|closed|socket|ended/i.test(e.message ?? '');
+  if (
+    (code === undefined && lost) ||
+    (code !== undefined && /^E[A-Z]+$/.test(code)) ||
+    code?.startsWith('08') ||
+    code?.startsWith('57P')
+  ) {
     return unavailable(e.message ?? String(err));
   }
+  // Anything else without a code is ours (a bug), not the database's absence.
+  if (code === undefined) return { message: e.message ?? String(err), code: 'BPLS_PG_DRIVER' };
   return {
     message: e.message ?? String(err),
     code,
@@ -91,6 +100,12 @@ function drop(conn: Conn, client: pg.Client, reason: string): void {
   client.end().catch(() => {});
 }
 
+/** Cuts a client's socket: its queued statements fail, and `drop` forgets it. */
+function cut(client: pg.Client): void {
+  const c = client as unknown as { connection?: { stream?: { destroy(): void } } };
+  c.connection?.stream?.destroy();
+}
+
 function connect(conn: Conn): Promise<pg.Client> {
   if (conn.client) return Promise.resolve(conn.client);
   conn.connecting ??= (async () => {
@@ -98,6 +113,8 @@ function connect(conn: Conn): Promise<pg.Client> {
       connectionString: data.url,
       connectionTimeoutMillis: data.connectTimeoutMs,
       keepAlive: true,
+      // A peer that vanished (a partition, a dead host) is noticed by TCP within ~10 s + probes.
+      keepAliveInitialDelayMillis: 10_000,
       application_name: 'bp-license-server',
       types,
       ...(data.statementTimeoutMs > 0 ? { statement_timeout: data.statementTimeoutMs } : {}),
@@ -143,6 +160,7 @@ function handle(req: Request): void {
   if (conn.inTx && conn.txError && ROLLBACK_TO.test(req.sql) && conn.txError.code !== UNAVAILABLE) {
     // Back to a savepoint before the failure: the transaction goes on.
     conn.txError = null;
+    lastFailure.delete(conn);
   }
   if (conn.inTx && conn.txError) {
     // The transaction failed earlier: only its end does anything (a ROLLBACK; a COMMIT is refused).
@@ -150,9 +168,14 @@ function handle(req: Request): void {
     if (ends) {
       conn.inTx = false;
       conn.txError = null;
-      const client = conn.txClient;
-      if (client && client === conn.client)
-        conn.tail = conn.tail.then(() => client.query('ROLLBACK')).catch(() => {});
+      // Decided in turn: a BEGIN still queued may yet run (on a new client) and must be ended.
+      conn.tail = conn.tail
+        .then(() => {
+          const client = conn.txClient;
+          if (client && client === conn.client) return client.query('ROLLBACK');
+          return undefined;
+        })
+        .catch(() => {});
       if (!isCommit) return answer(req, ok(req.id));
     }
     return answer(req, { id: req.id, ok: false, error: failed });
@@ -179,13 +202,21 @@ function handle(req: Request): void {
         code: UNAVAILABLE,
       });
     }
-    const result = req.multi
-      ? await client.query(req.sql)
-      : await client.query({
-          text: req.sql,
-          values: req.params ?? [],
-          ...(req.name ? { name: req.name } : {}),
-        });
+    // A statement unanswered past the deadline: the connection is cut (a silent peer would hold
+    // it for TCP's hours), which fails this statement and its transaction as unreachable.
+    const deadline = setTimeout(() => cut(client), data.requestTimeoutMs);
+    let result;
+    try {
+      result = req.multi
+        ? await client.query(req.sql)
+        : await client.query({
+            text: req.sql,
+            values: req.params ?? [],
+            ...(req.name ? { name: req.name } : {}),
+          });
+    } finally {
+      clearTimeout(deadline);
+    }
     const r = Array.isArray(result) ? result[result.length - 1] : result;
     // COMMIT of a transaction a statement failed in is a ROLLBACK (PostgreSQL says so only in the
     // command tag): never an acknowledged commit. The failure itself is the answer.
