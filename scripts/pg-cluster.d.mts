@@ -16,6 +16,6 @@ export interface PgCluster {
 /** The newest /usr/lib/postgresql/<major>/bin with initdb and pg_ctl; throws naming the Debian package. */
 export function findPgBin(root?: string): string;
 /** initdb + pg_ctl start in a fresh temp dir, on 127.0.0.1 and a free port unless one is given. */
-export function startCluster(options?: { port?: number }): Promise<PgCluster>;
+export function startCluster(options?: { port?: number; durable?: boolean }): Promise<PgCluster>;
 /** CREATE DATABASE name ([a-z0-9_], 1-63 chars) on the cluster of `url`; the new database's URL. */
 export function createDatabase(url: string, name: string): Promise<string>;

@@ -130,10 +130,11 @@ function run(bin, args, { cwd, user }) {
  *   `restart()` stops it (fast, or finds it stopped after `kill()`) and starts it again, same port
  *   and data; `kill()` stops it in immediate mode (a crash: no shutdown checkpoint), the data kept
  *   for a `restart()`.
+ * @param {{ port?: number, durable?: boolean }} [options] durable (default true): fsync on.
  * @throws {Error} PostgreSQL missing (see findPgBin), or initdb/start failed (with their output
  *   and the server log)
  */
-export async function startCluster({ port } = {}) {
+export async function startCluster({ port, durable = true } = {}) {
   const bin = findPgBin();
   const user = runAs();
   const dir = mkdtempSync(join(tmpdir(), 'bpls-pg-'));
@@ -161,7 +162,10 @@ export async function startCluster({ port } = {}) {
         "listen_addresses = '127.0.0.1'",
         `port = ${chosen}`,
         `unix_socket_directories = '${dir}'`,
-        'fsync = on',
+        // durable false: a throwaway cluster whose data no test needs after a power cut (the test
+        // run's shared one); commits then skip the disk flush. PostgreSQL's own crash tests start
+        // a durable cluster of their own.
+        `fsync = ${durable ? 'on' : 'off'}`,
         'synchronous_commit = on',
         'max_connections = 200',
         'shared_buffers = 128MB',

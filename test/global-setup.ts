@@ -21,7 +21,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   }
   await buildCli();
   await Promise.all([buildBinary({ bundle: false }), buildSdk()]);
-  const cluster = await startCluster();
+  // The run's shared cluster: its databases are thrown away, so no fsync (a test that needs
+  // PostgreSQL's durability or a restart starts a cluster of its own).
+  const cluster = await startCluster({ durable: false });
   process.env[PG_ADMIN_URL_ENV] = cluster.url;
   return async () => {
     delete process.env[PG_ADMIN_URL_ENV];

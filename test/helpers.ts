@@ -26,22 +26,35 @@ export const TEST_STORE: 'sqlite' | 'postgres' =
   process.env.BPLS_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
 
 let pgMade = 0;
+let pgTemplate: string | undefined;
+let pgAdmin: ReturnType<typeof openPg> | undefined;
 
-/** A fresh database on the test cluster, made synchronously (the harness is synchronous). */
+const pgUrlOf = (admin: string, name: string) => {
+  const u = new URL(admin);
+  u.pathname = `/${name}`;
+  return u.toString();
+};
+
+/**
+ * A fresh database on the test cluster, made synchronously (the harness is synchronous): a copy of
+ * this worker's template, migrated once by the real migrations, so each costs a copy, not the
+ * schema's DDL.
+ */
 export function freshPgUrlSync(): string {
   const admin = process.env[PG_ADMIN_URL_ENV];
   if (!admin)
     throw new Error(`${PG_ADMIN_URL_ENV} is not set (test/global-setup.ts starts the cluster)`);
-  const name = `h_${process.pid}_${++pgMade}`;
-  const pg = openPg(admin);
-  try {
-    pg.exec(`CREATE DATABASE ${name}`, { raw: true });
-  } finally {
-    pg.close();
+  // One connection thread for this worker's CREATE DATABASEs (a thread per call costs ~0.1 s).
+  pgAdmin ??= openPg(admin);
+  if (pgTemplate === undefined) {
+    const tpl = `tpl_${process.pid}`;
+    pgAdmin.exec(`CREATE DATABASE ${tpl}`, { raw: true });
+    openPgStore(pgUrlOf(admin, tpl), { dataDir: tmpdir() }).close();
+    pgTemplate = tpl;
   }
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  return u.toString();
+  const name = `h_${process.pid}_${++pgMade}`;
+  pgAdmin.exec(`CREATE DATABASE ${name} TEMPLATE ${pgTemplate}`, { raw: true });
+  return pgUrlOf(admin, name);
 }
 
 /** The harness's store: SQLite in the data directory, or a fresh PostgreSQL database (TEST_STORE). */
