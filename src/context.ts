@@ -262,7 +262,7 @@ function openPgContext(opts: ContextOptions & { database: string }): Context {
         database: recorded ?? null,
       },
       recorded === undefined
-        ? 'run bp-license-server init --database <url> once, then copy the data directory to every node'
+        ? "check that --database (BPLS_DATABASE_URL) names this server's database; a new database is initialised only by init --database with an empty --data-dir, whose directory every node then copies"
         : 'give every node a copy of the data directory made by the init that created this database',
     );
   }

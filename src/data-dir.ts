@@ -234,6 +234,14 @@ export function loadIdentity(
   const files = o.withDatabase === false ? [p.key, p.info] : [p.db, p.key, p.info];
   const present = files.filter((f) => existsSync(f)).length;
   const state = present === 0 ? 'none' : present === files.length ? 'complete' : 'partial';
+  if (state === 'none' && o.withDatabase === false) {
+    throw new AppError(
+      'not_found',
+      `${dataDir} holds no server identity (server.key, server.json)`,
+      { data_dir: dataDir },
+      'on PostgreSQL every node runs with a copy of the data directory made by the one init --database: copy it here (mode 0700, files 0600), or give --data-dir where it is',
+    );
+  }
   if (state === 'none') {
     const nearby = nearbyServers(dataDir).map(shownPath);
     const init = `bp-license-server init --data-dir ${shownPath(dataDir)}`;

@@ -4,6 +4,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -251,9 +252,13 @@ describe('initServer on PostgreSQL', () => {
   it('an init interrupted after writing the identity (before its commit) is finished by the next init, for that identity', () => {
     const url = freshPgUrlSync();
     const dir = newDir();
-    // What the interrupted init left: the identity files, and a database without a server.
+    // What the interrupted init left: the key, server.json still pending, and a database without
+    // a server.
     const id = createIdentity(dir, clock.now());
+    renameSync(dataPaths(dir).info, `${dataPaths(dir).info}.init`);
     const r = initServer(pgOpts(dir, url));
+    expect(existsSync(dataPaths(dir).info)).toBe(true);
+    expect(existsSync(`${dataPaths(dir).info}.init`)).toBe(false);
     expect(r).toMatchObject({ created: true, adminToken: expect.stringMatching(/^bpls_/) });
     expect(r.info.server_id).toBe(id.info.server_id);
     const ctx = openContext({ dataDir: dir, nativeCacheDir: join(root, 'cache'), database: url });
@@ -263,6 +268,17 @@ describe('initServer on PostgreSQL', () => {
     } finally {
       ctx.close();
     }
+  });
+
+  it("refuses to initialise another database from a node's copy of the identity (a wrong --database would make a second pool of seats)", () => {
+    const dir = newDir();
+    const first = initServer(pgOpts(dir, freshPgUrlSync()));
+    expect(first.created).toBe(true);
+    const other = freshPgUrlSync();
+    const e = errorOf(() => initServer(pgOpts(dir, other)));
+    expect(e.code).toBe('conflict');
+    expect(e.message).toContain(`was not initialised for server ${first.info.server_id}`);
+    expect(e.hint).toMatch(/--database/);
   });
 
   it('refuses --force, naming the database without its password', () => {

@@ -2,13 +2,13 @@
  * initServer: makes a data directory a server (identity files, database, first admin token), or
  * finds one there already. The `init` command parses its options, calls this and prints.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { systemClock, type Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import {
   dataPaths,
   initState,
-  loadIdentity,
+  writeFileAtomic,
   moveAside,
   newIdentity,
   tightenModes,
@@ -23,7 +23,7 @@ import type { Durability } from './storage/db.ts';
 import { loadSqliteBinding } from './storage/native.ts';
 import { lockDataDir } from './storage/data-dir-lock.ts';
 import { pinAtInit } from './sync/trust.ts';
-import type { SigningKey, VerifyKey } from './tokens/keys.ts';
+import { signingKeyFromPaserk, type SigningKey, type VerifyKey } from './tokens/keys.ts';
 import { makeDirs } from './fs-dirs.ts';
 
 export interface InitOptions {
@@ -213,7 +213,14 @@ function initPg(
     );
   }
   const p = dataPaths(o.dataDir);
-  if (!existsSync(p.info) && existsSync(p.key)) {
+  // server.json is written last, once the database names this server: until then it waits as
+  // server.json.init, and an init interrupted before its commit is finished from it. A directory
+  // with a whole identity is a node's copy: checked against the database, never used to
+  // initialise another (a wrong --database would make a second pool of seats under one identity).
+  const pending = `${p.info}.init`;
+  if (existsSync(p.info)) return existing(o, clock, vendorKids);
+  const resume = existsSync(p.key) && existsSync(pending);
+  if (!resume && existsSync(p.key)) {
     throw new AppError(
       'conflict',
       `${o.dataDir} is only partly initialised (server.key without server.json); refusing to overwrite it`,
@@ -221,21 +228,21 @@ function initPg(
       'restore it from a copy of the data directory, or give an empty --data-dir',
     );
   }
-  // The identity is on disk before the database names it, so a failure below never leaves the
-  // database bound to a key nobody has: a new one is removed again; one found here (an init
-  // interrupted before its commit) is recorded now.
-  const fresh = !existsSync(p.info);
   const now = clock.now();
   let id: { info: ServerInfo; key: SigningKey };
-  if (fresh) {
+  if (resume) {
+    id = {
+      info: JSON.parse(readFileSync(pending, 'utf8')) as ServerInfo,
+      key: signingKeyFromPaserk(readFileSync(p.key, 'utf8').trim()),
+    };
+  } else {
     makeDirs(o.dataDir, 0o700);
     id = newIdentity(now);
-    writeIdentity(o.dataDir, id);
-  } else {
-    id = loadIdentity(o.dataDir, { withDatabase: false });
+    writeFileAtomic(p.key, `${id.key.secretPaserk()}\n`, 0o600);
+    writeFileAtomic(pending, `${JSON.stringify(id.info, null, 2)}\n`, 0o600);
   }
   const forget = () => {
-    if (fresh) for (const f of [p.key, p.info]) rmSync(f, { force: true });
+    if (!resume) for (const f of [p.key, pending]) rmSync(f, { force: true });
   };
   let adminToken: string | null = null;
   try {
@@ -266,7 +273,8 @@ function initPg(
     forget();
     throw err;
   }
-  // Initialised before (by this identity): checked and left as it is, vendor keys pinned if new.
+  renameSync(pending, p.info);
+  // Recorded before by this identity (an init interrupted after its commit): checked as a node.
   if (adminToken === null) return existing(o, clock, vendorKids);
   return { created: true, info: id.info, adminToken, vendorKids, movedAside: [] };
 }

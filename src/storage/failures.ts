@@ -69,20 +69,26 @@ function postgresFailure(code: string): AppError | undefined {
       { retry_after_seconds: 2 },
     );
   }
-  // Refused at login (a rotated password, pg_hba), the database gone, out of resources, an I/O
-  // error, a statement cancelled by an administrator or a server-side timeout: the database's
-  // state, not the request's.
-  if (
-    code === '28P01' ||
-    code === '28000' ||
-    code === '3D000' ||
-    code === '57014' ||
-    code.startsWith('53') ||
-    code.startsWith('58')
-  ) {
+  if (code === '28P01' || code === '28000') {
     return new AppError(
       'storage_unavailable',
-      'the PostgreSQL database cannot serve this just now (login refused, database missing, out of resources or an I/O error; the server log has the detail); nothing was changed',
+      'PostgreSQL refused the login: check the user and password (in the URL, or PGPASSWORD) and pg_hba.conf; nothing was changed',
+      { retry_after_seconds: 30 },
+    );
+  }
+  if (code === '3D000') {
+    return new AppError(
+      'storage_unavailable',
+      'the database named by --database (BPLS_DATABASE_URL) does not exist on that PostgreSQL server; nothing was changed',
+      { retry_after_seconds: 30 },
+    );
+  }
+  // Out of resources, an I/O error, a statement cancelled by an administrator or a server-side
+  // timeout: the database's state, not the request's.
+  if (code === '57014' || code.startsWith('53') || code.startsWith('58')) {
+    return new AppError(
+      'storage_unavailable',
+      "the PostgreSQL database cannot serve this just now (out of resources, an I/O error, or the statement was cancelled; PostgreSQL's log has the detail); nothing was changed",
       { retry_after_seconds: 30 },
     );
   }

@@ -221,6 +221,9 @@ describe('two servers on one PostgreSQL database', () => {
         ok: true,
         integrity_check: { ok: null, skipped: expect.stringContaining('PostgreSQL') },
       });
+      // SIGTERM: the drain runs to its end, last line included.
+      expect(await pair[1]!.stop(15_000)).toEqual({ code: 0, signal: null });
+      expect(pair[1]!.stderr()).toMatch(/"msg":"stopped"/);
     },
   );
 
@@ -518,6 +521,9 @@ describe('PostgreSQL restarted or crashed under load', () => {
       expect(waited.status, show(waited)).toBe(503);
       expect(waited.body.error.code).toBe('storage_unavailable');
       expect(await exit).toEqual({ code: 0, signal: null });
+      // The drain ran to its end: its last line is there (the process did not just run out of
+      // things to wait for while a commit's answer was pending).
+      expect(pair[0].stderr()).toMatch(/"msg":"stopped"/);
       // The other server rides the outage out and serves once PostgreSQL is back.
       await cluster.restart();
       const ready = await within(

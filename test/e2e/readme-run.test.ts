@@ -43,7 +43,7 @@ const SKIPPED = [
   'cd clients/rust && BIGPICTURE_TENANT=customer-tenant-id cargo run --example seed',
   // High availability on PostgreSQL: a PostgreSQL server and a load balancer of the site's own
   // (test/e2e/pg-failover.test.ts runs the pair for real).
-  "createdb -O bpls bplicense      # as PostgreSQL's administrator; the role bpls owns it",
+  `psql -c "CREATE ROLE bpls LOGIN PASSWORD '…'"   # as PostgreSQL's administrator`,
   'bp-license-server --data-dir /var/lib/bp-license-server serve --host 0.0.0.0 --port 8080',
   '# /etc/haproxy/haproxy.cfg',
 ];

@@ -1,3 +1,4 @@
+import { redactUrl } from '../../storage/pg/driver.ts';
 import type { Command } from 'commander';
 import { AppError } from '../../errors.ts';
 import { initServer } from '../../init.ts';
@@ -67,7 +68,9 @@ export function registerInit(program: Command, kit: CommandKit): void {
             `public_key: ${info.public_key}`,
             ...(r.pinned === 'pinned' ? [`pinned vendor keys: ${kids}`] : []),
             'no new admin token was made (make one with: tokens create --name NAME)',
-            'to start over with a new server: init --force (the old files are moved aside as *.replaced-<time>)',
+            g.database
+              ? `its database: ${redactUrl(g.database)} (shared by every node; init --force does not apply)`
+              : 'to start over with a new server: init --force (the old files are moved aside as *.replaced-<time>)',
           ].join('\n'),
         );
         return;
@@ -84,7 +87,7 @@ export function registerInit(program: Command, kit: CommandKit): void {
       };
       emit(kit.io, g.json, result, () =>
         [
-          `initialised ${g.dataDir}`,
+          `initialised ${g.dataDir}${g.database ? ` for the PostgreSQL database ${redactUrl(g.database)}` : ''}`,
           `server_id:   ${info.server_id}`,
           `public_key:  ${info.public_key}`,
           `kid:         ${info.kid}`,
@@ -92,6 +95,11 @@ export function registerInit(program: Command, kit: CommandKit): void {
           `vendor keys: ${kids || '(none: no bundle can be imported until one is pinned with init --vendor-key)'}`,
           '',
           'The admin token is shown this once; keep it safe (it is stored only as a keyed hash).',
+          ...(g.database
+            ? [
+                'Copy this data directory (server.key, server.json) to every node that serves this database.',
+              ]
+            : []),
           ...(r.movedAside.length
             ? ['', `the previous server's files were kept as: ${r.movedAside.join(', ')}`]
             : []),

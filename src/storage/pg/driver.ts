@@ -192,6 +192,7 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
   asyncCh.port1.on('message', (r: Reply) => {
     const p = pending.get(r.id);
     pending.delete(r.id);
+    if (pending.size === 0) asyncCh.port1.unref();
     p?.resolve(r);
   });
   asyncCh.port1.unref();
@@ -426,6 +427,9 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
       const id = nextId++;
       const p = new Promise<Reply>((resolve) => pending.set(id, { resolve }));
       post({ id, conn: 0, sql, params: params.map(toParam), reply: 'async' });
+      // An answer awaited keeps the process alive (a COMMIT at shutdown is answered, and the
+      // drain goes on); with none awaited the port lets the process end.
+      if (pending.size === 1) asyncCh.port1.ref();
       return p.then((r) => {
         if (!r.ok) throw new PgError(r.error);
         return { rows: r.rows, count: r.count };

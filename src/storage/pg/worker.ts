@@ -84,6 +84,11 @@ function toWire(err: unknown): WireError {
   ) {
     return unavailable(e.message ?? String(err));
   }
+  // pg's own words for a login it could not even attempt (a password the server asks for and the
+  // URL and PGPASSWORD do not give): a refused login, as PostgreSQL's 28P01 says it.
+  if (code === undefined && /SASL|SCRAM|password/i.test(e.message ?? '')) {
+    return { message: e.message ?? String(err), code: '28P01' };
+  }
   // Anything else without a code is ours (a bug), not the database's absence.
   if (code === undefined) return { message: e.message ?? String(err), code: 'BPLS_PG_DRIVER' };
   return {
