@@ -19,6 +19,10 @@
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import path from 'node:path';
 import {
+  endsTransaction,
+  READ,
+  ROLLBACK_TO,
+  TX_START,
   UNAVAILABLE,
   type Reply,
   type Request,
@@ -78,8 +82,6 @@ interface Translated {
 }
 
 const CONTROL = /^\s*(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE)\b/i;
-
-const READ = /^\s*(SELECT|WITH)\b/i;
 
 /**
  * Rewrites one statement of the portable subset for PostgreSQL (see the module comment). Quoted
@@ -208,12 +210,12 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
   let names = 0;
 
   function trackTx(sql: string): void {
-    if (/^\s*(BEGIN|START)\b/i.test(sql)) {
+    if (TX_START.test(sql)) {
       inTx = true;
       txSerial++;
-    } else if (/^\s*(COMMIT|END|ABORT)\b/i.test(sql) || /^\s*ROLLBACK\s*;?\s*$/i.test(sql)) {
+    } else if (endsTransaction(sql)) {
       inTx = false;
-    } else if (/^\s*ROLLBACK\s+TO\b/i.test(sql)) {
+    } else if (ROLLBACK_TO.test(sql)) {
       undone++;
     }
   }
@@ -271,7 +273,7 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
         post({ ...req, id: nextId++, reply: 'none' });
         return { rows: [], count: 0 };
       }
-      if (/^\s*(BEGIN|START)\b/i.test(req.sql)) inTx = false;
+      if (TX_START.test(req.sql)) inTx = false;
       throw new PgError({
         message: 'the PostgreSQL server cannot be reached (waiting for it to answer again)',
         code: UNAVAILABLE,
@@ -415,7 +417,7 @@ export function openPg(url: string, opts: PgOptions = {}): PgDb {
     },
     exec(sql: string, o: { raw?: boolean } = {}): void {
       trackTx(sql);
-      if (!/^\s*(SELECT|WITH)\b/i.test(sql)) writes++;
+      if (!READ.test(sql)) writes++;
       call({ conn: 0, sql: o.raw ? sql : translate(sql).text, multi: true });
     },
     query(sql, params = []) {

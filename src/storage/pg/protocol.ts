@@ -39,3 +39,16 @@ export type Reply =
 
 /** Our code for "PostgreSQL cannot be reached" (connection refused, lost, timed out). */
 export const UNAVAILABLE = 'BPLS_PG_UNAVAILABLE';
+
+/**
+ * What a statement does to its connection's transaction, read from its first words: the one
+ * reading both threads use (the main thread's inTransaction, the worker's per-connection state).
+ */
+export const TX_START = /^\s*(BEGIN|START)\b/i;
+export const ROLLBACK_TO = /^\s*ROLLBACK\s+TO\b/i;
+/** Ends the transaction (COMMIT, END, ROLLBACK, ABORT; a ROLLBACK TO a savepoint does not). */
+export const endsTransaction = (sql: string): boolean =>
+  /^\s*(COMMIT|ROLLBACK|END|ABORT)\b/i.test(sql) && !ROLLBACK_TO.test(sql);
+export const COMMIT = /^\s*(COMMIT|END)\b/i;
+/** A plain read: outside a transaction it may go to the reader connection. */
+export const READ = /^\s*(SELECT|WITH)\b/i;

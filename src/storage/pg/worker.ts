@@ -18,6 +18,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import {
+  COMMIT,
+  endsTransaction,
+  ROLLBACK_TO,
+  TX_START,
   UNAVAILABLE,
   type Reply,
   type Request,
@@ -150,17 +154,12 @@ function answer(req: Request, reply: Reply): void {
   }
 }
 
-const TX_START = /^\s*(BEGIN|START)\b/i;
-const TX_END = /^\s*(COMMIT|ROLLBACK|END|ABORT)\b/i;
-const ROLLBACK_TO = /^\s*ROLLBACK\s+TO\b/i;
-const COMMIT = /^\s*(COMMIT|END)\b/i;
-
 const ok = (id: number): Reply => ({ id, ok: true, rows: [], count: 0 });
 
 function handle(req: Request): void {
   const conn = conns[req.conn];
   const starts = TX_START.test(req.sql);
-  const ends = TX_END.test(req.sql) && !ROLLBACK_TO.test(req.sql);
+  const ends = endsTransaction(req.sql);
   const isCommit = ends && COMMIT.test(req.sql);
   if (conn.inTx && conn.txError && ROLLBACK_TO.test(req.sql) && conn.txError.code !== UNAVAILABLE) {
     // Back to a savepoint before the failure: the transaction goes on.
