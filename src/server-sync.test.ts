@@ -100,7 +100,10 @@ describe('startServer with sync', () => {
       // The outbound sync's first run (1 s after start) pulls (nothing newer) and pushes an export.
       await until('an export at the stand-in', () => cloud.exports.length === 1);
       expect(cloud.exports[0]!.seq).toBe('1');
-      expect(lines.some((l) => l.includes('"msg":"sync push: export delivered"'))).toBe(true);
+      // The stand-in holds the export before the server has read its answer and logged it.
+      await until('the delivery in the log', () =>
+        lines.some((l) => l.includes('"msg":"sync push: export delivered"')),
+      );
       // Both ran on the server's connection: no second one was opened.
       expect(connectionsTo(db)).toBe(1);
       expect(server.ctx.services.audit.verify().ok).toBe(true);
